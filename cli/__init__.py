@@ -1,0 +1,1 @@
+"""The darp-onnx command line (installed as the package darp_onnx.cli)."""

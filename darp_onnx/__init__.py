@@ -1,0 +1,14 @@
+"""darp-onnx: prune ONNX models at graph level with a differentiable architecture search."""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+
+from darp_onnx.errors import BadInputError, DarpError, UnsupportedOpError, ValidationFailedError
+
+try:
+    __version__ = version("darp-onnx")
+except PackageNotFoundError:  # running from a source tree that is not installed
+    __version__ = "0.0.0+local"
+
+__all__ = ["BadInputError", "DarpError", "UnsupportedOpError", "ValidationFailedError", "__version__"]

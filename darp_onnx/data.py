@@ -1,0 +1,77 @@
+"""Input data: synthetic inputs drawn from a model's input spec (more sources arrive with `prune`)."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+
+from darp_onnx.errors import BadInputError
+
+_NP_TYPES = {
+    onnx.TensorProto.FLOAT: np.float32,
+    onnx.TensorProto.FLOAT16: np.float16,
+    onnx.TensorProto.DOUBLE: np.float64,
+    onnx.TensorProto.INT64: np.int64,
+    onnx.TensorProto.INT32: np.int32,
+    onnx.TensorProto.UINT8: np.uint8,
+    onnx.TensorProto.INT8: np.int8,
+    onnx.TensorProto.BOOL: np.bool_,
+}
+
+
+def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
+    """Inputs the caller feeds (initializers listed as inputs by old exporters are excluded)."""
+    initializers = {t.name for t in model.graph.initializer}
+    return [i for i in model.graph.input if i.name not in initializers]
+
+
+def input_shape(
+    value: onnx.ValueInfoProto, batch: int, overrides: Mapping[str, tuple[int, ...]] | None = None
+) -> tuple[int, ...]:
+    """Concrete shape for one input: an override, else the declared dims with a symbolic or unknown
+    leading dim set to `batch`. Other unknown dims are an error naming the input and the flag."""
+    if overrides and value.name in overrides:
+        return tuple(int(d) for d in overrides[value.name])
+    dims = value.type.tensor_type.shape.dim
+    shape: list[int] = []
+    for axis, dim in enumerate(dims):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            shape.append(int(dim.dim_value))
+        elif axis == 0:
+            shape.append(batch)
+        else:
+            raise BadInputError(
+                f"input '{value.name}' has a symbolic dim '{dim.dim_param or '?'}' on axis {axis}; "
+                f"give its shape with --input-shape {value.name}=1x3x224x224 (your sizes)"
+            )
+    return tuple(shape)
+
+
+def synthetic_inputs(
+    model: onnx.ModelProto,
+    *,
+    batch: int = 2,
+    seed: int = 0,
+    shapes: Mapping[str, tuple[int, ...]] | None = None,
+) -> dict[str, np.ndarray]:
+    """Random inputs matching the input spec: standard normal floats, small non-negative ints."""
+    rng = np.random.default_rng(seed)
+    feeds: dict[str, np.ndarray] = {}
+    for value in graph_inputs(model):
+        elem = value.type.tensor_type.elem_type
+        if elem not in _NP_TYPES:
+            raise BadInputError(
+                f"input '{value.name}' has element type {onnx.TensorProto.DataType.Name(elem)}; "
+                "darp-onnx cannot make synthetic data for it, pass --data"
+            )
+        shape = input_shape(value, batch, shapes)
+        dtype = _NP_TYPES[elem]
+        if np.issubdtype(dtype, np.floating):
+            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
+        elif dtype == np.bool_:
+            feeds[value.name] = rng.integers(0, 2, size=shape).astype(np.bool_)
+        else:
+            feeds[value.name] = rng.integers(0, 4, size=shape).astype(dtype)
+    return feeds

@@ -1,0 +1,196 @@
+"""Loading and saving ONNX files safely.
+
+Loading never changes the file on disk, refuses external-data paths that leave the model's folder and
+turns every failure into a one-line `BadInputError` that names the file and says what to do. Saving
+writes to a temporary file in the destination folder and renames it into place, so a crash leaves
+either the old file or the new one, never half of one; it never overwrites the input model.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+
+import onnx
+from onnx import external_data_helper, shape_inference
+
+from darp_onnx.errors import BadInputError
+
+MIN_OPSET = 7
+# Protobuf cannot serialise a message over 2 GiB; above this we write weights as external data.
+EXTERNAL_DATA_THRESHOLD_BYTES = 1_800_000_000
+DEFAULT_DOMAINS = ("", "ai.onnx")
+
+
+def max_known_opset() -> int:
+    return onnx.defs.onnx_opset_version()
+
+
+def default_opset(model: onnx.ModelProto) -> int:
+    """The model's opset for the default ONNX domain (1 when it names none, per the spec)."""
+    for entry in model.opset_import:
+        if entry.domain in DEFAULT_DOMAINS:
+            return int(entry.version)
+    return 1
+
+
+def load_model(path: str | os.PathLike, *, infer_shapes: bool = True) -> onnx.ModelProto:
+    """Read, check and (optionally) shape-infer an ONNX file; raises BadInputError on any problem."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"{path}: no such file; check the path to the ONNX model")
+    if path.is_dir():
+        raise BadInputError(f"{path}: is a folder, not an ONNX file; pass the path of the .onnx file")
+    try:
+        model = onnx.load(str(path), load_external_data=False)
+    except Exception as exc:  # protobuf raises DecodeError, RuntimeError or ValueError depending on damage
+        raise BadInputError(
+            f"{path}: not a readable ONNX model (the file is truncated or not ONNX: {_first_line(exc)}); "
+            "re-export or re-download it"
+        ) from None
+    _check_structure(model, path)
+    _check_opset(model, path)
+    if infer_shapes:
+        # Shape inference runs before external weights are attached: it needs only dims, and this keeps
+        # models over 2 GiB out of the protobuf serialiser.
+        model = _infer_shapes(model, path)
+    _load_external_data(model, path)
+    return model
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def _check_structure(model: onnx.ModelProto, path: Path) -> None:
+    if not model.HasField("graph") or (len(model.graph.node) == 0 and len(model.graph.output) == 0):
+        raise BadInputError(
+            f"{path}: holds no ONNX graph (empty, truncated or not an ONNX file); re-export the model"
+        )
+    initializer_names = {t.name for t in model.graph.initializer}
+    real_inputs = [i for i in model.graph.input if i.name not in initializer_names]
+    if not real_inputs:
+        raise BadInputError(
+            f"{path}: the graph has no inputs, so there is nothing to feed it; re-export it with its "
+            "inputs as graph inputs rather than constants"
+        )
+    if not model.graph.output:
+        raise BadInputError(f"{path}: the graph has no outputs; re-export it with its outputs declared")
+
+
+def _check_opset(model: onnx.ModelProto, path: Path) -> None:
+    opset = default_opset(model)
+    if opset < MIN_OPSET:
+        raise BadInputError(
+            f"{path}: opset {opset} is older than {MIN_OPSET}, the oldest darp-onnx reads; convert it "
+            f"with onnx.version_converter.convert_version(model, {MIN_OPSET}) or re-export with a newer opset"
+        )
+    if opset > max_known_opset():
+        raise BadInputError(
+            f"{path}: opset {opset} is newer than the installed onnx {onnx.__version__} knows "
+            f"(up to {max_known_opset()}); upgrade onnx (pip install -U onnx) or export with "
+            f"opset {max_known_opset()} or lower"
+        )
+
+
+def _infer_shapes(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
+    try:
+        return shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
+    except Exception as exc:
+        raise BadInputError(
+            f"{path}: ONNX shape inference failed ({_first_line(exc)}); check the model with "
+            "onnx.checker.check_model and re-export it"
+        ) from None
+
+
+def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
+    base_dir = path.resolve().parent
+    tensors = [
+        t for t in external_data_helper._get_all_tensors(model) if external_data_helper.uses_external_data(t)
+    ]
+    for tensor in tensors:
+        info = external_data_helper.ExternalDataInfo(tensor)
+        target = (base_dir / info.location).resolve()
+        if base_dir not in target.parents:
+            raise BadInputError(
+                f"{path}: tensor '{tensor.name}' points at external data '{info.location}' outside the "
+                "model's folder; refusing to read it (move the data file next to the model)"
+            )
+        if not target.is_file():
+            raise BadInputError(
+                f"{path}: external data file '{info.location}' for tensor '{tensor.name}' is missing; "
+                "copy it next to the model"
+            )
+    if tensors:
+        try:
+            external_data_helper.load_external_data_for_model(model, str(base_dir))
+        except Exception as exc:
+            raise BadInputError(f"{path}: could not read external data ({_first_line(exc)})") from None
+
+
+def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:
+    a, b = Path(a), Path(b)
+    if a.exists() and b.exists():
+        return os.path.samefile(a, b)
+    return a.resolve() == b.resolve()
+
+
+def _weight_bytes(model: onnx.ModelProto) -> int:
+    return sum(len(t.raw_data) for t in external_data_helper._get_all_tensors(model))
+
+
+def save_model(
+    model: onnx.ModelProto,
+    path: str | os.PathLike,
+    *,
+    force: bool = False,
+    protect: tuple[str | os.PathLike, ...] = (),
+) -> Path:
+    """Write `model` atomically. Refuses to overwrite an existing file unless `force`, and refuses to
+    write over any path in `protect` (the input model) even with `force`. Large models get their
+    weights in a `<name>.data` file beside them."""
+    path = Path(path)
+    for guarded in protect:
+        if same_file(path, guarded):
+            raise BadInputError(
+                f"{path}: is the input model; darp-onnx never overwrites its input, choose another output path"
+            )
+    if path.exists() and not force:
+        raise BadInputError(f"{path}: already exists; pass --force to overwrite it or choose another path")
+    if path.exists() and path.is_dir():
+        raise BadInputError(f"{path}: is a folder; give a file path for the output model")
+    parent = path.resolve().parent
+    if not parent.is_dir():
+        raise BadInputError(f"{path}: folder {parent} does not exist; create it first")
+    large = _weight_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES
+    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
+    os.close(fd)
+    data_name = f"{path.name}.data"
+    tmp_data = parent / f".{data_name}.tmp"
+    try:
+        if large:
+            to_write = onnx.ModelProto()
+            to_write.CopyFrom(model)
+            external_data_helper.convert_model_to_external_data(
+                to_write, all_tensors_to_one_file=True, location=tmp_data.name, size_threshold=1024
+            )
+            onnx.save_model(to_write, tmp_name)
+            # The proto names the data file; rewrite it to the final name before the rename.
+            written = onnx.load(tmp_name, load_external_data=False)
+            for tensor in external_data_helper._get_all_tensors(written):
+                if external_data_helper.uses_external_data(tensor):
+                    for entry in tensor.external_data:
+                        if entry.key == "location":
+                            entry.value = data_name
+            onnx.save_model(written, tmp_name)
+            os.replace(tmp_data, parent / data_name)
+        else:
+            onnx.save_model(model, tmp_name)
+        os.replace(tmp_name, path)
+    except BaseException:
+        for leftover in (Path(tmp_name), tmp_data):
+            leftover.unlink(missing_ok=True)
+        raise
+    return path

@@ -1,0 +1,21 @@
+"""ONNX -> PyTorch proxy: converters in a registry keyed by (domain, op_type, since_version)."""
+
+from darp_onnx.proxy.model import ProxyModel, Step, build_proxy
+from darp_onnx.proxy.registry import (
+    OnnxMapping,
+    OperationConverterResult,
+    add_converter,
+    registered_keys,
+    supported_ops,
+)
+
+__all__ = [
+    "OnnxMapping",
+    "OperationConverterResult",
+    "ProxyModel",
+    "Step",
+    "add_converter",
+    "build_proxy",
+    "registered_keys",
+    "supported_ops",
+]

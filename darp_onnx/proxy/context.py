@@ -1,0 +1,103 @@
+"""What a converter may ask about the graph while it builds its module."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+from onnx import helper, numpy_helper
+
+# Half-precision models compute in float32 inside the proxy and are written back in their own dtype.
+_COMPUTE_DTYPE_OVERRIDES = {
+    onnx.TensorProto.FLOAT16: torch.float32,
+    onnx.TensorProto.BFLOAT16: torch.float32,
+}
+
+_ONNX_TO_TORCH = {
+    onnx.TensorProto.FLOAT: torch.float32,
+    onnx.TensorProto.DOUBLE: torch.float64,
+    onnx.TensorProto.FLOAT16: torch.float16,
+    onnx.TensorProto.BFLOAT16: torch.bfloat16,
+    onnx.TensorProto.INT8: torch.int8,
+    onnx.TensorProto.UINT8: torch.uint8,
+    onnx.TensorProto.INT16: torch.int16,
+    onnx.TensorProto.INT32: torch.int32,
+    onnx.TensorProto.INT64: torch.int64,
+    onnx.TensorProto.BOOL: torch.bool,
+}
+
+
+def onnx_to_torch_dtype(onnx_dtype: int, *, compute: bool = True) -> torch.dtype:
+    """The torch dtype for an ONNX element type; with `compute`, half types map to float32."""
+    if compute and onnx_dtype in _COMPUTE_DTYPE_OVERRIDES:
+        return _COMPUTE_DTYPE_OVERRIDES[onnx_dtype]
+    try:
+        return _ONNX_TO_TORCH[onnx_dtype]
+    except KeyError:
+        name = onnx.TensorProto.DataType.Name(onnx_dtype)
+        raise TypeError(f"ONNX element type {name} has no torch equivalent in darp-onnx") from None
+
+
+def node_attributes(node: onnx.NodeProto) -> dict[str, Any]:
+    """Attributes as Python values: strings decoded, tensors as numpy arrays."""
+    out: dict[str, Any] = {}
+    for attr in node.attribute:
+        value = helper.get_attribute_value(attr)
+        if isinstance(value, bytes):
+            value = value.decode("utf-8")
+        elif isinstance(value, onnx.TensorProto):
+            value = numpy_helper.to_array(value)
+        elif isinstance(value, list) and value and isinstance(value[0], bytes):
+            value = [v.decode("utf-8") for v in value]
+        out[attr.name] = value
+    return out
+
+
+@dataclass
+class ConvertContext:
+    """Read-only facts for converters: the opset, statically known tensors and inferred types/shapes."""
+
+    opset: int
+    constants: dict[str, np.ndarray] = field(default_factory=dict)
+    value_info: dict[str, onnx.ValueInfoProto] = field(default_factory=dict)
+    source: str = "<model>"
+
+    def constant(self, name: str) -> np.ndarray | None:
+        """The value of a tensor known before run time (initializer or Constant output), else None."""
+        if not name:
+            return None
+        return self.constants.get(name)
+
+    def elem_type(self, name: str) -> int | None:
+        info = self.value_info.get(name)
+        if info is None or not info.type.HasField("tensor_type"):
+            return None
+        return int(info.type.tensor_type.elem_type) or None
+
+    def rank(self, name: str) -> int | None:
+        if name in self.constants:
+            return int(np.ndim(self.constants[name]))
+        info = self.value_info.get(name)
+        if info is None or not info.type.tensor_type.HasField("shape"):
+            return None
+        return len(info.type.tensor_type.shape.dim)
+
+    def shape(self, name: str) -> list[int | str | None] | None:
+        """Inferred shape: ints for known dims, the symbol for symbolic ones, None for unknown."""
+        if name in self.constants:
+            return list(np.shape(self.constants[name]))
+        info = self.value_info.get(name)
+        if info is None or not info.type.tensor_type.HasField("shape"):
+            return None
+        dims: list[int | str | None] = []
+        for d in info.type.tensor_type.shape.dim:
+            if d.HasField("dim_value"):
+                dims.append(int(d.dim_value))
+            elif d.HasField("dim_param"):
+                dims.append(d.dim_param)
+            else:
+                dims.append(None)
+        return dims

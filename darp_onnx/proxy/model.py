@@ -1,0 +1,222 @@
+"""The trainable PyTorch proxy of an ONNX graph."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+import torch
+from torch import nn
+
+from darp_onnx.errors import BadInputError, UnsupportedOpError
+from darp_onnx.io import default_opset
+from darp_onnx.proxy.constants import TensorSource, collect_constants
+from darp_onnx.proxy.context import ConvertContext, onnx_to_torch_dtype
+from darp_onnx.proxy.registry import get_converter, normalise_domain, supported_ops
+
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+               onnx.TensorProto.DOUBLE)
+
+# A hook that may replace the inputs of one step (the gate mechanism of the search plugs in here).
+InputTransform = Callable[[list], list]
+
+
+@dataclass(frozen=True)
+class Step:
+    """One executed node: its module index and the ONNX names it reads and writes."""
+
+    node_name: str
+    op_type: str
+    inputs: tuple[str, ...]
+    outputs: tuple[str, ...]
+    free_after: tuple[str, ...]  # intermediate tensors no later step reads
+
+
+def _safe_key(name: str, taken: set[str]) -> str:
+    key = re.sub(r"\W", "_", name) or "t"
+    if key[0].isdigit():
+        key = "t_" + key
+    base, n = key, 1
+    while key in taken:
+        n += 1
+        key = f"{base}_{n}"
+    taken.add(key)
+    return key
+
+
+class ProxyModel(nn.Module):
+    """Executes an ONNX graph with torch ops, node by node, in topological order.
+
+    Float weights (initializers and Constant-node tensors) are `nn.Parameter`s in `self.weights`;
+    `self.param_sources[key]` says which ONNX tensor each one came from. Integer, shape and scalar
+    tensors are buffers. `forward` returns one tensor for a one-output graph, else a tuple.
+    """
+
+    def __init__(self, model: onnx.ModelProto, *, source: str = "<model>") -> None:
+        super().__init__()
+        self.source = source
+        self.opset = default_opset(model)
+        graph = model.graph
+        values, origins = collect_constants(model, source)
+        self.input_names = [i.name for i in graph.input if i.name not in values]
+        self.output_names = [o.name for o in graph.output]
+        self.input_elem_types = {i.name: int(i.type.tensor_type.elem_type) for i in graph.input}
+        value_info = {v.name: v for v in [*graph.input, *graph.value_info, *graph.output]}
+        ctx = ConvertContext(opset=self.opset, constants=values, value_info=value_info, source=source)
+
+        self.nodes = nn.ModuleList()
+        steps: list[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...]]] = []
+        static_uses: dict[str, bool] = {}  # tensor -> True while every use so far is static
+        for node in graph.node:
+            if node.op_type == "Constant" and normalise_domain(node.domain) == "":
+                continue
+            result = self._convert(node, ctx)
+            self.nodes.append(result.torch_module)
+            mapping = result.onnx_mapping
+            steps.append((node, tuple(mapping.inputs), tuple(mapping.outputs)))
+            for pos, name in enumerate(mapping.inputs):
+                if name in values:
+                    static_uses[name] = static_uses.get(name, True) and pos in result.static_inputs
+
+        self.weights = nn.ParameterDict()
+        self.param_sources: dict[str, TensorSource] = {}
+        self._tensor_keys: dict[str, str] = {}  # ONNX name -> parameter or buffer key
+        taken: set[str] = set()
+        for name, array in values.items():
+            origin = origins[name]
+            is_float = origin.onnx_dtype in FLOAT_TYPES
+            tensor = self._to_tensor(array, origin.onnx_dtype)
+            key = _safe_key(name, taken)
+            self._tensor_keys[name] = key
+            if is_float and array.size > 1 and not static_uses.get(name, False):
+                self.weights[key] = nn.Parameter(tensor)
+            else:
+                self.register_buffer("c_" + key, tensor, persistent=True)
+            self.param_sources[key] = origin
+        self._steps = self._plan(steps)
+        self.input_transforms: dict[int, InputTransform] = {}
+        self._onnx_model = model  # read only, for writing trained weights back
+
+    def to_onnx(self) -> onnx.ModelProto:
+        """A copy of the source ONNX model carrying this proxy's current weights."""
+        from darp_onnx.proxy.export import proxy_to_onnx
+
+        return proxy_to_onnx(self, self._onnx_model)
+
+    def _convert(self, node: onnx.NodeProto, ctx: ConvertContext):
+        domain = normalise_domain(node.domain)
+        opset = self.opset
+        if domain:
+            raise UnsupportedOpError(
+                f"{self.source}: node '{node.name}' uses op {node.domain}::{node.op_type}, a custom-domain "
+                f"op darp-onnx cannot convert; supported ops: {', '.join(supported_ops())}"
+            )
+        converter = get_converter(node.op_type, opset, domain)
+        if converter is None:
+            raise UnsupportedOpError(
+                f"{self.source}: node '{node.name}' uses op {node.op_type} (opset {opset}), which darp-onnx "
+                f"cannot convert; supported ops: {', '.join(supported_ops())}"
+            )
+        try:
+            return converter(node, ctx)
+        except (BadInputError, UnsupportedOpError):
+            raise
+        except NotImplementedError as exc:
+            raise UnsupportedOpError(
+                f"{self.source}: node '{node.name}' ({node.op_type}, opset {opset}): {exc}"
+            ) from None
+
+    @staticmethod
+    def _to_tensor(array: np.ndarray, onnx_dtype: int) -> torch.Tensor:
+        if array.dtype.kind == "U" or array.dtype == object:
+            raise BadInputError("string tensors are not supported by darp-onnx")
+        dtype = onnx_to_torch_dtype(onnx_dtype)
+        return torch.from_numpy(np.array(array, copy=True)).to(dtype)
+
+    def _plan(self, steps) -> list[Step]:
+        last_use: dict[str, int] = {}
+        for idx, (_, inputs, _) in enumerate(steps):
+            for name in inputs:
+                if name:
+                    last_use[name] = idx
+        keep = set(self.output_names) | set(self._tensor_keys)
+        frees: dict[int, list[str]] = {}
+        for name, idx in last_use.items():
+            if name not in keep:
+                frees.setdefault(idx, []).append(name)
+        return [
+            Step(node.name, node.op_type, inputs, outputs, tuple(frees.get(idx, ())))
+            for idx, (node, inputs, outputs) in enumerate(steps)
+        ]
+
+    @property
+    def steps(self) -> Sequence[Step]:
+        return self._steps
+
+    def tensor(self, onnx_name: str) -> torch.Tensor:
+        """The parameter or buffer that holds an ONNX constant tensor."""
+        key = self._tensor_keys[onnx_name]
+        if key in self.weights:
+            return self.weights[key]
+        return getattr(self, "c_" + key)
+
+    def parameter_key(self, onnx_name: str) -> str | None:
+        key = self._tensor_keys.get(onnx_name)
+        return key if key is not None and key in self.weights else None
+
+    def run(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        """Compute every graph output from named inputs."""
+        env: dict[str, torch.Tensor] = {}
+        for name in self._tensor_keys:
+            env[name] = self.tensor(name)
+        for name in self.input_names:
+            if name not in inputs:
+                raise BadInputError(f"{self.source}: missing value for graph input '{name}'")
+            value = inputs[name]
+            if not isinstance(value, torch.Tensor):
+                value = torch.as_tensor(np.asarray(value))
+            if value.dtype in (torch.float16, torch.bfloat16):
+                value = value.float()
+            env[name] = value
+        transforms = self.input_transforms
+        for idx, (step, module) in enumerate(zip(self._steps, self.nodes)):
+            args = [env[name] if name else None for name in step.inputs]
+            if idx in transforms:
+                args = transforms[idx](args)
+            result = module(*args)
+            if len(step.outputs) == 1:
+                env[step.outputs[0]] = result
+            else:
+                for name, value in zip(step.outputs, result):
+                    if name:
+                        env[name] = value
+            for name in step.free_after:
+                env.pop(name, None)
+        return {name: env[name] for name in self.output_names}
+
+    def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor):
+        if len(args) > len(self.input_names):
+            raise BadInputError(
+                f"{self.source}: got {len(args)} inputs, the graph takes {len(self.input_names)}"
+            )
+        named = dict(zip(self.input_names, args))
+        named.update(kwargs)
+        outputs = self.run(named)
+        values = tuple(outputs[name] for name in self.output_names)
+        return values[0] if len(values) == 1 else values
+
+
+def build_proxy(model: onnx.ModelProto, *, source: str = "<model>") -> ProxyModel:
+    """Convert a loaded ONNX model into a trainable `ProxyModel` (see `darp_onnx.io.load_model`)."""
+    import darp_onnx.proxy.ops  # noqa: F401  (registers the converters)
+
+    if any(node.op_type in ("If", "Loop", "Scan") for node in model.graph.node):
+        node = next(n for n in model.graph.node if n.op_type in ("If", "Loop", "Scan"))
+        raise UnsupportedOpError(
+            f"{source}: node '{node.name}' uses control flow ({node.op_type}), which darp-onnx cannot "
+            "convert; export the model without data-dependent control flow"
+        )
+    return ProxyModel(model, source=source)
