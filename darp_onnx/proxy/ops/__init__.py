@@ -2,5 +2,18 @@
 
 from darp_onnx.proxy.ops import (  # noqa: F401
     activations,
+    concat_split,
+    conv,
     elementwise,
+    gather,
+    linear,
+    logic,
+    normalization,
+    pad,
+    pooling,
+    recurrent,
+    reduce,
+    resize,
+    shape_ops,
+    tensor,
 )

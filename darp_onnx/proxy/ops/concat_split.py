@@ -1,0 +1,3 @@
+"""(converters to come)"""
+
+__all__: list[str] = []
