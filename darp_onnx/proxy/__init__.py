@@ -9,6 +9,9 @@ from darp_onnx.proxy.registry import (
     supported_ops,
 )
 
+# Importing the converter modules registers them; after the names above so they can import them.
+from darp_onnx.proxy import ops  # noqa: E402, F401
+
 __all__ = [
     "OnnxMapping",
     "OperationConverterResult",

@@ -211,8 +211,6 @@ class ProxyModel(nn.Module):
 
 def build_proxy(model: onnx.ModelProto, *, source: str = "<model>") -> ProxyModel:
     """Convert a loaded ONNX model into a trainable `ProxyModel` (see `darp_onnx.io.load_model`)."""
-    import darp_onnx.proxy.ops  # noqa: F401  (registers the converters)
-
     if any(node.op_type in ("If", "Loop", "Scan") for node in model.graph.node):
         node = next(n for n in model.graph.node if n.op_type in ("If", "Loop", "Scan"))
         raise UnsupportedOpError(

@@ -1,3 +1,224 @@
-"""(converters to come)"""
+"""Tensor creation and conversion: Cast, CastLike, ConstantOfShape, Expand, Tile, Range, Identity, Dropout,
+EyeLike, NonZero, OneHot.
 
-__all__: list[str] = []
+Half-precision targets compute in float32 (see context.onnx_to_torch_dtype); Cast/CastLike to a half
+type still round through that type, so values equal onnxruntime's.
+"""
+
+from __future__ import annotations
+
+import math
+
+import onnx
+import torch
+from torch import nn
+
+from darp_onnx.proxy.context import node_attributes, onnx_to_torch_dtype
+from darp_onnx.proxy.ops.common import FunctionModule, result_for, to_int_list
+from darp_onnx.proxy.registry import add_converter
+
+__all__ = ["Cast", "ConstantOfShape", "Dropout", "EyeLike", "OneHot", "Range"]
+
+_HALF = {onnx.TensorProto.FLOAT16: torch.float16, onnx.TensorProto.BFLOAT16: torch.bfloat16}
+
+
+def _torch_dtype(onnx_type: int, what: str) -> torch.dtype:
+    try:
+        return onnx_to_torch_dtype(onnx_type)
+    except TypeError as exc:
+        raise NotImplementedError(f"{what}: {exc}") from None
+
+
+class Cast(nn.Module):
+    """Converts to `dtype`; float -> int truncates toward zero (as torch and onnxruntime do).
+
+    `round_via` is the half type to round through when the ONNX target is float16/bfloat16.
+    """
+
+    def __init__(self, dtype: torch.dtype, round_via: torch.dtype | None = None) -> None:
+        super().__init__()
+        self.dtype = dtype
+        self.round_via = round_via
+
+    def forward(self, x: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+        if self.round_via is not None:
+            return x.to(self.round_via).to(self.dtype)
+        return x.to(self.dtype)
+
+    def extra_repr(self) -> str:
+        return f"dtype={self.dtype}, round_via={self.round_via}"
+
+
+class ConstantOfShape(nn.Module):
+    def __init__(self, value: float | int | bool, dtype: torch.dtype) -> None:
+        super().__init__()
+        self.value = value
+        self.dtype = dtype
+
+    def forward(self, shape: torch.Tensor) -> torch.Tensor:
+        return torch.full(to_int_list(shape), self.value, dtype=self.dtype, device=shape.device)
+
+    def extra_repr(self) -> str:
+        return f"value={self.value}, dtype={self.dtype}"
+
+
+def _expand(x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+    """Bidirectional broadcast: the target may hold 1s where the input is larger."""
+    return x.expand(torch.broadcast_shapes(x.shape, tuple(to_int_list(shape))))
+
+
+def _tile(x: torch.Tensor, repeats: torch.Tensor) -> torch.Tensor:
+    return x.repeat(to_int_list(repeats))
+
+
+class Range(nn.Module):
+    """start + i * delta for i < max(ceil((limit - start) / delta), 0), in the inputs' dtype."""
+
+    def forward(self, start: torch.Tensor, limit: torch.Tensor, delta: torch.Tensor) -> torch.Tensor:
+        dtype = start.dtype
+        if dtype.is_floating_point:
+            # onnxruntime takes limit - start in the input dtype, then divides in double.
+            span = float((limit - start).reshape(()))
+            n = math.ceil(span / float(delta.reshape(())))
+        else:
+            s, lim, d = int(start.reshape(())), int(limit.reshape(())), int(delta.reshape(()))
+            n = -((s - lim) // d)
+        steps = torch.arange(max(n, 0), device=start.device, dtype=dtype)
+        return start.reshape(()) + steps * delta.reshape(())
+
+
+class Dropout(nn.Module):
+    """Inference-mode Dropout: the identity, with an all-True (all-one before opset 10) mask."""
+
+    def __init__(self, n_outputs: int, bool_mask: bool) -> None:
+        super().__init__()
+        self.n_outputs = n_outputs
+        self.bool_mask = bool_mask
+
+    def forward(self, x: torch.Tensor, ratio=None, training_mode=None):
+        if training_mode is not None and bool(training_mode.reshape(-1)[0]):
+            raise NotImplementedError("Dropout with training_mode=True at run time is not supported")
+        if self.n_outputs == 1:
+            return x
+        mask = torch.ones_like(x, dtype=torch.bool) if self.bool_mask else torch.ones_like(x)
+        return x, mask
+
+
+class EyeLike(nn.Module):
+    def __init__(self, k: int, dtype: torch.dtype | None) -> None:
+        super().__init__()
+        self.k = k
+        self.dtype = dtype
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        rows = torch.arange(x.shape[0], device=x.device).unsqueeze(1)
+        cols = torch.arange(x.shape[1], device=x.device).unsqueeze(0)
+        return (cols - rows == self.k).to(self.dtype or x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"k={self.k}, dtype={self.dtype}"
+
+
+def _nonzero(x: torch.Tensor) -> torch.Tensor:
+    if x.dim() == 0:
+        return torch.zeros((0, int(bool(x))), dtype=torch.int64, device=x.device)
+    return torch.nonzero(x).t().contiguous()
+
+
+class OneHot(nn.Module):
+    """Indices in [-depth, depth) are one-hot encoded along `axis` (negative ones wrap); others are
+    all `off`."""
+
+    def __init__(self, axis: int) -> None:
+        super().__init__()
+        self.axis = axis
+
+    def forward(self, indices: torch.Tensor, depth: torch.Tensor, values: torch.Tensor) -> torch.Tensor:
+        d = int(depth.reshape(-1)[0])
+        idx = indices.long()
+        idx = torch.where(idx < 0, idx + d, idx)
+        axis = self.axis + idx.dim() + 1 if self.axis < 0 else self.axis
+        classes = torch.arange(d, device=idx.device).reshape([d] + [1] * (idx.dim() - axis))
+        hot = idx.unsqueeze(axis) == classes
+        return torch.where(hot, values[1], values[0])
+
+    def extra_repr(self) -> str:
+        return f"axis={self.axis}"
+
+
+@add_converter("Cast")
+def convert_cast(node, ctx):
+    to = int(node_attributes(node)["to"])  # `saturate` (opset 19) only matters for float8 targets
+    return result_for(node, Cast(_torch_dtype(to, "Cast 'to'"), _HALF.get(to)))
+
+
+@add_converter("CastLike")
+def convert_cast_like(node, ctx):
+    target = ctx.elem_type(node.input[1])
+    const = ctx.constant(node.input[1])
+    if target is None and const is not None:
+        target = onnx.helper.np_dtype_to_tensor_dtype(const.dtype)
+    if target is None:
+        raise NotImplementedError("CastLike: the target_type input's element type is unknown")
+    return result_for(node, Cast(_torch_dtype(target, "CastLike"), _HALF.get(target)), static_inputs=[1])
+
+
+@add_converter("ConstantOfShape")
+def convert_constant_of_shape(node, ctx):
+    value, onnx_type = 0.0, onnx.TensorProto.FLOAT
+    for attr in node.attribute:
+        if attr.name == "value":
+            onnx_type = int(attr.t.data_type)
+            value = onnx.numpy_helper.to_array(attr.t).reshape(-1)[0].item()
+    return result_for(node, ConstantOfShape(value, _torch_dtype(onnx_type, "ConstantOfShape value")))
+
+
+@add_converter("Expand")
+def convert_expand(node, ctx):
+    return result_for(node, FunctionModule(_expand, "expand"))
+
+
+@add_converter("Tile")
+def convert_tile(node, ctx):
+    if len(node.input) == 3:  # opset 1: tiles + axis inputs
+        raise NotImplementedError("Tile with the opset-1 tiles/axis inputs is not supported")
+    return result_for(node, FunctionModule(_tile, "tile"))
+
+
+@add_converter("Range")
+def convert_range(node, ctx):
+    return result_for(node, Range())
+
+
+@add_converter("Identity")
+def convert_identity(node, ctx):
+    return result_for(node, FunctionModule(lambda x: x, "identity"))
+
+
+@add_converter("Dropout")
+def convert_dropout(node, ctx):
+    attrs = node_attributes(node)
+    if attrs.get("is_test", 1) == 0:
+        raise NotImplementedError("Dropout with is_test=0 (training mode) is not supported")
+    if len(node.input) > 2 and node.input[2]:
+        mode = ctx.constant(node.input[2])
+        if mode is not None and bool(mode.reshape(-1)[0]):
+            raise NotImplementedError("Dropout with training_mode=True is not supported (inference only)")
+    return result_for(node, Dropout(len(node.output), ctx.opset >= 10), static_inputs=[1, 2])
+
+
+@add_converter("EyeLike")
+def convert_eye_like(node, ctx):
+    attrs = node_attributes(node)
+    dtype = _torch_dtype(int(attrs["dtype"]), "EyeLike dtype") if "dtype" in attrs else None
+    return result_for(node, EyeLike(int(attrs.get("k", 0)), dtype), static_inputs=[0])
+
+
+@add_converter("NonZero")
+def convert_nonzero(node, ctx):
+    return result_for(node, FunctionModule(_nonzero, "nonzero"), static_inputs=[0])
+
+
+@add_converter("OneHot")
+def convert_one_hot(node, ctx):
+    return result_for(node, OneHot(int(node_attributes(node).get("axis", -1))))

@@ -1,0 +1,98 @@
+"""An independent MACs / parameter count read straight off an ONNX graph with static shapes.
+
+MACs are counted for the ops that dominate inference (Conv, ConvTranspose, Gemm, MatMul) at batch 1;
+elementwise ops, normalisation and pooling are not counted. Parameters are the elements of every float
+initializer and float Constant tensor that some node reads.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from math import prod
+
+import onnx
+
+from darp_onnx.shapes import static_shapes
+
+FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
+               onnx.TensorProto.DOUBLE}
+MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+
+
+@dataclass
+class GraphCount:
+    macs: int
+    params: int
+    node_macs: dict[str, int] = field(default_factory=dict)
+
+
+def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    for attr in node.attribute:
+        if attr.name == name:
+            return int(attr.i)
+    return default
+
+
+def node_macs(node: onnx.NodeProto, shapes: Mapping[str, tuple[int, ...]]) -> int | None:
+    """MACs of one node, or None when a needed shape is unknown."""
+    op = node.op_type
+    if op == "Conv":
+        out, w = shapes.get(node.output[0]), shapes.get(node.input[1])
+        if out is None or w is None:
+            return None
+        # every output element sums over (C_in / group) * kernel inputs
+        return prod(out) * prod(w[1:])
+    if op == "ConvTranspose":
+        x, w = shapes.get(node.input[0]), shapes.get(node.input[1])
+        if x is None or w is None:
+            return None
+        # every input element is spread over (C_out / group) * kernel outputs
+        return prod(x) * prod(w[1:])
+    if op == "Gemm":
+        a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
+        if a is None or out is None:
+            return None
+        k = a[0] if _attr(node, "transA", 0) else a[1]
+        return prod(out) * k
+    if op == "MatMul":
+        a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
+        if a is None or out is None:
+            return None
+        return prod(out) * a[-1]
+    return 0
+
+
+def weight_tensors(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """Float constants that some node reads: name -> dims."""
+    used = {name for node in model.graph.node for name in node.input}
+    used |= {o.name for o in model.graph.output}
+    found: dict[str, tuple[int, ...]] = {}
+    for init in model.graph.initializer:
+        if init.data_type in FLOAT_TYPES and init.name in used:
+            found[init.name] = tuple(int(d) for d in init.dims)
+    for node in model.graph.node:
+        if node.op_type != "Constant" or node.output[0] not in used:
+            continue
+        for attr in node.attribute:
+            if attr.name == "value" and attr.t.data_type in FLOAT_TYPES:
+                found[node.output[0]] = tuple(int(d) for d in attr.t.dims)
+            elif attr.name in ("value_float", "value_floats"):
+                found[node.output[0]] = () if attr.name == "value_float" else (len(attr.floats),)
+    return found
+
+
+def count_graph(
+    model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] | None = None
+) -> GraphCount:
+    shapes = static_shapes(model, input_shapes)
+    per_node: dict[str, int] = {}
+    for index, node in enumerate(model.graph.node):
+        if node.op_type not in MAC_OPS:
+            continue
+        macs = node_macs(node, shapes)
+        if macs is None:
+            raise ValueError(f"node '{node.name}' ({node.op_type}): shapes unknown, cannot count MACs")
+        per_node[node.name or f"#{index}"] = macs
+    params = sum(prod(dims) for dims in weight_tensors(model).values())
+    return GraphCount(macs=sum(per_node.values()), params=params, node_macs=per_node)

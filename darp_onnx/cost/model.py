@@ -1,0 +1,141 @@
+"""The cost model: MACs and parameters as functions of the groups' keep-vectors.
+
+Same counting rules as `count.py` (which reads a graph directly): the test suite checks that a
+rewritten model, counted afresh, costs exactly what this model predicts for its masks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from math import prod
+from typing import TYPE_CHECKING
+
+import numpy as np
+import onnx
+import torch
+
+from darp_onnx.cost.count import weight_tensors
+from darp_onnx.cost.expr import Affine, Monomial, Term
+from darp_onnx.shapes import static_shapes
+
+if TYPE_CHECKING:
+    from darp_onnx.groups.model import ChannelAnalysis
+
+
+@dataclass(frozen=True)
+class NodeCostTerm:
+    node: str
+    op_type: str
+    macs: Monomial
+
+
+def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    for attr in node.attribute:
+        if attr.name == name:
+            return int(attr.i)
+    return default
+
+
+class CostModel:
+    """MACs (batch 1) and parameters of a model under channel masks, exact or in expectation."""
+
+    def __init__(
+        self,
+        model: onnx.ModelProto,
+        analysis: ChannelAnalysis,
+        input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    ) -> None:
+        self.analysis = analysis
+        self.shapes = static_shapes(model, input_shapes)
+        node_branches: dict[str, tuple[int, ...]] = {}
+        for branch in analysis.branches:
+            for name in branch.nodes:
+                node_branches[name] = (*node_branches.get(name, ()), branch.group)
+        self.node_terms = [t for t in (self._node_term(n, node_branches) for n in model.graph.node) if t]
+        self.param_terms = self._param_terms(model, node_branches)
+        everything = analysis.all_kept()
+        self.full_macs = self.macs(everything)
+        self.full_params = self.params(everything)
+
+    # counts ---------------------------------------------------------------------------------------
+    def count(self, tensor: str, axis: int) -> Affine:
+        shape = self.shapes.get(tensor)
+        if shape is None:
+            raise ValueError(f"tensor '{tensor}': shape unknown; give the input shapes")
+        axis = axis % len(shape)
+        amap = self.analysis.axis_maps.get((tensor, axis))
+        if amap is None:
+            return Affine(int(shape[axis]))
+        covered = sum(s.stop - s.start for s in amap.segments)
+        terms = tuple(Term(s.group, s.start, s.stop, amap.repeat) for s in amap.segments)
+        return Affine(int(amap.size) - covered * amap.repeat, terms)
+
+    def _all_axes(self, tensor: str) -> tuple[Affine, ...]:
+        return tuple(self.count(tensor, i) for i in range(len(self.shapes[tensor])))
+
+    def _node_term(self, node: onnx.NodeProto, node_branches) -> NodeCostTerm | None:
+        op = node.op_type
+        presence = (node_branches[node.name],) if node.name in node_branches else ()
+        if op == "Conv":
+            w = self.shapes[node.input[1]]
+            factors = (*self._all_axes(node.output[0]), self.count(node.input[1], 1))
+            coef = prod(w[2:])
+        elif op == "ConvTranspose":
+            w = self.shapes[node.input[1]]
+            factors = (*self._all_axes(node.input[0]), self.count(node.input[1], 1))
+            coef = prod(w[2:])
+        elif op == "Gemm":
+            k_axis = 0 if _attr(node, "transA", 0) else 1
+            factors = (*self._all_axes(node.output[0]), self.count(node.input[0], k_axis))
+            coef = 1
+        elif op == "MatMul":
+            factors = (*self._all_axes(node.output[0]), self.count(node.input[0], -1))
+            coef = 1
+        else:
+            return None
+        return NodeCostTerm(node.name, op, Monomial(coef, factors, presence))
+
+    def _param_terms(self, model: onnx.ModelProto, node_branches) -> dict[str, Monomial]:
+        consumers: dict[str, list[str]] = {}
+        for node in model.graph.node:
+            for name in node.input:
+                consumers.setdefault(name, []).append(node.name)
+        graph_outputs = {o.name for o in model.graph.output}
+        terms: dict[str, Monomial] = {}
+        for name, dims in weight_tensors(model).items():
+            factors = tuple(self.count(name, i) for i in range(len(dims)))
+            users = consumers.get(name, [])
+            always = name in graph_outputs or any(u not in node_branches for u in users)
+            presence = () if always else tuple(node_branches[u] for u in users)
+            terms[name] = Monomial(1, factors, presence)
+        return terms
+
+    # evaluation -----------------------------------------------------------------------------------
+    def macs(self, masks: Mapping[int, np.ndarray]) -> int:
+        return int(sum(t.macs.value(masks) for t in self.node_terms))
+
+    def params(self, masks: Mapping[int, np.ndarray]) -> int:
+        return int(sum(m.value(masks) for m in self.param_terms.values()))
+
+    def node_macs(self, masks: Mapping[int, np.ndarray]) -> dict[str, int]:
+        return {t.node: t.macs.value(masks) for t in self.node_terms}
+
+    def expected_macs(self, probs: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        return _as_tensor(sum((t.macs.expected(probs) for t in self.node_terms), 0.0))
+
+    def expected_params(self, probs: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        return _as_tensor(sum((m.expected(probs) for m in self.param_terms.values()), 0.0))
+
+    def smallest_masks(self) -> dict[int, np.ndarray]:
+        """Every prunable group at its minimum (one unit, or none for a droppable branch)."""
+        masks = self.analysis.all_kept()
+        for group in self.analysis.prunable():
+            keep = np.zeros(group.size, dtype=bool)
+            keep[: group.min_keep] = True
+            masks[group.id] = keep
+        return masks
+
+
+def _as_tensor(value) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.tensor(float(value))

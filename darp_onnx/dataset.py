@@ -1,0 +1,155 @@
+"""Data sets for search and fine-tuning: named input arrays (first axis = samples), optional labels.
+
+Sources: an .npz file with arrays named after the model inputs (or `<split>_<input>`, e.g.
+`train_input`) and optional `labels` / `<split>_labels`; a folder of .npz files (concatenated) or of
+.npy files (a single-input model's samples); or synthetic inputs drawn from the input spec.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from darp_onnx.data import graph_inputs, synthetic_inputs
+from darp_onnx.errors import BadInputError
+
+
+@dataclass
+class Dataset:
+    inputs: dict[str, np.ndarray]
+    labels: np.ndarray | None = None
+    source: str = "<synthetic>"
+
+    def __len__(self) -> int:
+        return len(next(iter(self.inputs.values())))
+
+    def subset(self, indices: np.ndarray) -> Dataset:
+        labels = None if self.labels is None else self.labels[indices]
+        return Dataset({k: v[indices] for k, v in self.inputs.items()}, labels, self.source)
+
+    def split(self, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
+        """Two disjoint random parts, the first with `fraction` of the samples (at least one each)."""
+        order = np.random.default_rng(seed).permutation(len(self))
+        cut = min(max(int(round(len(self) * fraction)), 1), len(self) - 1)
+        return self.subset(order[:cut]), self.subset(order[cut:])
+
+    def batches(self, batch_size: int, rng: np.random.Generator) -> Iterator[np.ndarray]:
+        """Endless stream of index batches, reshuffled every epoch."""
+        while True:
+            order = rng.permutation(len(self))
+            for start in range(0, len(order), batch_size):
+                yield order[start : start + batch_size]
+
+
+def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 0,
+                      shapes: Mapping[str, tuple[int, ...]] | None = None) -> Dataset:
+    single = {k: v[0] for k, v in synthetic_inputs(model, batch=1, seed=seed, shapes=shapes).items()}
+    rng = np.random.default_rng(seed)
+    inputs = {}
+    for name, example in single.items():
+        if np.issubdtype(example.dtype, np.floating):
+            inputs[name] = rng.standard_normal((samples, *example.shape)).astype(example.dtype)
+        else:
+            inputs[name] = np.stack([example] * samples)
+    return Dataset(inputs, None, "<synthetic>")
+
+
+def _pick(arrays: Mapping[str, np.ndarray], name: str, split: str | None) -> np.ndarray | None:
+    for key in ([f"{split}_{name}"] if split else []) + [name]:
+        if key in arrays:
+            return arrays[key]
+    return None
+
+
+def _from_arrays(arrays: Mapping[str, np.ndarray], model: onnx.ModelProto, source: str,
+                 split: str | None) -> Dataset:
+    names = [v.name for v in graph_inputs(model)]
+    inputs: dict[str, np.ndarray] = {}
+    for name in names:
+        value = _pick(arrays, name, split)
+        if value is None:
+            candidates = [k for k in arrays if not k.endswith("labels")]
+            if len(names) == 1 and len(candidates) == 1:
+                value = arrays[candidates[0]]
+            else:
+                raise BadInputError(
+                    f"{source}: no array for model input '{name}' (found {', '.join(sorted(arrays)) or 'none'}); "
+                    f"name the array '{name}'" + (f" or '{split}_{name}'" if split else "")
+                )
+        inputs[name] = np.asarray(value)
+    labels = _pick(arrays, "labels", split)
+    return Dataset(inputs, None if labels is None else np.asarray(labels), source)
+
+
+def load_dataset(path: str | Path, model: onnx.ModelProto, *, split: str | None = "train") -> Dataset:
+    """Read an .npz file or a folder of .npz/.npy files and check it against the model's inputs."""
+    path = Path(path)
+    if not path.exists():
+        raise BadInputError(f"{path}: no such data file or folder; check --data")
+    try:
+        if path.is_dir():
+            dataset = _load_folder(path, model, split)
+        elif path.suffix == ".npz":
+            with np.load(path, allow_pickle=False) as archive:
+                dataset = _from_arrays(dict(archive.items()), model, str(path), split)
+        elif path.suffix == ".npy" and len(graph_inputs(model)) == 1:
+            dataset = Dataset({graph_inputs(model)[0].name: np.load(path, allow_pickle=False)}, None, str(path))
+        else:
+            raise BadInputError(f"{path}: unknown data format; give an .npz file or a folder of .npz/.npy files")
+    except (ValueError, OSError) as exc:
+        raise BadInputError(f"{path}: cannot read data ({exc}); give a valid .npz file") from None
+    check_dataset(dataset, model)
+    return dataset
+
+
+def _load_folder(folder: Path, model: onnx.ModelProto, split: str | None) -> Dataset:
+    npz = sorted(folder.glob("*.npz"))
+    npy = sorted(folder.glob("*.npy"))
+    if npz:
+        parts = []
+        for file in npz:
+            with np.load(file, allow_pickle=False) as archive:
+                parts.append(_from_arrays(dict(archive.items()), model, str(file), split))
+        inputs = {k: np.concatenate([p.inputs[k] for p in parts]) for k in parts[0].inputs}
+        has_labels = all(p.labels is not None for p in parts)
+        labels = np.concatenate([p.labels for p in parts]) if has_labels else None
+        return Dataset(inputs, labels, str(folder))
+    if npy and len(graph_inputs(model)) == 1:
+        samples = [np.load(f, allow_pickle=False) for f in npy]
+        return Dataset({graph_inputs(model)[0].name: np.stack(samples)}, None, str(folder))
+    raise BadInputError(f"{folder}: holds no .npz (or, for a one-input model, .npy) files; check --data")
+
+
+def check_dataset(dataset: Dataset, model: onnx.ModelProto) -> None:
+    """Shapes match the model's declared dims, sample counts agree, no NaN or Inf, labels are ints."""
+    counts = {len(v) for v in dataset.inputs.values()}
+    if len(counts) != 1 or 0 in counts:
+        raise BadInputError(f"{dataset.source}: inputs must have the same, non-zero number of samples (found {sorted(counts)})")
+    for value in graph_inputs(model):
+        array = dataset.inputs[value.name]
+        dims = value.type.tensor_type.shape.dim
+        if array.ndim != len(dims):
+            raise BadInputError(
+                f"{dataset.source}: array for input '{value.name}' has shape {array.shape}, the model expects "
+                f"rank {len(dims)} (samples first)"
+            )
+        for axis, dim in enumerate(dims):
+            if axis > 0 and dim.HasField("dim_value") and dim.dim_value != array.shape[axis]:
+                raise BadInputError(
+                    f"{dataset.source}: array for input '{value.name}' has shape {array.shape}; axis {axis} "
+                    f"must be {dim.dim_value}"
+                )
+        if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
+            raise BadInputError(f"{dataset.source}: input '{value.name}' contains NaN or Inf; clean the data")
+    if dataset.labels is not None:
+        labels = dataset.labels
+        if not np.issubdtype(labels.dtype, np.integer):
+            raise BadInputError(f"{dataset.source}: labels must be integers (class indices), got {labels.dtype}")
+        if len(labels) != len(dataset):
+            raise BadInputError(f"{dataset.source}: {len(labels)} labels for {len(dataset)} samples")
+        if labels.min() < 0:
+            raise BadInputError(f"{dataset.source}: labels must be non-negative class indices")

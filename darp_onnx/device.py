@@ -1,0 +1,37 @@
+"""Choosing the device: `auto` uses CUDA only where both torch and onnxruntime really can."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnxruntime as ort
+import torch
+
+from darp_onnx.errors import BadInputError
+
+DEVICES = ("auto", "cpu", "cuda")
+
+
+@dataclass(frozen=True)
+class DeviceChoice:
+    torch_device: str  # "cpu" or "cuda"
+    ort_device: str  # "cpu" or "cuda" (a CUDA session is verified when it is built)
+    reason: str
+
+
+def cuda_usable() -> bool:
+    return torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
+
+
+def choose_device(requested: str) -> DeviceChoice:
+    if requested not in DEVICES:
+        raise BadInputError(f"--device {requested}: choose one of {', '.join(DEVICES)}")
+    if requested == "cpu":
+        return DeviceChoice("cpu", "cpu", "requested")
+    if requested == "cuda":
+        if not torch.cuda.is_available():
+            raise BadInputError("--device cuda: no usable CUDA GPU for torch here; use --device cpu or auto")
+        return DeviceChoice("cuda", "cuda", "requested")
+    if cuda_usable():
+        return DeviceChoice("cuda", "cuda", "auto: a CUDA GPU is available")
+    return DeviceChoice("cpu", "cpu", "auto: no usable CUDA GPU, using the CPU")

@@ -1,0 +1,136 @@
+"""The channel-group data model shared by the analysis, the gates, the rewriter and the cost model."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+
+@dataclass(frozen=True)
+class Segment:
+    """Channels [start, stop) of group `group` occupy channels [offset, offset + stop - start) of an
+    axis (in units of `AxisMap.repeat`)."""
+
+    group: int
+    start: int
+    stop: int
+    offset: int
+
+
+@dataclass(frozen=True)
+class AxisMap:
+    """How the channels of one (tensor, axis) are made of group channels. Channels no segment covers
+    are fixed (never pruned). With repeat k, unit channel c occupies the contiguous block
+    [c*k, (c+1)*k) of the axis (Flatten of NCHW into a Gemm; a head of head_dim k)."""
+
+    tensor: str
+    axis: int
+    size: int
+    segments: tuple[Segment, ...]
+    repeat: int = 1
+
+    @property
+    def units(self) -> int:
+        return self.size // self.repeat
+
+    def unit_keep(self, masks: Mapping[int, np.ndarray]) -> np.ndarray:
+        """Keep flags per unit; groups missing from `masks` are kept whole."""
+        keep = np.ones(self.units, dtype=bool)
+        for seg in self.segments:
+            mask = masks.get(seg.group)
+            if mask is not None:
+                keep[seg.offset:seg.offset + seg.stop - seg.start] = np.asarray(mask, dtype=bool)[seg.start:seg.stop]
+        return keep
+
+    def kept_indices(self, masks: Mapping[int, np.ndarray]) -> np.ndarray:
+        """Indices into the axis (length-`size` axis) that survive `masks`, ascending."""
+        return np.flatnonzero(np.repeat(self.unit_keep(masks), self.repeat))
+
+    def kept_count(self, masks: Mapping[int, np.ndarray]) -> int:
+        return int(self.unit_keep(masks).sum()) * self.repeat
+
+    def kept_in(self, masks: Mapping[int, np.ndarray], lo: int, hi: int) -> int:
+        """How many kept axis indices lie in [lo, hi) (used for Slice starts/ends)."""
+        kept = self.kept_indices(masks)
+        return int(np.count_nonzero((kept >= lo) & (kept < hi)))
+
+    def gate_vector(self, gates: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        """Length-`size` vector: 1.0 on fixed channels, the group's gate (repeated) on covered ones.
+        Built with torch.cat so gradients reach the gates."""
+        ref = next(iter(gates.values()), None)
+        kw = {"dtype": ref.dtype, "device": ref.device} if ref is not None else {"dtype": torch.float32}
+        pieces: list[torch.Tensor] = []
+        pos = 0
+        for seg in sorted(self.segments, key=lambda s: s.offset):
+            gate = gates.get(seg.group)
+            if gate is None:
+                continue
+            if seg.offset > pos:
+                pieces.append(torch.ones(seg.offset - pos, **kw))
+            pieces.append(gate[seg.start:seg.stop].to(**kw))
+            pos = seg.offset + seg.stop - seg.start
+        if pos < self.units:
+            pieces.append(torch.ones(self.units - pos, **kw))
+        vec = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+        return vec.repeat_interleave(self.repeat) if self.repeat > 1 else vec
+
+
+@dataclass
+class ChannelGroup:
+    id: int
+    size: int  # number of units
+    kind: str  # "channel" | "head" | "branch"
+    frozen: str | None  # None when prunable, else the reason
+    min_keep: int = 1  # 0 only when the whole group may go (branch)
+    label: str = ""
+
+
+@dataclass
+class ResidualBranch:
+    group: int  # a size-1 group of kind "branch"
+    add_node: str  # the Add node y = x + F(x)
+    skip_input: str  # tensor x
+    branch_output: str  # tensor F(x)
+    nodes: tuple[str, ...]  # nodes only F uses (removed when the branch is dropped)
+
+
+@dataclass(frozen=True)
+class ShapeEdit:
+    """Element `element` of a node's shape-like constant input `input_index` (or of its int/ints
+    attribute `attr` when input_index == -1; element -1 means a scalar attribute) becomes the number of
+    kept indices in [lo, hi) of axis map `key`. A missing key (axis with no groups) keeps hi - lo."""
+
+    node: str
+    input_index: int
+    element: int
+    key: tuple[str, int]
+    lo: int
+    hi: int
+    attr: str = ""
+
+    def value(self, axis_maps: Mapping[tuple[str, int], AxisMap], masks: Mapping[int, np.ndarray]) -> int:
+        amap = axis_maps.get(self.key)
+        if amap is None:
+            return self.hi - self.lo
+        return amap.kept_in(masks, self.lo, self.hi)
+
+
+@dataclass
+class ChannelAnalysis:
+    groups: list[ChannelGroup]
+    axis_maps: dict[tuple[str, int], AxisMap]  # activations and constants (initializer/Constant names)
+    branches: list[ResidualBranch]
+    frozen_reasons: list[str]
+    shape_edits: list[ShapeEdit] = field(default_factory=list)
+
+    def prunable(self) -> list[ChannelGroup]:
+        return [g for g in self.groups if g.frozen is None]
+
+    def all_kept(self) -> dict[int, np.ndarray]:
+        return {g.id: np.ones(g.size, dtype=bool) for g in self.groups}
+
+    def group(self, gid: int) -> ChannelGroup:
+        return self.groups[gid]

@@ -1,0 +1,124 @@
+"""Rules for the ops that create channels (sources) and consume them (sinks): Conv, Gemm, MatMul."""
+
+from __future__ import annotations
+
+import onnx
+
+from darp_onnx.groups.model import ShapeEdit
+from darp_onnx.groups.rules_basic import attr, unknown
+from darp_onnx.groups.tracer import Layout, Tracer
+
+
+def _bias(t: Tracer, node: onnx.NodeProto, pos: int, lay: Layout, axis: int = 0) -> None:
+    if len(node.input) <= pos or not node.input[pos]:
+        return
+    name = node.input[pos]
+    other = t.layout(name)
+    if other is not None:
+        t.couple(lay, other, node)
+    elif t.const(name) is not None and t.const(name).ndim >= 1 and t.const(name).shape[axis] == lay.size:
+        t.bind_const(name, axis, lay, node)
+    elif t.const(name) is None or t.const(name).size > 1:
+        t.freeze(lay.units, f"bias of node '{node.name}' is not a per-channel constant")
+
+
+def _sink(t: Tracer, node: onnx.NodeProto, x: str, axis: int, weight: str, w_axis: int) -> None:
+    """Input `x` is consumed on `axis`: the weight's input axis is sliced like x's layout."""
+    lay = t.layout(x)
+    if lay is None:
+        return
+    if lay.axis != axis:
+        t.freeze(lay.units, f"node '{node.name}' ({node.op_type}) reads channels on another axis")
+        return
+    t.bind_const(weight, w_axis, lay, node)
+
+
+def conv(t: Tracer, node: onnx.NodeProto) -> None:
+    x, w = node.input[0], node.input[1]
+    weight = t.const(w)
+    if weight is None:
+        unknown(t, node)
+        return
+    groups = int(attr(node, "group", 1))
+    c_out, per_group = weight.shape[0], weight.shape[1]
+    lay = t.layout(x)
+    if groups == 1:
+        _sink(t, node, x, 1, w, 1)
+        out = Layout(1, t.new_atom(c_out, f"{node.name} out ({c_out})"))
+    elif per_group == 1 and groups == c_out and (lay is None or lay.size == groups):
+        # depthwise: each output channel reads its own input channel, so channels pass through
+        if lay is None or lay.axis != 1:
+            if lay is not None:
+                t.freeze(lay.units, f"depthwise node '{node.name}' reads channels on another axis")
+            return
+        out = lay
+        t.depthwise.append(node.name)
+        t.edit(ShapeEdit(node.name, -1, -1, (w, 0), 0, c_out, attr="group"))
+    else:
+        reason = f"grouped convolution '{node.name}' (group={groups}) is not pruned"
+        if lay is not None:
+            t.freeze(lay.units, reason)
+        out = Layout(1, t.fresh_atom_frozen(c_out, f"{node.name} out ({c_out})", reason))
+    t.bind_const(w, 0, out, node)
+    _bias(t, node, 2, out)
+    t.set(node.output[0], out)
+
+
+def conv_transpose(t: Tracer, node: onnx.NodeProto) -> None:
+    x, w = node.input[0], node.input[1]
+    weight = t.const(w)
+    if weight is None or int(attr(node, "group", 1)) != 1 or attr(node, "output_shape") is not None:
+        unknown(t, node)
+        if weight is not None:
+            lay = t.layout(x)
+            if lay is not None:
+                t.freeze(lay.units, f"ConvTranspose '{node.name}' with groups/output_shape is not pruned")
+        return
+    _sink(t, node, x, 1, w, 0)
+    c_out = weight.shape[1]
+    out = Layout(1, t.new_atom(c_out, f"{node.name} out ({c_out})"))
+    t.bind_const(w, 1, out, node)
+    _bias(t, node, 2, out)
+    t.set(node.output[0], out)
+
+
+def gemm(t: Tracer, node: onnx.NodeProto) -> None:
+    a, b = node.input[0], node.input[1]
+    weight = t.const(b)
+    if weight is None or weight.ndim != 2:
+        unknown(t, node)
+        return
+    trans_a, trans_b = int(attr(node, "transA", 0)), int(attr(node, "transB", 0))
+    _sink(t, node, a, 0 if trans_a else 1, b, 1 if trans_b else 0)
+    n = weight.shape[0 if trans_b else 1]
+    out = Layout(1, t.new_atom(n, f"{node.name} out ({n})"))
+    t.bind_const(b, 0 if trans_b else 1, out, node)
+    if len(node.input) > 2 and node.input[2]:
+        c = t.const(node.input[2])
+        if c is not None and c.ndim >= 1 and c.shape[-1] == n and n > 1:
+            t.bind_const(node.input[2], c.ndim - 1, out, node)
+        elif c is None or c.size > 1 and c.shape[-1] != 1:
+            t.freeze(out.units, f"bias of Gemm '{node.name}' is not per-channel")
+    t.set(node.output[0], out)
+
+
+def matmul(t: Tracer, node: onnx.NodeProto) -> None:
+    """MatMul with a 2-D constant right operand: a Linear layer on the last axis."""
+    a, b = node.input
+    weight = t.const(b)
+    lay = t.layout(a)
+    rank = t.rank(a)
+    if weight is None or weight.ndim != 2 or rank is None or t.const(a) is not None:
+        t.freeze_inputs(node, "MatMul of two activations (attention heads are not followed)")
+        return
+    n = weight.shape[1]
+    if lay is not None and lay.axis != rank - 1:
+        if rank >= 2:
+            t.set(node.output[0], lay)  # rows pass through a right-multiplication
+        else:
+            t.freeze(lay.units, f"MatMul '{node.name}' contracts a 1-D tracked tensor")
+        return
+    _sink(t, node, a, rank - 1, b, 0)
+    out = Layout(rank - 1, t.new_atom(n, f"{node.name} out ({n})"))
+    t.bind_const(b, 1, out, node)
+    t.set(node.output[0], out)

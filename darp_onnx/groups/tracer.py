@@ -1,0 +1,143 @@
+"""The state of one channel analysis: per-tensor channel layouts in a global channel index space.
+
+Every source (a Conv's output channels...) gets a fresh block of global channel indices (an "atom").
+A tensor's tracked axis is described by a `Layout`: the global index of each unit channel, -1 for a
+fixed channel. Coupling records index pairs (merged later by union-find); freezing records indices with
+a reason. Constants (initializers and Constant-node outputs) bound to a layout get sliced by the rewriter.
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import numpy_helper
+
+from darp_onnx.groups.model import ShapeEdit
+from darp_onnx.proxy.constants import constant_node_value
+
+Dim = int | str
+
+
+@dataclass(frozen=True, eq=False)
+class Layout:
+    """Axis `axis` of a tensor holds `units` (global channel indices, -1 = fixed), each repeated
+    `repeat` times contiguously."""
+
+    axis: int
+    units: np.ndarray
+    repeat: int = 1
+
+    @property
+    def size(self) -> int:
+        return len(self.units) * self.repeat
+
+    def moved(self, axis: int) -> Layout:
+        return Layout(axis, self.units, self.repeat)
+
+
+class Tracer:
+    def __init__(self, model: onnx.ModelProto) -> None:
+        graph = model.graph
+        self.model = model
+        self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+        for node in graph.node:
+            if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
+                self.consts[node.output[0]] = constant_node_value(node, "<model>")[0]
+        self.shapes: dict[str, tuple[Dim | None, ...]] = {}
+        for vi in [*graph.input, *graph.value_info, *graph.output]:
+            if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
+                self.shapes[vi.name] = tuple(
+                    d.dim_value if d.HasField("dim_value") else (d.dim_param or None)
+                    for d in vi.type.tensor_type.shape.dim
+                )
+        for name, arr in self.consts.items():
+            self.shapes[name] = tuple(int(d) for d in arr.shape)
+        self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        for node in graph.node:
+            for name in node.input:
+                if name:
+                    self.consumers[name].append(node)
+        self.layouts: dict[str, Layout] = {}
+        self.const_layouts: dict[tuple[str, int], Layout] = {}
+        self.const_claims: dict[str, set[str]] = defaultdict(set)
+        self.edges: list[tuple[np.ndarray, np.ndarray]] = []
+        self.freezes: list[tuple[np.ndarray, str]] = []
+        self.atoms: list[tuple[int, int, str]] = []  # (start, stop, label)
+        self.shape_edits: list[ShapeEdit] = []
+        self.depthwise: list[str] = []
+        self.count = 0
+        self.opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
+
+    # -- queries -------------------------------------------------------------------------------------
+    def layout(self, name: str) -> Layout | None:
+        return self.layouts.get(name) if name else None
+
+    def shape(self, name: str) -> tuple[Dim | None, ...] | None:
+        return self.shapes.get(name)
+
+    def rank(self, name: str) -> int | None:
+        shape = self.shapes.get(name)
+        return None if shape is None else len(shape)
+
+    def const(self, name: str) -> np.ndarray | None:
+        return self.consts.get(name) if name else None
+
+    # -- recording -----------------------------------------------------------------------------------
+    def new_atom(self, size: int, label: str) -> np.ndarray:
+        start = self.count
+        self.count += size
+        self.atoms.append((start, self.count, label))
+        return np.arange(start, self.count, dtype=np.int64)
+
+    def set(self, name: str, layout: Layout) -> None:
+        if name:
+            self.layouts[name] = layout
+
+    def freeze(self, units: np.ndarray, reason: str) -> None:
+        units = units[units >= 0]
+        if units.size:
+            self.freezes.append((units, reason))
+
+    def freeze_inputs(self, node: onnx.NodeProto, reason: str) -> None:
+        for name in node.input:
+            lay = self.layout(name)
+            if lay is not None:
+                self.freeze(lay.units, f"{reason} (node '{node.name}', {node.op_type})")
+
+    def couple(self, a: Layout, b: Layout, node: onnx.NodeProto) -> bool:
+        """Unify two layouts unit by unit; mismatched layouts are frozen. True when coupled."""
+        if len(a.units) != len(b.units) or a.repeat != b.repeat:
+            reason = f"node '{node.name}' ({node.op_type}) mixes channel layouts it cannot align"
+            self.freeze(a.units, reason)
+            self.freeze(b.units, reason)
+            return False
+        both = (a.units >= 0) & (b.units >= 0)
+        if both.any():
+            self.edges.append((a.units[both], b.units[both]))
+        fixed_a, fixed_b = (a.units < 0) & (b.units >= 0), (b.units < 0) & (a.units >= 0)
+        reason = f"coupled with fixed channels at node '{node.name}' ({node.op_type})"
+        self.freeze(b.units[fixed_a], reason)
+        self.freeze(a.units[fixed_b], reason)
+        return True
+
+    def bind_const(self, name: str, axis: int, layout: Layout, node: onnx.NodeProto) -> None:
+        """Constant `name` is sliced along `axis` like `layout` (a weight or per-channel vector)."""
+        axis = axis % max(1, self.consts[name].ndim)
+        bound = Layout(axis, layout.units, layout.repeat)
+        self.const_claims[name].add(node.name)
+        previous = self.const_layouts.get((name, axis))
+        if previous is None:
+            self.const_layouts[(name, axis)] = bound
+        else:
+            self.couple(previous, bound, node)
+
+    def edit(self, edit: ShapeEdit) -> None:
+        self.shape_edits.append(edit)
+
+    def fresh_atom_frozen(self, size: int, label: str, reason: str) -> np.ndarray:
+        units = self.new_atom(size, label)
+        self.freeze(units, reason)
+        return units

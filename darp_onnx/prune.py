@@ -1,0 +1,209 @@
+"""`prune()`: analysis -> proxy -> search -> rewrite -> validate -> write."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Mapping
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import torch
+
+from darp_onnx.cost import CostModel, count_graph
+from darp_onnx.dataset import Dataset, load_dataset, synthetic_dataset
+from darp_onnx.device import choose_device
+from darp_onnx.errors import BadInputError
+from darp_onnx.groups import analyse, attach_gates
+from darp_onnx.io import load_model, save_model
+from darp_onnx.proxy import build_proxy
+from darp_onnx.rewrite import rewrite
+from darp_onnx.search import BASELINES, METHODS, DarpConfig, darp_search, extract_masks, make_budget
+from darp_onnx.search.loss import TaskLoss, check_labels_fit
+from darp_onnx.train import predict, train_steps
+from darp_onnx.validate import check_equivalence, check_structure, fidelity, measure_latency, run_model
+
+ProgressFn = Callable[[str, dict[str, float]], None]
+
+
+@dataclass
+class PruneResult:
+    input: str
+    output: str | None
+    method: str
+    metric: str
+    budget: float
+    flops_before: int
+    flops_after: int
+    params_before: int
+    params_after: int
+    nodes_before: int
+    nodes_after: int
+    channels_removed: int
+    groups: list[dict[str, Any]]
+    validation: dict[str, Any]
+    device: str
+    seed: int
+    search_steps: int
+    finetune_steps: int
+    masks: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
+    model: onnx.ModelProto | None = field(repr=False, default=None)
+
+    def to_json(self) -> dict[str, Any]:
+        data = asdict(self)
+        data.pop("masks")
+        data.pop("model")
+        return data
+
+
+def default_output_path(path: str | os.PathLike) -> Path:
+    path = Path(path)
+    return path.with_name(path.name[: -len(".onnx")] + ".pruned.onnx" if path.name.endswith(".onnx")
+                          else path.name + ".pruned.onnx")
+
+
+def _dataset(model, source: str, data, input_shapes, seed: int, samples: int) -> Dataset:
+    if data is None:
+        return synthetic_dataset(model, samples=samples, seed=seed, shapes=input_shapes)
+    if isinstance(data, Dataset):
+        return data
+    return load_dataset(data, model)
+
+
+def _group_rows(analysis, masks) -> list[dict[str, Any]]:
+    rows = []
+    for g in analysis.groups:
+        kept = int(np.count_nonzero(masks[g.id])) if g.id in masks else g.size
+        rows.append({"id": g.id, "label": g.label, "kind": g.kind, "size": g.size, "kept": kept,
+                     "frozen": g.frozen})
+    return rows
+
+
+def prune(
+    model_or_path: str | os.PathLike | onnx.ModelProto,
+    *,
+    output: str | os.PathLike | None = None,
+    target_flops: float | None = None,
+    target_params: float | None = None,
+    method: str = "darp",
+    data: str | os.PathLike | Dataset | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    search_steps: int = 200,
+    finetune_steps: int = 100,
+    batch_size: int = 32,
+    lr: float = 1e-3,
+    darp: DarpConfig | None = None,
+    synthetic_samples: int = 64,
+    device: str = "auto",
+    seed: int = 0,
+    force: bool = False,
+    write: bool = True,
+    latency_runs: int = 20,
+    progress: ProgressFn | None = None,
+) -> PruneResult:
+    """Prune a model to a MACs (`target_flops`) or parameter budget and write the validated result.
+
+    Budgets are fractions in (0, 1] or absolute counts. Without `data`, inputs are synthetic and the
+    loss is distillation from the original model; with labels in the data, cross-entropy."""
+    if method not in METHODS:
+        raise BadInputError(f"--method {method}: choose one of {', '.join(METHODS)}")
+    if target_flops is None and target_params is None:
+        target_flops = 0.5
+    source = "<model>" if isinstance(model_or_path, onnx.ModelProto) else str(model_or_path)
+    model = model_or_path if isinstance(model_or_path, onnx.ModelProto) else load_model(model_or_path)
+    out_path = None
+    if write:
+        if output is None and isinstance(model_or_path, onnx.ModelProto):
+            raise BadInputError("give an output path (-o) when passing a model object")
+        out_path = Path(output) if output is not None else default_output_path(model_or_path)
+        if out_path.exists() and not force:
+            raise BadInputError(f"{out_path}: already exists; pass --force to overwrite it or choose another path")
+    choice = choose_device(device)
+    torch.manual_seed(seed)
+    report = progress or (lambda stage, info: None)
+
+    analysis = analyse(model)
+    cost_model = CostModel(model, analysis, input_shapes)
+    budget = make_budget(cost_model, target_flops=target_flops, target_params=target_params)
+    dataset = _dataset(model, source, data, input_shapes, seed, synthetic_samples)
+    proxy = build_proxy(model, source=source).to(choice.torch_device)
+    proxy.eval()
+    reference = predict(proxy, dataset, device=choice.torch_device)
+    if dataset.labels is not None:
+        check_labels_fit(dataset.labels, reference, dataset.source)
+        loss_fn = TaskLoss(labels=dataset.labels)
+    else:
+        loss_fn = TaskLoss(teacher=reference)
+    report("start", {"groups": len(analysis.prunable()), "budget_fraction": budget.fraction(cost_model)})
+
+    if method == "darp":
+        config = darp or DarpConfig(steps=search_steps, batch_size=batch_size, lr_weights=lr, seed=seed)
+        result = darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config,
+                             device=choice.torch_device, on_step=lambda rec: report("search", rec))
+        scores, steps_used = result.scores, config.steps
+    else:
+        scores, steps_used = BASELINES[method](model, analysis, seed), 0
+    masks = extract_masks(scores, cost_model, budget)
+
+    handle = attach_gates(proxy, analysis)
+    handle.set_masks(masks)
+    recovery = finetune_steps + (search_steps - steps_used if method != "darp" else 0)
+    if recovery > 0:
+        train_steps(proxy, dataset, loss_fn, steps=recovery, lr=lr, batch_size=batch_size, seed=seed,
+                    device=choice.torch_device, on_step=lambda s, loss: report("finetune", {"step": s, "loss": loss}))
+    masked_outputs = predict(proxy, dataset, device=choice.torch_device)
+    handle.remove()
+    pruned = rewrite(proxy.to_onnx(), analysis, masks)
+
+    validation = _validate(model, pruned, dataset, masked_outputs, reference_device=choice.ort_device,
+                           latency_runs=latency_runs, label=str(out_path or "pruned model"),
+                           input_shapes=input_shapes, expected_macs=cost_model.macs(masks),
+                           expected_params=cost_model.params(masks))
+    if write:
+        save_model(pruned, out_path, force=force,
+                   protect=() if isinstance(model_or_path, onnx.ModelProto) else (model_or_path,))
+    return PruneResult(
+        input=source, output=None if out_path is None else str(out_path), method=method, metric=budget.metric,
+        budget=budget.limit, flops_before=cost_model.full_macs, flops_after=validation["macs"],
+        params_before=cost_model.full_params, params_after=validation["params"],
+        nodes_before=len(model.graph.node), nodes_after=len(pruned.graph.node),
+        channels_removed=int(sum(m.size - np.count_nonzero(m) for g, m in masks.items()
+                                 if analysis.groups[g].kind != "branch")),
+        groups=_group_rows(analysis, masks), validation=validation, device=choice.torch_device, seed=seed,
+        search_steps=steps_used, finetune_steps=recovery, masks=masks, model=pruned,
+    )
+
+
+def _validate(original, pruned, dataset, masked_outputs, *, reference_device, latency_runs, label,
+              input_shapes, expected_macs, expected_params) -> dict[str, Any]:
+    check_structure(pruned, label)
+    after, provider, session_after = run_model(pruned, dataset.inputs, reference_device, label)
+    names = [o.name for o in pruned.graph.output]
+    max_diff = check_equivalence(after, masked_outputs, names, f"{label} vs the masked proxy")
+    before, _, session_before = run_model(original, dataset.inputs, reference_device, "original model")
+    counted = count_graph(pruned, input_shapes)
+    if counted.macs != expected_macs or counted.params != expected_params:
+        from darp_onnx.errors import ValidationFailedError
+
+        raise ValidationFailedError(
+            f"{label}: counted {counted.macs} MACs / {counted.params} params, the cost model predicted "
+            f"{expected_macs} / {expected_params}"
+        )
+    fid = fidelity(after, before, dataset.labels)
+    one = {k: v[:1] for k, v in dataset.inputs.items()}
+    lat_before = measure_latency(session_before, one, runs=latency_runs)
+    lat_after = measure_latency(session_after, one, runs=latency_runs)
+    return {
+        "provider": provider,
+        "max_abs_diff": max_diff,
+        "fidelity": asdict(fid),
+        "latency_ms_before": lat_before.median_ms,
+        "latency_ms_after": lat_after.median_ms,
+        "latency_runs": latency_runs,
+        "macs": counted.macs,
+        "params": counted.params,
+        "checks": ["onnx.checker(full)", "strict shape inference", f"onnxruntime ({provider})",
+                   "equivalence with masked proxy", "MACs/params recount"],
+    }

@@ -1,0 +1,86 @@
+"""Budgets, feasibility and the extraction of discrete masks that meet a budget exactly."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import numpy as np
+
+from darp_onnx.cost import CostModel
+from darp_onnx.errors import BadInputError
+
+METRICS = ("macs", "params")
+_OPTION = {"macs": "--target-flops", "params": "--target-params"}
+
+
+@dataclass(frozen=True)
+class Budget:
+    """Keep at most `limit` of `metric` (an absolute count)."""
+
+    metric: str
+    limit: float
+
+    def cost(self, cost_model: CostModel, masks: Mapping[int, np.ndarray]) -> int:
+        return cost_model.macs(masks) if self.metric == "macs" else cost_model.params(masks)
+
+    def full(self, cost_model: CostModel) -> int:
+        return cost_model.full_macs if self.metric == "macs" else cost_model.full_params
+
+    def fraction(self, cost_model: CostModel) -> float:
+        return self.limit / max(self.full(cost_model), 1)
+
+
+def make_budget(cost_model: CostModel, *, target_flops: float | None = None,
+                target_params: float | None = None) -> Budget:
+    """A budget from a fraction in (0, 1] or an absolute count (> 1) of MACs or parameters."""
+    if (target_flops is None) == (target_params is None):
+        raise BadInputError("give exactly one budget: --target-flops or --target-params")
+    metric, value = ("macs", target_flops) if target_flops is not None else ("params", target_params)
+    if value is None or value <= 0:
+        raise BadInputError(f"{_OPTION[metric]} must be positive (a fraction like 0.5 or an absolute count)")
+    full = cost_model.full_macs if metric == "macs" else cost_model.full_params
+    budget = Budget(metric, float(value) * full if value <= 1 else float(value))
+    check_feasible(budget, cost_model)
+    return budget
+
+
+def check_feasible(budget: Budget, cost_model: CostModel) -> None:
+    smallest = budget.cost(cost_model, cost_model.smallest_masks())
+    if budget.limit < smallest:
+        full = budget.full(cost_model)
+        raise BadInputError(
+            f"{_OPTION[budget.metric]}: a budget of {budget.limit:,.0f} {budget.metric} "
+            f"({budget.limit / full:.1%}) is below what the frozen parts already cost; the smallest "
+            f"reachable is {smallest:,} ({smallest / full:.1%}), ask for at least that"
+        )
+
+
+def extract_masks(scores: Mapping[int, np.ndarray], cost_model: CostModel, budget: Budget) -> dict[int, np.ndarray]:
+    """Drop units in order of increasing score until the exact cost fits the budget.
+
+    Each group keeps at least `min_keep` units (its best-scored ones). Removing units never raises the
+    cost, so the shortest prefix of the ranking that meets the budget is found by bisection."""
+    masks = cost_model.analysis.all_kept()
+    order: list[tuple[float, int, int]] = []  # (score, group, unit)
+    for group in cost_model.analysis.prunable():
+        s = np.asarray(scores[group.id], dtype=np.float64)
+        protected = set(np.argsort(-s, kind="stable")[: group.min_keep].tolist())
+        order.extend((float(s[u]), group.id, u) for u in range(group.size) if u not in protected)
+    order.sort(key=lambda item: (item[0], item[1], item[2]))
+
+    def masks_without(k: int) -> dict[int, np.ndarray]:
+        trial = {g: m.copy() for g, m in masks.items()}
+        for _, g, u in order[:k]:
+            trial[g][u] = False
+        return trial
+
+    check_feasible(budget, cost_model)  # dropping every unranked unit reaches the smallest cost
+    lo, hi = 0, len(order)
+    while lo < hi:
+        mid = (lo + hi) // 2
+        if budget.cost(cost_model, masks_without(mid)) <= budget.limit:
+            hi = mid
+        else:
+            lo = mid + 1
+    return masks_without(lo)

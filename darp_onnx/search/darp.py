@@ -1,0 +1,116 @@
+"""The DARP gate search: alternating weight and logit updates under an expected-cost penalty.
+
+Weights take steps on architectures sampled at the sampling temperature, on one split of the data;
+logits take steps on the relaxed objective `loss + lambda * E_pi[cost] / cost_full` on the other
+split. Both temperatures anneal; lambda follows dual ascent so the expected cost meets the budget.
+One search step is one forward/backward pass, so a step costs about one plain training step.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from darp_onnx.cost import CostModel
+from darp_onnx.dataset import Dataset
+from darp_onnx.groups import ChannelAnalysis, attach_gates
+from darp_onnx.proxy import ProxyModel
+from darp_onnx.search.budget import Budget
+from darp_onnx.search.relax import keep_probabilities, sample_gates
+from darp_onnx.search.schedule import temperature
+from darp_onnx.train import as_tuple, batch_inputs, trainable_parameters
+
+
+@dataclass(frozen=True)
+class DarpConfig:
+    steps: int = 200
+    batch_size: int = 32
+    lr_weights: float = 1e-3
+    lr_logits: float = 0.05
+    tau_sample: tuple[float, float] = (1.0, 0.1)
+    tau_penalty: tuple[float, float] = (1.0, 0.1)
+    schedule: str = "geometric"
+    hard: bool = False
+    init_logit: float = 3.0
+    penalty_init: float = 0.0
+    penalty_lr: float = 1.0
+    logit_every: int = 2  # one step in this many updates the logits, the others the weights
+    seed: int = 0
+
+
+@dataclass
+class SearchResult:
+    scores: dict[int, np.ndarray]
+    history: list[dict[str, float]] = field(default_factory=list)
+
+
+StepCallback = Callable[[dict[str, float]], None]
+
+
+def darp_search(
+    proxy: ProxyModel,
+    analysis: ChannelAnalysis,
+    cost_model: CostModel,
+    budget: Budget,
+    dataset: Dataset,
+    loss_fn: Callable[[tuple[torch.Tensor, ...], np.ndarray], torch.Tensor],
+    config: DarpConfig,
+    *,
+    device: torch.device | str = "cpu",
+    on_step: StepCallback | None = None,
+) -> SearchResult:
+    torch.manual_seed(config.seed)
+    generator = torch.Generator().manual_seed(config.seed)
+    groups = analysis.prunable()
+    theta = {g.id: torch.full((g.size,), config.init_logit, device=device, requires_grad=True) for g in groups}
+    order = np.random.default_rng(config.seed).permutation(len(dataset))
+    half = max(len(order) // 2, 1)
+    weight_idx, logit_idx = order[:half], (order[half:] if len(order) > 1 else order)
+    rng = np.random.default_rng(config.seed + 1)
+    opt_w = torch.optim.Adam(trainable_parameters(proxy), lr=config.lr_weights)
+    opt_t = torch.optim.Adam(list(theta.values()), lr=config.lr_logits)
+    full = float(budget.full(cost_model))
+    target = budget.fraction(cost_model)
+    expected_cost = cost_model.expected_macs if budget.metric == "macs" else cost_model.expected_params
+    penalty = config.penalty_init
+    history: list[dict[str, float]] = []
+    handle = attach_gates(proxy, analysis)
+    proxy.train()
+    try:
+        for step in range(config.steps):
+            tau_s = temperature(config.schedule, *config.tau_sample, step, config.steps)
+            tau_p = temperature(config.schedule, *config.tau_penalty, step, config.steps)
+            logit_step = step % config.logit_every == config.logit_every - 1
+            pool = logit_idx if logit_step else weight_idx
+            idx = pool[rng.integers(0, len(pool), size=min(config.batch_size, len(pool)))]
+            gates = {
+                gid: sample_gates(th if logit_step else th.detach(), tau_s, hard=config.hard, generator=generator)
+                for gid, th in theta.items()
+            }
+            handle.set(gates)
+            loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
+            record = {"step": float(step), "loss": float(loss.detach()), "tau_sample": tau_s,
+                      "tau_penalty": tau_p, "penalty": penalty}
+            if logit_step:
+                probs = {gid: keep_probabilities(th, tau_p) for gid, th in theta.items()}
+                cost = expected_cost(probs) / full
+                objective = loss + penalty * cost
+                opt_t.zero_grad(set_to_none=True)
+                objective.backward()
+                opt_t.step()
+                penalty = max(0.0, penalty + config.penalty_lr * (float(cost.detach()) - target))
+                record["expected_cost"] = float(cost.detach())
+            else:
+                opt_w.zero_grad(set_to_none=True)
+                loss.backward()
+                opt_w.step()
+            history.append(record)
+            if on_step is not None:
+                on_step(record)
+    finally:
+        handle.remove()
+        proxy.eval()
+    return SearchResult({gid: th.detach().cpu().numpy() for gid, th in theta.items()}, history)

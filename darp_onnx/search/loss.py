@@ -1,0 +1,69 @@
+"""Task losses: cross-entropy on labels, or distillation from the original model's outputs.
+
+With distillation no labels are ever required: class-score outputs (rank 2, more than one column) are
+matched with KL divergence of the softmaxes, every other output with an MSE scaled by the teacher's
+variance, so outputs of different magnitudes weigh alike.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from darp_onnx.errors import BadInputError
+
+
+def is_class_scores(array: np.ndarray | torch.Tensor) -> bool:
+    return array.ndim == 2 and array.shape[1] > 1
+
+
+class TaskLoss:
+    """`loss(outputs, indices)` for a batch given by its sample indices into the data set."""
+
+    def __init__(self, *, labels: np.ndarray | None = None, teacher: Sequence[np.ndarray] | None = None,
+                 output_index: int = 0) -> None:
+        if (labels is None) == (teacher is None):
+            raise ValueError("give labels or teacher outputs")
+        self.labels = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        self.teacher = None if teacher is None else [torch.from_numpy(np.asarray(t, np.float32)) for t in teacher]
+        self.output_index = output_index
+        self.scales = None
+        if self.teacher is not None:
+            self.scales = [float(t.var().clamp_min(1e-8)) for t in self.teacher]
+
+    @property
+    def mode(self) -> str:
+        return "cross_entropy" if self.labels is not None else "distillation"
+
+    def __call__(self, outputs: Sequence[torch.Tensor], indices: np.ndarray) -> torch.Tensor:
+        idx = torch.from_numpy(np.asarray(indices))
+        if self.labels is not None:
+            logits = outputs[self.output_index]
+            return F.cross_entropy(logits, self.labels[idx].to(logits.device))
+        total = outputs[0].new_zeros(())
+        for out, ref, scale in zip(outputs, self.teacher, self.scales):
+            target = ref[idx].to(out.device)
+            if is_class_scores(target):
+                total = total + F.kl_div(F.log_softmax(out, dim=1), F.log_softmax(target, dim=1),
+                                         reduction="batchmean", log_target=True)
+            else:
+                total = total + F.mse_loss(out.float(), target) / scale
+        return total / len(outputs)
+
+
+def check_labels_fit(labels: np.ndarray, outputs: Sequence[np.ndarray], source: str) -> None:
+    """Labels need a class-score output wide enough for the largest label."""
+    first = outputs[0]
+    if not is_class_scores(first):
+        raise BadInputError(
+            f"{source}: labels were given but the model's first output has shape {tuple(first.shape)}, not "
+            "class scores [N, classes]; drop the labels to distil from the original model instead"
+        )
+    if int(labels.max()) >= first.shape[1]:
+        raise BadInputError(
+            f"{source}: label {int(labels.max())} is out of range for {first.shape[1]} classes; "
+            "use --new-head K (finetune) or fix the labels"
+        )

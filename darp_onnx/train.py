@@ -1,0 +1,83 @@
+"""Training the proxy's weights: batches, teacher outputs, a plain training loop, accuracy."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+
+import numpy as np
+import torch
+
+from darp_onnx.dataset import Dataset
+from darp_onnx.proxy import ProxyModel
+
+# BatchNormalization inputs 3 and 4 are running statistics: fixed numbers, not weights to train.
+_STATISTIC_INPUTS = {"BatchNormalization": (3, 4)}
+
+
+def trainable_parameters(proxy: ProxyModel) -> list[torch.nn.Parameter]:
+    frozen: set[str] = set()
+    for step in proxy.steps:
+        for pos in _STATISTIC_INPUTS.get(step.op_type, ()):
+            if pos < len(step.inputs) and step.inputs[pos]:
+                frozen.add(step.inputs[pos])
+    keys = {proxy.parameter_key(name) for name in frozen} - {None}
+    return [p for k, p in proxy.weights.items() if k not in keys]
+
+
+def batch_inputs(dataset: Dataset, indices: np.ndarray, device: torch.device | str) -> dict[str, torch.Tensor]:
+    return {k: torch.from_numpy(np.ascontiguousarray(v[indices])).to(device) for k, v in dataset.inputs.items()}
+
+
+def as_tuple(outputs) -> tuple[torch.Tensor, ...]:
+    return outputs if isinstance(outputs, tuple) else (outputs,)
+
+
+@torch.no_grad()
+def predict(proxy: ProxyModel, dataset: Dataset, *, batch_size: int = 128,
+            device: torch.device | str = "cpu") -> list[np.ndarray]:
+    """All outputs of the proxy over the data set, in sample order."""
+    parts: list[list[np.ndarray]] = []
+    for start in range(0, len(dataset), batch_size):
+        idx = np.arange(start, min(start + batch_size, len(dataset)))
+        outs = proxy.run(batch_inputs(dataset, idx, device))
+        parts.append([outs[name].float().cpu().numpy() for name in proxy.output_names])
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(proxy.output_names))]
+
+
+def accuracy(proxy: ProxyModel, dataset: Dataset, *, device: torch.device | str = "cpu") -> float:
+    if dataset.labels is None:
+        raise ValueError("accuracy needs labels")
+    logits = predict(proxy, dataset, device=device)[0]
+    return float((logits.argmax(axis=1) == dataset.labels).mean())
+
+
+def train_steps(
+    proxy: ProxyModel,
+    dataset: Dataset,
+    loss_fn: Callable[[tuple[torch.Tensor, ...], np.ndarray], torch.Tensor],
+    *,
+    steps: int,
+    lr: float,
+    batch_size: int = 32,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    parameters: Iterable[torch.nn.Parameter] | None = None,
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Adam on the given (default: trainable) parameters for `steps` batches; returns the losses."""
+    params = list(parameters) if parameters is not None else trainable_parameters(proxy)
+    optimizer = torch.optim.Adam(params, lr=lr)
+    batches = dataset.batches(batch_size, np.random.default_rng(seed))
+    losses: list[float] = []
+    proxy.train()
+    for step in range(steps):
+        idx = next(batches)
+        loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step, losses[-1])
+    proxy.eval()
+    return losses

@@ -1,0 +1,120 @@
+"""Checks every written model passes: checker, strict shape inference, onnxruntime, equivalence with
+the masked proxy, fidelity to the original, latency."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import asdict, dataclass
+
+import numpy as np
+import onnx
+from onnx import shape_inference
+
+from darp_onnx.errors import BadInputError, ValidationFailedError
+from darp_onnx.runtime import make_session, session_provider
+
+EQUIVALENCE_ATOL = 1e-4
+EQUIVALENCE_RTOL = 1e-3
+
+
+def check_structure(model: onnx.ModelProto, label: str) -> None:
+    """onnx.checker (full) and strict shape inference; any failure is a ValidationFailedError."""
+    try:
+        onnx.checker.check_model(model, full_check=True)
+        shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValidationFailedError(f"{label}: fails the ONNX checks ({first})") from None
+
+
+def max_abs_diffs(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> list[float]:
+    return [float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(e, np.float64)))) if np.size(e) else 0.0
+            for a, e in zip(actual, expected)]
+
+
+def check_equivalence(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray], names: Sequence[str],
+                      label: str, atol: float = EQUIVALENCE_ATOL, rtol: float = EQUIVALENCE_RTOL) -> float:
+    """Outputs agree within tolerance, else a ValidationFailedError naming the output and the gap."""
+    worst = 0.0
+    for name, a, e in zip(names, actual, expected):
+        a64, e64 = np.asarray(a, np.float64), np.asarray(e, np.float64)
+        if a64.shape != e64.shape:
+            raise ValidationFailedError(f"{label}: output '{name}' has shape {a64.shape}, expected {e64.shape}")
+        if not np.isfinite(a64).all():
+            raise ValidationFailedError(f"{label}: output '{name}' contains NaN or Inf")
+        diff = float(np.max(np.abs(a64 - e64))) if a64.size else 0.0
+        worst = max(worst, diff)
+        if not np.allclose(a64, e64, atol=atol, rtol=rtol):
+            raise ValidationFailedError(
+                f"{label}: output '{name}' differs by up to {diff:.3g} (tolerance atol {atol:g}, rtol {rtol:g})"
+            )
+    return worst
+
+
+@dataclass
+class Fidelity:
+    top1_agreement: float | None
+    relative_error: float
+    accuracy_before: float | None = None
+    accuracy_after: float | None = None
+
+
+def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
+             labels: np.ndarray | None = None) -> Fidelity:
+    first_a, first_b = np.asarray(after[0]), np.asarray(before[0])
+    num = sum(float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64))) for a, b in zip(after, before))
+    den = sum(float(np.linalg.norm(np.asarray(b, np.float64))) for b in before)
+    agreement = None
+    acc_b = acc_a = None
+    if first_b.ndim == 2 and first_b.shape[1] > 1:
+        agreement = float((first_a.argmax(1) == first_b.argmax(1)).mean())
+        if labels is not None:
+            acc_b = float((first_b.argmax(1) == labels).mean())
+            acc_a = float((first_a.argmax(1) == labels).mean())
+    return Fidelity(agreement, num / max(den, 1e-12), acc_b, acc_a)
+
+
+@dataclass
+class Latency:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    runs: int
+
+
+def measure_latency(session, feeds: Mapping[str, np.ndarray], *, warmup: int = 3, runs: int = 20) -> Latency:
+    for _ in range(warmup):
+        session.run(None, dict(feeds))
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, dict(feeds))
+        times.append((time.perf_counter() - start) * 1000.0)
+    return Latency(float(np.median(times)), float(np.percentile(times, 10)), float(np.percentile(times, 90)), runs)
+
+
+def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], device: str = "cpu",
+              label: str = "model", batch_size: int = 64) -> tuple[list[np.ndarray], str, object]:
+    """Outputs over `feeds` (in batches), the provider used and the session."""
+    try:
+        session = make_session(model, device)
+    except BadInputError:
+        raise
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValidationFailedError(f"{label}: onnxruntime cannot load it ({first})") from None
+    total = len(next(iter(feeds.values())))
+    parts = []
+    try:
+        for start in range(0, total, batch_size):
+            parts.append(session.run(None, {k: v[start : start + batch_size] for k, v in feeds.items()}))
+    except Exception as exc:
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise ValidationFailedError(f"{label}: onnxruntime fails to run it ({first})") from None
+    outputs = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+    return outputs, session_provider(session), session
+
+
+def as_dict(obj) -> dict:
+    return asdict(obj)

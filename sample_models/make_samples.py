@@ -1,0 +1,207 @@
+"""Regenerate the sample models: build the digits data, train each architecture on the source task,
+export it to ONNX, verify it with onnxruntime and write manifest.json.
+
+    python sample_models/make_samples.py [--out sample_models] [--seed 0] [--only resnet,vit]
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import sys
+import time
+import warnings
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+import torch.nn.functional as F
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from sample_models import architectures, data  # noqa: E402
+
+# Per model: epochs, optimizer, learning rate, weight decay.
+TRAINING = {
+    "resnet": dict(epochs=12, opt="adam", lr=3e-3, wd=1e-4),
+    "mobilenetv3": dict(epochs=20, opt="adam", lr=3e-3, wd=1e-4),
+    "yolov8": dict(epochs=20, opt="adam", lr=3e-3, wd=1e-4),
+    "vit": dict(epochs=60, opt="adamw", lr=1e-3, wd=0.05),
+}
+MAX_IR_VERSION = 10  # onnxruntime 1.31 loads IR <= 13; 10 keeps older runtimes happy too
+BATCH, SHIFT, ATOL = 64, 2, 1e-4
+
+
+def random_shift(x: torch.Tensor, gen: torch.Generator, background: float) -> torch.Tensor:
+    """Shift each image by up to SHIFT pixels in x and y, filling with the background value."""
+    n, _, h, w = x.shape
+    padded = F.pad(x, (SHIFT,) * 4, value=background)
+    dy, dx = torch.randint(0, 2 * SHIFT + 1, (2, n), generator=gen).tolist()
+    return torch.stack([padded[i, :, dy[i] : dy[i] + h, dx[i] : dx[i] + w] for i in range(n)])
+
+
+def train(name: str, model: torch.nn.Module, ds: dict, seed: int, background: float) -> float:
+    """Train on the source train split; returns the wall time in seconds."""
+    cfg = TRAINING[name]
+    gen = torch.Generator().manual_seed(seed)
+    x, y = torch.from_numpy(ds["train_input"]), torch.from_numpy(ds["train_labels"])
+    steps = cfg["epochs"] * ((len(x) + BATCH - 1) // BATCH)
+    opt_cls = torch.optim.AdamW if cfg["opt"] == "adamw" else torch.optim.Adam
+    opt = opt_cls(model.parameters(), lr=cfg["lr"], weight_decay=cfg["wd"])
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=steps, pct_start=0.15)
+    start = time.perf_counter()
+    model.train()
+    for _ in range(cfg["epochs"]):
+        perm = torch.randperm(len(x), generator=gen)
+        for i in range(0, len(x), BATCH):
+            idx = perm[i : i + BATCH]
+            loss = F.cross_entropy(model(random_shift(x[idx], gen, background)), y[idx])
+            opt.zero_grad()
+            loss.backward()
+            opt.step()
+            sched.step()
+    model.eval()
+    return time.perf_counter() - start
+
+
+@torch.no_grad()
+def torch_logits(model: torch.nn.Module, x: np.ndarray) -> np.ndarray:
+    return model(torch.from_numpy(x)).numpy()
+
+
+def export(model: torch.nn.Module, path: Path) -> tuple[str, int]:
+    """Export with the dynamo exporter (opset 18), else TorchScript (opset 17); returns (exporter, opset)."""
+    example = (torch.randn(2, 1, data.SIZE, data.SIZE),)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            program = torch.onnx.export(
+                model, example, dynamo=True, opset_version=18, input_names=["input"],
+                output_names=["logits"], dynamic_shapes={"x": {0: torch.export.Dim("N")}},
+                external_data=False, verbose=False,
+            )  # fmt: skip
+        proto, exporter, opset = program.model_proto, "torch.onnx.export(dynamo=True)", 18
+    except Exception as exc:  # pragma: no cover - only if the modern exporter breaks
+        print(f"  dynamo export failed ({type(exc).__name__}: {exc}); falling back to TorchScript")
+        torch.onnx.export(
+            model, example, str(path), dynamo=False, opset_version=17, input_names=["input"],
+            output_names=["logits"], dynamic_axes={"input": {0: "N"}, "logits": {0: "N"}},
+        )  # fmt: skip
+        proto, exporter, opset = onnx.load(str(path)), "torch.onnx.export(dynamo=False)", 17
+    for value in (*proto.graph.input, *proto.graph.output):  # name the batch dim 'N' everywhere
+        value.type.tensor_type.shape.dim[0].dim_param = "N"
+    proto.ir_version = min(proto.ir_version, MAX_IR_VERSION)
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+    return exporter, opset
+
+
+def verify(path: Path, model: torch.nn.Module, ds: dict) -> dict:
+    """Checker, onnxruntime at batch 1/7/all vs torch, test accuracy; returns a summary."""
+    proto = onnx.load(str(path))
+    onnx.checker.check_model(proto, full_check=True)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    assert [i.name for i in sess.get_inputs()] == ["input"], sess.get_inputs()
+    assert [o.name for o in sess.get_outputs()] == ["logits"], sess.get_outputs()
+    x = ds["test_input"]
+    max_diff = 0.0
+    for batch in (x[:1], x[1:8], x):
+        got = sess.run(["logits"], {"input": batch})[0]
+        want = torch_logits(model, batch)
+        assert got.shape == (len(batch), architectures.NUM_CLASSES), got.shape
+        max_diff = max(max_diff, float(np.abs(got - want).max()))
+    if max_diff > ATOL:
+        raise AssertionError(f"{path.name}: onnxruntime differs from torch by {max_diff:.2e} > {ATOL}")
+    logits = sess.run(["logits"], {"input": x})[0]
+    ops = Counter(n.op_type for n in proto.graph.node)
+    for fn in proto.functions:  # local functions, if the exporter kept any
+        ops.update(f"{fn.name}/{n.op_type}" for n in fn.node)
+    return {
+        "onnx_test_accuracy": float((logits.argmax(1) == ds["test_labels"]).mean()),
+        "max_abs_diff_vs_torch": max_diff,
+        "ir_version": proto.ir_version,
+        "op_types": dict(sorted(ops.items(), key=lambda kv: (-kv[1], kv[0]))),
+        "functions": len(proto.functions),
+    }
+
+
+def sha256(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--only", default="", help="comma-separated subset of models to (re)build")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(1)
+    out: Path = args.out
+    names = [n for n in architectures.ARCHITECTURES if not args.only or n in args.only.split(",")]
+    t0 = time.perf_counter()
+
+    tasks = data.make_tasks(seed=args.seed)
+    data_paths = data.save_tasks(tasks, out / "data")
+    ds = data.load("source", out / "data")
+    background = float(-tasks["source"]["mean"] / tasks["source"]["std"])  # a 0 pixel, normalised
+
+    manifest_path = out / "manifest.json"
+    manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
+    (out / "weights").mkdir(parents=True, exist_ok=True)
+    for i, name in enumerate(names):
+        print(f"[{name}]")
+        torch.manual_seed(args.seed * 1000 + i)
+        model = architectures.build(name)
+        seconds = train(name, model, ds, args.seed * 1000 + i, background)
+        torch_acc = float((torch_logits(model, ds["test_input"]).argmax(1) == ds["test_labels"]).mean())
+        print(f"  trained in {seconds:.1f}s, torch test accuracy {torch_acc:.4f}")
+        torch.save(model.state_dict(), out / "weights" / f"{name}.pt")
+        onnx_path = out / f"{name}.onnx"
+        exporter, opset = export(model, onnx_path)
+        summary = verify(onnx_path, model, ds)
+        print(f"  onnx test accuracy {summary['onnx_test_accuracy']:.4f}, max diff "
+              f"{summary['max_abs_diff_vs_torch']:.1e}, ops {summary['op_types']}")  # fmt: skip
+        manifest["models"][name] = {
+            "file": onnx_path.name,
+            "weights": f"weights/{name}.pt",
+            "family": architectures.FAMILIES[name],
+            "input": {"name": "input", "shape": ["N", 1, data.SIZE, data.SIZE], "dtype": "float32"},
+            "output": {"name": "logits", "shape": ["N", architectures.NUM_CLASSES], "dtype": "float32"},
+            "num_classes": architectures.NUM_CLASSES,
+            "class_names": [str(c) for c in data.TASKS["source"]],
+            "task": "digits 0-4 (source)",
+            "data": "data/digits_source.npz",
+            "onnx_test_accuracy": round(summary["onnx_test_accuracy"], 4),
+            "torch_test_accuracy": round(torch_acc, 4),
+            "max_abs_diff_vs_torch": float(f"{summary['max_abs_diff_vs_torch']:.2e}"),
+            "params": sum(p.numel() for p in model.parameters()),
+            "opset": opset,
+            "ir_version": summary["ir_version"],
+            "exporter": f"{exporter} torch {torch.__version__.split('+')[0]}",
+            "training": {**TRAINING[name], "batch": BATCH, "augment": f"random shift +-{SHIFT}px",
+                         "seed": args.seed * 1000 + i, "seconds": round(seconds, 1)},  # fmt: skip
+            "op_types": summary["op_types"],
+            "bytes": onnx_path.stat().st_size,
+            "sha256": sha256(onnx_path),
+        }
+    manifest["models"] = {n: manifest["models"][n] for n in architectures.ARCHITECTURES if n in manifest["models"]}
+    manifest["data"] = {
+        task: {
+            "file": f"data/{path.name}",
+            "task": f"digits {data.TASKS[task][0]}-{data.TASKS[task][-1]} ({task}), labels remapped to 0..4",
+            "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in tasks[task].items()},
+            "normalisation": "x = (pixel/16 upsampled bilinear to 32x32 - mean) / std; source-train mean/std",
+            "split": f"stratified 70/30, sklearn train_test_split(random_state={args.seed})",
+            "sha256": sha256(path),
+        }
+        for task, path in data_paths.items()
+    }
+    manifest_path.write_text(json.dumps(manifest, indent=2) + "\n")
+    print(f"done in {time.perf_counter() - t0:.1f}s; wrote {manifest_path}")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
