@@ -11,4 +11,24 @@ try:
 except PackageNotFoundError:  # running from a source tree that is not installed
     __version__ = "0.0.0+local"
 
-__all__ = ["BadInputError", "DarpError", "UnsupportedOpError", "ValidationFailedError", "__version__"]
+__all__ = [
+    "BadInputError",
+    "DarpError",
+    "UnsupportedOpError",
+    "ValidationFailedError",
+    "__version__",
+    "finetune",
+    "inspect",
+    "prune",
+]
+
+_API = ("prune", "finetune", "inspect", "validate", "diff", "check_model")
+
+
+def __getattr__(name: str):
+    # The API pulls in torch and onnxruntime; load it on first use so `darp-onnx --version` stays fast.
+    if name in _API:
+        from darp_onnx import api
+
+        return getattr(api, name)
+    raise AttributeError(f"module 'darp_onnx' has no attribute {name!r}")

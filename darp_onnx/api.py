@@ -35,3 +35,61 @@ def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0) -> di
         "parameters": int(sum(p.numel() for p in proxy.parameters())),
         "max_abs_diff": max(diffs, default=0.0),
     }
+
+
+def prune(*args, **kwargs):
+    """See `darp_onnx.pipeline.prune`."""
+    from darp_onnx.pipeline import prune as _prune
+
+    return _prune(*args, **kwargs)
+
+
+def write_prune_report(result, directory: str | os.PathLike) -> dict[str, Any]:
+    """Write report.json, report.md and report.html describing a prune result into `directory`."""
+    from darp_onnx.io import load_model as _load
+    from darp_onnx.report import diff_models, write_reports
+
+    before = _load(result.input)
+    diff = diff_models(before, result.model)
+    diff.latency_ms_before = result.validation["latency_ms_before"]
+    diff.latency_ms_after = result.validation["latency_ms_after"]
+    diff.fidelity = result.validation["fidelity"]
+    diff.provider = result.validation["provider"]
+    diff.method = result.method
+    diff.budget = result.budget
+    return write_reports(diff, directory)
+
+
+def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
+    """Op coverage, channel groups (size, members, frozen reasons), MACs and parameters of a model."""
+    from collections import Counter
+
+    from darp_onnx.cost import CostModel
+    from darp_onnx.groups import analyse
+    from darp_onnx.proxy import supported_ops
+
+    model = load_model(path)
+    supported = set(supported_ops()) | {"Constant"}
+    ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node)
+    analysis = analyse(model)
+    cost = CostModel(model, analysis, input_shapes)
+    groups = []
+    for g in analysis.groups:
+        members = [f"{t}[{a}]" for (t, a), m in analysis.axis_maps.items() if any(s.group == g.id for s in m.segments)]
+        groups.append({"id": g.id, "label": g.label, "kind": g.kind, "size": g.size, "min_keep": g.min_keep,
+                       "frozen": g.frozen, "members": members})
+    return {
+        "model": str(path),
+        "opset": default_opset(model),
+        "nodes": len(model.graph.node),
+        "ops": [{"op": op, "count": n, "supported": op in supported} for op, n in sorted(ops.items())],
+        "unsupported_ops": sorted(op for op in ops if op not in supported),
+        "macs": cost.full_macs,
+        "params": cost.full_params,
+        "smallest_macs": cost.macs(cost.smallest_masks()),
+        "groups": groups,
+        "prunable_groups": len(analysis.prunable()),
+        "prunable_channels": int(sum(g.size for g in analysis.prunable() if g.kind != "branch")),
+        "branches": len(analysis.branches),
+        "frozen_reasons": list(analysis.frozen_reasons),
+    }

@@ -150,8 +150,9 @@ def main(argv: list[str] | None = None) -> int:
     manifest_path = out / "manifest.json"
     manifest = json.loads(manifest_path.read_text()) if manifest_path.exists() else {"models": {}}
     (out / "weights").mkdir(parents=True, exist_ok=True)
-    for i, name in enumerate(names):
+    for name in names:
         print(f"[{name}]")
+        i = list(architectures.ARCHITECTURES).index(name)  # seed does not depend on --only
         torch.manual_seed(args.seed * 1000 + i)
         model = architectures.build(name)
         seconds = train(name, model, ds, args.seed * 1000 + i, background)

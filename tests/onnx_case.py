@@ -66,7 +66,7 @@ def run_proxy(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray]) -> list[n
     proxy = build_proxy(model)
     with torch.no_grad():
         out = proxy.run({k: torch.from_numpy(np.asarray(v)) for k, v in feeds.items()})
-    return [out[name].numpy() for name in proxy.output_names]
+    return [out[name].detach().numpy() for name in proxy.output_names]
 
 
 def assert_matches_ort(

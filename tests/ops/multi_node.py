@@ -21,7 +21,8 @@ def graph_model(
 ) -> onnx.ModelProto:
     """A model from nodes; `inputs` maps a graph input to (numpy dtype, shape), strings are symbolic."""
     graph_inputs = [
-        helper.make_tensor_value_info(n, _NP_TO_ONNX[np.dtype(dt)], list(shape)) for n, (dt, shape) in inputs.items()
+        helper.make_tensor_value_info(n, _NP_TO_ONNX[np.dtype(dt)], list(shape))
+        for n, (dt, shape) in inputs.items()
     ]
     graph_outputs = [helper.make_tensor_value_info(n, TensorProto.UNDEFINED, None) for n in outputs]
     inits = [numpy_helper.from_array(a, n) for n, a in (initializers or {}).items()]

@@ -27,6 +27,9 @@ CONV_CASES = {
     "2d_valid": ((1, 3, 7, 8), (4, 3, 3, 3), True, {"auto_pad": "VALID", "strides": [2, 2]}),
     "2d_same_upper": ((1, 3, 7, 8), (4, 3, 4, 3), True, {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
     "2d_same_lower": ((1, 3, 7, 8), (4, 3, 4, 3), True, {"auto_pad": "SAME_LOWER", "strides": [2, 2]}),
+    "2d_same_upper_1x1_stride2": ((1, 2, 6, 7), (3, 2, 1, 1), True, {"auto_pad": "SAME_UPPER", "strides": [2, 2]}),
+    "2d_same_lower_stride_kernel_plus_1": ((1, 2, 8, 7), (3, 2, 2, 1), True,
+                                           {"auto_pad": "SAME_LOWER", "strides": [3, 2]}),
     "2d_1x1": ((2, 8, 5, 5), (4, 8, 1, 1), True, {}),
     "3d": ((1, 2, 5, 6, 7), (3, 2, 3, 3, 3), True, {"pads": [1, 0, 1, 1, 0, 1]}),
     "3d_strides_group": ((1, 4, 6, 6, 6), (4, 2, 2, 2, 2), True, {"strides": [2, 1, 2], "group": 2}),
@@ -47,6 +50,13 @@ def test_conv_same_with_dilations_is_unsupported():
     model = one_node_model("Conv", {"x": rand(1, 2, 9, 9)}, initializers={"w": rand(2, 2, 3, 3, seed=1)},
                            auto_pad="SAME_UPPER", dilations=[2, 2])
     with pytest.raises(UnsupportedOpError, match="dilations"):
+        build_proxy(model)
+
+
+def test_conv_same_with_large_stride_is_unsupported():
+    model = one_node_model("Conv", {"x": rand(1, 2, 9, 9)}, initializers={"w": rand(2, 2, 1, 1, seed=1)},
+                           auto_pad="SAME_UPPER", strides=[3, 3])
+    with pytest.raises(UnsupportedOpError, match="strides"):
         build_proxy(model)
 
 

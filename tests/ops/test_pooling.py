@@ -47,6 +47,13 @@ def test_max_pool_int8():
     assert_matches_ort(model, {"x": x})
 
 
+def test_pool_same_with_large_stride_is_unsupported():
+    model = one_node_model("AveragePool", {"x": rand(1, 1, 9, 9)}, kernel_shape=[1, 1], strides=[3, 3],
+                           auto_pad="SAME_UPPER")
+    with pytest.raises(UnsupportedOpError, match="strides"):
+        build_proxy(model)
+
+
 def test_max_pool_indices_is_unsupported():
     model = one_node_model("MaxPool", {"x": rand(1, 1, 4, 4)}, outputs=("y", "idx"), kernel_shape=[2, 2])
     with pytest.raises(UnsupportedOpError, match="Indices"):
@@ -76,8 +83,8 @@ AVG_CASES = {
     "2d_same_upper": ((1, 3, 8, 7), {"kernel_shape": [3, 2], "strides": [2, 2], "auto_pad": "SAME_UPPER"}, 17),
     "2d_same_lower_include_pad": ((1, 3, 8, 7), {"kernel_shape": [3, 2], "strides": [2, 2],
                                                  "auto_pad": "SAME_LOWER", "count_include_pad": 1}, 17),
-    "2d_same_upper_stride_gt_kernel": ((1, 2, 6, 7), {"kernel_shape": [1, 1], "strides": [3, 3],
-                                                      "auto_pad": "SAME_UPPER"}, 17),
+    "2d_same_lower_stride_kernel_plus_1": ((1, 2, 7, 8), {"kernel_shape": [1, 2], "strides": [2, 3],
+                                                          "auto_pad": "SAME_LOWER"}, 17),
     "2d_dilations_opset19": ((1, 2, 9, 8), {"kernel_shape": [2, 2], "dilations": [2, 2], "pads": [1, 1, 1, 1]}, 19),
     "2d_dilations_ceil_include_pad_opset19": ((1, 2, 9, 8), {"kernel_shape": [2, 2], "dilations": [2, 1],
                                                              "strides": [2, 2], "pads": [1, 0, 1, 1],

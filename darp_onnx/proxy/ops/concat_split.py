@@ -96,7 +96,7 @@ class Slice(nn.Module):
         if axes_l is None:
             axes_l = list(range(len(starts_l)))
         steps_l = to_int_list(steps) if steps is not None else [1] * len(starts_l)
-        for axis, s, e, st in zip(axes_l, starts_l, ends_l, steps_l):
+        for axis, s, e, st in zip(axes_l, starts_l, ends_l, steps_l, strict=True):
             x = slice_axis(x, axis + x.dim() if axis < 0 else axis, s, e, st)
         return x
 
@@ -117,7 +117,9 @@ def _split_module(node, num_outputs_allowed: bool) -> Split:
     split = attrs.get("split")
     num = attrs.get("num_outputs") if num_outputs_allowed else None
     if num is not None and int(num) != len(node.output):
-        raise NotImplementedError(f"Split num_outputs={num} differs from the node's {len(node.output)} outputs")
+        raise NotImplementedError(
+            f"Split num_outputs={num} differs from the node's {len(node.output)} outputs"
+        )
     return Split(int(attrs.get("axis", 0)), len(node.output), list(split) if split else None,
                  int(num) if num is not None else None)
 

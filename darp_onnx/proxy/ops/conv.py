@@ -14,7 +14,8 @@ from darp_onnx.proxy.context import node_attributes
 from darp_onnx.proxy.ops.common import result_for
 from darp_onnx.proxy.registry import add_converter
 
-__all__ = ["ConvModule", "ConvTransposeModule", "resolve_pads", "torch_pad_list"]
+__all__ = ["ConvModule", "ConvTransposeModule", "check_auto_pad", "check_same_stride", "resolve_pads",
+           "torch_pad_list"]
 
 _AUTO_PADS = ("NOTSET", "VALID", "SAME_UPPER", "SAME_LOWER")
 
@@ -39,8 +40,9 @@ def resolve_pads(
     """(begin, end) pads per spatial axis, as onnxruntime resolves them for convolution and pooling.
 
     SAME_* pads make the output ceil(size / stride) long, the odd pixel at the end (UPPER) or the
-    beginning (LOWER). Like onnxruntime, a negative total (stride larger than the kernel) is kept and
-    halved with C++ truncation, so the windows then start inside the input.
+    beginning (LOWER). A total of -1 (stride one more than the kernel) means no pad at all. Below -1
+    onnxruntime's window placement depends on its kernel (NCHWc and MLAS paths differ, MaxPool
+    rejects it), so there is no single reference to match.
     """
     n = len(sizes)
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
@@ -48,7 +50,11 @@ def resolve_pads(
         for size, k, s, d in zip(sizes, kernel, strides, dilations):
             out = -(-size // s)
             total = (out - 1) * s + (k - 1) * d + 1 - size
-            head = int((total + 1) / 2) if auto_pad == "SAME_LOWER" else int(total / 2)
+            if total < -1:
+                raise NotImplementedError(f"auto_pad={auto_pad} with stride {s} more than one beyond the "
+                                          f"kernel extent {(k - 1) * d + 1} on an axis of size {size}")
+            total = max(total, 0)
+            head = total - total // 2 if auto_pad == "SAME_LOWER" else total // 2
             begin.append(head)
             end.append(total - head)
         return begin, end
@@ -63,6 +69,20 @@ def torch_pad_list(begin: list[int], end: list[int]) -> list[int]:
     for b, e in zip(reversed(begin), reversed(end)):
         out += [b, e]
     return out
+
+
+def check_same_stride(attrs, kernel) -> None:
+    """SAME_* with a stride two or more beyond the kernel extent (see resolve_pads), when known now."""
+    if not attrs.get("auto_pad", "NOTSET").startswith("SAME") or kernel is None:
+        return
+    if any(not isinstance(k, int) for k in kernel):
+        return
+    n = len(kernel)
+    for k, s, d in zip(kernel, attrs.get("strides") or [1] * n, attrs.get("dilations") or [1] * n):
+        if s - ((k - 1) * d + 1) >= 2:
+            raise NotImplementedError(f"auto_pad={attrs['auto_pad']} with strides={attrs['strides']} more "
+                                      f"than one beyond the kernel extent (onnxruntime's result depends on "
+                                      "its kernel)")
 
 
 def _check_same_dilations(attrs) -> None:
@@ -89,7 +109,7 @@ class ConvModule(nn.Module):
         dilations = self.dilations or [1] * n
         kernel = list(w.shape[2:])
         begin, end = resolve_pads(list(x.shape[2:]), kernel, strides, dilations, self.auto_pad, self.pads)
-        if begin == end and min(begin, default=0) >= 0:
+        if begin == end:
             padding = begin
         else:
             x = F.pad(x, torch_pad_list(begin, end))
@@ -105,6 +125,8 @@ class ConvModule(nn.Module):
 def convert_conv(node, ctx):
     attrs = node_attributes(node)
     _check_same_dilations(attrs)
+    w_shape = ctx.shape(node.input[1])
+    check_same_stride(attrs, attrs.get("kernel_shape") or (w_shape[2:] if w_shape else None))
     module = ConvModule(
         strides=attrs.get("strides"),
         dilations=attrs.get("dilations"),

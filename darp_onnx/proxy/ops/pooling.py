@@ -15,7 +15,7 @@ from torch import nn
 
 from darp_onnx.proxy.context import node_attributes
 from darp_onnx.proxy.ops.common import result_for
-from darp_onnx.proxy.ops.conv import check_auto_pad, resolve_pads, torch_pad_list
+from darp_onnx.proxy.ops.conv import check_auto_pad, check_same_stride, resolve_pads, torch_pad_list
 from darp_onnx.proxy.registry import add_converter
 
 __all__ = ["GlobalPoolModule", "PoolModule"]
@@ -78,7 +78,7 @@ class PoolModule(nn.Module):
                  for o, s, k, d, i, b, e in zip(outs, strides, kernel, dilations, sizes, begin, end)]
         if any(o <= 0 for o in outs):
             return x.new_zeros([*x.shape[:2], *[max(o, 0) for o in outs]])
-        native = (begin == end and not any(tails) and all(0 <= 2 * b <= k for b, k in zip(begin, kernel)))
+        native = (begin == end and not any(tails) and all(2 * b <= k for b, k in zip(begin, kernel)))
         if self.kind == "max":
             y = self._max(x, kernel, strides, dilations, begin, end, tails, native)
         elif self.kind == "avg":
@@ -121,6 +121,7 @@ def _pool(node, kind: str, **extra):
     attrs = node_attributes(node)
     if kind == "max" and len([o for o in node.output if o]) > 1:
         raise NotImplementedError("MaxPool's Indices output")
+    check_same_stride(attrs, attrs["kernel_shape"])
     module = PoolModule(
         kind,
         kernel=attrs["kernel_shape"],

@@ -2,7 +2,7 @@
 
 `axes` is an attribute in older opsets and an optional input later (ReduceSum from opset 13, the others
 from opset 18). No axes (or an empty axes tensor) reduces every axis, unless noop_with_empty_axes=1, in
-which case the input passes through unchanged.
+which case only the elementwise part applies (abs for L1, square for SumSquare, ...).
 """
 
 from __future__ import annotations
@@ -53,6 +53,14 @@ _REDUCERS: dict[str, Reducer] = {
     "ReduceLogSumExp": lambda x, d, k: torch.logsumexp(x, d, keepdim=k),
 }
 
+# Reducing over no axes (noop_with_empty_axes=1) still applies the elementwise part, as onnxruntime does.
+_NO_AXES: dict[str, Callable[[torch.Tensor], torch.Tensor]] = {
+    "ReduceL1": torch.abs,
+    "ReduceL2": lambda x: torch.sqrt(x * x),
+    "ReduceSumSquare": lambda x: x * x,
+    "ReduceLogSum": torch.log,
+}
+
 # The first schema version that takes `axes` as an input instead of an attribute.
 _AXES_INPUT_SINCE = {op: 18 for op in _REDUCERS} | {"ReduceSum": 13}
 
@@ -69,13 +77,11 @@ class Reduce(nn.Module):
 
     def forward(self, x: torch.Tensor, axes: torch.Tensor | None = None) -> torch.Tensor:
         dims = to_int_list(axes) if axes is not None else self.axes
-        if not dims:
-            if self.noop:
-                return x
+        if not dims and not self.noop:
             dims = list(range(x.dim()))
-        dims = sorted({d + x.dim() if d < 0 else d for d in dims})
-        if not dims:  # a scalar input: nothing to reduce
-            return x
+        dims = sorted({d + x.dim() if d < 0 else d for d in dims or []})
+        if not dims:  # noop_with_empty_axes, or a scalar input
+            return _NO_AXES.get(self.op_type, lambda t: t)(x)
         return self.fn(x, dims, self.keepdims)
 
     def extra_repr(self) -> str:

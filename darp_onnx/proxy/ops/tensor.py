@@ -88,20 +88,25 @@ class Range(nn.Module):
 
 
 class Dropout(nn.Module):
-    """Inference-mode Dropout: the identity, with an all-True (all-one before opset 10) mask."""
+    """Inference-mode Dropout: the identity. The optional mask follows onnxruntime: all True from
+    opset 12, all False (bool, opset 10-11) or all zero (input dtype, opset 7-9) before that."""
 
-    def __init__(self, n_outputs: int, bool_mask: bool) -> None:
+    def __init__(self, n_outputs: int, opset: int) -> None:
         super().__init__()
         self.n_outputs = n_outputs
-        self.bool_mask = bool_mask
+        self.opset = opset
 
     def forward(self, x: torch.Tensor, ratio=None, training_mode=None):
         if training_mode is not None and bool(training_mode.reshape(-1)[0]):
             raise NotImplementedError("Dropout with training_mode=True at run time is not supported")
         if self.n_outputs == 1:
             return x
-        mask = torch.ones_like(x, dtype=torch.bool) if self.bool_mask else torch.ones_like(x)
-        return x, mask
+        if self.opset >= 12:
+            return x, torch.ones_like(x, dtype=torch.bool)
+        return x, torch.zeros_like(x, dtype=torch.bool if self.opset >= 10 else x.dtype)
+
+    def extra_repr(self) -> str:
+        return f"opset={self.opset}"
 
 
 class EyeLike(nn.Module):
@@ -204,7 +209,7 @@ def convert_dropout(node, ctx):
         mode = ctx.constant(node.input[2])
         if mode is not None and bool(mode.reshape(-1)[0]):
             raise NotImplementedError("Dropout with training_mode=True is not supported (inference only)")
-    return result_for(node, Dropout(len(node.output), ctx.opset >= 10), static_inputs=[1, 2])
+    return result_for(node, Dropout(len(node.output), ctx.opset), static_inputs=[1, 2])
 
 
 @add_converter("EyeLike")

@@ -1,0 +1,72 @@
+"""`darp-onnx prune MODEL`: search, rewrite, validate and write a smaller model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from darp_onnx.cli.app import app
+from darp_onnx.cli.output import console_err, handle_errors, print_json
+from darp_onnx.cli.progress import SearchProgress
+
+
+@app.command("prune")
+@handle_errors
+def prune_command(
+    model: Annotated[Path, typer.Argument(help="The ONNX model to prune (never modified).")],
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output path [default: MODEL.pruned.onnx].")] = None,
+    target_flops: Annotated[float | None, typer.Option(help="MACs to keep: a fraction (0.5) or an absolute count. Default 0.5.")] = None,
+    target_params: Annotated[float | None, typer.Option(help="Parameters to keep: a fraction or an absolute count.")] = None,
+    method: Annotated[str, typer.Option(help="darp (the gate search) or a baseline: l1, bn, random.")] = "darp",
+    data: Annotated[Path | None, typer.Option(help=".npz (arrays named after the inputs, optional 'labels') or a folder of .npz/.npy; default: synthetic inputs and distillation.")] = None,
+    input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="NAME=1x3x320x320 for symbolic dims (repeatable; a bare shape for one-input models).")] = None,
+    steps: Annotated[int, typer.Option(help="Search steps (darp).")] = 200,
+    finetune_steps: Annotated[int, typer.Option(help="Recovery fine-tune steps with the hard masks.")] = 100,
+    batch_size: Annotated[int, typer.Option(help="Batch size for search and fine-tune.")] = 32,
+    lr: Annotated[float, typer.Option(help="Learning rate of the weights.")] = 1e-3,
+    device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an error).")] = "auto",
+    seed: Annotated[int, typer.Option(help="Random seed; a run is deterministic for a given seed.")] = 0,
+    force: Annotated[bool, typer.Option(help="Overwrite the output file if it exists.")] = False,
+    report: Annotated[Path | None, typer.Option(help="Write report.json, report.md and report.html into this folder.")] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
+) -> None:
+    """Prune MODEL to a MACs or parameter budget, validate it with onnxruntime and write it.
+
+    Exit codes: 0 success, 1 bad input or infeasible budget, 2 validation failure (nothing written)."""
+    from darp_onnx.api import prune
+    from darp_onnx.cli.options import parse_input_shapes
+
+    shapes = parse_input_shapes(input_shape or [])
+    with SearchProgress(enabled=not quiet, total=steps if method == "darp" else 0,
+                        finetune_total=finetune_steps) as progress:
+        result = prune(
+            model, output=output, target_flops=target_flops, target_params=target_params, method=method,
+            data=data, input_shapes=shapes, search_steps=steps, finetune_steps=finetune_steps,
+            batch_size=batch_size, lr=lr, device=device, seed=seed, force=force, progress=progress.update,
+        )
+    document = result.to_json()
+    if report is not None:
+        from darp_onnx.api import write_prune_report
+
+        document["reports"] = {k: str(v) for k, v in write_prune_report(result, report).items()}
+    if json_out:
+        print_json(document)
+    if not quiet:
+        _summary(document)
+
+
+def _summary(doc: dict) -> None:
+    v = doc["validation"]
+    fid = v["fidelity"]
+    agreement = "" if fid["top1_agreement"] is None else f", top-1 agreement {fid['top1_agreement']:.1%}"
+    console_err.print(
+        f"[bold green]wrote[/] {doc['output']}: MACs {doc['flops_before']:,} -> {doc['flops_after']:,} "
+        f"({doc['flops_after'] / max(doc['flops_before'], 1):.1%}), params {doc['params_before']:,} -> "
+        f"{doc['params_after']:,}, nodes {doc['nodes_before']} -> {doc['nodes_after']}, "
+        f"{doc['channels_removed']} channels removed; onnxruntime {v['provider']}: latency "
+        f"{v['latency_ms_before']:.2f} -> {v['latency_ms_after']:.2f} ms{agreement}, "
+        f"max |pruned - masked proxy| {v['max_abs_diff']:.2g}"
+    )

@@ -1,0 +1,49 @@
+"""Rich progress on stderr for the search and the recovery fine-tune."""
+
+from __future__ import annotations
+
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+from darp_onnx.cli.output import console_err
+
+
+class SearchProgress:
+    """A context manager whose `update(stage, info)` is the `progress` callback of `prune()`."""
+
+    def __init__(self, *, enabled: bool, total: int, finetune_total: int) -> None:
+        self.enabled = enabled
+        self._progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console_err, transient=False,
+        )
+        self._search = self._finetune = None
+        self._totals = (total, finetune_total)
+        self._expected = float("nan")
+
+    def __enter__(self) -> SearchProgress:
+        if self.enabled:
+            self._progress.start()
+        return self
+
+    def __exit__(self, *exc) -> None:
+        if self.enabled:
+            self._progress.stop()
+
+    def update(self, stage: str, info: dict[str, float]) -> None:
+        if not self.enabled:
+            return
+        if stage == "start":
+            console_err.print(
+                f"{int(info['groups'])} prunable groups, budget {info['budget_fraction']:.1%} of the full cost"
+            )
+        elif stage == "search":
+            if self._search is None:
+                self._search = self._progress.add_task("search", total=self._totals[0], info="")
+            self._expected = info.get("expected_cost", self._expected)
+            text = (f"loss {info['loss']:.3f}  E[cost] {self._expected:.1%}  tau_s {info['tau_sample']:.3f}  "
+                    f"tau_p {info['tau_penalty']:.3f}  lambda {info['penalty']:.3f}")
+            self._progress.update(self._search, completed=int(info["step"]) + 1, info=text)
+        elif stage == "finetune":
+            if self._finetune is None:
+                self._finetune = self._progress.add_task("fine-tune", total=None, info="")
+            self._progress.update(self._finetune, completed=int(info["step"]) + 1, info=f"loss {info['loss']:.3f}")

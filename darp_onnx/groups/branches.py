@@ -1,0 +1,80 @@
+"""Residual branches y = x + F(x) whose F can be dropped whole (y becomes x)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import onnx
+
+
+@dataclass(frozen=True)
+class BranchCandidate:
+    add_node: str
+    skip_input: str
+    branch_output: str
+    nodes: tuple[str, ...]
+
+
+def _same_shape(shapes: dict, names: list[str]) -> bool:
+    known = [shapes.get(n) for n in names]
+    return all(s is not None and None not in s for s in known) and all(s == known[0] for s in known)
+
+
+def find_branches(model: onnx.ModelProto, shapes: dict, consts: set[str]) -> list[BranchCandidate]:
+    graph = model.graph
+    nodes = list(graph.node)
+    producer = {out: i for i, n in enumerate(nodes) for out in n.output if out}
+    consumers: dict[str, set[int]] = {}
+    for i, n in enumerate(nodes):
+        for name in n.input:
+            consumers.setdefault(name, set()).add(i)
+    outputs = {o.name for o in graph.output}
+    found = []
+    for a, add in enumerate(nodes):
+        if add.op_type != "Add" or len(add.input) != 2 or any(n in consts for n in add.input):
+            continue
+        if not _same_shape(shapes, [add.input[0], add.input[1], add.output[0]]):
+            continue
+        for skip, branch in ((add.input[0], add.input[1]), (add.input[1], add.input[0])):
+            members = _exclusive(nodes, producer, consumers, outputs, branch, a)
+            if members and _reaches(nodes, producer, members, skip):
+                found.append(BranchCandidate(add.name, skip, branch, tuple(nodes[i].name for i in sorted(members))))
+                break
+    return found
+
+
+def _exclusive(nodes, producer, consumers, outputs, branch: str, add: int) -> set[int]:
+    """Nodes whose outputs feed only `branch` (transitively) and reach no graph output."""
+    start = producer.get(branch)
+    if start is None:
+        return set()
+    members: set[int] = set()
+    for i in range(start, -1, -1):
+        node = nodes[i]
+        uses = set().union(*(consumers.get(o, set()) for o in node.output if o))
+        if i == start:
+            if uses != {add} or any(o in outputs for o in node.output):
+                return set()
+            members.add(i)
+        elif uses and uses <= members and not any(o in outputs for o in node.output):
+            members.add(i)
+    return members
+
+
+def _reaches(nodes, producer, members: set[int], skip: str) -> bool:
+    """True when tensor `skip` is an ancestor of the branch (the branch starts from x)."""
+    seen: set[int] = set()
+    stack = list(members)
+    while stack:
+        i = stack.pop()
+        if i in seen:
+            continue
+        seen.add(i)
+        for name in nodes[i].input:
+            if name == skip:
+                return True
+            j = producer.get(name)
+            if j is not None:
+                stack.append(j)
+    return False
+

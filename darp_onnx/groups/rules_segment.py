@@ -1,0 +1,142 @@
+"""Rules for ops that cut or join the channel axis (Concat, Split, Slice) or index other axes."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from darp_onnx.groups.model import ShapeEdit
+from darp_onnx.groups.rules_basic import attr, couple
+from darp_onnx.groups.tracer import Layout, Tracer
+
+
+def _axis(node: onnx.NodeProto, rank: int | None, default: int = 0) -> int | None:
+    axis = int(attr(node, "axis", default))
+    if axis < 0:
+        return None if rank is None else axis + rank
+    return axis
+
+
+def concat(t: Tracer, node: onnx.NodeProto) -> None:
+    tracked = [t.layout(n) for n in node.input if t.layout(n) is not None]
+    if not tracked:
+        return
+    axis = _axis(node, t.rank(node.output[0]))
+    if axis is None or any(lay.axis != axis for lay in tracked):
+        if axis is not None and all(lay.axis != axis for lay in tracked):
+            couple(t, node)  # joined along another axis: the channel axis is shared
+        else:
+            t.freeze_inputs(node, "Concat mixes the channel axis with another axis")
+        return
+    rep = tracked[0].repeat
+    parts = []
+    for name in node.input:
+        lay = t.layout(name)
+        shape = t.shape(name)
+        if lay is not None and lay.repeat == rep:
+            parts.append(lay.units)
+        elif lay is None and shape is not None and isinstance(shape[axis], int) and shape[axis] % rep == 0:
+            parts.append(np.full(shape[axis] // rep, -1, dtype=np.int64))
+        else:
+            t.freeze_inputs(node, "Concat inputs have incompatible channel blocks")
+            return
+    t.set(node.output[0], Layout(axis, np.concatenate(parts), rep))
+
+
+def _split_sizes(t: Tracer, node: onnx.NodeProto, total: int) -> tuple[list[int] | None, int]:
+    """The split sizes and where they live: 1 (input), -1 (attribute), 0 (implicit equal split)."""
+    if len(node.input) > 1 and node.input[1]:
+        sizes = t.const(node.input[1])
+        return (None if sizes is None else [int(v) for v in np.asarray(sizes).reshape(-1)]), 1
+    if attr(node, "split") is not None:
+        return [int(v) for v in attr(node, "split")], -1
+    n = len(node.output)
+    chunk = -(-total // n)
+    return [min(chunk, total - i * chunk) for i in range(n)], 0
+
+
+def split(t: Tracer, node: onnx.NodeProto) -> None:
+    lay = t.layout(node.input[0])
+    if lay is None:
+        return
+    axis = _axis(node, t.rank(node.input[0]))
+    if axis != lay.axis:
+        if axis is None:
+            t.freeze(lay.units, f"Split '{node.name}' axis unknown")
+            return
+        for out in node.output:
+            t.set(out, lay)
+        return
+    sizes, where = _split_sizes(t, node, lay.size)
+    if sizes is None or any(s % lay.repeat for s in sizes) or sum(sizes) != lay.size:
+        t.freeze(lay.units, f"Split '{node.name}' sizes are not followed")
+        return
+    offset = 0
+    for i, (out, size) in enumerate(zip(node.output, sizes)):
+        units = lay.units[offset // lay.repeat:(offset + size) // lay.repeat]
+        offset += size
+        t.set(out, Layout(axis, units, lay.repeat))
+        if where == 0:
+            where = 1 if t.opset >= 13 else -1
+        t.edit(ShapeEdit(node.name, where, i, (out, axis), 0, size, attr="split" if where == -1 else ""))
+
+
+def _slice_params(t: Tracer, node: onnx.NodeProto, rank: int):
+    if t.opset < 10:
+        starts, ends = attr(node, "starts"), attr(node, "ends")
+        axes, steps = attr(node, "axes"), None
+    else:
+        vals = [t.const(n) if n else None for n in list(node.input[1:]) + [""] * (5 - len(node.input))]
+        if (len(node.input) > 3 and node.input[3] and vals[2] is None) or (
+                len(node.input) > 4 and node.input[4] and vals[3] is None):
+            return None
+        starts, ends, axes, steps = vals[0], vals[1], vals[2], vals[3]
+    if starts is None or ends is None:
+        return None
+    starts, ends = [int(v) for v in np.ravel(starts)], [int(v) for v in np.ravel(ends)]
+    axes = list(range(len(starts))) if axes is None else [int(a) % rank for a in np.ravel(axes)]
+    steps = [1] * len(starts) if steps is None else [int(s) for s in np.ravel(steps)]
+    return starts, ends, axes, steps
+
+
+def slice_(t: Tracer, node: onnx.NodeProto) -> None:
+    lay = t.layout(node.input[0])
+    rank = t.rank(node.input[0])
+    if lay is None:
+        return
+    params = None if rank is None else _slice_params(t, node, rank)
+    if params is None:
+        t.freeze(lay.units, f"Slice '{node.name}' parameters computed at run time")
+        return
+    starts, ends, axes, steps = params
+    if lay.axis not in axes:
+        t.set(node.output[0], lay)
+        return
+    j = axes.index(lay.axis)
+    size = lay.size
+    start = starts[j] + size if starts[j] < 0 else starts[j]
+    end = ends[j] + size if ends[j] < 0 else ends[j]
+    start, end = min(max(start, 0), size), min(max(end, 0), size)
+    if steps[j] != 1 or start % lay.repeat or end % lay.repeat or end <= start:
+        t.freeze(lay.units, f"Slice '{node.name}' on the channel axis is strided or misaligned")
+        return
+    key = (node.input[0], lay.axis)
+    where = -1 if t.opset < 10 else None
+    t.edit(ShapeEdit(node.name, where or 1, j, key, 0, start, attr="starts" if where else ""))
+    t.edit(ShapeEdit(node.name, where or 2, j, key, 0, end, attr="ends" if where else ""))
+    t.set(node.output[0], Layout(lay.axis, lay.units[start // lay.repeat:end // lay.repeat], lay.repeat))
+
+
+def gather(t: Tracer, node: onnx.NodeProto) -> None:
+    """Gather on another axis keeps the channel axis (shifted by the indices' rank)."""
+    lay = t.layout(node.input[0])
+    if lay is None:
+        if t.layout(node.input[1]) is not None:
+            t.freeze_inputs(node, "channels used as gather indices")
+        return
+    axis = _axis(node, t.rank(node.input[0]))
+    idx_rank = t.rank(node.input[1])
+    if axis is None or axis == lay.axis or idx_rank is None:
+        t.freeze(lay.units, f"Gather '{node.name}' picks channels")
+        return
+    t.set(node.output[0], lay if lay.axis < axis else lay.moved(lay.axis + idx_rank - 1))

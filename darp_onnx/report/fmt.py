@@ -1,0 +1,110 @@
+"""Number formatting shared by the Markdown, HTML and terminal renderings."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from darp_onnx.report.model import Change
+
+NA = "n/a"
+
+
+def count(value: float | int | None) -> str:
+    """12_345_678 -> '12.35M' (SI suffixes; exact below 10 000)."""
+    if value is None:
+        return NA
+    sign = "-" if value < 0 else ""
+    v = abs(value)
+    if v < 10_000:
+        return f"{sign}{v:,.0f}" if float(v).is_integer() else f"{sign}{v:,.3g}"
+    for limit, suffix in ((1e12, "T"), (1e9, "G"), (1e6, "M"), (1e3, "K")):
+        if v >= limit:
+            return f"{sign}{v / limit:.2f}{suffix}"
+    return f"{sign}{v}"
+
+
+def size(value: float | int | None) -> str:
+    """Bytes as B / KiB / MiB / GiB."""
+    if value is None:
+        return NA
+    v = float(value)
+    for limit, suffix in ((1 << 30, "GiB"), (1 << 20, "MiB"), (1 << 10, "KiB")):
+        if abs(v) >= limit:
+            return f"{v / limit:.2f} {suffix}"
+    return f"{int(v)} B"
+
+
+def ms(value: float | int | None) -> str:
+    return NA if value is None else f"{value:.3g} ms"
+
+
+def number(value: Any) -> str:
+    """A fidelity-style value: floats to 4 significant digits, others as text."""
+    if value is None:
+        return NA
+    if isinstance(value, bool):
+        return str(value).lower()
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, int):
+        return count(value)
+    return str(value)
+
+
+def percent(change: Change | None) -> str:
+    """'-37.5 %', '+2.0 %', '0 %' or 'n/a'."""
+    if change is None:
+        return NA
+    p = change.percent
+    if p is None:
+        if change.before == change.after and change.before is not None:
+            return "0 %"
+        return NA
+    if p == 0:
+        return "0 %"
+    return f"{p:+.1f} %"
+
+
+def ratio(before: int | None, after: int | None) -> str:
+    """'5/8 (62 %)' for kept channels."""
+    if before is None or after is None:
+        return f"{NA if before is None else before} -> {NA if after is None else after}"
+    if before == 0:
+        return f"{after}/{before}"
+    return f"{after}/{before} ({100 * after / before:.0f} %)"
+
+
+def shape(dims: tuple[int, ...] | list[int]) -> str:
+    return "[" + ", ".join(str(d) for d in dims) + "]"
+
+
+def summary_rows(diff: Any) -> list[tuple[str, Change, Callable[[Any], str]]]:
+    """(label, change, formatter) for the summary table; latency and file size only when known."""
+    rows: list[tuple[str, Change, Callable[[Any], str]]] = [
+        ("MACs", diff.macs, count),
+        ("Parameters", diff.params, count),
+        ("Nodes", diff.nodes, count),
+    ]
+    if diff.latency_ms is not None:
+        rows.append(("Latency", diff.latency_ms, ms))
+    if diff.file_bytes is not None:
+        rows.append(("File size", diff.file_bytes, size))
+    else:
+        rows.append(("Serialized size", diff.serialized_bytes, size))
+    return rows
+
+
+def fidelity_rows(fidelity: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
+    """(metric, before, after, change) rows. A value given as {'before': x, 'after': y} fills both
+    columns; a single value (e.g. top-1 agreement with the original) goes under 'after'."""
+    rows = []
+    for key, value in (fidelity or {}).items():
+        if isinstance(value, dict) and ("before" in value or "after" in value):
+            before, after = value.get("before"), value.get("after")
+            numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (before, after))
+            change = percent(Change(before, after)) if numeric else ""
+            rows.append((str(key), number(before), number(after), change))
+        else:
+            rows.append((str(key), "", number(value), ""))
+    return rows

@@ -1,0 +1,60 @@
+"""Graph surgery by plain proto edits: dropping residual branches and removing dead nodes."""
+
+from __future__ import annotations
+
+import onnx
+from onnx import helper
+
+from darp_onnx.groups.model import ChannelAnalysis
+
+
+def drop_branches(model: onnx.ModelProto, analysis: ChannelAnalysis, masks) -> list[str]:
+    """For every dropped branch, y = x + F(x) becomes y = x: consumers of y read x (an Identity keeps the
+    name when y is a graph output). F's nodes die and go in `remove_dead_nodes`."""
+    graph = model.graph
+    outputs = {o.name for o in graph.output}
+    dropped = []
+    for branch in analysis.branches:
+        if masks[branch.group].any():
+            continue
+        add = next((n for n in graph.node if n.name == branch.add_node), None)
+        if add is None:  # inside an outer branch that is dropped too
+            continue
+        y = add.output[0]
+        if y in outputs:
+            identity = helper.make_node("Identity", [branch.skip_input], [y], name=add.name)
+            add.CopyFrom(identity)
+        else:
+            _rename_uses(graph, y, branch.skip_input)
+            graph.node.remove(add)
+        dropped.append(branch.add_node)
+    return dropped
+
+
+def _rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:
+    for node in graph.node:
+        for i, name in enumerate(node.input):
+            if name == old:
+                node.input[i] = new
+
+
+def remove_dead_nodes(model: onnx.ModelProto) -> None:
+    """Remove nodes none of whose outputs is used, then initializers nobody reads."""
+    graph = model.graph
+    needed = {o.name for o in graph.output}
+    keep = []
+    for node in reversed(list(graph.node)):
+        if any(o in needed for o in node.output if o):
+            keep.append(node)
+            needed.update(n for n in node.input if n)
+    keep.reverse()
+    if len(keep) != len(graph.node):
+        del graph.node[:]
+        graph.node.extend(keep)
+    dropped = {i.name for i in graph.initializer if i.name not in needed}
+    if dropped:
+        inits = [i for i in graph.initializer if i.name in needed]
+        del graph.initializer[:]
+        graph.initializer.extend(inits)
+        for vi in [i for i in graph.input if i.name in dropped]:
+            graph.input.remove(vi)

@@ -1,0 +1,28 @@
+"""Re-validating a rewritten model: fresh strict shape inference and the full ONNX checker."""
+
+from __future__ import annotations
+
+import onnx
+
+from darp_onnx.errors import ValidationFailedError
+
+
+def _first_line(exc: BaseException) -> str:
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__
+
+
+def revalidate(model: onnx.ModelProto, ir_version: int) -> onnx.ModelProto:
+    """Clear stale value_info and output shapes, infer shapes strictly, check; one-line errors."""
+    graph = model.graph
+    del graph.value_info[:]
+    for out in graph.output:
+        if out.type.HasField("tensor_type"):
+            out.type.tensor_type.ClearField("shape")
+    model.ir_version = ir_version
+    try:
+        inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
+        onnx.checker.check_model(inferred, full_check=True)
+    except Exception as exc:
+        raise ValidationFailedError(f"rewritten model is invalid: {_first_line(exc)}") from None
+    return inferred
