@@ -43,7 +43,7 @@ class ResNet(nn.Module):
         super().__init__()
         self.stem = nn.Sequential(*conv_bn(1, widths[0]), nn.ReLU())
         layers, cin = [], widths[0]
-        for i, (w, n) in enumerate(zip(widths, blocks)):
+        for i, (w, n) in enumerate(zip(widths, blocks, strict=True)):
             for j in range(n):
                 layers.append(BasicBlock(cin, w, 2 if (i > 0 and j == 0) else 1))
                 cin = w

@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import hashlib
 import json
+import logging
 import sys
 import time
 import warnings
@@ -138,6 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--only", default="", help="comma-separated subset of models to (re)build")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" noise
     out: Path = args.out
     names = [n for n in architectures.ARCHITECTURES if not args.only or n in args.only.split(",")]
     t0 = time.perf_counter()
@@ -181,13 +183,19 @@ def main(argv: list[str] | None = None) -> int:
             "opset": opset,
             "ir_version": summary["ir_version"],
             "exporter": f"{exporter} torch {torch.__version__.split('+')[0]}",
-            "training": {**TRAINING[name], "batch": BATCH, "augment": f"random shift +-{SHIFT}px",
-                         "seed": args.seed * 1000 + i, "seconds": round(seconds, 1)},  # fmt: skip
+            "training": {
+                **TRAINING[name],
+                "batch": BATCH,
+                "augment": f"random shift +-{SHIFT}px",
+                "seed": args.seed * 1000 + i,
+                "seconds": round(seconds, 1),
+            },
             "op_types": summary["op_types"],
             "bytes": onnx_path.stat().st_size,
             "sha256": sha256(onnx_path),
         }
-    manifest["models"] = {n: manifest["models"][n] for n in architectures.ARCHITECTURES if n in manifest["models"]}
+    built = manifest["models"]
+    manifest["models"] = {n: built[n] for n in architectures.ARCHITECTURES if n in built}
     manifest["data"] = {
         task: {
             "file": f"data/{path.name}",

@@ -38,7 +38,8 @@ def find_branches(model: onnx.ModelProto, shapes: dict, consts: set[str]) -> lis
         for skip, branch in ((add.input[0], add.input[1]), (add.input[1], add.input[0])):
             members = _exclusive(nodes, producer, consumers, outputs, branch, a)
             if members and _reaches(nodes, producer, members, skip):
-                found.append(BranchCandidate(add.name, skip, branch, tuple(nodes[i].name for i in sorted(members))))
+                names = tuple(nodes[i].name for i in sorted(members))
+                found.append(BranchCandidate(add.name, skip, branch, names))
                 break
     return found
 

@@ -45,7 +45,8 @@ class GateHandle:
                         plan.append((pos, amap))
             branch = branch_at.get(step.node_name)
             if branch is not None:
-                plan += [(pos, branch.group) for pos, name in enumerate(step.inputs) if name == branch.branch_output]
+                plan += [(pos, branch.group) for pos, name in enumerate(step.inputs)
+                         if name == branch.branch_output]
             if plan:
                 self._previous[idx] = proxy.input_transforms.get(idx)
                 proxy.input_transforms[idx] = self._transform(plan, self._previous[idx])
@@ -78,7 +79,8 @@ class GateHandle:
         """0/1 gates from keep masks (the proxy then matches `rewrite(model, analysis, masks)`)."""
         for gid, mask in masks.items():
             if gid in self._frozen and not np.all(mask):
-                raise ValueError(f"group {gid} is frozen ({self.analysis.groups[gid].frozen}); it cannot be pruned")
+                reason = self.analysis.groups[gid].frozen
+                raise ValueError(f"group {gid} is frozen ({reason}); it cannot be pruned")
         self.set({gid: torch.as_tensor(np.asarray(mask, dtype=np.float32)) for gid, mask in masks.items()})
 
     def clear(self) -> None:

@@ -42,7 +42,8 @@ class AxisMap:
         for seg in self.segments:
             mask = masks.get(seg.group)
             if mask is not None:
-                keep[seg.offset:seg.offset + seg.stop - seg.start] = np.asarray(mask, dtype=bool)[seg.start:seg.stop]
+                part = np.asarray(mask, dtype=bool)[seg.start:seg.stop]
+                keep[seg.offset:seg.offset + len(part)] = part
         return keep
 
     def kept_indices(self, masks: Mapping[int, np.ndarray]) -> np.ndarray:

@@ -63,7 +63,7 @@ class Partition:
         self.pos_in_group = np.zeros(n, dtype=np.int64)
         self.groups: list[ChannelGroup] = []
         atom_starts = np.array([a[0] for a in tracer.atoms], dtype=np.int64)
-        for lo, hi in zip(bounds[:-1], bounds[1:]):
+        for lo, hi in zip(bounds[:-1], bounds[1:], strict=False):
             if hi <= lo or not is_rep[lo]:
                 continue
             gid = len(self.groups)
@@ -72,7 +72,8 @@ class Partition:
             start, stop, label = tracer.atoms[int(np.searchsorted(atom_starts, lo, side="right")) - 1]
             if (lo, hi) != (start, stop):
                 label = f"{label}[{lo - start}:{hi - start}]"
-            self.groups.append(ChannelGroup(id=gid, size=int(hi - lo), kind="channel", frozen=None, label=label))
+            self.groups.append(ChannelGroup(id=gid, size=int(hi - lo), kind="channel", frozen=None,
+                                            label=label))
 
     def groups_of(self, units: np.ndarray) -> np.ndarray:
         units = units[units >= 0]
@@ -91,7 +92,7 @@ class Partition:
         ends = np.append(starts[1:], len(gid))
         segments = tuple(
             Segment(group=int(gid[s]), start=int(pos[s]), stop=int(pos[s] + e - s), offset=int(s))
-            for s, e in zip(starts, ends)
+            for s, e in zip(starts, ends, strict=False)
             if gid[s] >= 0
         )
         return AxisMap(tensor=tensor, axis=lay.axis, size=lay.size, segments=segments, repeat=lay.repeat)

@@ -94,7 +94,8 @@ def resize(t: Tracer, node: onnx.NodeProto) -> None:
         t.freeze(lay.units, f"{node.op_type} '{node.name}' resizes the channel axis")
         return
     scales_pos = 1 if (node.op_type == "Upsample" or t.opset < 11) else 2
-    scales = t.const(node.input[scales_pos]) if len(node.input) > scales_pos and node.input[scales_pos] else None
+    has_scales = len(node.input) > scales_pos and node.input[scales_pos]
+    scales = t.const(node.input[scales_pos]) if has_scales else None
     if scales is not None and np.ravel(scales).size:
         if float(np.ravel(scales)[lay.axis]) != 1.0:
             t.freeze(lay.units, f"{node.op_type} '{node.name}' scales the channel axis")
@@ -121,7 +122,8 @@ def pad(t: Tracer, node: onnx.NodeProto) -> None:
         return
     pads = attr(node, "pads") if t.opset < 11 else _shape_arg(t, node, lay, 1, "pads")
     axes = None if t.opset < 18 or len(node.input) < 4 or not node.input[3] else t.const(node.input[3])
-    if pads is None or rank is None or (t.opset >= 18 and len(node.input) > 3 and node.input[3] and axes is None):
+    axes_unknown = t.opset >= 18 and len(node.input) > 3 and node.input[3] and axes is None
+    if pads is None or rank is None or axes_unknown:
         t.freeze(lay.units, f"Pad '{node.name}' pads unknown")
         return
     axes = list(range(rank)) if axes is None else [int(a) % rank for a in np.ravel(axes)]

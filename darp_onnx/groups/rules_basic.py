@@ -94,7 +94,8 @@ def couple(t: Tracer, node: onnx.NodeProto) -> None:
     if out_rank is None or any(r is None for r in ranks):
         t.freeze_inputs(node, "operand ranks unknown")
         return
-    tracked = [(n, t.layout(n), r) for n, r in zip(node.input, ranks) if n and t.layout(n) is not None]
+    pairs = zip(node.input, ranks, strict=True)
+    tracked = [(n, t.layout(n), r) for n, r in pairs if n and t.layout(n) is not None]
     if not tracked:
         return
     positions = {lay.axis + out_rank - r for _, lay, r in tracked}
@@ -110,7 +111,7 @@ def couple(t: Tracer, node: onnx.NodeProto) -> None:
     for _, lay, _ in tracked[1:]:
         if not t.couple(first, lay, node):
             return
-    for name, rank in zip(node.input, ranks):
+    for name, rank in zip(node.input, ranks, strict=False):
         if not name or t.layout(name) is not None:
             continue
         axis = pos - (out_rank - rank)

@@ -68,11 +68,12 @@ def split(t: Tracer, node: onnx.NodeProto) -> None:
             t.set(out, lay)
         return
     sizes, where = _split_sizes(t, node, lay.size)
-    if sizes is None or any(s % lay.repeat for s in sizes) or sum(sizes) != lay.size:
+    bad = sizes is None or len(sizes) != len(node.output) or sum(sizes) != lay.size
+    if bad or any(s % lay.repeat for s in sizes):
         t.freeze(lay.units, f"Split '{node.name}' sizes are not followed")
         return
     offset = 0
-    for i, (out, size) in enumerate(zip(node.output, sizes)):
+    for i, (out, size) in enumerate(zip(node.output, sizes, strict=True)):
         units = lay.units[offset // lay.repeat:(offset + size) // lay.repeat]
         offset += size
         t.set(out, Layout(axis, units, lay.repeat))

@@ -49,8 +49,8 @@ def diff_models(
     diff = GraphDiff(label_before=labels[0], label_after=labels[1])
     diff.input_shapes = {k: tuple(int(d) for d in v) for k, v in (input_shapes or {}).items()}
     order_a, order_b = _topo_order(a.graph), _topo_order(b.graph)
-    pairs, by_name = _match(a.graph, b.graph, order_a, order_b)
-    diff.matched_by_name = by_name
+    pairs, positional = _match(a.graph, b.graph, order_a, order_b)
+    diff.matched_by_name = len(pairs) - len(positional)
     matched_a = {i for i, _ in pairs}
     matched_b = {j for _, j in pairs}
     diff.removed = [_ref(a.graph, i) for i in order_a if i not in matched_a]
@@ -61,7 +61,7 @@ def diff_models(
     weights_a, weights_b = _weights(a), _weights(b)
     for i, j in pairs:
         na, nb = a.graph.node[i], b.graph.node[j]
-        if na.name != nb.name:
+        if (i, j) in positional:
             diff.matched_by_position.append((_display(na, i), _display(nb, j)))
         changes = _weight_changes(na, nb, weights_a, weights_b)
         channels = _channels_pair(na, nb, weights_a, weights_b)
@@ -137,8 +137,9 @@ def _topo_order(graph: onnx.GraphProto) -> list[int]:
 
 def _match(
     ga: onnx.GraphProto, gb: onnx.GraphProto, order_a: list[int], order_b: list[int]
-) -> tuple[list[tuple[int, int]], int]:
-    """Pairs (index in a, index in b) sorted by a's topological order, and how many matched by name."""
+) -> tuple[list[tuple[int, int]], set[tuple[int, int]]]:
+    """Pairs (index in a, index in b) sorted by a's topological order, and the subset matched by
+    position (the rest matched by name)."""
     names_a = Counter(n.name for n in ga.node if n.name)
     names_b = Counter(n.name for n in gb.node if n.name)
     index_b = {n.name: j for j, n in enumerate(gb.node) if n.name and names_b[n.name] == 1}
@@ -149,7 +150,6 @@ def _match(
         j = index_b.get(node.name)
         if j is not None and gb.node[j].op_type == node.op_type:
             pairs.append((i, j))
-    by_name = len(pairs)
     done_a = {i for i, _ in pairs}
     done_b = {j for _, j in pairs}
     rest_a = [i for i in order_a if i not in done_a]
@@ -157,11 +157,14 @@ def _match(
     matcher = SequenceMatcher(
         None, [ga.node[i].op_type for i in rest_a], [gb.node[j].op_type for j in rest_b], autojunk=False
     )
-    for block in matcher.get_matching_blocks():
-        pairs.extend((rest_a[block.a + k], rest_b[block.b + k]) for k in range(block.size))
+    positional = {
+        (rest_a[block.a + k], rest_b[block.b + k])
+        for block in matcher.get_matching_blocks()
+        for k in range(block.size)
+    }
     rank = {i: r for r, i in enumerate(order_a)}
-    pairs.sort(key=lambda p: rank[p[0]])
-    return pairs, by_name
+    pairs = sorted([*pairs, *positional], key=lambda p: rank[p[0]])
+    return pairs, positional
 
 
 def _weights(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:

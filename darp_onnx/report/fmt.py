@@ -96,15 +96,28 @@ def summary_rows(diff: Any) -> list[tuple[str, Change, Callable[[Any], str]]]:
 
 
 def fidelity_rows(fidelity: dict[str, Any] | None) -> list[tuple[str, str, str, str]]:
-    """(metric, before, after, change) rows. A value given as {'before': x, 'after': y} fills both
-    columns; a single value (e.g. top-1 agreement with the original) goes under 'after'."""
-    rows = []
+    """(metric, before, after, change) rows. A metric given as {'before': x, 'after': y}, or as a pair of
+    keys 'NAME_before' / 'NAME_after', fills both columns; a single value (e.g. top-1 agreement with the
+    original) goes under 'after'. Metrics whose values are all None are left out."""
+    merged: dict[str, Any] = {}
     for key, value in (fidelity or {}).items():
+        key = str(key)
+        for side in ("before", "after"):
+            base = key.removesuffix(f"_{side}")
+            if base != key and isinstance(merged.get(base, {}), dict):
+                merged.setdefault(base, {})[side] = value
+                break
+        else:
+            merged[key] = dict(value) if isinstance(value, dict) else value
+    rows = []
+    for key, value in merged.items():
         if isinstance(value, dict) and ("before" in value or "after" in value):
             before, after = value.get("before"), value.get("after")
+            if before is None and after is None:
+                continue
             numeric = all(isinstance(v, int | float) and not isinstance(v, bool) for v in (before, after))
             change = percent(Change(before, after)) if numeric else ""
-            rows.append((str(key), number(before), number(after), change))
-        else:
-            rows.append((str(key), "", number(value), ""))
+            rows.append((key, number(before), number(after), change))
+        elif value is not None:
+            rows.append((key, "", number(value), ""))
     return rows

@@ -32,6 +32,7 @@ svg text{font-size:11px;fill:#1f2328}
 svg .label{font-family:ui-monospace,Menlo,Consolas,monospace}
 rect.kept{fill:#2da44e}rect.removed{fill:#ff8182}rect.before{fill:#8c959f}rect.after{fill:#0969da}
 .legend span{display:inline-block;width:12px;height:12px;margin:0 4px 0 12px;vertical-align:middle}
+details{margin-top:1.6em}summary{cursor:pointer}summary h2{display:inline-block;margin:0}
 .warn{background:#fff8c5;border:1px solid #d4a72c;padding:6px 10px;border-radius:6px}
 """
 
@@ -140,9 +141,10 @@ def _table(head: list[str], rows: list[list[str]], numeric: set[int] = frozenset
 
 
 def _section(title: str, body: str, count: int, anchor: str) -> str:
+    heading = f"<h2>{_e(title)}</h2>"
     if count > FOLD_AFTER:
-        return f'<details id="{anchor}"><summary><h2 style="display:inline">{_e(title)}</h2></summary>{body}</details>'
-    return f'<section id="{anchor}"><h2>{_e(title)}</h2>{body}</section>'
+        return f'<details id="{anchor}"><summary>{heading}</summary>{body}</details>'
+    return f'<section id="{anchor}">{heading}{body}</section>'
 
 
 def _resized(diff: GraphDiff) -> str:
@@ -151,7 +153,8 @@ def _resized(diff: GraphDiff) -> str:
     for node in diff.resized:
         ch, row = node.channels, layers.get(node.name)
         weights = "<br>".join(
-            f"<code>{_e(w.name_after)}</code> {_e(fmt.shape(w.shape_before))} → {_e(fmt.shape(w.shape_after))}"
+            f"<code>{_e(w.name_after)}</code> {_e(fmt.shape(w.shape_before))} → "
+            f"{_e(fmt.shape(w.shape_after))}"
             for w in node.weights
         )
         rows.append([
@@ -170,6 +173,35 @@ def _nodes(nodes: list) -> str:
     return _table(["Node", "Op", "Index"], rows, {2})
 
 
+def _attributes(diff: GraphDiff) -> str:
+    def value(v: object) -> str:
+        return _e("(absent)" if v is None else v)
+
+    rows = [
+        [f"<code>{_e(c.node)}</code>", _e(c.op_type), f"<code>{_e(c.attribute)}</code>", value(c.before),
+         value(c.after)]
+        for c in diff.attribute_changes
+    ]
+    return _table(["Node", "Op", "Attribute", "Before", "After"], rows)
+
+
+def _lists(diff: GraphDiff) -> list[str]:
+    """The resized / removed / added / attribute sections that have entries, then the op-type counts."""
+    parts = []
+    for title, items, render, anchor in (
+        ("Resized layers", diff.resized, _resized, "resized"),
+        ("Removed nodes", diff.removed, lambda d: _nodes(d.removed), "removed"),
+        ("Added nodes", diff.added, lambda d: _nodes(d.added), "added"),
+        ("Attribute changes", diff.attribute_changes, _attributes, "attributes"),
+    ):
+        if items:
+            parts.append(_section(f"{title} ({len(items)})", render(diff), len(items), anchor))
+    ops = [[_e(op), str(c.before), str(c.after)] for op, c in diff.op_types.items()]
+    op_table = _table(["Op", "Before", "After"], ops, {1, 2})
+    parts.append(_section("Op types", op_table, FOLD_AFTER + 1, "op-types"))  # always folded
+    return parts
+
+
 def to_html(diff: GraphDiff) -> str:
     """The whole page as one string."""
     title = f"darp-onnx diff: {diff.label_before} → {diff.label_after}"
@@ -178,31 +210,17 @@ def to_html(diff: GraphDiff) -> str:
             (("method", diff.method), ("provider", diff.provider), ("budget", diff.budget)) if v is not None]
     if meta:
         body.append(f'<p class="meta">{" · ".join(meta)}</p>')
-    body.append(_cards(diff))
-    body.append(_summary_chart(diff))
+    body += [_cards(diff), _summary_chart(diff)]
     fidelity = fmt.fidelity_rows(diff.fidelity)
     if fidelity:
         rows = [[_e(k), _e(b or "—"), _e(a), _e(c or "—")] for k, b, a, c in fidelity]
-        body.append('<h2 id="fidelity">Fidelity</h2>' + _table(["Metric", "Before", "After", "Change"], rows, {1, 2, 3}))
+        table = _table(["Metric", "Before", "After", "Change"], rows, {1, 2, 3})
+        body.append(f'<h2 id="fidelity">Fidelity</h2>{table}')
     if diff.unchanged:
         body.append("<p><b>No structural change</b>: same nodes, weight shapes and attributes.</p>")
     body.append("<h2>Output channels kept per layer</h2>" + channels_chart(diff))
-    if diff.resized:
-        body.append(_section(f"Resized layers ({len(diff.resized)})", _resized(diff), len(diff.resized), "resized"))
-    if diff.removed:
-        body.append(_section(f"Removed nodes ({len(diff.removed)})", _nodes(diff.removed), len(diff.removed), "removed"))
-    if diff.added:
-        body.append(_section(f"Added nodes ({len(diff.added)})", _nodes(diff.added), len(diff.added), "added"))
-    if diff.attribute_changes:
-        rows = [[f"<code>{_e(c.node)}</code>", _e(c.op_type), f"<code>{_e(c.attribute)}</code>",
-                 _e("(absent)" if c.before is None else c.before), _e("(absent)" if c.after is None else c.after)]
-                for c in diff.attribute_changes]
-        table = _table(["Node", "Op", "Attribute", "Before", "After"], rows)
-        body.append(_section(f"Attribute changes ({len(rows)})", table, len(rows), "attributes"))
-    ops = [[_e(op), str(c.before), str(c.after)] for op, c in diff.op_types.items()]
-    body.append(_section("Op types", _table(["Op", "Before", "After"], ops, {1, 2}), FOLD_AFTER + 1, "op-types"))
-    for warning in diff.warnings:
-        body.append(f'<p class="warn">{_e(warning)}</p>')
+    body += _lists(diff)
+    body += [f'<p class="warn">{_e(warning)}</p>' for warning in diff.warnings]
     return (
         '<!DOCTYPE html>\n<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'

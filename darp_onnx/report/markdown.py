@@ -43,7 +43,8 @@ def _fold(title: str, body: list[str], count: int) -> list[str]:
 def _summary(diff: GraphDiff) -> list[str]:
     lines = ["| Metric | Before | After | Change |", "|---|---:|---:|---:|"]
     for label, change, render in fmt.summary_rows(diff):
-        lines.append(f"| {label} | {render(change.before)} | {render(change.after)} | {fmt.percent(change)} |")
+        before, after = render(change.before), render(change.after)
+        lines.append(f"| {label} | {before} | {after} | {fmt.percent(change)} |")
     for key, before, after, change in fmt.fidelity_rows(diff.fidelity):
         lines.append(f"| Fidelity: {cell(key)} | {before or '—'} | {after} | {change or '—'} |")
     return lines
@@ -62,7 +63,8 @@ def _resized(diff: GraphDiff) -> list[str]:
             f"{code(w.name_after)} {fmt.shape(w.shape_before)} → {fmt.shape(w.shape_after)}"
             for w in node.weights
         )
-        lines.append(f"| {code(node.name)} | {cell(node.op_type)} | {out_ch} | {in_ch} | {mac_text} | {weights} |")
+        name, op = code(node.name), cell(node.op_type)
+        lines.append(f"| {name} | {op} | {out_ch} | {in_ch} | {mac_text} | {weights} |")
     return lines
 
 

@@ -132,6 +132,25 @@ class GraphDiff:
     budget: Any = None
 
     @property
+    def latency_ms_before(self) -> float | None:
+        return self.latency_ms.before if self.latency_ms else None
+
+    @latency_ms_before.setter
+    def latency_ms_before(self, value: float | None) -> None:
+        self._set_latency(value, self.latency_ms_after)
+
+    @property
+    def latency_ms_after(self) -> float | None:
+        return self.latency_ms.after if self.latency_ms else None
+
+    @latency_ms_after.setter
+    def latency_ms_after(self, value: float | None) -> None:
+        self._set_latency(self.latency_ms_before, value)
+
+    def _set_latency(self, before: float | None, after: float | None) -> None:
+        self.latency_ms = None if before is None and after is None else Change(before, after)
+
+    @property
     def unchanged(self) -> bool:
         """True when the two graphs have the same nodes, weight shapes and attributes."""
         return not (self.added or self.removed or self.resized or self.attribute_changes)

@@ -14,18 +14,21 @@ def drop_branches(model: onnx.ModelProto, analysis: ChannelAnalysis, masks) -> l
     graph = model.graph
     outputs = {o.name for o in graph.output}
     dropped = []
+    alias: dict[str, str] = {}  # removed Add output -> the tensor that now stands for it
     for branch in analysis.branches:
         if masks[branch.group].any():
             continue
         add = next((n for n in graph.node if n.name == branch.add_node), None)
         if add is None:  # inside an outer branch that is dropped too
             continue
-        y = add.output[0]
+        y, skip = add.output[0], branch.skip_input
+        while skip in alias:
+            skip = alias[skip]
         if y in outputs:
-            identity = helper.make_node("Identity", [branch.skip_input], [y], name=add.name)
-            add.CopyFrom(identity)
+            add.CopyFrom(helper.make_node("Identity", [skip], [y], name=add.name))
         else:
-            _rename_uses(graph, y, branch.skip_input)
+            _rename_uses(graph, y, skip)
+            alias[y] = skip
             graph.node.remove(add)
         dropped.append(branch.add_node)
     return dropped

@@ -15,7 +15,9 @@ from darp_onnx.rewrite.tensors import apply_shape_edits, slice_constants
 from darp_onnx.rewrite.validate import revalidate
 
 
-def rewrite(model: onnx.ModelProto, analysis: ChannelAnalysis, masks: Mapping[int, np.ndarray]) -> onnx.ModelProto:
+def rewrite(
+    model: onnx.ModelProto, analysis: ChannelAnalysis, masks: Mapping[int, np.ndarray]
+) -> onnx.ModelProto:
     """A new model with the channels `masks` drop removed and dropped residual branches cut out.
     `model` is not changed; raises ValidationFailedError (one line) when the result is not valid ONNX."""
     full = complete_masks(analysis, masks)

@@ -21,19 +21,20 @@ def slice_constants(model: onnx.ModelProto, analysis: ChannelAnalysis, masks) ->
     graph = model.graph
     for init in graph.initializer:
         if init.name in by_const:
-            init.CopyFrom(numpy_helper.from_array(_sliced(numpy_helper.to_array(init), by_const[init.name], masks),
-                                                  init.name))
+            value = _sliced(numpy_helper.to_array(init), by_const[init.name], masks)
+            init.CopyFrom(numpy_helper.from_array(value, init.name))
     for node in graph.node:
         if node.op_type == "Constant" and node.output[0] in by_const:
             value, _ = constant_node_value(node, "<model>")
             new = _sliced(value, by_const[node.output[0]], masks)
             del node.attribute[:]
-            node.attribute.append(helper.make_attribute("value", numpy_helper.from_array(new, node.output[0])))
+            tensor = numpy_helper.from_array(new, node.output[0])
+            node.attribute.append(helper.make_attribute("value", tensor))
     dims = {i.name: list(i.dims) for i in graph.initializer}
     for vi in graph.input:
         if vi.name in by_const and vi.name in dims:
             shape = vi.type.tensor_type.shape
-            for d, size in zip(shape.dim, dims[vi.name]):
+            for d, size in zip(shape.dim, dims[vi.name], strict=False):
                 d.Clear()
                 d.dim_value = size
 
@@ -73,7 +74,8 @@ def apply_shape_edits(model: onnx.ModelProto, analysis: ChannelAnalysis, masks) 
         for edit in edits:
             flat[edit.element] = edit.value(analysis.axis_maps, masks)
         new_name = f"{node.name}__darp_in{index}"
-        graph.initializer.append(numpy_helper.from_array(flat.reshape(value.shape).astype(np.int64), new_name))
+        new_value = flat.reshape(value.shape).astype(np.int64)
+        graph.initializer.append(numpy_helper.from_array(new_value, new_name))
         while len(node.input) <= index:
             node.input.append("")
         node.input[index] = new_name
@@ -84,7 +86,8 @@ def _edit_attribute(node: onnx.NodeProto, attr_name: str, edits, analysis, masks
     if edits[0].element == -1:
         value = edits[0].value(analysis.axis_maps, masks)  # depthwise `group`: one per kept channel
     else:
-        items = list(current) if current is not None else [e.hi - e.lo for e in sorted(edits, key=lambda e: e.element)]
+        implicit = [e.hi - e.lo for e in sorted(edits, key=lambda e: e.element)]
+        items = list(current) if current is not None else implicit
         for edit in edits:
             items[edit.element] = edit.value(analysis.axis_maps, masks)
         value = items

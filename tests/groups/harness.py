@@ -44,7 +44,8 @@ def gated_onnx(model: onnx.ModelProto, analysis: ChannelAnalysis, masks: dict) -
             targets = [(i, maps[n]) for i, n in enumerate(node.input) if n in maps]
         branch = branch_at.get(node.name)
         if branch is not None and branch.group in masks:
-            targets += [(i, float(masks[branch.group][0])) for i, n in enumerate(node.input) if n == branch.branch_output]
+            gate = float(masks[branch.group][0])
+            targets += [(i, gate) for i, n in enumerate(node.input) if n == branch.branch_output]
         for i, target in targets:
             if isinstance(target, float):
                 vec = np.array(target, dtype=np.float32)
@@ -55,7 +56,9 @@ def gated_onnx(model: onnx.ModelProto, analysis: ChannelAnalysis, masks: dict) -
                 vec = keep.reshape([-1] + [1] * (rank - target.axis - 1))
             gate_name = f"{node.name}_gate{i}"
             out.graph.initializer.append(numpy_helper.from_array(vec, gate_name))
-            nodes.append(helper.make_node("Mul", [node.input[i], gate_name], [gate_name + "_y"], name=gate_name + "_mul"))
+            mul = helper.make_node("Mul", [node.input[i], gate_name], [gate_name + "_y"],
+                                   name=gate_name + "_mul")
+            nodes.append(mul)
             node.input[i] = gate_name + "_y"
         nodes.append(node)
     del out.graph.node[:]
@@ -104,16 +107,18 @@ def run_gated_proxy(model: onnx.ModelProto, analysis: ChannelAnalysis, masks: di
     return [out[n].numpy() for n in proxy.output_names]
 
 
-def assert_equivalent(model: onnx.ModelProto, analysis: ChannelAnalysis, masks: dict, seed: int = 0) -> onnx.ModelProto:
+def assert_equivalent(
+    model: onnx.ModelProto, analysis: ChannelAnalysis, masks: dict, seed: int = 0
+) -> onnx.ModelProto:
     """rewrite(model) on onnxruntime == the gated model (ONNX oracle, and the gated proxy when the proxy
     converts every op)."""
     pruned = rewrite(model, analysis, masks)
     feeds = feeds_for(model, seed)
     actual = run_ort(pruned, feeds)
     expected = run_ort(gated_onnx(model, analysis, masks), feeds)
-    for a, e in zip(actual, expected):
+    for a, e in zip(actual, expected, strict=True):
         np.testing.assert_allclose(a, e, rtol=RTOL, atol=ATOL)
     if proxy_supports(model):
-        for a, e in zip(actual, run_gated_proxy(model, analysis, masks, feeds)):
+        for a, e in zip(actual, run_gated_proxy(model, analysis, masks, feeds), strict=True):
             np.testing.assert_allclose(a, e, rtol=RTOL, atol=ATOL)
     return pruned

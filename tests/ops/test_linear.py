@@ -15,7 +15,8 @@ GEMM_CASES = {
     "no_c": ((3, 4), (4, 5), None, {}, 17),
     "trans_b": ((3, 4), (5, 4), (5,), {"transB": 1}, 17),
     "trans_a": ((4, 3), (4, 5), (1, 5), {"transA": 1}, 17),
-    "trans_both_alpha_beta": ((4, 3), (5, 4), (3, 1), {"transA": 1, "transB": 1, "alpha": 0.5, "beta": 2.0}, 17),
+    "trans_both_alpha_beta": ((4, 3), (5, 4), (3, 1),
+                              {"transA": 1, "transB": 1, "alpha": 0.5, "beta": 2.0}, 17),
     "scalar_c": ((3, 4), (4, 5), (), {"beta": -1.5}, 17),
     "beta_zero": ((3, 4), (4, 5), (3, 5), {"beta": 0.0}, 17),
     "opset9_c_required": ((3, 4), (5, 4), (5,), {"transB": 1}, 9),
@@ -40,8 +41,8 @@ def test_gemm_runtime_operands():
 
 
 def test_gemm_gradients():
-    model = one_node_model("Gemm", {"a": rand(3, 4)}, initializers={"b": rand(5, 4, seed=1), "c": rand(5, seed=2)},
-                           transB=1, alpha=0.5)
+    inits = {"b": rand(5, 4, seed=1), "c": rand(5, seed=2)}
+    model = one_node_model("Gemm", {"a": rand(3, 4)}, initializers=inits, transB=1, alpha=0.5)
     proxy = build_proxy(model)
     proxy(torch.from_numpy(rand(3, 4))).sum().backward()
     assert len(list(proxy.parameters())) == 2
@@ -69,8 +70,9 @@ def test_matmul(case):
     assert_matches_ort(one_node_model("MatMul", feeds), feeds)
 
 
-def test_matmul_opset9_int64():
-    feeds = {"a": np.arange(12, dtype=np.int64).reshape(3, 4), "b": np.arange(8, dtype=np.int64).reshape(4, 2)}
+def test_matmul_int64_opset13():
+    feeds = {"a": np.arange(12, dtype=np.int64).reshape(3, 4),
+             "b": np.arange(8, dtype=np.int64).reshape(4, 2)}
     assert_matches_ort(one_node_model("MatMul", feeds, opset=13), feeds)
 
 

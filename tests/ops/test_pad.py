@@ -74,14 +74,14 @@ def test_pad_attribute_form_opset2(case):
 
 def test_pad_int64_constant():
     x = np.arange(12, dtype=np.int64).reshape(3, 4)
-    model = one_node_model("Pad", {"x": x}, initializers={"pads": _i64(1, 0, 0, 2), "v": np.array(7, np.int64)},
-                           mode="constant")
+    inits = {"pads": _i64(1, 0, 0, 2), "v": np.array(7, np.int64)}
+    model = one_node_model("Pad", {"x": x}, initializers=inits, mode="constant")
     assert_matches_ort(model, {"x": x})
 
 
 def test_pad_gradient_flows_through_reflect():
-    model = one_node_model("Pad", {"x": rand(1, 2, 4, 4)}, initializers={"pads": _i64(0, 0, 1, 1, 0, 0, 2, 2)},
-                           mode="reflect")
+    inits = {"pads": _i64(0, 0, 1, 1, 0, 0, 2, 2)}
+    model = one_node_model("Pad", {"x": rand(1, 2, 4, 4)}, initializers=inits, mode="reflect")
     x = torch.from_numpy(rand(1, 2, 4, 4)).requires_grad_()
     build_proxy(model)(x).sum().backward()
     assert x.grad is not None and float(x.grad.sum()) == 2 * 7 * 7

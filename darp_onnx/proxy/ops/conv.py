@@ -47,7 +47,7 @@ def resolve_pads(
     n = len(sizes)
     if auto_pad in ("SAME_UPPER", "SAME_LOWER"):
         begin, end = [], []
-        for size, k, s, d in zip(sizes, kernel, strides, dilations):
+        for size, k, s, d in zip(sizes, kernel, strides, dilations, strict=True):
             out = -(-size // s)
             total = (out - 1) * s + (k - 1) * d + 1 - size
             if total < -1:
@@ -66,7 +66,7 @@ def resolve_pads(
 def torch_pad_list(begin: list[int], end: list[int]) -> list[int]:
     """ONNX per-axis (begin, end) pads as the F.pad list, which starts at the last axis."""
     out: list[int] = []
-    for b, e in zip(reversed(begin), reversed(end)):
+    for b, e in zip(reversed(begin), reversed(end), strict=True):
         out += [b, e]
     return out
 
@@ -78,7 +78,8 @@ def check_same_stride(attrs, kernel) -> None:
     if any(not isinstance(k, int) for k in kernel):
         return
     n = len(kernel)
-    for k, s, d in zip(kernel, attrs.get("strides") or [1] * n, attrs.get("dilations") or [1] * n):
+    strides, dilations = attrs.get("strides") or [1] * n, attrs.get("dilations") or [1] * n
+    for k, s, d in zip(kernel, strides, dilations, strict=True):
         if s - ((k - 1) * d + 1) >= 2:
             raise NotImplementedError(f"auto_pad={attrs['auto_pad']} with strides={attrs['strides']} more "
                                       f"than one beyond the kernel extent (onnxruntime's result depends on "
@@ -153,18 +154,19 @@ class ConvTransposeModule(nn.Module):
 
     def _pads(self, sizes, kernel, strides, dilations, out_pad) -> tuple[list[int], list[int]]:
         n = len(sizes)
-        full = [s * (i - 1) + (k - 1) * d + 1 for i, k, s, d in zip(sizes, kernel, strides, dilations)]
+        full = [s * (i - 1) + (k - 1) * d + 1
+                for i, k, s, d in zip(sizes, kernel, strides, dilations, strict=True)]
         target = None
         if self.output_shape:
             target = list(self.output_shape[-n:])
         elif self.auto_pad in ("SAME_UPPER", "SAME_LOWER"):
-            target = [i * s for i, s in zip(sizes, strides)]
+            target = [i * s for i, s in zip(sizes, strides, strict=True)]
         if target is None:
             if self.auto_pad == "VALID" or not self.pads:
                 return [0] * n, [0] * n
             return list(self.pads[:n]), list(self.pads[n:])
         begin, end = [], []
-        for f, p, t in zip(full, out_pad, target):
+        for f, p, t in zip(full, out_pad, target, strict=True):
             total = f + p - t
             small, large = total // 2, total - total // 2
             upper = self.auto_pad == "SAME_UPPER"
@@ -183,13 +185,13 @@ class ConvTransposeModule(nn.Module):
         begin, end = self._pads(list(x.shape[2:]), kernel, strides, dilations, out_pad)
         fn = _CONV_T[n]
         native = (begin == end and all(b >= 0 for b in begin)
-                  and all(p < max(s, d) for p, s, d in zip(out_pad, strides, dilations)))
+                  and all(p < max(s, d) for p, s, d in zip(out_pad, strides, dilations, strict=True)))
         if native:
             return fn(x, w, b, stride=strides, padding=begin, output_padding=out_pad, groups=self.group,
                       dilation=dilations)
         y = fn(x, w, None, stride=strides, padding=0, groups=self.group, dilation=dilations)
         # Negative F.pad values crop; zero-extended positions still get the bias below.
-        y = F.pad(y, torch_pad_list([-p for p in begin], [p - e for p, e in zip(out_pad, end)]))
+        y = F.pad(y, torch_pad_list([-p for p in begin], [p - e for p, e in zip(out_pad, end, strict=True)]))
         return y if b is None else y + b.reshape([1, -1] + [1] * n)
 
     def extra_repr(self) -> str:

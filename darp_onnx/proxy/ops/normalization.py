@@ -35,14 +35,36 @@ def _extra_outputs(node) -> list[str]:
 
 
 class BatchNormModule(nn.Module):
+    """Inference semantics (the stored running statistics). With `batch_statistics` set and the module
+    in training mode it normalises with the batch's mean and biased variance instead and updates the
+    running mean/variance tensors in place (momentum 0.1, unbiased variance), as torch's BatchNorm."""
+
+    momentum = 0.1
+
     def __init__(self, epsilon: float) -> None:
         super().__init__()
         self.epsilon = epsilon
+        self.batch_statistics = False
 
     def forward(self, x, scale, bias, mean, var):
         rank = x.dim()
+        if self.batch_statistics and self.training:
+            mean, var = self._batch_stats(x, mean, var)
         factor = scale * torch.rsqrt(var + self.epsilon)
         return (x - _channel_view(mean, rank)) * _channel_view(factor, rank) + _channel_view(bias, rank)
+
+    def _batch_stats(self, x, running_mean, running_var):
+        dims = [0, *range(2, x.dim())]
+        mean = x.mean(dim=dims)
+        var = (x - _channel_view(mean, x.dim())).square().mean(dim=dims)
+        count = x.numel() // max(x.shape[1], 1)
+        with torch.no_grad():
+            momentum = self.momentum
+            running_mean.mul_(1 - momentum).add_(mean.detach().to(running_mean.dtype), alpha=momentum)
+            if count > 1:
+                unbiased = var.detach() * (count / (count - 1))
+                running_var.mul_(1 - momentum).add_(unbiased.to(running_var.dtype), alpha=momentum)
+        return mean, var
 
     def extra_repr(self) -> str:
         return f"epsilon={self.epsilon}"

@@ -62,7 +62,7 @@ class PadModule(nn.Module):
                 value = int(value)
             return F.pad(x, torch_pad_list(begin, end), value=value)
         # Negative pads crop first (onnxruntime wraps around the cropped extent), then the rest pads.
-        x = x[tuple(slice(max(0, -b), x.shape[a] - max(0, -e)) for a, (b, e) in enumerate(zip(begin, end)))]
+        x = x[tuple(slice(max(0, -begin[a]), x.shape[a] - max(0, -end[a])) for a in range(rank))]
         for axis in range(rank):
             b, e = max(0, begin[axis]), max(0, end[axis])
             if b or e:
@@ -70,7 +70,8 @@ class PadModule(nn.Module):
         return x
 
     def extra_repr(self) -> str:
-        return f"mode={self.mode}" + (f", pads={self.pads}, value={self.value}" if self.pads is not None else "")
+        extra = f", pads={self.pads}, value={self.value}" if self.pads is not None else ""
+        return f"mode={self.mode}{extra}"
 
 
 def _mode(attrs) -> str:

@@ -72,34 +72,40 @@ class PoolModule(nn.Module):
         sizes = list(x.shape[2:])
         begin, end = resolve_pads(sizes, kernel, strides, dilations, self.auto_pad, self.pads)
         outs = [_output_size(*args, self.ceil_mode, self.auto_pad)
-                for args in zip(sizes, kernel, strides, dilations, begin, end)]
+                for args in zip(sizes, kernel, strides, dilations, begin, end, strict=True)]
         # Extra trailing pad so that a floor-mode pooling of the padded input yields `outs` windows.
         tails = [max(0, (o - 1) * s + (k - 1) * d + 1 - (i + b + e))
-                 for o, s, k, d, i, b, e in zip(outs, strides, kernel, dilations, sizes, begin, end)]
+                 for o, s, k, d, i, b, e in zip(outs, strides, kernel, dilations, sizes, begin, end,
+                                                strict=True)]
         if any(o <= 0 for o in outs):
             return x.new_zeros([*x.shape[:2], *[max(o, 0) for o in outs]])
-        native = (begin == end and not any(tails) and all(2 * b <= k for b, k in zip(begin, kernel)))
+        native = (begin == end and not any(tails)
+                  and all(2 * b <= k for b, k in zip(begin, kernel, strict=True)))
         if self.kind == "max":
             y = self._max(x, kernel, strides, dilations, begin, end, tails, native)
         elif self.kind == "avg":
             y = self._avg(x, kernel, strides, dilations, begin, end, tails, native)
         else:
-            padded = F.pad(x.abs().pow(self.p), torch_pad_list(begin, [e + t for e, t in zip(end, tails)]))
+            padded = F.pad(x.abs().pow(self.p), self._pads(begin, end, tails))
             y = _window_sum(padded, kernel, strides, dilations).pow(1.0 / self.p)
         return y[(slice(None), slice(None), *[slice(0, o) for o in outs])]
+
+    @staticmethod
+    def _pads(begin, end, tails) -> list[int]:
+        return torch_pad_list(begin, [e + t for e, t in zip(end, tails, strict=True)])
 
     def _max(self, x, kernel, strides, dilations, begin, end, tails, native):
         fn = _MAX[len(kernel)]
         if native:
             return fn(x, kernel, strides, begin, dilations)
         low = torch.finfo(x.dtype).min if x.dtype.is_floating_point else torch.iinfo(x.dtype).min
-        x = F.pad(x, torch_pad_list(begin, [e + t for e, t in zip(end, tails)]), value=low)
+        x = F.pad(x, self._pads(begin, end, tails), value=low)
         return fn(x, kernel, strides, 0, dilations)
 
     def _avg(self, x, kernel, strides, dilations, begin, end, tails, native):
         if native and all(d == 1 for d in dilations):
             return _AVG[len(kernel)](x, kernel, strides, begin, count_include_pad=self.count_include_pad)
-        all_pads = torch_pad_list(begin, [e + t for e, t in zip(end, tails)])
+        all_pads = self._pads(begin, end, tails)
         total = _window_sum(F.pad(x, all_pads), kernel, strides, dilations)
         # The divisor counts real input positions, plus the explicit pads with count_include_pad,
         # never the ceil-mode overhang.

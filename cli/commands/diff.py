@@ -1,0 +1,110 @@
+"""`darp-onnx diff A.onnx B.onnx`: what changed between two models (nodes, channels, MACs, params)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+from rich.markup import escape
+from rich.table import Table
+
+from darp_onnx.cli.app import app
+from darp_onnx.cli.options import parse_input_shapes, resolve_input_shapes
+from darp_onnx.cli.output import console_err, handle_errors, print_json
+from darp_onnx.errors import BadInputError
+from darp_onnx.report.model import Change, GraphDiff
+
+SHOW_ROWS = 20  # rows of resized layers / removed nodes printed on the terminal
+
+
+@app.command("diff")
+@handle_errors
+def diff_command(
+    before: Annotated[Path, typer.Argument(help="The original ONNX model.")],
+    after: Annotated[Path, typer.Argument(help="The changed (e.g. pruned) ONNX model.")],
+    html: Annotated[
+        Path | None, typer.Option("--html", help="Write a self-contained HTML report to this file.")
+    ] = None,
+    markdown: Annotated[
+        Path | None, typer.Option("--markdown", help="Write a Markdown report (a PR comment) to this file.")
+    ] = None,
+    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    input_shape: Annotated[
+        list[str] | None,
+        typer.Option(
+            "--input-shape",
+            help="Input size for the MACs count: NAME=1x3x32x32, or 1x3x32x32 for a single-input model. "
+            "Repeatable.",
+        ),
+    ] = None,
+) -> None:
+    """Compare BEFORE with AFTER: removed, added and resized nodes, attribute changes, MACs, parameters."""
+    from darp_onnx.io import load_model, same_file
+    from darp_onnx.report import atomic_write_text, diff_models, diff_to_dict, to_html, to_markdown
+
+    parsed = parse_input_shapes(input_shape)
+    for out in (html, markdown):
+        if out is not None and any(same_file(out, model) for model in (before, after)):
+            raise BadInputError(f"{out}: is one of the input models; choose another report path")
+    model_a, model_b = load_model(before), load_model(after)
+    shapes = resolve_input_shapes(model_a, parsed, what=str(before))
+    shapes.update(resolve_input_shapes(model_b, parsed, what=str(after)))
+    diff = diff_models(model_a, model_b, input_shapes=shapes, labels=(str(before), str(after)))
+    diff.file_bytes = Change(os.path.getsize(before), os.path.getsize(after))
+    if html is not None:
+        atomic_write_text(html, to_html(diff))
+        console_err.print(f"wrote {escape(str(html))}")
+    if markdown is not None:
+        atomic_write_text(markdown, to_markdown(diff))
+        console_err.print(f"wrote {escape(str(markdown))}")
+    if json_out:
+        print_json(diff_to_dict(diff))
+        return
+    render_terminal(diff)
+
+
+def render_terminal(diff: GraphDiff) -> None:
+    """Rich tables on stderr: the summary, then resized layers and removed / added nodes."""
+    from darp_onnx.report import fmt
+
+    console_err.print(escape(f"{diff.label_before} → {diff.label_after}"), soft_wrap=True)
+    summary = Table()
+    for col, justify in (("Metric", "left"), ("Before", "right"), ("After", "right"), ("Change", "right")):
+        summary.add_column(col, justify=justify)
+    for label, change, render in fmt.summary_rows(diff):
+        summary.add_row(label, render(change.before), render(change.after), fmt.percent(change))
+    for key, before, after, change in fmt.fidelity_rows(diff.fidelity):
+        summary.add_row(escape(f"fidelity: {key}"), before, after, change)
+    console_err.print(summary)
+    if diff.unchanged:
+        console_err.print("No structural change: same nodes, weight shapes and attributes.")
+    if diff.resized:
+        table = Table(title=f"Resized layers ({len(diff.resized)})", title_justify="left")
+        for col in ("Layer", "Op", "Out channels", "In channels"):
+            table.add_column(col)
+        for node in diff.resized[:SHOW_ROWS]:
+            ch = node.channels
+            table.add_row(
+                escape(node.name),
+                node.op_type,
+                fmt.ratio(ch.out_before, ch.out_after) if ch else "—",
+                fmt.ratio(ch.in_before, ch.in_after) if ch else "—",
+            )
+        console_err.print(table)
+        _more(len(diff.resized))
+    for title, nodes in (("Removed", diff.removed), ("Added", diff.added)):
+        if nodes:
+            listed = ", ".join(escape(f"{n.name} ({n.op_type})") for n in nodes[:SHOW_ROWS])
+            console_err.print(f"{title} nodes ({len(nodes)}): {listed}", soft_wrap=True)
+            _more(len(nodes))
+    if diff.attribute_changes:
+        console_err.print(f"Attribute changes: {len(diff.attribute_changes)} (see --json or the reports)")
+    for warning in diff.warnings:
+        console_err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+
+
+def _more(total: int) -> None:
+    if total > SHOW_ROWS:
+        console_err.print(f"… and {total - SHOW_ROWS} more (see --json, --markdown or --html)")

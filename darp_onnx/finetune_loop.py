@@ -1,0 +1,111 @@
+"""The fine-tuning loop: Adam with cross-entropy, periodic validation, early stopping, best weights kept."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from darp_onnx.dataset import Dataset
+from darp_onnx.proxy import ProxyModel
+from darp_onnx.train import as_tuple, batch_inputs, predict
+
+
+@dataclass(frozen=True)
+class LoopConfig:
+    steps: int
+    lr: float
+    batch_size: int
+    patience: int  # evaluations without a lower validation loss before stopping
+    eval_every: int
+    seed: int
+
+
+@dataclass
+class LoopResult:
+    steps_run: int = 0
+    best_step: int = 0
+    stopped_early: bool = False
+    train_losses: list[float] = field(default_factory=list)
+    val_loss_initial: float | None = None
+    val_loss_best: float | None = None
+    val_accuracy_initial: float | None = None
+    val_accuracy_best: float | None = None
+
+
+def evaluate(proxy: ProxyModel, dataset: Dataset, device: str) -> tuple[float, float]:
+    """Mean cross-entropy and accuracy of the first output, in inference mode."""
+    proxy.eval()
+    logits = torch.from_numpy(predict(proxy, dataset, device=device)[0]).double()
+    labels = torch.from_numpy(np.asarray(dataset.labels, dtype=np.int64))
+    loss = float(F.cross_entropy(logits, labels))
+    return loss, float((logits.argmax(1) == labels).double().mean())
+
+
+def _snapshot(proxy: ProxyModel) -> dict[str, torch.Tensor]:
+    return {k: v.detach().clone() for k, v in proxy.state_dict().items()}
+
+
+def train_with_early_stopping(
+    proxy: ProxyModel,
+    train: Dataset,
+    val: Dataset | None,
+    params: list[torch.nn.Parameter],
+    config: LoopConfig,
+    *,
+    device: str = "cpu",
+    progress: Callable[[str, dict[str, float]], None] | None = None,
+) -> LoopResult:
+    """Train `params` on `train`; with `val`, leave the proxy holding the weights (and BatchNormalization
+    running statistics) of the evaluation with the lowest validation loss, step 0 included."""
+    report = progress or (lambda stage, info: None)
+    result = LoopResult()
+    best_state = None
+    report("start", {"steps": config.steps, "train_samples": len(train),
+                     "val_samples": 0 if val is None else len(val)})
+    if val is not None:
+        loss, acc = evaluate(proxy, val, device)
+        result.val_loss_initial = result.val_loss_best = loss
+        result.val_accuracy_initial = result.val_accuracy_best = acc
+        best_state = _snapshot(proxy)
+        report("eval", {"step": 0, "val_loss": loss, "val_accuracy": acc, "best": 1.0})
+    if config.steps == 0 or not params:
+        return result
+    optimizer = torch.optim.Adam(params, lr=config.lr)
+    batches = train.batches(config.batch_size, np.random.default_rng(config.seed))
+    labels = torch.from_numpy(np.asarray(train.labels, dtype=np.int64))
+    since_best = 0
+    for step in range(1, config.steps + 1):
+        proxy.train()
+        idx = next(batches)
+        logits = as_tuple(proxy(**batch_inputs(train, idx, device)))[0]
+        loss = F.cross_entropy(logits, labels[torch.from_numpy(idx)].to(logits.device))
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        result.train_losses.append(float(loss.detach()))
+        result.steps_run = step
+        report("train", {"step": step, "loss": result.train_losses[-1]})
+        if val is None or (step % config.eval_every and step != config.steps):
+            continue
+        val_loss, acc = evaluate(proxy, val, device)
+        improved = val_loss < result.val_loss_best
+        if improved:
+            result.val_loss_best, result.val_accuracy_best, result.best_step = val_loss, acc, step
+            best_state = _snapshot(proxy)
+            since_best = 0
+        else:
+            since_best += 1
+        report("eval", {"step": step, "val_loss": val_loss, "val_accuracy": acc, "best": float(improved)})
+        if since_best >= config.patience:
+            result.stopped_early = step < config.steps
+            break
+    proxy.eval()
+    if best_state is not None:
+        proxy.load_state_dict(best_state)
+    else:
+        result.best_step = result.steps_run
+    return result
