@@ -40,7 +40,7 @@ class SearchProgress:
             if self._search is None:
                 self._search = self._progress.add_task("search", total=self._totals[0], info="")
             self._expected = info.get("expected_cost", self._expected)
-            text = (f"loss {info['loss']:.3f}  E[cost] {self._expected:.1%}  tau_s {info['tau_sample']:.3f}  "
+            text = (f"loss {info['loss']:.3f}  E\\[cost] {self._expected:.1%}  tau_s {info['tau_sample']:.3f}  "
                     f"tau_p {info['tau_penalty']:.3f}  lambda {info['penalty']:.3f}")
             self._progress.update(self._search, completed=int(info["step"]) + 1, info=text)
         elif stage == "finetune":

@@ -68,7 +68,10 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     from darp_onnx.groups import analyse
     from darp_onnx.proxy import supported_ops
 
+    from darp_onnx.input_shapes import resolve_input_shapes
+
     model = load_model(path)
+    input_shapes = resolve_input_shapes(model, dict(input_shapes or {}))
     supported = set(supported_ops()) | {"Constant"}
     ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node)
     analysis = analyse(model)
@@ -93,3 +96,10 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         "branches": len(analysis.branches),
         "frozen_reasons": list(analysis.frozen_reasons),
     }
+
+
+def finetune(*args, **kwargs):
+    """See `darp_onnx.finetuning.finetune`."""
+    from darp_onnx.finetuning import finetune as _finetune
+
+    return _finetune(*args, **kwargs)

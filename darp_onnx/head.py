@@ -184,7 +184,8 @@ def _fix_reshape(model: onnx.ModelProto, node: onnx.NodeProto, width: int, num_c
 def _fix_shapes(model: onnx.ModelProto, head: Head, num_classes: int) -> None:
     """Forget inferred shapes along the head's path; the first output's last dim becomes the new width."""
     graph = model.graph
-    stale = set(head.path)
+    stale = set(head.path) | {head.weight, head.bias}
+    stale |= {n.input[1] for n in graph.node if n.name in head.reshapes}
     keep = [v for v in graph.value_info if v.name not in stale]
     del graph.value_info[:]
     graph.value_info.extend(keep)

@@ -17,6 +17,7 @@ from darp_onnx.dataset import Dataset, load_dataset, synthetic_dataset
 from darp_onnx.device import choose_device
 from darp_onnx.errors import BadInputError
 from darp_onnx.groups import analyse, attach_gates
+from darp_onnx.input_shapes import resolve_input_shapes
 from darp_onnx.io import load_model, save_model
 from darp_onnx.proxy import build_proxy
 from darp_onnx.rewrite import rewrite
@@ -94,6 +95,7 @@ def prune(
     finetune_steps: int = 100,
     batch_size: int = 32,
     lr: float = 1e-3,
+    search_lr: float = 3e-4,
     darp: DarpConfig | None = None,
     synthetic_samples: int = 64,
     device: str = "auto",
@@ -120,6 +122,7 @@ def prune(
         out_path = Path(output) if output is not None else default_output_path(model_or_path)
         if out_path.exists() and not force:
             raise BadInputError(f"{out_path}: already exists; pass --force to overwrite it or choose another path")
+    input_shapes = resolve_input_shapes(model, dict(input_shapes or {}))
     choice = choose_device(device)
     torch.manual_seed(seed)
     report = progress or (lambda stage, info: None)
@@ -139,7 +142,7 @@ def prune(
     report("start", {"groups": len(analysis.prunable()), "budget_fraction": budget.fraction(cost_model)})
 
     if method == "darp":
-        config = darp or DarpConfig(steps=search_steps, batch_size=batch_size, lr_weights=lr, seed=seed)
+        config = darp or DarpConfig(steps=search_steps, batch_size=batch_size, lr_weights=search_lr, seed=seed)
         result = darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config,
                              device=choice.torch_device, on_step=lambda rec: report("search", rec))
         scores, steps_used = result.scores, config.steps

@@ -51,6 +51,14 @@ def accuracy(proxy: ProxyModel, dataset: Dataset, *, device: torch.device | str 
     return float((logits.argmax(axis=1) == dataset.labels).mean())
 
 
+def warmup_schedule(optimizer: torch.optim.Optimizer, steps: int, share: float = 0.1):
+    """Linear learning-rate warm-up over the first `share` of the steps. Adam's first steps move
+    every weight by about the full learning rate whatever its gradient, which wrecks a converged
+    model whose weights are small (BatchNorm folded into convolutions); warming up avoids that."""
+    warm = max(int(steps * share), 1)
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warm))
+
+
 def train_steps(
     proxy: ProxyModel,
     dataset: Dataset,
@@ -67,6 +75,7 @@ def train_steps(
     """Adam on the given (default: trainable) parameters for `steps` batches; returns the losses."""
     params = list(parameters) if parameters is not None else trainable_parameters(proxy)
     optimizer = torch.optim.Adam(params, lr=lr)
+    schedule = warmup_schedule(optimizer, steps)
     batches = dataset.batches(batch_size, np.random.default_rng(seed))
     losses: list[float] = []
     proxy.train()
@@ -76,6 +85,7 @@ def train_steps(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         losses.append(float(loss.detach()))
         if on_step is not None:
             on_step(step, losses[-1])

@@ -11,7 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from darp_onnx.cli.app import app
-from darp_onnx.cli.options import parse_input_shapes, resolve_input_shapes
+from darp_onnx.input_shapes import parse_input_shapes, resolve_input_shapes
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from darp_onnx.errors import BadInputError
 from darp_onnx.report.model import Change, GraphDiff

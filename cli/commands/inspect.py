@@ -21,7 +21,7 @@ def inspect_command(
 ) -> None:
     """Show which ops the proxy supports, the prunable channel groups and the model's cost."""
     from darp_onnx.api import inspect
-    from darp_onnx.cli.options import parse_input_shapes
+    from darp_onnx.input_shapes import parse_input_shapes
 
     report = inspect(model, input_shapes=parse_input_shapes(input_shape or []))
     if json_out:

@@ -10,13 +10,16 @@ import typer
 from darp_onnx.cli.app import app
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from darp_onnx.cli.progress import SearchProgress
+from darp_onnx.errors import BadInputError
+from darp_onnx.search.darp import DarpConfig
+from darp_onnx.search.schedule import SCHEDULES
 
 
 @app.command("prune")
 @handle_errors
 def prune_command(
     model: Annotated[Path, typer.Argument(help="The ONNX model to prune (never modified).")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output path [default: MODEL.pruned.onnx].")] = None,
+    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output path (default: MODEL.pruned.onnx next to MODEL).")] = None,
     target_flops: Annotated[float | None, typer.Option(help="MACs to keep: a fraction (0.5) or an absolute count. Default 0.5.")] = None,
     target_params: Annotated[float | None, typer.Option(help="Parameters to keep: a fraction or an absolute count.")] = None,
     method: Annotated[str, typer.Option(help="darp (the gate search) or a baseline: l1, bn, random.")] = "darp",
@@ -25,7 +28,12 @@ def prune_command(
     steps: Annotated[int, typer.Option(help="Search steps (darp).")] = 200,
     finetune_steps: Annotated[int, typer.Option(help="Recovery fine-tune steps with the hard masks.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Batch size for search and fine-tune.")] = 32,
-    lr: Annotated[float, typer.Option(help="Learning rate of the weights.")] = 1e-3,
+    lr: Annotated[float, typer.Option(help="Learning rate of the weights in the recovery fine-tune.")] = 1e-3,
+    search_lr: Annotated[float, typer.Option(help="Learning rate of the weights during the search.")] = 3e-4,
+    tau_sample: Annotated[str, typer.Option(help="Sampling temperature START:END (relaxed Bernoulli gates).")] = "0.5:0.1",
+    tau_penalty: Annotated[str, typer.Option(help="Penalty temperature START:END (keep probabilities).")] = "1.0:0.2",
+    schedule: Annotated[str, typer.Option(help=f"Temperature schedule: {', '.join(SCHEDULES)}.")] = "geometric",
+    hard_gates: Annotated[bool, typer.Option(help="Straight-through hard 0/1 gates in the forward pass.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an error).")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed; a run is deterministic for a given seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Overwrite the output file if it exists.")] = False,
@@ -37,15 +45,19 @@ def prune_command(
 
     Exit codes: 0 success, 1 bad input or infeasible budget, 2 validation failure (nothing written)."""
     from darp_onnx.api import prune
-    from darp_onnx.cli.options import parse_input_shapes
+    from darp_onnx.input_shapes import parse_input_shapes
 
     shapes = parse_input_shapes(input_shape or [])
+    darp = DarpConfig(steps=steps, batch_size=batch_size, lr_weights=search_lr, seed=seed,
+                      tau_sample=_pair(tau_sample, "--tau-sample"), tau_penalty=_pair(tau_penalty, "--tau-penalty"),
+                      schedule=_schedule(schedule), hard=hard_gates)
     with SearchProgress(enabled=not quiet, total=steps if method == "darp" else 0,
                         finetune_total=finetune_steps) as progress:
         result = prune(
             model, output=output, target_flops=target_flops, target_params=target_params, method=method,
             data=data, input_shapes=shapes, search_steps=steps, finetune_steps=finetune_steps,
-            batch_size=batch_size, lr=lr, device=device, seed=seed, force=force, progress=progress.update,
+            batch_size=batch_size, lr=lr, darp=darp, device=device, seed=seed, force=force,
+            progress=progress.update,
         )
     document = result.to_json()
     if report is not None:
@@ -56,6 +68,22 @@ def prune_command(
         print_json(document)
     if not quiet:
         _summary(document)
+
+
+def _pair(text: str, flag: str) -> tuple[float, float]:
+    try:
+        start, end = (float(v) for v in text.split(":"))
+    except ValueError:
+        raise BadInputError(f"{flag} '{text}': expected START:END, e.g. 1.0:0.1") from None
+    if start <= 0 or end <= 0:
+        raise BadInputError(f"{flag} '{text}': temperatures must be positive")
+    return start, end
+
+
+def _schedule(name: str) -> str:
+    if name not in SCHEDULES:
+        raise BadInputError(f"--schedule {name}: choose one of {', '.join(SCHEDULES)}")
+    return name
 
 
 def _summary(doc: dict) -> None:

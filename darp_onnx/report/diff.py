@@ -81,6 +81,7 @@ def diff_models(
                     in_channels_after=channels.in_after,
                     macs_before=_node_macs(count_a, na, i),
                     macs_after=_node_macs(count_b, nb, j),
+                    weight=nb.input[1] if len(nb.input) > 1 else None,
                 )
             )
 

@@ -103,9 +103,10 @@ def channels_chart(diff: GraphDiff) -> str:
         kept_w = BAR_W * after / widest
         cut_w = BAR_W * max(before - after, 0) / widest
         where = f'data-layer="{_e(row.name)}"'
+        weight = f", weight {row.weight}" if row.weight else ""
         parts.append(
             f'<text class="label" x="{LABEL_W - 6}" y="{y + 12}" text-anchor="end">{_e(_short(row.name))}'
-            f"<title>{_e(row.name)} ({_e(row.op_type)})</title></text>"
+            f"<title>{_e(row.name)} ({_e(row.op_type)}{_e(weight)})</title></text>"
         )
         parts.append(
             f'<rect class="bar kept" {where} x="{LABEL_W}" y="{y + 2}" width="{kept_w:.1f}" '

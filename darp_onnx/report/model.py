@@ -95,6 +95,7 @@ class LayerRow:
     in_channels_after: int | None
     macs_before: int | None
     macs_after: int | None
+    weight: str | None = None  # the weight tensor's name in the second model (often the framework's name)
 
     @property
     def kept_fraction(self) -> float | None:

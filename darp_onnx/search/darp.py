@@ -8,6 +8,7 @@ One search step is one forward/backward pass, so a step costs about one plain tr
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -21,23 +22,24 @@ from darp_onnx.proxy import ProxyModel
 from darp_onnx.search.budget import Budget
 from darp_onnx.search.relax import keep_probabilities, sample_gates
 from darp_onnx.search.schedule import temperature
-from darp_onnx.train import as_tuple, batch_inputs, trainable_parameters
+from darp_onnx.train import as_tuple, batch_inputs, trainable_parameters, warmup_schedule
 
 
 @dataclass(frozen=True)
 class DarpConfig:
     steps: int = 200
     batch_size: int = 32
-    lr_weights: float = 1e-3
-    lr_logits: float = 0.05
-    tau_sample: tuple[float, float] = (1.0, 0.1)
-    tau_penalty: tuple[float, float] = (1.0, 0.1)
+    lr_weights: float = 3e-4
+    lr_logits: float = 0.1
+    tau_sample: tuple[float, float] = (0.5, 0.1)
+    tau_penalty: tuple[float, float] = (1.0, 0.2)
     schedule: str = "geometric"
     hard: bool = False
     init_logit: float = 3.0
-    penalty_init: float = 0.0
+    penalty_init: float = 1.0
     penalty_lr: float = 1.0
     logit_every: int = 2  # one step in this many updates the logits, the others the weights
+    target_ramp: float = 0.6  # the penalised target moves from the full cost to the budget over this share
     seed: int = 0
 
 
@@ -48,6 +50,25 @@ class SearchResult:
 
 
 StepCallback = Callable[[dict[str, float]], None]
+
+PENALTY_RANGE = (1e-3, 1e2)
+
+
+def ramped_target(target: float, step: int, steps: int, ramp: float) -> float:
+    """Gradual pruning: the cost the penalty aims at falls linearly from 1 (the full model) to the
+    budget over the first `ramp` share of the steps, so the dual variable never faces a large gap."""
+    if ramp <= 0:
+        return target
+    progress = min(step / max(ramp * steps, 1.0), 1.0)
+    return 1.0 + (target - 1.0) * progress
+
+
+def update_penalty(penalty: float, expected: float, target: float, rate: float) -> float:
+    """Dual ascent on lambda in log space: grow while the expected cost is over budget, shrink while
+    under, in proportion to the relative gap. Multiplicative steps react as fast to an undershoot as
+    to an overshoot, which additive steps (slow to unwind a large lambda) do not."""
+    gap = (expected - target) / max(target, 1e-12)
+    return float(min(max(penalty * math.exp(rate * gap), PENALTY_RANGE[0]), PENALTY_RANGE[1]))
 
 
 def darp_search(
@@ -71,7 +92,8 @@ def darp_search(
     weight_idx, logit_idx = order[:half], (order[half:] if len(order) > 1 else order)
     rng = np.random.default_rng(config.seed + 1)
     opt_w = torch.optim.Adam(trainable_parameters(proxy), lr=config.lr_weights)
-    opt_t = torch.optim.Adam(list(theta.values()), lr=config.lr_logits)
+    opt_t = torch.optim.Adam(list(theta.values()), lr=config.lr_logits, betas=(0.5, 0.99))
+    warmup = warmup_schedule(opt_w, config.steps - config.steps // config.logit_every)
     full = float(budget.full(cost_model))
     target = budget.fraction(cost_model)
     expected_cost = cost_model.expected_macs if budget.metric == "macs" else cost_model.expected_params
@@ -97,16 +119,21 @@ def darp_search(
             if logit_step:
                 probs = {gid: keep_probabilities(th, tau_p) for gid, th in theta.items()}
                 cost = expected_cost(probs) / full
-                objective = loss + penalty * cost
+                goal = ramped_target(target, step, config.steps, config.target_ramp)
+                # Lagrangian term of the constraint cost <= goal; no push once under it, so the
+                # logits' momentum does not carry the cost far below the budget.
+                objective = loss + penalty * torch.clamp(cost - goal, min=0.0)
                 opt_t.zero_grad(set_to_none=True)
                 objective.backward()
                 opt_t.step()
-                penalty = max(0.0, penalty + config.penalty_lr * (float(cost.detach()) - target))
+                penalty = update_penalty(penalty, float(cost.detach()), goal, config.penalty_lr)
                 record["expected_cost"] = float(cost.detach())
+                record["target"] = goal
             else:
                 opt_w.zero_grad(set_to_none=True)
                 loss.backward()
                 opt_w.step()
+                warmup.step()
             history.append(record)
             if on_step is not None:
                 on_step(record)

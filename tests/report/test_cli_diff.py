@@ -9,7 +9,7 @@ import pytest
 from typer.testing import CliRunner
 
 from darp_onnx.cli.app import app
-from darp_onnx.cli.options import parse_input_shapes, resolve_input_shapes
+from darp_onnx.input_shapes import parse_input_shapes, resolve_input_shapes
 from darp_onnx.errors import BadInputError
 from tests.report.cases import cnn
 

@@ -1,4 +1,4 @@
-"""Parsing option values shared by several commands (currently `--input-shape`)."""
+"""`--input-shape` values: parsing `NAME=1x3x32x32` and checking them against a model's inputs."""
 
 from __future__ import annotations
 

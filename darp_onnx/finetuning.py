@@ -22,10 +22,10 @@ from darp_onnx.device import choose_device
 from darp_onnx.errors import BadInputError
 from darp_onnx.finetune_loop import LoopConfig, train_with_early_stopping
 from darp_onnx.head import find_head, replace_head
-from darp_onnx.io import load_model, save_model
+from darp_onnx.io import load_model, same_file, save_model
 from darp_onnx.proxy import build_proxy
 from darp_onnx.reinit import reinit_weights, set_batchnorm_mode
-from darp_onnx.search.loss import check_labels_fit
+from darp_onnx.search.loss import is_class_scores
 from darp_onnx.train import predict, trainable_parameters
 from darp_onnx.validate import check_equivalence, check_structure, run_model
 
@@ -94,7 +94,8 @@ def _check_options(steps, epochs, lr, batch_size, init, new_head, val_fraction, 
 
 def _load_data(data, model: onnx.ModelProto) -> Dataset:
     if data is None:
-        raise BadInputError("fine-tuning needs labelled data; pass --data FILE.npz with 'labels' (or 'train_labels')")
+        raise BadInputError("fine-tuning needs labelled data; pass --data FILE.npz with 'labels' "
+                            "(or 'train_labels')")
     if isinstance(data, Dataset):
         check_dataset(data, model)
         dataset = data
@@ -187,8 +188,12 @@ def finetune(
         if output is None and from_object:
             raise BadInputError("give an output path (-o) when passing a model object")
         out_path = Path(output) if output is not None else default_output_path(model_or_path)
+        if not from_object and same_file(out_path, model_or_path):
+            raise BadInputError(f"{out_path}: is the input model; darp-onnx never overwrites its input, "
+                                "choose another output path")
         if out_path.exists() and not force:
-            raise BadInputError(f"{out_path}: already exists; pass --force to overwrite it or choose another path")
+            raise BadInputError(f"{out_path}: already exists; pass --force to overwrite it or choose another "
+                                "path")
     dataset = _load_data(data, model)
     if new_head is not None:
         _check_label_range(dataset, new_head, new_head)
@@ -201,9 +206,12 @@ def finetune(
         reinit_weights(proxy, seed)
     proxy.to(choice.torch_device).eval()
     probe = predict(proxy, dataset.subset(np.arange(min(len(dataset), 4))), device=choice.torch_device)
-    if probe[0].ndim == 2:
-        _check_label_range(dataset, probe[0].shape[1], new_head)
-    check_labels_fit(dataset.labels, probe, dataset.source)
+    if not is_class_scores(probe[0]):
+        raise BadInputError(
+            f"{source}: the first output has shape {tuple(probe[0].shape)}, not class scores [N, classes]; "
+            "finetune trains a classifier with cross-entropy on that output"
+        )
+    _check_label_range(dataset, probe[0].shape[1], new_head)
 
     val, train = stratified_split(dataset, val_fraction, seed)
     params = trainable_parameters(proxy)
