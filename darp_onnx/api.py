@@ -103,3 +103,10 @@ def finetune(*args, **kwargs):
     from darp_onnx.finetuning import finetune as _finetune
 
     return _finetune(*args, **kwargs)
+
+
+def validate(original, pruned, **kwargs) -> dict[str, Any]:
+    """See `darp_onnx.validation_report.validate_models`."""
+    from darp_onnx.validation_report import validate_models
+
+    return validate_models(original, pruned, **kwargs)

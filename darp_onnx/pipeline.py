@@ -49,6 +49,7 @@ class PruneResult:
     seed: int
     search_steps: int
     finetune_steps: int
+    loss: str
     masks: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
     model: onnx.ModelProto | None = field(repr=False, default=None)
 
@@ -175,7 +176,7 @@ def prune(
         channels_removed=int(sum(m.size - np.count_nonzero(m) for g, m in masks.items()
                                  if analysis.groups[g].kind != "branch")),
         groups=_group_rows(analysis, masks), validation=validation, device=choice.torch_device, seed=seed,
-        search_steps=steps_used, finetune_steps=recovery, masks=masks, model=pruned,
+        search_steps=steps_used, finetune_steps=recovery, loss=loss_fn.mode, masks=masks, model=pruned,
     )
 
 

@@ -6,8 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
+from rich.table import Table
 
 from darp_onnx.cli.app import app
+from darp_onnx.cli.config import ConfigFile
+from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from darp_onnx.cli.progress import SearchProgress
 from darp_onnx.errors import BadInputError
@@ -38,14 +42,18 @@ def prune_command(
     seed: Annotated[int, typer.Option(help="Random seed; a run is deterministic for a given seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Overwrite the output file if it exists.")] = False,
     report: Annotated[Path | None, typer.Option(help="Write report.json, report.md and report.html into this folder.")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
+    config: ConfigFile = None,
 ) -> None:
     """Prune MODEL to a MACs or parameter budget, validate it with onnxruntime and write it.
 
     Exit codes: 0 success, 1 bad input or infeasible budget, 2 validation failure (nothing written)."""
     from darp_onnx.api import prune
     from darp_onnx.input_shapes import parse_input_shapes
+
+    say = Verbosity(quiet=quiet, verbose=verbose)
 
     shapes = parse_input_shapes(input_shape or [])
     darp = DarpConfig(steps=steps, batch_size=batch_size, lr_weights=search_lr, seed=seed,
@@ -66,8 +74,11 @@ def prune_command(
         document["reports"] = {k: str(v) for k, v in write_prune_report(result, report).items()}
     if json_out:
         print_json(document)
+    if verbose:
+        _group_table(document)
     if not quiet:
         _summary(document)
+    say.elapsed("pruned")
 
 
 def _pair(text: str, flag: str) -> tuple[float, float]:
@@ -98,3 +109,14 @@ def _summary(doc: dict) -> None:
         f"{v['latency_ms_before']:.2f} -> {v['latency_ms_after']:.2f} ms{agreement}, "
         f"max |pruned - masked proxy| {v['max_abs_diff']:.2g}"
     )
+
+
+def _group_table(doc: dict) -> None:
+    """--verbose: channels kept per group."""
+    table = Table(title="channel groups", title_justify="left")
+    for column in ("id", "kind", "label", "kept", "status"):
+        table.add_column(column)
+    for g in doc["groups"]:
+        status = "pruned" if g["kept"] < g["size"] else ("kept" if g["frozen"] is None else f"frozen: {g['frozen']}")
+        table.add_row(str(g["id"]), g["kind"], escape(g["label"]), f"{g['kept']}/{g['size']}", escape(status))
+    console_err.print(table)

@@ -28,5 +28,5 @@ def sample_gates(
     u = u.clamp(_EPS, 1.0 - _EPS)
     z = torch.sigmoid((theta + torch.log(u) - torch.log1p(-u)) / tau_s)
     if hard:
-        z = (z > 0.5).to(z.dtype) + z - z.detach()
+        z = (z > 0.5).to(z.dtype) + (z - z.detach())  # exactly 0/1 forward, gradient of z
     return z

@@ -1,0 +1,189 @@
+"""Speedup: onnxruntime CPU latency of the sample CNN architectures at 224x224 (random weights), pruned
+by the L1 baseline to 75/50/25% of their MACs, next to the MACs ratio.
+Goal: at 50% MACs, speedup >= 0.8x the ideal 1/(MACs ratio), i.e. speedup x MACs ratio >= 0.8.
+
+Run from the repository root: `python -m benchmarks.speedup [--models resnet,mobilenetv3,yolov8]
+[--budgets 0.75,0.5,0.25] [--size 224] [--threads 1] [--runs 30] [--seed 0] [--round-to 0]`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import statistics
+import tempfile
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import torch
+from rich.console import Console
+from rich.table import Table
+
+from darp_onnx.cost import CostModel, count_graph
+from darp_onnx.groups import analyse
+from darp_onnx.io import load_model
+from darp_onnx.rewrite import rewrite
+from darp_onnx.search import BASELINES, extract_masks, make_budget
+from sample_models.architectures import build
+
+MAX_IR_VERSION = 10  # what onnxruntime reads
+CNNS = ("resnet", "mobilenetv3", "yolov8")
+
+
+def export(name: str, size: int, seed: int, path: Path, exporter: str) -> str:
+    """Export a randomly initialised `build(name)` in eval mode at 1x1xSIZExSIZE; returns the exporter."""
+    torch.manual_seed(seed)
+    model = build(name).eval()
+    x = torch.randn(1, 1, size, size)
+    kwargs = {"input_names": ["input"], "output_names": ["logits"]}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if exporter == "dynamo":
+            try:
+                program = torch.onnx.export(model, (x,), dynamo=True, opset_version=18, external_data=False,
+                                            verbose=False, **kwargs)
+                proto = program.model_proto
+                used = "dynamo, opset 18"
+            except Exception:  # fall back to the TorchScript exporter below
+                exporter = "legacy"
+        if exporter == "legacy":
+            torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, **kwargs)
+            proto = onnx.load(str(path))
+            used = "legacy, opset 17"
+    proto.ir_version = min(proto.ir_version, MAX_IR_VERSION)
+    onnx.save_model(proto, str(path), save_as_external_data=False)
+    return used
+
+
+def session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+
+
+def latencies(sessions: list[ort.InferenceSession], feeds: dict[str, np.ndarray], runs: int,
+              warmup: int = 5, rounds: int = 3) -> list[float]:
+    """Median ms per session; the sessions take turns in `rounds` chunks so machine noise hits all alike."""
+    for s in sessions:
+        for _ in range(warmup):
+            s.run(None, feeds)
+    times: list[list[float]] = [[] for _ in sessions]
+    per_round = max(1, -(-runs // rounds))
+    for _ in range(rounds):
+        for s, bucket in zip(sessions, times):
+            for _ in range(per_round):
+                start = time.perf_counter()
+                s.run(None, feeds)
+                bucket.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(t) for t in times]
+
+
+def round_masks(masks: dict[int, np.ndarray], scores: dict[int, np.ndarray], analysis, multiple: int
+                ) -> dict[int, np.ndarray]:
+    """Each pruned channel group's kept count rounded to the nearest multiple of `multiple` (at least
+    `multiple`, at most the group), keeping its best-scored units. Only to show what kernel-friendly
+    widths buy; the MACs then land near, not at, the budget."""
+    out = dict(masks)
+    for group in analysis.prunable():
+        kept = int(masks[group.id].sum())
+        if group.kind != "channel" or kept == group.size:
+            continue
+        target = min(group.size, max(multiple, int(round(kept / multiple)) * multiple))
+        keep = np.zeros(group.size, dtype=bool)
+        keep[np.argsort(-np.asarray(scores[group.id]), kind="stable")[:target]] = True
+        out[group.id] = keep
+    return out
+
+
+def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
+    path = workdir / f"{name}_{args.size}.onnx"
+    exporter = export(name, args.size, args.seed, path, args.exporter)
+    model = load_model(path)
+    input_name = model.graph.input[0].name
+    shapes = {input_name: (1, 1, args.size, args.size)}
+    analysis = analyse(model)
+    cost = CostModel(model, analysis, shapes)
+    scores = BASELINES["l1"](model, analysis, args.seed)
+    feeds = {input_name: np.random.default_rng(args.seed).standard_normal((1, 1, args.size, args.size),
+                                                                          dtype=np.float32)}
+    original = session(model, args.threads)
+    (reference,) = original.run(None, feeds)
+    rows, sessions = [], [original]
+    variants = []
+    for fraction in budgets:
+        masks = extract_masks(scores, cost, make_budget(cost, target_flops=fraction))
+        variants.append((fraction, f"{fraction:.0%}", masks))
+        if args.round_to:
+            variants.append((fraction, f"{fraction:.0%} r{args.round_to}",
+                             round_masks(masks, scores, analysis, args.round_to)))
+    for fraction, label, masks in variants:
+        pruned = rewrite(model, analysis, masks)
+        sess = session(pruned, args.threads)
+        (out,) = sess.run(None, feeds)
+        counted = count_graph(pruned, shapes)
+        ok = (out.shape == reference.shape and bool(np.isfinite(out).all())
+              and counted.macs == cost.macs(masks) and counted.params == cost.params(masks))
+        sessions.append(sess)
+        rows.append({"model": name, "budget": fraction, "label": label, "macs": cost.macs(masks) / cost.full_macs,
+                     "params": cost.params(masks) / cost.full_params, "ok": ok, "exporter": exporter,
+                     "full_macs": cost.full_macs})
+    times = latencies(sessions, feeds, args.runs)
+    for row, t in zip(rows, times[1:]):
+        row["orig_ms"], row["pruned_ms"] = times[0], t
+        row["speedup"] = times[0] / t
+        row["efficiency"] = row["speedup"] * row["macs"]  # speedup / (1 / MACs ratio)
+    return rows
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default=",".join(CNNS), help="comma-separated names from sample_models")
+    parser.add_argument("--budgets", default="0.75,0.5,0.25", help="MACs fractions to keep, comma-separated")
+    parser.add_argument("--size", type=int, default=224, help="input height and width")
+    parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per model (median taken)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--round-to", type=int, default=0,
+                        help="also time masks whose kept channels per group are rounded to this multiple "
+                             "(e.g. 8), as extra rows 'NN%% rM' (0: off)")
+    parser.add_argument("--exporter", choices=("dynamo", "legacy"), default="dynamo",
+                        help="dynamo (opset 18; falls back to legacy on failure) or legacy (opset 17)")
+    args = parser.parse_args()
+    budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
+    names = [n.strip() for n in args.models.split(",") if n.strip()]
+    torch.set_num_threads(max(1, args.threads))
+    logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # exporter notes (torchvision ops skipped...)
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for name in names:
+            rows += measure(name, budgets, args, Path(tmp))
+
+    table = Table(title=f"onnxruntime CPU latency, L1-pruned, 1x1x{args.size}x{args.size}, random weights, "
+                        f"{args.threads} thread(s), median of {args.runs} runs")
+    for column in ("model", "target", "MACs kept", "params kept", "original ms", "pruned ms", "speedup",
+                   "speedup / (1/MACs ratio)", "GMACs full", "checks"):
+        table.add_column(column, justify="right")
+    for r in rows:
+        table.add_row(r["model"], r["label"], f"{r['macs']:.3f}", f"{r['params']:.3f}",
+                      f"{r['orig_ms']:.2f}", f"{r['pruned_ms']:.2f}", f"{r['speedup']:.2f}x",
+                      f"{r['efficiency']:.2f}", f"{r['full_macs'] / 1e9:.3f}", "ok" if r["ok"] else "FAILED")
+    console = Console(width=200)  # wide tables stay whole when stdout is not a terminal
+    console.print(table)
+    exporters = sorted({r["exporter"] for r in rows})
+    console.print(f"export: {', '.join(exporters)}; goal: speedup / (1/MACs ratio) >= 0.8 at the 50% budget")
+    for r in rows:
+        if abs(r["budget"] - 0.5) < 1e-9 and r["label"] == "50%":
+            verdict = "meets" if r["efficiency"] >= 0.8 else "MISSES"
+            console.print(f"  {r['model']}: {r['efficiency']:.2f} ({verdict})")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,39 @@
+"""Options every command shares: -q/--quiet, -v/--verbose and --json, and what they print."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated, Any
+
+import typer
+
+from darp_onnx.cli.output import console_err
+from darp_onnx.errors import BadInputError
+
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on stderr but errors (no progress, "
+                                                            "tables or summary).")]
+Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Print more detail (tables, timings).")]
+JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (diagnostics go to "
+                                                      "stderr).")]
+
+
+class Verbosity:
+    """What a command prints on stderr: `info` unless quiet, `detail` only when verbose."""
+
+    def __init__(self, *, quiet: bool = False, verbose: bool = False) -> None:
+        if quiet and verbose:
+            raise BadInputError("-q/--quiet and -v/--verbose exclude each other; give one of them")
+        self.quiet, self.verbose = quiet, verbose
+        self._start = time.perf_counter()
+
+    def info(self, *objects: Any, **kwargs: Any) -> None:
+        if not self.quiet:
+            console_err.print(*objects, **kwargs)
+
+    def detail(self, *objects: Any, **kwargs: Any) -> None:
+        if self.verbose:
+            console_err.print(*objects, **kwargs)
+
+    def elapsed(self, what: str = "done") -> None:
+        """With --verbose, how long the command has run."""
+        self.detail(f"{what} in {time.perf_counter() - self._start:.2f} s")

@@ -1,0 +1,272 @@
+"""`validate_models(original, pruned)`: check a pruned ONNX file on its own and against its original.
+
+Structure (onnx.checker full, strict shape inference), onnxruntime on the requested provider,
+fidelity to the original (top-1 agreement, accuracy with labels, relative output error), optional
+tolerances (`max_drift`, `atol`/`rtol`), latency, parameters, MACs and file size. Equivalence with the
+masked proxy needs the masks, so only `prune` can check it.
+
+Failures of the pruned artefact raise ValidationFailedError (exit 2); problems with the original,
+the data or an option raise BadInputError (exit 1).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterator, Mapping
+from dataclasses import asdict
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+
+from darp_onnx.cost import count_graph
+from darp_onnx.data import graph_inputs
+from darp_onnx.dataset import Dataset, check_dataset, load_dataset, synthetic_dataset
+from darp_onnx.device import DEVICES, cuda_usable
+from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError
+from darp_onnx.input_shapes import resolve_input_shapes
+from darp_onnx.io import load_model
+from darp_onnx.runtime import make_session, session_provider
+from darp_onnx.validate import EQUIVALENCE_ATOL, EQUIVALENCE_RTOL, check_structure, fidelity, measure_latency
+
+CHECKS = ("onnx.checker(full)", "strict shape inference", "same inputs and outputs", "finite outputs")
+
+
+class ToleranceExceeded(ValidationFailedError):
+    """An output is further from the original than --max-drift or --atol/--rtol allow (exit 2).
+    `report` holds every measurement, so a caller can still print it."""
+
+    def __init__(self, message: str, report: dict[str, Any]) -> None:
+        super().__init__(message)
+        self.report = report
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip().splitlines()
+    return text[0] if text else type(exc).__name__
+
+
+def load_pruned(path: str | os.PathLike) -> onnx.ModelProto:
+    """`load_model`, but a file that exists and cannot be read is a validation failure (exit 2): the
+    artefact under test is what is broken. A missing path stays a bad argument (exit 1)."""
+    if not Path(path).is_file():
+        return load_model(path)
+    try:
+        return load_model(path)
+    except BadInputError as exc:
+        raise ValidationFailedError(str(exc)) from None
+
+
+@contextlib.contextmanager
+def _quiet_onnxruntime() -> Iterator[None]:
+    """Silence onnxruntime's own stderr lines while probing a provider that may not load."""
+    ort.set_default_logger_severity(4)
+    try:
+        yield
+    finally:
+        ort.set_default_logger_severity(2)
+
+
+def resolve_provider(device: str, probe: onnx.ModelProto) -> tuple[str, str]:
+    """'cuda' only when an onnxruntime session really runs there, else 'cpu'; and why."""
+    if device not in DEVICES:
+        raise BadInputError(f"--device {device}: choose one of {', '.join(DEVICES)}")
+    if device == "cpu":
+        return "cpu", "requested"
+    if device == "auto" and not cuda_usable():
+        return "cpu", "auto: no usable CUDA GPU, using the CPU"
+    try:
+        with _quiet_onnxruntime():
+            make_session(probe, "cuda")
+    except BadInputError:
+        if device == "cuda":
+            raise
+        return "cpu", "auto: onnxruntime could not start a CUDA session, using the CPU"
+    except Exception:  # the model itself does not load; reported when its session is built
+        pass
+    return "cuda", "requested" if device == "cuda" else "auto: a CUDA GPU is available"
+
+
+def _session(model: onnx.ModelProto, device: str, label: str, error: type[DarpError]):
+    try:
+        with _quiet_onnxruntime():
+            return make_session(model, device)
+    except BadInputError:
+        raise
+    except Exception as exc:
+        raise error(f"{label}: onnxruntime cannot load it ({_first_line(exc)})") from None
+
+
+def _run(session, feeds: Mapping[str, np.ndarray], label: str, error: type[DarpError],
+         batch_size: int = 64) -> list[np.ndarray]:
+    total = len(next(iter(feeds.values())))
+    parts = []
+    try:
+        for start in range(0, total, batch_size):
+            parts.append(session.run(None, {k: v[start : start + batch_size] for k, v in feeds.items()}))
+    except Exception as exc:
+        raise error(f"{label}: onnxruntime fails to run it ({_first_line(exc)})") from None
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+
+def _dataset(data, original: onnx.ModelProto, shapes, samples: int, seed: int) -> Dataset:
+    """The test split of `data` when it has one, else its train split; synthetic inputs without data."""
+    if data is None:
+        return synthetic_dataset(original, samples=samples, seed=seed, shapes=shapes)
+    try:
+        return load_dataset(data, original, split="test")
+    except BadInputError as first:
+        try:
+            return load_dataset(data, original, split="train")
+        except BadInputError:
+            raise first from None
+
+
+def _count(model: onnx.ModelProto, shapes, label: str, error: type[DarpError]):
+    try:
+        return count_graph(model, shapes)
+    except (ValueError, BadInputError) as exc:
+        raise error(f"{label}: cannot count MACs ({_first_line(exc)}); give --input-shape") from None
+
+
+def _same_interface(original: onnx.ModelProto, pruned: onnx.ModelProto, label: str) -> list[str]:
+    """The output names; PRUNED must take the same inputs and give the same outputs as ORIGINAL."""
+    inputs_o = sorted(i.name for i in graph_inputs(original))
+    inputs_p = sorted(i.name for i in graph_inputs(pruned))
+    if inputs_o != inputs_p:
+        raise ValidationFailedError(f"{label}: inputs {inputs_p} differ from the original's {inputs_o}")
+    outputs_o = [o.name for o in original.graph.output]
+    outputs_p = [o.name for o in pruned.graph.output]
+    if outputs_o != outputs_p:
+        raise ValidationFailedError(f"{label}: outputs {outputs_p} differ from the original's {outputs_o}")
+    return outputs_o
+
+
+def _compare(names, after, before, label: str) -> list[dict[str, Any]]:
+    rows = []
+    for name, a, b in zip(names, after, before):
+        a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
+        if a64.shape != b64.shape:
+            raise ValidationFailedError(f"{label}: output '{name}' has shape {a64.shape}, the original's is "
+                                        f"{b64.shape}")
+        if not np.isfinite(a64).all():
+            raise ValidationFailedError(f"{label}: output '{name}' contains NaN or Inf")
+        diff = float(np.max(np.abs(a64 - b64))) if a64.size else 0.0
+        rel = float(np.linalg.norm(a64 - b64) / max(float(np.linalg.norm(b64)), 1e-12))
+        rows.append({"name": name, "shape": list(a64.shape), "max_abs_diff": diff, "relative_error": rel})
+    return rows
+
+
+def _tolerance_failures(rows, after, before, label: str, max_drift, atol, rtol) -> list[str]:
+    failures = []
+    if max_drift is not None:
+        worst = max(rows, key=lambda r: r["relative_error"])
+        if worst["relative_error"] > max_drift:
+            failures.append(f"{label}: output '{worst['name']}' drifts by {worst['relative_error']:.3g} "
+                            f"(relative L2 error vs the original), above --max-drift {max_drift:g}")
+    if atol is not None or rtol is not None:
+        atol = EQUIVALENCE_ATOL if atol is None else atol
+        rtol = EQUIVALENCE_RTOL if rtol is None else rtol
+        for row, a, b in zip(rows, after, before):
+            row["within_tolerance"] = bool(np.allclose(a, b, atol=atol, rtol=rtol))
+            if not row["within_tolerance"]:
+                failures.append(f"{label}: output '{row['name']}' differs from the original by up to "
+                                f"{row['max_abs_diff']:.3g} (tolerance atol {atol:g}, rtol {rtol:g})")
+    return failures
+
+
+def _change(before: float, after: float) -> dict[str, float]:
+    return {"before": before, "after": after, "ratio": after / before if before else float("nan")}
+
+
+def validate_models(
+    original: str | os.PathLike,
+    pruned: str | os.PathLike,
+    *,
+    data: str | os.PathLike | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    device: str = "auto",
+    atol: float | None = None,
+    rtol: float | None = None,
+    max_drift: float | None = None,
+    latency_runs: int = 20,
+    samples: int = 64,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Validate PRUNED against ORIGINAL and return the report (a JSON-ready dict).
+
+    Raises ValidationFailedError when PRUNED is broken, ToleranceExceeded (with `.report`) when an
+    output is beyond `max_drift` or `atol`/`rtol`, BadInputError for problems with the inputs."""
+    if latency_runs < 0:
+        raise BadInputError(f"--latency-runs {latency_runs}: must be 0 (no timing) or more")
+    if samples < 1:
+        raise BadInputError(f"--samples {samples}: must be at least 1")
+    for flag, value in (("--max-drift", max_drift), ("--atol", atol), ("--rtol", rtol)):
+        if value is not None and not value >= 0:
+            raise BadInputError(f"{flag} {value}: must be a number >= 0")
+    clock = time.perf_counter()
+    timings: dict[str, float] = {}
+    label_o, label_p = str(original), str(pruned)
+    model_o = load_model(original)
+    model_p = load_pruned(pruned)
+    check_structure(model_p, label_p)
+    names = _same_interface(model_o, model_p, label_p)
+    shapes = resolve_input_shapes(model_o, dict(input_shapes or {}), what=label_o)
+    dataset = _dataset(data, model_o, shapes, samples, seed)
+    try:
+        check_dataset(dataset, model_p)
+    except BadInputError as exc:
+        raise ValidationFailedError(f"{label_p}: does not accept the original's inputs ({exc})") from None
+    timings["load_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    target, reason = resolve_provider(device, model_o)
+    session_o = _session(model_o, target, label_o, BadInputError)
+    session_p = _session(model_p, target, label_p, ValidationFailedError)
+    before = _run(session_o, dataset.inputs, label_o, BadInputError)
+    after = _run(session_p, dataset.inputs, label_p, ValidationFailedError)
+    rows = _compare(names, after, before, label_p)
+    fid = fidelity(after, before, dataset.labels)
+    timings["run_s"] = time.perf_counter() - clock
+
+    clock = time.perf_counter()
+    latency = None
+    if latency_runs:
+        one = {k: v[:1] for k, v in dataset.inputs.items()}
+        lat_o = measure_latency(session_o, one, runs=latency_runs)
+        lat_p = measure_latency(session_p, one, runs=latency_runs)
+        latency = {"before": asdict(lat_o), "after": asdict(lat_p), "runs": latency_runs, "batch": 1,
+                   "speedup": lat_o.median_ms / lat_p.median_ms if lat_p.median_ms else float("nan")}
+    timings["latency_s"] = time.perf_counter() - clock
+
+    count_o = _count(model_o, shapes, label_o, BadInputError)
+    count_p = _count(model_p, resolve_input_shapes(model_p, dict(shapes), what=label_p), label_p,
+                     ValidationFailedError)
+    failures = _tolerance_failures(rows, after, before, label_p, max_drift, atol, rtol)
+    report = {
+        "original": label_o,
+        "pruned": label_p,
+        "passed": not failures,
+        "failures": failures,
+        "provider": {"original": session_provider(session_o), "pruned": session_provider(session_p),
+                     "requested": device, "reason": reason},
+        "data": {"source": dataset.source, "samples": len(dataset), "labels": dataset.labels is not None},
+        "checks": [*CHECKS, f"onnxruntime ({session_provider(session_p)})"],
+        "outputs": rows,
+        "max_abs_diff": max((r["max_abs_diff"] for r in rows), default=0.0),
+        "fidelity": asdict(fid),
+        "max_drift": max_drift,
+        "latency_ms": latency,
+        "params": _change(count_o.params, count_p.params),
+        "macs": _change(count_o.macs, count_p.macs),
+        "file_bytes": _change(os.path.getsize(original), os.path.getsize(pruned)),
+        "timings": timings,
+        "note": "equivalence with the masked proxy is only checked inside `prune`, where the masks are known",
+    }
+    if failures:
+        raise ToleranceExceeded(failures[0], report)
+    return report

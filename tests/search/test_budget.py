@@ -1,0 +1,78 @@
+"""Budgets, feasibility and extraction by rank on a real channel analysis."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from darp_onnx.cost import CostModel
+from darp_onnx.errors import BadInputError
+from darp_onnx.groups import analyse
+from darp_onnx.io import load_model
+from darp_onnx.search import BASELINES, extract_masks, make_budget
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    model = load_model(SAMPLES / "resnet.onnx")
+    analysis = analyse(model)
+    return model, analysis, CostModel(model, analysis)
+
+
+@pytest.mark.parametrize("fraction", [0.9, 0.5, 0.25])
+@pytest.mark.parametrize("method", ["l1", "random"])
+def test_extraction_meets_the_budget_with_the_fewest_removals(resnet, fraction, method):
+    model, analysis, cost = resnet
+    budget = make_budget(cost, target_flops=fraction)
+    scores = BASELINES[method](model, analysis, 0)
+    masks = extract_masks(scores, cost, budget)
+    assert cost.macs(masks) <= budget.limit
+    for group in analysis.prunable():
+        assert masks[group.id].sum() >= group.min_keep
+    # putting back the last unit removed (the best-scored dropped one) breaks the budget
+    dropped = [(scores[g][u], g, u) for g, m in masks.items() for u in np.flatnonzero(~m)]
+    if dropped:
+        _, g, u = max(dropped)
+        restored = {k: v.copy() for k, v in masks.items()}
+        restored[g][u] = True
+        assert cost.macs(restored) > budget.limit
+
+
+def test_lower_scores_go_first(resnet):
+    model, analysis, cost = resnet
+    group = next(g for g in analysis.prunable() if g.kind == "channel")
+    scores = {g.id: np.full(g.size, 10.0) for g in analysis.prunable()}
+    scores[group.id] = np.arange(group.size, dtype=float)  # unit 0 is the worst
+    budget = make_budget(cost, target_flops=0.999)
+    masks = extract_masks(scores, cost, budget)
+    assert not masks[group.id][0]
+    assert all(m.all() for g, m in masks.items() if g != group.id)
+
+
+def test_parameter_budget(resnet):
+    model, analysis, cost = resnet
+    budget = make_budget(cost, target_params=0.5)
+    masks = extract_masks(BASELINES["l1"](model, analysis, 0), cost, budget)
+    assert cost.params(masks) <= 0.5 * cost.full_params
+
+
+def test_absolute_budget(resnet):
+    _, _, cost = resnet
+    assert make_budget(cost, target_flops=1_000_000).limit == 1_000_000
+
+
+def test_infeasible_budget_names_the_smallest_reachable(resnet):
+    _, _, cost = resnet
+    smallest = cost.macs(cost.smallest_masks())
+    with pytest.raises(BadInputError, match=rf"smallest reachable is {smallest:,}"):
+        make_budget(cost, target_flops=0.0001)
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"target_flops": 0.5, "target_params": 0.5}, {"target_flops": -1.0}])
+def test_bad_budget_options(resnet, kwargs):
+    with pytest.raises(BadInputError, match="--target"):
+        make_budget(resnet[2], **kwargs)

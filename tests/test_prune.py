@@ -1,0 +1,148 @@
+"""End to end: prune every sample model to 50% MACs, with and without data, through API and CLI."""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import darp_onnx
+from darp_onnx.cli.app import app
+from darp_onnx.cost import count_graph
+from darp_onnx.dataset import load_dataset
+from darp_onnx.errors import BadInputError
+from darp_onnx.io import load_model
+from darp_onnx.validate import run_model
+
+SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
+DATA = SAMPLES / "data" / "digits_source.npz"
+FAST = {"search_steps": 6, "finetune_steps": 2, "batch_size": 8, "synthetic_samples": 16, "latency_runs": 2}
+JSON_KEYS = {"input", "output", "method", "flops_before", "flops_after", "params_before", "params_after",
+             "nodes_before", "nodes_after", "channels_removed", "groups", "validation"}
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def small_data():
+    model = load_model(SAMPLES / "resnet.onnx")
+    data = load_dataset(DATA, model)
+    return data.subset(np.arange(48))
+
+
+@pytest.mark.parametrize("with_data", [False, True], ids=["synthetic", "digits"])
+@pytest.mark.parametrize("name", ["resnet", "mobilenetv3", "yolov8", "vit"])
+def test_prune_sample_model_to_half_the_macs(tmp_path, name, with_data, small_data):
+    source = tmp_path / f"{name}.onnx"
+    shutil.copy(SAMPLES / f"{name}.onnx", source)
+    before = source.read_bytes()
+    result = darp_onnx.prune(source, target_flops=0.5, data=small_data if with_data else None, **FAST)
+    assert source.read_bytes() == before
+    written = Path(result.output)
+    assert written == tmp_path / f"{name}.pruned.onnx" and written.is_file()
+    doc = result.to_json()
+    assert JSON_KEYS <= set(doc)
+    model = onnx.load(str(written))
+    counted = count_graph(model)
+    assert doc["flops_after"] == counted.macs <= 0.5 * doc["flops_before"]
+    assert doc["params_after"] == counted.params
+    assert doc["nodes_after"] == len(model.graph.node)
+    assert doc["validation"]["provider"] == "CPUExecutionProvider"
+    assert doc["validation"]["max_abs_diff"] < 1e-3
+    feeds = {"input": np.random.default_rng(0).standard_normal((3, 1, 32, 32)).astype(np.float32)}
+    (logits,), _, _ = run_model(model, feeds)
+    assert logits.shape == (3, 5)
+    assert doc["loss"] == ("cross_entropy" if with_data else "distillation")
+
+
+@pytest.mark.parametrize("method", ["l1", "bn", "random"])
+def test_baselines(tmp_path, method, small_data):
+    result = darp_onnx.prune(SAMPLES / "resnet.onnx", output=tmp_path / "out.onnx", method=method,
+                             target_flops=0.5, data=small_data, **FAST)
+    assert result.method == method and result.search_steps == 0
+    assert result.flops_after <= 0.5 * result.flops_before
+
+
+def test_same_seed_same_result(tmp_path, small_data):
+    runs = [darp_onnx.prune(SAMPLES / "mobilenetv3.onnx", write=False, target_flops=0.5, data=small_data,
+                            seed=3, **FAST) for _ in range(2)]
+    assert all(np.array_equal(runs[0].masks[g], runs[1].masks[g]) for g in runs[0].masks)
+    assert runs[0].flops_after == runs[1].flops_after
+
+
+def test_parameter_budget(tmp_path):
+    result = darp_onnx.prune(SAMPLES / "resnet.onnx", write=False, target_params=0.4, **FAST)
+    assert result.metric == "params" and result.params_after <= 0.4 * result.params_before
+
+
+def test_infeasible_budget_says_what_is_reachable():
+    with pytest.raises(BadInputError, match="smallest reachable is"):
+        darp_onnx.prune(SAMPLES / "resnet.onnx", write=False, target_flops=1e-6, **FAST)
+
+
+def _cli(*args: str):
+    return runner.invoke(app, ["prune", *args, "--steps", "4", "--finetune-steps", "2", "--batch-size", "8"])
+
+
+def test_cli_json_document(tmp_path):
+    out = tmp_path / "p.onnx"
+    result = _cli(str(SAMPLES / "resnet.onnx"), "-o", str(out), "--json", "-q", "--method", "l1")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert JSON_KEYS <= set(doc) and doc["output"] == str(out) and out.is_file()
+    assert doc["flops_after"] == count_graph(onnx.load(str(out))).macs
+
+
+def test_cli_refuses_to_overwrite_without_force(tmp_path):
+    out = tmp_path / "p.onnx"
+    out.write_bytes(b"keep me")
+    result = _cli(str(SAMPLES / "resnet.onnx"), "-o", str(out), "--method", "l1", "-q")
+    assert result.exit_code == 1 and "--force" in result.output
+    assert out.read_bytes() == b"keep me"
+    assert _cli(str(SAMPLES / "resnet.onnx"), "-o", str(out), "--method", "l1", "-q", "--force").exit_code == 0
+    assert onnx.load(str(out)).graph.node
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--target-flops", "0.000001"], "smallest reachable"),
+    (["--method", "magic"], "--method magic"),
+    (["--data", "missing.npz"], "missing.npz"),
+    (["--input-shape", "bogus=1x2"], "no input 'bogus'"),
+    (["--tau-sample", "1.0"], "--tau-sample"),
+])
+def test_cli_bad_options_exit_1(tmp_path, args, message):
+    result = _cli(str(SAMPLES / "resnet.onnx"), "-o", str(tmp_path / "x.onnx"), "-q", *args)
+    assert result.exit_code == 1, result.output
+    assert message in " ".join(result.output.split())
+    assert not (tmp_path / "x.onnx").exists()
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="checks the error where no GPU exists")
+def test_cli_cuda_without_gpu_is_an_error(tmp_path):
+    result = _cli(str(SAMPLES / "resnet.onnx"), "-o", str(tmp_path / "x.onnx"), "-q", "--device", "cuda")
+    assert result.exit_code == 1 and "--device cuda" in result.output
+
+
+def test_validation_failure_exits_2_and_writes_nothing(tmp_path, monkeypatch):
+    import darp_onnx.pipeline as pipeline
+
+    real_rewrite = pipeline.rewrite
+
+    def drifting_rewrite(model, analysis, masks):
+        pruned = real_rewrite(model, analysis, masks)
+        weight = next(t for t in pruned.graph.initializer if len(t.dims) == 4)
+        array = onnx.numpy_helper.to_array(weight) * 3.0
+        weight.CopyFrom(onnx.numpy_helper.from_array(array, weight.name))
+        return pruned
+
+    monkeypatch.setattr(pipeline, "rewrite", drifting_rewrite)
+    out = tmp_path / "x.onnx"
+    result = _cli(str(SAMPLES / "resnet.onnx"), "-o", str(out), "-q", "--method", "l1")
+    assert result.exit_code == 2, result.output
+    assert "differs by up to" in " ".join(result.output.split())
+    assert not out.exists()
