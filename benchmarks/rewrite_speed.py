@@ -157,9 +157,9 @@ def random_masks(analysis, rng: np.random.Generator, branch_drop: float) -> dict
     return masks
 
 
-def _timed(fn: Callable[[], object]) -> tuple[float, object]:
+def _timed(fn: Callable[..., object], *args) -> tuple[float, object]:
     start = time.perf_counter()
-    result = fn()
+    result = fn(*args)
     return time.perf_counter() - start, result
 
 
@@ -170,14 +170,14 @@ def measure(n_nodes: int, repeats: int, seed: int, branch_drop: float, workdir: 
     shapes = {"input": (1, 3, 8, 8)}
     times: dict[str, list[float]] = {s: [] for s in STAGES}
     for r in range(repeats):
-        t, loaded = _timed(lambda: load_model(path))
+        t, loaded = _timed(load_model, path)
         times["load"].append(t)
-        t, analysis = _timed(lambda: analyse(loaded))
+        t, analysis = _timed(analyse, loaded)
         times["analyse"].append(t)
-        t, cost = _timed(lambda: CostModel(loaded, analysis, shapes))
+        t, cost = _timed(CostModel, loaded, analysis, shapes)
         times["cost"].append(t)
         masks = random_masks(analysis, np.random.default_rng(seed + r), branch_drop)
-        t, pruned = _timed(lambda: rewrite(loaded, analysis, masks))
+        t, pruned = _timed(rewrite, loaded, analysis, masks)
         times["rewrite"].append(t)
     # checks, untimed: the pruned model runs, has the right output shape and costs what was predicted
     options = ort.SessionOptions()
@@ -214,9 +214,10 @@ def pair_slope(a: dict, b: dict, key: str) -> float:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="100,250,500,1000,2000,5000", help="node counts, comma-separated")
+    parser.add_argument("--sizes", default="100,250,500,1000,2000,5000",
+                        help="node counts, comma-separated")
     parser.add_argument("--repeats", type=int, default=5,
-                        help="repeats at <= 1000 nodes (median taken); scaled by 1000/nodes above, at least 1")
+                        help="repeats at <= 1000 nodes (median taken); scaled by 1000/nodes above, >= 1")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--branch-drop", type=float, default=0.0,
                         help="probability of dropping each residual branch in the random masks")
@@ -252,7 +253,7 @@ def main() -> None:
         growth.add_column("sizes", justify="right")
         for column in ("load", "analyse", "CostModel", "rewrite", "analyse+rewrite", "all 4"):
             growth.add_column(column, justify="right")
-        for a, b in zip(rows[:-1], rows[1:]):
+        for a, b in zip(rows[:-1], rows[1:], strict=True):
             growth.add_row(f"{a['nodes']} -> {b['nodes']}", *(f"{pair_slope(a, b, k):.2f}" for k in keys))
         growth.add_row("fit, all sizes", *(f"{slope(rows, k):.2f}" for k in keys))
         console.print(growth)

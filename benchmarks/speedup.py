@@ -77,7 +77,7 @@ def latencies(sessions: list[ort.InferenceSession], feeds: dict[str, np.ndarray]
     times: list[list[float]] = [[] for _ in sessions]
     per_round = max(1, -(-runs // rounds))
     for _ in range(rounds):
-        for s, bucket in zip(sessions, times):
+        for s, bucket in zip(sessions, times, strict=True):
             for _ in range(per_round):
                 start = time.perf_counter()
                 s.run(None, feeds)
@@ -131,11 +131,12 @@ def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
         ok = (out.shape == reference.shape and bool(np.isfinite(out).all())
               and counted.macs == cost.macs(masks) and counted.params == cost.params(masks))
         sessions.append(sess)
-        rows.append({"model": name, "budget": fraction, "label": label, "macs": cost.macs(masks) / cost.full_macs,
+        rows.append({"model": name, "budget": fraction, "label": label,
+                     "macs": cost.macs(masks) / cost.full_macs,
                      "params": cost.params(masks) / cost.full_params, "ok": ok, "exporter": exporter,
                      "full_macs": cost.full_macs})
     times = latencies(sessions, feeds, args.runs)
-    for row, t in zip(rows, times[1:]):
+    for row, t in zip(rows, times[1:], strict=True):
         row["orig_ms"], row["pruned_ms"] = times[0], t
         row["speedup"] = times[0] / t
         row["efficiency"] = row["speedup"] * row["macs"]  # speedup / (1 / MACs ratio)

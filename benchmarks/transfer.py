@@ -126,6 +126,7 @@ def cell(values: list[float]) -> str:
 
 def plot(path: Path, results, budgets, shots, title: str) -> None:
     import matplotlib
+    import matplotlib.ticker
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
@@ -149,12 +150,13 @@ def plot(path: Path, results, budgets, shots, title: str) -> None:
             ax.errorbar(xs, means, yerr=stds, color=color, linestyle=dash, marker=marker, capsize=3,
                         label=name)
         ax.set_xscale("log")
+        ax.xaxis.set_minor_locator(matplotlib.ticker.NullLocator())
         ax.set_xticks(shots)
         ax.set_xticklabels([str(k) for k in shots])
         ax.set_xlabel("training examples per class (k)")
         ax.set_title(f"sub-architectures at {tag} MACs")
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8, loc="lower right")
+        ax.legend(fontsize=8, loc="best")
     axes[0][0].set_ylabel("target test accuracy (mean ± std over seeds)")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -235,7 +237,8 @@ def main() -> None:
         f"{args.batch_size} (all k*{CLASSES} examples when fewer), fresh {CLASSES}-class head, "
         f"val_fraction 0 (no early stopping, last weights), same examples and seed per condition",
         f"seeds {' '.join(map(str, args.seeds))} ({len(args.seeds)}; the default is 3 seeds, not 5, "
-        f"to fit ~20 min on 2 shared CPU cores); cells: mean ± sample std of test accuracy over seeds; chance 0.200",
+        f"to fit ~20 min on 2 shared CPU cores); cells: mean ± sample std of test accuracy over seeds; "
+        f"chance 0.200",
     ]
     for (method, budget, _), a in archs.items():
         if method != "random":
@@ -249,10 +252,10 @@ def main() -> None:
                         + " ".join(f"{a.source_accuracy:.3f}" for a in rand))
     settings.append(f"run time {seconds / 60:.1f} min, {torch.get_num_threads()} torch thread(s)")
 
-    console = Console(width=140)
+    console = Console(width=160)
     console.print(f"[bold]Few-shot transfer, {args.model}: source digits 0-4 -> target digits 5-9[/bold]")
     for line in settings:
-        console.print(f"  {line}", highlight=False)
+        print(f"  {line}", flush=True)
     table = Table(title="target test accuracy (mean ± std over seeds)")
     table.add_column("condition")
     for k in args.shots:
@@ -277,7 +280,7 @@ def main() -> None:
                 wins = sum(d > 0 for d in diffs)
                 mean, std = mean_std(diffs)
                 row.append(f"{mean:+.3f} ± {std:.3f} ({wins}/{len(diffs)})")
-            paired.add_row(f"{b:.0%}: {other}", *row)
+            paired.add_row(other if "%" in other else f"{other} (vs darp {b:.0%})", *row)
     console.print(paired)
 
     title = (f"{args.model}: source digits 0-4 -> target digits 5-9; {args.finetune_steps} steps, "

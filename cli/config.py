@@ -49,12 +49,19 @@ def read_config(path: Path, ctx: typer.Context) -> dict[str, Any]:
         if param.multiple and not isinstance(value, list):
             value = [value]
         try:
-            param.type_cast_value(ctx, value)
+            _convert(param, ctx, value)
         except Exception as exc:  # click's BadParameter, or a TypeError for a table where a value belongs
             message = getattr(exc, "message", None) or str(exc)
             raise BadInputError(f"{path}: key '{key}' = {value!r}: {message}") from None
         values[param.name] = value
     return values
+
+
+def _convert(param, ctx: typer.Context, value: Any) -> Any:
+    """The value as the option would receive it (click's conversion, or typer's own since it vendors click)."""
+    if hasattr(param, "type_cast_value"):
+        return param.type_cast_value(ctx, value)
+    return param.get_runtime_param().coerce(value, param=param, ctx=ctx)
 
 
 def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:

@@ -8,7 +8,8 @@ from typing import Annotated
 import typer
 
 from darp_onnx.cli.app import app
-from darp_onnx.cli.output import console_err, handle_errors, print_json
+from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
+from darp_onnx.cli.output import handle_errors, print_json
 
 
 @app.command("check")
@@ -16,16 +17,22 @@ from darp_onnx.cli.output import console_err, handle_errors, print_json
 def check_command(
     model: Annotated[Path, typer.Argument(help="The ONNX model to read.")],
     batch: Annotated[int, typer.Option(help="Batch size for symbolic leading dims.")] = 2,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
-    """Load MODEL, convert it to the trainable proxy and check the proxy against onnxruntime (CPU)."""
+    """Load MODEL, convert it to the trainable proxy and check the proxy against onnxruntime (CPU).
+
+    Exit codes: 0 success, 1 bad input (unreadable model, unsupported op)."""
     from darp_onnx.api import check_model
 
+    say = Verbosity(quiet=quiet, verbose=verbose)
     report = check_model(model, batch=batch)
     if json_out:
         print_json(report)
-        return
-    console_err.print(
-        f"{model}: {report['nodes']} nodes, {report['parameters']} weight parameters, opset {report['opset']}; "
-        f"proxy vs onnxruntime max abs diff {report['max_abs_diff']:.3g}"
-    )
+    else:
+        say.info(
+            f"{model}: {report['nodes']} nodes, {report['parameters']} weight parameters, opset "
+            f"{report['opset']}; proxy vs onnxruntime max abs diff {report['max_abs_diff']:.3g}"
+        )
+    say.elapsed("checked")

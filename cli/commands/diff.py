@@ -11,6 +11,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from darp_onnx.cli.app import app
+from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.input_shapes import parse_input_shapes, resolve_input_shapes
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from darp_onnx.errors import BadInputError
@@ -30,7 +31,7 @@ def diff_command(
     markdown: Annotated[
         Path | None, typer.Option("--markdown", help="Write a Markdown report (a PR comment) to this file.")
     ] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    json_out: JsonOut = False,
     input_shape: Annotated[
         list[str] | None,
         typer.Option(
@@ -39,11 +40,16 @@ def diff_command(
             "Repeatable.",
         ),
     ] = None,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
-    """Compare BEFORE with AFTER: removed, added and resized nodes, attribute changes, MACs, parameters."""
+    """Compare BEFORE with AFTER: removed, added and resized nodes, attribute changes, MACs, parameters.
+
+    Exit codes: 0 success, 1 bad input (unreadable model, bad --input-shape or report path)."""
     from darp_onnx.io import load_model, same_file
     from darp_onnx.report import atomic_write_text, diff_models, diff_to_dict, to_html, to_markdown
 
+    say = Verbosity(quiet=quiet, verbose=verbose)
     parsed = parse_input_shapes(input_shape)
     for out in (html, markdown):
         if out is not None and any(same_file(out, model) for model in (before, after)):
@@ -55,18 +61,20 @@ def diff_command(
     diff.file_bytes = Change(os.path.getsize(before), os.path.getsize(after))
     if html is not None:
         atomic_write_text(html, to_html(diff))
-        console_err.print(f"wrote {escape(str(html))}")
+        say.info(f"wrote {escape(str(html))}")
     if markdown is not None:
         atomic_write_text(markdown, to_markdown(diff))
-        console_err.print(f"wrote {escape(str(markdown))}")
+        say.info(f"wrote {escape(str(markdown))}")
     if json_out:
         print_json(diff_to_dict(diff))
-        return
-    render_terminal(diff)
+    elif not quiet:
+        render_terminal(diff, rows=None if verbose else SHOW_ROWS)
+    say.elapsed("compared")
 
 
-def render_terminal(diff: GraphDiff) -> None:
-    """Rich tables on stderr: the summary, then resized layers and removed / added nodes."""
+def render_terminal(diff: GraphDiff, rows: int | None = SHOW_ROWS) -> None:
+    """Rich tables on stderr: the summary, then resized layers and removed / added nodes (the first
+    `rows` of each; all of them, and the attribute changes, when `rows` is None)."""
     from darp_onnx.report import fmt
 
     console_err.print(escape(f"{diff.label_before} → {diff.label_after}"), soft_wrap=True)
@@ -84,7 +92,7 @@ def render_terminal(diff: GraphDiff) -> None:
         table = Table(title=f"Resized layers ({len(diff.resized)})", title_justify="left")
         for col in ("Layer", "Op", "Out channels", "In channels"):
             table.add_column(col)
-        for node in diff.resized[:SHOW_ROWS]:
+        for node in diff.resized[:rows]:
             ch = node.channels
             table.add_row(
                 escape(node.name),
@@ -93,18 +101,22 @@ def render_terminal(diff: GraphDiff) -> None:
                 fmt.ratio(ch.in_before, ch.in_after) if ch else "—",
             )
         console_err.print(table)
-        _more(len(diff.resized))
+        _more(len(diff.resized), rows)
     for title, nodes in (("Removed", diff.removed), ("Added", diff.added)):
         if nodes:
-            listed = ", ".join(escape(f"{n.name} ({n.op_type})") for n in nodes[:SHOW_ROWS])
+            listed = ", ".join(escape(f"{n.name} ({n.op_type})") for n in nodes[:rows])
             console_err.print(f"{title} nodes ({len(nodes)}): {listed}", soft_wrap=True)
-            _more(len(nodes))
-    if diff.attribute_changes:
-        console_err.print(f"Attribute changes: {len(diff.attribute_changes)} (see --json or the reports)")
+            _more(len(nodes), rows)
+    if diff.attribute_changes and rows is None:
+        for ch in diff.attribute_changes:
+            console_err.print(escape(f"attribute {ch.node} ({ch.op_type}).{ch.attribute}: {ch.before} -> {ch.after}"),
+                              soft_wrap=True)
+    elif diff.attribute_changes:
+        console_err.print(f"Attribute changes: {len(diff.attribute_changes)} (see -v, --json or the reports)")
     for warning in diff.warnings:
         console_err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 
 
-def _more(total: int) -> None:
-    if total > SHOW_ROWS:
-        console_err.print(f"… and {total - SHOW_ROWS} more (see --json, --markdown or --html)")
+def _more(total: int, rows: int | None) -> None:
+    if rows is not None and total > rows:
+        console_err.print(f"… and {total - rows} more (see -v, --json, --markdown or --html)")

@@ -7,6 +7,7 @@ from typing import Annotated
 
 import typer
 from darp_onnx.cli.app import app
+from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -80,8 +81,9 @@ def finetune_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an "
                                              "error).")] = "auto",
     force: Annotated[bool, typer.Option(help="Overwrite the output file if it exists.")] = False,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
-    quiet: Annotated[bool, typer.Option("-q", "--quiet", help="No progress output.")] = False,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
     """Fine-tune MODEL on labelled data (cross-entropy), keep the best weights by validation loss,
     check the result against onnxruntime and write it.
@@ -89,6 +91,7 @@ def finetune_command(
     Exit codes: 0 success, 1 bad input (e.g. missing or out-of-range labels), 2 validation failure."""
     from darp_onnx.api import finetune
 
+    say = Verbosity(quiet=quiet, verbose=verbose)
     with FinetuneProgress(enabled=not quiet) as progress:
         result = finetune(
             model, data=data, output=output, steps=steps, epochs=epochs, lr=lr, batch_size=batch_size,
@@ -101,6 +104,7 @@ def finetune_command(
         print_json(document)
     if not quiet:
         _summary(document)
+    say.elapsed("fine-tuned")
 
 
 def _summary(doc: dict) -> None:

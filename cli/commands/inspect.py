@@ -6,10 +6,12 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.markup import escape
 from rich.table import Table
 
 from darp_onnx.cli.app import app
-from darp_onnx.cli.output import console_err, handle_errors, print_json
+from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
+from darp_onnx.cli.output import handle_errors, print_json
 
 
 @app.command("inspect")
@@ -17,27 +19,42 @@ from darp_onnx.cli.output import console_err, handle_errors, print_json
 def inspect_command(
     model: Annotated[Path, typer.Argument(help="The ONNX model to analyse.")],
     input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="NAME=1x3x320x320 for symbolic dims (repeatable).")] = None,
-    json_out: Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout.")] = False,
+    json_out: JsonOut = False,
+    quiet: Quiet = False,
+    verbose: Verbose = False,
 ) -> None:
-    """Show which ops the proxy supports, the prunable channel groups and the model's cost."""
+    """Show which ops the proxy supports, the prunable channel groups and the model's cost.
+
+    Exit codes: 0 success, 1 bad input (unreadable model, bad --input-shape)."""
     from darp_onnx.api import inspect
     from darp_onnx.input_shapes import parse_input_shapes
 
+    say = Verbosity(quiet=quiet, verbose=verbose)
     report = inspect(model, input_shapes=parse_input_shapes(input_shape or []))
     if json_out:
         print_json(report)
+        say.elapsed("inspected")
         return
-    console_err.print(
+    say.info(
         f"{model}: opset {report['opset']}, {report['nodes']} nodes, {report['macs']:,} MACs, "
         f"{report['params']:,} parameters; {report['prunable_groups']} prunable groups "
         f"({report['prunable_channels']} channels, {report['branches']} residual branches)"
     )
     if report["unsupported_ops"]:
-        console_err.print(f"[yellow]ops the proxy cannot convert:[/] {', '.join(report['unsupported_ops'])}")
+        say.info(f"[yellow]ops the proxy cannot convert:[/] {', '.join(report['unsupported_ops'])}")
+    if verbose:
+        ops = Table(title="ops", title_justify="left")
+        for column in ("op", "count", "supported"):
+            ops.add_column(column)
+        for op in report["ops"]:
+            ops.add_row(escape(op["op"]), str(op["count"]), "yes" if op["supported"] else "[yellow]no[/]")
+        say.detail(ops)
     table = Table(title="channel groups", show_lines=False)
-    for column in ("id", "kind", "size", "label", "status"):
+    for column in ("id", "kind", "size", "label", "status", *(("members",) if verbose else ())):
         table.add_column(column)
     for g in report["groups"]:
         status = "prunable" if g["frozen"] is None else f"frozen: {g['frozen']}"
-        table.add_row(str(g["id"]), g["kind"], str(g["size"]), g["label"], status)
-    console_err.print(table)
+        members = (escape(", ".join(g["members"])),) if verbose else ()
+        table.add_row(str(g["id"]), g["kind"], str(g["size"]), escape(g["label"]), escape(status), *members)
+    say.info(table)
+    say.elapsed("inspected")

@@ -10,35 +10,42 @@ from darp_onnx.groups.model import ChannelAnalysis
 
 def drop_branches(model: onnx.ModelProto, analysis: ChannelAnalysis, masks) -> list[str]:
     """For every dropped branch, y = x + F(x) becomes y = x: consumers of y read x (an Identity keeps the
-    name when y is a graph output). F's nodes die and go in `remove_dead_nodes`."""
+    name when y is a graph output). F's nodes die and go in `remove_dead_nodes`. Renames are collected
+    and applied in one pass over the graph, so the cost stays linear in the graph size."""
     graph = model.graph
     outputs = {o.name for o in graph.output}
-    dropped = []
+    by_name = {n.name: n for n in graph.node}
+    dropped: list[str] = []
+    removed: set[str] = set()
     alias: dict[str, str] = {}  # removed Add output -> the tensor that now stands for it
     for branch in analysis.branches:
         if masks[branch.group].any():
             continue
-        add = next((n for n in graph.node if n.name == branch.add_node), None)
-        if add is None:  # inside an outer branch that is dropped too
+        add = by_name.get(branch.add_node)
+        if add is None or add.name in removed:
             continue
-        y, skip = add.output[0], branch.skip_input
-        while skip in alias:
-            skip = alias[skip]
+        y, skip = add.output[0], _resolve(alias, branch.skip_input)
         if y in outputs:
             add.CopyFrom(helper.make_node("Identity", [skip], [y], name=add.name))
         else:
-            _rename_uses(graph, y, skip)
             alias[y] = skip
-            graph.node.remove(add)
+            removed.add(add.name)
         dropped.append(branch.add_node)
+    if alias:
+        for node in graph.node:
+            for i, name in enumerate(node.input):
+                if name in alias:
+                    node.input[i] = _resolve(alias, name)
+        keep = [n for n in graph.node if n.name not in removed]
+        del graph.node[:]
+        graph.node.extend(keep)
     return dropped
 
 
-def _rename_uses(graph: onnx.GraphProto, old: str, new: str) -> None:
-    for node in graph.node:
-        for i, name in enumerate(node.input):
-            if name == old:
-                node.input[i] = new
+def _resolve(alias: dict[str, str], name: str) -> str:
+    while name in alias:
+        name = alias[name]
+    return name
 
 
 def remove_dead_nodes(model: onnx.ModelProto) -> None:
