@@ -7,7 +7,6 @@ conversion as the flag would and anything typed on the command line overrides it
 
 from __future__ import annotations
 
-import tomllib
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -29,8 +28,20 @@ def option_names(command) -> dict[str, Any]:
     return names
 
 
+def _toml_module():
+    try:
+        import tomllib  # Python 3.11+
+    except ModuleNotFoundError:
+        try:
+            import tomli as tomllib  # the same parser, packaged for Python 3.10
+        except ModuleNotFoundError:
+            raise BadInputError("--config needs Python 3.11 or later, or `pip install tomli`") from None
+    return tomllib
+
+
 def read_config(path: Path, ctx: typer.Context) -> dict[str, Any]:
     """Parameter name -> value for each key of the file, checked like the flag; BadInputError otherwise."""
+    tomllib = _toml_module()
     try:
         with open(path, "rb") as handle:
             table = tomllib.load(handle)
@@ -58,7 +69,7 @@ def read_config(path: Path, ctx: typer.Context) -> dict[str, Any]:
 
 
 def _convert(param, ctx: typer.Context, value: Any) -> Any:
-    """The value as the option would receive it (click's conversion, or typer's own since it vendors click)."""
+    """The value as the option would receive it (click's conversion, or typer's now that it vendors click)."""
     if hasattr(param, "type_cast_value"):
         return param.type_cast_value(ctx, value)
     return param.get_runtime_param().coerce(value, param=param, ctx=ctx)

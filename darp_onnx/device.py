@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import onnxruntime as ort
@@ -35,3 +37,16 @@ def choose_device(requested: str) -> DeviceChoice:
     if cuda_usable():
         return DeviceChoice("cuda", "cuda", "auto: a CUDA GPU is available")
     return DeviceChoice("cpu", "cpu", "auto: no usable CUDA GPU, using the CPU")
+
+
+@contextmanager
+def exact_float32() -> Iterator[None]:
+    """Full float32 matmuls and convolutions on CUDA (no TF32), for outputs compared at tight
+    tolerances with onnxruntime; TF32 is torch's default on Ampere and newer GPUs for convolutions."""
+    saved = (torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32)
+    torch.backends.cuda.matmul.allow_tf32 = False
+    torch.backends.cudnn.allow_tf32 = False
+    try:
+        yield
+    finally:
+        torch.backends.cuda.matmul.allow_tf32, torch.backends.cudnn.allow_tf32 = saved

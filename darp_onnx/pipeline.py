@@ -14,7 +14,7 @@ import torch
 
 from darp_onnx.cost import CostModel, count_graph
 from darp_onnx.dataset import Dataset, load_dataset, synthetic_dataset
-from darp_onnx.device import choose_device
+from darp_onnx.device import choose_device, exact_float32
 from darp_onnx.errors import BadInputError
 from darp_onnx.groups import analyse, attach_gates
 from darp_onnx.input_shapes import resolve_input_shapes
@@ -97,6 +97,7 @@ def prune(
     batch_size: int = 32,
     lr: float = 1e-3,
     search_lr: float = 3e-4,
+    channel_multiple: int = 1,
     darp: DarpConfig | None = None,
     synthetic_samples: int = 64,
     device: str = "auto",
@@ -149,7 +150,7 @@ def prune(
         scores, steps_used = result.scores, config.steps
     else:
         scores, steps_used = BASELINES[method](model, analysis, seed), 0
-    masks = extract_masks(scores, cost_model, budget)
+    masks = extract_masks(scores, cost_model, budget, channel_multiple=channel_multiple)
 
     handle = attach_gates(proxy, analysis)
     handle.set_masks(masks)
@@ -157,7 +158,8 @@ def prune(
     if recovery > 0:
         train_steps(proxy, dataset, loss_fn, steps=recovery, lr=lr, batch_size=batch_size, seed=seed,
                     device=choice.torch_device, on_step=lambda s, loss: report("finetune", {"step": s, "loss": loss}))
-    masked_outputs = predict(proxy, dataset, device=choice.torch_device)
+    with exact_float32():
+        masked_outputs = predict(proxy, dataset, device=choice.torch_device)
     handle.remove()
     pruned = rewrite(proxy.to_onnx(), analysis, masks)
 

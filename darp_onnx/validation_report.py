@@ -148,7 +148,7 @@ def _same_interface(original: onnx.ModelProto, pruned: onnx.ModelProto, label: s
 
 def _compare(names, after, before, label: str) -> list[dict[str, Any]]:
     rows = []
-    for name, a, b in zip(names, after, before):
+    for name, a, b in zip(names, after, before, strict=True):
         a64, b64 = np.asarray(a, np.float64), np.asarray(b, np.float64)
         if a64.shape != b64.shape:
             raise ValidationFailedError(f"{label}: output '{name}' has shape {a64.shape}, the original's is "
@@ -171,7 +171,7 @@ def _tolerance_failures(rows, after, before, label: str, max_drift, atol, rtol) 
     if atol is not None or rtol is not None:
         atol = EQUIVALENCE_ATOL if atol is None else atol
         rtol = EQUIVALENCE_RTOL if rtol is None else rtol
-        for row, a, b in zip(rows, after, before):
+        for row, a, b in zip(rows, after, before, strict=True):
             row["within_tolerance"] = bool(np.allclose(a, b, atol=atol, rtol=rtol))
             if not row["within_tolerance"]:
                 failures.append(f"{label}: output '{row['name']}' differs from the original by up to "

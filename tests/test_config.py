@@ -93,8 +93,8 @@ def test_missing_config_file(tmp_path):
 def test_end_to_end_config_and_override(tmp_path):
     out = tmp_path / "pruned.onnx"
     path = _config(tmp_path, CONFIG.replace("hard-gates = true", f"output = '{out.as_posix()}'"))
-    result = runner.invoke(app, ["prune", str(RESNET), "--config", str(path), "--target-flops", "0.5", "--json",
-                                 "-q"])
+    args = ["prune", str(RESNET), "--config", str(path), "--target-flops", "0.5", "--json", "-q"]
+    result = runner.invoke(app, args)
     assert result.exit_code == 0, result.stderr
     doc = json.loads(result.stdout)
     assert doc["method"] == "l1" and doc["output"] == str(out) and out.is_file()

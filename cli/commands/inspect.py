@@ -18,7 +18,8 @@ from darp_onnx.cli.output import handle_errors, print_json
 @handle_errors
 def inspect_command(
     model: Annotated[Path, typer.Argument(help="The ONNX model to analyse.")],
-    input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="NAME=1x3x320x320 for symbolic dims (repeatable).")] = None,
+    input_shape: Annotated[list[str] | None, typer.Option(
+        "--input-shape", help="NAME=1x3x320x320 for symbolic dims (repeatable).")] = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,

@@ -37,6 +37,7 @@ def prune_command(
     tau_sample: Annotated[str, typer.Option(help="Sampling temperature START:END (relaxed Bernoulli gates).")] = "0.5:0.1",
     tau_penalty: Annotated[str, typer.Option(help="Penalty temperature START:END (keep probabilities).")] = "1.0:0.2",
     schedule: Annotated[str, typer.Option(help=f"Temperature schedule: {', '.join(SCHEDULES)}.")] = "geometric",
+    channel_multiple: Annotated[int, typer.Option(help="Keep channel counts at multiples of this (8 suits onnxruntime CPU and GPU kernels).")] = 1,
     hard_gates: Annotated[bool, typer.Option(help="Straight-through hard 0/1 gates in the forward pass.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an error).")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed; a run is deterministic for a given seed.")] = 0,
@@ -64,7 +65,7 @@ def prune_command(
         result = prune(
             model, output=output, target_flops=target_flops, target_params=target_params, method=method,
             data=data, input_shapes=shapes, search_steps=steps, finetune_steps=finetune_steps,
-            batch_size=batch_size, lr=lr, darp=darp, device=device, seed=seed, force=force,
+            batch_size=batch_size, lr=lr, darp=darp, channel_multiple=channel_multiple, device=device, seed=seed, force=force,
             progress=progress.update,
         )
     document = result.to_json()
@@ -117,6 +118,7 @@ def _group_table(doc: dict) -> None:
     for column in ("id", "kind", "label", "kept", "status"):
         table.add_column(column)
     for g in doc["groups"]:
-        status = "pruned" if g["kept"] < g["size"] else ("kept" if g["frozen"] is None else f"frozen: {g['frozen']}")
+        status = "kept" if g["frozen"] is None else f"frozen: {g['frozen']}"
+        status = "pruned" if g["kept"] < g["size"] else status
         table.add_row(str(g["id"]), g["kind"], escape(g["label"]), f"{g['kept']}/{g['size']}", escape(status))
     console_err.print(table)

@@ -56,26 +56,52 @@ def check_feasible(budget: Budget, cost_model: CostModel) -> None:
         )
 
 
-def extract_masks(scores: Mapping[int, np.ndarray], cost_model: CostModel, budget: Budget) -> dict[int, np.ndarray]:
+def extract_masks(
+    scores: Mapping[int, np.ndarray], cost_model: CostModel, budget: Budget, *, channel_multiple: int = 1
+) -> dict[int, np.ndarray]:
     """Drop units in order of increasing score until the exact cost fits the budget.
 
-    Each group keeps at least `min_keep` units (its best-scored ones). Removing units never raises the
-    cost, so the shortest prefix of the ranking that meets the budget is found by bisection."""
-    masks = cost_model.analysis.all_kept()
-    order: list[tuple[float, int, int]] = []  # (score, group, unit)
-    for group in cost_model.analysis.prunable():
+    Each group keeps at least `min_keep` units (its best-scored ones). With `channel_multiple` M > 1,
+    a channel group keeps a multiple of M units (or all of them): inference kernels (onnxruntime's
+    blocked convolutions, GPU tensor cores) run much faster on such widths than on odd ones. Removing
+    more units never raises the cost, so the shortest prefix of the ranking that meets the budget is
+    found by bisection."""
+    if channel_multiple < 1:
+        raise BadInputError("--channel-multiple must be at least 1")
+    analysis = cost_model.analysis
+    groups = analysis.prunable()
+    ranked: dict[int, np.ndarray] = {}  # per group: unit indices, best score first
+    order: list[tuple[float, int, int]] = []  # (score, group, unit), worst first, protected units left out
+    for group in groups:
         s = np.asarray(scores[group.id], dtype=np.float64)
-        protected = set(np.argsort(-s, kind="stable")[: group.min_keep].tolist())
+        ranked[group.id] = np.argsort(-s, kind="stable")
+        protected = set(ranked[group.id][: group.min_keep].tolist())
         order.extend((float(s[u]), group.id, u) for u in range(group.size) if u not in protected)
     order.sort(key=lambda item: (item[0], item[1], item[2]))
+    base = analysis.all_kept()
 
     def masks_without(k: int) -> dict[int, np.ndarray]:
-        trial = {g: m.copy() for g, m in masks.items()}
-        for _, g, u in order[:k]:
-            trial[g][u] = False
+        removed: dict[int, int] = {}
+        for _, g, _ in order[:k]:
+            removed[g] = removed.get(g, 0) + 1
+        trial = {g: m.copy() for g, m in base.items()}
+        for group in groups:
+            keep = group.size - removed.get(group.id, 0)
+            if channel_multiple > 1 and group.kind == "channel" and keep > 0:
+                keep = min(group.size, -(-keep // channel_multiple) * channel_multiple)
+            mask = np.zeros(group.size, dtype=bool)
+            mask[ranked[group.id][:keep]] = True
+            trial[group.id] = mask
         return trial
 
-    check_feasible(budget, cost_model)  # dropping every unranked unit reaches the smallest cost
+    check_feasible(budget, cost_model)
+    smallest = masks_without(len(order))
+    if budget.cost(cost_model, smallest) > budget.limit:
+        reachable = budget.cost(cost_model, smallest)
+        raise BadInputError(
+            f"{_OPTION[budget.metric]}: with --channel-multiple {channel_multiple} the smallest reachable is "
+            f"{reachable:,} ({reachable / budget.full(cost_model):.1%}); ask for at least that or lower the multiple"
+        )
     lo, hi = 0, len(order)
     while lo < hi:
         mid = (lo + hi) // 2

@@ -76,3 +76,22 @@ def test_infeasible_budget_names_the_smallest_reachable(resnet):
 def test_bad_budget_options(resnet, kwargs):
     with pytest.raises(BadInputError, match="--target"):
         make_budget(resnet[2], **kwargs)
+
+
+@pytest.mark.parametrize("multiple", [4, 8])
+def test_channel_multiple_keeps_kernel_friendly_widths(resnet, multiple):
+    model, analysis, cost = resnet
+    budget = make_budget(cost, target_flops=0.5)
+    masks = extract_masks(BASELINES["l1"](model, analysis, 0), cost, budget, channel_multiple=multiple)
+    assert cost.macs(masks) <= budget.limit
+    for group in analysis.prunable():
+        kept = int(masks[group.id].sum())
+        if group.kind == "channel":
+            assert kept == group.size or kept % multiple == 0, (group.label, kept)
+
+
+def test_channel_multiple_too_coarse_for_the_budget(resnet):
+    model, analysis, cost = resnet
+    budget = make_budget(cost, target_flops=0.02)
+    with pytest.raises(BadInputError, match="--channel-multiple 64 the smallest reachable"):
+        extract_masks(BASELINES["l1"](model, analysis, 0), cost, budget, channel_multiple=64)

@@ -1,0 +1,48 @@
+"""-q/--quiet, -v/--verbose, --json and the exit codes are on every command."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from darp_onnx.cli.app import app
+
+RESNET = Path(__file__).resolve().parents[1] / "sample_models" / "resnet.onnx"
+COMMANDS = sorted(c.name for c in app.registered_commands)
+
+runner = CliRunner()
+
+
+def test_every_command_is_listed():
+    assert {"check", "diff", "finetune", "inspect", "prune", "validate"} <= set(COMMANDS)
+
+
+@pytest.mark.parametrize("command", COMMANDS)
+def test_help_has_the_shared_options_and_exit_codes(command):
+    result = runner.invoke(app, [command, "--help"], terminal_width=200)
+    assert result.exit_code == 0
+    for text in ("--quiet", "-q", "--verbose", "-v", "--json", "Exit codes"):
+        assert text in result.stdout, (command, text)
+
+
+def test_quiet_prints_nothing_and_json_is_one_document():
+    quiet = runner.invoke(app, ["check", str(RESNET), "-q"])
+    assert quiet.exit_code == 0 and quiet.stdout == "" and quiet.stderr == ""
+    doc = runner.invoke(app, ["inspect", str(RESNET), "--json", "-q"])
+    assert doc.exit_code == 0 and json.loads(doc.stdout)["macs"] > 0 and doc.stderr == ""
+
+
+def test_verbose_adds_detail():
+    plain = runner.invoke(app, ["inspect", str(RESNET)])
+    verbose = runner.invoke(app, ["inspect", str(RESNET), "-v"])
+    assert plain.exit_code == verbose.exit_code == 0
+    assert "members" not in plain.stderr and "members" in verbose.stderr and "inspected in" in verbose.stderr
+
+
+@pytest.mark.parametrize("command", ["check", "inspect"])
+def test_quiet_and_verbose_together_are_bad_input(command):
+    result = runner.invoke(app, [command, str(RESNET), "-q", "-v"])
+    assert result.exit_code == 1 and "exclude each other" in result.stderr
