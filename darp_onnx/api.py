@@ -26,7 +26,7 @@ def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0) -> di
         float(np.max(np.abs(actual[name].numpy().astype(np.float64) - np.asarray(e, dtype=np.float64))))
         if np.asarray(e).size
         else 0.0
-        for name, e in zip(proxy.output_names, expected)
+        for name, e in zip(proxy.output_names, expected, strict=False)
     ]
     return {
         "model": str(path),
@@ -66,9 +66,8 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
 
     from darp_onnx.cost import CostModel
     from darp_onnx.groups import analyse
-    from darp_onnx.proxy import supported_ops
-
     from darp_onnx.input_shapes import resolve_input_shapes
+    from darp_onnx.proxy import supported_ops
 
     model = load_model(path)
     input_shapes = resolve_input_shapes(model, dict(input_shapes or {}))

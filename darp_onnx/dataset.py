@@ -128,7 +128,9 @@ def check_dataset(dataset: Dataset, model: onnx.ModelProto) -> None:
     """Shapes match the model's declared dims, sample counts agree, no NaN or Inf, labels are ints."""
     counts = {len(v) for v in dataset.inputs.values()}
     if len(counts) != 1 or 0 in counts:
-        raise BadInputError(f"{dataset.source}: inputs must have the same, non-zero number of samples (found {sorted(counts)})")
+        raise BadInputError(
+            f"{dataset.source}: inputs must have the same, non-zero number of samples (found {sorted(counts)})"
+        )
     for value in graph_inputs(model):
         array = dataset.inputs[value.name]
         dims = value.type.tensor_type.shape.dim

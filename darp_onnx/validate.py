@@ -30,14 +30,14 @@ def check_structure(model: onnx.ModelProto, label: str) -> None:
 
 def max_abs_diffs(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> list[float]:
     return [float(np.max(np.abs(np.asarray(a, np.float64) - np.asarray(e, np.float64)))) if np.size(e) else 0.0
-            for a, e in zip(actual, expected)]
+            for a, e in zip(actual, expected, strict=False)]
 
 
 def check_equivalence(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray], names: Sequence[str],
                       label: str, atol: float = EQUIVALENCE_ATOL, rtol: float = EQUIVALENCE_RTOL) -> float:
     """Outputs agree within tolerance, else a ValidationFailedError naming the output and the gap."""
     worst = 0.0
-    for name, a, e in zip(names, actual, expected):
+    for name, a, e in zip(names, actual, expected, strict=False):
         a64, e64 = np.asarray(a, np.float64), np.asarray(e, np.float64)
         if a64.shape != e64.shape:
             raise ValidationFailedError(f"{label}: output '{name}' has shape {a64.shape}, expected {e64.shape}")
@@ -63,7 +63,8 @@ class Fidelity:
 def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
              labels: np.ndarray | None = None) -> Fidelity:
     first_a, first_b = np.asarray(after[0]), np.asarray(before[0])
-    num = sum(float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64))) for a, b in zip(after, before))
+    num = sum(float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
+              for a, b in zip(after, before, strict=False))
     den = sum(float(np.linalg.norm(np.asarray(b, np.float64))) for b in before)
     agreement = None
     acc_b = acc_a = None

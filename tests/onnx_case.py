@@ -79,7 +79,7 @@ def assert_matches_ort(
     expected = run_ort(model, feeds)
     actual = run_proxy(model, feeds)
     assert len(actual) == len(expected)
-    for i, (a, e) in enumerate(zip(actual, expected)):
+    for i, (a, e) in enumerate(zip(actual, expected, strict=False)):
         assert a.shape == e.shape, f"output {i}: shape {a.shape} != onnxruntime {e.shape}"
         if e.dtype.kind in "fc":
             np.testing.assert_allclose(a.astype(np.float64), e.astype(np.float64), rtol=rtol, atol=atol,

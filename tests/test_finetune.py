@@ -12,10 +12,10 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from darp_onnx.cli.app import app
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
+from darp_onnx.cli.app import app
 from darp_onnx.dataset import Dataset
 from darp_onnx.errors import BadInputError
 from darp_onnx.finetuning import finetune

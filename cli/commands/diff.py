@@ -12,9 +12,9 @@ from rich.table import Table
 
 from darp_onnx.cli.app import app
 from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
-from darp_onnx.input_shapes import parse_input_shapes, resolve_input_shapes
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from darp_onnx.errors import BadInputError
+from darp_onnx.input_shapes import parse_input_shapes, resolve_input_shapes
 from darp_onnx.report.model import Change, GraphDiff
 
 SHOW_ROWS = 20  # rows of resized layers / removed nodes printed on the terminal

@@ -6,10 +6,11 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
 from darp_onnx.cli.app import app
 from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 
 class FinetuneProgress:

@@ -23,26 +23,52 @@ from darp_onnx.search.schedule import SCHEDULES
 @handle_errors
 def prune_command(
     model: Annotated[Path, typer.Argument(help="The ONNX model to prune (never modified).")],
-    output: Annotated[Path | None, typer.Option("-o", "--output", help="Output path (default: MODEL.pruned.onnx next to MODEL).")] = None,
-    target_flops: Annotated[float | None, typer.Option(help="MACs to keep: a fraction (0.5) or an absolute count. Default 0.5.")] = None,
-    target_params: Annotated[float | None, typer.Option(help="Parameters to keep: a fraction or an absolute count.")] = None,
+    output: Annotated[
+        Path | None,
+        typer.Option("-o", "--output", help="Output path (default: MODEL.pruned.onnx next to MODEL)."),
+    ] = None,
+    target_flops: Annotated[
+        float | None,
+        typer.Option(help="MACs to keep: a fraction (0.5) or an absolute count. Default 0.5."),
+    ] = None,
+    target_params: Annotated[
+        float | None,
+        typer.Option(help="Parameters to keep: a fraction or an absolute count."),
+    ] = None,
     method: Annotated[str, typer.Option(help="darp (the gate search) or a baseline: l1, bn, random.")] = "darp",
-    data: Annotated[Path | None, typer.Option(help=".npz (arrays named after the inputs, optional 'labels') or a folder of .npz/.npy; default: synthetic inputs and distillation.")] = None,
-    input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="NAME=1x3x320x320 for symbolic dims (repeatable; a bare shape for one-input models).")] = None,
+    data: Annotated[
+        Path | None,
+        typer.Option(help=(".npz (arrays named after the inputs, optional 'labels') or a folder of .npz/.npy; "
+                           "default: synthetic inputs and distillation.")),
+    ] = None,
+    input_shape: Annotated[
+        list[str] | None,
+        typer.Option("--input-shape",
+                     help="NAME=1x3x320x320 for symbolic dims (repeatable; a bare shape for one-input models)."),
+    ] = None,
     steps: Annotated[int, typer.Option(help="Search steps (darp).")] = 200,
     finetune_steps: Annotated[int, typer.Option(help="Recovery fine-tune steps with the hard masks.")] = 100,
     batch_size: Annotated[int, typer.Option(help="Batch size for search and fine-tune.")] = 32,
     lr: Annotated[float, typer.Option(help="Learning rate of the weights in the recovery fine-tune.")] = 1e-3,
     search_lr: Annotated[float, typer.Option(help="Learning rate of the weights during the search.")] = 3e-4,
-    tau_sample: Annotated[str, typer.Option(help="Sampling temperature START:END (relaxed Bernoulli gates).")] = "0.5:0.1",
+    tau_sample: Annotated[
+        str,
+        typer.Option(help="Sampling temperature START:END (relaxed Bernoulli gates)."),
+    ] = "0.5:0.1",
     tau_penalty: Annotated[str, typer.Option(help="Penalty temperature START:END (keep probabilities).")] = "1.0:0.2",
     schedule: Annotated[str, typer.Option(help=f"Temperature schedule: {', '.join(SCHEDULES)}.")] = "geometric",
-    channel_multiple: Annotated[int, typer.Option(help="Keep channel counts at multiples of this (8 suits onnxruntime CPU and GPU kernels).")] = 1,
+    channel_multiple: Annotated[
+        int,
+        typer.Option(help="Keep channel counts at multiples of this (8 suits onnxruntime CPU and GPU kernels)."),
+    ] = 1,
     hard_gates: Annotated[bool, typer.Option(help="Straight-through hard 0/1 gates in the forward pass.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an error).")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed; a run is deterministic for a given seed.")] = 0,
     force: Annotated[bool, typer.Option(help="Overwrite the output file if it exists.")] = False,
-    report: Annotated[Path | None, typer.Option(help="Write report.json, report.md and report.html into this folder.")] = None,
+    report: Annotated[
+        Path | None,
+        typer.Option(help="Write report.json, report.md and report.html into this folder."),
+    ] = None,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -65,8 +91,8 @@ def prune_command(
         result = prune(
             model, output=output, target_flops=target_flops, target_params=target_params, method=method,
             data=data, input_shapes=shapes, search_steps=steps, finetune_steps=finetune_steps,
-            batch_size=batch_size, lr=lr, darp=darp, channel_multiple=channel_multiple, device=device, seed=seed, force=force,
-            progress=progress.update,
+            batch_size=batch_size, lr=lr, darp=darp, channel_multiple=channel_multiple, device=device,
+            seed=seed, force=force, progress=progress.update,
         )
     document = result.to_json()
     if report is not None:

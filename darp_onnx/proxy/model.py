@@ -182,7 +182,7 @@ class ProxyModel(nn.Module):
                 value = value.float()
             env[name] = value
         transforms = self.input_transforms
-        for idx, (step, module) in enumerate(zip(self._steps, self.nodes)):
+        for idx, (step, module) in enumerate(zip(self._steps, self.nodes, strict=False)):
             args = [env[name] if name else None for name in step.inputs]
             if idx in transforms:
                 args = transforms[idx](args)
@@ -190,7 +190,7 @@ class ProxyModel(nn.Module):
             if len(step.outputs) == 1:
                 env[step.outputs[0]] = result
             else:
-                for name, value in zip(step.outputs, result):
+                for name, value in zip(step.outputs, result, strict=False):
                     if name:
                         env[name] = value
             for name in step.free_after:
@@ -202,7 +202,7 @@ class ProxyModel(nn.Module):
             raise BadInputError(
                 f"{self.source}: got {len(args)} inputs, the graph takes {len(self.input_names)}"
             )
-        named = dict(zip(self.input_names, args))
+        named = dict(zip(self.input_names, args, strict=False))
         named.update(kwargs)
         outputs = self.run(named)
         values = tuple(outputs[name] for name in self.output_names)

@@ -44,7 +44,7 @@ class TaskLoss:
             logits = outputs[self.output_index]
             return F.cross_entropy(logits, self.labels[idx].to(logits.device))
         total = outputs[0].new_zeros(())
-        for out, ref, scale in zip(outputs, self.teacher, self.scales):
+        for out, ref, scale in zip(outputs, self.teacher, self.scales, strict=False):
             target = ref[idx].to(out.device)
             if is_class_scores(target):
                 total = total + F.kl_div(F.log_softmax(out, dim=1), F.log_softmax(target, dim=1),
