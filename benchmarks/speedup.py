@@ -3,7 +3,7 @@ by the L1 baseline to 75/50/25% of their MACs, next to the MACs ratio.
 Goal: at 50% MACs, speedup >= 0.8x the ideal 1/(MACs ratio), i.e. speedup x MACs ratio >= 0.8.
 
 Run from the repository root: `python -m benchmarks.speedup [--models resnet,mobilenetv3,yolov8]
-[--budgets 0.75,0.5,0.25] [--size 224] [--threads 1] [--runs 30] [--seed 0] [--round-to 0]`.
+[--budgets 0.75,0.5,0.25] [--size 224] [--threads 1] [--runs 30] [--seed 0] [--channel-multiple 8]`.
 """
 
 from __future__ import annotations
@@ -85,23 +85,6 @@ def latencies(sessions: list[ort.InferenceSession], feeds: dict[str, np.ndarray]
     return [statistics.median(t) for t in times]
 
 
-def round_masks(masks: dict[int, np.ndarray], scores: dict[int, np.ndarray], analysis, multiple: int
-                ) -> dict[int, np.ndarray]:
-    """Each pruned channel group's kept count rounded to the nearest multiple of `multiple` (at least
-    `multiple`, at most the group), keeping its best-scored units. Only to show what kernel-friendly
-    widths buy; the MACs then land near, not at, the budget."""
-    out = dict(masks)
-    for group in analysis.prunable():
-        kept = int(masks[group.id].sum())
-        if group.kind != "channel" or kept == group.size:
-            continue
-        target = min(group.size, max(multiple, int(round(kept / multiple)) * multiple))
-        keep = np.zeros(group.size, dtype=bool)
-        keep[np.argsort(-np.asarray(scores[group.id]), kind="stable")[:target]] = True
-        out[group.id] = keep
-    return out
-
-
 def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
     path = workdir / f"{name}_{args.size}.onnx"
     exporter = export(name, args.size, args.seed, path, args.exporter)
@@ -120,9 +103,10 @@ def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
     for fraction in budgets:
         masks = extract_masks(scores, cost, make_budget(cost, target_flops=fraction))
         variants.append((fraction, f"{fraction:.0%}", masks))
-        if args.round_to:
-            variants.append((fraction, f"{fraction:.0%} r{args.round_to}",
-                             round_masks(masks, scores, analysis, args.round_to)))
+        if args.channel_multiple > 1:
+            rounded = extract_masks(scores, cost, make_budget(cost, target_flops=fraction),
+                                    channel_multiple=args.channel_multiple)
+            variants.append((fraction, f"{fraction:.0%} x{args.channel_multiple}", rounded))
     for fraction, label, masks in variants:
         pruned = rewrite(model, analysis, masks)
         sess = session(pruned, args.threads)
@@ -151,9 +135,9 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
     parser.add_argument("--runs", type=int, default=30, help="timed runs per model (median taken)")
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--round-to", type=int, default=0,
-                        help="also time masks whose kept channels per group are rounded to this multiple "
-                             "(e.g. 8), as extra rows 'NN%% rM' (0: off)")
+    parser.add_argument("--channel-multiple", type=int, default=8,
+                        help="also time masks extracted with --channel-multiple M (kept channel counts at "
+                             "multiples of M, budget still met), as extra rows 'NN%% xM' (1: off)")
     parser.add_argument("--exporter", choices=("dynamo", "legacy"), default="dynamo",
                         help="dynamo (opset 18; falls back to legacy on failure) or legacy (opset 17)")
     args = parser.parse_args()

@@ -236,6 +236,9 @@ def main() -> None:
         f"retraining, every condition: {args.finetune_steps} Adam steps, lr {args.lr:g}, batch "
         f"{args.batch_size} (all k*{CLASSES} examples when fewer), fresh {CLASSES}-class head, "
         f"val_fraction 0 (no early stopping, last weights), same examples and seed per condition",
+        "fixed steps mean unequal passes over the data: "
+        + ", ".join(f"k={k} {args.finetune_steps * min(args.batch_size, CLASSES * k) / (CLASSES * k):.0f} epochs"
+                    for k in args.shots),
         f"seeds {' '.join(map(str, args.seeds))} ({len(args.seeds)}; the default is 3 seeds, not 5, "
         f"to fit ~20 min on 2 shared CPU cores); cells: mean ± sample std of test accuracy over seeds; "
         f"chance 0.200",
