@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 from darp_onnx.dataset import Dataset
 from darp_onnx.proxy import ProxyModel
-from darp_onnx.train import as_tuple, batch_inputs, predict
+from darp_onnx.train import as_tuple, batch_inputs, predict, warmup_schedule
 
 
 @dataclass(frozen=True)
@@ -75,6 +75,7 @@ def train_with_early_stopping(
     if config.steps == 0 or not params:
         return result
     optimizer = torch.optim.Adam(params, lr=config.lr)
+    schedule = warmup_schedule(optimizer, config.steps)
     batches = train.batches(config.batch_size, np.random.default_rng(config.seed))
     labels = torch.from_numpy(np.asarray(train.labels, dtype=np.int64))
     since_best = 0
@@ -86,6 +87,7 @@ def train_with_early_stopping(
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
+        schedule.step()
         result.train_losses.append(float(loss.detach()))
         result.steps_run = step
         report("train", {"step": step, "loss": result.train_losses[-1]})
