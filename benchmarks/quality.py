@@ -350,7 +350,7 @@ def main() -> None:
               f"fine-tune | batch {args.batch_size} | CPU, {torch.get_num_threads()} torch thread(s) | "
               "original test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in original.items()))
     table = Table(title="test accuracy (source test split) after pruning to a MACs budget, same training "
-                        "steps; cell: accuracy [mean±std over seeds] (wall s per run)")
+                        "steps; cell: accuracy, mean±std over seeds (wall s per run)")
     table.add_column("model")
     table.add_column("budget", justify="right")
     table.add_column("MACs kept (" + " / ".join(methods) + ")", justify="right")
