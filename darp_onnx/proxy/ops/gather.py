@@ -30,6 +30,9 @@ class Gather(nn.Module):
 
     def forward(self, data: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
         axis = self.axis + data.dim() if self.axis < 0 else self.axis
+        if indices.dim() == 0:
+            # a scalar index (q/k/v picked out of a fused projection) is a view: cheaper forward and backward
+            return data.select(axis, int(indices))
         idx = _wrap(indices, data.shape[axis])
         out = data.index_select(axis, idx.reshape(-1))
         return out.reshape((*data.shape[:axis], *idx.shape, *data.shape[axis + 1 :]))
