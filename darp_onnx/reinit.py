@@ -71,7 +71,7 @@ class _Roles:
         op = step.op_type
         if op in _LINEAR:
             fan_in = _weight_fan_in(self.modules[id(step)], step, pos, shape)
-            if fan_in is None and pos == 2 and op != "MatMul":
+            if fan_in is None and pos == 2:  # a bias (Gemm's C, or a MatMul fused with its bias Add)
                 fan_in = self._linear_fan_in(step)
             if fan_in is not None:
                 return "uniform", 1.0 / math.sqrt(max(fan_in, 1))

@@ -15,6 +15,7 @@ from darp_onnx.errors import BadInputError, UnsupportedOpError
 from darp_onnx.io import default_opset
 from darp_onnx.proxy.constants import TensorSource, collect_constants
 from darp_onnx.proxy.context import ConvertContext, onnx_to_torch_dtype
+from darp_onnx.proxy.fusion import find_fusions
 from darp_onnx.proxy.registry import get_converter, normalise_domain, supported_ops
 
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
@@ -22,6 +23,14 @@ FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProt
 
 # A hook that may replace the inputs of one step (the gate mechanism of the search plugs in here).
 InputTransform = Callable[[list], list]
+
+
+@dataclass(frozen=True)
+class _FusedNode:
+    """Stands in for a node in the plan when several nodes run as one fused step."""
+
+    name: str
+    op_type: str
 
 
 @dataclass(frozen=True)
@@ -70,13 +79,19 @@ class ProxyModel(nn.Module):
         self.nodes = nn.ModuleList()
         steps: list[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...]]] = []
         static_uses: dict[str, bool] = {}  # tensor -> True while every use so far is static
-        for node in graph.node:
+        fusions = {f.anchor: f for f in find_fusions(graph, values)}
+        fused_away = set().union(*(f.members for f in fusions.values())) - set(fusions)
+        for index, node in enumerate(graph.node):
             if node.op_type == "Constant" and normalise_domain(node.domain) == "":
                 continue
-            result = self._convert(node, ctx)
+            if index in fused_away:
+                continue
+            fusion = fusions.get(index)
+            result = fusion.result if fusion is not None else self._convert(node, ctx)
             self.nodes.append(result.torch_module)
             mapping = result.onnx_mapping
-            steps.append((node, tuple(mapping.inputs), tuple(mapping.outputs)))
+            label = _FusedNode(node.name, fusion.op_type) if fusion is not None else node
+            steps.append((label, tuple(mapping.inputs), tuple(mapping.outputs)))
             for pos, name in enumerate(mapping.inputs):
                 if name in values:
                     static_uses[name] = static_uses.get(name, True) and pos in result.static_inputs
