@@ -1,9 +1,10 @@
 """Op patterns the proxy runs as one torch kernel instead of node by node.
 
 Exporters spell some functions out in primitive ops (GELU as Div/Erf/Add/Mul/Mul, a linear layer as
-MatMul + Add). Running them as one fused torch call computes the same values and saves several elementwise kernels in the forward
-and backward passes. A pattern is fused only when its intermediate tensors have no other reader, so
-every tensor the rest of the proxy (and the gates) can see is unchanged.
+MatMul + Add). Running them as one fused torch call computes the same values and saves several
+elementwise kernels in the forward and backward passes. A pattern is fused only when its intermediate
+tensors have no other reader, so every tensor the rest of the proxy (and the gates) can see is
+unchanged.
 """
 
 from __future__ import annotations
