@@ -275,7 +275,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(CNNS), choices=(*CNNS, "vit"))
     parser.add_argument("--vit", action="store_true",
-                        help="add the ViT (darp prunes its MLP hidden units and residual branches)")
+                        help="add the ViT (prunable there: MLP hidden units and whole residual branches)")
     parser.add_argument("--budgets", nargs="+", type=float, default=[0.5, 0.25],
                         help="MACs fractions to keep")
     parser.add_argument("--total-steps", type=int, default=300,
@@ -372,8 +372,9 @@ def main() -> None:
     console.print(table)
     console.print(header, markup=False)
     if reused:
-        notes.append(f"bn = l1 on {', '.join(sorted(reused))}: the ONNX graphs have BatchNorm folded into "
-                     "the convolutions, so bn's scores fall back to l1's (checked equal) and its run is l1's")
+        notes.append(f"bn = l1 on {', '.join(sorted(reused))}: no BatchNormalization node in the ONNX graphs "
+                     "(folded into the convolutions, or none at all), so bn's scores fall back to l1's "
+                     "(checked equal) and its run is l1's")
     notes.append("MACs kept: exact ratio by darp-onnx's count (Conv/Gemm/MatMul MACs at batch 1), "
                  "mean over seeds; the ONNX methods meet the budget from below (validated recount of the "
                  "rewritten model)")
@@ -386,11 +387,13 @@ def main() -> None:
         ratios = ", ".join(sorted({f"{r['model']} {r['budget']:g}: ratio {r['pruning_ratio']:.3f}, "
                                    f"tp-count {r['tp_macs_kept']:.4f}" for r in tp_runs}))
         counter = "darp-onnx-rule" if args.tp_count == "darp" else "tp.utils.count_ops_and_params"
+        vit_note = ("; ViT: MLP hidden units only (darp-onnx's ViT groups are the MLP hidden units and the "
+                    "residual attention/MLP branches, which every ONNX method may drop whole)")
         notes.append(
             f"torch-pruning {tp.__version__}: MetaPruner, GroupMagnitudeImportance() (L2, mean over the "
             f"group), one shot, {'global' if args.tp_global else 'uniform per-layer'} pruning ratio bisected "
             f"so {counter} MACs are closest to the target; final Linear kept"
-            f"{'; ViT: MLP hidden units only' if 'vit' in models else ''}. Per-layer ratio and MACs kept by "
+            f"{vit_note if 'vit' in models else ''}. Per-layer ratio and MACs kept by "
             f"tp.utils.count_ops_and_params (which also counts BN and activations): {ratios}")
         missed = sorted({f"{r['model']} {r['budget']:g} (reached {r['macs_kept']:.4f})" for r in tp_runs
                          if abs(r["macs_kept"] / r["budget"] - 1.0) > 0.01})
@@ -400,9 +403,9 @@ def main() -> None:
         notes.append("torch-pruning runs on the hand-written torch model, whose BatchNorm layers are "
                      "separate and in train mode while fine-tuning (batch statistics, running stats "
                      "updated), evaluated in eval mode; the ONNX methods train the proxy, where BatchNorm "
-                     "is folded into the convolutions (no batch statistics). yolov8's C2f split is "
-                     "rewritten as two 1x1 convs (same function) because Torch-Pruning cannot trace its "
-                     "torch.split + cat")
+                     "is folded into the convolutions (no batch statistics)"
+                     + (". yolov8's C2f split is rewritten as two 1x1 convs (same function) because "
+                        "Torch-Pruning cannot trace its torch.split + cat" if "yolov8" in models else ""))
     notes.append("wall s: prune() end to end (analysis, search, fine-tune, rewrite, validation) or, for "
                  "torch-pruning, bisection (first seed only) + fine-tune; the machine is shared, times are "
                  "rough")

@@ -109,4 +109,19 @@ def extract_masks(
             hi = mid
         else:
             lo = mid + 1
-    return masks_without(lo)
+    masks = masks_without(lo)
+    if channel_multiple == 1:
+        masks = _fill(masks, [(g, u) for _, g, u in reversed(order[:lo])], cost_model, budget)
+    return masks
+
+
+def _fill(masks: dict[int, np.ndarray], candidates: list[tuple[int, int]], cost_model: CostModel,
+          budget: Budget, max_tries: int = 4000) -> dict[int, np.ndarray]:
+    """Put dropped units back, best-scored first, while the budget still holds. One costly unit
+    (a residual branch) can take the cost well under the budget when it is dropped last; this uses
+    that slack for the next units in the ranking instead."""
+    for g, u in candidates[:max_tries]:
+        masks[g][u] = True
+        if budget.cost(cost_model, masks) > budget.limit:
+            masks[g][u] = False
+    return masks
