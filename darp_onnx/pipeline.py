@@ -98,6 +98,7 @@ def prune(
     lr: float = 1e-3,
     search_lr: float = 3e-4,
     channel_multiple: int = 1,
+    keep_branches: bool = False,
     darp: DarpConfig | None = None,
     synthetic_samples: int = 64,
     device: str = "auto",
@@ -150,6 +151,9 @@ def prune(
         scores, steps_used = result.scores, config.steps
     else:
         scores, steps_used = BASELINES[method](model, analysis, seed), 0
+    if keep_branches:
+        scores = {g: (np.full(len(s), np.inf) if analysis.groups[g].kind == "branch" else s)
+                  for g, s in scores.items()}
     masks = extract_masks(scores, cost_model, budget, channel_multiple=channel_multiple)
 
     handle = attach_gates(proxy, analysis)

@@ -146,3 +146,10 @@ def test_validation_failure_exits_2_and_writes_nothing(tmp_path, monkeypatch):
     assert result.exit_code == 2, result.output
     assert "differs by up to" in " ".join(result.output.split())
     assert not out.exists()
+
+
+def test_keep_branches_prunes_channels_only(small_data):
+    result = darp_onnx.prune(SAMPLES / "resnet.onnx", write=False, target_flops=0.5, data=small_data,
+                             keep_branches=True, **FAST)
+    assert all(g["kept"] == 1 for g in result.groups if g["kind"] == "branch")
+    assert result.flops_after <= 0.5 * result.flops_before

@@ -61,6 +61,7 @@ def prune_command(
         int,
         typer.Option(help="Keep channel counts at multiples of this (8 suits onnxruntime CPU and GPU kernels)."),
     ] = 1,
+    keep_branches: Annotated[bool, typer.Option(help="Never drop whole residual branches (channels only).")] = False,
     hard_gates: Annotated[bool, typer.Option(help="Straight-through hard 0/1 gates in the forward pass.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an error).")] = "auto",
     seed: Annotated[int, typer.Option(help="Random seed; a run is deterministic for a given seed.")] = 0,
@@ -91,8 +92,8 @@ def prune_command(
         result = prune(
             model, output=output, target_flops=target_flops, target_params=target_params, method=method,
             data=data, input_shapes=shapes, search_steps=steps, finetune_steps=finetune_steps,
-            batch_size=batch_size, lr=lr, darp=darp, channel_multiple=channel_multiple, device=device,
-            seed=seed, force=force, progress=progress.update,
+            batch_size=batch_size, lr=lr, darp=darp, channel_multiple=channel_multiple,
+            keep_branches=keep_branches, device=device, seed=seed, force=force, progress=progress.update,
         )
     document = result.to_json()
     if report is not None:
