@@ -15,7 +15,7 @@ import torch
 from darp_onnx.cost import CostModel, count_graph
 from darp_onnx.dataset import Dataset, load_dataset, synthetic_dataset
 from darp_onnx.device import choose_device, exact_float32
-from darp_onnx.errors import BadInputError
+from darp_onnx.errors import BadInputError, ValidationFailedError
 from darp_onnx.groups import analyse, attach_gates
 from darp_onnx.input_shapes import resolve_input_shapes
 from darp_onnx.io import load_model, save_model
@@ -195,8 +195,6 @@ def _validate(original, pruned, dataset, masked_outputs, *, reference_device, la
     before, _, session_before = run_model(original, dataset.inputs, reference_device, "original model")
     counted = count_graph(pruned, input_shapes)
     if counted.macs != expected_macs or counted.params != expected_params:
-        from darp_onnx.errors import ValidationFailedError
-
         raise ValidationFailedError(
             f"{label}: counted {counted.macs} MACs / {counted.params} params, the cost model predicted "
             f"{expected_macs} / {expected_params}"
