@@ -7,20 +7,17 @@ from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 from darp_onnx.cli.output import console_err
 
 
-class SearchProgress:
-    """A context manager whose `update(stage, info)` is the `progress` callback of `prune()`."""
+class RichProgress:
+    """Progress bars with an info column on stderr, shown only when `enabled`; use as a context."""
 
-    def __init__(self, *, enabled: bool, total: int, finetune_total: int) -> None:
+    def __init__(self, *, enabled: bool) -> None:
         self.enabled = enabled
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
             TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console_err, transient=False,
         )
-        self._search = self._finetune = None
-        self._totals = (total, finetune_total)
-        self._expected = float("nan")
 
-    def __enter__(self) -> SearchProgress:
+    def __enter__(self):
         if self.enabled:
             self._progress.start()
         return self
@@ -28,6 +25,16 @@ class SearchProgress:
     def __exit__(self, *exc) -> None:
         if self.enabled:
             self._progress.stop()
+
+
+class SearchProgress(RichProgress):
+    """`update(stage, info)` is the `progress` callback of `prune()`."""
+
+    def __init__(self, *, enabled: bool, total: int, finetune_total: int) -> None:
+        super().__init__(enabled=enabled)
+        self._search = self._finetune = None
+        self._totals = (total, finetune_total)
+        self._expected = float("nan")
 
     def update(self, stage: str, info: dict[str, float]) -> None:
         if not self.enabled:

@@ -6,34 +6,21 @@ from pathlib import Path
 from typing import Annotated
 
 import typer
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from darp_onnx.cli.app import app
 from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
+from darp_onnx.cli.progress import RichProgress
 
 
-class FinetuneProgress:
-    """A context manager whose `update(stage, info)` is the `progress` callback of `finetune()`."""
+class FinetuneProgress(RichProgress):
+    """`update(stage, info)` is the `progress` callback of `finetune()`."""
 
     def __init__(self, *, enabled: bool) -> None:
-        self.enabled = enabled
-        self._progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console_err, transient=False,
-        )
+        super().__init__(enabled=enabled)
         self._task = None
         self._loss = float("nan")
         self._val = ""
-
-    def __enter__(self) -> FinetuneProgress:
-        if self.enabled:
-            self._progress.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
-            self._progress.stop()
 
     def update(self, stage: str, info: dict[str, float]) -> None:
         if not self.enabled:

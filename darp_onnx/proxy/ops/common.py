@@ -8,9 +8,9 @@ import onnx
 import torch
 from torch import nn
 
-from darp_onnx.proxy.registry import OnnxMapping, OperationConverterResult
+from darp_onnx.proxy.registry import OnnxMapping, OperationConverterResult, add_converter
 
-__all__ = ["FunctionModule", "result_for", "static_int_list", "to_int_list"]
+__all__ = ["FunctionModule", "register_functions", "result_for", "static_int_list", "to_int_list"]
 
 
 def result_for(
@@ -50,3 +50,15 @@ def static_int_list(value) -> list[int] | None:
     if value is None:
         return None
     return [int(v) for v in value.reshape(-1).tolist()]
+
+
+def register_functions(table: dict[str, Callable[..., torch.Tensor]]) -> None:
+    """Register, for every schema version, ops that are one torch function of their inputs."""
+    for op_type, fn in table.items():
+        _register_function(op_type, fn)
+
+
+def _register_function(op_type: str, fn: Callable[..., torch.Tensor]) -> None:
+    @add_converter(op_type)
+    def convert(node, ctx):
+        return result_for(node, FunctionModule(fn, op_type.lower()))

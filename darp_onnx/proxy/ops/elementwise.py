@@ -16,7 +16,7 @@ import torch
 from torch import nn
 
 from darp_onnx.proxy.context import node_attributes
-from darp_onnx.proxy.ops.common import FunctionModule, result_for
+from darp_onnx.proxy.ops.common import FunctionModule, register_functions, result_for
 from darp_onnx.proxy.registry import add_converter
 
 __all__ = [
@@ -188,11 +188,4 @@ _UNARY: dict[str, Callable[..., torch.Tensor]] = {
 }
 
 
-def _register_plain(op_type: str, fn: Callable) -> None:
-    @add_converter(op_type)
-    def convert(node, ctx):
-        return result_for(node, FunctionModule(fn, op_type.lower()))
-
-
-for _op, _fn in _UNARY.items():
-    _register_plain(_op, _fn)
+register_functions(_UNARY)
