@@ -5,13 +5,13 @@ from __future__ import annotations
 import os
 from typing import Any
 
-import numpy as np
 import torch
 
 from darp_onnx.data import synthetic_inputs
 from darp_onnx.io import default_opset, load_model
 from darp_onnx.proxy import build_proxy
 from darp_onnx.runtime import make_session, run_session
+from darp_onnx.validate import max_abs_diffs
 
 
 def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0) -> dict[str, Any]:
@@ -22,12 +22,7 @@ def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0) -> di
     expected = run_session(make_session(model), feeds)
     with torch.no_grad():
         actual = proxy.run({k: torch.from_numpy(v) for k, v in feeds.items()})
-    diffs = [
-        float(np.max(np.abs(actual[name].numpy().astype(np.float64) - np.asarray(e, dtype=np.float64))))
-        if np.asarray(e).size
-        else 0.0
-        for name, e in zip(proxy.output_names, expected, strict=False)
-    ]
+    diffs = max_abs_diffs([actual[name].numpy() for name in proxy.output_names], expected)
     return {
         "model": str(path),
         "opset": default_opset(model),

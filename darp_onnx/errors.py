@@ -25,3 +25,9 @@ class ValidationFailedError(DarpError):
     """A written or rewritten model failed a check (exit code 2); nothing is written."""
 
     exit_code = EXIT_VALIDATION
+
+
+def first_line(exc: BaseException) -> str:
+    """The first line of an exception's message (or its type name), for one-line errors."""
+    lines = str(exc).strip().splitlines()
+    return lines[0] if lines else type(exc).__name__

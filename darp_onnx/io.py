@@ -15,7 +15,7 @@ from pathlib import Path
 import onnx
 from onnx import external_data_helper, shape_inference
 
-from darp_onnx.errors import BadInputError
+from darp_onnx.errors import BadInputError, first_line
 
 MIN_OPSET = 7
 # Protobuf cannot serialise a message over 2 GiB; above this we write weights as external data.
@@ -46,7 +46,7 @@ def load_model(path: str | os.PathLike, *, infer_shapes: bool = True) -> onnx.Mo
         model = onnx.load(str(path), load_external_data=False)
     except Exception as exc:  # protobuf raises DecodeError, RuntimeError or ValueError depending on damage
         raise BadInputError(
-            f"{path}: not a readable ONNX model (the file is truncated or not ONNX: {_first_line(exc)}); "
+            f"{path}: not a readable ONNX model (the file is truncated or not ONNX: {first_line(exc)}); "
             "re-export or re-download it"
         ) from None
     _check_structure(model, path)
@@ -57,11 +57,6 @@ def load_model(path: str | os.PathLike, *, infer_shapes: bool = True) -> onnx.Mo
         model = _infer_shapes(model, path)
     _load_external_data(model, path)
     return model
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def _check_structure(model: onnx.ModelProto, path: Path) -> None:
@@ -100,7 +95,7 @@ def _infer_shapes(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:
         return shape_inference.infer_shapes(model, check_type=False, strict_mode=False, data_prop=True)
     except Exception as exc:
         raise BadInputError(
-            f"{path}: ONNX shape inference failed ({_first_line(exc)}); check the model with "
+            f"{path}: ONNX shape inference failed ({first_line(exc)}); check the model with "
             "onnx.checker.check_model and re-export it"
         ) from None
 
@@ -127,7 +122,7 @@ def _load_external_data(model: onnx.ModelProto, path: Path) -> None:
         try:
             external_data_helper.load_external_data_for_model(model, str(base_dir))
         except Exception as exc:
-            raise BadInputError(f"{path}: could not read external data ({_first_line(exc)})") from None
+            raise BadInputError(f"{path}: could not read external data ({first_line(exc)})") from None
 
 
 def same_file(a: str | os.PathLike, b: str | os.PathLike) -> bool:

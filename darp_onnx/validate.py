@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 from onnx import shape_inference
 
-from darp_onnx.errors import BadInputError, ValidationFailedError
+from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
 from darp_onnx.runtime import make_session, session_provider
 
 EQUIVALENCE_ATOL = 1e-4
@@ -24,8 +24,7 @@ def check_structure(model: onnx.ModelProto, label: str) -> None:
         onnx.checker.check_model(model, full_check=True)
         shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValidationFailedError(f"{label}: fails the ONNX checks ({first})") from None
+        raise ValidationFailedError(f"{label}: fails the ONNX checks ({first_line(exc)})") from None
 
 
 def max_abs_diffs(actual: Sequence[np.ndarray], expected: Sequence[np.ndarray]) -> list[float]:
@@ -95,6 +94,19 @@ def measure_latency(session, feeds: Mapping[str, np.ndarray], *, warmup: int = 3
     return Latency(float(np.median(times)), float(np.percentile(times, 10)), float(np.percentile(times, 90)), runs)
 
 
+def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,
+                error: type[DarpError] = ValidationFailedError, batch_size: int = 64) -> list[np.ndarray]:
+    """All outputs of `session` over `feeds`, run in batches; a failure raises `error` naming `label`."""
+    total = len(next(iter(feeds.values())))
+    parts = []
+    try:
+        for start in range(0, total, batch_size):
+            parts.append(session.run(None, {k: v[start : start + batch_size] for k, v in feeds.items()}))
+    except Exception as exc:
+        raise error(f"{label}: onnxruntime fails to run it ({first_line(exc)})") from None
+    return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+
+
 def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], device: str = "cpu",
               label: str = "model", batch_size: int = 64) -> tuple[list[np.ndarray], str, object]:
     """Outputs over `feeds` (in batches), the provider used and the session."""
@@ -103,18 +115,8 @@ def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], device: s
     except BadInputError:
         raise
     except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValidationFailedError(f"{label}: onnxruntime cannot load it ({first})") from None
-    total = len(next(iter(feeds.values())))
-    parts = []
-    try:
-        for start in range(0, total, batch_size):
-            parts.append(session.run(None, {k: v[start : start + batch_size] for k, v in feeds.items()}))
-    except Exception as exc:
-        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-        raise ValidationFailedError(f"{label}: onnxruntime fails to run it ({first})") from None
-    outputs = [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
-    return outputs, session_provider(session), session
+        raise ValidationFailedError(f"{label}: onnxruntime cannot load it ({first_line(exc)})") from None
+    return run_batches(session, feeds, label, batch_size=batch_size), session_provider(session), session
 
 
 def as_dict(obj) -> dict:

@@ -27,11 +27,18 @@ from darp_onnx.cost import count_graph
 from darp_onnx.data import graph_inputs
 from darp_onnx.dataset import Dataset, check_dataset, load_dataset, synthetic_dataset
 from darp_onnx.device import DEVICES, cuda_usable
-from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError
+from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
 from darp_onnx.input_shapes import resolve_input_shapes
 from darp_onnx.io import load_model
 from darp_onnx.runtime import make_session, session_provider
-from darp_onnx.validate import EQUIVALENCE_ATOL, EQUIVALENCE_RTOL, check_structure, fidelity, measure_latency
+from darp_onnx.validate import (
+    EQUIVALENCE_ATOL,
+    EQUIVALENCE_RTOL,
+    check_structure,
+    fidelity,
+    measure_latency,
+    run_batches,
+)
 
 CHECKS = ("onnx.checker(full)", "strict shape inference", "same inputs and outputs", "finite outputs")
 
@@ -43,11 +50,6 @@ class ToleranceExceeded(ValidationFailedError):
     def __init__(self, message: str, report: dict[str, Any]) -> None:
         super().__init__(message)
         self.report = report
-
-
-def _first_line(exc: BaseException) -> str:
-    text = str(exc).strip().splitlines()
-    return text[0] if text else type(exc).__name__
 
 
 def load_pruned(path: str | os.PathLike) -> onnx.ModelProto:
@@ -98,19 +100,7 @@ def _session(model: onnx.ModelProto, device: str, label: str, error: type[DarpEr
     except BadInputError:
         raise
     except Exception as exc:
-        raise error(f"{label}: onnxruntime cannot load it ({_first_line(exc)})") from None
-
-
-def _run(session, feeds: Mapping[str, np.ndarray], label: str, error: type[DarpError],
-         batch_size: int = 64) -> list[np.ndarray]:
-    total = len(next(iter(feeds.values())))
-    parts = []
-    try:
-        for start in range(0, total, batch_size):
-            parts.append(session.run(None, {k: v[start : start + batch_size] for k, v in feeds.items()}))
-    except Exception as exc:
-        raise error(f"{label}: onnxruntime fails to run it ({_first_line(exc)})") from None
-    return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
+        raise error(f"{label}: onnxruntime cannot load it ({first_line(exc)})") from None
 
 
 def _dataset(data, original: onnx.ModelProto, shapes, samples: int, seed: int) -> Dataset:
@@ -130,7 +120,7 @@ def _count(model: onnx.ModelProto, shapes, label: str, error: type[DarpError]):
     try:
         return count_graph(model, shapes)
     except (ValueError, BadInputError) as exc:
-        raise error(f"{label}: cannot count MACs ({_first_line(exc)}); give --input-shape") from None
+        raise error(f"{label}: cannot count MACs ({first_line(exc)}); give --input-shape") from None
 
 
 def _same_interface(original: onnx.ModelProto, pruned: onnx.ModelProto, label: str) -> list[str]:
@@ -227,8 +217,8 @@ def validate_models(
     target, reason = resolve_provider(device, model_o)
     session_o = _session(model_o, target, label_o, BadInputError)
     session_p = _session(model_p, target, label_p, ValidationFailedError)
-    before = _run(session_o, dataset.inputs, label_o, BadInputError)
-    after = _run(session_p, dataset.inputs, label_p, ValidationFailedError)
+    before = run_batches(session_o, dataset.inputs, label_o, BadInputError)
+    after = run_batches(session_p, dataset.inputs, label_p, ValidationFailedError)
     rows = _compare(names, after, before, label_p)
     fid = fidelity(after, before, dataset.labels)
     timings["run_s"] = time.perf_counter() - clock

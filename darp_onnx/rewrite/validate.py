@@ -4,12 +4,7 @@ from __future__ import annotations
 
 import onnx
 
-from darp_onnx.errors import ValidationFailedError
-
-
-def _first_line(exc: BaseException) -> str:
-    lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+from darp_onnx.errors import ValidationFailedError, first_line
 
 
 def revalidate(model: onnx.ModelProto, ir_version: int) -> onnx.ModelProto:
@@ -24,5 +19,5 @@ def revalidate(model: onnx.ModelProto, ir_version: int) -> onnx.ModelProto:
         inferred = onnx.shape_inference.infer_shapes(model, check_type=True, strict_mode=True, data_prop=True)
         onnx.checker.check_model(inferred, full_check=True)
     except Exception as exc:
-        raise ValidationFailedError(f"rewritten model is invalid: {_first_line(exc)}") from None
+        raise ValidationFailedError(f"rewritten model is invalid: {first_line(exc)}") from None
     return inferred

@@ -16,7 +16,7 @@ def case(case_id: str, op: str, inputs: dict, inits: dict | None = None, opset: 
     return pytest.param(op, inputs, inits or {}, opset, order, attrs, id=case_id)
 
 
-def check(model, feeds) -> None:
+def assert_matches(model, feeds) -> None:
     """Values match onnxruntime, and so does the output dtype."""
     assert_matches_ort(model, feeds)
     for a, e in zip(run_proxy(model, feeds), run_ort(model, feeds), strict=True):
@@ -111,7 +111,7 @@ SOFTMAX = [
 @pytest.mark.parametrize("op,inputs,inits,opset,order,attrs", SIMPLE + PRELU + CLIP + SOFTMAX)
 def test_matches_onnxruntime(op, inputs, inits, opset, order, attrs):
     model = one_node_model(op, inputs, initializers=inits, input_order=order, opset=opset, **attrs)
-    check(model, inputs)
+    assert_matches(model, inputs)
 
 
 def test_gelu_unknown_approximation_is_unsupported():

@@ -22,7 +22,7 @@ def case(case_id: str, op: str, inputs: dict, inits: dict | None = None, opset: 
     return pytest.param(op, inputs, inits or {}, opset, attrs, id=case_id)
 
 
-def check(model, feeds) -> None:
+def assert_matches(model, feeds) -> None:
     """Values match onnxruntime, and so does the output dtype."""
     assert_matches_ort(model, feeds)
     for a, e in zip(run_proxy(model, feeds), run_ort(model, feeds), strict=True):
@@ -97,7 +97,7 @@ NAN_INF = [
 @pytest.mark.parametrize("op,inputs,inits,opset,attrs", COMPARE + LOGIC + WHERE + NAN_INF)
 def test_matches_onnxruntime(op, inputs, inits, opset, attrs):
     model = one_node_model(op, inputs, initializers=inits, opset=opset, **attrs)
-    check(model, inputs)
+    assert_matches(model, inputs)
 
 
 def test_legacy_broadcast_opset1():
