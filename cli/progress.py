@@ -50,6 +50,8 @@ class SearchProgress(RichProgress):
             text = (f"loss {info['loss']:.3f}  E\\[cost] {self._expected:.1%}  tau_s {info['tau_sample']:.3f}  "
                     f"tau_p {info['tau_penalty']:.3f}  lambda {info['penalty']:.3f}")
             self._progress.update(self._search, completed=int(info["step"]) + 1, info=text)
+        elif stage == "latency":
+            console_err.print(f"timing the layers on onnxruntime ({info['device']}) for the latency-aware extraction")
         elif stage == "finetune":
             if self._finetune is None:
                 self._finetune = self._progress.add_task("fine-tune", total=None, info="")

@@ -13,6 +13,7 @@ import onnx
 import torch
 
 from darp_onnx.cost import CostModel, count_graph
+from darp_onnx.cost.latency import LatencyModel, compare_latencies
 from darp_onnx.dataset import Dataset, load_dataset, synthetic_dataset
 from darp_onnx.device import choose_device, exact_float32
 from darp_onnx.errors import BadInputError, ValidationFailedError
@@ -21,7 +22,9 @@ from darp_onnx.input_shapes import resolve_input_shapes
 from darp_onnx.io import load_model, save_model
 from darp_onnx.proxy import build_proxy
 from darp_onnx.rewrite import rewrite
+from darp_onnx.runtime import kernel_channel_multiple
 from darp_onnx.search import BASELINES, METHODS, DarpConfig, darp_search, extract_masks, make_budget
+from darp_onnx.search.latency_extract import extract_masks_by_latency
 from darp_onnx.search.loss import TaskLoss, check_labels_fit
 from darp_onnx.train import predict, train_steps
 from darp_onnx.validate import check_equivalence, check_structure, fidelity, measure_latency, run_model
@@ -50,6 +53,7 @@ class PruneResult:
     search_steps: int
     finetune_steps: int
     loss: str
+    extraction: dict[str, Any] = field(default_factory=dict)
     masks: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
     model: onnx.ModelProto | None = field(repr=False, default=None)
 
@@ -97,7 +101,8 @@ def prune(
     batch_size: int = 32,
     lr: float = 1e-3,
     search_lr: float = 3e-4,
-    channel_multiple: int = 1,
+    channel_multiple: int | str | None = None,
+    latency_aware: bool = False,
     keep_branches: bool = False,
     darp: DarpConfig | None = None,
     synthetic_samples: int = 64,
@@ -111,7 +116,11 @@ def prune(
     """Prune a model to a MACs (`target_flops`) or parameter budget and write the validated result.
 
     Budgets are fractions in (0, 1] or absolute counts. Without `data`, inputs are synthetic and the
-    loss is distillation from the original model; with labels in the data, cross-entropy."""
+    loss is distillation from the original model; with labels in the data, cross-entropy.
+
+    `latency_aware` times the model's layers on the target runtime and removes what costs the most
+    time per importance lost (see `search.latency_extract`); `channel_multiple` ('auto': what the
+    runtime's kernels want, the default with `latency_aware`, else 1) keeps channel counts aligned."""
     if method not in METHODS:
         raise BadInputError(f"--method {method}: choose one of {', '.join(METHODS)}")
     if target_flops is None and target_params is None:
@@ -127,6 +136,7 @@ def prune(
             raise BadInputError(f"{out_path}: already exists; pass --force to overwrite it or choose another path")
     input_shapes = resolve_input_shapes(model, dict(input_shapes or {}))
     choice = choose_device(device)
+    multiple = resolve_channel_multiple(channel_multiple, latency_aware, choice.ort_device)
     torch.manual_seed(seed)
     report = progress or (lambda stage, info: None)
 
@@ -149,12 +159,32 @@ def prune(
         result = darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config,
                              device=choice.torch_device, on_step=lambda rec: report("search", rec))
         scores, steps_used = result.scores, config.steps
+        importance = {g: 1.0 / (1.0 + np.exp(-s)) for g, s in scores.items()}  # keep probabilities
     else:
         scores, steps_used = BASELINES[method](model, analysis, seed), 0
+        importance = scores
     if keep_branches:
-        scores = {g: (np.full(len(s), np.inf) if analysis.groups[g].kind == "branch" else s)
-                  for g, s in scores.items()}
-    masks = extract_masks(scores, cost_model, budget, channel_multiple=channel_multiple)
+        scores, importance = (
+            {g: (np.full(len(s), np.inf) if analysis.groups[g].kind == "branch" else s) for g, s in d.items()}
+            for d in (scores, importance))
+    extraction: dict[str, Any] = {"ranking": "score", "channel_multiple": multiple}
+    if latency_aware:
+        report("latency", {"device": choice.ort_device})
+        latency = LatencyModel(model, cost_model, device=choice.ort_device, channel_multiple=multiple)
+        one = {k: v[:1] for k, v in dataset.inputs.items()}
+
+        def measure(candidates):
+            rewritten = [rewrite(model, analysis, m) for m in candidates]
+            return compare_latencies(rewritten, one, device=choice.ort_device)
+
+        chosen = extract_masks_by_latency(importance, cost_model, latency, budget, channel_multiple=multiple,
+                                          measure=measure)
+        masks = chosen.masks
+        extraction.update(ranking=f"latency-aware ({chosen.chosen})", latency_device=choice.ort_device,
+                          latency_measurements=latency.measurements,
+                          candidates={k: {m: round(v, 4) for m, v in c.items()} for k, c in chosen.candidates.items()})
+    else:
+        masks = extract_masks(scores, cost_model, budget, channel_multiple=multiple)
 
     handle = attach_gates(proxy, analysis)
     handle.set_masks(masks)
@@ -182,8 +212,26 @@ def prune(
         channels_removed=int(sum(m.size - np.count_nonzero(m) for g, m in masks.items()
                                  if analysis.groups[g].kind != "branch")),
         groups=_group_rows(analysis, masks), validation=validation, device=choice.torch_device, seed=seed,
-        search_steps=steps_used, finetune_steps=recovery, loss=loss_fn.mode, masks=masks, model=pruned,
+        search_steps=steps_used, finetune_steps=recovery, loss=loss_fn.mode, extraction=extraction, masks=masks,
+        model=pruned,
     )
+
+
+def resolve_channel_multiple(value: int | str | None, latency_aware: bool, ort_device: str) -> int:
+    """An int >= 1 from an int, 'auto' (the runtime's kernel block, see `kernel_channel_multiple`) or
+    None (auto with `latency_aware`, else 1)."""
+    if value is None:
+        value = "auto" if latency_aware else 1
+    if isinstance(value, str):
+        if value.strip().lower() == "auto":
+            return kernel_channel_multiple(ort_device)
+        try:
+            value = int(value)
+        except ValueError:
+            raise BadInputError(f"--channel-multiple {value}: give a whole number >= 1 or 'auto'") from None
+    if value < 1:
+        raise BadInputError(f"--channel-multiple {value}: give a whole number >= 1 or 'auto'")
+    return int(value)
 
 
 def _validate(original, pruned, dataset, masked_outputs, *, reference_device, latency_runs, label,

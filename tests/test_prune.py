@@ -153,3 +153,50 @@ def test_keep_branches_prunes_channels_only(small_data):
                              keep_branches=True, **FAST)
     assert all(g["kept"] == 1 for g in result.groups if g["kind"] == "branch")
     assert result.flops_after <= 0.5 * result.flops_before
+
+
+def test_latency_aware_prune_keeps_aligned_widths_and_says_how_it_chose(small_data):
+    result = darp_onnx.prune(SAMPLES / "resnet.onnx", write=False, target_flops=0.5, data=small_data, method="l1",
+                             latency_aware=True, channel_multiple=8, **FAST)
+    extraction = result.to_json()["extraction"]
+    assert extraction["ranking"].startswith("latency-aware (") and extraction["channel_multiple"] == 8
+    assert set(extraction["candidates"]) == {"rank", "alpha=0", "alpha=0.5", "alpha=1"}
+    assert extraction["latency_measurements"] > 0
+    assert result.flops_after <= 0.5 * result.flops_before
+    for group in result.groups:
+        if group["kind"] == "channel" and group["frozen"] is None:
+            assert group["kept"] == group["size"] or group["kept"] % 8 == 0
+    assert result.validation["max_abs_diff"] < 1e-3
+
+
+def test_latency_aware_darp_search(small_data):
+    result = darp_onnx.prune(SAMPLES / "mobilenetv3.onnx", write=False, target_flops=0.5, data=small_data,
+                             latency_aware=True, channel_multiple=4, **FAST)
+    assert result.flops_after <= 0.5 * result.flops_before
+    assert result.to_json()["extraction"]["ranking"].startswith("latency-aware")
+
+
+def test_cli_latency_aware_with_auto_multiple(tmp_path, monkeypatch):
+    monkeypatch.setattr("darp_onnx.pipeline.kernel_channel_multiple", lambda device: 4)
+    out = tmp_path / "out.onnx"
+    result = _cli(str(SAMPLES / "resnet.onnx"), "-o", str(out), "--method", "l1", "--latency-aware", "--json", "-q")
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert doc["extraction"]["channel_multiple"] == 4 and out.is_file()
+
+
+@pytest.mark.parametrize(("value", "latency_aware", "expected"), [
+    (None, False, 1), (None, True, 4), ("auto", False, 4), ("AUTO", True, 4), ("8", False, 8), (3, True, 3)])
+def test_channel_multiple_resolution(monkeypatch, value, latency_aware, expected):
+    from darp_onnx.pipeline import resolve_channel_multiple
+
+    monkeypatch.setattr("darp_onnx.pipeline.kernel_channel_multiple", lambda device: 4)
+    assert resolve_channel_multiple(value, latency_aware, "cpu") == expected
+
+
+@pytest.mark.parametrize("value", ["eight", "0", -2])
+def test_bad_channel_multiple(value):
+    from darp_onnx.pipeline import resolve_channel_multiple
+
+    with pytest.raises(BadInputError, match="--channel-multiple"):
+        resolve_channel_multiple(value, False, "cpu")

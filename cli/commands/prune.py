@@ -58,9 +58,15 @@ def prune_command(
     tau_penalty: Annotated[str, typer.Option(help="Penalty temperature START:END (keep probabilities).")] = "1.0:0.2",
     schedule: Annotated[str, typer.Option(help=f"Temperature schedule: {', '.join(SCHEDULES)}.")] = "geometric",
     channel_multiple: Annotated[
-        int,
-        typer.Option(help="Keep channel counts at multiples of this (8 suits onnxruntime CPU and GPU kernels)."),
-    ] = 1,
+        str | None,
+        typer.Option(help="Keep channel counts at multiples of this; 'auto': what onnxruntime's kernels want "
+                          "here (16 with AVX-512, 8 with AVX2 or CUDA). Default: auto with --latency-aware, else 1."),
+    ] = None,
+    latency_aware: Annotated[
+        bool,
+        typer.Option(help="Time the layers on onnxruntime (--device) and remove what costs the most time per "
+                          "importance lost: faster models at the same MACs budget."),
+    ] = False,
     keep_branches: Annotated[bool, typer.Option(help="Never drop whole residual branches (channels only).")] = False,
     hard_gates: Annotated[bool, typer.Option(help="Straight-through hard 0/1 gates in the forward pass.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an error).")] = "auto",
@@ -93,7 +99,8 @@ def prune_command(
             model, output=output, target_flops=target_flops, target_params=target_params, method=method,
             data=data, input_shapes=shapes, search_steps=steps, finetune_steps=finetune_steps,
             batch_size=batch_size, lr=lr, darp=darp, channel_multiple=channel_multiple,
-            keep_branches=keep_branches, device=device, seed=seed, force=force, progress=progress.update,
+            latency_aware=latency_aware, keep_branches=keep_branches, device=device, seed=seed, force=force,
+            progress=progress.update,
         )
     document = result.to_json()
     if report is not None:

@@ -1,6 +1,8 @@
 """Baseline unit scores for the same budget extraction: L1 magnitude, BatchNorm scale, random.
 
-Residual branches get an infinite score: the baselines prune channels only.
+The baselines score channels only: a residual branch gets NaN, "no score of its own". The rank-order
+extraction never drops it before any channel (NaN ranks as +inf there); the latency-aware extraction
+values it at the importance of the channels it holds.
 """
 
 from __future__ import annotations
@@ -43,7 +45,7 @@ def _unit_sums(analysis: ChannelAnalysis, arrays: dict[str, np.ndarray], tensors
 def _finish(analysis: ChannelAnalysis, scores: dict[int, np.ndarray], normalise: bool) -> dict[int, np.ndarray]:
     for group in analysis.prunable():
         if group.kind == "branch":
-            scores[group.id] = np.full(group.size, np.inf)
+            scores[group.id] = np.full(group.size, np.nan)
         elif normalise:
             mean = scores[group.id].mean()
             scores[group.id] = scores[group.id] / mean if mean > 0 else scores[group.id]

@@ -74,6 +74,7 @@ def extract_masks(
     order: list[tuple[float, int, int]] = []  # (score, group, unit), worst first, protected units left out
     for group in groups:
         s = np.asarray(scores[group.id], dtype=np.float64)
+        s = np.where(np.isnan(s), np.inf, s)  # NaN: no score of its own, ranks last
         ranked[group.id] = np.argsort(-s, kind="stable")
         protected = set(ranked[group.id][: group.min_keep].tolist())
         order.extend((float(s[u]), group.id, u) for u in range(group.size) if u not in protected)

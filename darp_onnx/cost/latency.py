@@ -1,0 +1,275 @@
+"""Measured onnxruntime latency as a function of the groups' keep-vectors (a per-node lookup table).
+
+MACs are a poor guide to latency: a 16-channel 3x3 convolution at full resolution runs at well under
+the MAC rate of a 64-channel one, element-wise nodes cost time and no MACs, and onnxruntime's blocked
+kernels want channel counts in multiples of their block. So each compute node (Conv, Gemm, MatMul
+with a weight) is timed alone, on the target runtime, on a small grid of input x output channel
+counts, and read between grid points by bilinear interpolation; every other node costs a measured
+time per output element. The estimate ignores what onnxruntime adds or fuses (layout reorders,
+Conv+activation fusion), so it ranks choices well but is not the model's exact latency: the written
+model's latency is measured separately, by validation.
+"""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from math import ceil
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from darp_onnx.cost.expr import Affine, Monomial
+from darp_onnx.runtime import make_session
+
+GRID_FRACTIONS = (0.25, 0.5, 0.75)
+_ELEMENTWISE_PROBE = (1, 64, 56, 56)  # calibration tensor for the per-element cost
+Timer = Callable[[onnx.ModelProto, dict[str, np.ndarray]], float]  # model, feeds -> milliseconds
+
+
+@dataclass(frozen=True)
+class NodeTable:
+    """Latency of one compute node on a grid of (kept input channels, kept output channels)."""
+
+    node: str
+    cin: Affine
+    cout: Affine
+    cin_grid: tuple[int, ...]
+    cout_grid: tuple[int, ...]
+    ms: np.ndarray  # [len(cin_grid), len(cout_grid)]
+    presence: tuple[tuple[int, ...], ...]
+
+    def value(self, masks: Mapping[int, np.ndarray]) -> float:
+        if not Monomial(1, (), self.presence).value(masks):
+            return 0.0
+        return interpolate(self.cin_grid, self.cout_grid, self.ms, self.cin.value(masks), self.cout.value(masks))
+
+
+@dataclass(frozen=True)
+class ElementTerm:
+    """A non-compute node: `ms_per_element * elements of its outputs`."""
+
+    node: str
+    elements: tuple[Monomial, ...]
+    ms_per_element: float
+
+    def value(self, masks: Mapping[int, np.ndarray]) -> float:
+        return self.ms_per_element * sum(m.value(masks) for m in self.elements)
+
+
+def interpolate(xs: tuple[int, ...], ys: tuple[int, ...], table: np.ndarray, x: float, y: float) -> float:
+    """Bilinear interpolation on a rectilinear grid; linear towards zero below the smallest point."""
+    rows = np.array([_interp1(ys, table[i], y) for i in range(len(xs))])
+    return _interp1(xs, rows, x)
+
+
+def _interp1(points: tuple[int, ...], values: np.ndarray, x: float) -> float:
+    if x < points[0]:
+        return float(values[0]) * x / points[0]
+    return float(np.interp(x, points, values))
+
+
+def grid(full: int, smallest: int, multiple: int) -> tuple[int, ...]:
+    """Channel counts to time between `smallest` and `full`: both ends and the quarter points,
+    rounded up to `multiple` (with a multiple, nothing below it is ever chosen, so it is the floor)."""
+    smallest = max(smallest, min(full, multiple))
+    if full <= smallest:
+        return (full,)
+    points = {smallest, full}
+    for f in GRID_FRACTIONS:
+        points.add(min(full, max(smallest, -(-ceil(full * f) // multiple) * multiple)))
+    return tuple(sorted(points))
+
+
+class LatencyModel:
+    """Estimated latency (ms) of the model under channel masks, from timings on `device`."""
+
+    def __init__(self, model: onnx.ModelProto, cost_model, *, device: str = "cpu", threads: int = 0,
+                 channel_multiple: int = 1, timer: Timer | None = None) -> None:
+        self.device = device
+        self._timer = timer or _SessionTimer(device, threads)
+        self._cache: dict[tuple, float] = {}
+        self._cost = cost_model
+        self._multiple = max(1, channel_multiple)
+        self._smallest = cost_model.smallest_masks()
+        self._branches = _node_branches(cost_model.analysis)
+        initializers = {t.name: t for t in model.graph.initializer}
+        self.ms_per_element = self._measure_elementwise()
+        self.tables: list[NodeTable] = []
+        self.elements: list[ElementTerm] = []
+        for node in model.graph.node:
+            table = self._compute_table(node, initializers)
+            if table is not None:
+                self.tables.append(table)
+            elif node.op_type not in ("Constant", "Shape", "Identity", "Reshape", "Flatten", "Squeeze",
+                                      "Unsqueeze"):
+                self.elements.append(self._element_term(node))
+        everything = cost_model.analysis.all_kept()
+        self.full_ms = self.estimate(everything)
+        self.measurements = len(self._cache)
+
+    def estimate(self, masks: Mapping[int, np.ndarray]) -> float:
+        return sum(t.value(masks) for t in self.tables) + sum(e.value(masks) for e in self.elements)
+
+    def node_terms(self, group: int) -> list[NodeTable | ElementTerm]:
+        """The terms whose value depends on `group` (for incremental updates)."""
+        return [t for t in (*self.tables, *self.elements) if group in term_groups(t)]
+
+    # measurement ------------------------------------------------------------------------------------
+    def _presence(self, node: onnx.NodeProto) -> tuple[tuple[int, ...], ...]:
+        return (self._branches[node.name],) if node.name in self._branches else ()
+
+    def _element_term(self, node: onnx.NodeProto) -> ElementTerm:
+        shapes = self._cost.shapes
+        monomials = tuple(Monomial(1, tuple(self._cost.count(o, i) for i in range(len(shapes[o]))),
+                                   self._presence(node))
+                          for o in node.output if o in shapes and len(shapes[o]) > 0)
+        return ElementTerm(node.name, monomials, self.ms_per_element)
+
+    def _compute_table(self, node: onnx.NodeProto, initializers) -> NodeTable | None:
+        shapes = self._cost.shapes
+        if node.op_type not in ("Conv", "Gemm", "MatMul") or len(node.input) < 2:
+            return None
+        if node.input[1] not in initializers or node.input[0] not in shapes or node.output[0] not in shapes:
+            return None
+        x_shape, y_shape = shapes[node.input[0]], shapes[node.output[0]]
+        if node.op_type == "Conv":
+            cin_axis, cout_axis = 1, 1
+        elif node.op_type == "Gemm":
+            cin_axis = 0 if _attr(node, "transA", 0) else 1
+            cout_axis = 1
+        else:
+            if len(initializers[node.input[1]].dims) != 2:
+                return None
+            cin_axis, cout_axis = len(x_shape) - 1, len(y_shape) - 1
+        cin, cout = self._cost.count(node.input[0], cin_axis), self._cost.count(node.output[0], cout_axis)
+        depthwise = node.op_type == "Conv" and _attr(node, "group", 1) == x_shape[1] == y_shape[1] > 1
+        cin_grid = grid(cin.value(self._cost.analysis.all_kept()), cin.value(self._smallest), self._multiple)
+        cout_grid = cin_grid if depthwise else grid(cout.value(self._cost.analysis.all_kept()),
+                                                    cout.value(self._smallest), self._multiple)
+        table = np.zeros((len(cin_grid), len(cout_grid)))
+        for i, ci in enumerate(cin_grid):
+            for j, co in enumerate(cout_grid):
+                if depthwise and ci != co:
+                    continue
+                table[i, j] = self._time_node(node, initializers, x_shape, cin_axis, ci, co)
+        if depthwise:  # only the diagonal exists; spread it so interpolation reads the diagonal
+            diagonal = np.diag(table).copy()
+            table = np.tile(diagonal[:, None], (1, len(cout_grid)))
+        return NodeTable(node.name, cin, cout, cin_grid, cout_grid, table, self._presence(node))
+
+    def _time_node(self, node, initializers, x_shape, cin_axis: int, cin: int, cout: int) -> float:
+        x = list(x_shape)
+        x[cin_axis] = cin
+        weight = initializers[node.input[1]]
+        w_shape = list(weight.dims)
+        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        if node.op_type == "Conv":
+            group = int(attrs.get("group", 1))
+            if group > 1 and group == x_shape[1]:
+                attrs["group"] = cin
+                w_shape[:2] = [cout, 1]
+            else:
+                w_shape[:2] = [cout, cin // group]
+        elif node.op_type == "Gemm":
+            w_shape = [cout, cin] if attrs.get("transB", 0) else [cin, cout]
+        else:
+            w_shape = [cin, cout]
+        has_bias = len(node.input) > 2 and bool(node.input[2])
+        key = (node.op_type, tuple(x), tuple(w_shape), has_bias, repr(sorted(attrs.items())))
+        if key not in self._cache:
+            self._cache[key] = self._timer(*_single_node_model(node.op_type, x, w_shape, cout, has_bias, attrs))
+        return self._cache[key]
+
+    def _measure_elementwise(self) -> float:
+        shape = list(_ELEMENTWISE_PROBE)
+        x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, shape)
+        y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, shape)
+        graph = helper.make_graph([helper.make_node("Sigmoid", ["x"], ["y"])], "probe", [x], [y])
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+        feeds = {"x": np.random.default_rng(0).standard_normal(shape, dtype=np.float32)}
+        return self._timer(model, feeds) / float(np.prod(shape))
+
+
+def _single_node_model(op: str, x_shape, w_shape, cout: int, has_bias: bool, attrs
+                       ) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    inits = [numpy_helper.from_array(rng.standard_normal(w_shape).astype(np.float32) * 0.1, "w")]
+    inputs = ["x", "w"]
+    if has_bias:
+        inits.append(numpy_helper.from_array(np.zeros(cout, np.float32), "b"))
+        inputs.append("b")
+    node = helper.make_node(op, inputs, ["y"], **attrs)
+    x = helper.make_tensor_value_info("x", onnx.TensorProto.FLOAT, list(x_shape))
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    graph = helper.make_graph([node], "node", [x], [y], initializer=inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    return model, {"x": rng.standard_normal(x_shape).astype(np.float32)}
+
+
+class _SessionTimer:
+    """Median wall time of onnxruntime runs; repeats until ~50 ms of runs (3 to 15 runs)."""
+
+    def __init__(self, device: str, threads: int) -> None:
+        self.device, self.threads = device, threads
+
+    def __call__(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> float:
+        session = make_session(model, self.device, threads=self.threads)
+        start = time.perf_counter()
+        session.run(None, feeds)
+        first = time.perf_counter() - start
+        runs = int(min(15, max(3, 0.05 / max(first, 1e-6))))
+        times = []
+        for _ in range(runs):
+            start = time.perf_counter()
+            session.run(None, feeds)
+            times.append(time.perf_counter() - start)
+        return statistics.median(times) * 1e3
+
+
+def compare_latencies(models: list[onnx.ModelProto], feeds: Mapping[str, np.ndarray], *, device: str = "cpu",
+                      threads: int = 0, runs: int = 15, rounds: int = 3) -> list[float]:
+    """Median ms of each model on the same inputs; the models take turns in `rounds` chunks so that
+    machine noise hits all alike."""
+    sessions = [make_session(m, device, threads=threads) for m in models]
+    for session in sessions:
+        for _ in range(2):
+            session.run(None, dict(feeds))
+    times: list[list[float]] = [[] for _ in sessions]
+    per_round = max(1, -(-runs // rounds))
+    for _ in range(rounds):
+        for session, bucket in zip(sessions, times, strict=True):
+            for _ in range(per_round):
+                start = time.perf_counter()
+                session.run(None, dict(feeds))
+                bucket.append((time.perf_counter() - start) * 1e3)
+    return [statistics.median(t) for t in times]
+
+
+def _node_branches(analysis) -> dict[str, tuple[int, ...]]:
+    out: dict[str, tuple[int, ...]] = {}
+    for branch in analysis.branches:
+        for name in branch.nodes:
+            out[name] = (*out.get(name, ()), branch.group)
+    return out
+
+
+def term_groups(term: NodeTable | ElementTerm) -> set[int]:
+    """The groups (channel counts and branch presence) a term's value depends on."""
+    if isinstance(term, NodeTable):
+        affines, presence = (term.cin, term.cout), term.presence
+    else:
+        affines = tuple(f for m in term.elements for f in m.factors)
+        presence = tuple(alt for m in term.elements for alt in m.presence)
+    groups = {t.group for a in affines for t in a.terms}
+    return groups | {b for alt in presence for b in alt}
+
+
+def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    for attr in node.attribute:
+        if attr.name == name:
+            return int(attr.i)
+    return default

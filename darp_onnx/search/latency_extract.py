@@ -1,0 +1,250 @@
+"""Latency-aware extraction: meet the budget while removing what costs the most time.
+
+The plain extraction (`budget.extract_masks`) drops units in score order and lets the budget decide
+how many; which layers lose channels follows from the scores alone, and MACs are a poor guide to
+time (see `cost.latency`). Here candidate steps (the next `channel_multiple` channels of a group, or
+a whole residual branch) are taken greedily, least importance lost per resource saved first, where the
+resource blends the budget's metric and the measured latency (`LatencyModel`), with weights
+alpha = 0, 0.5, 1; a slack pass then puts back what still fits. Those three and the plain extraction
+all meet the budget; the one with the least (importance lost / total importance + latency / full
+latency) is kept, where latency is measured on the rewritten candidates when a `measure` function is
+given (the pipeline does; the table's estimate ignores onnxruntime's fusions and layout reorders) and
+estimated otherwise. This is the knapsack heuristic of hardware-aware pruning (e.g. HALP,
+Shen et al. 2022) with a MACs or parameter budget in place of a latency budget.
+
+A branch is worth its own importance plus that of the channels inside it; a branch with no importance
+of its own (NaN: the baselines score channels only) is worth only what it holds, and one with an
+infinite importance is never dropped.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from darp_onnx.cost import CostModel
+from darp_onnx.cost.latency import LatencyModel, term_groups
+from darp_onnx.errors import BadInputError
+from darp_onnx.search.budget import _OPTION, Budget, check_feasible, extract_masks
+
+_EPS = 1e-12
+ALPHAS = (0.0, 0.5, 1.0)
+
+
+@dataclass
+class LatencyExtraction:
+    masks: dict[int, np.ndarray]
+    chosen: str
+    latency_ms: float  # of the chosen candidate, measured or estimated
+    candidates: dict[str, dict[str, float]] = field(default_factory=dict)  # name -> ms, importance lost
+    measured: bool = False
+
+
+Masks = dict[int, np.ndarray]
+MeasureFn = Callable[[Sequence[Masks]], list[float]]  # masks -> milliseconds, one per entry
+
+
+def extract_masks_by_latency(importance: Mapping[int, np.ndarray], cost_model: CostModel,
+                             latency: LatencyModel, budget: Budget, *, channel_multiple: int = 1,
+                             measure: MeasureFn | None = None) -> LatencyExtraction:
+    check_feasible(budget, cost_model)
+    candidates = {"rank": extract_masks(importance, cost_model, budget, channel_multiple=channel_multiple)}
+    for alpha in ALPHAS:
+        candidates[f"alpha={alpha:g}"] = _greedy(importance, cost_model, latency, budget, channel_multiple, alpha)
+    total = _State(importance, cost_model, latency, channel_multiple, budget, 0.0).total_importance()
+    if measure is not None:
+        full_ms, *times = measure([cost_model.analysis.all_kept(), *candidates.values()])
+    else:
+        full_ms, times = latency.full_ms, [latency.estimate(m) for m in candidates.values()]
+    table, best, best_key = {}, "", None
+    for (name, masks), ms in zip(candidates.items(), times, strict=True):
+        lost = total - _State(importance, cost_model, latency, channel_multiple, budget, 0.0, masks).total_importance()
+        table[name] = {"ms": ms, "importance_lost": lost}
+        key = lost / max(total, _EPS) + ms / max(full_ms, _EPS)
+        if best_key is None or key < best_key - 1e-12:
+            best, best_key = name, key
+    return LatencyExtraction(candidates[best], best, table[best]["ms"], table, measure is not None)
+
+
+def _greedy(importance, cost_model: CostModel, latency: LatencyModel, budget: Budget, multiple: int,
+            alpha: float) -> dict[int, np.ndarray]:
+    state = _State(importance, cost_model, latency, multiple, budget, alpha)
+    while budget.cost(cost_model, state.masks) > budget.limit:
+        move = state.best_move(removing=True)
+        if move is None:
+            reachable = budget.cost(cost_model, state.masks)
+            raise BadInputError(
+                f"{_OPTION[budget.metric]}: with --channel-multiple {multiple} the smallest reachable is "
+                f"{reachable:,} ({reachable / budget.full(cost_model):.1%}); ask for at least that or lower the "
+                "multiple")
+        state.apply(move)
+    while (move := state.best_move(removing=False, fits=lambda m: _fits(m, state, budget, cost_model))) is not None:
+        state.apply(move)  # a big last step leaves slack: put back what fits
+    return state.masks
+
+
+def _fits(move, state: _State, budget: Budget, cost_model: CostModel) -> bool:
+    state.apply(move)
+    ok = budget.cost(cost_model, state.masks) <= budget.limit
+    state.undo(move)
+    return ok
+
+
+class _State:
+    """Masks under construction, with the per-group terms that let a step be priced incrementally."""
+
+    def __init__(self, importance, cost_model: CostModel, latency: LatencyModel, multiple: int, budget: Budget,
+                 alpha: float, masks: Mapping[int, np.ndarray] | None = None) -> None:
+        analysis = cost_model.analysis
+        self.analysis, self.latency, self.multiple, self.alpha = analysis, latency, max(1, multiple), alpha
+        self.masks = analysis.all_kept()
+        self.groups = {g.id: g for g in analysis.prunable()}
+        self.full_ms = max(latency.full_ms, _EPS)
+        self.full_resource = max(budget.full(cost_model), 1)
+        self.importance = {g: np.asarray(importance[g], dtype=np.float64) for g in self.groups}
+        self.ranked = {g: np.argsort(-np.nan_to_num(self.importance[g], nan=0.0), kind="stable")
+                       for g in self.groups}
+        self.kept = {g: grp.size for g, grp in self.groups.items()}
+        self.terms: dict[int, list] = {g: [] for g in self.groups}
+        for term in (*latency.tables, *latency.elements):
+            for g in term_groups(term):
+                if g in self.terms:
+                    self.terms[g].append(term)
+        monomials = ([t.macs for t in cost_model.node_terms] if budget.metric == "macs"
+                     else list(cost_model.param_terms.values()))
+        self.resource_terms: dict[int, list] = {g: [] for g in self.groups}
+        for monomial in monomials:
+            for g in _monomial_groups(monomial):
+                if g in self.resource_terms:
+                    self.resource_terms[g].append(monomial)
+        self.contents = _branch_contents(cost_model)
+        if masks is not None:
+            for gid, group in self.groups.items():
+                self.masks[gid] = np.asarray(masks[gid], dtype=bool).copy()
+                self.kept[gid] = int(self.masks[gid].sum()) if group.kind != "branch" else int(self.masks[gid][0])
+
+    def total_importance(self) -> float:
+        """Importance of what is kept: kept units of live groups, plus the own importance of kept branches."""
+        total = 0.0
+        for gid in self.groups:
+            if self._inside_dropped(gid):
+                continue
+            values = self.importance[gid][self.masks[gid]]
+            total += float(np.nansum(values[np.isfinite(values)]))
+        return total
+
+    # steps ------------------------------------------------------------------------------------------
+    def _width_step(self, gid: int, removing: bool) -> int | None:
+        """The next kept count down (or up) for a channel/head group, or None."""
+        group, k = self.groups[gid], self.kept[gid]
+        if self.multiple > 1 and group.kind == "channel":
+            if group.size < self.multiple:
+                return None
+            allowed = [c for c in range(self.multiple, group.size + 1, self.multiple)] + [group.size]
+            allowed = sorted({c for c in allowed if c >= group.min_keep})
+        else:
+            step = max(1, group.size // 16)
+            allowed = sorted({*range(group.size, group.min_keep - 1, -step), group.min_keep} - {0} or {group.size})
+        lower = [c for c in allowed if c < k]
+        upper = [c for c in allowed if c > k]
+        if removing:
+            return lower[-1] if lower else None
+        return upper[0] if upper else None
+
+    def _moves(self, removing: bool):
+        for gid, group in self.groups.items():
+            if self._inside_dropped(gid):
+                continue
+            if group.kind == "branch":
+                own = self.importance[gid][0]
+                alive = bool(self.masks[gid][0])
+                if np.isinf(own) or alive != removing:
+                    continue
+                yield (gid, 0 if removing else 1)
+            else:
+                k = self._width_step(gid, removing)
+                if k is not None:
+                    yield (gid, k)
+
+    def best_move(self, removing: bool, fits=None):
+        best, best_key = None, None
+        for move in self._moves(removing):
+            if fits is not None and not fits(move):
+                continue
+            worth = self._worth(move)
+            ms, resource = self._change(move)
+            saved = self.alpha * ms / self.full_ms + (1.0 - self.alpha) * resource / self.full_resource
+            if not removing:
+                saved = -saved  # what putting it back costs
+            key = (worth / max(saved, _EPS), -saved, move[0]) if removing else \
+                (-worth / max(saved, _EPS), saved, move[0])
+            if best_key is None or key < best_key:
+                best, best_key = move, key
+        return best
+
+    def _worth(self, move) -> float:
+        gid, k = move
+        group = self.groups[gid]
+        if group.kind == "branch":
+            own = self.importance[gid][0]
+            inside = sum(float(np.nansum(self.importance[c][self.ranked[c][: self.kept[c]]]))
+                         for c in self.contents.get(gid, ()))
+            return (0.0 if np.isnan(own) else float(own)) + inside
+        lo, hi = sorted((k, self.kept[gid]))
+        return float(np.nansum(self.importance[gid][self.ranked[gid][lo:hi]]))
+
+    def _change(self, move) -> tuple[float, float]:
+        """(milliseconds, budget metric) saved by `move`; negative when it adds."""
+        gid = move[0]
+        before = (sum(t.value(self.masks) for t in self.terms[gid]),
+                  sum(m.value(self.masks) for m in self.resource_terms[gid]))
+        self.apply(move)
+        after = (sum(t.value(self.masks) for t in self.terms[gid]),
+                 sum(m.value(self.masks) for m in self.resource_terms[gid]))
+        self.undo(move)
+        return before[0] - after[0], float(before[1] - after[1])
+
+    def apply(self, move) -> None:
+        gid, k = move
+        move_from = self.kept[gid]
+        self._set(gid, k)
+        self._last = (gid, move_from)
+
+    def undo(self, move) -> None:
+        gid, previous = self._last
+        self._set(gid, previous)
+
+    def _set(self, gid: int, k: int) -> None:
+        group = self.groups[gid]
+        mask = np.zeros(group.size, dtype=bool)
+        if group.kind == "branch":
+            mask[:] = bool(k)
+        else:
+            mask[self.ranked[gid][:k]] = True
+        self.masks[gid] = mask
+        self.kept[gid] = k
+
+    def _inside_dropped(self, gid: int) -> bool:
+        return any(gid in inner and not self.masks[b][0] for b, inner in self.contents.items())
+
+
+def _monomial_groups(monomial) -> set[int]:
+    return {t.group for f in monomial.factors for t in f.terms} | {b for alt in monomial.presence for b in alt}
+
+
+def _branch_contents(cost_model: CostModel) -> dict[int, tuple[int, ...]]:
+    """Per branch group: the channel groups that only count in nodes and weights of that branch
+    (every MACs and parameter term that mentions them is present only while the branch is)."""
+    owners: dict[int, set[int]] = {}  # group -> branches that every term mentioning it needs
+    for monomial in (*(t.macs for t in cost_model.node_terms), *cost_model.param_terms.values()):
+        required = set.intersection(*(set(alt) for alt in monomial.presence)) if monomial.presence else set()
+        for factor in monomial.factors:
+            for term in factor.terms:
+                owners[term.group] = owners[term.group] & required if term.group in owners else set(required)
+    contents: dict[int, list[int]] = {}
+    for gid, branches in owners.items():
+        for b in branches:
+            contents.setdefault(b, []).append(gid)
+    return {b: tuple(sorted(gs)) for b, gs in contents.items()}
