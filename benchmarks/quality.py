@@ -238,7 +238,7 @@ def run_onnx(model, method, budget, train, test, args, seed) -> dict[str, Any]:
     start = time.perf_counter()
     result = prune(model, method=method, target_flops=budget, data=train, search_steps=search,
                    finetune_steps=finetune, batch_size=args.batch_size, seed=seed, device="cpu",
-                   write=False, latency_runs=1)
+                   write=False, latency_runs=1, latency_aware=args.latency_aware)
     seconds = time.perf_counter() - start
     steps = result.search_steps + result.finetune_steps
     if steps != args.total_steps:
@@ -296,6 +296,8 @@ def main() -> None:
     parser.add_argument("--no-reuse", action="store_true", help="run bn even where its scores equal l1's")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--json", type=Path, help="also write every run's numbers here")
+    parser.add_argument("--latency-aware", action="store_true",
+                        help="prune the ONNX methods with latency_aware=True (channel multiple: auto)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)

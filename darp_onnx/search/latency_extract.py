@@ -50,9 +50,18 @@ def extract_masks_by_latency(importance: Mapping[int, np.ndarray], cost_model: C
                              latency: LatencyModel, budget: Budget, *, channel_multiple: int = 1,
                              measure: MeasureFn | None = None) -> LatencyExtraction:
     check_feasible(budget, cost_model)
-    candidates = {"rank": extract_masks(importance, cost_model, budget, channel_multiple=channel_multiple)}
-    for alpha in ALPHAS:
-        candidates[f"alpha={alpha:g}"] = _greedy(importance, cost_model, latency, budget, channel_multiple, alpha)
+    candidates: dict[str, Masks] = {}
+    failures: list[BadInputError] = []
+    for name in ("rank", *(f"alpha={a:g}" for a in ALPHAS)):
+        try:  # with a coarse multiple one strategy may reach the budget where another cannot
+            candidates[name] = (extract_masks(importance, cost_model, budget, channel_multiple=channel_multiple)
+                                if name == "rank" else
+                                _greedy(importance, cost_model, latency, budget, channel_multiple,
+                                        float(name.split("=")[1])))
+        except BadInputError as exc:
+            failures.append(exc)
+    if not candidates:
+        raise failures[0]
     total = _State(importance, cost_model, latency, channel_multiple, budget, 0.0).total_importance()
     if measure is not None:
         full_ms, *times = measure([cost_model.analysis.all_kept(), *candidates.values()])
@@ -71,25 +80,21 @@ def extract_masks_by_latency(importance: Mapping[int, np.ndarray], cost_model: C
 def _greedy(importance, cost_model: CostModel, latency: LatencyModel, budget: Budget, multiple: int,
             alpha: float) -> dict[int, np.ndarray]:
     state = _State(importance, cost_model, latency, multiple, budget, alpha)
-    while budget.cost(cost_model, state.masks) > budget.limit:
-        move = state.best_move(removing=True)
-        if move is None:
-            reachable = budget.cost(cost_model, state.masks)
+    cost = budget.cost(cost_model, state.masks)  # kept up to date from each step's exact change
+    while cost > budget.limit:
+        step = state.best_move(removing=True)
+        if step is None:
             raise BadInputError(
                 f"{_OPTION[budget.metric]}: with --channel-multiple {multiple} the smallest reachable is "
-                f"{reachable:,} ({reachable / budget.full(cost_model):.1%}); ask for at least that or lower the "
-                "multiple")
+                f"{cost:,} ({cost / budget.full(cost_model):.1%}); ask for at least that or lower the multiple")
+        move, saved = step
         state.apply(move)
-    while (move := state.best_move(removing=False, fits=lambda m: _fits(m, state, budget, cost_model))) is not None:
-        state.apply(move)  # a big last step leaves slack: put back what fits
+        cost -= saved
+    while (step := state.best_move(removing=False, room=budget.limit - cost)) is not None:
+        move, saved = step  # a big last step leaves slack: put back what fits (saved < 0: it adds)
+        state.apply(move)
+        cost -= saved
     return state.masks
-
-
-def _fits(move, state: _State, budget: Budget, cost_model: CostModel) -> bool:
-    state.apply(move)
-    ok = budget.cost(cost_model, state.masks) <= budget.limit
-    state.undo(move)
-    return ok
 
 
 class _State:
@@ -120,6 +125,16 @@ class _State:
                 if g in self.resource_terms:
                     self.resource_terms[g].append(monomial)
         self.contents = _branch_contents(cost_model)
+        self.neighbours: dict[int, set[int]] = {g: {g} for g in self.groups}
+        for term in (*latency.tables, *latency.elements, *monomials):
+            related = (term_groups(term) if not hasattr(term, "factors") else _monomial_groups(term)) & set(self.groups)
+            for g in related:
+                self.neighbours[g] |= related
+        for branch, inner in self.contents.items():  # a branch's worth and its contents' liveness
+            for g in inner:
+                self.neighbours[g].add(branch)
+                self.neighbours[branch].add(g)
+        self._priced: dict[tuple[int, bool], tuple] = {}
         if masks is not None:
             for gid, group in self.groups.items():
                 self.masks[gid] = np.asarray(masks[gid], dtype=bool).copy()
@@ -168,20 +183,26 @@ class _State:
                 if k is not None:
                     yield (gid, k)
 
-    def best_move(self, removing: bool, fits=None):
+    def best_move(self, removing: bool, room: float | None = None) -> tuple[tuple[int, int], int] | None:
+        """The step with the least importance per blended resource saved (removing), or the most
+        importance per resource added among those within `room` of the budget (putting back); with
+        the exact change of the budget's metric it makes."""
         best, best_key = None, None
         for move in self._moves(removing):
-            if fits is not None and not fits(move):
+            priced = self._priced.get((move[0], removing))
+            if priced is None or priced[0] != move:
+                priced = (move, *self._change(move), self._worth(move))
+                self._priced[(move[0], removing)] = priced
+            _, ms, resource, worth = priced
+            if room is not None and -resource > room:
                 continue
-            worth = self._worth(move)
-            ms, resource = self._change(move)
-            saved = self.alpha * ms / self.full_ms + (1.0 - self.alpha) * resource / self.full_resource
-            if not removing:
-                saved = -saved  # what putting it back costs
-            key = (worth / max(saved, _EPS), -saved, move[0]) if removing else \
-                (-worth / max(saved, _EPS), saved, move[0])
+            blended = self.alpha * ms / self.full_ms + (1.0 - self.alpha) * resource / self.full_resource
+            if removing:
+                key = (worth / max(blended, _EPS), -blended, move[0])
+            else:
+                key = (-worth / max(-blended, _EPS), -blended, move[0])
             if best_key is None or key < best_key:
-                best, best_key = move, key
+                best, best_key = (move, int(resource)), key
         return best
 
     def _worth(self, move) -> float:
@@ -195,26 +216,25 @@ class _State:
         lo, hi = sorted((k, self.kept[gid]))
         return float(np.nansum(self.importance[gid][self.ranked[gid][lo:hi]]))
 
-    def _change(self, move) -> tuple[float, float]:
+    def _change(self, move) -> tuple[float, int]:
         """(milliseconds, budget metric) saved by `move`; negative when it adds."""
-        gid = move[0]
+        gid, k = move
+        previous = self.kept[gid]
         before = (sum(t.value(self.masks) for t in self.terms[gid]),
                   sum(m.value(self.masks) for m in self.resource_terms[gid]))
-        self.apply(move)
+        self._set(gid, k)
         after = (sum(t.value(self.masks) for t in self.terms[gid]),
                  sum(m.value(self.masks) for m in self.resource_terms[gid]))
-        self.undo(move)
-        return before[0] - after[0], float(before[1] - after[1])
+        self._set(gid, previous)
+        return before[0] - after[0], before[1] - after[1]
 
     def apply(self, move) -> None:
+        """Take the step; forget the priced steps of every group whose price it can change."""
         gid, k = move
-        move_from = self.kept[gid]
         self._set(gid, k)
-        self._last = (gid, move_from)
-
-    def undo(self, move) -> None:
-        gid, previous = self._last
-        self._set(gid, previous)
+        for other in self.neighbours[gid]:
+            self._priced.pop((other, True), None)
+            self._priced.pop((other, False), None)
 
     def _set(self, gid: int, k: int) -> None:
         group = self.groups[gid]
