@@ -7,7 +7,8 @@ order, widths at multiples of M) and 'NN% lat xM' (latency-aware: `prune --laten
 timed on this CPU, widths at multiples of M). M defaults to what onnxruntime's kernels want here.
 
 Run from the repository root: `python -m benchmarks.speedup [--models resnet,mobilenetv3,yolov8]
-[--budgets 0.75,0.5,0.25] [--size 224] [--threads 1] [--runs 30] [--seed 0] [--channel-multiple auto]`.
+[--budgets 0.75,0.5,0.25] [--size 224] [--threads 1] [--runs 30] [--seed 0] [--channel-multiple auto]
+[--latency-budgets]` (the last adds rows pruned to a latency budget, `prune --target-latency`).
 """
 
 from __future__ import annotations
@@ -109,17 +110,23 @@ def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
     variants = []
     multiple = resolve_channel_multiple(args.channel_multiple, True, "cpu")
     latency = LatencyModel(model, cost, device="cpu", threads=args.threads, channel_multiple=multiple)
+    def measure_candidates(candidates):
+        return compare_latencies([rewrite(model, analysis, m) for m in candidates], feeds, threads=args.threads)
+
     for fraction in budgets:
         budget = make_budget(cost, target_flops=fraction)
         variants.append((fraction, f"{fraction:.0%}", extract_masks(scores, cost, budget)))
         if multiple > 1:
             rounded = extract_masks(scores, cost, budget, channel_multiple=multiple)
             variants.append((fraction, f"{fraction:.0%} x{multiple}", rounded))
-        aware = extract_masks_by_latency(
-            scores, cost, latency, budget, channel_multiple=multiple,
-            measure=lambda cands: compare_latencies([rewrite(model, analysis, m) for m in cands], feeds,
-                                                    threads=args.threads)).masks
+        aware = extract_masks_by_latency(scores, cost, latency, budget, channel_multiple=multiple,
+                                         measure=measure_candidates).masks
         variants.append((fraction, f"{fraction:.0%} lat x{multiple}", aware))
+        if args.latency_budgets:
+            by_time = make_budget(cost, target_latency=fraction, latency_model=latency)
+            timed = extract_masks_by_latency(scores, cost, latency, by_time, channel_multiple=multiple,
+                                             measure=measure_candidates).masks
+            variants.append((fraction, f"time {fraction:.0%} x{multiple}", timed))
     for fraction, label, masks in variants:
         pruned = rewrite(model, analysis, masks)
         sess = session(pruned, args.threads)
@@ -151,6 +158,8 @@ def main() -> None:
     parser.add_argument("--channel-multiple", default="auto",
                         help="M for the 'xM' rows (kept channel counts at multiples of M, budget still met); "
                              "auto: onnxruntime's kernel block on this CPU")
+    parser.add_argument("--latency-budgets", action="store_true",
+                        help="also rows 'time NN%% xM': a latency budget (prune --target-latency NN%%) instead of MACs")
     parser.add_argument("--exporter", choices=("dynamo", "legacy"), default="dynamo",
                         help="dynamo (opset 18; falls back to legacy on failure) or legacy (opset 17)")
     args = parser.parse_args()
@@ -178,7 +187,10 @@ def main() -> None:
     exporters = sorted({r["exporter"] for r in rows})
     console.print(f"export: {', '.join(exporters)}; goal: speedup / (1/MACs ratio) >= 0.8 at the 50% budget")
     for r in rows:
-        if abs(r["budget"] - 0.5) < 1e-9:
+        if r["label"].startswith("time "):
+            console.print(f"  {r['model']} {r['label']}: speedup {r['speedup']:.2f}x for an estimated "
+                          f"{1 / r['budget']:.2f}x")
+        elif abs(r["budget"] - 0.5) < 1e-9:
             verdict = "meets" if r["efficiency"] >= 0.8 else "MISSES"
             console.print(f"  {r['model']} {r['label']}: {r['efficiency']:.2f} ({verdict})")
 

@@ -24,6 +24,7 @@ from darp_onnx.proxy import build_proxy
 from darp_onnx.rewrite import rewrite
 from darp_onnx.runtime import kernel_channel_multiple
 from darp_onnx.search import BASELINES, METHODS, DarpConfig, darp_search, extract_masks, make_budget
+from darp_onnx.search.budget import budget_option
 from darp_onnx.search.latency_extract import extract_masks_by_latency
 from darp_onnx.search.loss import TaskLoss, check_labels_fit
 from darp_onnx.train import predict, train_steps
@@ -93,6 +94,7 @@ def prune(
     output: str | os.PathLike | None = None,
     target_flops: float | None = None,
     target_params: float | None = None,
+    target_latency: float | None = None,
     method: str = "darp",
     data: str | os.PathLike | Dataset | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
@@ -113,9 +115,11 @@ def prune(
     latency_runs: int = 20,
     progress: ProgressFn | None = None,
 ) -> PruneResult:
-    """Prune a model to a MACs (`target_flops`) or parameter budget and write the validated result.
+    """Prune a model to a MACs (`target_flops`), parameter or latency budget and write the validated result.
 
-    Budgets are fractions in (0, 1] or absolute counts. Without `data`, inputs are synthetic and the
+    MACs and parameter budgets are fractions in (0, 1] or absolute counts; `target_latency` is a
+    fraction of the latency that the layer timings estimate for the model (it implies
+    `latency_aware`; the search then penalises expected latency). Without `data`, inputs are synthetic and the
     loss is distillation from the original model; with labels in the data, cross-entropy.
 
     `latency_aware` times the model's layers on the target runtime and removes what costs the most
@@ -123,8 +127,10 @@ def prune(
     runtime's kernels want, the default with `latency_aware`, else 1) keeps channel counts aligned."""
     if method not in METHODS:
         raise BadInputError(f"--method {method}: choose one of {', '.join(METHODS)}")
-    if target_flops is None and target_params is None:
+    if target_flops is None and target_params is None and target_latency is None:
         target_flops = 0.5
+    budget_option(target_flops, target_params, target_latency)  # bad budget options fail before any work
+    latency_aware = latency_aware or target_latency is not None
     source = "<model>" if isinstance(model_or_path, onnx.ModelProto) else str(model_or_path)
     model = model_or_path if isinstance(model_or_path, onnx.ModelProto) else load_model(model_or_path)
     out_path = None
@@ -142,7 +148,12 @@ def prune(
 
     analysis = analyse(model)
     cost_model = CostModel(model, analysis, input_shapes)
-    budget = make_budget(cost_model, target_flops=target_flops, target_params=target_params)
+    latency = None
+    if latency_aware:
+        report("latency", {"device": choice.ort_device})
+        latency = LatencyModel(model, cost_model, device=choice.ort_device, channel_multiple=multiple)
+    budget = make_budget(cost_model, target_flops=target_flops, target_params=target_params,
+                         target_latency=target_latency, latency_model=latency)
     dataset = _dataset(model, source, data, input_shapes, seed, synthetic_samples)
     proxy = build_proxy(model, source=source).to(choice.torch_device)
     proxy.eval()
@@ -168,9 +179,7 @@ def prune(
             {g: (np.full(len(s), np.inf) if analysis.groups[g].kind == "branch" else s) for g, s in d.items()}
             for d in (scores, importance))
     extraction: dict[str, Any] = {"ranking": "score", "channel_multiple": multiple}
-    if latency_aware:
-        report("latency", {"device": choice.ort_device})
-        latency = LatencyModel(model, cost_model, device=choice.ort_device, channel_multiple=multiple)
+    if latency is not None:
         one = {k: v[:1] for k, v in dataset.inputs.items()}
 
         def measure(candidates):
@@ -182,6 +191,8 @@ def prune(
         masks = chosen.masks
         extraction.update(ranking=f"latency-aware ({chosen.chosen})", latency_device=choice.ort_device,
                           latency_measurements=latency.measurements,
+                          estimated_latency_ms_before=round(latency.full_ms, 4),
+                          estimated_latency_ms_after=round(latency.estimate(masks), 4),
                           candidates={k: {m: round(v, 4) for m, v in c.items()} for k, c in chosen.candidates.items()})
     else:
         masks = extract_masks(scores, cost_model, budget, channel_multiple=multiple)

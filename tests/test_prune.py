@@ -200,3 +200,21 @@ def test_bad_channel_multiple(value):
 
     with pytest.raises(BadInputError, match="--channel-multiple"):
         resolve_channel_multiple(value, False, "cpu")
+
+
+@pytest.mark.parametrize("method", ["darp", "l1"])
+def test_latency_budget_prune(small_data, method):
+    result = darp_onnx.prune(SAMPLES / "mobilenetv3.onnx", write=False, target_latency=0.6, data=small_data,
+                             method=method, channel_multiple=4, **FAST)
+    doc = result.to_json()
+    assert doc["metric"] == "latency"
+    extraction = doc["extraction"]
+    assert extraction["estimated_latency_ms_after"] <= 0.6 * extraction["estimated_latency_ms_before"] + 1e-3
+    assert doc["budget"] == pytest.approx(0.6 * extraction["estimated_latency_ms_before"], rel=1e-3)
+
+
+def test_cli_bad_latency_budget_fails_before_any_work(tmp_path):
+    result = _cli(str(SAMPLES / "resnet.onnx"), "-o", str(tmp_path / "o.onnx"), "--target-latency", "0.5",
+                  "--target-flops", "0.5")
+    assert result.exit_code == 1 and "exactly one budget" in result.output
+    assert "timing the layers" not in result.output

@@ -35,6 +35,11 @@ def prune_command(
         float | None,
         typer.Option(help="Parameters to keep: a fraction or an absolute count."),
     ] = None,
+    target_latency: Annotated[
+        float | None,
+        typer.Option(help="Latency to keep, a fraction of what onnxruntime layer timings on --device estimate "
+                          "for the model (implies --latency-aware)."),
+    ] = None,
     method: Annotated[str, typer.Option(help="darp (the gate search) or a baseline: l1, bn, random.")] = "darp",
     data: Annotated[
         Path | None,
@@ -81,7 +86,7 @@ def prune_command(
     verbose: Verbose = False,
     config: ConfigFile = None,
 ) -> None:
-    """Prune MODEL to a MACs or parameter budget, validate it with onnxruntime and write it.
+    """Prune MODEL to a MACs, parameter or latency budget, validate it with onnxruntime and write it.
 
     Exit codes: 0 success, 1 bad input or infeasible budget, 2 validation failure (nothing written)."""
     from darp_onnx.api import prune
@@ -96,7 +101,8 @@ def prune_command(
     with SearchProgress(enabled=not quiet, total=steps if method == "darp" else 0,
                         finetune_total=finetune_steps) as progress:
         result = prune(
-            model, output=output, target_flops=target_flops, target_params=target_params, method=method,
+            model, output=output, target_flops=target_flops, target_params=target_params,
+            target_latency=target_latency, method=method,
             data=data, input_shapes=shapes, search_steps=steps, finetune_steps=finetune_steps,
             batch_size=batch_size, lr=lr, darp=darp, channel_multiple=channel_multiple,
             latency_aware=latency_aware, keep_branches=keep_branches, device=device, seed=seed, force=force,

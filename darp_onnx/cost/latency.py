@@ -20,6 +20,7 @@ from math import ceil
 
 import numpy as np
 import onnx
+import torch
 from onnx import helper, numpy_helper
 
 from darp_onnx.cost.expr import Affine, Monomial
@@ -47,6 +48,15 @@ class NodeTable:
             return 0.0
         return interpolate(self.cin_grid, self.cout_grid, self.ms, self.cin.value(masks), self.cout.value(masks))
 
+    def expected(self, probs: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        """The table read at the expected channel counts, times the probability that the node exists:
+        piecewise linear in the keep probabilities, so the search can follow its gradient."""
+        present = _tensor(Monomial(1, (), self.presence).expected(probs))
+        cin, cout = _tensor(self.cin.expected(probs)), _tensor(self.cout.expected(probs))
+        table = torch.as_tensor(self.ms, dtype=cin.dtype, device=cin.device)
+        rows = torch.stack([_interp1_torch(self.cout_grid, table[i], cout) for i in range(len(self.cin_grid))])
+        return present * _interp1_torch(self.cin_grid, rows, cin)
+
 
 @dataclass(frozen=True)
 class ElementTerm:
@@ -59,6 +69,9 @@ class ElementTerm:
     def value(self, masks: Mapping[int, np.ndarray]) -> float:
         return self.ms_per_element * sum(m.value(masks) for m in self.elements)
 
+    def expected(self, probs: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        return self.ms_per_element * sum((_tensor(m.expected(probs)) for m in self.elements), _tensor(0.0))
+
 
 def interpolate(xs: tuple[int, ...], ys: tuple[int, ...], table: np.ndarray, x: float, y: float) -> float:
     """Bilinear interpolation on a rectilinear grid; linear towards zero below the smallest point."""
@@ -70,6 +83,21 @@ def _interp1(points: tuple[int, ...], values: np.ndarray, x: float) -> float:
     if x < points[0]:
         return float(values[0]) * x / points[0]
     return float(np.interp(x, points, values))
+
+
+def _interp1_torch(points: tuple[int, ...], values: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """`_interp1` on a 0-d tensor `x`, differentiable in `x` and `values`."""
+    position = float(x.detach())
+    if len(points) == 1 or position <= points[0]:
+        return values[0] * torch.clamp(x / points[0], max=1.0)
+    i = min(int(np.searchsorted(points, position, side="right")) - 1, len(points) - 2)
+    lo, hi = points[i], points[i + 1]
+    t = torch.clamp((x - lo) / (hi - lo), max=1.0)
+    return values[i] + (values[i + 1] - values[i]) * t
+
+
+def _tensor(value) -> torch.Tensor:
+    return value if isinstance(value, torch.Tensor) else torch.tensor(float(value), dtype=torch.float64)
 
 
 def grid(full: int, smallest: int, multiple: int) -> tuple[int, ...]:
@@ -113,6 +141,13 @@ class LatencyModel:
 
     def estimate(self, masks: Mapping[int, np.ndarray]) -> float:
         return sum(t.value(masks) for t in self.tables) + sum(e.value(masks) for e in self.elements)
+
+    def expected(self, probs: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        """Estimated latency at the expected channel counts (the search's differentiable cost)."""
+        return sum((t.expected(probs) for t in (*self.tables, *self.elements)), _tensor(0.0))
+
+    def smallest_ms(self) -> float:
+        return self.estimate(self._cost.smallest_masks())
 
     def node_terms(self, group: int) -> list[NodeTable | ElementTerm]:
         """The terms whose value depends on `group` (for incremental updates)."""

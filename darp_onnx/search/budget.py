@@ -3,46 +3,80 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
+import torch
 
 from darp_onnx.cost import CostModel
 from darp_onnx.errors import BadInputError
 
-METRICS = ("macs", "params")
-_OPTION = {"macs": "--target-flops", "params": "--target-params"}
+METRICS = ("macs", "params", "latency")
+_OPTION = {"macs": "--target-flops", "params": "--target-params", "latency": "--target-latency"}
 
 
 @dataclass(frozen=True)
 class Budget:
-    """Keep at most `limit` of `metric` (an absolute count)."""
+    """Keep at most `limit` of `metric`: a count of MACs or parameters, or estimated milliseconds
+    (`latency`, read from `latency_model`, a `cost.latency.LatencyModel`)."""
 
     metric: str
     limit: float
+    latency_model: Any = field(default=None, compare=False, repr=False)
 
-    def cost(self, cost_model: CostModel, masks: Mapping[int, np.ndarray]) -> int:
+    def cost(self, cost_model: CostModel, masks: Mapping[int, np.ndarray]) -> float:
+        if self.metric == "latency":
+            return self.latency_model.estimate(masks)
         return cost_model.macs(masks) if self.metric == "macs" else cost_model.params(masks)
 
-    def full(self, cost_model: CostModel) -> int:
+    def full(self, cost_model: CostModel) -> float:
+        if self.metric == "latency":
+            return self.latency_model.full_ms
         return cost_model.full_macs if self.metric == "macs" else cost_model.full_params
 
     def fraction(self, cost_model: CostModel) -> float:
-        return self.limit / max(self.full(cost_model), 1)
+        return self.limit / max(self.full(cost_model), 1e-12)
+
+    def expected(self, cost_model: CostModel, probs: Mapping[int, torch.Tensor]) -> torch.Tensor:
+        """The cost in expectation over keep probabilities (what the search penalises)."""
+        if self.metric == "latency":
+            return self.latency_model.expected(probs)
+        return cost_model.expected_macs(probs) if self.metric == "macs" else cost_model.expected_params(probs)
+
+    def describe(self, value: float) -> str:
+        return f"{value:.4g} ms (estimated)" if self.metric == "latency" else f"{value:,.0f} {self.metric}"
 
 
-def make_budget(cost_model: CostModel, *, target_flops: float | None = None,
-                target_params: float | None = None) -> Budget:
-    """A budget from a fraction in (0, 1] or an absolute count (> 1) of MACs or parameters."""
-    if (target_flops is None) == (target_params is None):
-        raise BadInputError("give exactly one budget: --target-flops or --target-params")
-    metric, value = ("macs", target_flops) if target_flops is not None else ("params", target_params)
-    if value is None or value <= 0:
-        raise BadInputError(f"{_OPTION[metric]} must be positive (a fraction like 0.5 or an absolute count)")
-    full = cost_model.full_macs if metric == "macs" else cost_model.full_params
-    budget = Budget(metric, float(value) * full if value <= 1 else float(value))
+def make_budget(cost_model: CostModel, *, target_flops: float | None = None, target_params: float | None = None,
+                target_latency: float | None = None, latency_model: Any = None) -> Budget:
+    """A budget from a fraction in (0, 1] or an absolute count (> 1) of MACs or parameters, or a
+    fraction in (0, 1] of the estimated latency (needs `latency_model`)."""
+    metric, value = budget_option(target_flops, target_params, target_latency)
+    if metric == "latency":
+        if latency_model is None:
+            raise ValueError("a latency budget needs a LatencyModel")
+        budget = Budget(metric, float(value) * latency_model.full_ms, latency_model)
+    else:
+        full = cost_model.full_macs if metric == "macs" else cost_model.full_params
+        budget = Budget(metric, float(value) * full if value <= 1 else float(value))
     check_feasible(budget, cost_model)
     return budget
+
+
+def budget_option(target_flops: float | None, target_params: float | None, target_latency: float | None
+                  ) -> tuple[str, float]:
+    """(metric, value) of the one budget option given; BadInputError for none, several or a bad value."""
+    given = [(m, v) for m, v in (("macs", target_flops), ("params", target_params), ("latency", target_latency))
+             if v is not None]
+    if len(given) != 1:
+        raise BadInputError("give exactly one budget: --target-flops, --target-params or --target-latency")
+    metric, value = given[0]
+    if metric == "latency" and not 0 < value <= 1:
+        raise BadInputError(f"--target-latency {value}: give a fraction of the model's latency in (0, 1], e.g. 0.5")
+    if value <= 0:
+        raise BadInputError(f"{_OPTION[metric]} must be positive (a fraction like 0.5 or an absolute count)")
+    return metric, float(value)
 
 
 def check_feasible(budget: Budget, cost_model: CostModel) -> None:
@@ -50,9 +84,9 @@ def check_feasible(budget: Budget, cost_model: CostModel) -> None:
     if budget.limit < smallest:
         full = budget.full(cost_model)
         raise BadInputError(
-            f"{_OPTION[budget.metric]}: a budget of {budget.limit:,.0f} {budget.metric} "
+            f"{_OPTION[budget.metric]}: a budget of {budget.describe(budget.limit)} "
             f"({budget.limit / full:.1%}) is below what the frozen parts already cost; the smallest "
-            f"reachable is {smallest:,} ({smallest / full:.1%}), ask for at least that"
+            f"reachable is {budget.describe(smallest)} ({smallest / full:.1%}), ask for at least that"
         )
 
 
@@ -101,7 +135,8 @@ def extract_masks(
         reachable = budget.cost(cost_model, smallest)
         raise BadInputError(
             f"{_OPTION[budget.metric]}: with --channel-multiple {channel_multiple} the smallest reachable is "
-            f"{reachable:,} ({reachable / budget.full(cost_model):.1%}); ask for at least that or lower the multiple"
+            f"{budget.describe(reachable)} ({reachable / budget.full(cost_model):.1%}); ask for at least that or "
+            "lower the multiple"
         )
     lo, hi = 0, len(order)
     while lo < hi:

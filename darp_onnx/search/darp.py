@@ -96,7 +96,9 @@ def darp_search(
     warmup = warmup_schedule(opt_w, config.steps - config.steps // config.logit_every)
     full = float(budget.full(cost_model))
     target = budget.fraction(cost_model)
-    expected_cost = cost_model.expected_macs if budget.metric == "macs" else cost_model.expected_params
+    def expected_cost(probs):
+        return budget.expected(cost_model, probs)
+
     penalty = config.penalty_init
     history: list[dict[str, float]] = []
     handle = attach_gates(proxy, analysis)

@@ -52,7 +52,8 @@ def extract_masks_by_latency(importance: Mapping[int, np.ndarray], cost_model: C
     check_feasible(budget, cost_model)
     candidates: dict[str, Masks] = {}
     failures: list[BadInputError] = []
-    for name in ("rank", *(f"alpha={a:g}" for a in ALPHAS)):
+    alphas = (1.0,) if budget.metric == "latency" else ALPHAS  # the blend is moot for a latency budget
+    for name in ("rank", *(f"alpha={a:g}" for a in alphas)):
         try:  # with a coarse multiple one strategy may reach the budget where another cannot
             candidates[name] = (extract_masks(importance, cost_model, budget, channel_multiple=channel_multiple)
                                 if name == "rank" else
@@ -86,11 +87,12 @@ def _greedy(importance, cost_model: CostModel, latency: LatencyModel, budget: Bu
         if step is None:
             raise BadInputError(
                 f"{_OPTION[budget.metric]}: with --channel-multiple {multiple} the smallest reachable is "
-                f"{cost:,} ({cost / budget.full(cost_model):.1%}); ask for at least that or lower the multiple")
+                f"{budget.describe(cost)} ({cost / budget.full(cost_model):.1%}); ask for at least that or lower "
+                "the multiple")
         move, saved = step
         state.apply(move)
         cost -= saved
-    while (step := state.best_move(removing=False, room=budget.limit - cost)) is not None:
+    while (step := state.best_move(removing=False, room=budget.limit - cost - 1e-9 * budget.limit)) is not None:
         move, saved = step  # a big last step leaves slack: put back what fits (saved < 0: it adds)
         state.apply(move)
         cost -= saved
@@ -107,7 +109,7 @@ class _State:
         self.masks = analysis.all_kept()
         self.groups = {g.id: g for g in analysis.prunable()}
         self.full_ms = max(latency.full_ms, _EPS)
-        self.full_resource = max(budget.full(cost_model), 1)
+        self.full_resource = max(budget.full(cost_model), 1e-12)
         self.importance = {g: np.asarray(importance[g], dtype=np.float64) for g in self.groups}
         self.ranked = {g: np.argsort(-np.nan_to_num(self.importance[g], nan=0.0), kind="stable")
                        for g in self.groups}
@@ -117,13 +119,16 @@ class _State:
             for g in term_groups(term):
                 if g in self.terms:
                     self.terms[g].append(term)
-        monomials = ([t.macs for t in cost_model.node_terms] if budget.metric == "macs"
-                     else list(cost_model.param_terms.values()))
-        self.resource_terms: dict[int, list] = {g: [] for g in self.groups}
-        for monomial in monomials:
-            for g in _monomial_groups(monomial):
-                if g in self.resource_terms:
-                    self.resource_terms[g].append(monomial)
+        if budget.metric == "latency":
+            monomials, self.resource_terms = [], self.terms
+        else:
+            monomials = ([t.macs for t in cost_model.node_terms] if budget.metric == "macs"
+                         else list(cost_model.param_terms.values()))
+            self.resource_terms = {g: [] for g in self.groups}
+            for monomial in monomials:
+                for g in _monomial_groups(monomial):
+                    if g in self.resource_terms:
+                        self.resource_terms[g].append(monomial)
         self.contents = _branch_contents(cost_model)
         self.neighbours: dict[int, set[int]] = {g: {g} for g in self.groups}
         for term in (*latency.tables, *latency.elements, *monomials):
@@ -183,7 +188,7 @@ class _State:
                 if k is not None:
                     yield (gid, k)
 
-    def best_move(self, removing: bool, room: float | None = None) -> tuple[tuple[int, int], int] | None:
+    def best_move(self, removing: bool, room: float | None = None) -> tuple[tuple[int, int], float] | None:
         """The step with the least importance per blended resource saved (removing), or the most
         importance per resource added among those within `room` of the budget (putting back); with
         the exact change of the budget's metric it makes."""
@@ -202,7 +207,7 @@ class _State:
             else:
                 key = (-worth / max(-blended, _EPS), -blended, move[0])
             if best_key is None or key < best_key:
-                best, best_key = (move, int(resource)), key
+                best, best_key = (move, resource), key
         return best
 
     def _worth(self, move) -> float:
@@ -216,7 +221,7 @@ class _State:
         lo, hi = sorted((k, self.kept[gid]))
         return float(np.nansum(self.importance[gid][self.ranked[gid][lo:hi]]))
 
-    def _change(self, move) -> tuple[float, int]:
+    def _change(self, move) -> tuple[float, float]:
         """(milliseconds, budget metric) saved by `move`; negative when it adds."""
         gid, k = move
         previous = self.kept[gid]

@@ -13,13 +13,14 @@ from pathlib import Path
 import numpy as np
 import onnx
 import pytest
+import torch
 
 from darp_onnx.cost import CostModel
 from darp_onnx.cost.latency import LatencyModel, compare_latencies, grid, interpolate
 from darp_onnx.errors import BadInputError
 from darp_onnx.groups import analyse
 from darp_onnx.io import load_model
-from darp_onnx.search import BASELINES, make_budget
+from darp_onnx.search import BASELINES, extract_masks, make_budget
 from darp_onnx.search.latency_extract import _branch_contents, extract_masks_by_latency
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
@@ -202,3 +203,50 @@ def test_real_onnxruntime_timings_are_positive_and_finite():
     feeds = {"input": np.zeros(SHAPES["input"], np.float32)}
     times = compare_latencies([model, model], feeds, threads=1, runs=3)
     assert len(times) == 2 and all(t > 0 for t in times)
+
+
+def test_expected_latency_equals_the_estimate_on_hard_masks_and_has_a_gradient():
+    model = load_model(SAMPLES / "mobilenetv3.onnx")
+    analysis = analyse(model)
+    cost = CostModel(model, analysis, SHAPES)
+    latency = LatencyModel(model, cost, timer=fake_timer())
+    rng = np.random.default_rng(1)
+    masks = analysis.all_kept()
+    for group in analysis.prunable():
+        keep = rng.random(group.size) < 0.5
+        keep[0] = True
+        masks[group.id] = keep
+    probs = {g: torch.tensor(m.astype(np.float64), requires_grad=True) for g, m in masks.items()}
+    expected = latency.expected(probs)
+    assert float(expected.detach()) == pytest.approx(latency.estimate(masks), rel=1e-9)
+    expected.backward()
+    assert any(float(p.grad.abs().sum()) > 0 for p in probs.values())
+
+
+def test_latency_budget_is_a_fraction_of_the_estimate_and_is_met():
+    model = load_model(SAMPLES / "resnet.onnx")
+    analysis = analyse(model)
+    cost = CostModel(model, analysis, SHAPES)
+    latency = LatencyModel(model, cost, timer=fake_timer())
+    budget = make_budget(cost, target_latency=0.5, latency_model=latency)
+    assert budget.metric == "latency" and budget.limit == pytest.approx(0.5 * latency.full_ms)
+    scores = BASELINES["l1"](model, analysis, 0)
+    result = extract_masks_by_latency(scores, cost, latency, budget, channel_multiple=4)
+    assert set(result.candidates) == {"rank", "alpha=1"}
+    assert latency.estimate(result.masks) <= budget.limit
+    assert latency.estimate(extract_masks(scores, cost, budget)) <= budget.limit
+
+
+@pytest.mark.parametrize(("kwargs", "message"), [
+    ({"target_latency": 1.5}, "fraction of the model's latency"),
+    ({"target_latency": 0.0}, "fraction of the model's latency"),
+    ({"target_latency": 0.5, "target_flops": 0.5}, "exactly one budget"),
+    ({"target_latency": 1e-6}, "smallest reachable is"),
+])
+def test_bad_latency_budgets(kwargs, message):
+    model = load_model(SAMPLES / "resnet.onnx")
+    analysis = analyse(model)
+    cost = CostModel(model, analysis, SHAPES)
+    latency = LatencyModel(model, cost, timer=fake_timer())
+    with pytest.raises(BadInputError, match=message):
+        make_budget(cost, latency_model=latency, **kwargs)
