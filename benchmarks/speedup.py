@@ -30,6 +30,7 @@ from rich.table import Table
 
 from darp_onnx.cost import CostModel, count_graph
 from darp_onnx.cost.latency import LatencyModel, compare_latencies
+from darp_onnx.errors import BadInputError
 from darp_onnx.groups import analyse
 from darp_onnx.io import load_model
 from darp_onnx.pipeline import resolve_channel_multiple
@@ -40,6 +41,7 @@ from sample_models.architectures import build
 
 MAX_IR_VERSION = 10  # what onnxruntime reads
 CNNS = ("resnet", "mobilenetv3", "yolov8")
+NOTES: list[str] = []  # budgets that could not be met, printed under the table
 
 
 def export(name: str, size: int, seed: int, path: Path, exporter: str) -> str:
@@ -123,10 +125,13 @@ def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
                                          measure=measure_candidates).masks
         variants.append((fraction, f"{fraction:.0%} lat x{multiple}", aware))
         if args.latency_budgets:
-            by_time = make_budget(cost, target_latency=fraction, latency_model=latency)
-            timed = extract_masks_by_latency(scores, cost, latency, by_time, channel_multiple=multiple,
-                                             measure=measure_candidates).masks
-            variants.append((fraction, f"time {fraction:.0%} x{multiple}", timed))
+            try:
+                by_time = make_budget(cost, target_latency=fraction, latency_model=latency)
+                timed = extract_masks_by_latency(scores, cost, latency, by_time, channel_multiple=multiple,
+                                                 measure=measure_candidates).masks
+                variants.append((fraction, f"time {fraction:.0%} x{multiple}", timed))
+            except BadInputError as exc:
+                NOTES.append(f"{name} time {fraction:.0%}: {exc}")
     for fraction, label, masks in variants:
         pruned = rewrite(model, analysis, masks)
         sess = session(pruned, args.threads)
@@ -184,6 +189,8 @@ def main() -> None:
                       f"{r['efficiency']:.2f}", f"{r['full_macs'] / 1e9:.3f}", "ok" if r["ok"] else "FAILED")
     console = Console(width=200)  # wide tables stay whole when stdout is not a terminal
     console.print(table)
+    for note in NOTES:
+        console.print(f"not reachable: {note}")
     exporters = sorted({r["exporter"] for r in rows})
     console.print(f"export: {', '.join(exporters)}; goal: speedup / (1/MACs ratio) >= 0.8 at the 50% budget")
     for r in rows:

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # GPU check: which providers onnxruntime really uses, the gpu-marked tests (skips count as failures),
-# then prune + validate the sample ResNet on CUDA and a short summary table.
+# then prune + validate the sample ResNet on CUDA, a latency-aware prune timed on CUDA, and a short
+# summary table.
 #
 #   scripts/gpu_check.sh                 # on a machine with a CUDA GPU
 #   DEVICE=cpu scripts/gpu_check.sh      # dry run of the same flow on the CPU (no gpu tests)
@@ -62,14 +63,19 @@ darp prune "$MODEL" -o "$PRUNED" --force --device "$DEVICE" --steps "$STEPS" \
 step "validate $MODEL $PRUNED --device $DEVICE"
 darp validate "$MODEL" "$PRUNED" --device "$DEVICE" --data "$DATA" --json >"$OUT_DIR/validate.json"
 
+step "prune $MODEL --latency-aware --method l1 --device $DEVICE (layer timings on $DEVICE)"
+darp prune "$MODEL" -o "$OUT_DIR/resnet.latency.onnx" --force --device "$DEVICE" --method l1 --latency-aware \
+    --finetune-steps "$FINETUNE_STEPS" --json >"$OUT_DIR/prune_latency.json"
+
 step "summary ($OUT_DIR)"
-"$PYTHON" - "$OUT_DIR/prune.json" "$OUT_DIR/validate.json" "$DEVICE" <<'EOF'
+"$PYTHON" - "$OUT_DIR/prune.json" "$OUT_DIR/validate.json" "$DEVICE" "$OUT_DIR/prune_latency.json" <<'EOF'
 import json
 import sys
 
 prune = json.load(open(sys.argv[1]))
 check = json.load(open(sys.argv[2]))
 device = sys.argv[3]
+aware = json.load(open(sys.argv[4]))
 pv, lat, fid = prune["validation"], check["latency_ms"], check["fidelity"]
 
 
@@ -87,6 +93,10 @@ rows = [
      f"{lat['before']['median_ms']:.3f} -> {lat['after']['median_ms']:.3f} (x{lat['speedup']:.2f})"),
     ("MACs ratio", f"{check['macs']['ratio']:.3f} ({check['macs']['before']:,} -> {check['macs']['after']:,})"),
     ("params ratio", f"{check['params']['ratio']:.3f}"),
+    ("latency-aware: multiple, choice", f"{aware['extraction']['channel_multiple']}, {aware['extraction']['ranking']}"),
+    ("latency-aware: ms before -> after (provider)",
+     f"{aware['validation']['latency_ms_before']:.3f} -> {aware['validation']['latency_ms_after']:.3f} "
+     f"({aware['validation']['provider']}), MACs {aware['flops_after'] / aware['flops_before']:.3f}"),
     ("top-1 agreement / accuracy before -> after",
      f"{pct(fid['top1_agreement'])} / {pct(fid['accuracy_before'])} -> {pct(fid['accuracy_after'])}"),
 ]
@@ -94,7 +104,8 @@ width = max(len(k) for k, _ in rows)
 for key, value in rows:
     print(f"{key:<{width}}  {value}")
 if device == "cuda":
-    used = {pv["provider"], check["provider"]["original"], check["provider"]["pruned"]}
+    used = {pv["provider"], check["provider"]["original"], check["provider"]["pruned"],
+            aware["validation"]["provider"]}
     if used != {"CUDAExecutionProvider"} or prune["device"] != "cuda":
         sys.exit(f"error: asked for cuda but ran on {sorted(used)} (torch {prune['device']})")
 EOF
