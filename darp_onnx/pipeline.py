@@ -190,7 +190,7 @@ def prune(
                                           measure=measure)
         masks = chosen.masks
         extraction.update(ranking=f"latency-aware ({chosen.chosen})", latency_device=choice.ort_device,
-                          latency_measurements=latency.measurements,
+                          latency_measurements=latency.measurements, latency_untimed_nodes=latency.untimed,
                           estimated_latency_ms_before=round(latency.full_ms, 4),
                           estimated_latency_ms_after=round(latency.estimate(masks), 4),
                           candidates={k: {m: round(v, 4) for m, v in c.items()} for k, c in chosen.candidates.items()})

@@ -127,6 +127,7 @@ class LatencyModel:
         initializers = {t.name: t for t in model.graph.initializer}
         self.ms_per_element = self._measure_elementwise()
         self.tables: list[NodeTable] = []
+        self.untimed: list[str] = []  # compute nodes onnxruntime could not run alone: priced per element
         self.elements: list[ElementTerm] = []
         for node in model.graph.node:
             table = self._compute_table(node, initializers)
@@ -190,7 +191,11 @@ class LatencyModel:
             for j, co in enumerate(cout_grid):
                 if depthwise and ci != co:
                     continue
-                table[i, j] = self._time_node(node, initializers, x_shape, cin_axis, ci, co)
+                try:
+                    table[i, j] = self._time_node(node, initializers, x_shape, cin_axis, ci, co)
+                except Exception:  # e.g. attributes onnxruntime rejects on a lone node
+                    self.untimed.append(node.name)
+                    return None
         if depthwise:  # only the diagonal exists; spread it so interpolation reads the diagonal
             diagonal = np.diag(table).copy()
             table = np.tile(diagonal[:, None], (1, len(cout_grid)))

@@ -268,8 +268,11 @@ def _branch_contents(cost_model: CostModel) -> dict[int, tuple[int, ...]]:
         for factor in monomial.factors:
             for term in factor.terms:
                 owners[term.group] = owners[term.group] & required if term.group in owners else set(required)
+    prunable = {g.id for g in cost_model.analysis.prunable() if g.kind != "branch"}
     contents: dict[int, list[int]] = {}
     for gid, branches in owners.items():
+        if gid not in prunable:
+            continue
         for b in branches:
             contents.setdefault(b, []).append(gid)
     return {b: tuple(sorted(gs)) for b, gs in contents.items()}

@@ -36,13 +36,13 @@ def fake_timer(slow: dict[tuple[int, ...], float] | None = None):
             return PROBE_MS
         w = tuple(weights[0].dims)
         x = feeds["x"].shape
-        pixels = prod(x[2:]) if len(x) > 2 else prod(x[:-1])
+        pixels = prod(x[2:]) if len(w) > 2 else prod(x[:-1])  # conv: spatial size; matmul/gemm: rows
         factor = (slow or {}).get(w[2:], 1.0)
         return prod(w) * pixels / 1e6 * factor
     return timer
 
 
-@pytest.fixture(scope="module", params=["resnet", "mobilenetv3", "yolov8"])
+@pytest.fixture(scope="module", params=["resnet", "mobilenetv3", "yolov8", "vit"])
 def sample(request):
     model = load_model(SAMPLES / f"{request.param}.onnx")
     analysis = analyse(model)
@@ -106,6 +106,7 @@ def test_branch_contents_are_the_channels_inside_each_branch():
     assert set(contents) == {b.group for b in analysis.branches}
     held = [g for gs in contents.values() for g in gs]
     assert len(held) == len(set(held))  # a group lives in one branch at most
+    assert set(held) <= {g.id for g in analysis.prunable() if g.kind == "channel"}
     # the residual streams (consumed by the Add nodes outside the branches) belong to no branch
     streams = {seg.group for b in analysis.branches for seg in analysis.axis_maps[(b.skip_input, 1)].segments}
     assert streams and not streams & set(held)
@@ -250,3 +251,23 @@ def test_bad_latency_budgets(kwargs, message):
     latency = LatencyModel(model, cost, timer=fake_timer())
     with pytest.raises(BadInputError, match=message):
         make_budget(cost, latency_model=latency, **kwargs)
+
+
+def test_a_node_that_cannot_be_timed_alone_is_priced_per_element():
+    model = load_model(SAMPLES / "resnet.onnx")
+    analysis = analyse(model)
+    cost = CostModel(model, analysis, SHAPES)
+    timer = fake_timer()
+    first_conv = next(n for n in model.graph.node if n.op_type == "Conv")
+
+    def failing(single, feeds):
+        weights = [t for t in single.graph.initializer if t.name == "w"]
+        if weights and tuple(weights[0].dims[1:]) == tuple(
+                next(t.dims for t in model.graph.initializer if t.name == first_conv.input[1])[1:]):
+            raise RuntimeError("onnxruntime refused it")
+        return timer(single, feeds)
+
+    latency = LatencyModel(model, cost, timer=failing)
+    assert first_conv.name in latency.untimed
+    assert first_conv.name not in {t.node for t in latency.tables}
+    assert first_conv.name in {e.node for e in latency.elements}
