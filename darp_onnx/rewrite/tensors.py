@@ -51,6 +51,7 @@ def apply_shape_edits(model: onnx.ModelProto, analysis: ChannelAnalysis, masks) 
     graph = model.graph
     nodes = {n.name: n for n in graph.node}
     consts = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
+    taken = {*consts, *(o for n in graph.node for o in n.output), *(v.name for v in graph.input)}
     for node in graph.node:
         if node.op_type == "Constant" and node.output:
             consts[node.output[0]] = constant_node_value(node, "<model>")[0]
@@ -73,12 +74,20 @@ def apply_shape_edits(model: onnx.ModelProto, analysis: ChannelAnalysis, masks) 
         flat = value.reshape(-1)
         for edit in edits:
             flat[edit.element] = edit.value(analysis.axis_maps, masks)
-        new_name = f"{node.name}__darp_in{index}"
+        new_name = _unique(f"{node.name}__darp_in{index}", taken)  # a model pruned before has the base name
         new_value = flat.reshape(value.shape).astype(np.int64)
         graph.initializer.append(numpy_helper.from_array(new_value, new_name))
         while len(node.input) <= index:
             node.input.append("")
         node.input[index] = new_name
+
+
+def _unique(base: str, taken: set[str]) -> str:
+    name, k = base, 1
+    while name in taken:
+        name, k = f"{base}_{k}", k + 1
+    taken.add(name)
+    return name
 
 
 def _edit_attribute(node: onnx.NodeProto, attr_name: str, edits, analysis, masks) -> None:
