@@ -52,6 +52,7 @@ def write_prune_report(result, directory: str | os.PathLike) -> dict[str, Any]:
     diff.provider = result.validation["provider"]
     diff.method = result.method
     diff.budget = result.budget
+    diff.extraction = result.extraction or None
     return write_reports(diff, directory)
 
 

@@ -229,10 +229,10 @@ def prune(
 
 
 def resolve_channel_multiple(value: int | str | None, latency_aware: bool, ort_device: str) -> int:
-    """An int >= 1 from an int, 'auto' (the runtime's kernel block, see `kernel_channel_multiple`) or
-    None (auto with `latency_aware`, else 1)."""
+    """An int >= 1 from an int, or from 'auto' or None (the default): the runtime's kernel block, see
+    `kernel_channel_multiple`. `latency_aware` does not change it; it is kept for callers' clarity."""
     if value is None:
-        value = "auto" if latency_aware else 1
+        value = "auto"
     if isinstance(value, str):
         if value.strip().lower() == "auto":
             return kernel_channel_multiple(ort_device)

@@ -186,7 +186,8 @@ def test_cli_latency_aware_with_auto_multiple(tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize(("value", "latency_aware", "expected"), [
-    (None, False, 1), (None, True, 4), ("auto", False, 4), ("AUTO", True, 4), ("8", False, 8), (3, True, 3)])
+    (None, False, 4), (None, True, 4), ("auto", False, 4), ("AUTO", True, 4), ("8", False, 8), (3, True, 3),
+    (1, False, 1)])
 def test_channel_multiple_resolution(monkeypatch, value, latency_aware, expected):
     from darp_onnx.pipeline import resolve_channel_multiple
 
@@ -218,3 +219,16 @@ def test_cli_bad_latency_budget_fails_before_any_work(tmp_path):
                   "--target-flops", "0.5")
     assert result.exit_code == 1 and "exactly one budget" in result.output
     assert "timing the layers" not in result.output
+
+
+def test_report_says_how_the_channels_were_chosen(tmp_path, small_data):
+    from darp_onnx.api import write_prune_report
+
+    result = darp_onnx.prune(SAMPLES / "resnet.onnx", write=False, target_flops=0.5, data=small_data, method="l1",
+                             latency_aware=True, channel_multiple=8, **FAST)
+    result.input = str(SAMPLES / "resnet.onnx")
+    paths = write_prune_report(result, tmp_path)
+    doc = json.loads(Path(paths["json"]).read_text())
+    assert doc["extraction"]["ranking"].startswith("latency-aware") and doc["extraction"]["channel_multiple"] == 8
+    assert "channel multiple 8" in Path(paths["markdown"]).read_text()
+    assert "channel multiple 8" in Path(paths["html"]).read_text()

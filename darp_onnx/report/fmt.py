@@ -121,3 +121,14 @@ def fidelity_rows(fidelity: dict[str, Any] | None) -> list[tuple[str, str, str, 
         elif value is not None:
             rows.append((key, "", number(value), ""))
     return rows
+
+
+def extraction(info: dict | None) -> str | None:
+    """One line on how prune chose the channels: ranking, channel multiple, estimated latency."""
+    if not info:
+        return None
+    text = f"{info.get('ranking', '?')}, channel multiple {info.get('channel_multiple', 1)}"
+    before, after = info.get("estimated_latency_ms_before"), info.get("estimated_latency_ms_after")
+    if before is not None and after is not None:
+        text += f", estimated latency {before:.3g} -> {after:.3g} ms"
+    return text

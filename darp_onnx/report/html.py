@@ -208,7 +208,8 @@ def to_html(diff: GraphDiff) -> str:
     title = f"darp-onnx diff: {diff.label_before} → {diff.label_after}"
     body = [f"<h1>{_e(title)}</h1>"]
     meta = [f"{k}: <code>{_e(v)}</code>" for k, v in
-            (("method", diff.method), ("provider", diff.provider), ("budget", diff.budget)) if v is not None]
+            (("method", diff.method), ("provider", diff.provider), ("budget", diff.budget),
+             ("channels chosen by", fmt.extraction(diff.extraction))) if v is not None]
     if meta:
         body.append(f'<p class="meta">{" · ".join(meta)}</p>')
     body += [_cards(diff), _summary_chart(diff)]

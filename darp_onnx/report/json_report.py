@@ -73,6 +73,7 @@ def diff_to_dict(diff: GraphDiff) -> dict[str, Any]:
             "provider": diff.provider,
             "method": diff.method,
             "budget": diff.budget,
+            "extraction": diff.extraction,
             "op_types": {op: {"before": c.before, "after": c.after} for op, c in diff.op_types.items()},
             "matching": {
                 "by_name": diff.matched_by_name,

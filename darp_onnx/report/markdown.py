@@ -91,7 +91,8 @@ def to_markdown(diff: GraphDiff) -> str:
     lines = [f"### darp-onnx diff: {code(diff.label_before)} → {code(diff.label_after)}", ""]
     meta = [
         f"{key}: {code(value)}"
-        for key, value in (("method", diff.method), ("provider", diff.provider), ("budget", diff.budget))
+        for key, value in (("method", diff.method), ("provider", diff.provider), ("budget", diff.budget),
+                           ("channels chosen by", fmt.extraction(diff.extraction)))
         if value is not None
     ]
     if meta:

@@ -131,6 +131,7 @@ class GraphDiff:
     provider: str | None = None
     method: str | None = None
     budget: Any = None
+    extraction: dict[str, Any] | None = None  # how prune chose the channels (PruneResult.extraction)
 
     @property
     def latency_ms_before(self) -> float | None:
