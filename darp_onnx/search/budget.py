@@ -148,6 +148,36 @@ def extract_masks(
     masks = masks_without(lo)
     if channel_multiple == 1:
         masks = _fill(masks, [(g, u) for _, g, u in reversed(order[:lo])], cost_model, budget)
+    else:
+        sorted_scores = {g.id: np.sort(np.where(np.isnan(scores[g.id]), np.inf, scores[g.id]))[::-1] for g in groups}
+        masks = _fill_aligned(masks, groups, ranked, sorted_scores, channel_multiple, cost_model, budget)
+    return masks
+
+
+def _fill_aligned(masks: dict[int, np.ndarray], groups, ranked, sorted_scores, multiple: int, cost_model: CostModel,
+                  budget: Budget, max_passes: int = 8) -> dict[int, np.ndarray]:
+    """The slack pass at aligned widths: put back whole blocks of `multiple` channels (or a dropped
+    branch), best mean score first, while the budget still holds; rounding widths up to the multiple
+    otherwise leaves the cost well under the budget."""
+    for _ in range(max_passes):
+        blocks = []
+        for group in groups:
+            kept = int(masks[group.id].sum())
+            if kept >= group.size:
+                continue
+            step = 1 if group.kind != "channel" else min(group.size, (kept // multiple + 1) * multiple) - kept
+            blocks.append((float(np.mean(sorted_scores[group.id][kept : kept + step])), group.id, kept + step))
+        changed = False
+        for _, gid, keep in sorted(blocks, key=lambda b: (-b[0], b[1])):
+            trial = np.zeros_like(masks[gid])
+            trial[ranked[gid][:keep]] = True
+            previous, masks[gid] = masks[gid], trial
+            if budget.cost(cost_model, masks) > budget.limit:
+                masks[gid] = previous
+            else:
+                changed = True
+        if not changed:
+            break
     return masks
 
 

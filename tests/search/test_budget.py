@@ -89,6 +89,24 @@ def test_channel_multiple_keeps_kernel_friendly_widths(resnet, multiple):
             assert kept == group.size or kept % multiple == 0, (group.label, kept)
 
 
+@pytest.mark.parametrize("multiple", [8, 16])
+@pytest.mark.parametrize("fraction", [0.5, 0.25])
+def test_aligned_extraction_uses_the_slack(resnet, multiple, fraction):
+    """After rounding widths up to the multiple, no further aligned block (or dropped branch) fits."""
+    model, analysis, cost = resnet
+    budget = make_budget(cost, target_flops=fraction)
+    masks = extract_masks(BASELINES["l1"](model, analysis, 0), cost, budget, channel_multiple=multiple)
+    assert cost.macs(masks) <= budget.limit
+    for group in analysis.prunable():
+        kept = int(masks[group.id].sum())
+        if kept == group.size:
+            continue
+        more = min(group.size, (kept // multiple + 1) * multiple) if group.kind == "channel" else kept + 1
+        grown = {g: m.copy() for g, m in masks.items()}
+        grown[group.id][np.flatnonzero(~masks[group.id])[: more - kept]] = True
+        assert cost.macs(grown) > budget.limit, group.label
+
+
 def test_channel_multiple_too_coarse_for_the_budget(resnet):
     model, analysis, cost = resnet
     budget = make_budget(cost, target_flops=0.02)
