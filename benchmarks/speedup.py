@@ -110,7 +110,7 @@ def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
     (reference,) = original.run(None, feeds)
     rows, sessions = [], [original]
     variants = []
-    multiple = resolve_channel_multiple(args.channel_multiple, True, "cpu")
+    multiple = resolve_channel_multiple(args.channel_multiple, "cpu")
     latency = LatencyModel(model, cost, device="cpu", threads=args.threads, channel_multiple=multiple)
     def measure_candidates(candidates):
         return compare_latencies([rewrite(model, analysis, m) for m in candidates], feeds, threads=args.threads)

@@ -123,8 +123,8 @@ def prune(
     loss is distillation from the original model; with labels in the data, cross-entropy.
 
     `latency_aware` times the model's layers on the target runtime and removes what costs the most
-    time per importance lost (see `search.latency_extract`); `channel_multiple` ('auto': what the
-    runtime's kernels want, the default with `latency_aware`, else 1) keeps channel counts aligned."""
+    time per importance lost (see `search.latency_extract`); `channel_multiple` ('auto', the default:
+    what the runtime's kernels want; 1: any width) keeps channel counts aligned."""
     if method not in METHODS:
         raise BadInputError(f"--method {method}: choose one of {', '.join(METHODS)}")
     if target_flops is None and target_params is None and target_latency is None:
@@ -142,7 +142,7 @@ def prune(
             raise BadInputError(f"{out_path}: already exists; pass --force to overwrite it or choose another path")
     input_shapes = resolve_input_shapes(model, dict(input_shapes or {}))
     choice = choose_device(device)
-    multiple = resolve_channel_multiple(channel_multiple, latency_aware, choice.ort_device)
+    multiple = resolve_channel_multiple(channel_multiple, choice.ort_device)
     torch.manual_seed(seed)
     report = progress or (lambda stage, info: None)
 
@@ -228,9 +228,9 @@ def prune(
     )
 
 
-def resolve_channel_multiple(value: int | str | None, latency_aware: bool, ort_device: str) -> int:
-    """An int >= 1 from an int, or from 'auto' or None (the default): the runtime's kernel block, see
-    `kernel_channel_multiple`. `latency_aware` does not change it; it is kept for callers' clarity."""
+def resolve_channel_multiple(value: int | str | None, ort_device: str) -> int:
+    """An int >= 1 from an int, or from 'auto' or None (the default): the runtime's kernel block on
+    `ort_device`, see `kernel_channel_multiple`."""
     if value is None:
         value = "auto"
     if isinstance(value, str):

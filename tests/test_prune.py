@@ -185,14 +185,12 @@ def test_cli_latency_aware_with_auto_multiple(tmp_path, monkeypatch):
     assert doc["extraction"]["channel_multiple"] == 4 and out.is_file()
 
 
-@pytest.mark.parametrize(("value", "latency_aware", "expected"), [
-    (None, False, 4), (None, True, 4), ("auto", False, 4), ("AUTO", True, 4), ("8", False, 8), (3, True, 3),
-    (1, False, 1)])
-def test_channel_multiple_resolution(monkeypatch, value, latency_aware, expected):
+@pytest.mark.parametrize(("value", "expected"), [(None, 4), ("auto", 4), ("AUTO", 4), ("8", 8), (3, 3), (1, 1)])
+def test_channel_multiple_resolution(monkeypatch, value, expected):
     from darp_onnx.pipeline import resolve_channel_multiple
 
     monkeypatch.setattr("darp_onnx.pipeline.kernel_channel_multiple", lambda device: 4)
-    assert resolve_channel_multiple(value, latency_aware, "cpu") == expected
+    assert resolve_channel_multiple(value, "cpu") == expected
 
 
 @pytest.mark.parametrize("value", ["eight", "0", -2])
@@ -200,7 +198,7 @@ def test_bad_channel_multiple(value):
     from darp_onnx.pipeline import resolve_channel_multiple
 
     with pytest.raises(BadInputError, match="--channel-multiple"):
-        resolve_channel_multiple(value, False, "cpu")
+        resolve_channel_multiple(value, "cpu")
 
 
 @pytest.mark.parametrize("method", ["darp", "l1"])

@@ -64,8 +64,8 @@ def prune_command(
     schedule: Annotated[str, typer.Option(help=f"Temperature schedule: {', '.join(SCHEDULES)}.")] = "geometric",
     channel_multiple: Annotated[
         str | None,
-        typer.Option(help="Keep channel counts at multiples of this; 'auto': what onnxruntime's kernels want "
-                          "here (16 with AVX-512, 8 with AVX2 or CUDA). Default: auto with --latency-aware, else 1."),
+        typer.Option(help="Keep channel counts at multiples of this; 'auto' (the default): what onnxruntime's "
+                          "kernels want on --device (16 with AVX-512, 8 with AVX2 or CUDA); 1: any width."),
     ] = None,
     latency_aware: Annotated[
         bool,

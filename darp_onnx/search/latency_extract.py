@@ -10,7 +10,8 @@ all meet the budget; the one with the least (importance lost / total importance 
 latency) is kept, where latency is measured on the rewritten candidates when a `measure` function is
 given (the pipeline does; the table's estimate ignores onnxruntime's fusions and layout reorders) and
 estimated otherwise. This is the knapsack heuristic of hardware-aware pruning (e.g. HALP,
-Shen et al. 2022) with a MACs or parameter budget in place of a latency budget.
+Shen et al. 2022), with a MACs or parameter budget as well as a latency one (for a latency budget the
+blend is moot and one greedy run, alpha = 1, is the only other candidate).
 
 A branch is worth its own importance plus that of the channels inside it; a branch with no importance
 of its own (NaN: the baselines score channels only) is worth only what it holds, and one with an
