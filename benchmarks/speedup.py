@@ -4,7 +4,8 @@ Goal: at 50% MACs, speedup >= 0.8x the ideal 1/(MACs ratio), i.e. speedup x MACs
 
 Three extractions of the same L1 scores per budget: 'NN%' (rank order, any width), 'NN% xM' (rank
 order, widths at multiples of M) and 'NN% lat xM' (latency-aware: `prune --latency-aware`, layers
-timed on this CPU, widths at multiples of M). M defaults to what onnxruntime's kernels want here.
+timed on this CPU, widths at multiples of M; 'lat wW': the same with `--latency-weight W`, which
+prefers faster candidates over kept importance). M defaults to what onnxruntime's kernels want here.
 
 Run from the repository root: `python -m benchmarks.speedup [--models resnet,mobilenetv3,yolov8]
 [--budgets 0.75,0.5,0.25] [--size 224] [--threads 1] [--runs 30] [--seed 0] [--channel-multiple auto]
@@ -124,6 +125,10 @@ def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
         aware = extract_masks_by_latency(scores, cost, latency, budget, channel_multiple=multiple,
                                          measure=measure_candidates).masks
         variants.append((fraction, f"{fraction:.0%} lat x{multiple}", aware))
+        if args.latency_weight != 1:
+            fast = extract_masks_by_latency(scores, cost, latency, budget, channel_multiple=multiple,
+                                            measure=measure_candidates, latency_weight=args.latency_weight).masks
+            variants.append((fraction, f"{fraction:.0%} lat w{args.latency_weight:g} x{multiple}", fast))
         if args.latency_budgets:
             try:
                 by_time = make_budget(cost, target_latency=fraction, latency_model=latency)
@@ -163,6 +168,9 @@ def main() -> None:
     parser.add_argument("--channel-multiple", default="auto",
                         help="M for the 'xM' rows (kept channel counts at multiples of M, budget still met); "
                              "auto: onnxruntime's kernel block on this CPU")
+    parser.add_argument("--latency-weight", type=float, default=4.0,
+                        help="also rows 'NN%% lat wW xM': the latency-aware extraction with --latency-weight W "
+                             "(speed weighs W times importance when choosing among candidates; 1: no extra rows)")
     parser.add_argument("--latency-budgets", action="store_true",
                         help="also rows 'time NN%% xM': a latency budget (prune --target-latency NN%%) instead of MACs")
     parser.add_argument("--exporter", choices=("dynamo", "legacy"), default="dynamo",

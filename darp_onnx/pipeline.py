@@ -105,6 +105,7 @@ def prune(
     search_lr: float = 3e-4,
     channel_multiple: int | str | None = None,
     latency_aware: bool = False,
+    latency_weight: float = 1.0,
     keep_branches: bool = False,
     darp: DarpConfig | None = None,
     synthetic_samples: int = 64,
@@ -124,12 +125,16 @@ def prune(
 
     `latency_aware` times the model's layers on the target runtime and removes what costs the most
     time per importance lost (see `search.latency_extract`); `channel_multiple` ('auto', the default:
-    what the runtime's kernels want; 1: any width) keeps channel counts aligned."""
+    what the runtime's kernels want; 1: any width) keeps channel counts aligned; `latency_weight`
+    (default 1) is what a relative latency cut is worth against relative importance lost when the
+    latency-aware extraction picks among its candidates."""
     if method not in METHODS:
         raise BadInputError(f"--method {method}: choose one of {', '.join(METHODS)}")
     if target_flops is None and target_params is None and target_latency is None:
         target_flops = 0.5
     budget_option(target_flops, target_params, target_latency)  # bad budget options fail before any work
+    if not latency_weight >= 0:
+        raise BadInputError(f"--latency-weight {latency_weight}: give a number >= 0 (1: importance and time alike)")
     latency_aware = latency_aware or target_latency is not None
     source = "<model>" if isinstance(model_or_path, onnx.ModelProto) else str(model_or_path)
     model = model_or_path if isinstance(model_or_path, onnx.ModelProto) else load_model(model_or_path)
@@ -187,7 +192,7 @@ def prune(
             return compare_latencies(rewritten, one, device=choice.ort_device)
 
         chosen = extract_masks_by_latency(importance, cost_model, latency, budget, channel_multiple=multiple,
-                                          measure=measure)
+                                          measure=measure, latency_weight=latency_weight)
         masks = chosen.masks
         extraction.update(ranking=f"latency-aware ({chosen.chosen})", latency_device=choice.ort_device,
                           latency_measurements=latency.measurements, latency_untimed_nodes=latency.untimed,

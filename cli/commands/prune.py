@@ -72,6 +72,11 @@ def prune_command(
         typer.Option(help="Time the layers on onnxruntime (--device) and remove what costs the most time per "
                           "importance lost: faster models at the same MACs budget."),
     ] = False,
+    latency_weight: Annotated[
+        float,
+        typer.Option(help="With --latency-aware: the worth of a relative latency cut against relative importance "
+                          "lost when choosing among candidate extractions (1: alike; higher: faster models)."),
+    ] = 1.0,
     keep_branches: Annotated[bool, typer.Option(help="Never drop whole residual branches (channels only).")] = False,
     hard_gates: Annotated[bool, typer.Option(help="Straight-through hard 0/1 gates in the forward pass.")] = False,
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an error).")] = "auto",
@@ -105,8 +110,8 @@ def prune_command(
             target_latency=target_latency, method=method,
             data=data, input_shapes=shapes, search_steps=steps, finetune_steps=finetune_steps,
             batch_size=batch_size, lr=lr, darp=darp, channel_multiple=channel_multiple,
-            latency_aware=latency_aware, keep_branches=keep_branches, device=device, seed=seed, force=force,
-            progress=progress.update,
+            latency_aware=latency_aware, latency_weight=latency_weight, keep_branches=keep_branches, device=device,
+            seed=seed, force=force, progress=progress.update,
         )
     document = result.to_json()
     if report is not None:

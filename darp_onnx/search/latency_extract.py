@@ -6,9 +6,10 @@ time (see `cost.latency`). Here candidate steps (the next `channel_multiple` cha
 a whole residual branch) are taken greedily, least importance lost per resource saved first, where the
 resource blends the budget's metric and the measured latency (`LatencyModel`), with weights
 alpha = 0, 0.5, 1; a slack pass then puts back what still fits. Those three and the plain extraction
-all meet the budget; the one with the least (importance lost / total importance + latency / full
-latency) is kept, where latency is measured on the rewritten candidates when a `measure` function is
-given (the pipeline does; the table's estimate ignores onnxruntime's fusions and layout reorders) and
+all meet the budget; the one with the least (importance lost / total importance + w x latency / full
+latency) is kept (w: `latency_weight`, 1 by default; higher values favour speed over importance).
+Latency there is measured on the rewritten candidates when a `measure` function is given (the
+pipeline does; the table's estimate ignores onnxruntime's fusions and layout reorders) and
 estimated otherwise. This is the knapsack heuristic of hardware-aware pruning (e.g. HALP,
 Shen et al. 2022), with a MACs or parameter budget as well as a latency one (for a latency budget the
 blend is moot and one greedy run, alpha = 1, is the only other candidate).
@@ -49,7 +50,9 @@ MeasureFn = Callable[[Sequence[Masks]], list[float]]  # masks -> milliseconds, o
 
 def extract_masks_by_latency(importance: Mapping[int, np.ndarray], cost_model: CostModel,
                              latency: LatencyModel, budget: Budget, *, channel_multiple: int = 1,
-                             measure: MeasureFn | None = None) -> LatencyExtraction:
+                             measure: MeasureFn | None = None, latency_weight: float = 1.0) -> LatencyExtraction:
+    if not latency_weight >= 0:
+        raise BadInputError(f"--latency-weight {latency_weight}: give a number >= 0 (1: importance and time alike)")
     check_feasible(budget, cost_model)
     candidates: dict[str, Masks] = {}
     failures: list[BadInputError] = []
@@ -73,7 +76,7 @@ def extract_masks_by_latency(importance: Mapping[int, np.ndarray], cost_model: C
     for (name, masks), ms in zip(candidates.items(), times, strict=True):
         lost = total - _State(importance, cost_model, latency, channel_multiple, budget, 0.0, masks).total_importance()
         table[name] = {"ms": ms, "importance_lost": lost}
-        key = lost / max(total, _EPS) + ms / max(full_ms, _EPS)
+        key = lost / max(total, _EPS) + latency_weight * ms / max(full_ms, _EPS)
         if best_key is None or key < best_key - 1e-12:
             best, best_key = name, key
     return LatencyExtraction(candidates[best], best, table[best]["ms"], table, measure is not None)

@@ -271,3 +271,23 @@ def test_a_node_that_cannot_be_timed_alone_is_priced_per_element():
     assert first_conv.name in latency.untimed
     assert first_conv.name not in {t.node for t in latency.tables}
     assert first_conv.name in {e.node for e in latency.elements}
+
+
+def test_latency_weight_trades_importance_for_speed():
+    model = load_model(SAMPLES / "resnet.onnx")
+    analysis = analyse(model)
+    cost = CostModel(model, analysis, SHAPES)
+    latency = LatencyModel(model, cost, timer=fake_timer())
+    budget = make_budget(cost, target_flops=0.5)
+    scores = BASELINES["l1"](model, analysis, 0)
+
+    def measure(candidates):  # the full model, then candidates that get faster as they lose importance
+        return [10.0, *(8.0 - i for i in range(len(candidates) - 1))]
+
+    slow = extract_masks_by_latency(scores, cost, latency, budget, measure=measure, latency_weight=0.0)
+    fast = extract_masks_by_latency(scores, cost, latency, budget, measure=measure, latency_weight=1000.0)
+    assert fast.latency_ms == min(c["ms"] for c in fast.candidates.values())
+    lost = {k: c["importance_lost"] for k, c in slow.candidates.items()}
+    assert slow.candidates[slow.chosen]["importance_lost"] == min(lost.values())
+    with pytest.raises(BadInputError, match="--latency-weight"):
+        extract_masks_by_latency(scores, cost, latency, budget, latency_weight=-1.0)
