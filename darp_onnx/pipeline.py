@@ -175,7 +175,7 @@ def prune(
         result = darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config,
                              device=choice.torch_device, on_step=lambda rec: report("search", rec))
         scores, steps_used = result.scores, config.steps
-        importance = {g: 1.0 / (1.0 + np.exp(-s)) for g, s in scores.items()}  # keep probabilities
+        importance = {g: 0.5 * (1.0 + np.tanh(s / 2.0)) for g, s in scores.items()}  # sigmoid: keep probabilities
     else:
         scores, steps_used = BASELINES[method](model, analysis, seed), 0
         importance = scores

@@ -147,13 +147,6 @@ class LatencyModel:
         """Estimated latency at the expected channel counts (the search's differentiable cost)."""
         return sum((t.expected(probs) for t in (*self.tables, *self.elements)), _tensor(0.0))
 
-    def smallest_ms(self) -> float:
-        return self.estimate(self._cost.smallest_masks())
-
-    def node_terms(self, group: int) -> list[NodeTable | ElementTerm]:
-        """The terms whose value depends on `group` (for incremental updates)."""
-        return [t for t in (*self.tables, *self.elements) if group in term_groups(t)]
-
     # measurement ------------------------------------------------------------------------------------
     def _presence(self, node: onnx.NodeProto) -> tuple[tuple[int, ...], ...]:
         return (self._branches[node.name],) if node.name in self._branches else ()
