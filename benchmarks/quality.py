@@ -238,7 +238,8 @@ def run_onnx(model, method, budget, train, test, args, seed) -> dict[str, Any]:
     start = time.perf_counter()
     result = prune(model, method=method, target_flops=budget, data=train, search_steps=search,
                    finetune_steps=finetune, batch_size=args.batch_size, seed=seed, device="cpu",
-                   write=False, latency_runs=1, latency_aware=args.latency_aware)
+                   write=False, latency_runs=1, latency_aware=args.latency_aware,
+                   channel_multiple=args.channel_multiple)
     seconds = time.perf_counter() - start
     steps = result.search_steps + result.finetune_steps
     if steps != args.total_steps:
@@ -296,6 +297,9 @@ def main() -> None:
     parser.add_argument("--no-reuse", action="store_true", help="run bn even where its scores equal l1's")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--json", type=Path, help="also write every run's numbers here")
+    parser.add_argument("--channel-multiple", default="auto",
+                        help="prune's --channel-multiple for the ONNX methods (auto: the default; 1: any width, "
+                             "what the tables in docs/results.md before the latency section used)")
     parser.add_argument("--latency-aware", action="store_true",
                         help="prune the ONNX methods with latency_aware=True (channel multiple: auto)")
     args = parser.parse_args()

@@ -96,7 +96,7 @@ def search(model, source, source_test, method, budget, seed, args) -> Arch:
     start = time.perf_counter()
     result = prune(model, target_flops=budget, method=method, data=source, search_steps=args.search_steps,
                    finetune_steps=0, batch_size=args.batch_size, seed=seed, device="cpu", write=False,
-                   latency_runs=1)
+                   latency_runs=1, channel_multiple=args.channel_multiple)
     return Arch(method, budget, result.model, result.flops_after / result.flops_before, result.params_after,
                 result.params_before, accuracy(result.model, *source_test), time.perf_counter() - start)
 
@@ -179,6 +179,8 @@ def main() -> None:
     parser.add_argument("--lr", type=float, default=1e-3, help="target retraining learning rate")
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
+    parser.add_argument("--channel-multiple", default="auto",
+                        help="prune's --channel-multiple (auto: the default; docs/results.md's table used 1)")
     parser.add_argument("--plot", type=Path, default=DEFAULT_PLOT)
     args = parser.parse_args()
     torch.set_num_threads(args.threads)
