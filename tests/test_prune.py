@@ -230,3 +230,13 @@ def test_report_says_how_the_channels_were_chosen(tmp_path, small_data):
     assert doc["extraction"]["ranking"].startswith("latency-aware") and doc["extraction"]["channel_multiple"] == 8
     assert "channel multiple 8" in Path(paths["markdown"]).read_text()
     assert "channel multiple 8" in Path(paths["html"]).read_text()
+
+
+def test_widths_are_aligned_to_the_kernel_block_by_default(small_data, monkeypatch):
+    monkeypatch.setattr("darp_onnx.pipeline.kernel_channel_multiple", lambda device: 8)
+    result = darp_onnx.prune(SAMPLES / "mobilenetv3.onnx", write=False, target_flops=0.5, data=small_data,
+                             method="l1", **FAST)
+    assert result.extraction == {"ranking": "score", "channel_multiple": 8}
+    for group in result.groups:
+        if group["kind"] == "channel" and group["frozen"] is None:
+            assert group["kept"] == group["size"] or group["kept"] % 8 == 0
