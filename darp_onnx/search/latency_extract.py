@@ -100,6 +100,11 @@ def _greedy(importance, cost_model: CostModel, latency: LatencyModel, budget: Bu
         move, saved = step  # a big last step leaves slack: put back what fits (saved < 0: it adds)
         state.apply(move)
         cost -= saved
+    while budget.cost(cost_model, state.masks) > budget.limit:  # float drift of a latency budget, if any
+        step = state.best_move(removing=True)
+        if step is None:
+            break
+        state.apply(step[0])
     return state.masks
 
 
