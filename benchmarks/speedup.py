@@ -16,9 +16,7 @@ from __future__ import annotations
 
 import argparse
 import logging
-import statistics
 import tempfile
-import time
 import warnings
 from pathlib import Path
 
@@ -30,7 +28,7 @@ from rich.console import Console
 from rich.table import Table
 
 from darp_onnx.cost import CostModel, count_graph
-from darp_onnx.cost.latency import LatencyModel, compare_latencies
+from darp_onnx.cost.latency import LatencyModel, compare_latencies, time_sessions
 from darp_onnx.errors import BadInputError
 from darp_onnx.groups import analyse
 from darp_onnx.io import load_model
@@ -77,23 +75,6 @@ def session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
     options.inter_op_num_threads = 1
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
-
-
-def latencies(sessions: list[ort.InferenceSession], feeds: dict[str, np.ndarray], runs: int,
-              warmup: int = 5, rounds: int = 3) -> list[float]:
-    """Median ms per session; the sessions take turns in `rounds` chunks so machine noise hits all alike."""
-    for s in sessions:
-        for _ in range(warmup):
-            s.run(None, feeds)
-    times: list[list[float]] = [[] for _ in sessions]
-    per_round = max(1, -(-runs // rounds))
-    for _ in range(rounds):
-        for s, bucket in zip(sessions, times, strict=True):
-            for _ in range(per_round):
-                start = time.perf_counter()
-                s.run(None, feeds)
-                bucket.append((time.perf_counter() - start) * 1e3)
-    return [statistics.median(t) for t in times]
 
 
 def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
@@ -149,7 +130,7 @@ def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
                      "macs": cost.macs(masks) / cost.full_macs,
                      "params": cost.params(masks) / cost.full_params, "ok": ok, "exporter": exporter,
                      "full_macs": cost.full_macs})
-    times = latencies(sessions, feeds, args.runs)
+    times = time_sessions(sessions, feeds, runs=args.runs, warmup=5)
     for row, t in zip(rows, times[1:], strict=True):
         row["orig_ms"], row["pruned_ms"] = times[0], t
         row["speedup"] = times[0] / t

@@ -14,6 +14,7 @@ import onnx
 import torch
 from onnx import numpy_helper
 
+from darp_onnx.cost.count import int_attr
 from darp_onnx.errors import BadInputError
 
 # Nodes the walk passes through: they keep the class axis as it is.
@@ -41,13 +42,6 @@ def _producers(graph: onnx.GraphProto) -> dict[str, onnx.NodeProto]:
     return {out: node for node in graph.node for out in node.output if out}
 
 
-def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
-    for a in node.attribute:
-        if a.name == name:
-            return int(a.i)
-    return default
-
-
 def find_head(model: onnx.ModelProto) -> Head:
     """The classifier projection of the first output; a BadInputError naming the node where the walk
     stops when there is none."""
@@ -69,10 +63,10 @@ def find_head(model: onnx.ModelProto) -> Head:
                 f"'{graph.output[0].name}': the walk back reached graph input or constant '{tensor}'"
             )
         if node.op_type == "Gemm" and len(node.input) > 1 and node.input[1] in inits:
-            if _attr(node, "transA", 0):
+            if int_attr(node, "transA", 0):
                 break
             weight = numpy_helper.to_array(inits[node.input[1]])
-            trans_b = _attr(node, "transB", 0)
+            trans_b = int_attr(node, "transB", 0)
             width, fan_in = weight.shape if trans_b else weight.shape[::-1]
             gemm_bias = node.input[2] if len(node.input) > 2 and node.input[2] in inits else None
             if gemm_bias is not None and bias is not None:
@@ -148,7 +142,7 @@ def replace_head(model: onnx.ModelProto, num_classes: int, seed: int = 0) -> onn
     graph = out.graph
     node = next(n for n in graph.node if n.name == head.node)
     generator = torch.Generator().manual_seed(seed)
-    if head.op_type == "Gemm" and _attr(node, "transB", 0):
+    if head.op_type == "Gemm" and int_attr(node, "transB", 0):
         weight = linear_init((num_classes, head.fan_in), head.fan_in, generator)
     else:
         weight = linear_init((head.fan_in, num_classes), head.fan_in, generator)

@@ -27,7 +27,8 @@ class GraphCount:
     node_macs: dict[str, int] = field(default_factory=dict)
 
 
-def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
+def int_attr(node: onnx.NodeProto, name: str, default: int) -> int:
+    """An integer attribute of `node`, or `default` when absent."""
     for attr in node.attribute:
         if attr.name == name:
             return int(attr.i)
@@ -53,7 +54,7 @@ def node_macs(node: onnx.NodeProto, shapes: Mapping[str, tuple[int, ...]]) -> in
         a, out = shapes.get(node.input[0]), shapes.get(node.output[0])
         if a is None or out is None:
             return None
-        k = a[0] if _attr(node, "transA", 0) else a[1]
+        k = a[0] if int_attr(node, "transA", 0) else a[1]
         return prod(out) * k
     if op == "MatMul":
         a, out = shapes.get(node.input[0]), shapes.get(node.output[0])

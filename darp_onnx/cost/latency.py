@@ -23,6 +23,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
+from darp_onnx.cost.count import int_attr
 from darp_onnx.cost.expr import Affine, Monomial
 from darp_onnx.runtime import make_session
 
@@ -123,7 +124,6 @@ class LatencyModel:
         self._cost = cost_model
         self._multiple = max(1, channel_multiple)
         self._smallest = cost_model.smallest_masks()
-        self._branches = _node_branches(cost_model.analysis)
         initializers = {t.name: t for t in model.graph.initializer}
         self.ms_per_element = self._measure_elementwise()
         self.tables: list[NodeTable] = []
@@ -149,7 +149,8 @@ class LatencyModel:
 
     # measurement ------------------------------------------------------------------------------------
     def _presence(self, node: onnx.NodeProto) -> tuple[tuple[int, ...], ...]:
-        return (self._branches[node.name],) if node.name in self._branches else ()
+        branches = self._cost.node_branches
+        return (branches[node.name],) if node.name in branches else ()
 
     def _element_term(self, node: onnx.NodeProto) -> ElementTerm:
         shapes = self._cost.shapes
@@ -168,14 +169,14 @@ class LatencyModel:
         if node.op_type == "Conv":
             cin_axis, cout_axis = 1, 1
         elif node.op_type == "Gemm":
-            cin_axis = 0 if _attr(node, "transA", 0) else 1
+            cin_axis = 0 if int_attr(node, "transA", 0) else 1
             cout_axis = 1
         else:
             if len(initializers[node.input[1]].dims) != 2:
                 return None
             cin_axis, cout_axis = len(x_shape) - 1, len(y_shape) - 1
         cin, cout = self._cost.count(node.input[0], cin_axis), self._cost.count(node.output[0], cout_axis)
-        depthwise = node.op_type == "Conv" and _attr(node, "group", 1) == x_shape[1] == y_shape[1] > 1
+        depthwise = node.op_type == "Conv" and int_attr(node, "group", 1) == x_shape[1] == y_shape[1] > 1
         cin_grid = grid(cin.value(self._cost.analysis.all_kept()), cin.value(self._smallest), self._multiple)
         cout_grid = cin_grid if depthwise else grid(cout.value(self._cost.analysis.all_kept()),
                                                     cout.value(self._smallest), self._multiple)
@@ -265,11 +266,17 @@ class _SessionTimer:
 
 def compare_latencies(models: list[onnx.ModelProto], feeds: Mapping[str, np.ndarray], *, device: str = "cpu",
                       threads: int = 0, runs: int = 15, rounds: int = 3) -> list[float]:
-    """Median ms of each model on the same inputs; the models take turns in `rounds` chunks so that
-    machine noise hits all alike."""
+    """Median ms of each model on the same inputs (see `time_sessions`)."""
     sessions = [make_session(m, device, threads=threads) for m in models]
+    return time_sessions(sessions, feeds, runs=runs, rounds=rounds)
+
+
+def time_sessions(sessions: list, feeds: Mapping[str, np.ndarray], *, runs: int = 15, rounds: int = 3,
+                  warmup: int = 2) -> list[float]:
+    """Median ms of each onnxruntime session on the same inputs; the sessions take turns in `rounds`
+    chunks so that machine noise hits all alike."""
     for session in sessions:
-        for _ in range(2):
+        for _ in range(warmup):
             session.run(None, dict(feeds))
     times: list[list[float]] = [[] for _ in sessions]
     per_round = max(1, -(-runs // rounds))
@@ -282,27 +289,15 @@ def compare_latencies(models: list[onnx.ModelProto], feeds: Mapping[str, np.ndar
     return [statistics.median(t) for t in times]
 
 
-def _node_branches(analysis) -> dict[str, tuple[int, ...]]:
-    out: dict[str, tuple[int, ...]] = {}
-    for branch in analysis.branches:
-        for name in branch.nodes:
-            out[name] = (*out.get(name, ()), branch.group)
-    return out
-
-
-def term_groups(term: NodeTable | ElementTerm) -> set[int]:
-    """The groups (channel counts and branch presence) a term's value depends on."""
+def term_groups(term: NodeTable | ElementTerm | Monomial) -> set[int]:
+    """The groups (channel counts and branch presence) a latency term or a cost monomial depends on."""
     if isinstance(term, NodeTable):
         affines, presence = (term.cin, term.cout), term.presence
-    else:
+    elif isinstance(term, ElementTerm):
         affines = tuple(f for m in term.elements for f in m.factors)
         presence = tuple(alt for m in term.elements for alt in m.presence)
+    else:
+        affines, presence = term.factors, term.presence
     groups = {t.group for a in affines for t in a.terms}
     return groups | {b for alt in presence for b in alt}
 
-
-def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
-    for attr in node.attribute:
-        if attr.name == name:
-            return int(attr.i)
-    return default

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import torch
 
-from darp_onnx.cost.count import weight_tensors
+from darp_onnx.cost.count import int_attr, weight_tensors
 from darp_onnx.cost.expr import Affine, Monomial, Term
 from darp_onnx.shapes import static_shapes
 
@@ -28,13 +28,6 @@ class NodeCostTerm:
     node: str
     op_type: str
     macs: Monomial
-
-
-def _attr(node: onnx.NodeProto, name: str, default: int) -> int:
-    for attr in node.attribute:
-        if attr.name == name:
-            return int(attr.i)
-    return default
 
 
 class CostModel:
@@ -52,6 +45,7 @@ class CostModel:
         for branch in analysis.branches:
             for name in branch.nodes:
                 node_branches[name] = (*node_branches.get(name, ()), branch.group)
+        self.node_branches = node_branches  # node name -> the branch groups it lives in
         self.node_terms = [t for t in (self._node_term(n, node_branches) for n in model.graph.node) if t]
         self.param_terms = self._param_terms(model, node_branches)
         everything = analysis.all_kept()
@@ -86,7 +80,7 @@ class CostModel:
             factors = (*self._all_axes(node.input[0]), self.count(node.input[1], 1))
             coef = prod(w[2:])
         elif op == "Gemm":
-            k_axis = 0 if _attr(node, "transA", 0) else 1
+            k_axis = 0 if int_attr(node, "transA", 0) else 1
             factors = (*self._all_axes(node.output[0]), self.count(node.input[0], k_axis))
             coef = 1
         elif op == "MatMul":

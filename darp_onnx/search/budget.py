@@ -105,11 +105,13 @@ def extract_masks(
     analysis = cost_model.analysis
     groups = analysis.prunable()
     ranked: dict[int, np.ndarray] = {}  # per group: unit indices, best score first
+    best_first: dict[int, np.ndarray] = {}  # per group: the scores in that order
     order: list[tuple[float, int, int]] = []  # (score, group, unit), worst first, protected units left out
     for group in groups:
         s = np.asarray(scores[group.id], dtype=np.float64)
         s = np.where(np.isnan(s), np.inf, s)  # NaN: no score of its own, ranks last
         ranked[group.id] = np.argsort(-s, kind="stable")
+        best_first[group.id] = s[ranked[group.id]]
         protected = set(ranked[group.id][: group.min_keep].tolist())
         order.extend((float(s[u]), group.id, u) for u in range(group.size) if u not in protected)
     order.sort(key=lambda item: (item[0], item[1], item[2]))
@@ -149,12 +151,11 @@ def extract_masks(
     if channel_multiple == 1:
         masks = _fill(masks, [(g, u) for _, g, u in reversed(order[:lo])], cost_model, budget)
     else:
-        sorted_scores = {g.id: np.sort(np.where(np.isnan(scores[g.id]), np.inf, scores[g.id]))[::-1] for g in groups}
-        masks = _fill_aligned(masks, groups, ranked, sorted_scores, channel_multiple, cost_model, budget)
+        masks = _fill_aligned(masks, groups, ranked, best_first, channel_multiple, cost_model, budget)
     return masks
 
 
-def _fill_aligned(masks: dict[int, np.ndarray], groups, ranked, sorted_scores, multiple: int, cost_model: CostModel,
+def _fill_aligned(masks: dict[int, np.ndarray], groups, ranked, best_first, multiple: int, cost_model: CostModel,
                   budget: Budget, max_passes: int = 8) -> dict[int, np.ndarray]:
     """The slack pass at aligned widths: put back whole blocks of `multiple` channels (or a dropped
     branch), best mean score first, while the budget still holds; rounding widths up to the multiple
@@ -166,7 +167,7 @@ def _fill_aligned(masks: dict[int, np.ndarray], groups, ranked, sorted_scores, m
             if kept >= group.size:
                 continue
             step = 1 if group.kind != "channel" else min(group.size, (kept // multiple + 1) * multiple) - kept
-            blocks.append((float(np.mean(sorted_scores[group.id][kept : kept + step])), group.id, kept + step))
+            blocks.append((float(np.mean(best_first[group.id][kept : kept + step])), group.id, kept + step))
         changed = False
         for _, gid, keep in sorted(blocks, key=lambda b: (-b[0], b[1])):
             trial = np.zeros_like(masks[gid])

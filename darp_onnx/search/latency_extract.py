@@ -67,14 +67,15 @@ def extract_masks_by_latency(importance: Mapping[int, np.ndarray], cost_model: C
             failures.append(exc)
     if not candidates:
         raise failures[0]
-    total = _State(importance, cost_model, latency, channel_multiple, budget, 0.0).total_importance()
+    groups, contents = [g.id for g in cost_model.analysis.prunable()], _branch_contents(cost_model)
+    total = _kept_importance(importance, groups, contents, cost_model.analysis.all_kept())
     if measure is not None:
         full_ms, *times = measure([cost_model.analysis.all_kept(), *candidates.values()])
     else:
         full_ms, times = latency.full_ms, [latency.estimate(m) for m in candidates.values()]
     table, best, best_key = {}, "", None
     for (name, masks), ms in zip(candidates.items(), times, strict=True):
-        lost = total - _State(importance, cost_model, latency, channel_multiple, budget, 0.0, masks).total_importance()
+        lost = total - _kept_importance(importance, groups, contents, masks)
         table[name] = {"ms": ms, "importance_lost": lost}
         key = lost / max(total, _EPS) + latency_weight * ms / max(full_ms, _EPS)
         if best_key is None or key < best_key - 1e-12:
@@ -112,7 +113,7 @@ class _State:
     """Masks under construction, with the per-group terms that let a step be priced incrementally."""
 
     def __init__(self, importance, cost_model: CostModel, latency: LatencyModel, multiple: int, budget: Budget,
-                 alpha: float, masks: Mapping[int, np.ndarray] | None = None) -> None:
+                 alpha: float) -> None:
         analysis = cost_model.analysis
         self.analysis, self.latency, self.multiple, self.alpha = analysis, latency, max(1, multiple), alpha
         self.masks = analysis.all_kept()
@@ -135,13 +136,13 @@ class _State:
                          else list(cost_model.param_terms.values()))
             self.resource_terms = {g: [] for g in self.groups}
             for monomial in monomials:
-                for g in _monomial_groups(monomial):
+                for g in term_groups(monomial):
                     if g in self.resource_terms:
                         self.resource_terms[g].append(monomial)
         self.contents = _branch_contents(cost_model)
         self.neighbours: dict[int, set[int]] = {g: {g} for g in self.groups}
         for term in (*latency.tables, *latency.elements, *monomials):
-            related = (term_groups(term) if not hasattr(term, "factors") else _monomial_groups(term)) & set(self.groups)
+            related = term_groups(term) & set(self.groups)
             for g in related:
                 self.neighbours[g] |= related
         for branch, inner in self.contents.items():  # a branch's worth and its contents' liveness
@@ -149,20 +150,6 @@ class _State:
                 self.neighbours[g].add(branch)
                 self.neighbours[branch].add(g)
         self._priced: dict[tuple[int, bool], tuple] = {}
-        if masks is not None:
-            for gid, group in self.groups.items():
-                self.masks[gid] = np.asarray(masks[gid], dtype=bool).copy()
-                self.kept[gid] = int(self.masks[gid].sum()) if group.kind != "branch" else int(self.masks[gid][0])
-
-    def total_importance(self) -> float:
-        """Importance of what is kept: kept units of live groups, plus the own importance of kept branches."""
-        total = 0.0
-        for gid in self.groups:
-            if self._inside_dropped(gid):
-                continue
-            values = self.importance[gid][self.masks[gid]]
-            total += float(np.nansum(values[np.isfinite(values)]))
-        return total
 
     # steps ------------------------------------------------------------------------------------------
     def _width_step(self, gid: int, removing: bool) -> int | None:
@@ -264,8 +251,17 @@ class _State:
         return any(gid in inner and not self.masks[b][0] for b, inner in self.contents.items())
 
 
-def _monomial_groups(monomial) -> set[int]:
-    return {t.group for f in monomial.factors for t in f.terms} | {b for alt in monomial.presence for b in alt}
+def _kept_importance(importance: Mapping[int, np.ndarray], groups: list[int], contents: Mapping[int, tuple[int, ...]],
+                     masks: Mapping[int, np.ndarray]) -> float:
+    """Importance of what `masks` keep: kept units of live groups (a dropped branch takes its contents
+    along), kept branches counting their own finite importance."""
+    dropped = {c for branch, inner in contents.items() if not masks[branch][0] for c in inner}
+    total = 0.0
+    for gid in groups:
+        if gid not in dropped:
+            values = np.asarray(importance[gid], dtype=np.float64)[masks[gid]]
+            total += float(values[np.isfinite(values)].sum())
+    return total
 
 
 def _branch_contents(cost_model: CostModel) -> dict[int, tuple[int, ...]]:

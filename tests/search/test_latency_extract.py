@@ -42,12 +42,16 @@ def fake_timer(slow: dict[tuple[int, ...], float] | None = None):
     return timer
 
 
+def prepared(name: str):
+    """A sample model, its channel analysis and cost model at 1x1x32x32."""
+    model = load_model(SAMPLES / f"{name}.onnx")
+    analysis = analyse(model)
+    return model, analysis, CostModel(model, analysis, SHAPES)
+
+
 @pytest.fixture(scope="module", params=["resnet", "mobilenetv3", "yolov8", "vit"])
 def sample(request):
-    model = load_model(SAMPLES / f"{request.param}.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
-    return model, analysis, cost
+    return prepared(request.param)
 
 
 def test_grid_has_both_ends_and_rounded_quarters():
@@ -87,9 +91,7 @@ def test_table_reproduces_a_bilinear_timer_at_any_width(sample):
 
 
 def test_dropped_branch_costs_nothing():
-    model = load_model(SAMPLES / "resnet.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
+    model, analysis, cost = prepared("resnet")
     latency = LatencyModel(model, cost, timer=fake_timer())
     branch = analysis.branches[0]
     masks = analysis.all_kept()
@@ -100,9 +102,8 @@ def test_dropped_branch_costs_nothing():
 
 
 def test_branch_contents_are_the_channels_inside_each_branch():
-    model = load_model(SAMPLES / "resnet.onnx")
-    analysis = analyse(model)
-    contents = _branch_contents(CostModel(model, analysis, SHAPES))
+    _, analysis, cost = prepared("resnet")
+    contents = _branch_contents(cost)
     assert set(contents) == {b.group for b in analysis.branches}
     held = [g for gs in contents.values() for g in gs]
     assert len(held) == len(set(held))  # a group lives in one branch at most
@@ -133,9 +134,7 @@ def test_every_candidate_meets_the_budget_at_aligned_widths(sample, multiple, fr
 def test_slow_layers_lose_channels_first():
     """Make the 3x3 convolutions 50x slower per MAC: at the same MACs budget, the chosen masks then
     remove a larger share of the (now 3x3-dominated) time than with uniform speed per MAC."""
-    model = load_model(SAMPLES / "mobilenetv3.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
+    model, analysis, cost = prepared("mobilenetv3")
     budget = make_budget(cost, target_flops=0.8)
     scores = {g.id: np.ones(g.size) for g in analysis.prunable()}
     times = {}
@@ -147,9 +146,7 @@ def test_slow_layers_lose_channels_first():
 
 
 def test_infinite_importance_keeps_a_branch_nan_lets_it_go():
-    model = load_model(SAMPLES / "resnet.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
+    model, analysis, cost = prepared("resnet")
     first = analysis.branches[0]
     # the first branch's convolutions are made very slow: dropping it is the fastest way to the budget
     latency = LatencyModel(model, cost, timer=fake_timer())
@@ -168,9 +165,7 @@ def test_infinite_importance_keeps_a_branch_nan_lets_it_go():
 
 
 def test_measured_latency_decides_between_candidates():
-    model = load_model(SAMPLES / "resnet.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
+    model, analysis, cost = prepared("resnet")
     latency = LatencyModel(model, cost, timer=fake_timer())
     budget = make_budget(cost, target_flops=0.5)
     scores = BASELINES["l1"](model, analysis, 0)
@@ -185,9 +180,7 @@ def test_measured_latency_decides_between_candidates():
 
 
 def test_unreachable_budget_with_a_coarse_multiple_is_a_clear_error():
-    model = load_model(SAMPLES / "resnet.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
+    model, analysis, cost = prepared("resnet")
     latency = LatencyModel(model, cost, timer=fake_timer(), channel_multiple=64)
     budget = make_budget(cost, target_flops=0.05)
     with pytest.raises(BadInputError, match="--channel-multiple 64.*smallest reachable"):
@@ -195,9 +188,7 @@ def test_unreachable_budget_with_a_coarse_multiple_is_a_clear_error():
 
 
 def test_real_onnxruntime_timings_are_positive_and_finite():
-    model = load_model(SAMPLES / "mobilenetv3.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
+    model, analysis, cost = prepared("mobilenetv3")
     latency = LatencyModel(model, cost, threads=1, channel_multiple=8)
     assert latency.measurements > 0 and latency.ms_per_element > 0
     assert all(np.isfinite(t.ms).all() and (t.ms > 0).all() for t in latency.tables)
@@ -207,9 +198,7 @@ def test_real_onnxruntime_timings_are_positive_and_finite():
 
 
 def test_expected_latency_equals_the_estimate_on_hard_masks_and_has_a_gradient():
-    model = load_model(SAMPLES / "mobilenetv3.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
+    model, analysis, cost = prepared("mobilenetv3")
     latency = LatencyModel(model, cost, timer=fake_timer())
     rng = np.random.default_rng(1)
     masks = analysis.all_kept()
@@ -225,9 +214,7 @@ def test_expected_latency_equals_the_estimate_on_hard_masks_and_has_a_gradient()
 
 
 def test_latency_budget_is_a_fraction_of_the_estimate_and_is_met():
-    model = load_model(SAMPLES / "resnet.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
+    model, analysis, cost = prepared("resnet")
     latency = LatencyModel(model, cost, timer=fake_timer())
     budget = make_budget(cost, target_latency=0.5, latency_model=latency)
     assert budget.metric == "latency" and budget.limit == pytest.approx(0.5 * latency.full_ms)
@@ -245,18 +232,14 @@ def test_latency_budget_is_a_fraction_of_the_estimate_and_is_met():
     ({"target_latency": 1e-6}, "smallest reachable is"),
 ])
 def test_bad_latency_budgets(kwargs, message):
-    model = load_model(SAMPLES / "resnet.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
+    model, analysis, cost = prepared("resnet")
     latency = LatencyModel(model, cost, timer=fake_timer())
     with pytest.raises(BadInputError, match=message):
         make_budget(cost, latency_model=latency, **kwargs)
 
 
 def test_a_node_that_cannot_be_timed_alone_is_priced_per_element():
-    model = load_model(SAMPLES / "resnet.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
+    model, analysis, cost = prepared("resnet")
     timer = fake_timer()
     first_conv = next(n for n in model.graph.node if n.op_type == "Conv")
 
@@ -274,9 +257,7 @@ def test_a_node_that_cannot_be_timed_alone_is_priced_per_element():
 
 
 def test_latency_weight_trades_importance_for_speed():
-    model = load_model(SAMPLES / "resnet.onnx")
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, SHAPES)
+    model, analysis, cost = prepared("resnet")
     latency = LatencyModel(model, cost, timer=fake_timer())
     budget = make_budget(cost, target_flops=0.5)
     scores = BASELINES["l1"](model, analysis, 0)
