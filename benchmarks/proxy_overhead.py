@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 from torch.fx.experimental.optimization import fuse
 
-from darp_onnx.io import load_model
+from darp_onnx.load.io import load_model
 from darp_onnx.proxy import build_proxy
 from sample_models.architectures import load_trained
 

@@ -32,13 +32,13 @@ from torch import nn
 
 from darp_onnx import prune
 from darp_onnx.cost import CostModel
-from darp_onnx.dataset import Dataset, load_dataset
 from darp_onnx.groups import analyse
-from darp_onnx.input_shapes import resolve_input_shapes
-from darp_onnx.io import load_model
+from darp_onnx.load.input_shapes import resolve_input_shapes
+from darp_onnx.load.io import load_model
 from darp_onnx.search.baselines import bn_scores, l1_scores
-from darp_onnx.train import warmup_schedule
-from darp_onnx.validate import run_model
+from darp_onnx.training.dataset import Dataset, load_dataset
+from darp_onnx.training.steps import warmup_schedule
+from darp_onnx.validation.checks import run_model
 from sample_models.architectures import C2f, Conv, load_trained
 
 try:
@@ -204,7 +204,7 @@ class TorchPruningRun:
 
 def finetune_torch(model: nn.Module, train: Dataset, *, steps: int, lr: float, batch_size: int,
                    seed: int) -> None:
-    """What darp_onnx.train.train_steps does to the proxy, on a torch module: Adam, the same warm-up,
+    """What darp_onnx.training.steps.train_steps does to the proxy, on a torch module: Adam, the same warm-up,
     the same batch stream, cross-entropy; BatchNorm in train mode (its statistics update)."""
     torch.manual_seed(seed)
     x, y = torch.from_numpy(train.inputs[INPUT]), torch.from_numpy(train.labels.astype(np.int64))

@@ -25,7 +25,7 @@ from rich.table import Table
 
 from darp_onnx.cost import CostModel, count_graph
 from darp_onnx.groups import analyse
-from darp_onnx.io import load_model
+from darp_onnx.load.io import load_model
 from darp_onnx.rewrite import rewrite
 
 IR_VERSION = 10  # onnxruntime reads IR versions up to 10 or so; onnx's helper writes its newest by default

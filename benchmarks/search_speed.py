@@ -26,15 +26,15 @@ from rich.console import Console
 from rich.table import Table
 
 from darp_onnx.cost import CostModel
-from darp_onnx.dataset import load_dataset
 from darp_onnx.groups import analyse
-from darp_onnx.input_shapes import resolve_input_shapes
-from darp_onnx.io import load_model
+from darp_onnx.load.input_shapes import resolve_input_shapes
+from darp_onnx.load.io import load_model
 from darp_onnx.proxy import build_proxy
 from darp_onnx.search import DarpConfig, darp_search, make_budget
 from darp_onnx.search.loss import TaskLoss
 from darp_onnx.search.relax import keep_probabilities
-from darp_onnx.train import train_steps
+from darp_onnx.training.dataset import load_dataset
+from darp_onnx.training.steps import train_steps
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 DATA = SAMPLES / "data" / "digits_source.npz"

@@ -31,11 +31,11 @@ from darp_onnx.cost import CostModel, count_graph
 from darp_onnx.cost.latency import LatencyModel, compare_latencies, time_sessions
 from darp_onnx.errors import BadInputError
 from darp_onnx.groups import analyse
-from darp_onnx.io import load_model
-from darp_onnx.pipeline import resolve_channel_multiple
+from darp_onnx.load.io import load_model
 from darp_onnx.rewrite import rewrite
 from darp_onnx.search import BASELINES, extract_masks, make_budget
 from darp_onnx.search.latency_extract import extract_masks_by_latency
+from darp_onnx.workflows.prune import resolve_channel_multiple
 from sample_models.architectures import build
 
 MAX_IR_VERSION = 10  # what onnxruntime reads

@@ -42,11 +42,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from darp_onnx.dataset import Dataset, load_dataset
-from darp_onnx.finetuning import finetune
-from darp_onnx.io import load_model
-from darp_onnx.pipeline import prune
-from darp_onnx.runtime import make_session, run_session
+from darp_onnx.load.io import load_model
+from darp_onnx.runtime.session import make_session, run_session
+from darp_onnx.training.dataset import Dataset, load_dataset
+from darp_onnx.workflows.finetune import finetune
+from darp_onnx.workflows.prune import prune
 
 ROOT = Path(__file__).resolve().parent.parent
 SAMPLES = ROOT / "sample_models"

@@ -7,11 +7,11 @@ from typing import Any
 
 import torch
 
-from darp_onnx.data import synthetic_inputs
-from darp_onnx.io import default_opset, load_model
+from darp_onnx.load.inputs import synthetic_inputs
+from darp_onnx.load.io import default_opset, load_model
 from darp_onnx.proxy import build_proxy
-from darp_onnx.runtime import make_session, run_session
-from darp_onnx.validate import max_abs_diffs
+from darp_onnx.runtime.session import make_session, run_session
+from darp_onnx.validation.checks import max_abs_diffs
 
 
 def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0) -> dict[str, Any]:
@@ -33,15 +33,15 @@ def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0) -> di
 
 
 def prune(*args, **kwargs):
-    """See `darp_onnx.pipeline.prune`."""
-    from darp_onnx.pipeline import prune as _prune
+    """See `darp_onnx.workflows.prune.prune`."""
+    from darp_onnx.workflows.prune import prune as _prune
 
     return _prune(*args, **kwargs)
 
 
 def write_prune_report(result, directory: str | os.PathLike) -> dict[str, Any]:
     """Write report.json, report.md and report.html describing a prune result into `directory`."""
-    from darp_onnx.io import load_model as _load
+    from darp_onnx.load.io import load_model as _load
     from darp_onnx.report import diff_models, write_reports
 
     before = _load(result.input)
@@ -62,7 +62,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
 
     from darp_onnx.cost import CostModel
     from darp_onnx.groups import analyse
-    from darp_onnx.input_shapes import resolve_input_shapes
+    from darp_onnx.load.input_shapes import resolve_input_shapes
     from darp_onnx.proxy import supported_ops
 
     model = load_model(path)
@@ -94,14 +94,14 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
 
 
 def finetune(*args, **kwargs):
-    """See `darp_onnx.finetuning.finetune`."""
-    from darp_onnx.finetuning import finetune as _finetune
+    """See `darp_onnx.workflows.finetune.finetune`."""
+    from darp_onnx.workflows.finetune import finetune as _finetune
 
     return _finetune(*args, **kwargs)
 
 
 def validate(original, pruned, **kwargs) -> dict[str, Any]:
-    """See `darp_onnx.validation_report.validate_models`."""
-    from darp_onnx.validation_report import validate_models
+    """See `darp_onnx.validation.compare.validate_models`."""
+    from darp_onnx.validation.compare import validate_models
 
     return validate_models(original, pruned, **kwargs)

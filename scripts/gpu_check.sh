@@ -36,7 +36,7 @@ import onnxruntime as ort
 import torch
 
 from darp_onnx.errors import DarpError
-from darp_onnx.runtime import make_session
+from darp_onnx.runtime.session import make_session
 
 model, device = sys.argv[1], sys.argv[2]
 print(f"torch {torch.__version__}: cuda available {torch.cuda.is_available()}"

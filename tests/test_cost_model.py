@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 from darp_onnx.cost import CostModel, count_graph
 from darp_onnx.groups import analyse
-from darp_onnx.io import load_model
+from darp_onnx.load.io import load_model
 from darp_onnx.rewrite import rewrite
 from tests.groups.harness import random_masks
 

@@ -16,13 +16,13 @@ from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
 from darp_onnx.cli.app import app
-from darp_onnx.dataset import Dataset
 from darp_onnx.errors import BadInputError
-from darp_onnx.finetuning import finetune
-from darp_onnx.head import find_head, replace_head
 from darp_onnx.proxy import build_proxy
 from darp_onnx.proxy.ops.normalization import BatchNormModule
-from darp_onnx.runtime import make_session
+from darp_onnx.runtime.session import make_session
+from darp_onnx.training.dataset import Dataset
+from darp_onnx.training.head import find_head, replace_head
+from darp_onnx.workflows.finetune import finetune
 from tests.onnx_case import IR_VERSION
 
 SAMPLES = Path(__file__).resolve().parents[1] / "sample_models"

@@ -12,11 +12,11 @@ import numpy as np
 import pytest
 import torch
 
-from darp_onnx.data import synthetic_inputs
 from darp_onnx.errors import BadInputError
-from darp_onnx.io import load_model
+from darp_onnx.load.inputs import synthetic_inputs
+from darp_onnx.load.io import load_model
 from darp_onnx.proxy import build_proxy
-from darp_onnx.runtime import make_session
+from darp_onnx.runtime.session import make_session
 
 pytestmark = pytest.mark.gpu
 

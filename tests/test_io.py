@@ -10,9 +10,9 @@ import pytest
 from onnx import TensorProto, helper, numpy_helper
 from typer.testing import CliRunner
 
-from darp_onnx import io
 from darp_onnx.cli.app import app
 from darp_onnx.errors import BadInputError
+from darp_onnx.load import io
 from tests.onnx_case import IR_VERSION
 
 runner = CliRunner()

@@ -15,10 +15,10 @@ from typer.testing import CliRunner
 import darp_onnx
 from darp_onnx.cli.app import app
 from darp_onnx.cost import count_graph
-from darp_onnx.dataset import load_dataset
 from darp_onnx.errors import BadInputError
-from darp_onnx.io import load_model
-from darp_onnx.validate import run_model
+from darp_onnx.load.io import load_model
+from darp_onnx.training.dataset import load_dataset
+from darp_onnx.validation.checks import run_model
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 DATA = SAMPLES / "data" / "digits_source.npz"
@@ -129,7 +129,7 @@ def test_cli_cuda_without_gpu_is_an_error(tmp_path):
 
 
 def test_validation_failure_exits_2_and_writes_nothing(tmp_path, monkeypatch):
-    import darp_onnx.pipeline as pipeline
+    import darp_onnx.workflows.prune as pipeline
 
     real_rewrite = pipeline.rewrite
 
@@ -177,7 +177,7 @@ def test_latency_aware_darp_search(small_data):
 
 
 def test_cli_latency_aware_with_auto_multiple(tmp_path, monkeypatch):
-    monkeypatch.setattr("darp_onnx.pipeline.kernel_channel_multiple", lambda device: 4)
+    monkeypatch.setattr("darp_onnx.workflows.prune.kernel_channel_multiple", lambda device: 4)
     out = tmp_path / "out.onnx"
     result = _cli(str(SAMPLES / "resnet.onnx"), "-o", str(out), "--method", "l1", "--latency-aware", "--json", "-q")
     assert result.exit_code == 0, result.output
@@ -187,15 +187,15 @@ def test_cli_latency_aware_with_auto_multiple(tmp_path, monkeypatch):
 
 @pytest.mark.parametrize(("value", "expected"), [(None, 4), ("auto", 4), ("AUTO", 4), ("8", 8), (3, 3), (1, 1)])
 def test_channel_multiple_resolution(monkeypatch, value, expected):
-    from darp_onnx.pipeline import resolve_channel_multiple
+    from darp_onnx.workflows.prune import resolve_channel_multiple
 
-    monkeypatch.setattr("darp_onnx.pipeline.kernel_channel_multiple", lambda device: 4)
+    monkeypatch.setattr("darp_onnx.workflows.prune.kernel_channel_multiple", lambda device: 4)
     assert resolve_channel_multiple(value, "cpu") == expected
 
 
 @pytest.mark.parametrize("value", ["eight", "0", -2])
 def test_bad_channel_multiple(value):
-    from darp_onnx.pipeline import resolve_channel_multiple
+    from darp_onnx.workflows.prune import resolve_channel_multiple
 
     with pytest.raises(BadInputError, match="--channel-multiple"):
         resolve_channel_multiple(value, "cpu")
@@ -233,7 +233,7 @@ def test_report_says_how_the_channels_were_chosen(tmp_path, small_data):
 
 
 def test_widths_are_aligned_to_the_kernel_block_by_default(small_data, monkeypatch):
-    monkeypatch.setattr("darp_onnx.pipeline.kernel_channel_multiple", lambda device: 8)
+    monkeypatch.setattr("darp_onnx.workflows.prune.kernel_channel_multiple", lambda device: 8)
     result = darp_onnx.prune(SAMPLES / "mobilenetv3.onnx", write=False, target_flops=0.5, data=small_data,
                              method="l1", **FAST)
     assert result.extraction == {"ranking": "score", "channel_multiple": 8}

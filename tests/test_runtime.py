@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from darp_onnx.runtime import kernel_channel_multiple
+from darp_onnx.runtime.session import kernel_channel_multiple
 
 
 @pytest.mark.parametrize(("capability", "expected"), [("AVX512", 16), ("AVX512_BF16", 16), ("AVX2", 8),

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 import torch
 
-from darp_onnx.dataset import load_dataset
-from darp_onnx.io import load_model
+from darp_onnx.load.io import load_model
 from darp_onnx.proxy import build_proxy
-from darp_onnx.validate import run_model
+from darp_onnx.training.dataset import load_dataset
+from darp_onnx.validation.checks import run_model
 from tests.onnx_case import ATOL, RTOL
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"

@@ -14,7 +14,7 @@ from darp_onnx.cli.app import app
 from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from darp_onnx.errors import BadInputError
-from darp_onnx.input_shapes import parse_input_shapes, resolve_input_shapes
+from darp_onnx.load.input_shapes import parse_input_shapes, resolve_input_shapes
 from darp_onnx.report.model import Change, GraphDiff
 
 SHOW_ROWS = 20  # rows of resized layers / removed nodes printed on the terminal
@@ -46,7 +46,7 @@ def diff_command(
     """Compare BEFORE with AFTER: removed, added and resized nodes, attribute changes, MACs, parameters.
 
     Exit codes: 0 success, 1 bad input (unreadable model, bad --input-shape or report path)."""
-    from darp_onnx.io import load_model, same_file
+    from darp_onnx.load.io import load_model, same_file
     from darp_onnx.report import atomic_write_text, diff_models, diff_to_dict, to_html, to_markdown
 
     say = Verbosity(quiet=quiet, verbose=verbose)

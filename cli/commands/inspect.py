@@ -28,7 +28,7 @@ def inspect_command(
 
     Exit codes: 0 success, 1 bad input (unreadable model, bad --input-shape)."""
     from darp_onnx.api import inspect
-    from darp_onnx.input_shapes import parse_input_shapes
+    from darp_onnx.load.input_shapes import parse_input_shapes
 
     say = Verbosity(quiet=quiet, verbose=verbose)
     report = inspect(model, input_shapes=parse_input_shapes(input_shape or []))

@@ -95,7 +95,7 @@ def prune_command(
 
     Exit codes: 0 success, 1 bad input or infeasible budget, 2 validation failure (nothing written)."""
     from darp_onnx.api import prune
-    from darp_onnx.input_shapes import parse_input_shapes
+    from darp_onnx.load.input_shapes import parse_input_shapes
 
     say = Verbosity(quiet=quiet, verbose=verbose)
 

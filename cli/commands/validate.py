@@ -12,7 +12,7 @@ from rich.table import Table
 from darp_onnx.cli.app import app
 from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import handle_errors, print_json
-from darp_onnx.input_shapes import parse_input_shapes
+from darp_onnx.load.input_shapes import parse_input_shapes
 
 
 @app.command("validate")
@@ -55,7 +55,7 @@ def validate_command(
     1 bad input (ORIGINAL or --data unusable, --device cuda without a usable GPU);
     2 validation failure (PRUNED unreadable or broken, or beyond --max-drift / --atol / --rtol)."""
     from darp_onnx.api import validate
-    from darp_onnx.validation_report import ToleranceExceeded
+    from darp_onnx.validation.compare import ToleranceExceeded
 
     say = Verbosity(quiet=quiet, verbose=verbose)
     try:

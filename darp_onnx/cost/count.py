@@ -13,7 +13,7 @@ from math import prod
 
 import onnx
 
-from darp_onnx.shapes import static_shapes
+from darp_onnx.load.shapes import static_shapes
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
                onnx.TensorProto.DOUBLE}

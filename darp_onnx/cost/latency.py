@@ -25,7 +25,7 @@ from onnx import helper, numpy_helper
 
 from darp_onnx.cost.count import int_attr
 from darp_onnx.cost.expr import Affine, Monomial
-from darp_onnx.runtime import make_session
+from darp_onnx.runtime.session import make_session
 
 GRID_FRACTIONS = (0.25, 0.5, 0.75)
 _ELEMENTWISE_PROBE = (1, 64, 56, 56)  # calibration tensor for the per-element cost

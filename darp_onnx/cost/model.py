@@ -17,7 +17,7 @@ import torch
 
 from darp_onnx.cost.count import int_attr, weight_tensors
 from darp_onnx.cost.expr import Affine, Monomial, Term
-from darp_onnx.shapes import static_shapes
+from darp_onnx.load.shapes import static_shapes
 
 if TYPE_CHECKING:
     from darp_onnx.groups.model import ChannelAnalysis

@@ -50,7 +50,7 @@ def _trace(model: onnx.ModelProto) -> Tracer:
 
 
 def analyse(model: onnx.ModelProto) -> ChannelAnalysis:
-    """Channel analysis of a shape-inferred model (see darp_onnx.io.load_model)."""
+    """Channel analysis of a shape-inferred model (see darp_onnx.load.io.load_model)."""
     names = [n.name for n in model.graph.node]
     if "" in names or len(set(names)) != len(names):
         raise BadInputError(

@@ -12,7 +12,7 @@ import torch
 from torch import nn
 
 from darp_onnx.errors import BadInputError, UnsupportedOpError
-from darp_onnx.io import default_opset
+from darp_onnx.load.io import default_opset
 from darp_onnx.proxy.constants import TensorSource, collect_constants
 from darp_onnx.proxy.context import ConvertContext, onnx_to_torch_dtype
 from darp_onnx.proxy.fusion import find_fusions
@@ -225,7 +225,7 @@ class ProxyModel(nn.Module):
 
 
 def build_proxy(model: onnx.ModelProto, *, source: str = "<model>") -> ProxyModel:
-    """Convert a loaded ONNX model into a trainable `ProxyModel` (see `darp_onnx.io.load_model`)."""
+    """Convert a loaded ONNX model into a trainable `ProxyModel` (see `darp_onnx.load.io.load_model`)."""
     if any(node.op_type in ("If", "Loop", "Scan") for node in model.graph.node):
         node = next(n for n in model.graph.node if n.op_type in ("If", "Loop", "Scan"))
         raise UnsupportedOpError(

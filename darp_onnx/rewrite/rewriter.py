@@ -12,7 +12,7 @@ from darp_onnx.groups.model import ChannelAnalysis
 from darp_onnx.rewrite.graph import drop_branches, remove_dead_nodes
 from darp_onnx.rewrite.masks import complete_masks
 from darp_onnx.rewrite.tensors import apply_shape_edits, slice_constants
-from darp_onnx.rewrite.validate import revalidate
+from darp_onnx.validation.revalidate import revalidate
 
 
 def rewrite(

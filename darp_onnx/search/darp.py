@@ -16,13 +16,14 @@ import numpy as np
 import torch
 
 from darp_onnx.cost import CostModel
-from darp_onnx.dataset import Dataset
-from darp_onnx.groups import ChannelAnalysis, attach_gates
+from darp_onnx.groups import ChannelAnalysis
 from darp_onnx.proxy import ProxyModel
 from darp_onnx.search.budget import Budget
+from darp_onnx.search.gates import attach_gates
 from darp_onnx.search.relax import keep_probabilities, sample_gates
 from darp_onnx.search.schedule import temperature
-from darp_onnx.train import as_tuple, batch_inputs, trainable_parameters, warmup_schedule
+from darp_onnx.training.dataset import Dataset
+from darp_onnx.training.steps import as_tuple, batch_inputs, trainable_parameters, warmup_schedule
 
 
 @dataclass(frozen=True)

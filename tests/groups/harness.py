@@ -9,10 +9,11 @@ import onnxruntime as ort
 import torch
 from onnx import helper, numpy_helper
 
-from darp_onnx.groups import ChannelAnalysis, attach_gates
+from darp_onnx.groups import ChannelAnalysis
 from darp_onnx.groups.rules import SINK_OPS
 from darp_onnx.proxy import build_proxy, supported_ops
 from darp_onnx.rewrite import rewrite
+from darp_onnx.search.gates import attach_gates
 
 RTOL, ATOL = 1e-4, 1e-5
 

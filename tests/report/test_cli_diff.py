@@ -10,7 +10,7 @@ from typer.testing import CliRunner
 
 from darp_onnx.cli.app import app
 from darp_onnx.errors import BadInputError
-from darp_onnx.input_shapes import parse_input_shapes, resolve_input_shapes
+from darp_onnx.load.input_shapes import parse_input_shapes, resolve_input_shapes
 from tests.report.cases import cnn
 
 runner = CliRunner()

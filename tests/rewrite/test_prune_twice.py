@@ -10,10 +10,10 @@ import pytest
 
 from darp_onnx.cost import CostModel
 from darp_onnx.groups import analyse
-from darp_onnx.io import load_model
+from darp_onnx.load.io import load_model
 from darp_onnx.rewrite import rewrite
 from darp_onnx.search import BASELINES, extract_masks, make_budget
-from darp_onnx.validate import run_model
+from darp_onnx.validation.checks import run_model
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
 

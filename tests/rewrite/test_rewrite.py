@@ -92,7 +92,7 @@ def test_sample_models_prune_equivalently(name):
     path = SAMPLES / f"{name}.onnx"
     if not path.exists():
         pytest.skip(f"{path.name} not generated")
-    from darp_onnx.io import load_model
+    from darp_onnx.load.io import load_model
 
     model = load_model(path)
     analysis = analyse(model)

@@ -10,7 +10,7 @@ import pytest
 from darp_onnx.cost import CostModel
 from darp_onnx.errors import BadInputError
 from darp_onnx.groups import analyse
-from darp_onnx.io import load_model
+from darp_onnx.load.io import load_model
 from darp_onnx.search import BASELINES, extract_masks, make_budget
 
 SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"

@@ -19,7 +19,7 @@ from darp_onnx.cost import CostModel
 from darp_onnx.cost.latency import LatencyModel, compare_latencies, grid, interpolate
 from darp_onnx.errors import BadInputError
 from darp_onnx.groups import analyse
-from darp_onnx.io import load_model
+from darp_onnx.load.io import load_model
 from darp_onnx.search import BASELINES, extract_masks, make_budget
 from darp_onnx.search.latency_extract import _branch_contents, extract_masks_by_latency
 

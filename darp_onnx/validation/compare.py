@@ -24,14 +24,14 @@ import onnx
 import onnxruntime as ort
 
 from darp_onnx.cost import count_graph
-from darp_onnx.data import graph_inputs
-from darp_onnx.dataset import Dataset, check_dataset, load_dataset, synthetic_dataset
-from darp_onnx.device import DEVICES, cuda_usable
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
-from darp_onnx.input_shapes import resolve_input_shapes
-from darp_onnx.io import load_model
-from darp_onnx.runtime import make_session, session_provider
-from darp_onnx.validate import (
+from darp_onnx.load.input_shapes import resolve_input_shapes
+from darp_onnx.load.inputs import graph_inputs
+from darp_onnx.load.io import load_model
+from darp_onnx.runtime.device import DEVICES, cuda_usable
+from darp_onnx.runtime.session import make_session, session_provider
+from darp_onnx.training.dataset import Dataset, check_dataset, load_dataset, synthetic_dataset
+from darp_onnx.validation.checks import (
     EQUIVALENCE_ATOL,
     EQUIVALENCE_RTOL,
     check_structure,

@@ -12,7 +12,7 @@ import onnx
 from onnx import shape_inference
 
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
-from darp_onnx.runtime import make_session, session_provider
+from darp_onnx.runtime.session import make_session, session_provider
 
 EQUIVALENCE_ATOL = 1e-4
 EQUIVALENCE_RTOL = 1e-3

@@ -14,8 +14,8 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from darp_onnx.data import graph_inputs, synthetic_inputs
 from darp_onnx.errors import BadInputError
+from darp_onnx.load.inputs import graph_inputs, synthetic_inputs
 
 
 @dataclass

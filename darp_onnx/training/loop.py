@@ -9,9 +9,9 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from darp_onnx.dataset import Dataset
 from darp_onnx.proxy import ProxyModel
-from darp_onnx.train import as_tuple, batch_inputs, predict, warmup_schedule
+from darp_onnx.training.dataset import Dataset
+from darp_onnx.training.steps import as_tuple, batch_inputs, predict, warmup_schedule
 
 
 @dataclass(frozen=True)

@@ -14,21 +14,22 @@ import torch
 
 from darp_onnx.cost import CostModel, count_graph
 from darp_onnx.cost.latency import LatencyModel, compare_latencies
-from darp_onnx.dataset import Dataset, load_dataset, synthetic_dataset
-from darp_onnx.device import choose_device, exact_float32
 from darp_onnx.errors import BadInputError, ValidationFailedError
-from darp_onnx.groups import analyse, attach_gates
-from darp_onnx.input_shapes import resolve_input_shapes
-from darp_onnx.io import load_model, save_model
+from darp_onnx.groups import analyse
+from darp_onnx.load.input_shapes import resolve_input_shapes
+from darp_onnx.load.io import load_model, save_model
 from darp_onnx.proxy import build_proxy
 from darp_onnx.rewrite import rewrite
-from darp_onnx.runtime import kernel_channel_multiple
+from darp_onnx.runtime.device import choose_device, exact_float32
+from darp_onnx.runtime.session import kernel_channel_multiple
 from darp_onnx.search import BASELINES, METHODS, DarpConfig, darp_search, extract_masks, make_budget
 from darp_onnx.search.budget import budget_option
+from darp_onnx.search.gates import attach_gates
 from darp_onnx.search.latency_extract import extract_masks_by_latency
 from darp_onnx.search.loss import TaskLoss, check_labels_fit
-from darp_onnx.train import predict, train_steps
-from darp_onnx.validate import check_equivalence, check_structure, fidelity, measure_latency, run_model
+from darp_onnx.training.dataset import Dataset, load_dataset, synthetic_dataset
+from darp_onnx.training.steps import predict, train_steps
+from darp_onnx.validation.checks import check_equivalence, check_structure, fidelity, measure_latency, run_model
 
 ProgressFn = Callable[[str, dict[str, float]], None]
 

@@ -17,17 +17,17 @@ import numpy as np
 import onnx
 import torch
 
-from darp_onnx.dataset import Dataset, check_dataset, load_dataset
-from darp_onnx.device import choose_device
 from darp_onnx.errors import BadInputError
-from darp_onnx.finetune_loop import LoopConfig, train_with_early_stopping
-from darp_onnx.head import find_head, replace_head
-from darp_onnx.io import load_model, same_file, save_model
+from darp_onnx.load.io import load_model, same_file, save_model
 from darp_onnx.proxy import build_proxy
-from darp_onnx.reinit import reinit_weights, set_batchnorm_mode
+from darp_onnx.runtime.device import choose_device
 from darp_onnx.search.loss import is_class_scores
-from darp_onnx.train import predict, trainable_parameters
-from darp_onnx.validate import check_equivalence, check_structure, run_model
+from darp_onnx.training.dataset import Dataset, check_dataset, load_dataset
+from darp_onnx.training.head import find_head, replace_head
+from darp_onnx.training.loop import LoopConfig, train_with_early_stopping
+from darp_onnx.training.reinit import reinit_weights, set_batchnorm_mode
+from darp_onnx.training.steps import predict, trainable_parameters
+from darp_onnx.validation.checks import check_equivalence, check_structure, run_model
 
 ProgressFn = Callable[[str, dict[str, float]], None]
 INITS = ("inherit", "reinit")

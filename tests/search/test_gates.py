@@ -4,8 +4,9 @@ import numpy as np
 import pytest
 import torch
 
-from darp_onnx.groups import analyse, attach_gates
+from darp_onnx.groups import analyse
 from darp_onnx.proxy import build_proxy
+from darp_onnx.search.gates import attach_gates
 from tests.groups.harness import feeds_for
 from tests.groups.models import MODELS
 

@@ -6,8 +6,8 @@ import re
 
 import onnx
 
-from darp_onnx.data import graph_inputs
 from darp_onnx.errors import BadInputError
+from darp_onnx.load.inputs import graph_inputs
 
 INPUT_SHAPE_FLAG = "--input-shape"
 _DIMS = re.compile(r"^\d+([x,]\d+)*$")

@@ -7,8 +7,8 @@ from collections.abc import Callable, Iterable
 import numpy as np
 import torch
 
-from darp_onnx.dataset import Dataset
 from darp_onnx.proxy import ProxyModel
+from darp_onnx.training.dataset import Dataset
 
 # BatchNormalization inputs 3 and 4 are running statistics: fixed numbers, not weights to train.
 _STATISTIC_INPUTS = {"BatchNormalization": (3, 4)}

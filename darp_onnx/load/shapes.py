@@ -7,8 +7,8 @@ from collections.abc import Mapping
 import onnx
 from onnx import shape_inference
 
-from darp_onnx.data import graph_inputs, input_shape
 from darp_onnx.errors import BadInputError
+from darp_onnx.load.inputs import graph_inputs, input_shape
 
 
 def fix_input_shapes(

@@ -1,0 +1,1 @@
+"""Reading, checking and writing ONNX files; model inputs, input shapes and tensor shapes."""

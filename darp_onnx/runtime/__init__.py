@@ -1,0 +1,1 @@
+"""onnxruntime sessions and the choice of device (torch and onnxruntime)."""

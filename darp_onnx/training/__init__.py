@@ -1,0 +1,1 @@
+"""Training the proxy: data sets, training steps and loops, new heads, re-initialisation."""

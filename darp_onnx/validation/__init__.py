@@ -1,0 +1,1 @@
+"""Checks on written models: checker and strict shapes, equivalence with the proxy, fidelity, latency."""

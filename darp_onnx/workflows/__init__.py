@@ -1,0 +1,1 @@
+"""The user-facing jobs (prune, finetune) as compositions of the stages."""
