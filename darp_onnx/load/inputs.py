@@ -27,6 +27,11 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [i for i in model.graph.input if i.name not in initializers]
 
 
+def input_dtype(value: onnx.ValueInfoProto) -> np.dtype:
+    """The numpy dtype of a graph input (float32 for types numpy has no match for)."""
+    return np.dtype(_NP_TYPES.get(value.type.tensor_type.elem_type, np.float32))
+
+
 def input_shape(
     value: onnx.ValueInfoProto, batch: int, overrides: Mapping[str, tuple[int, ...]] | None = None
 ) -> tuple[int, ...]:

@@ -2,20 +2,24 @@
 
 Sources: an .npz file with arrays named after the model inputs (or `<split>_<input>`, e.g.
 `train_input`) and optional `labels` / `<split>_labels`; a folder of .npz files (concatenated) or of
-.npy files (a single-input model's samples); or synthetic inputs drawn from the input spec.
+.npy files (a single-input model's samples); a folder of images or one image (a single image input,
+see `images` and `preprocess`); a user's function (`loader`); or synthetic inputs drawn from the input spec.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 import onnx
 
 from darp_onnx.errors import BadInputError
-from darp_onnx.load.inputs import graph_inputs, synthetic_inputs
+from darp_onnx.load.inputs import graph_inputs, input_dtype, input_shape, synthetic_inputs
+from darp_onnx.training.images import image_files, is_image_file, load_images
+from darp_onnx.training.loader import read_feeds
+from darp_onnx.training.preprocess import Preprocess, input_layout, parse_preprocess
 
 
 @dataclass
@@ -23,13 +27,26 @@ class Dataset:
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None = None
     source: str = "<synthetic>"
+    skipped: list[str] = field(default_factory=list)  # image files that did not decode, 'file: reason'
+    preprocess: dict | None = None  # how images became arrays, for the report
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
 
     def subset(self, indices: np.ndarray) -> Dataset:
         labels = None if self.labels is None else self.labels[indices]
-        return Dataset({k: v[indices] for k, v in self.inputs.items()}, labels, self.source)
+        return replace(self, inputs={k: v[indices] for k, v in self.inputs.items()}, labels=labels)
+
+    def limited(self, max_samples: int | None, seed: int = 0) -> Dataset:
+        """At most `max_samples` samples, a seeded random choice kept in their original order."""
+        if max_samples is None or max_samples >= len(self):
+            return self
+        return self.subset(np.sort(np.random.default_rng(seed).permutation(len(self))[:max_samples]))
+
+    def describe(self) -> dict:
+        """Where the samples came from, for --json and the report."""
+        return {"source": self.source, "samples": len(self), "labels": self.labels is not None,
+                "skipped": len(self.skipped), "skipped_files": self.skipped[:10], "preprocess": self.preprocess}
 
     def split(self, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
         """Two disjoint random parts, the first with `fraction` of the samples (at least one each)."""
@@ -85,11 +102,18 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], model: onnx.ModelProto, sourc
     return Dataset(inputs, None if labels is None else np.asarray(labels), source)
 
 
-def load_dataset(path: str | Path, model: onnx.ModelProto, *, split: str | None = "train") -> Dataset:
-    """Read an .npz file or a folder of .npz/.npy files and check it against the model's inputs."""
+def load_dataset(path: str | Path, model: onnx.ModelProto, *, split: str | None = "train",
+                 preprocess: str | Preprocess | None = None, max_samples: int | None = None,
+                 input_shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0) -> Dataset:
+    """Read an .npz file, a folder of .npz/.npy files or of images (or one image) and check it against the
+    model's inputs; keep at most `max_samples` samples (a seeded random choice)."""
     path = Path(path)
     if not path.exists():
         raise BadInputError(f"{path}: no such data file or folder; check --data")
+    if is_image_file(path) or (path.is_dir() and not any(path.glob("*.np[yz]"))):
+        dataset = _load_images(path, model, parse_preprocess(preprocess), max_samples, input_shapes, seed)
+        check_dataset(dataset, model)
+        return dataset
     try:
         if path.is_dir():
             dataset = _load_folder(path, model, split)
@@ -102,6 +126,35 @@ def load_dataset(path: str | Path, model: onnx.ModelProto, *, split: str | None 
             raise BadInputError(f"{path}: unknown data format; give an .npz file or a folder of .npz/.npy files")
     except (ValueError, OSError) as exc:
         raise BadInputError(f"{path}: cannot read data ({exc}); give a valid .npz file") from None
+    dataset = dataset.limited(max_samples, seed)
+    check_dataset(dataset, model)
+    return dataset
+
+
+def _single_input(model: onnx.ModelProto, what: str) -> onnx.ValueInfoProto:
+    inputs = graph_inputs(model)
+    if len(inputs) != 1:
+        raise BadInputError(f"{what}: images feed a model with one input, this one has {len(inputs)} "
+                            f"({', '.join(v.name for v in inputs)}); use --data-loader FILE.py:FUNCTION")
+    return inputs[0]
+
+
+def _load_images(path: Path, model: onnx.ModelProto, spec: Preprocess, max_samples: int | None,
+                 input_shapes: Mapping[str, tuple[int, ...]] | None, seed: int) -> Dataset:
+    value = _single_input(model, str(path))
+    layout = input_layout(value.name, input_shape(value, 1, input_shapes), input_dtype(value), spec.layout)
+    files = [path] if path.is_file() else image_files(path)
+    decoded = load_images(files, spec, layout, source=str(path), max_samples=max_samples, seed=seed)
+    return Dataset({value.name: decoded.samples}, None, str(path), skipped=decoded.skipped,
+                   preprocess=spec.describe())
+
+
+def load_from_loader(spec: str, model: onnx.ModelProto, *, max_samples: int | None = None) -> Dataset:
+    """Samples from the user's `FILE.py:FUNCTION` (see `loader`), checked against the model's inputs."""
+    values = graph_inputs(model)
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in values}
+    inputs, labels = read_feeds(spec, [v.name for v in values], ranks, max_samples=max_samples)
+    dataset = Dataset(inputs, labels, spec)
     check_dataset(dataset, model)
     return dataset
 

@@ -1,0 +1,65 @@
+"""Measured seconds of one search step and of one forward pass, for the time-budget planner.
+
+A step is timed as the search runs it: gates sampled, a forward and a backward pass through the gated
+proxy. Gradients are discarded and no optimiser steps, so the weights are not changed.
+"""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import torch
+
+from darp_onnx.groups import ChannelAnalysis
+from darp_onnx.proxy import ProxyModel
+from darp_onnx.search.gates import attach_gates
+from darp_onnx.search.relax import sample_gates
+from darp_onnx.training.dataset import Dataset
+from darp_onnx.training.steps import as_tuple, batch_inputs
+
+TIMED_REPEATS = 2  # after one warm-up step
+
+
+def _sync(device: torch.device | str) -> None:
+    if str(device).startswith("cuda"):
+        torch.cuda.synchronize()
+
+
+def measure_step_seconds(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: Dataset, batch: int, *,
+                         device: torch.device | str = "cpu", repeats: int = TIMED_REPEATS) -> float:
+    """Median seconds of a gated forward + backward on `batch` samples."""
+    generator = torch.Generator().manual_seed(0)
+    idx = np.arange(batch) % len(dataset)
+    feeds = batch_inputs(dataset, idx, device)
+    handle = attach_gates(proxy, analysis)
+    proxy.train()
+    times = []
+    try:
+        for _ in range(repeats + 1):
+            start = time.perf_counter()
+            logits = {g.id: torch.full((g.size,), 3.0, device=device, requires_grad=True) for g in analysis.prunable()}
+            handle.set({gid: sample_gates(th, 0.5, generator=generator) for gid, th in logits.items()})
+            outputs = as_tuple(proxy(**feeds))
+            sum(o.float().square().mean() for o in outputs if o.is_floating_point()).backward()
+            _sync(device)
+            times.append(time.perf_counter() - start)
+    finally:
+        handle.remove()
+        proxy.zero_grad(set_to_none=True)
+        proxy.eval()
+    return float(np.median(times[1:]))
+
+
+@torch.no_grad()
+def measure_forward_seconds(proxy: ProxyModel, dataset: Dataset, *, batch: int = 8,
+                            device: torch.device | str = "cpu") -> float:
+    """Seconds per sample of a plain forward pass (the reference outputs and validation passes)."""
+    idx = np.arange(min(batch, len(dataset)))
+    feeds = batch_inputs(dataset, idx, device)
+    proxy.run(feeds)  # warm-up
+    _sync(device)
+    start = time.perf_counter()
+    proxy.run(feeds)
+    _sync(device)
+    return (time.perf_counter() - start) / len(idx)

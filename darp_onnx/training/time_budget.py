@@ -1,0 +1,119 @@
+"""`--time-budget`: step counts, batch size and sample count from measured step times, so a prune ends in time.
+
+The planner is a pure function of the seconds left and a `step_seconds(batch)` measurement: defaults
+(200 search, 100 fine-tune steps at the requested batch) when they fit; otherwise the batch halves while
+the search would get fewer than PREFERRED_SEARCH_STEPS steps (down to MIN_BATCH), and the step counts
+shrink in proportion (search 2 : fine-tune 1). Step counts given explicitly are kept as they are.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+from darp_onnx.errors import BadInputError
+
+TIME_FLAG = "--time-budget"
+DEFAULT_CPU_SECONDS = 300.0
+DEFAULT_GPU_SECONDS = 120.0
+DEFAULT_SEARCH_STEPS = 200
+DEFAULT_FINETUNE_STEPS = 100
+PREFERRED_SEARCH_STEPS = 100
+MIN_SEARCH_STEPS = 20
+MIN_FINETUNE_STEPS = 5
+MIN_BATCH = 8
+DATA_PASS_SHARE = 0.2  # at most this share of the time goes to full passes over the data (reference, validation)
+MIN_SAMPLES = 64
+_UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
+
+
+def parse_duration(text: str | float | int | None) -> float | None:
+    """'5m', '90s', '1h30m', '300' (seconds) -> seconds; 'none'/'off' -> None (no budget)."""
+    if text is None:
+        return None
+    if isinstance(text, int | float):
+        seconds = float(text)
+    else:
+        raw = text.strip().lower().replace(" ", "")
+        if raw in ("none", "off"):
+            return None
+        if re.fullmatch(r"[0-9]*\.?[0-9]+", raw):
+            seconds = float(raw)
+        elif re.fullmatch(r"([0-9]*\.?[0-9]+[hms])+", raw):
+            seconds = sum(float(n) * _UNIT_SECONDS[u] for n, u in re.findall(r"([0-9]*\.?[0-9]+)([hms])", raw))
+        else:
+            raise BadInputError(f"{TIME_FLAG} {text!r}: give a duration such as 5m, 90s, 1h30m or 'off'")
+    if not seconds > 0:
+        raise BadInputError(f"{TIME_FLAG} {text!r}: give a positive duration, or 'off'")
+    return seconds
+
+
+def default_budget(device: str) -> float:
+    return DEFAULT_GPU_SECONDS if device.startswith("cuda") else DEFAULT_CPU_SECONDS
+
+
+@dataclass(frozen=True)
+class StepPlan:
+    search_steps: int
+    finetune_steps: int
+    batch_size: int
+    step_seconds: float  # seconds of one fine-tune step at batch_size (nan when not measured)
+    training_seconds: float  # planned seconds of search + fine-tune
+    over_budget: bool  # even the smallest plan does not fit the time left
+
+    def describe(self) -> dict:
+        return {k: (round(v, 4) if isinstance(v, float) and math.isfinite(v) else v) for k, v in asdict(self).items()}
+
+
+def _scaled(requested: int | None, default: int, scale: float, floor: int) -> int:
+    if requested is not None:
+        return requested
+    return min(default, max(int(default * scale), floor))
+
+
+def plan_steps(*, seconds: float | None, step_seconds: Callable[[int], float], batch_size: int,
+               max_batch: int | None = None, search_steps: int | None = None, finetune_steps: int | None = None,
+               search: bool = True, fixed_batch: bool = False,
+               search_step_seconds: Callable[[int], float] | None = None) -> StepPlan:
+    """Steps and batch that fit `seconds` of training (None: no budget, the defaults). `search` False plans a
+    recovery fine-tune only (baselines); `fixed_batch` keeps `batch_size` (capped by `max_batch`);
+    `search_step_seconds` times a search step when it differs from a fine-tune step (reduced resolution)."""
+    batch = max(1, min(batch_size, max_batch or batch_size))
+    default_search = DEFAULT_SEARCH_STEPS if search else 0
+    wanted_search = default_search if search_steps is None else search_steps
+    wanted_finetune = DEFAULT_FINETUNE_STEPS if finetune_steps is None else finetune_steps
+    if seconds is None or (search_steps is not None and finetune_steps is not None):
+        return StepPlan(wanted_search, wanted_finetune, batch, math.nan, math.nan, False)
+    search_timer = search_step_seconds or step_seconds
+    while True:
+        tune, step = step_seconds(batch), (search_timer(batch) if search else 0.0)
+        fixed = step * (search_steps or 0) + tune * (finetune_steps or 0)
+        free = (step * default_search if search_steps is None else 0.0) + (
+            tune * DEFAULT_FINETUNE_STEPS if finetune_steps is None else 0.0)
+        scale = min(max(seconds - fixed, 0.0) / free, 1.0) if free > 0 else 1.0
+        planned_search = _scaled(search_steps, default_search, scale, MIN_SEARCH_STEPS if search else 0)
+        planned_finetune = _scaled(finetune_steps, DEFAULT_FINETUNE_STEPS, scale, MIN_FINETUNE_STEPS)
+        total = step * planned_search + tune * planned_finetune
+        short = search and search_steps is None and planned_search < PREFERRED_SEARCH_STEPS
+        if not (short or total > seconds) or fixed_batch or batch <= MIN_BATCH:
+            break
+        batch = max(MIN_BATCH, batch // 2)
+    return StepPlan(planned_search, planned_finetune, batch, tune, total, total > seconds * 1.05)
+
+
+def finetune_steps_left(seconds_left: float | None, step_seconds: float, planned: int, requested: int | None) -> int:
+    """After the search: the fine-tune steps that still fit (the planned ones at most; a requested count stays)."""
+    if requested is not None or seconds_left is None or not math.isfinite(step_seconds) or step_seconds <= 0:
+        return planned
+    return min(planned, max(int(seconds_left / step_seconds), MIN_FINETUNE_STEPS))
+
+
+def plan_samples(samples: int, *, seconds: float | None, forward_seconds: float, passes: int = 4) -> int:
+    """How many samples to keep so the full passes over the data (reference outputs, masked proxy, onnxruntime
+    before and after) take at most DATA_PASS_SHARE of `seconds`; at least MIN_SAMPLES."""
+    if seconds is None or forward_seconds <= 0:
+        return samples
+    cap = int(DATA_PASS_SHARE * seconds / (passes * forward_seconds))
+    return min(samples, max(cap, MIN_SAMPLES))

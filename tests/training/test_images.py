@@ -1,0 +1,121 @@
+"""Image folders + presets give the arrays a hand computation gives; bad images are counted and skipped."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from onnx import TensorProto
+from PIL import Image
+
+from darp_onnx.errors import BadInputError
+from darp_onnx.training.dataset import load_dataset
+from darp_onnx.training.preprocess import parse_preprocess, table_to_spec
+from tests.training.digits_images import colour, digit_pixels, image_model, write_pngs
+
+IMAGENET_MEAN = np.array([0.485, 0.456, 0.406])
+IMAGENET_STD = np.array([0.229, 0.224, 0.225])
+
+
+def _load(folder, shape, preprocess, elem=TensorProto.FLOAT, **kwargs):
+    return load_dataset(folder, image_model(shape, elem), preprocess=preprocess, **kwargs).inputs["x"]
+
+
+def test_unit_grey_nchw(tmp_path):
+    pixels = write_pngs(tmp_path, 4)
+    x = _load(tmp_path, ["N", 1, 32, 32], "unit")
+    assert x.shape == (4, 1, 32, 32) and x.dtype == np.float32
+    np.testing.assert_allclose(x[:, 0], np.stack(pixels) / 255.0, atol=1e-7)
+
+
+def test_imagenet_crops_the_centre_and_normalises(tmp_path):
+    pixels = write_pngs(tmp_path, 3, rgb=True)
+    x = _load(tmp_path, ["N", 3, 28, 28], "imagenet")  # 0.875 of 32 px is 28 px: a crop without resampling
+    want = (np.stack(pixels)[:, 2:30, 2:30] / 255.0 - IMAGENET_MEAN) / IMAGENET_STD
+    np.testing.assert_allclose(x, want.transpose(0, 3, 1, 2), atol=1e-5)
+
+
+def test_yolo_letterboxes_with_grey_114(tmp_path):
+    wide = colour(digit_pixels(1)[0])[:16]  # 32 wide, 16 high
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    x = _load(tmp_path, [1, 3, 32, 32], "yolo")
+    want = np.full((32, 32, 3), 114 / 255.0)
+    want[8:24] = wide / 255.0
+    np.testing.assert_allclose(x[0], want.transpose(2, 0, 1), atol=1e-6)
+
+
+def test_caffe_is_bgr_minus_mean_unscaled(tmp_path):
+    pixels = write_pngs(tmp_path, 2, rgb=True)
+    x = _load(tmp_path, ["N", 3, 32, 32], "caffe")
+    want = np.stack(pixels)[..., ::-1] - np.array([103.939, 116.779, 123.68])
+    np.testing.assert_allclose(x, want.transpose(0, 3, 1, 2), atol=1e-4)
+
+
+def test_inception_nhwc_to_minus_one_one(tmp_path):
+    pixels = write_pngs(tmp_path, 2, rgb=True)
+    x = _load(tmp_path, ["N", 32, 32, 3], "inception")
+    assert x.shape == (2, 32, 32, 3)
+    np.testing.assert_allclose(x, (np.stack(pixels) / 255.0 - 0.5) / 0.5, atol=1e-6)
+
+
+def test_raw_uint8_model_gets_the_pixels(tmp_path):
+    pixels = write_pngs(tmp_path, 2)
+    x = _load(tmp_path, ["N", 1, 32, 32], "raw", elem=TensorProto.UINT8)
+    assert x.dtype == np.uint8
+    np.testing.assert_array_equal(x[:, 0], np.stack(pixels))
+
+
+def test_stretch_resizes_to_the_model_size(tmp_path):
+    write_pngs(tmp_path, 2)
+    x = _load(tmp_path, ["N", 1, 16, 16], "unit")
+    want = np.stack([np.asarray(Image.open(tmp_path / f"{i:02d}.png").resize((16, 16), Image.Resampling.BILINEAR))
+                     for i in range(2)]) / 255.0
+    np.testing.assert_allclose(x[:, 0], want, atol=1e-6)
+
+
+def test_overrides_and_toml_table(tmp_path):
+    pixels = write_pngs(tmp_path, 1, rgb=True)
+    spec = table_to_spec({"preset": "unit", "channels": "bgr", "mean": [0.5, 0.5, 0.5], "std": [0.25]})
+    x = _load(tmp_path, ["N", 3, 32, 32], spec)
+    want = (pixels[0][..., ::-1] / 255.0 - 0.5) / 0.25
+    np.testing.assert_allclose(x[0], want.transpose(2, 0, 1), atol=1e-6)
+
+
+def test_bad_image_is_counted_and_skipped(tmp_path):
+    write_pngs(tmp_path, 3)
+    (tmp_path / "broken.jpg").write_bytes(b"not a jpeg")
+    dataset = load_dataset(tmp_path, image_model(["N", 1, 32, 32]))
+    assert len(dataset) == 3
+    assert len(dataset.skipped) == 1 and "broken.jpg" in dataset.skipped[0]
+    assert dataset.describe()["skipped"] == 1
+
+
+def test_max_samples_picks_a_seeded_subset(tmp_path):
+    write_pngs(tmp_path, 6)
+    first = load_dataset(tmp_path, image_model(["N", 1, 32, 32]), max_samples=4, seed=1).inputs["x"]
+    again = load_dataset(tmp_path, image_model(["N", 1, 32, 32]), max_samples=4, seed=1).inputs["x"]
+    assert first.shape[0] == 4
+    np.testing.assert_array_equal(first, again)
+
+
+@pytest.mark.parametrize("files", [[], ["a.png"]], ids=["empty", "all-bad"])
+def test_empty_or_all_bad_folder_is_one_line_error(tmp_path, files):
+    for name in files:
+        (tmp_path / name).write_bytes(b"garbage")
+    with pytest.raises(BadInputError) as info:
+        load_dataset(tmp_path, image_model(["N", 1, 32, 32]))
+    assert "\n" not in str(info.value) and str(tmp_path) in str(info.value)
+
+
+@pytest.mark.parametrize("spec", ["nosuch", "unit,resize=zoom", "unit,mean=a/b", "unit,colour=rgb", "unit,crop=2"])
+def test_bad_preprocess_spec_is_one_line_error(spec):
+    with pytest.raises(BadInputError) as info:
+        parse_preprocess(spec)
+    assert "--preprocess" in str(info.value) and "\n" not in str(info.value)
+
+
+def test_symbolic_image_size_asks_for_input_shape(tmp_path):
+    write_pngs(tmp_path, 1)
+    with pytest.raises(BadInputError, match="--input-shape"):
+        load_dataset(tmp_path, image_model(["N", 1, "H", "W"]))
+    x = load_dataset(tmp_path, image_model(["N", 1, "H", "W"]), input_shapes={"x": (1, 1, 32, 32)}).inputs["x"]
+    assert x.shape == (1, 1, 32, 32)

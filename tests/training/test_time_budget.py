@@ -1,0 +1,87 @@
+"""The time-budget planner: fewer steps (and smaller batches) for slower steps, explicit counts win."""
+
+from __future__ import annotations
+
+import pytest
+
+from darp_onnx.errors import BadInputError
+from darp_onnx.training.time_budget import (
+    DEFAULT_FINETUNE_STEPS,
+    DEFAULT_SEARCH_STEPS,
+    MIN_BATCH,
+    finetune_steps_left,
+    parse_duration,
+    plan_samples,
+    plan_steps,
+)
+
+
+def _linear(per_sample: float):
+    return lambda batch: per_sample * batch
+
+
+def test_fast_steps_keep_the_defaults():
+    plan = plan_steps(seconds=300, step_seconds=_linear(0.001), batch_size=32)
+    assert (plan.search_steps, plan.finetune_steps, plan.batch_size) == (DEFAULT_SEARCH_STEPS,
+                                                                         DEFAULT_FINETUNE_STEPS, 32)
+    assert not plan.over_budget
+
+
+def test_slower_step_time_picks_fewer_steps():
+    fast = plan_steps(seconds=300, step_seconds=_linear(0.02), batch_size=32)
+    slow = plan_steps(seconds=300, step_seconds=_linear(0.2), batch_size=32)
+    assert slow.search_steps + slow.finetune_steps < fast.search_steps + fast.finetune_steps
+    assert slow.training_seconds <= 300 and fast.training_seconds <= 300
+    assert slow.batch_size <= fast.batch_size
+
+
+def test_batch_halves_before_the_search_gets_too_short():
+    plan = plan_steps(seconds=300, step_seconds=_linear(0.1), batch_size=32)
+    assert plan.batch_size < 32 and plan.batch_size >= MIN_BATCH
+    assert plan.training_seconds <= 300
+
+
+def test_explicit_steps_win():
+    plan = plan_steps(seconds=10, step_seconds=_linear(1.0), batch_size=32, search_steps=50, finetune_steps=7)
+    assert (plan.search_steps, plan.finetune_steps) == (50, 7)
+
+
+def test_explicit_search_steps_leave_the_rest_to_the_fine_tune():
+    plan = plan_steps(seconds=60, step_seconds=lambda b: 0.5, batch_size=8, search_steps=100)
+    assert (plan.search_steps, plan.finetune_steps) == (100, 20) and not plan.over_budget
+
+
+def test_cheaper_search_steps_buy_more_search():
+    same = plan_steps(seconds=60, step_seconds=lambda b: 1.0, batch_size=8)
+    cheap = plan_steps(seconds=60, step_seconds=lambda b: 1.0, batch_size=8, search_step_seconds=lambda b: 0.25)
+    assert cheap.search_steps > same.search_steps
+
+
+def test_no_budget_keeps_the_defaults_without_measuring():
+    def fail(batch):
+        raise AssertionError("measured without a budget")
+
+    plan = plan_steps(seconds=None, step_seconds=fail, batch_size=32)
+    assert plan.search_steps == DEFAULT_SEARCH_STEPS
+
+
+def test_fine_tune_replanned_from_time_left():
+    assert finetune_steps_left(10.0, 1.0, 100, None) == 10
+    assert finetune_steps_left(10.0, 1.0, 100, 100) == 100  # asked for explicitly
+
+
+def test_samples_capped_for_slow_forward_passes():
+    assert plan_samples(1000, seconds=300, forward_seconds=1.0) < plan_samples(1000, seconds=300,
+                                                                              forward_seconds=0.01)
+    assert plan_samples(50, seconds=300, forward_seconds=10.0) == 50
+
+
+@pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("90s", 90), ("1h30m", 5400), ("45", 45), ("off", None)])
+def test_durations(text, seconds):
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize("text", ["5x", "m", "-3", "0", "5 minutes"])
+def test_bad_durations(text):
+    with pytest.raises(BadInputError, match="--time-budget"):
+        parse_duration(text)
