@@ -10,10 +10,15 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-# Half-precision models compute in float32 inside the proxy and are written back in their own dtype.
+# Half-precision and narrower float models compute in float32 inside the proxy; trained weights are
+# written back in their own dtype.
 _COMPUTE_DTYPE_OVERRIDES = {
     onnx.TensorProto.FLOAT16: torch.float32,
     onnx.TensorProto.BFLOAT16: torch.float32,
+    onnx.TensorProto.FLOAT8E4M3FN: torch.float32,
+    onnx.TensorProto.FLOAT8E4M3FNUZ: torch.float32,
+    onnx.TensorProto.FLOAT8E5M2: torch.float32,
+    onnx.TensorProto.FLOAT8E5M2FNUZ: torch.float32,
 }
 
 _ONNX_TO_TORCH = {
@@ -27,7 +32,13 @@ _ONNX_TO_TORCH = {
     onnx.TensorProto.INT32: torch.int32,
     onnx.TensorProto.INT64: torch.int64,
     onnx.TensorProto.BOOL: torch.bool,
+    onnx.TensorProto.FLOAT8E4M3FN: torch.float8_e4m3fn,
+    onnx.TensorProto.FLOAT8E4M3FNUZ: torch.float8_e4m3fnuz,
+    onnx.TensorProto.FLOAT8E5M2: torch.float8_e5m2,
+    onnx.TensorProto.FLOAT8E5M2FNUZ: torch.float8_e5m2fnuz,
 }
+# numpy (ml_dtypes) floats torch cannot read: converted to float32 on the way in, exactly.
+_NUMPY_VIA_FLOAT32 = ("bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz")
 
 
 def onnx_to_torch_dtype(onnx_dtype: int, *, compute: bool = True) -> torch.dtype:
@@ -39,6 +50,22 @@ def onnx_to_torch_dtype(onnx_dtype: int, *, compute: bool = True) -> torch.dtype
     except KeyError:
         name = onnx.TensorProto.DataType.Name(onnx_dtype)
         raise TypeError(f"ONNX element type {name} has no torch equivalent in darp-onnx") from None
+
+
+def is_supported_elem_type(onnx_dtype: int) -> bool:
+    """Whether tensors of this ONNX element type can enter the proxy (uint16/32/64, 4-bit, 2-bit and
+    string tensors cannot: torch has no kernels for them)."""
+    return onnx_dtype in _ONNX_TO_TORCH
+
+
+def numpy_to_torch(array: np.ndarray) -> torch.Tensor:
+    """A torch tensor from a numpy array, bfloat16 and float8 (ml_dtypes) arrays as float32."""
+    array = np.asarray(array)
+    if array.dtype.name in _NUMPY_VIA_FLOAT32:
+        array = array.astype(np.float32)
+    elif not array.flags.writeable:
+        array = array.copy()
+    return torch.from_numpy(array)
 
 
 def node_attributes(node: onnx.NodeProto) -> dict[str, Any]:

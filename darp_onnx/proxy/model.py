@@ -14,7 +14,7 @@ from torch import nn
 from darp_onnx.errors import BadInputError, UnsupportedOpError
 from darp_onnx.load.io import default_opset
 from darp_onnx.proxy.constants import TensorSource, collect_constants
-from darp_onnx.proxy.context import ConvertContext, onnx_to_torch_dtype
+from darp_onnx.proxy.context import ConvertContext, is_supported_elem_type, numpy_to_torch, onnx_to_torch_dtype
 from darp_onnx.proxy.fusion import find_fusions
 from darp_onnx.proxy.registry import get_converter, normalise_domain, supported_ops
 
@@ -44,9 +44,13 @@ class Step:
     free_after: tuple[str, ...]  # intermediate tensors no later step reads
 
 
+# Names a parameter key must not take: attributes of the container (`values`, `keys`, `to`, ...).
+_RESERVED_KEYS = frozenset(dir(nn.ParameterDict))
+
+
 def _safe_key(name: str, taken: set[str]) -> str:
     key = re.sub(r"\W", "_", name) or "t"
-    if key[0].isdigit():
+    if key[0].isdigit() or key in _RESERVED_KEYS:
         key = "t_" + key
     base, n = key, 1
     while key in taken:
@@ -70,6 +74,7 @@ class ProxyModel(nn.Module):
         self.opset = default_opset(model)
         graph = model.graph
         values, origins = collect_constants(model, source)
+        _check_tensor_types(model, origins, source)
         self.input_names = [i.name for i in graph.input if i.name not in values]
         self.output_names = [o.name for o in graph.output]
         self.input_elem_types = {i.name: int(i.type.tensor_type.elem_type) for i in graph.input}
@@ -149,7 +154,7 @@ class ProxyModel(nn.Module):
         if array.dtype.kind == "U" or array.dtype == object:
             raise BadInputError("string tensors are not supported by darp-onnx")
         dtype = onnx_to_torch_dtype(onnx_dtype)
-        return torch.from_numpy(np.array(array, copy=True)).to(dtype)
+        return numpy_to_torch(np.array(array, copy=True)).to(dtype)
 
     def _plan(self, steps) -> list[Step]:
         last_use: dict[str, int] = {}
@@ -192,8 +197,8 @@ class ProxyModel(nn.Module):
                 raise BadInputError(f"{self.source}: missing value for graph input '{name}'")
             value = inputs[name]
             if not isinstance(value, torch.Tensor):
-                value = torch.as_tensor(np.asarray(value))
-            if value.dtype in (torch.float16, torch.bfloat16):
+                value = numpy_to_torch(value)
+            if value.dtype.is_floating_point and value.dtype.itemsize < 4:  # half and float8: float32
                 value = value.float()
             env[name] = value
         transforms = self.input_transforms
@@ -222,6 +227,32 @@ class ProxyModel(nn.Module):
         outputs = self.run(named)
         values = tuple(outputs[name] for name in self.output_names)
         return values[0] if len(values) == 1 else values
+
+
+def _check_tensor_types(model: onnx.ModelProto, origins: Mapping[str, TensorSource], source: str) -> None:
+    """Refuse, naming the tensor, graph inputs and constants whose type torch cannot compute with."""
+    for info in model.graph.input:
+        if info.name in origins:
+            continue
+        if not info.type.HasField("tensor_type"):
+            raise UnsupportedOpError(
+                f"{source}: graph input '{info.name}' is a {info.type.WhichOneof('value')}, not a tensor; "
+                "darp-onnx converts tensor graphs only"
+            )
+        _check_elem_type(int(info.type.tensor_type.elem_type), f"graph input '{info.name}'", source)
+    for name, origin in origins.items():
+        _check_elem_type(origin.onnx_dtype, f"constant tensor '{name}'", source)
+
+
+def _check_elem_type(elem_type: int, what: str, source: str) -> None:
+    if elem_type == onnx.TensorProto.STRING:
+        raise BadInputError(f"{source}: {what} is a string tensor; string tensors are not supported by darp-onnx")
+    if elem_type and not is_supported_elem_type(elem_type):
+        name = onnx.TensorProto.DataType.Name(elem_type)
+        raise UnsupportedOpError(
+            f"{source}: {what} has element type {name}, which darp-onnx cannot compute with (torch has no "
+            "kernels for it); convert the model to a supported type (float, int8-int64, uint8, bool)"
+        )
 
 
 def build_proxy(model: onnx.ModelProto, *, source: str = "<model>") -> ProxyModel:

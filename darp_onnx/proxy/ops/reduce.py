@@ -7,6 +7,7 @@ which case only the elementwise part applies (abs for L1, square for SumSquare, 
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 
 import torch
@@ -40,11 +41,33 @@ def _prod(x, dims, keep):
     return x
 
 
+def _extreme_identity(dtype: torch.dtype, largest: bool):
+    """The identity of max (largest) or min in a dtype: -inf/+inf, the integer bounds, False/True."""
+    if dtype == torch.bool:
+        return not largest
+    if dtype.is_floating_point:
+        return -math.inf if largest else math.inf
+    info = torch.iinfo(dtype)
+    return info.min if largest else info.max
+
+
+def _extreme(largest: bool) -> Reducer:
+    """ReduceMax/ReduceMin; over an empty axis the result is the operation's identity, as in onnxruntime
+    (-inf for max, +inf for min: empty detection sets reach this)."""
+    def reduce(x, dims, keep):
+        if any(x.shape[d] == 0 for d in dims):
+            shape = [1 if i in dims else n for i, n in enumerate(x.shape) if keep or i not in dims]
+            return torch.full(shape, _extreme_identity(x.dtype, largest), dtype=x.dtype, device=x.device)
+        return (torch.amax if largest else torch.amin)(x, dims, keepdim=keep)
+
+    return reduce
+
+
 _REDUCERS: dict[str, Reducer] = {
     "ReduceSum": _sum,
     "ReduceMean": _mean,
-    "ReduceMax": lambda x, d, k: torch.amax(x, d, keepdim=k),
-    "ReduceMin": lambda x, d, k: torch.amin(x, d, keepdim=k),
+    "ReduceMax": _extreme(largest=True),
+    "ReduceMin": _extreme(largest=False),
     "ReduceProd": _prod,
     "ReduceL1": lambda x, d, k: _sum(x.abs(), d, k),
     "ReduceL2": lambda x, d, k: torch.sqrt(_sum(x * x, d, k)),

@@ -155,18 +155,23 @@ class DepthToSpace(nn.Module):
 
 
 class SpaceToDepth(nn.Module):
-    def __init__(self, blocksize: int) -> None:
+    """The inverse of DepthToSpace in the same mode: DCR puts the block offset before the channel in
+    the output depth, CRD (opset 28) after it."""
+
+    def __init__(self, blocksize: int, mode: str = "DCR") -> None:
         super().__init__()
         self.blocksize = blocksize
+        self.mode = mode
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         b, c, h, w = x.shape
         bs = self.blocksize
-        t = x.reshape(b, c, h // bs, bs, w // bs, bs).permute(0, 3, 5, 1, 2, 4)
+        t = x.reshape(b, c, h // bs, bs, w // bs, bs)
+        t = t.permute(0, 3, 5, 1, 2, 4) if self.mode == "DCR" else t.permute(0, 1, 3, 5, 2, 4)
         return t.reshape(b, c * bs * bs, h // bs, w // bs)
 
     def extra_repr(self) -> str:
-        return f"blocksize={self.blocksize}"
+        return f"blocksize={self.blocksize}, mode={self.mode}"
 
 
 @add_converter("Flatten")
@@ -232,4 +237,8 @@ def convert_depth_to_space(node, ctx):
 
 @add_converter("SpaceToDepth")
 def convert_space_to_depth(node, ctx):
-    return result_for(node, SpaceToDepth(int(node_attributes(node)["blocksize"])))
+    attrs = node_attributes(node)
+    mode = attrs.get("mode", "DCR")
+    if mode not in ("DCR", "CRD"):
+        raise NotImplementedError(f"SpaceToDepth mode '{mode}' is not supported (DCR or CRD)")
+    return result_for(node, SpaceToDepth(int(attrs["blocksize"]), mode))

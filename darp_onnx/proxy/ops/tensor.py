@@ -8,11 +8,13 @@ type still round through that type, so values equal onnxruntime's.
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import onnx
 import torch
 from torch import nn
 
+from darp_onnx.errors import UnsupportedOpError
 from darp_onnx.proxy.context import node_attributes, onnx_to_torch_dtype
 from darp_onnx.proxy.ops.common import FunctionModule, result_for, to_int_list
 from darp_onnx.proxy.registry import add_converter
@@ -29,24 +31,70 @@ def _torch_dtype(onnx_type: int, what: str) -> torch.dtype:
         raise NotImplementedError(f"{what}: {exc}") from None
 
 
+@dataclass(frozen=True)
+class Float8:
+    """A float8 target: its torch dtype, largest finite value, the magnitude from which a
+    non-saturating cast overflows (the rounding midpoint above the largest value, `tie_overflows` when
+    round-half-to-even takes the midpoint up) and whether overflow gives inf (else NaN)."""
+
+    dtype: torch.dtype
+    max: float
+    overflow_from: float
+    tie_overflows: bool
+    has_inf: bool
+
+
+_FLOAT8 = {
+    onnx.TensorProto.FLOAT8E4M3FN: Float8(torch.float8_e4m3fn, 448.0, 464.0, False, False),
+    onnx.TensorProto.FLOAT8E4M3FNUZ: Float8(torch.float8_e4m3fnuz, 240.0, 248.0, True, False),
+    onnx.TensorProto.FLOAT8E5M2: Float8(torch.float8_e5m2, 57344.0, 61440.0, True, True),
+    onnx.TensorProto.FLOAT8E5M2FNUZ: Float8(torch.float8_e5m2fnuz, 57344.0, 61440.0, True, False),
+}
+
+
+def _round_to_float8(x: torch.Tensor, spec: Float8, saturate: bool) -> torch.Tensor:
+    """x rounded to a float8 type as ONNX Cast does (round half to even; `saturate` clamps out-of-range
+    values and infinities to the largest value, else they become inf or NaN), returned as float32."""
+    x = x.float()
+    y = x.clamp(-spec.max, spec.max).to(spec.dtype).float()
+    if saturate:
+        return y
+    size = x.abs()
+    overflow = (size >= spec.overflow_from) if spec.tie_overflows else (size > spec.overflow_from)
+    big = torch.copysign(torch.full_like(x, math.inf), x) if spec.has_inf else torch.full_like(x, math.nan)
+    return torch.where(overflow, big, y)
+
+
 class Cast(nn.Module):
     """Converts to `dtype`; float -> int truncates toward zero (as torch and onnxruntime do).
 
-    `round_via` is the half type to round through when the ONNX target is float16/bfloat16.
+    `round_via` is the half type to round through when the ONNX target is float16/bfloat16, `float8` the
+    float8 target to round to; with `dtype` None the target is the dtype of the second input (CastLike
+    whose target type is only known at run time).
     """
 
-    def __init__(self, dtype: torch.dtype, round_via: torch.dtype | None = None) -> None:
+    def __init__(self, dtype: torch.dtype | None, round_via: torch.dtype | None = None,
+                 float8: Float8 | None = None, saturate: bool = True) -> None:
         super().__init__()
         self.dtype = dtype
         self.round_via = round_via
+        self.float8 = float8
+        self.saturate = saturate
 
     def forward(self, x: torch.Tensor, like: torch.Tensor | None = None) -> torch.Tensor:
+        dtype = self.dtype if self.dtype is not None else like.dtype
+        if self.float8 is not None:
+            return _round_to_float8(x, self.float8, self.saturate).to(dtype)
         if self.round_via is not None:
-            return x.to(self.round_via).to(self.dtype)
-        return x.to(self.dtype)
+            return x.to(self.round_via).to(dtype)
+        return x.to(dtype)
 
     def extra_repr(self) -> str:
-        return f"dtype={self.dtype}, round_via={self.round_via}"
+        return f"dtype={self.dtype}, round_via={self.round_via}, float8={self.float8}, saturate={self.saturate}"
+
+
+def _cast_module(target: int, attrs: dict, what: str) -> Cast:
+    return Cast(_torch_dtype(target, what), _HALF.get(target), _FLOAT8.get(target), bool(attrs.get("saturate", 1)))
 
 
 class ConstantOfShape(nn.Module):
@@ -87,6 +135,12 @@ class Range(nn.Module):
         return start.reshape(()) + steps * delta.reshape(())
 
 
+def _random_dropout(ratio, training_mode) -> bool:
+    """Whether Dropout draws a random mask: training mode with a ratio that is not zero (default 0.5)."""
+    training = training_mode is not None and bool(training_mode.reshape(-1)[0])
+    return training and (ratio is None or float(ratio.reshape(-1)[0]) != 0.0)
+
+
 class Dropout(nn.Module):
     """Inference-mode Dropout: the identity. The optional mask follows onnxruntime: all True from
     opset 12, all False (bool, opset 10-11) or all zero (input dtype, opset 7-9) before that."""
@@ -97,8 +151,9 @@ class Dropout(nn.Module):
         self.opset = opset
 
     def forward(self, x: torch.Tensor, ratio=None, training_mode=None):
-        if training_mode is not None and bool(training_mode.reshape(-1)[0]):
-            raise NotImplementedError("Dropout with training_mode=True at run time is not supported")
+        if _random_dropout(ratio, training_mode):
+            raise UnsupportedOpError("Dropout with training_mode=True and a non-zero ratio (random masks) is not "
+                                     "supported; export the model in inference mode")
         if self.n_outputs == 1:
             return x
         if self.opset >= 12:
@@ -153,19 +208,20 @@ class OneHot(nn.Module):
 
 @add_converter("Cast")
 def convert_cast(node, ctx):
-    to = int(node_attributes(node)["to"])  # `saturate` (opset 19) only matters for float8 targets
-    return result_for(node, Cast(_torch_dtype(to, "Cast 'to'"), _HALF.get(to)))
+    attrs = node_attributes(node)  # round_mode (opset 25) only applies to float8e8m0 targets, refused
+    return result_for(node, _cast_module(int(attrs["to"]), attrs, "Cast 'to'"))
 
 
 @add_converter("CastLike")
 def convert_cast_like(node, ctx):
+    attrs = node_attributes(node)
     target = ctx.elem_type(node.input[1])
     const = ctx.constant(node.input[1])
     if target is None and const is not None:
         target = onnx.helper.np_dtype_to_tensor_dtype(const.dtype)
-    if target is None:
-        raise NotImplementedError("CastLike: the target_type input's element type is unknown")
-    return result_for(node, Cast(_torch_dtype(target, "CastLike"), _HALF.get(target)), static_inputs=[1])
+    if target is None:  # an intermediate tensor of unrecorded type: its run-time dtype is the target
+        return result_for(node, Cast(None), static_inputs=[1])
+    return result_for(node, _cast_module(target, attrs, "CastLike"), static_inputs=[1])
 
 
 @add_converter("ConstantOfShape")
@@ -205,10 +261,11 @@ def convert_dropout(node, ctx):
     attrs = node_attributes(node)
     if attrs.get("is_test", 1) == 0:
         raise NotImplementedError("Dropout with is_test=0 (training mode) is not supported")
-    if len(node.input) > 2 and node.input[2]:
-        mode = ctx.constant(node.input[2])
-        if mode is not None and bool(mode.reshape(-1)[0]):
-            raise NotImplementedError("Dropout with training_mode=True is not supported (inference only)")
+    inputs = [*node.input, "", ""]
+    training, ratio = ctx.constant(inputs[2]), ctx.constant(inputs[1])
+    if training is not None and (ratio is not None or not inputs[1]) and _random_dropout(ratio, training):
+        raise NotImplementedError("Dropout with training_mode=True and a non-zero ratio (random masks) is not "
+                                  "supported; export the model in inference mode")
     return result_for(node, Dropout(len(node.output), ctx.opset), static_inputs=[1, 2])
 
 
