@@ -22,9 +22,10 @@ def _i64(*values: int) -> np.ndarray:
     return np.array(values, dtype=np.int64)
 
 
-def _resize(x, *, scales=None, sizes=None, opset=13, runtime=False, **attrs):
+def _resize(x, *, scales=None, sizes=None, roi=None, opset=13, runtime=False, **attrs):
     """A Resize model in the opset-11+ input layout (X, roi, scales[, sizes])."""
-    tensors = {"roi": EMPTY, "scales": _f32(*scales) if scales is not None else EMPTY}
+    tensors = {"roi": _f32(*roi) if roi is not None else EMPTY,
+               "scales": _f32(*scales) if scales is not None else EMPTY}
     if sizes is not None:
         tensors["sizes"] = _i64(*sizes)
     runtime_names = [n for n in ("scales", "sizes") if runtime and n in tensors and tensors[n].size]
@@ -154,18 +155,82 @@ def test_resize_opset10(case, runtime):
     assert_matches_ort(model, inputs)
 
 
-UNSUPPORTED = {
-    "tf_crop_and_resize": {"coordinate_transformation_mode": "tf_crop_and_resize", "mode": "linear"},
-    "antialias": {"antialias": 1, "mode": "linear"},
-    "keep_aspect_ratio_not_larger": {"keep_aspect_ratio_policy": "not_larger"},
+ANTIALIAS_DOWN, ANTIALIAS_SIZES = (1, 1, 0.6, 0.3), (2, 3, 3, 2)
+
+# id -> (attributes, scales or None, sizes or None); all at opset 18 with antialias=1
+ANTIALIAS_CASES = {
+    "linear_scales": ({"mode": "linear"}, ANTIALIAS_DOWN, None),
+    "linear_sizes": ({"mode": "linear"}, None, ANTIALIAS_SIZES),
+    "linear_mixed_up_down": ({"mode": "linear"}, MIXED, None),
+    "linear_align_corners": ({"mode": "linear", "coordinate_transformation_mode": "align_corners"}, None,
+                             ANTIALIAS_SIZES),
+    "cubic_scales": ({"mode": "cubic"}, ANTIALIAS_DOWN, None),
+    "cubic_sizes_exclude_outside": ({"mode": "cubic", "exclude_outside": 1}, None, ANTIALIAS_SIZES),
+    "cubic_coeff_a": ({"mode": "cubic", "cubic_coeff_a": -0.5}, ANTIALIAS_DOWN, None),
 }
 
 
-@pytest.mark.parametrize("case", UNSUPPORTED, ids=list(UNSUPPORTED))
-def test_resize_unsupported(case):
-    attrs = UNSUPPORTED[case]
-    model, _ = _resize(X, sizes=SIZES_UP, opset=18, **attrs)
-    with pytest.raises(UnsupportedOpError, match=case.split("_")[0]):
+@pytest.mark.parametrize("case", ANTIALIAS_CASES, ids=list(ANTIALIAS_CASES))
+def test_resize_antialias(case):
+    attrs, scales, sizes = ANTIALIAS_CASES[case]
+    model, feeds = _resize(rand(2, 3, 11, 13), scales=scales, sizes=sizes, opset=18, antialias=1, **attrs)
+    assert_matches_ort(model, feeds)
+
+
+# id -> (mode, roi, sizes, extrapolation_value or None)
+CROP_CASES = {
+    "linear_inside": ("linear", (0, 0, 0.2, 0.3, 1, 1, 0.7, 0.9), (2, 3, 4, 5), None),
+    "linear_extrapolated": ("linear", (0, 0, -0.3, 0.4, 1, 1, 0.8, 1.6), (2, 3, 6, 4), 10.0),
+    "cubic_inside": ("cubic", (0, 0, 0.1, 0.2, 1, 1, 0.9, 0.8), (2, 3, 7, 3), None),
+    "linear_single_row": ("linear", (0, 0, 0.2, 0.3, 1, 1, 0.6, 0.9), (2, 3, 1, 4), None),
+}
+
+
+@pytest.mark.parametrize("case", CROP_CASES, ids=list(CROP_CASES))
+def test_resize_tf_crop_and_resize(case):
+    mode, roi, sizes, extrapolation = CROP_CASES[case]
+    attrs = {"mode": mode, "coordinate_transformation_mode": "tf_crop_and_resize"}
+    if extrapolation is not None:
+        attrs["extrapolation_value"] = extrapolation
+    model, feeds = _resize(X, sizes=sizes, roi=roi, opset=18, **attrs)
+    assert_matches_ort(model, feeds)
+
+
+def test_resize_tf_crop_and_resize_axes():
+    model, feeds = _resize(X, sizes=(4, 4), roi=(0.1, -0.2, 0.8, 1.1), opset=18, axes=[2, 3], mode="linear",
+                           coordinate_transformation_mode="tf_crop_and_resize", extrapolation_value=3.0)
+    assert_matches_ort(model, feeds)
+
+
+# id -> (keep_aspect_ratio_policy, sizes, axes or None)
+ASPECT_CASES = {
+    "not_larger_down": ("not_larger", (3, 5), [2, 3]),
+    "not_smaller_down": ("not_smaller", (3, 5), [2, 3]),
+    "not_larger_up_axes": ("not_larger", (9, 8), [2, 3]),
+    "not_smaller_up_axes": ("not_smaller", (9, 8), [2, 3]),
+}
+
+
+@pytest.mark.parametrize("mode", ["nearest", "linear"])
+@pytest.mark.parametrize("case", ASPECT_CASES, ids=list(ASPECT_CASES))
+def test_resize_keep_aspect_ratio_policy(case, mode):
+    policy, sizes, axes = ASPECT_CASES[case]
+    attrs = {"axes": axes} if axes else {}
+    model, feeds = _resize(X, sizes=sizes, opset=18, mode=mode, keep_aspect_ratio_policy=policy, **attrs)
+    assert_matches_ort(model, feeds)
+
+
+def test_resize_tf_crop_and_resize_nearest_is_unsupported():
+    """onnxruntime ignores the roi with mode='nearest', where the ONNX reference crops: refused."""
+    model, _ = _resize(X, sizes=(2, 3, 5, 7), roi=(0, 0, 0.2, 0.1, 1, 1, 0.8, 0.9), opset=18, mode="nearest",
+                       coordinate_transformation_mode="tf_crop_and_resize")
+    with pytest.raises(UnsupportedOpError, match="roi"):
+        build_proxy(model)
+
+
+def test_resize_antialias_nearest_is_unsupported():
+    model, _ = _resize(X, sizes=SIZES_DOWN, opset=18, antialias=1, mode="nearest")
+    with pytest.raises(UnsupportedOpError, match="antialias"):
         build_proxy(model)
 
 

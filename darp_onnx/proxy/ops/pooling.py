@@ -9,6 +9,8 @@ dilation combination is exact.
 
 from __future__ import annotations
 
+import math
+
 import torch
 import torch.nn.functional as F
 from torch import nn
@@ -16,7 +18,7 @@ from torch import nn
 from darp_onnx.proxy.context import node_attributes
 from darp_onnx.proxy.ops.common import result_for
 from darp_onnx.proxy.ops.conv import check_auto_pad, check_same_stride, resolve_pads, torch_pad_list
-from darp_onnx.proxy.registry import add_converter
+from darp_onnx.proxy.registry import OnnxMapping, add_converter
 
 __all__ = ["GlobalPoolModule", "PoolModule"]
 
@@ -50,7 +52,8 @@ class PoolModule(nn.Module):
     """kind is 'max', 'avg' or 'lp'."""
 
     def __init__(self, kind: str, kernel, strides, pads, dilations, auto_pad: str, ceil_mode: bool,
-                 count_include_pad: bool = False, p: float = 2.0) -> None:
+                 count_include_pad: bool = False, p: float = 2.0, indices: bool = False,
+                 storage_order: int = 0) -> None:
         super().__init__()
         self.kind = kind
         self.kernel = list(kernel)
@@ -61,6 +64,8 @@ class PoolModule(nn.Module):
         self.ceil_mode = ceil_mode
         self.count_include_pad = count_include_pad
         self.p = p
+        self.indices = indices  # MaxPool's second output
+        self.storage_order = storage_order
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         n = len(self.kernel)
@@ -78,9 +83,14 @@ class PoolModule(nn.Module):
                  for o, s, k, d, i, b, e in zip(outs, strides, kernel, dilations, sizes, begin, end,
                                                 strict=True)]
         if any(o <= 0 for o in outs):
-            return x.new_zeros([*x.shape[:2], *[max(o, 0) for o in outs]])
+            empty = x.new_zeros([*x.shape[:2], *[max(o, 0) for o in outs]])
+            return (empty, empty.long()) if self.indices else empty
         native = (begin == end and not any(tails)
                   and all(2 * b <= k for b, k in zip(begin, kernel, strict=True)))
+        crop = (slice(None), slice(None), *[slice(0, o) for o in outs])
+        if self.kind == "max" and self.indices:
+            y, where = self._max(x, kernel, strides, dilations, begin, end, tails, native)
+            return y[crop], where[crop]
         if self.kind == "max":
             y = self._max(x, kernel, strides, dilations, begin, end, tails, native)
         elif self.kind == "avg":
@@ -88,7 +98,7 @@ class PoolModule(nn.Module):
         else:
             padded = F.pad(x.abs().pow(self.p), self._pads(begin, end, tails))
             y = _window_sum(padded, kernel, strides, dilations).pow(1.0 / self.p)
-        return y[(slice(None), slice(None), *[slice(0, o) for o in outs])]
+        return y[crop]
 
     @staticmethod
     def _pads(begin, end, tails) -> list[int]:
@@ -97,10 +107,31 @@ class PoolModule(nn.Module):
     def _max(self, x, kernel, strides, dilations, begin, end, tails, native):
         fn = _MAX[len(kernel)]
         if native:
-            return fn(x, kernel, strides, begin, dilations)
+            out = fn(x, kernel, strides, begin, dilations, return_indices=self.indices)
+            return (out[0], self._flat_indices(out[1], x.shape, x.shape, [0] * len(kernel))) if self.indices else out
         low = torch.finfo(x.dtype).min if x.dtype.is_floating_point else torch.iinfo(x.dtype).min
-        x = F.pad(x, self._pads(begin, end, tails), value=low)
-        return fn(x, kernel, strides, 0, dilations)
+        padded = F.pad(x, self._pads(begin, end, tails), value=low)
+        out = fn(padded, kernel, strides, 0, dilations, return_indices=self.indices)
+        return (out[0], self._flat_indices(out[1], padded.shape, x.shape, begin)) if self.indices else out
+
+    def _flat_indices(self, where: torch.Tensor, searched, shape, begin) -> torch.Tensor:
+        """torch's per-plane indices into the `searched` (padded) spatial shape as ONNX's indices into
+        the whole unpadded input: (n * C + c) * plane + the spatial offset, row-major, or column-major
+        over the spatial axes with storage_order=1."""
+        coords, rest = [], where
+        for size in reversed(searched[2:]):
+            coords.append(rest % size)
+            rest = rest // size
+        coords = [c - b for c, b in zip(reversed(coords), begin, strict=True)]
+        sizes = list(shape[2:])
+        if self.storage_order == 1:
+            coords, sizes = coords[::-1], sizes[::-1]
+        offset = torch.zeros_like(where)
+        for c, size in zip(coords, sizes, strict=True):
+            offset = offset * size + c
+        plane = math.prod(shape[2:])
+        batch_channel = torch.arange(shape[0] * shape[1], device=where.device).reshape(shape[0], shape[1])
+        return offset + (batch_channel * plane).reshape(*shape[:2], *[1] * (len(shape) - 2))
 
     def _avg(self, x, kernel, strides, dilations, begin, end, tails, native):
         if native and all(d == 1 for d in dilations):
@@ -125,8 +156,6 @@ class PoolModule(nn.Module):
 
 def _pool(node, kind: str, **extra):
     attrs = node_attributes(node)
-    if kind == "max" and len([o for o in node.output if o]) > 1:
-        raise NotImplementedError("MaxPool's Indices output")
     check_same_stride(attrs, attrs["kernel_shape"])
     module = PoolModule(
         kind,
@@ -143,7 +172,12 @@ def _pool(node, kind: str, **extra):
 
 @add_converter("MaxPool")
 def convert_max_pool(node, ctx):
-    return _pool(node, "max")
+    attrs = node_attributes(node)
+    indices = len(node.output) > 1 and bool(node.output[1])
+    result = _pool(node, "max", indices=indices, storage_order=int(attrs.get("storage_order", 0)))
+    if len(node.output) > 1 and not indices:  # an omitted Indices output: the module returns Y only
+        result.onnx_mapping = OnnxMapping(tuple(node.input), (node.output[0],))
+    return result
 
 
 @add_converter("AveragePool")
