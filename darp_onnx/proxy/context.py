@@ -19,6 +19,8 @@ _COMPUTE_DTYPE_OVERRIDES = {
     onnx.TensorProto.FLOAT8E4M3FNUZ: torch.float32,
     onnx.TensorProto.FLOAT8E5M2: torch.float32,
     onnx.TensorProto.FLOAT8E5M2FNUZ: torch.float32,
+    onnx.TensorProto.FLOAT8E8M0: torch.float32,
+    onnx.TensorProto.FLOAT4E2M1: torch.float32,  # read only: no torch dtype to write back or cast to
 }
 
 _ONNX_TO_TORCH = {
@@ -36,9 +38,11 @@ _ONNX_TO_TORCH = {
     onnx.TensorProto.FLOAT8E4M3FNUZ: torch.float8_e4m3fnuz,
     onnx.TensorProto.FLOAT8E5M2: torch.float8_e5m2,
     onnx.TensorProto.FLOAT8E5M2FNUZ: torch.float8_e5m2fnuz,
+    onnx.TensorProto.FLOAT8E8M0: torch.float8_e8m0fnu,
 }
 # numpy (ml_dtypes) floats torch cannot read: converted to float32 on the way in, exactly.
-_NUMPY_VIA_FLOAT32 = ("bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz")
+_NUMPY_VIA_FLOAT32 = ("bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
+                      "float8_e8m0fnu", "float4_e2m1fn")
 
 
 def onnx_to_torch_dtype(onnx_dtype: int, *, compute: bool = True) -> torch.dtype:
@@ -55,7 +59,7 @@ def onnx_to_torch_dtype(onnx_dtype: int, *, compute: bool = True) -> torch.dtype
 def is_supported_elem_type(onnx_dtype: int) -> bool:
     """Whether tensors of this ONNX element type can enter the proxy (uint16/32/64, 4-bit, 2-bit and
     string tensors cannot: torch has no kernels for them)."""
-    return onnx_dtype in _ONNX_TO_TORCH
+    return onnx_dtype in _ONNX_TO_TORCH or onnx_dtype in _COMPUTE_DTYPE_OVERRIDES
 
 
 def numpy_to_torch(array: np.ndarray) -> torch.Tensor:

@@ -120,7 +120,8 @@ for _op, _fn in _BINARY.items():
 
 
 class ModModule(nn.Module):
-    """Mod: fmod=1 is C fmod (sign of the dividend); fmod=0 is integer mod with the divisor's sign."""
+    """Mod: fmod=1 is C fmod (sign of the dividend); fmod=0 is floor mod with the divisor's sign (defined
+    for floats from opset 28, where a zero result takes the divisor's sign too)."""
 
     def __init__(self, fmod: int) -> None:
         super().__init__()
@@ -129,9 +130,10 @@ class ModModule(nn.Module):
     def forward(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
         if self.fmod:
             return torch.fmod(a, b)
-        if a.is_floating_point():
-            raise ValueError("Mod with fmod=0 is undefined for floating point inputs (ONNX requires fmod=1)")
-        return torch.remainder(a, b)
+        if not a.is_floating_point():
+            return torch.remainder(a, b)
+        r = torch.remainder(a, b)
+        return torch.where(r == 0, torch.copysign(torch.zeros_like(r), b), r)
 
     def extra_repr(self) -> str:
         return f"fmod={self.fmod}"
@@ -140,13 +142,21 @@ class ModModule(nn.Module):
 _FLOAT_TYPES = {1, 10, 11, 16}  # FLOAT, FLOAT16, DOUBLE, BFLOAT16
 
 
-@add_converter("Mod")
+@add_converter("Mod", versions=[10, 13])
 def convert_mod(node, ctx):
     fmod = int(node_attributes(node).get("fmod", 0))
     if fmod not in (0, 1):
         raise NotImplementedError(f"Mod attribute fmod={fmod} is not 0 or 1")
     if not fmod and ctx.elem_type(node.input[0]) in _FLOAT_TYPES:
-        raise NotImplementedError("Mod with fmod=0 on floating point inputs (ONNX requires fmod=1)")
+        raise NotImplementedError("Mod with fmod=0 on floating point inputs (ONNX requires fmod=1 before opset 28)")
+    return result_for(node, ModModule(fmod))
+
+
+@add_converter("Mod", versions=[28])
+def convert_mod_28(node, ctx):
+    fmod = int(node_attributes(node).get("fmod", 0))
+    if fmod not in (0, 1):
+        raise NotImplementedError(f"Mod attribute fmod={fmod} is not 0 or 1")
     return result_for(node, ModModule(fmod))
 
 

@@ -17,6 +17,7 @@ from darp_onnx.proxy.registry import add_converter
 
 __all__ = [
     "BatchNormModule",
+    "BatchNormTrainingModule",
     "GroupNormModule",
     "InstanceNormModule",
     "LayerNormModule",
@@ -70,11 +71,42 @@ class BatchNormModule(nn.Module):
         return f"epsilon={self.epsilon}"
 
 
+class BatchNormTrainingModule(nn.Module):
+    """BatchNormalization with training_mode=1 (opset 14+): normalises with the batch's mean and biased
+    variance and returns the updated running statistics, input * momentum + batch * (1 - momentum)."""
+
+    def __init__(self, epsilon: float, momentum: float, n_outputs: int) -> None:
+        super().__init__()
+        self.epsilon = epsilon
+        self.momentum = momentum
+        self.n_outputs = n_outputs
+
+    def forward(self, x, scale, bias, running_mean, running_var):
+        rank = x.dim()
+        dims = [0, *range(2, rank)]
+        mean = x.mean(dim=dims)
+        var = (x - _channel_view(mean, rank)).square().mean(dim=dims)
+        factor = scale * torch.rsqrt(var + self.epsilon)
+        y = (x - _channel_view(mean, rank)) * _channel_view(factor, rank) + _channel_view(bias, rank)
+        if self.n_outputs == 1:
+            return y
+        m = self.momentum
+        return (y, running_mean * m + mean * (1 - m), running_var * m + var * (1 - m))[: self.n_outputs]
+
+    def extra_repr(self) -> str:
+        return f"epsilon={self.epsilon}, momentum={self.momentum}"
+
+
 @add_converter("BatchNormalization")
 def convert_batch_norm(node, ctx):
     attrs = node_attributes(node)
-    if int(attrs.get("training_mode", 0)) == 1 or int(attrs.get("is_test", 1)) == 0:
-        raise NotImplementedError("BatchNormalization in training mode (training_mode=1 / is_test=0)")
+    training = int(attrs.get("training_mode", 0)) == 1
+    if training and ctx.opset >= 14:
+        module = BatchNormTrainingModule(float(attrs.get("epsilon", 1e-5)), float(attrs.get("momentum", 0.9)),
+                                         len(node.output))
+        return result_for(node, module)
+    if training or int(attrs.get("is_test", 1)) == 0:
+        raise NotImplementedError("BatchNormalization in training mode before opset 14 (is_test=0)")
     if int(attrs.get("spatial", 1)) == 0:
         raise NotImplementedError("BatchNormalization with spatial=0 (per-activation statistics)")
     if _extra_outputs(node):

@@ -93,7 +93,14 @@ class Cast(nn.Module):
         return f"dtype={self.dtype}, round_via={self.round_via}, float8={self.float8}, saturate={self.saturate}"
 
 
+# Narrow float types the proxy reads (as float32) but cannot round to: no torch rounding for them.
+_NO_ROUNDING = (onnx.TensorProto.FLOAT4E2M1, onnx.TensorProto.FLOAT8E8M0)
+
+
 def _cast_module(target: int, attrs: dict, what: str) -> Cast:
+    if target in _NO_ROUNDING:
+        name = onnx.TensorProto.DataType.Name(target)
+        raise NotImplementedError(f"{what}: casting to {name} is not supported (no torch rounding to it)")
     return Cast(_torch_dtype(target, what), _HALF.get(target), _FLOAT8.get(target), bool(attrs.get("saturate", 1)))
 
 
