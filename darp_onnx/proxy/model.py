@@ -16,7 +16,14 @@ from darp_onnx.load.io import default_opset
 from darp_onnx.proxy.constants import TensorSource, collect_constants
 from darp_onnx.proxy.context import ConvertContext, is_supported_elem_type, numpy_to_torch, onnx_to_torch_dtype
 from darp_onnx.proxy.fusion import find_fusions
-from darp_onnx.proxy.registry import get_converter, normalise_domain, supported_ops
+from darp_onnx.proxy.registry import (
+    MAX_TESTED_OPSET,
+    claimed_versions,
+    get_converter,
+    normalise_domain,
+    resolve_since_version,
+    supported_ops,
+)
 
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
                onnx.TensorProto.DOUBLE)
@@ -135,6 +142,14 @@ class ProxyModel(nn.Module):
                 f"op darp-onnx cannot convert; supported ops: {', '.join(supported_ops())}"
             )
         converter = get_converter(node.op_type, opset, domain)
+        if converter is None and claimed_versions(node.op_type):
+            since = resolve_since_version(node.op_type, opset)
+            raise UnsupportedOpError(
+                f"{self.source}: node '{node.name}' uses {node.op_type} at opset {opset} (schema version {since}), "
+                f"which darp-onnx does not convert; it converts {node.op_type} schema versions "
+                f"{claimed_versions(node.op_type)} (tested up to opset {MAX_TESTED_OPSET}): re-export the model "
+                "at an older opset"
+            )
         if converter is None:
             raise UnsupportedOpError(
                 f"{self.source}: node '{node.name}' uses op {node.op_type} (opset {opset}), which darp-onnx "

@@ -41,10 +41,24 @@ def test_batch_norm_runtime_statistics():
     assert_matches_ort(model, feeds)
 
 
-@pytest.mark.parametrize("variant", ["training_mode", "extra_outputs"])
-def test_batch_norm_training_is_unsupported(variant):
-    kwargs = ({"training_mode": 1, "outputs": ("y", "m", "v")} if variant == "training_mode"
-              else {"outputs": ("y", "m", "v"), "opset": 9})
+# id -> (x shape, outputs, attributes); training_mode=1 at opset 15: batch statistics, updated running ones
+BN_TRAINING_CASES = {
+    "three_outputs": ((2, 3, 4, 4), ("y", "m", "v"), {}),
+    "momentum_epsilon": ((4, 3, 5), ("y", "m", "v"), {"momentum": 0.7, "epsilon": 1e-2}),
+}
+
+
+@pytest.mark.parametrize("case", BN_TRAINING_CASES, ids=list(BN_TRAINING_CASES))
+def test_batch_norm_training_mode(case):
+    shape, outputs, attrs = BN_TRAINING_CASES[case]
+    model = one_node_model("BatchNormalization", {"x": rand(*shape)}, initializers=_bn_inits(shape[1]),
+                           outputs=outputs, opset=15, training_mode=1, **attrs)
+    assert_matches_ort(model, {"x": rand(*shape, seed=5)})
+
+
+@pytest.mark.parametrize("variant", ["is_test_0", "extra_outputs"])
+def test_batch_norm_old_training_is_unsupported(variant):
+    kwargs = ({"is_test": 0, "opset": 6} if variant == "is_test_0" else {"outputs": ("y", "m", "v"), "opset": 9})
     model = one_node_model("BatchNormalization", {"x": rand(2, 3, 4, 4)}, initializers=_bn_inits(3), **kwargs)
     with pytest.raises(UnsupportedOpError, match="training|outputs"):
         build_proxy(model)

@@ -58,12 +58,6 @@ def test_pool_same_with_large_stride_is_unsupported():
         build_proxy(model)
 
 
-def test_max_pool_indices_is_unsupported():
-    model = one_node_model("MaxPool", {"x": rand(1, 1, 4, 4)}, outputs=("y", "idx"), kernel_shape=[2, 2])
-    with pytest.raises(UnsupportedOpError, match="Indices"):
-        build_proxy(model)
-
-
 # id -> (x shape, attributes, opset)
 AVG_CASES = {
     "1d": ((2, 3, 9), {"kernel_shape": [3]}, 17),
@@ -156,3 +150,23 @@ def test_pool_gradients_flow_to_input():
     x = torch.from_numpy(rand(1, 2, 6, 6)).requires_grad_()
     build_proxy(model)(x).sum().backward()
     assert x.grad is not None and torch.isfinite(x.grad).all()
+
+
+# id -> (x shape, attributes); MaxPool with its Indices output (flat over N, C and the unpadded spatial axes)
+INDICES_CASES = {
+    "2d": ((2, 3, 6, 7), {"kernel_shape": [2, 2]}),
+    "2d_pads_strides": ((1, 2, 7, 7), {"kernel_shape": [3, 3], "strides": [2, 2], "pads": [1, 1, 1, 1]}),
+    "2d_asymmetric_pads_ceil": ((1, 2, 6, 5), {"kernel_shape": [3, 2], "strides": [2, 2], "pads": [0, 1, 1, 0],
+                                               "ceil_mode": 1}),
+    "2d_dilations": ((1, 2, 8, 8), {"kernel_shape": [2, 2], "dilations": [2, 2]}),
+    "2d_storage_order_1": ((2, 2, 5, 6), {"kernel_shape": [2, 3], "strides": [1, 2], "storage_order": 1}),
+    "1d": ((2, 3, 9), {"kernel_shape": [3], "strides": [2]}),
+    "3d": ((1, 2, 4, 5, 6), {"kernel_shape": [2, 2, 2], "pads": [1, 0, 0, 1, 1, 0]}),
+}
+
+
+@pytest.mark.parametrize("case", INDICES_CASES, ids=list(INDICES_CASES))
+def test_max_pool_indices(case):
+    shape, attrs = INDICES_CASES[case]
+    model = one_node_model("MaxPool", {"x": rand(*shape)}, outputs=("y", "i"), **attrs)
+    assert_matches_ort(model, {"x": rand(*shape, seed=3)})

@@ -123,3 +123,29 @@ def test_reduce_gradient(op):
     proxy().sum().backward()
     (param,) = proxy.parameters()
     assert param.grad is not None and torch.isfinite(param.grad).all() and param.grad.abs().sum() > 0
+
+
+# id -> (op, keepdims, input dtype); reducing an empty axis gives the identity (-inf for max, +inf for min)
+EMPTY_CASES = {
+    "max_keepdims": ("ReduceMax", 1, np.float32),
+    "min_keepdims": ("ReduceMin", 1, np.float32),
+    "max_no_keepdims": ("ReduceMax", 0, np.float32),
+    "min_int64": ("ReduceMin", 1, np.int64),
+}
+
+
+@pytest.mark.parametrize("case", EMPTY_CASES, ids=list(EMPTY_CASES))
+def test_reduce_extreme_over_empty_axis(case):
+    op, keepdims, dtype = EMPTY_CASES[case]
+    x = np.zeros((2, 0, 4), dtype=dtype)
+    model = one_node_model(op, {"x": x}, initializers={"axes": np.array([1], I64)}, opset=18, keepdims=keepdims)
+    assert_matches_ort(model, {"x": x})
+
+
+def test_reduce_max_bool_over_empty_axis_is_false():
+    """onnxruntime refuses bool here; the ONNX reference gives max's identity, False (min: True)."""
+    x = np.zeros((2, 0, 4), dtype=bool)
+    for op, identity in (("ReduceMax", False), ("ReduceMin", True)):
+        model = one_node_model(op, {"x": x}, initializers={"axes": np.array([1], I64)}, opset=20)
+        y = build_proxy(model)(torch.from_numpy(x))
+        assert y.shape == (2, 1, 4) and y.dtype == torch.bool and bool((y == identity).all())

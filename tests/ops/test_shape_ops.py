@@ -120,3 +120,23 @@ def test_reshape_gradient_reaches_weight():
     proxy().sum().backward()
     (param,) = proxy.parameters()
     assert param.grad is not None and torch.isfinite(param.grad).all()
+
+
+@pytest.mark.parametrize("mode", ["DCR", "CRD"])
+def test_space_to_depth_inverts_depth_to_space(mode):
+    """SpaceToDepth's CRD mode (opset 28; onnxruntime has no kernel yet) undoes DepthToSpace in the same mode."""
+    x = rand(2, 12, 3, 4)
+    nodes = [helper.make_node("DepthToSpace", ["x"], ["s"], blocksize=2, mode=mode),
+             helper.make_node("SpaceToDepth", ["s"], ["y"], blocksize=2, mode=mode)]
+    model = graph_model(nodes, {"x": (np.float32, [2, 12, 3, 4])}, opset=28)
+    y = build_proxy(model)(torch.from_numpy(x))
+    np.testing.assert_array_equal(y.numpy(), x)
+
+
+def test_space_to_depth_crd_moves_the_block_offset_after_the_channel():
+    x = np.arange(2 * 4 * 4, dtype=np.float32).reshape(1, 2, 4, 4)
+    model = one_node_model("SpaceToDepth", {"x": x}, opset=28, blocksize=2, mode="CRD")
+    y = build_proxy(model)(torch.from_numpy(x)).numpy()
+    # output channel c * 4 + (row offset * 2 + column offset) holds x[c, 2i + row offset, 2j + column offset]
+    np.testing.assert_array_equal(y[0, 1], x[0, 0, 0::2, 1::2])
+    np.testing.assert_array_equal(y[0, 6], x[0, 1, 1::2, 0::2])

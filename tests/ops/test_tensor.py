@@ -160,3 +160,16 @@ def test_gradients_through_expand_tile_cast():
     proxy().sum().backward()
     (param,) = proxy.parameters()
     assert param.grad is not None and torch.allclose(param.grad, torch.full((1, 3), 4.0))
+
+
+def test_dropout_training_mode_at_run_time():
+    """training_mode as a run-time input: zero ratio is the identity with an all-True mask; a random
+    mask is refused with our error when the input turns training on."""
+    feeds = {"x": F, "r": np.array(0.0, np.float32), "m": np.array(True)}
+    model = one_node_model("Dropout", feeds, outputs=("y", "mask"), opset=13)
+    assert_matches_ort(model, feeds)
+    proxy = build_proxy(model)
+    with pytest.raises(UnsupportedOpError, match="training_mode"):
+        proxy.run({**feeds, "r": np.array(0.5, np.float32)})
+    y, _ = proxy(torch.from_numpy(F), torch.tensor(0.5), torch.tensor(False))
+    np.testing.assert_array_equal(y.numpy(), F)

@@ -253,8 +253,17 @@ def convert_tile(node, ctx):
     return result_for(node, FunctionModule(_tile, "tile"))
 
 
+_FLOAT_OR_INT = {onnx.TensorProto.FLOAT, onnx.TensorProto.DOUBLE, onnx.TensorProto.INT16, onnx.TensorProto.INT32,
+                 onnx.TensorProto.INT64}
+
+
 @add_converter("Range")
 def convert_range(node, ctx):
+    # stash_type (opset 27): half inputs accumulate in float32 by default, as the proxy computes them;
+    # a half-precision accumulation is refused unless the inputs are known not to be half types.
+    stash = int(node_attributes(node).get("stash_type", onnx.TensorProto.FLOAT))
+    if stash != onnx.TensorProto.FLOAT and ctx.elem_type(node.input[0]) not in _FLOAT_OR_INT:
+        raise NotImplementedError(f"Range with stash_type={stash} (half-precision accumulation)")
     return result_for(node, Range())
 
 
