@@ -18,6 +18,7 @@ import argparse
 import logging
 import tempfile
 import warnings
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -27,15 +28,11 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
-from darp_onnx.cost import CostModel, count_graph
-from darp_onnx.cost.latency import LatencyModel, compare_latencies, time_sessions
+from darp_onnx.cost import count_graph
+from darp_onnx.cost.latency import time_sessions
 from darp_onnx.errors import BadInputError
-from darp_onnx.groups import analyse
-from darp_onnx.load.io import load_model
-from darp_onnx.rewrite import rewrite
-from darp_onnx.search import BASELINES, extract_masks, make_budget
-from darp_onnx.search.latency_extract import extract_masks_by_latency
-from darp_onnx.workflows.prune import resolve_channel_multiple
+from darp_onnx.workflows.config import BudgetConfig, ExtractionConfig, prune_config
+from darp_onnx.workflows.prune import analyse_costs, budget_for, extract, load, rewrite_model, score
 from sample_models.architectures import build
 
 MAX_IR_VERSION = 10  # what onnxruntime reads
@@ -78,48 +75,48 @@ def session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
 
 
 def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
+    """The prune stages (load, analyse_costs, score, extract, rewrite_model) with the L1 baseline and
+    several extraction options per budget; then every variant timed in one interleaved round."""
     path = workdir / f"{name}_{args.size}.onnx"
     exporter = export(name, args.size, args.seed, path, args.exporter)
-    model = load_model(path)
-    input_name = model.graph.input[0].name
-    shapes = {input_name: (1, 1, args.size, args.size)}
-    analysis = analyse(model)
-    cost = CostModel(model, analysis, shapes)
-    scores = BASELINES["l1"](model, analysis, args.seed)
-    feeds = {input_name: np.random.default_rng(args.seed).standard_normal((1, 1, args.size, args.size),
-                                                                          dtype=np.float32)}
+    shapes = {"input": (1, 1, args.size, args.size)}
+    config = prune_config(method="l1", write=False, input_shapes=shapes, channel_multiple=args.channel_multiple,
+                          latency_aware=True, device="cpu", seed=args.seed)
+    config = replace(config, extraction=replace(config.extraction, latency_threads=args.threads))
+    run = analyse_costs(load(path, config))  # the layer timings come with it (latency_aware)
+    model, cost, multiple = run.model, run.cost_model, run.channel_multiple
+    scores = score(run)
+    feeds = {"input": np.random.default_rng(args.seed).standard_normal((1, 1, args.size, args.size),
+                                                                       dtype=np.float32)}
     original = session(model, args.threads)
     (reference,) = original.run(None, feeds)
     rows, sessions = [], [original]
     variants = []
-    multiple = resolve_channel_multiple(args.channel_multiple, "cpu")
-    latency = LatencyModel(model, cost, device="cpu", threads=args.threads, channel_multiple=multiple)
-    def measure_candidates(candidates):
-        return compare_latencies([rewrite(model, analysis, m) for m in candidates], feeds, threads=args.threads)
+    plain = ExtractionConfig(channel_multiple=1)
+    rounded = ExtractionConfig(channel_multiple=multiple)
+    aware = replace(rounded, latency_aware=True, latency_threads=args.threads)
+
+    def extracted(budget: BudgetConfig, options: ExtractionConfig):
+        return extract(run, scores, budget=budget_for(run, budget), options=options).masks
 
     for fraction in budgets:
-        budget = make_budget(cost, target_flops=fraction)
-        variants.append((fraction, f"{fraction:.0%}", extract_masks(scores, cost, budget)))
+        by_macs = BudgetConfig("macs", fraction)
+        variants.append((fraction, f"{fraction:.0%}", extracted(by_macs, plain)))
         if multiple > 1:
-            rounded = extract_masks(scores, cost, budget, channel_multiple=multiple)
-            variants.append((fraction, f"{fraction:.0%} x{multiple}", rounded))
-        aware = extract_masks_by_latency(scores, cost, latency, budget, channel_multiple=multiple,
-                                         measure=measure_candidates).masks
-        variants.append((fraction, f"{fraction:.0%} lat x{multiple}", aware))
+            variants.append((fraction, f"{fraction:.0%} x{multiple}", extracted(by_macs, rounded)))
+        variants.append((fraction, f"{fraction:.0%} lat x{multiple}", extracted(by_macs, aware)))
         if args.latency_weight != 1:
-            fast = extract_masks_by_latency(scores, cost, latency, budget, channel_multiple=multiple,
-                                            measure=measure_candidates, latency_weight=args.latency_weight).masks
-            variants.append((fraction, f"{fraction:.0%} lat w{args.latency_weight:g} x{multiple}", fast))
+            fast = replace(aware, latency_weight=args.latency_weight)
+            variants.append((fraction, f"{fraction:.0%} lat w{args.latency_weight:g} x{multiple}",
+                             extracted(by_macs, fast)))
         if args.latency_budgets:
             try:
-                by_time = make_budget(cost, target_latency=fraction, latency_model=latency)
-                timed = extract_masks_by_latency(scores, cost, latency, by_time, channel_multiple=multiple,
-                                                 measure=measure_candidates).masks
-                variants.append((fraction, f"time {fraction:.0%} x{multiple}", timed))
+                variants.append((fraction, f"time {fraction:.0%} x{multiple}",
+                                 extracted(BudgetConfig("latency", fraction), aware)))
             except BadInputError as exc:
                 NOTES.append(f"{name} time {fraction:.0%}: {exc}")
     for fraction, label, masks in variants:
-        pruned = rewrite(model, analysis, masks)
+        pruned = rewrite_model(run, masks)
         sess = session(pruned, args.threads)
         (out,) = sess.run(None, feeds)
         counted = count_graph(pruned, shapes)

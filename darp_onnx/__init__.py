@@ -17,9 +17,12 @@ __all__ = [
     "UnsupportedOpError",
     "ValidationFailedError",
     "__version__",
+    "check_model",
+    "diff",
     "finetune",
     "inspect",
     "prune",
+    "validate",
 ]
 
 _API = ("prune", "finetune", "inspect", "validate", "diff", "check_model")

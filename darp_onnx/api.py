@@ -3,15 +3,23 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Mapping
+from dataclasses import asdict
 from typing import Any
 
+import onnx
 import torch
 
+from darp_onnx.errors import BadInputError
 from darp_onnx.load.inputs import synthetic_inputs
 from darp_onnx.load.io import default_opset, load_model
 from darp_onnx.proxy import build_proxy
 from darp_onnx.runtime.session import make_session, run_session
 from darp_onnx.validation.checks import max_abs_diffs
+from darp_onnx.workflows.finetune import finetune
+from darp_onnx.workflows.prune import PruneResult, prune
+
+__all__ = ["check_model", "diff", "finetune", "inspect", "prune", "prune_diff", "validate", "write_prune_report"]
 
 
 def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0) -> dict[str, Any]:
@@ -32,28 +40,50 @@ def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0) -> di
     }
 
 
-def prune(*args, **kwargs):
-    """See `darp_onnx.workflows.prune.prune`."""
-    from darp_onnx.workflows.prune import prune as _prune
+def write_prune_report(result: PruneResult, directory: str | os.PathLike) -> dict[str, Any]:
+    """Write report.json, report.md and report.html describing a prune result into `directory`.
 
-    return _prune(*args, **kwargs)
+    Built from the result alone (its input and pruned models), so it works for a ModelProto input too."""
+    from darp_onnx.report import write_reports
+
+    return write_reports(prune_diff(result), directory)
 
 
-def write_prune_report(result, directory: str | os.PathLike) -> dict[str, Any]:
-    """Write report.json, report.md and report.html describing a prune result into `directory`."""
-    from darp_onnx.load.io import load_model as _load
-    from darp_onnx.report import diff_models, write_reports
+def prune_diff(result: PruneResult):
+    """The graph diff of a prune result with its measurements (latency, fidelity, how it was extracted)."""
+    from darp_onnx.report import diff_models
 
-    before = _load(result.input)
-    diff = diff_models(before, result.model)
-    diff.latency_ms_before = result.validation["latency_ms_before"]
-    diff.latency_ms_after = result.validation["latency_ms_after"]
-    diff.fidelity = result.validation["fidelity"]
-    diff.provider = result.validation["provider"]
+    if result.original is None or result.model is None:
+        raise BadInputError("this prune result holds no models (original and pruned); prune again to report it")
+    diff = diff_models(result.original, result.model, input_shapes=result.input_shapes)
+    diff.latency_ms_before = result.validation.latency_ms_before
+    diff.latency_ms_after = result.validation.latency_ms_after
+    diff.fidelity = asdict(result.validation.fidelity)
+    diff.provider = result.validation.provider
     diff.method = result.method
     diff.budget = result.budget
-    diff.extraction = result.extraction or None
-    return write_reports(diff, directory)
+    diff.extraction = result.extraction.to_dict() or None
+    return diff
+
+
+def diff(
+    before: str | os.PathLike | onnx.ModelProto,
+    after: str | os.PathLike | onnx.ModelProto,
+    *,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    labels: tuple[str, str] | None = None,
+):
+    """What changed from `before` to `after` (paths or models): a `report.GraphDiff` (nodes removed,
+    added and resized, MACs, parameters); `report.to_json/to_markdown/to_html` render it."""
+    from darp_onnx.load.input_shapes import resolve_input_shapes
+    from darp_onnx.report import diff_models
+
+    models = [m if isinstance(m, onnx.ModelProto) else load_model(m) for m in (before, after)]
+    names = labels or tuple("<model>" if isinstance(m, onnx.ModelProto) else str(m) for m in (before, after))
+    shapes: dict[str, tuple[int, ...]] = {}
+    for model, name in zip(models, names, strict=True):
+        shapes.update(resolve_input_shapes(model, dict(input_shapes or {}), what=name))
+    return diff_models(models[0], models[1], input_shapes=shapes, labels=names)
 
 
 def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
@@ -93,15 +123,22 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     }
 
 
-def finetune(*args, **kwargs):
-    """See `darp_onnx.workflows.finetune.finetune`."""
-    from darp_onnx.workflows.finetune import finetune as _finetune
-
-    return _finetune(*args, **kwargs)
-
-
-def validate(original, pruned, **kwargs) -> dict[str, Any]:
-    """See `darp_onnx.validation.compare.validate_models`."""
+def validate(
+    original: str | os.PathLike,
+    pruned: str | os.PathLike,
+    *,
+    data: str | os.PathLike | None = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    device: str = "auto",
+    atol: float | None = None,
+    rtol: float | None = None,
+    max_drift: float | None = None,
+    latency_runs: int = 20,
+    samples: int = 64,
+    seed: int = 0,
+) -> dict[str, Any]:
+    """Validate PRUNED against ORIGINAL (see `darp_onnx.validation.compare.validate_models`)."""
     from darp_onnx.validation.compare import validate_models
 
-    return validate_models(original, pruned, **kwargs)
+    return validate_models(original, pruned, data=data, input_shapes=input_shapes, device=device, atol=atol,
+                           rtol=rtol, max_drift=max_drift, latency_runs=latency_runs, samples=samples, seed=seed)

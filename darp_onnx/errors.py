@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import re
+from collections.abc import Callable
+
 EXIT_OK = 0
 EXIT_BAD_INPUT = 1
 EXIT_VALIDATION = 2
@@ -31,3 +34,25 @@ def first_line(exc: BaseException) -> str:
     """The first line of an exception's message (or its type name), for one-line errors."""
     lines = str(exc).strip().splitlines()
     return lines[0] if lines else type(exc).__name__
+
+
+class OptionError(BadInputError):
+    """A bad setting. The message names the parameter as the caller spelled it: `target_flops` for a
+    Python caller; the CLI renders the same error with its flag (`--target-flops`) via `message_for`.
+
+    `template` holds `{option}` where the parameter's name goes and may name other parameters as
+    `{option:NAME}` (e.g. "give exactly one of {option:target_flops} or {option:target_params}")."""
+
+    def __init__(self, parameter: str, template: str) -> None:
+        self.parameter = parameter
+        self.template = template
+        super().__init__(self.message_for(None))
+
+    def message_for(self, names: Callable[[str], str] | None) -> str:
+        """The message with each parameter spelled by `names` (None: the Python parameter names)."""
+        spell = names or (lambda name: name)
+        text = self.template.replace("{option}", spell(self.parameter))
+        return _NAMED.sub(lambda match: spell(match.group(1)), text)
+
+
+_NAMED = re.compile(r"\{option:([A-Za-z_][A-Za-z0-9_]*)\}")

@@ -11,6 +11,7 @@ from typer.testing import CliRunner
 import darp_onnx.api
 from darp_onnx.cli.app import app
 from darp_onnx.errors import BadInputError
+from darp_onnx.workflows.config import BudgetConfig, PruneConfig
 
 ROOT = Path(__file__).resolve().parents[1]
 RESNET = ROOT / "sample_models" / "resnet.onnx"
@@ -35,11 +36,11 @@ def _config(tmp_path: Path, text: str = CONFIG) -> Path:
 
 @pytest.fixture()
 def captured(monkeypatch):
-    """Replace the library's prune with one that records its arguments and stops."""
-    calls: list[dict] = []
+    """Replace the library's prune with one that records the PruneConfig it gets and stops."""
+    calls: list[PruneConfig] = []
 
-    def fake_prune(model, **kwargs):
-        calls.append(kwargs)
+    def fake_prune(model, config, **kwargs):
+        calls.append(config)
         raise BadInputError("stopped by the test")
 
     monkeypatch.setattr(darp_onnx.api, "prune", fake_prune)
@@ -49,11 +50,11 @@ def captured(monkeypatch):
 def test_config_values_reach_prune(tmp_path, captured):
     result = runner.invoke(app, ["prune", str(RESNET), "--config", str(_config(tmp_path))])
     assert result.exit_code == 1 and "stopped by the test" in result.stderr
-    kwargs = captured[0]
-    assert kwargs["method"] == "l1" and kwargs["target_flops"] == 0.25
-    assert kwargs["search_steps"] == 4 and kwargs["finetune_steps"] == 2  # '-' and '_' both accepted
-    assert kwargs["input_shapes"] == {"input": (1, 1, 32, 32)}
-    assert kwargs["darp"].hard is True
+    config = captured[0]
+    assert config.search.method == "l1" and config.budget == BudgetConfig("macs", 0.25)
+    assert config.search.steps == 4 and config.recovery.steps == 2  # '-' and '_' both accepted
+    assert config.io.input_shapes == {"input": (1, 1, 32, 32)}
+    assert config.search.hard_gates is True
 
 
 def test_command_line_flags_win(tmp_path, captured):
@@ -61,10 +62,10 @@ def test_command_line_flags_win(tmp_path, captured):
             "--method", "random", "--no-hard-gates", "--input-shape", "input=2x1x32x32"]
     result = runner.invoke(app, args)
     assert result.exit_code == 1, result.stderr
-    kwargs = captured[0]
-    assert kwargs["target_flops"] == 0.5 and kwargs["method"] == "random"
-    assert kwargs["darp"].hard is False and kwargs["input_shapes"] == {"input": (2, 1, 32, 32)}
-    assert kwargs["search_steps"] == 4  # still from the file
+    config = captured[0]
+    assert config.budget == BudgetConfig("macs", 0.5) and config.search.method == "random"
+    assert config.search.hard_gates is False and config.io.input_shapes == {"input": (2, 1, 32, 32)}
+    assert config.search.steps == 4  # still from the file
 
 
 def test_unknown_key_names_it_and_lists_the_valid_ones(tmp_path):

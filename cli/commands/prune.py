@@ -14,13 +14,16 @@ from darp_onnx.cli.config import ConfigFile
 from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from darp_onnx.cli.progress import SearchProgress
-from darp_onnx.errors import BadInputError
-from darp_onnx.search.darp import DarpConfig
+from darp_onnx.errors import OptionError
 from darp_onnx.search.schedule import SCHEDULES
+from darp_onnx.workflows.config import ExtractionConfig, PruneConfig, RecoveryConfig, SearchConfig
+
+# library parameter -> flag, where the names differ (the others: `--` and dashes, see `flag_namer`)
+FLAGS = {"search_steps": "--steps", "input_shapes": "--input-shape", "output": "-o/--output"}
 
 
 @app.command("prune")
-@handle_errors
+@handle_errors(flags=FLAGS)
 def prune_command(
     model: Annotated[Path, typer.Argument(help="The ONNX model to prune (never modified).")],
     output: Annotated[
@@ -40,7 +43,9 @@ def prune_command(
         typer.Option(help="Latency to keep, a fraction of what onnxruntime layer timings on --device estimate "
                           "for the model (implies --latency-aware)."),
     ] = None,
-    method: Annotated[str, typer.Option(help="darp (the gate search) or a baseline: l1, bn, random.")] = "darp",
+    method: Annotated[
+        str, typer.Option(help="darp (the gate search) or a baseline: l1, bn, random.")
+    ] = SearchConfig.method,
     data: Annotated[
         Path | None,
         typer.Option(help=(".npz (arrays named after the inputs, optional 'labels') or a folder of .npz/.npy; "
@@ -51,17 +56,27 @@ def prune_command(
         typer.Option("--input-shape",
                      help="NAME=1x3x320x320 for symbolic dims (repeatable; a bare shape for one-input models)."),
     ] = None,
-    steps: Annotated[int, typer.Option(help="Search steps (darp).")] = 200,
-    finetune_steps: Annotated[int, typer.Option(help="Recovery fine-tune steps with the hard masks.")] = 100,
-    batch_size: Annotated[int, typer.Option(help="Batch size for search and fine-tune.")] = 32,
-    lr: Annotated[float, typer.Option(help="Learning rate of the weights in the recovery fine-tune.")] = 1e-3,
-    search_lr: Annotated[float, typer.Option(help="Learning rate of the weights during the search.")] = 3e-4,
+    steps: Annotated[int, typer.Option(help="Search steps (darp).")] = SearchConfig.steps,
+    finetune_steps: Annotated[
+        int, typer.Option(help="Recovery fine-tune steps with the hard masks.")
+    ] = RecoveryConfig.steps,
+    batch_size: Annotated[int, typer.Option(help="Batch size for search and fine-tune.")] = SearchConfig.batch_size,
+    lr: Annotated[
+        float, typer.Option(help="Learning rate of the weights in the recovery fine-tune.")
+    ] = RecoveryConfig.lr,
+    search_lr: Annotated[
+        float, typer.Option(help="Learning rate of the weights during the search.")
+    ] = SearchConfig.lr,
     tau_sample: Annotated[
         str,
         typer.Option(help="Sampling temperature START:END (relaxed Bernoulli gates)."),
-    ] = "0.5:0.1",
-    tau_penalty: Annotated[str, typer.Option(help="Penalty temperature START:END (keep probabilities).")] = "1.0:0.2",
-    schedule: Annotated[str, typer.Option(help=f"Temperature schedule: {', '.join(SCHEDULES)}.")] = "geometric",
+    ] = "{}:{}".format(*SearchConfig.tau_sample),
+    tau_penalty: Annotated[
+        str, typer.Option(help="Penalty temperature START:END (keep probabilities).")
+    ] = "{}:{}".format(*SearchConfig.tau_penalty),
+    schedule: Annotated[
+        str, typer.Option(help=f"Temperature schedule: {', '.join(SCHEDULES)}.")
+    ] = SearchConfig.schedule,
     channel_multiple: Annotated[
         str | None,
         typer.Option(help="Keep channel counts at multiples of this; 'auto' (the default): what onnxruntime's "
@@ -71,16 +86,24 @@ def prune_command(
         bool,
         typer.Option(help="Time the layers on onnxruntime (--device) and remove what costs the most time per "
                           "importance lost: faster models at the same MACs budget."),
-    ] = False,
+    ] = ExtractionConfig.latency_aware,
     latency_weight: Annotated[
         float,
         typer.Option(help="With --latency-aware: the worth of a relative latency cut against relative importance "
                           "lost when choosing among candidate extractions (1: alike; higher: faster models)."),
-    ] = 1.0,
-    keep_branches: Annotated[bool, typer.Option(help="Never drop whole residual branches (channels only).")] = False,
-    hard_gates: Annotated[bool, typer.Option(help="Straight-through hard 0/1 gates in the forward pass.")] = False,
-    device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an error).")] = "auto",
-    seed: Annotated[int, typer.Option(help="Random seed; a run is deterministic for a given seed.")] = 0,
+    ] = ExtractionConfig.latency_weight,
+    keep_branches: Annotated[
+        bool, typer.Option(help="Never drop whole residual branches (channels only).")
+    ] = ExtractionConfig.keep_branches,
+    hard_gates: Annotated[
+        bool, typer.Option(help="Straight-through hard 0/1 gates in the forward pass.")
+    ] = SearchConfig.hard_gates,
+    device: Annotated[
+        str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an error).")
+    ] = PruneConfig.device,
+    seed: Annotated[
+        int, typer.Option(help="Random seed; a run is deterministic for a given seed.")
+    ] = PruneConfig.seed,
     force: Annotated[bool, typer.Option(help="Overwrite the output file if it exists.")] = False,
     report: Annotated[
         Path | None,
@@ -96,23 +119,21 @@ def prune_command(
     Exit codes: 0 success, 1 bad input or infeasible budget, 2 validation failure (nothing written)."""
     from darp_onnx.api import prune
     from darp_onnx.load.input_shapes import parse_input_shapes
+    from darp_onnx.workflows.config import prune_config
 
     say = Verbosity(quiet=quiet, verbose=verbose)
 
-    shapes = parse_input_shapes(input_shape or [])
-    darp = DarpConfig(steps=steps, batch_size=batch_size, lr_weights=search_lr, seed=seed,
-                      tau_sample=_pair(tau_sample, "--tau-sample"), tau_penalty=_pair(tau_penalty, "--tau-penalty"),
-                      schedule=_schedule(schedule), hard=hard_gates)
-    with SearchProgress(enabled=not quiet, total=steps if method == "darp" else 0,
-                        finetune_total=finetune_steps) as progress:
-        result = prune(
-            model, output=output, target_flops=target_flops, target_params=target_params,
-            target_latency=target_latency, method=method,
-            data=data, input_shapes=shapes, search_steps=steps, finetune_steps=finetune_steps,
-            batch_size=batch_size, lr=lr, darp=darp, channel_multiple=channel_multiple,
-            latency_aware=latency_aware, latency_weight=latency_weight, keep_branches=keep_branches, device=device,
-            seed=seed, force=force, progress=progress.update,
-        )
+    config = prune_config(
+        output=output, target_flops=target_flops, target_params=target_params, target_latency=target_latency,
+        method=method, data=data, input_shapes=parse_input_shapes(input_shape or []), search_steps=steps,
+        finetune_steps=finetune_steps, batch_size=batch_size, lr=lr, search_lr=search_lr,
+        tau_sample=_pair(tau_sample, "tau_sample"), tau_penalty=_pair(tau_penalty, "tau_penalty"),
+        schedule=schedule, hard_gates=hard_gates, channel_multiple=channel_multiple, latency_aware=latency_aware,
+        latency_weight=latency_weight, keep_branches=keep_branches, device=device, seed=seed, force=force,
+    )
+    with SearchProgress(enabled=not quiet, total=config.search.steps if config.search.method == "darp" else 0,
+                        finetune_total=config.recovery.steps) as progress:
+        result = prune(model, config, progress=progress.update)
     document = result.to_json()
     if report is not None:
         from darp_onnx.api import write_prune_report
@@ -127,20 +148,12 @@ def prune_command(
     say.elapsed("pruned")
 
 
-def _pair(text: str, flag: str) -> tuple[float, float]:
+def _pair(text: str, parameter: str) -> tuple[float, float]:
     try:
         start, end = (float(v) for v in text.split(":"))
     except ValueError:
-        raise BadInputError(f"{flag} '{text}': expected START:END, e.g. 1.0:0.1") from None
-    if start <= 0 or end <= 0:
-        raise BadInputError(f"{flag} '{text}': temperatures must be positive")
+        raise OptionError(parameter, f"{{option}} '{text}': expected START:END, e.g. 1.0:0.1") from None
     return start, end
-
-
-def _schedule(name: str) -> str:
-    if name not in SCHEDULES:
-        raise BadInputError(f"--schedule {name}: choose one of {', '.join(SCHEDULES)}")
-    return name
 
 
 def _summary(doc: dict) -> None:

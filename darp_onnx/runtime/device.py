@@ -9,7 +9,7 @@ from dataclasses import dataclass
 import onnxruntime as ort
 import torch
 
-from darp_onnx.errors import BadInputError
+from darp_onnx.errors import OptionError
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -27,12 +27,12 @@ def cuda_usable() -> bool:
 
 def choose_device(requested: str) -> DeviceChoice:
     if requested not in DEVICES:
-        raise BadInputError(f"--device {requested}: choose one of {', '.join(DEVICES)}")
+        raise OptionError("device", f"{{option}} {requested}: choose one of {', '.join(DEVICES)}")
     if requested == "cpu":
         return DeviceChoice("cpu", "cpu", "requested")
     if requested == "cuda":
         if not torch.cuda.is_available():
-            raise BadInputError("--device cuda: no usable CUDA GPU for torch here; use --device cpu or auto")
+            raise OptionError("device", "{option} cuda: no usable CUDA GPU for torch here; use {option} cpu or auto")
         return DeviceChoice("cuda", "cuda", "requested")
     if cuda_usable():
         return DeviceChoice("cuda", "cuda", "auto: a CUDA GPU is available")

@@ -10,81 +10,71 @@ import numpy as np
 import torch
 
 from darp_onnx.cost import CostModel
-from darp_onnx.errors import BadInputError
-
-METRICS = ("macs", "params", "latency")
-_OPTION = {"macs": "--target-flops", "params": "--target-params", "latency": "--target-latency"}
+from darp_onnx.cost.metrics import Metric, budget_target, get_metric
+from darp_onnx.errors import OptionError
 
 
 @dataclass(frozen=True)
 class Budget:
-    """Keep at most `limit` of `metric`: a count of MACs or parameters, or estimated milliseconds
-    (`latency`, read from `latency_model`, a `cost.latency.LatencyModel`)."""
+    """Keep at most `limit` of `metric` (a name in `cost.metrics.METRICS`), measured by `measure`,
+    that metric bound to the model."""
 
     metric: str
     limit: float
-    latency_model: Any = field(default=None, compare=False, repr=False)
+    measure: Metric = field(compare=False, repr=False)
 
-    def cost(self, cost_model: CostModel, masks: Mapping[int, np.ndarray]) -> float:
-        if self.metric == "latency":
-            return self.latency_model.estimate(masks)
-        return cost_model.macs(masks) if self.metric == "macs" else cost_model.params(masks)
+    @property
+    def option(self) -> str:
+        """The parameter that set this budget (`target_flops`), for messages."""
+        return self.measure.option
 
-    def full(self, cost_model: CostModel) -> float:
-        if self.metric == "latency":
-            return self.latency_model.full_ms
-        return cost_model.full_macs if self.metric == "macs" else cost_model.full_params
+    @property
+    def full(self) -> float:
+        return self.measure.full
 
-    def fraction(self, cost_model: CostModel) -> float:
-        return self.limit / max(self.full(cost_model), 1e-12)
+    @property
+    def fraction(self) -> float:
+        return self.limit / max(self.full, 1e-12)
 
-    def expected(self, cost_model: CostModel, probs: Mapping[int, torch.Tensor]) -> torch.Tensor:
+    def cost(self, masks: Mapping[int, np.ndarray]) -> float:
+        return self.measure.cost(masks)
+
+    def expected(self, probs: Mapping[int, torch.Tensor]) -> torch.Tensor:
         """The cost in expectation over keep probabilities (what the search penalises)."""
-        if self.metric == "latency":
-            return self.latency_model.expected(probs)
-        return cost_model.expected_macs(probs) if self.metric == "macs" else cost_model.expected_params(probs)
+        return self.measure.expected(probs)
 
     def describe(self, value: float) -> str:
-        return f"{value:.4g} ms (estimated)" if self.metric == "latency" else f"{value:,.0f} {self.metric}"
+        return self.measure.describe(value)
 
 
-def make_budget(cost_model: CostModel, *, target_flops: float | None = None, target_params: float | None = None,
+def make_budget(cost_model: CostModel, *, metric: str | None = None, value: float | None = None,
+                target_flops: float | None = None, target_params: float | None = None,
                 target_latency: float | None = None, latency_model: Any = None) -> Budget:
-    """A budget from a fraction in (0, 1] or an absolute count (> 1) of MACs or parameters, or a
-    fraction in (0, 1] of the estimated latency (needs `latency_model`)."""
-    metric, value = budget_option(target_flops, target_params, target_latency)
-    if metric == "latency":
-        if latency_model is None:
-            raise ValueError("a latency budget needs a LatencyModel")
-        budget = Budget(metric, float(value) * latency_model.full_ms, latency_model)
-    else:
-        full = cost_model.full_macs if metric == "macs" else cost_model.full_params
-        budget = Budget(metric, float(value) * full if value <= 1 else float(value))
+    """A budget of `value` of `metric` (or of the one `target_*` given): a fraction in (0, 1] or an
+    absolute amount (> 1) where the metric allows it; checked against what the frozen parts cost.
+    Metrics that need layer timings (latency) need `latency_model`."""
+    if metric is None:
+        chosen = budget_target(target_flops=target_flops, target_params=target_params, target_latency=target_latency)
+        if chosen is None:
+            raise OptionError("target_flops", "give a budget: {option:target_flops}, {option:target_params} or "
+                                              "{option:target_latency}")
+        metric, value = chosen
+    kind = get_metric(metric)
+    kind.check_target(value)
+    measure = kind(cost_model, latency_model)
+    limit = float(value) * measure.full if (value <= 1 or kind.fraction_only) else float(value)
+    budget = Budget(metric, limit, measure)
     check_feasible(budget, cost_model)
     return budget
 
 
-def budget_option(target_flops: float | None, target_params: float | None, target_latency: float | None
-                  ) -> tuple[str, float]:
-    """(metric, value) of the one budget option given; BadInputError for none, several or a bad value."""
-    given = [(m, v) for m, v in (("macs", target_flops), ("params", target_params), ("latency", target_latency))
-             if v is not None]
-    if len(given) != 1:
-        raise BadInputError("give exactly one budget: --target-flops, --target-params or --target-latency")
-    metric, value = given[0]
-    if metric == "latency" and not 0 < value <= 1:
-        raise BadInputError(f"--target-latency {value}: give a fraction of the model's latency in (0, 1], e.g. 0.5")
-    if value <= 0:
-        raise BadInputError(f"{_OPTION[metric]} must be positive (a fraction like 0.5 or an absolute count)")
-    return metric, float(value)
-
-
 def check_feasible(budget: Budget, cost_model: CostModel) -> None:
-    smallest = budget.cost(cost_model, cost_model.smallest_masks())
+    smallest = budget.cost(cost_model.smallest_masks())
     if budget.limit < smallest:
-        full = budget.full(cost_model)
-        raise BadInputError(
-            f"{_OPTION[budget.metric]}: a budget of {budget.describe(budget.limit)} "
+        full = budget.full
+        raise OptionError(
+            budget.option,
+            f"{{option}}: a budget of {budget.describe(budget.limit)} "
             f"({budget.limit / full:.1%}) is below what the frozen parts already cost; the smallest "
             f"reachable is {budget.describe(smallest)} ({smallest / full:.1%}), ask for at least that"
         )
@@ -101,7 +91,7 @@ def extract_masks(
     more units never raises the cost, so the shortest prefix of the ranking that meets the budget is
     found by bisection."""
     if channel_multiple < 1:
-        raise BadInputError("--channel-multiple must be at least 1")
+        raise OptionError("channel_multiple", "{option} must be at least 1")
     analysis = cost_model.analysis
     groups = analysis.prunable()
     ranked: dict[int, np.ndarray] = {}  # per group: unit indices, best score first
@@ -133,17 +123,18 @@ def extract_masks(
 
     check_feasible(budget, cost_model)
     smallest = masks_without(len(order))
-    if budget.cost(cost_model, smallest) > budget.limit:
-        reachable = budget.cost(cost_model, smallest)
-        raise BadInputError(
-            f"{_OPTION[budget.metric]}: with --channel-multiple {channel_multiple} the smallest reachable is "
-            f"{budget.describe(reachable)} ({reachable / budget.full(cost_model):.1%}); ask for at least that or "
+    if budget.cost(smallest) > budget.limit:
+        reachable = budget.cost(smallest)
+        raise OptionError(
+            budget.option,
+            f"{{option}}: with {{option:channel_multiple}} {channel_multiple} the smallest reachable is "
+            f"{budget.describe(reachable)} ({reachable / budget.full:.1%}); ask for at least that or "
             "lower the multiple"
         )
     lo, hi = 0, len(order)
     while lo < hi:
         mid = (lo + hi) // 2
-        if budget.cost(cost_model, masks_without(mid)) <= budget.limit:
+        if budget.cost(masks_without(mid)) <= budget.limit:
             hi = mid
         else:
             lo = mid + 1
@@ -173,7 +164,7 @@ def _fill_aligned(masks: dict[int, np.ndarray], groups, ranked, best_first, mult
             trial = np.zeros_like(masks[gid])
             trial[ranked[gid][:keep]] = True
             previous, masks[gid] = masks[gid], trial
-            if budget.cost(cost_model, masks) > budget.limit:
+            if budget.cost(masks) > budget.limit:
                 masks[gid] = previous
             else:
                 changed = True
@@ -189,6 +180,6 @@ def _fill(masks: dict[int, np.ndarray], candidates: list[tuple[int, int]], cost_
     that slack for the next units in the ranking instead."""
     for g, u in candidates[:max_tries]:
         masks[g][u] = True
-        if budget.cost(cost_model, masks) > budget.limit:
+        if budget.cost(masks) > budget.limit:
             masks[g][u] = False
     return masks

@@ -95,10 +95,8 @@ def darp_search(
     opt_w = torch.optim.Adam(trainable_parameters(proxy), lr=config.lr_weights)
     opt_t = torch.optim.Adam(list(theta.values()), lr=config.lr_logits, betas=(0.5, 0.99))
     warmup = warmup_schedule(opt_w, config.steps - config.steps // config.logit_every)
-    full = float(budget.full(cost_model))
-    target = budget.fraction(cost_model)
-    def expected_cost(probs):
-        return budget.expected(cost_model, probs)
+    full = float(budget.full)
+    target = budget.fraction
 
     penalty = config.penalty_init
     history: list[dict[str, float]] = []
@@ -121,7 +119,7 @@ def darp_search(
                       "tau_penalty": tau_p, "penalty": penalty}
             if logit_step:
                 probs = {gid: keep_probabilities(th, tau_p) for gid, th in theta.items()}
-                cost = expected_cost(probs) / full
+                cost = budget.expected(probs) / full
                 goal = ramped_target(target, step, config.steps, config.target_ramp)
                 # Lagrangian term of the constraint cost <= goal; no push once under it, so the
                 # logits' momentum does not carry the cost far below the budget.

@@ -28,8 +28,8 @@ import numpy as np
 
 from darp_onnx.cost import CostModel
 from darp_onnx.cost.latency import LatencyModel, term_groups
-from darp_onnx.errors import BadInputError
-from darp_onnx.search.budget import _OPTION, Budget, check_feasible, extract_masks
+from darp_onnx.errors import BadInputError, OptionError
+from darp_onnx.search.budget import Budget, check_feasible, extract_masks
 
 _EPS = 1e-12
 ALPHAS = (0.0, 0.5, 1.0)
@@ -52,11 +52,12 @@ def extract_masks_by_latency(importance: Mapping[int, np.ndarray], cost_model: C
                              latency: LatencyModel, budget: Budget, *, channel_multiple: int = 1,
                              measure: MeasureFn | None = None, latency_weight: float = 1.0) -> LatencyExtraction:
     if not latency_weight >= 0:
-        raise BadInputError(f"--latency-weight {latency_weight}: give a number >= 0 (1: importance and time alike)")
+        raise OptionError("latency_weight", f"{{option}} {latency_weight}: give a number >= 0 (1: importance and "
+                                            "time alike)")
     check_feasible(budget, cost_model)
     candidates: dict[str, Masks] = {}
     failures: list[BadInputError] = []
-    alphas = (1.0,) if budget.metric == "latency" else ALPHAS  # the blend is moot for a latency budget
+    alphas = (1.0,) if budget.measure.needs_latency else ALPHAS  # the blend is moot for a latency budget
     for name in ("rank", *(f"alpha={a:g}" for a in alphas)):
         try:  # with a coarse multiple one strategy may reach the budget where another cannot
             candidates[name] = (extract_masks(importance, cost_model, budget, channel_multiple=channel_multiple)
@@ -86,14 +87,14 @@ def extract_masks_by_latency(importance: Mapping[int, np.ndarray], cost_model: C
 def _greedy(importance, cost_model: CostModel, latency: LatencyModel, budget: Budget, multiple: int,
             alpha: float) -> dict[int, np.ndarray]:
     state = _State(importance, cost_model, latency, multiple, budget, alpha)
-    cost = budget.cost(cost_model, state.masks)  # kept up to date from each step's exact change
+    cost = budget.cost(state.masks)  # kept up to date from each step's exact change
     while cost > budget.limit:
         step = state.best_move(removing=True)
         if step is None:
-            raise BadInputError(
-                f"{_OPTION[budget.metric]}: with --channel-multiple {multiple} the smallest reachable is "
-                f"{budget.describe(cost)} ({cost / budget.full(cost_model):.1%}); ask for at least that or lower "
-                "the multiple")
+            raise OptionError(
+                budget.option,
+                f"{{option}}: with {{option:channel_multiple}} {multiple} the smallest reachable is "
+                f"{budget.describe(cost)} ({cost / budget.full:.1%}); ask for at least that or lower the multiple")
         move, saved = step
         state.apply(move)
         cost -= saved
@@ -101,7 +102,7 @@ def _greedy(importance, cost_model: CostModel, latency: LatencyModel, budget: Bu
         move, saved = step  # a big last step leaves slack: put back what fits (saved < 0: it adds)
         state.apply(move)
         cost -= saved
-    while budget.cost(cost_model, state.masks) > budget.limit:  # float drift of a latency budget, if any
+    while budget.cost(state.masks) > budget.limit:  # float drift of a latency budget, if any
         step = state.best_move(removing=True)
         if step is None:
             break
@@ -119,7 +120,7 @@ class _State:
         self.masks = analysis.all_kept()
         self.groups = {g.id: g for g in analysis.prunable()}
         self.full_ms = max(latency.full_ms, _EPS)
-        self.full_resource = max(budget.full(cost_model), 1e-12)
+        self.full_resource = max(budget.full, 1e-12)
         self.importance = {g: np.asarray(importance[g], dtype=np.float64) for g in self.groups}
         self.ranked = {g: np.argsort(-np.nan_to_num(self.importance[g], nan=0.0), kind="stable")
                        for g in self.groups}
@@ -129,11 +130,13 @@ class _State:
             for g in term_groups(term):
                 if g in self.terms:
                     self.terms[g].append(term)
-        if budget.metric == "latency":
+        if budget.measure.needs_latency:
             monomials, self.resource_terms = [], self.terms
         else:
-            monomials = ([t.macs for t in cost_model.node_terms] if budget.metric == "macs"
-                         else list(cost_model.param_terms.values()))
+            monomials = budget.measure.terms()
+            if monomials is None:
+                raise OptionError(budget.option, f"{{option}}: the latency-aware extraction needs a metric with "
+                                                 f"cost terms; '{budget.metric}' has none, prune without it")
             self.resource_terms = {g: [] for g in self.groups}
             for monomial in monomials:
                 for g in term_groups(monomial):

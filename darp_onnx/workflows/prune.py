@@ -1,10 +1,15 @@
-"""`prune()`: analysis -> proxy -> search -> rewrite -> validate -> write."""
+"""`prune()`: prepare -> score -> extract -> recover -> rewrite -> validate -> write.
+
+Each stage is a function over a `PruneRun` (what the earlier stages produced) that can be called on
+its own (the benchmarks do) and records its seconds in `run.timings`. `prune()` is their composition
+over one frozen `PruneConfig`.
+"""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -14,56 +19,79 @@ import torch
 
 from darp_onnx.cost import CostModel, count_graph
 from darp_onnx.cost.latency import LatencyModel, compare_latencies
-from darp_onnx.errors import BadInputError, ValidationFailedError
-from darp_onnx.groups import analyse
+from darp_onnx.errors import OptionError, ValidationFailedError
+from darp_onnx.groups import ChannelAnalysis, analyse
 from darp_onnx.load.input_shapes import resolve_input_shapes
 from darp_onnx.load.io import load_model, save_model
-from darp_onnx.proxy import build_proxy
+from darp_onnx.proxy import ProxyModel, build_proxy
 from darp_onnx.rewrite import rewrite
-from darp_onnx.runtime.device import choose_device, exact_float32
+from darp_onnx.runtime.device import DeviceChoice, choose_device, exact_float32
 from darp_onnx.runtime.session import kernel_channel_multiple
-from darp_onnx.search import BASELINES, METHODS, DarpConfig, darp_search, extract_masks, make_budget
-from darp_onnx.search.budget import budget_option
+from darp_onnx.search import BASELINES, Budget, darp_search, extract_masks, make_budget
 from darp_onnx.search.gates import attach_gates
 from darp_onnx.search.latency_extract import extract_masks_by_latency
 from darp_onnx.search.loss import TaskLoss, check_labels_fit
 from darp_onnx.training.dataset import Dataset, load_dataset, synthetic_dataset
 from darp_onnx.training.steps import predict, train_steps
 from darp_onnx.validation.checks import check_equivalence, check_structure, fidelity, measure_latency, run_model
+from darp_onnx.workflows.config import (
+    BudgetConfig,
+    ExtractionConfig,
+    IOConfig,
+    PruneConfig,
+    RecoveryConfig,
+    SearchConfig,
+    ValidationConfig,
+    parse_channel_multiple,
+    prune_config,
+)
+from darp_onnx.workflows.results import Extraction, PruneResult, StageTimings, Validation
 
 ProgressFn = Callable[[str, dict[str, float]], None]
+Masks = dict[int, np.ndarray]
+
+
+def _silent(stage: str, info: dict[str, float]) -> None:
+    """The default progress callback: says nothing."""
 
 
 @dataclass
-class PruneResult:
-    input: str
-    output: str | None
-    method: str
-    metric: str
-    budget: float
-    flops_before: int
-    flops_after: int
-    params_before: int
-    params_after: int
-    nodes_before: int
-    nodes_after: int
-    channels_removed: int
-    groups: list[dict[str, Any]]
-    validation: dict[str, Any]
-    device: str
-    seed: int
-    search_steps: int
-    finetune_steps: int
-    loss: str
-    extraction: dict[str, Any] = field(default_factory=dict)
-    masks: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
-    model: onnx.ModelProto | None = field(repr=False, default=None)
+class PruneRun:
+    """What the stages of one run share; each stage fills its part."""
 
-    def to_json(self) -> dict[str, Any]:
-        data = asdict(self)
-        data.pop("masks")
-        data.pop("model")
-        return data
+    config: PruneConfig
+    source: str  # the input path, or "<model>" for a ModelProto
+    model: onnx.ModelProto
+    out_path: Path | None
+    protect: tuple[str | os.PathLike, ...]  # paths the output must never overwrite (the input)
+    input_shapes: dict[str, tuple[int, ...]]
+    device: DeviceChoice
+    channel_multiple: int
+    progress: ProgressFn = _silent
+    timings: StageTimings = field(default_factory=StageTimings)
+    analysis: ChannelAnalysis | None = None
+    cost_model: CostModel | None = None
+    latency: LatencyModel | None = None
+    budget: Budget | None = None
+    dataset: Dataset | None = None
+    proxy: ProxyModel | None = None
+    reference: list[np.ndarray] | None = None  # the unpruned proxy's outputs on the dataset
+    loss_fn: TaskLoss | None = None
+
+
+@dataclass
+class Scores:
+    """Per prunable group, one score per unit (higher: keep) and the keep importance derived from it."""
+
+    scores: dict[int, np.ndarray]
+    importance: dict[int, np.ndarray]
+    search_steps: int  # steps the search ran (0 for a baseline)
+
+
+@dataclass
+class Recovered:
+    outputs: list[np.ndarray]  # the masked, fine-tuned proxy's outputs on the dataset (exact float32)
+    steps: int
 
 
 def default_output_path(path: str | os.PathLike) -> Path:
@@ -72,15 +100,247 @@ def default_output_path(path: str | os.PathLike) -> Path:
                           else path.name + ".pruned.onnx")
 
 
-def _dataset(model, source: str, data, input_shapes, seed: int, samples: int) -> Dataset:
-    if data is None:
-        return synthetic_dataset(model, samples=samples, seed=seed, shapes=input_shapes)
-    if isinstance(data, Dataset):
-        return data
-    return load_dataset(data, model)
+def resolve_channel_multiple(value: int | str | None, ort_device: str) -> int:
+    """An int >= 1 from an int, or from 'auto' or None (the default): the runtime's kernel block on
+    `ort_device`, see `kernel_channel_multiple`."""
+    parsed = parse_channel_multiple(value)
+    return kernel_channel_multiple(ort_device) if parsed is None else parsed
 
 
-def _group_rows(analysis, masks) -> list[dict[str, Any]]:
+# prepare ----------------------------------------------------------------------------------------------
+def load(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig, *,
+         progress: ProgressFn | None = None) -> PruneRun:
+    """Load the model, settle the output path, input shapes, device and channel multiple."""
+    timings = StageTimings()
+    with timings.stage("load"):
+        from_object = isinstance(model_or_path, onnx.ModelProto)
+        model = model_or_path if from_object else load_model(model_or_path)
+        io = config.io
+        out_path = None
+        if io.write:
+            if io.output is None and from_object:
+                raise OptionError("output", "give an output path ({option}) when passing a model object")
+            out_path = Path(io.output) if io.output is not None else default_output_path(model_or_path)
+            if out_path.exists() and not io.force:
+                raise OptionError("force", f"{out_path}: already exists; pass {{option}} to overwrite it or choose "
+                                           "another path")
+        input_shapes = resolve_input_shapes(model, dict(io.input_shapes))
+        device = choose_device(config.device)
+        multiple = resolve_channel_multiple(config.extraction.channel_multiple, device.ort_device)
+    return PruneRun(config=config, source="<model>" if from_object else str(model_or_path), model=model,
+                    out_path=out_path, protect=() if from_object else (model_or_path,), input_shapes=input_shapes,
+                    device=device, channel_multiple=multiple, progress=progress or _silent, timings=timings)
+
+
+def analyse_costs(run: PruneRun) -> PruneRun:
+    """Channel groups, the cost model, the layer timings (when latency-aware) and the budget."""
+    with run.timings.stage("analysis"):
+        run.analysis = analyse(run.model)
+    with run.timings.stage("shapes"):
+        run.cost_model = CostModel(run.model, run.analysis, run.input_shapes)
+    if run.config.latency_aware:
+        with run.timings.stage("latency_table"):
+            run.progress("latency", {"device": run.device.ort_device})
+            run.latency = LatencyModel(run.model, run.cost_model, device=run.device.ort_device,
+                                       threads=run.config.extraction.latency_threads,
+                                       channel_multiple=run.channel_multiple)
+    run.budget = budget_for(run, run.config.budget)
+    return run
+
+
+def budget_for(run: PruneRun, budget: BudgetConfig) -> Budget:
+    """The budget of `budget` on this run's model (checked: reachable at all)."""
+    return make_budget(run.cost_model, metric=budget.metric, value=budget.value, latency_model=run.latency)
+
+
+def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None) -> PruneRun:
+    """The data set, the proxy and its outputs (the distillation targets, or a check that labels fit)."""
+    config = run.config
+    with run.timings.stage("reference_outputs"):
+        data = config.io.data if data is None else data
+        if data is None:
+            run.dataset = synthetic_dataset(run.model, samples=config.io.synthetic_samples, seed=config.seed,
+                                            shapes=run.input_shapes)
+        else:
+            run.dataset = data if isinstance(data, Dataset) else load_dataset(data, run.model)
+        run.proxy = build_proxy(run.model, source=run.source).to(run.device.torch_device)
+        run.proxy.eval()
+        run.reference = predict(run.proxy, run.dataset, device=run.device.torch_device)
+        if run.dataset.labels is not None:
+            check_labels_fit(run.dataset.labels, run.reference, run.dataset.source)
+            run.loss_fn = TaskLoss(labels=run.dataset.labels)
+        else:
+            run.loss_fn = TaskLoss(teacher=run.reference)
+    return run
+
+
+def prepare(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig, *,
+            progress: ProgressFn | None = None) -> PruneRun:
+    """load -> analyse_costs -> prepare_data."""
+    torch.manual_seed(config.seed)
+    run = prepare_data(analyse_costs(load(model_or_path, config, progress=progress)))
+    run.progress("start", {"groups": len(run.analysis.prunable()), "budget_fraction": run.budget.fraction})
+    return run
+
+
+# score, extract, recover --------------------------------------------------------------------------
+def score(run: PruneRun) -> Scores:
+    """The DARP gate search (needs `prepare_data`) or a baseline's scores."""
+    search = run.config.search
+    with run.timings.stage("search"):
+        if search.method == "darp":
+            result = darp_search(run.proxy, run.analysis, run.cost_model, run.budget, run.dataset, run.loss_fn,
+                                 search.darp(run.config.seed), device=run.device.torch_device,
+                                 on_step=lambda rec: run.progress("search", rec))
+            importance = {g: 0.5 * (1.0 + np.tanh(s / 2.0)) for g, s in result.scores.items()}  # keep probabilities
+            return Scores(result.scores, importance, search.steps)
+        scores = BASELINES[search.method](run.model, run.analysis, run.config.seed)
+        return Scores(scores, scores, 0)
+
+
+def extract(run: PruneRun, scores: Scores, *, budget: Budget | None = None,
+            options: ExtractionConfig | None = None) -> Extraction:
+    """Masks that meet the budget: rank order, or latency-aware (needs the layer timings)."""
+    options = options or run.config.extraction
+    budget = budget or run.budget
+    multiple = (run.channel_multiple if options == run.config.extraction
+                else resolve_channel_multiple(options.channel_multiple, run.device.ort_device))
+    ranked, importance = scores.scores, scores.importance
+    if options.keep_branches:
+        ranked, importance = (
+            {g: (np.full(len(s), np.inf) if run.analysis.groups[g].kind == "branch" else s) for g, s in d.items()}
+            for d in (ranked, importance))
+    with run.timings.stage("extraction"):
+        if not (options.latency_aware or budget.measure.needs_latency):
+            masks = extract_masks(ranked, run.cost_model, budget, channel_multiple=multiple)
+            return Extraction("score", multiple, masks)
+        latency = run.latency
+        if latency is None:
+            raise ValueError("a latency-aware extraction needs the layer timings: a config with latency_aware")
+        one = {k: v[:1] for k, v in _feeds(run).items()}
+
+        def measure(candidates):
+            rewritten = [rewrite(run.model, run.analysis, m) for m in candidates]
+            return compare_latencies(rewritten, one, device=run.device.ort_device,
+                                     threads=run.config.extraction.latency_threads)
+
+        chosen = extract_masks_by_latency(importance, run.cost_model, latency, budget, channel_multiple=multiple,
+                                          measure=measure, latency_weight=options.latency_weight)
+        return Extraction(
+            ranking=f"latency-aware ({chosen.chosen})", channel_multiple=multiple, masks=chosen.masks,
+            latency_device=run.device.ort_device, latency_measurements=latency.measurements,
+            latency_untimed_nodes=latency.untimed, estimated_latency_ms_before=round(latency.full_ms, 4),
+            estimated_latency_ms_after=round(latency.estimate(chosen.masks), 4),
+            candidates={k: {m: round(v, 4) for m, v in c.items()} for k, c in chosen.candidates.items()})
+
+
+def _feeds(run: PruneRun) -> dict[str, np.ndarray]:
+    if run.dataset is not None:
+        return run.dataset.inputs
+    return synthetic_dataset(run.model, samples=1, seed=run.config.seed, shapes=run.input_shapes).inputs
+
+
+def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
+    """Fine-tune the proxy with the hard masks (a baseline also gets the search steps it did not use),
+    then its outputs in exact float32: what the rewritten model must reproduce."""
+    config = run.config
+    steps = config.recovery.steps + (config.search.steps - scores.search_steps if config.search.method != "darp"
+                                     else 0)
+    with run.timings.stage("finetune"):
+        handle = attach_gates(run.proxy, run.analysis)
+        handle.set_masks(masks)
+        try:
+            if steps > 0:
+                train_steps(run.proxy, run.dataset, run.loss_fn, steps=steps, lr=config.recovery.lr,
+                            batch_size=config.recovery.batch_size, seed=config.seed, device=run.device.torch_device,
+                            on_step=lambda s, loss: run.progress("finetune", {"step": s, "loss": loss}))
+            with exact_float32():
+                outputs = predict(run.proxy, run.dataset, device=run.device.torch_device)
+        finally:
+            handle.remove()
+    return Recovered(outputs, steps)
+
+
+# rewrite, validate, write -------------------------------------------------------------------------
+def rewrite_model(run: PruneRun, masks: Masks, *, source: onnx.ModelProto | None = None) -> onnx.ModelProto:
+    """The smaller ONNX model: `source` (default: the fine-tuned proxy exported, or the input model when
+    no proxy was built) with the masked units removed."""
+    with run.timings.stage("rewrite"):
+        if source is None:
+            source = run.proxy.to_onnx() if run.proxy is not None else run.model
+        return rewrite(source, run.analysis, masks)
+
+
+def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_outputs: list[np.ndarray]) -> Validation:
+    """ONNX checks, onnxruntime equals the masked proxy, the recount equals the cost model, fidelity to
+    the original, latency before and after. ValidationFailedError on any failure."""
+    label = str(run.out_path or "pruned model")
+    runs = run.config.validation.latency_runs
+    with run.timings.stage("validation"):
+        check_structure(pruned, label)
+        after, provider, session_after = run_model(pruned, run.dataset.inputs, run.device.ort_device, label)
+        names = [o.name for o in pruned.graph.output]
+        max_diff = check_equivalence(after, masked_outputs, names, f"{label} vs the masked proxy")
+        before, _, session_before = run_model(run.model, run.dataset.inputs, run.device.ort_device, "original model")
+        counted = count_graph(pruned, run.input_shapes)
+        expected_macs, expected_params = run.cost_model.macs(masks), run.cost_model.params(masks)
+        if counted.macs != expected_macs or counted.params != expected_params:
+            raise ValidationFailedError(
+                f"{label}: counted {counted.macs} MACs / {counted.params} params, the cost model predicted "
+                f"{expected_macs} / {expected_params}"
+            )
+        one = {k: v[:1] for k, v in run.dataset.inputs.items()}
+        return Validation(
+            provider=provider, max_abs_diff=max_diff, fidelity=fidelity(after, before, run.dataset.labels),
+            latency_ms_before=measure_latency(session_before, one, runs=runs).median_ms,
+            latency_ms_after=measure_latency(session_after, one, runs=runs).median_ms,
+            latency_runs=runs, macs=counted.macs, params=counted.params,
+            checks=["onnx.checker(full)", "strict shape inference", f"onnxruntime ({provider})",
+                    "equivalence with masked proxy", "MACs/params recount"],
+        )
+
+
+def write(run: PruneRun, pruned: onnx.ModelProto) -> Path | None:
+    """Save atomically (never over the input); nothing when the config says not to write."""
+    if run.out_path is None:
+        return None
+    with run.timings.stage("write"):
+        save_model(pruned, run.out_path, force=run.config.io.force, protect=run.protect)
+    return run.out_path
+
+
+# the composition ----------------------------------------------------------------------------------
+def run_prune(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig, *,
+              progress: ProgressFn | None = None) -> PruneResult:
+    """The whole workflow over one config."""
+    run = prepare(model_or_path, config, progress=progress)
+    scores = score(run)
+    extraction = extract(run, scores)
+    recovered = recover(run, scores, extraction.masks)
+    pruned = rewrite_model(run, extraction.masks)
+    validation = validate(run, pruned, extraction.masks, recovered.outputs)
+    output = write(run, pruned)
+    return result_of(run, scores, extraction, recovered, pruned, validation, output)
+
+
+def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: Recovered, pruned: onnx.ModelProto,
+              validation: Validation, output: Path | None) -> PruneResult:
+    masks, analysis = extraction.masks, run.analysis
+    return PruneResult(
+        input=run.source, output=None if output is None else str(output), method=run.config.search.method,
+        metric=run.budget.metric, budget=run.budget.limit, flops_before=run.cost_model.full_macs,
+        flops_after=validation.macs, params_before=run.cost_model.full_params, params_after=validation.params,
+        nodes_before=len(run.model.graph.node), nodes_after=len(pruned.graph.node),
+        channels_removed=int(sum(m.size - np.count_nonzero(m) for g, m in masks.items()
+                                 if analysis.groups[g].kind != "branch")),
+        groups=group_rows(analysis, masks), validation=validation, device=run.device.torch_device,
+        seed=run.config.seed, search_steps=scores.search_steps, finetune_steps=recovered.steps,
+        loss=run.loss_fn.mode, extraction=extraction, timings=run.timings, masks=masks, model=pruned,
+        original=run.model, input_shapes=dict(run.input_shapes),
+    )
+
+
+def group_rows(analysis: ChannelAnalysis, masks: Mapping[int, np.ndarray]) -> list[dict[str, Any]]:
     rows = []
     for g in analysis.groups:
         kept = int(np.count_nonzero(masks[g.id])) if g.id in masks else g.size
@@ -91,33 +351,40 @@ def _group_rows(analysis, masks) -> list[dict[str, Any]]:
 
 def prune(
     model_or_path: str | os.PathLike | onnx.ModelProto,
+    config: PruneConfig | None = None,
     *,
     output: str | os.PathLike | None = None,
     target_flops: float | None = None,
     target_params: float | None = None,
     target_latency: float | None = None,
-    method: str = "darp",
+    method: str = SearchConfig.method,
     data: str | os.PathLike | Dataset | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-    search_steps: int = 200,
-    finetune_steps: int = 100,
-    batch_size: int = 32,
-    lr: float = 1e-3,
-    search_lr: float = 3e-4,
-    channel_multiple: int | str | None = None,
-    latency_aware: bool = False,
-    latency_weight: float = 1.0,
-    keep_branches: bool = False,
-    darp: DarpConfig | None = None,
-    synthetic_samples: int = 64,
-    device: str = "auto",
-    seed: int = 0,
-    force: bool = False,
-    write: bool = True,
-    latency_runs: int = 20,
+    search_steps: int = SearchConfig.steps,
+    finetune_steps: int = RecoveryConfig.steps,
+    batch_size: int = SearchConfig.batch_size,
+    lr: float = RecoveryConfig.lr,
+    search_lr: float = SearchConfig.lr,
+    tau_sample: tuple[float, float] = SearchConfig.tau_sample,
+    tau_penalty: tuple[float, float] = SearchConfig.tau_penalty,
+    schedule: str = SearchConfig.schedule,
+    hard_gates: bool = SearchConfig.hard_gates,
+    channel_multiple: int | str | None = ExtractionConfig.channel_multiple,
+    latency_aware: bool = ExtractionConfig.latency_aware,
+    latency_weight: float = ExtractionConfig.latency_weight,
+    keep_branches: bool = ExtractionConfig.keep_branches,
+    synthetic_samples: int = IOConfig.synthetic_samples,
+    device: str = PruneConfig.device,
+    seed: int = PruneConfig.seed,
+    force: bool = IOConfig.force,
+    write: bool = IOConfig.write,
+    latency_runs: int = ValidationConfig.latency_runs,
     progress: ProgressFn | None = None,
 ) -> PruneResult:
     """Prune a model to a MACs (`target_flops`), parameter or latency budget and write the validated result.
+
+    Settings come either as these keywords or as one `PruneConfig` (`config`), not both; the keyword
+    defaults are `PruneConfig`'s (a test checks they agree).
 
     MACs and parameter budgets are fractions in (0, 1] or absolute counts; `target_latency` is a
     fraction of the latency that the layer timings estimate for the model (it implies
@@ -129,154 +396,24 @@ def prune(
     what the runtime's kernels want; 1: any width) keeps channel counts aligned; `latency_weight`
     (default 1) is what a relative latency cut is worth against relative importance lost when the
     latency-aware extraction picks among its candidates."""
-    if method not in METHODS:
-        raise BadInputError(f"--method {method}: choose one of {', '.join(METHODS)}")
-    if target_flops is None and target_params is None and target_latency is None:
-        target_flops = 0.5
-    budget_option(target_flops, target_params, target_latency)  # bad budget options fail before any work
-    if not latency_weight >= 0:
-        raise BadInputError(f"--latency-weight {latency_weight}: give a number >= 0 (1: importance and time alike)")
-    latency_aware = latency_aware or target_latency is not None
-    source = "<model>" if isinstance(model_or_path, onnx.ModelProto) else str(model_or_path)
-    model = model_or_path if isinstance(model_or_path, onnx.ModelProto) else load_model(model_or_path)
-    out_path = None
-    if write:
-        if output is None and isinstance(model_or_path, onnx.ModelProto):
-            raise BadInputError("give an output path (-o) when passing a model object")
-        out_path = Path(output) if output is not None else default_output_path(model_or_path)
-        if out_path.exists() and not force:
-            raise BadInputError(f"{out_path}: already exists; pass --force to overwrite it or choose another path")
-    input_shapes = resolve_input_shapes(model, dict(input_shapes or {}))
-    choice = choose_device(device)
-    multiple = resolve_channel_multiple(channel_multiple, choice.ort_device)
-    torch.manual_seed(seed)
-    report = progress or (lambda stage, info: None)
-
-    analysis = analyse(model)
-    cost_model = CostModel(model, analysis, input_shapes)
-    latency = None
-    if latency_aware:
-        report("latency", {"device": choice.ort_device})
-        latency = LatencyModel(model, cost_model, device=choice.ort_device, channel_multiple=multiple)
-    budget = make_budget(cost_model, target_flops=target_flops, target_params=target_params,
-                         target_latency=target_latency, latency_model=latency)
-    dataset = _dataset(model, source, data, input_shapes, seed, synthetic_samples)
-    proxy = build_proxy(model, source=source).to(choice.torch_device)
-    proxy.eval()
-    reference = predict(proxy, dataset, device=choice.torch_device)
-    if dataset.labels is not None:
-        check_labels_fit(dataset.labels, reference, dataset.source)
-        loss_fn = TaskLoss(labels=dataset.labels)
+    options = dict(output=output, target_flops=target_flops, target_params=target_params,
+                   target_latency=target_latency, method=method, data=data, input_shapes=input_shapes,
+                   search_steps=search_steps, finetune_steps=finetune_steps, batch_size=batch_size, lr=lr,
+                   search_lr=search_lr, tau_sample=tau_sample, tau_penalty=tau_penalty, schedule=schedule,
+                   hard_gates=hard_gates, channel_multiple=channel_multiple, latency_aware=latency_aware,
+                   latency_weight=latency_weight, keep_branches=keep_branches, synthetic_samples=synthetic_samples,
+                   device=device, seed=seed, force=force, write=write, latency_runs=latency_runs)
+    if config is None:
+        config = prune_config(**options)
     else:
-        loss_fn = TaskLoss(teacher=reference)
-    report("start", {"groups": len(analysis.prunable()), "budget_fraction": budget.fraction(cost_model)})
-
-    if method == "darp":
-        config = darp or DarpConfig(steps=search_steps, batch_size=batch_size, lr_weights=search_lr, seed=seed)
-        result = darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config,
-                             device=choice.torch_device, on_step=lambda rec: report("search", rec))
-        scores, steps_used = result.scores, config.steps
-        importance = {g: 0.5 * (1.0 + np.tanh(s / 2.0)) for g, s in scores.items()}  # sigmoid: keep probabilities
-    else:
-        scores, steps_used = BASELINES[method](model, analysis, seed), 0
-        importance = scores
-    if keep_branches:
-        scores, importance = (
-            {g: (np.full(len(s), np.inf) if analysis.groups[g].kind == "branch" else s) for g, s in d.items()}
-            for d in (scores, importance))
-    extraction: dict[str, Any] = {"ranking": "score", "channel_multiple": multiple}
-    if latency is not None:
-        one = {k: v[:1] for k, v in dataset.inputs.items()}
-
-        def measure(candidates):
-            rewritten = [rewrite(model, analysis, m) for m in candidates]
-            return compare_latencies(rewritten, one, device=choice.ort_device)
-
-        chosen = extract_masks_by_latency(importance, cost_model, latency, budget, channel_multiple=multiple,
-                                          measure=measure, latency_weight=latency_weight)
-        masks = chosen.masks
-        extraction.update(ranking=f"latency-aware ({chosen.chosen})", latency_device=choice.ort_device,
-                          latency_measurements=latency.measurements, latency_untimed_nodes=latency.untimed,
-                          estimated_latency_ms_before=round(latency.full_ms, 4),
-                          estimated_latency_ms_after=round(latency.estimate(masks), 4),
-                          candidates={k: {m: round(v, 4) for m, v in c.items()} for k, c in chosen.candidates.items()})
-    else:
-        masks = extract_masks(scores, cost_model, budget, channel_multiple=multiple)
-
-    handle = attach_gates(proxy, analysis)
-    handle.set_masks(masks)
-    recovery = finetune_steps + (search_steps - steps_used if method != "darp" else 0)
-    if recovery > 0:
-        train_steps(proxy, dataset, loss_fn, steps=recovery, lr=lr, batch_size=batch_size, seed=seed,
-                    device=choice.torch_device, on_step=lambda s, loss: report("finetune", {"step": s, "loss": loss}))
-    with exact_float32():
-        masked_outputs = predict(proxy, dataset, device=choice.torch_device)
-    handle.remove()
-    pruned = rewrite(proxy.to_onnx(), analysis, masks)
-
-    validation = _validate(model, pruned, dataset, masked_outputs, reference_device=choice.ort_device,
-                           latency_runs=latency_runs, label=str(out_path or "pruned model"),
-                           input_shapes=input_shapes, expected_macs=cost_model.macs(masks),
-                           expected_params=cost_model.params(masks))
-    if write:
-        save_model(pruned, out_path, force=force,
-                   protect=() if isinstance(model_or_path, onnx.ModelProto) else (model_or_path,))
-    return PruneResult(
-        input=source, output=None if out_path is None else str(out_path), method=method, metric=budget.metric,
-        budget=budget.limit, flops_before=cost_model.full_macs, flops_after=validation["macs"],
-        params_before=cost_model.full_params, params_after=validation["params"],
-        nodes_before=len(model.graph.node), nodes_after=len(pruned.graph.node),
-        channels_removed=int(sum(m.size - np.count_nonzero(m) for g, m in masks.items()
-                                 if analysis.groups[g].kind != "branch")),
-        groups=_group_rows(analysis, masks), validation=validation, device=choice.torch_device, seed=seed,
-        search_steps=steps_used, finetune_steps=recovery, loss=loss_fn.mode, extraction=extraction, masks=masks,
-        model=pruned,
-    )
+        changed = [name for name, value in options.items() if not _is_default(name, value)]
+        if changed:
+            raise OptionError(changed[0], "{option}: give settings either in `config` or as keywords, not both")
+    return run_prune(model_or_path, config, progress=progress)
 
 
-def resolve_channel_multiple(value: int | str | None, ort_device: str) -> int:
-    """An int >= 1 from an int, or from 'auto' or None (the default): the runtime's kernel block on
-    `ort_device`, see `kernel_channel_multiple`."""
-    if value is None:
-        value = "auto"
-    if isinstance(value, str):
-        if value.strip().lower() == "auto":
-            return kernel_channel_multiple(ort_device)
-        try:
-            value = int(value)
-        except ValueError:
-            raise BadInputError(f"--channel-multiple {value}: give a whole number >= 1 or 'auto'") from None
-    if value < 1:
-        raise BadInputError(f"--channel-multiple {value}: give a whole number >= 1 or 'auto'")
-    return int(value)
+def _is_default(name: str, value: Any) -> bool:
+    import inspect
 
-
-def _validate(original, pruned, dataset, masked_outputs, *, reference_device, latency_runs, label,
-              input_shapes, expected_macs, expected_params) -> dict[str, Any]:
-    check_structure(pruned, label)
-    after, provider, session_after = run_model(pruned, dataset.inputs, reference_device, label)
-    names = [o.name for o in pruned.graph.output]
-    max_diff = check_equivalence(after, masked_outputs, names, f"{label} vs the masked proxy")
-    before, _, session_before = run_model(original, dataset.inputs, reference_device, "original model")
-    counted = count_graph(pruned, input_shapes)
-    if counted.macs != expected_macs or counted.params != expected_params:
-        raise ValidationFailedError(
-            f"{label}: counted {counted.macs} MACs / {counted.params} params, the cost model predicted "
-            f"{expected_macs} / {expected_params}"
-        )
-    fid = fidelity(after, before, dataset.labels)
-    one = {k: v[:1] for k, v in dataset.inputs.items()}
-    lat_before = measure_latency(session_before, one, runs=latency_runs)
-    lat_after = measure_latency(session_after, one, runs=latency_runs)
-    return {
-        "provider": provider,
-        "max_abs_diff": max_diff,
-        "fidelity": asdict(fid),
-        "latency_ms_before": lat_before.median_ms,
-        "latency_ms_after": lat_after.median_ms,
-        "latency_runs": latency_runs,
-        "macs": counted.macs,
-        "params": counted.params,
-        "checks": ["onnx.checker(full)", "strict shape inference", f"onnxruntime ({provider})",
-                   "equivalence with masked proxy", "MACs/params recount"],
-    }
+    default = inspect.signature(prune).parameters[name].default
+    return value is default or (value == default if not isinstance(value, np.ndarray) else False)

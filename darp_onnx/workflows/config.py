@@ -1,0 +1,255 @@
+"""`PruneConfig`: every setting of a prune run, frozen, checked once, defaults in this file only.
+
+The CLI (flags and `--config FILE.toml`) and the Python API (`prune(..., target_flops=0.5)` or
+`prune(model, config=PruneConfig(...))`) all build it through `prune_config`, so a setting has one
+default and one check. A bad value raises `OptionError` naming the Python parameter (`target_flops`);
+the CLI shows the same error with its flag (`--target-flops`).
+
+Number checks belong in each section's `validate()` (run by `__post_init__`).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from darp_onnx.errors import OptionError
+from darp_onnx.search.darp import DarpConfig
+from darp_onnx.search.schedule import SCHEDULES
+
+METHODS = ("darp", "l1", "bn", "random")  # darp: the gate search; the others: baselines (search/baselines.py)
+AUTO = "auto"
+
+_DARP = DarpConfig()
+
+
+@dataclass(frozen=True)
+class BudgetConfig:
+    """Keep at most `value` of `metric` (a name in `cost.metrics.METRICS`): a fraction in (0, 1] or
+    an absolute count (> 1) where the metric allows it."""
+
+    metric: str = "macs"
+    value: float = 0.5
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        from darp_onnx.cost.metrics import get_metric
+
+        metric = get_metric(self.metric)
+        metric.check_target(self.value)
+
+    @property
+    def parameter(self) -> str:
+        """The Python parameter that sets this budget (`target_flops` for MACs)."""
+        from darp_onnx.cost.metrics import get_metric
+
+        return get_metric(self.metric).option
+
+    @classmethod
+    def from_targets(cls, *, target_flops: float | None = None, target_params: float | None = None,
+                     target_latency: float | None = None) -> BudgetConfig:
+        """The budget from the one target given (none: the default, half the MACs)."""
+        from darp_onnx.cost.metrics import budget_target
+
+        chosen = budget_target(target_flops=target_flops, target_params=target_params, target_latency=target_latency)
+        return cls() if chosen is None else cls(*chosen)
+
+
+@dataclass(frozen=True)
+class SearchConfig:
+    """How units are scored: the DARP gate search or a baseline scorer."""
+
+    method: str = "darp"
+    steps: int = _DARP.steps
+    batch_size: int = _DARP.batch_size
+    lr: float = _DARP.lr_weights
+    tau_sample: tuple[float, float] = _DARP.tau_sample
+    tau_penalty: tuple[float, float] = _DARP.tau_penalty
+    schedule: str = _DARP.schedule
+    hard_gates: bool = _DARP.hard
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        if self.method not in METHODS:
+            raise OptionError("method", f"{{option}} {self.method}: choose one of {', '.join(METHODS)}")
+        if self.schedule not in SCHEDULES:
+            raise OptionError("schedule", f"{{option}} {self.schedule}: choose one of {', '.join(SCHEDULES)}")
+        for name, pair in (("tau_sample", self.tau_sample), ("tau_penalty", self.tau_penalty)):
+            if len(pair) != 2 or not all(v > 0 for v in pair):
+                raise OptionError(name, f"{{option}} {pair}: give two positive temperatures (START, END)")
+
+    def darp(self, seed: int) -> DarpConfig:
+        return DarpConfig(steps=self.steps, batch_size=self.batch_size, lr_weights=self.lr, seed=seed,
+                          tau_sample=tuple(self.tau_sample), tau_penalty=tuple(self.tau_penalty),
+                          schedule=self.schedule, hard=self.hard_gates)
+
+
+@dataclass(frozen=True)
+class ExtractionConfig:
+    """How scores become masks that meet the budget."""
+
+    channel_multiple: int | str = AUTO  # 'auto': the runtime's kernel block on the device; 1: any width
+    latency_aware: bool = False
+    latency_weight: float = 1.0
+    keep_branches: bool = False
+    latency_threads: int = 0  # onnxruntime intra-op threads for the layer timings (0: its default)
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        parse_channel_multiple(self.channel_multiple)
+        if not self.latency_weight >= 0:
+            raise OptionError("latency_weight", f"{{option}} {self.latency_weight}: give a number >= 0 "
+                                                "(1: importance and time alike)")
+
+
+@dataclass(frozen=True)
+class RecoveryConfig:
+    """The fine-tune with the hard masks before the rewrite (baselines also get the unused search steps)."""
+
+    steps: int = 100
+    lr: float = 1e-3
+    batch_size: int = _DARP.batch_size
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Number checks go here."""
+
+
+@dataclass(frozen=True)
+class ValidationConfig:
+    latency_runs: int = 20  # timed onnxruntime runs before and after
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Number checks go here."""
+
+
+@dataclass(frozen=True)
+class IOConfig:
+    """Where the data comes from and where the model goes."""
+
+    output: str | os.PathLike | None = None  # default: MODEL.pruned.onnx next to MODEL
+    force: bool = False
+    write: bool = True
+    data: Any = None  # a path (.npz or folder), a training.dataset.Dataset, or None: synthetic inputs
+    input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
+    synthetic_samples: int = 64
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        """Number and path checks go here."""
+
+
+@dataclass(frozen=True)
+class PruneConfig:
+    budget: BudgetConfig = field(default_factory=BudgetConfig)
+    search: SearchConfig = field(default_factory=SearchConfig)
+    extraction: ExtractionConfig = field(default_factory=ExtractionConfig)
+    recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
+    validation: ValidationConfig = field(default_factory=ValidationConfig)
+    io: IOConfig = field(default_factory=IOConfig)
+    device: str = AUTO
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        from darp_onnx.runtime.device import DEVICES
+
+        if self.device not in DEVICES:
+            raise OptionError("device", f"{{option}} {self.device}: choose one of {', '.join(DEVICES)}")
+
+    @property
+    def latency_aware(self) -> bool:
+        """Time the layers: asked for, or implied by a latency budget."""
+        from darp_onnx.cost.metrics import get_metric
+
+        return self.extraction.latency_aware or get_metric(self.budget.metric).needs_latency
+
+
+def prune_config(
+    *,
+    output: str | os.PathLike | None = None,
+    target_flops: float | None = None,
+    target_params: float | None = None,
+    target_latency: float | None = None,
+    method: str = SearchConfig.method,
+    data: Any = None,
+    input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+    search_steps: int = SearchConfig.steps,
+    finetune_steps: int = RecoveryConfig.steps,
+    batch_size: int = SearchConfig.batch_size,
+    lr: float = RecoveryConfig.lr,
+    search_lr: float = SearchConfig.lr,
+    tau_sample: tuple[float, float] = SearchConfig.tau_sample,
+    tau_penalty: tuple[float, float] = SearchConfig.tau_penalty,
+    schedule: str = SearchConfig.schedule,
+    hard_gates: bool = SearchConfig.hard_gates,
+    channel_multiple: int | str | None = ExtractionConfig.channel_multiple,
+    latency_aware: bool = ExtractionConfig.latency_aware,
+    latency_weight: float = ExtractionConfig.latency_weight,
+    keep_branches: bool = ExtractionConfig.keep_branches,
+    synthetic_samples: int = IOConfig.synthetic_samples,
+    device: str = PruneConfig.device,
+    seed: int = PruneConfig.seed,
+    force: bool = IOConfig.force,
+    write: bool = IOConfig.write,
+    latency_runs: int = ValidationConfig.latency_runs,
+) -> PruneConfig:
+    """The config from flat keyword settings (the names `prune()` and the CLI use)."""
+    return PruneConfig(
+        budget=BudgetConfig.from_targets(target_flops=target_flops, target_params=target_params,
+                                         target_latency=target_latency),
+        search=SearchConfig(method=method, steps=search_steps, batch_size=batch_size, lr=search_lr,
+                            tau_sample=tuple(tau_sample), tau_penalty=tuple(tau_penalty), schedule=schedule,
+                            hard_gates=hard_gates),
+        extraction=ExtractionConfig(channel_multiple=AUTO if channel_multiple is None else channel_multiple,
+                                    latency_aware=latency_aware, latency_weight=latency_weight,
+                                    keep_branches=keep_branches),
+        recovery=RecoveryConfig(steps=finetune_steps, lr=lr, batch_size=batch_size),
+        validation=ValidationConfig(latency_runs=latency_runs),
+        io=IOConfig(output=output, force=force, write=write, data=data, input_shapes=dict(input_shapes or {}),
+                    synthetic_samples=synthetic_samples),
+        device=device,
+        seed=seed,
+    )
+
+
+def parse_channel_multiple(value: int | str | None) -> int | None:
+    """An int >= 1, or None for 'auto' (resolved per device by `resolve_channel_multiple`)."""
+    if value is None:
+        return None
+    if isinstance(value, str):
+        if value.strip().lower() == AUTO:
+            return None
+        try:
+            value = int(value)
+        except ValueError:
+            raise OptionError("channel_multiple", f"{{option}} {value}: give a whole number >= 1 or 'auto'") from None
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise OptionError("channel_multiple", f"{{option}} {value}: give a whole number >= 1 or 'auto'")
+    return int(value)
+
+
+def resolve_channel_multiple(value: int | str | None, ort_device: str) -> int:
+    """An int >= 1 from an int, or from 'auto' or None (the default): the runtime's kernel block on
+    `ort_device`, see `runtime.session.kernel_channel_multiple`."""
+    from darp_onnx.runtime import session
+
+    parsed = parse_channel_multiple(value)
+    return session.kernel_channel_multiple(ort_device) if parsed is None else parsed

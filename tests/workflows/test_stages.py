@@ -1,0 +1,158 @@
+"""The prune workflow as stages over one PruneConfig: each stage alone, timings, settings in one place,
+errors that name the parameter (Python) or the flag (CLI), reports and diffs from the result."""
+
+from __future__ import annotations
+
+import inspect
+import json
+from dataclasses import replace
+from pathlib import Path
+
+import numpy as np
+import onnx
+import pytest
+from typer.testing import CliRunner
+
+import darp_onnx
+from darp_onnx.cli.app import app
+from darp_onnx.cost import count_graph
+from darp_onnx.errors import OptionError
+from darp_onnx.workflows.config import BudgetConfig, ExtractionConfig, PruneConfig, prune_config
+from darp_onnx.workflows.prune import analyse_costs, budget_for, extract, load, prune, rewrite_model, score
+from darp_onnx.workflows.results import STAGES
+
+SAMPLES = Path(__file__).resolve().parents[2] / "sample_models"
+RESNET = SAMPLES / "resnet.onnx"
+FAST = {"search_steps": 4, "finetune_steps": 2, "batch_size": 8, "synthetic_samples": 16, "latency_runs": 2}
+runner = CliRunner()
+
+
+def test_prune_keywords_are_the_config_builders_with_the_same_defaults():
+    built = inspect.signature(prune_config).parameters
+    taken = {n: p for n, p in inspect.signature(prune).parameters.items()
+             if n not in ("model_or_path", "config", "progress")}
+    assert taken.keys() == built.keys()
+    assert all(taken[n].default == built[n].default for n in built)
+    assert prune_config() == PruneConfig()
+
+
+def test_cli_defaults_are_the_config_defaults():
+    from darp_onnx.cli.commands.prune import prune_command
+
+    defaults = {p.name: p.default for p in inspect.signature(prune_command).parameters.values()}
+    config = PruneConfig()
+    assert defaults["steps"] == config.search.steps and defaults["finetune_steps"] == config.recovery.steps
+    assert defaults["lr"] == config.recovery.lr and defaults["search_lr"] == config.search.lr
+    assert defaults["batch_size"] == config.search.batch_size and defaults["method"] == config.search.method
+    assert defaults["tau_sample"] == "{}:{}".format(*config.search.tau_sample)
+    assert defaults["latency_weight"] == config.extraction.latency_weight and defaults["seed"] == config.seed
+
+
+@pytest.mark.parametrize(("kwargs", "parameter"), [
+    ({"target_flops": -1.0}, "target_flops"),
+    ({"target_latency": 2.0}, "target_latency"),
+    ({"method": "magic"}, "method"),
+    ({"channel_multiple": "eight"}, "channel_multiple"),
+    ({"latency_weight": -1.0}, "latency_weight"),
+    ({"device": "tpu"}, "device"),
+    ({"tau_sample": (0.5, -1.0)}, "tau_sample"),
+])
+def test_python_errors_name_the_parameter_not_the_flag(kwargs, parameter):
+    with pytest.raises(OptionError) as caught:
+        prune_config(**kwargs)
+    assert caught.value.parameter == parameter and str(caught.value).startswith(parameter)
+    assert "--" not in str(caught.value)
+
+
+def test_the_cli_names_its_flag_for_the_same_error(tmp_path):
+    result = runner.invoke(app, ["prune", str(RESNET), "-o", str(tmp_path / "o.onnx"), "--target-flops", "-1",
+                                 "-q"])
+    assert result.exit_code == 1 and "--target-flops must be positive" in result.output
+    result = runner.invoke(app, ["prune", str(RESNET), "-o", str(tmp_path / "o.onnx"), "--steps", "2",
+                                 "--finetune-steps", "0", "--method", "l1", "--target-flops", "1e-6", "-q"])
+    assert result.exit_code == 1 and "--target-flops: a budget of" in result.output
+
+
+def test_config_and_keywords_do_not_mix():
+    with pytest.raises(OptionError, match="^target_flops: give settings either"):
+        prune(RESNET, PruneConfig(), target_flops=0.3)
+
+
+def test_config_is_frozen_and_checked_when_changed():
+    config = PruneConfig()
+    with pytest.raises(AttributeError):
+        config.seed = 3  # type: ignore[misc]
+    with pytest.raises(OptionError, match="^method "):
+        replace(config, search=replace(config.search, method="nope"))
+
+
+@pytest.fixture(scope="module")
+def l1_run():
+    config = prune_config(method="l1", write=False, channel_multiple=1, device="cpu", **FAST)
+    run = analyse_costs(load(RESNET, config))
+    return run, score(run)
+
+
+def test_stages_run_alone_without_data_or_proxy(l1_run):
+    run, scores = l1_run
+    assert run.proxy is None and run.dataset is None  # score/extract/rewrite need neither for a baseline
+    extraction = extract(run, scores, budget=budget_for(run, BudgetConfig("params", 0.6)))
+    pruned = rewrite_model(run, extraction.masks)
+    counted = count_graph(pruned)
+    assert counted.params == run.cost_model.params(extraction.masks) <= 0.6 * run.cost_model.full_params
+    assert {"load", "analysis", "shapes", "search", "extraction", "rewrite"} <= set(run.timings)
+    assert all(seconds >= 0 for seconds in run.timings.values())
+
+
+def test_extract_takes_other_options(l1_run):
+    run, scores = l1_run
+    aligned = extract(run, scores, options=ExtractionConfig(channel_multiple=8))
+    assert aligned.channel_multiple == 8 and aligned.ranking == "score"
+    for group in run.analysis.prunable():
+        kept = int(aligned.masks[group.id].sum())
+        if group.kind == "channel":
+            assert kept == group.size or kept % 8 == 0
+
+
+@pytest.fixture(scope="module")
+def pruned_object(tmp_path_factory):
+    """A prune of a ModelProto input (no path on disk), written to a temporary file."""
+    model = onnx.load(str(RESNET))
+    out = tmp_path_factory.mktemp("object") / "p.onnx"
+    return prune(model, output=out, method="l1", target_flops=0.5, **FAST)
+
+
+def test_result_is_typed_and_timed(pruned_object):
+    result = pruned_object
+    assert result.input == "<model>" and Path(result.output).is_file()
+    assert result.validation.max_abs_diff < 1e-3 and result.validation.provider == "CPUExecutionProvider"
+    assert result.extraction.ranking == "score" and result.extraction.masks.keys() == result.masks.keys()
+    assert list(result.timings) == [s for s in STAGES if s in result.timings]  # in the order they ran
+    assert {"load", "analysis", "shapes", "reference_outputs", "search", "extraction", "finetune", "rewrite",
+            "validation", "write"} <= set(result.timings)
+    doc = json.loads(json.dumps(result.to_dict(), default=str))
+    assert doc["timings"] == pytest.approx(dict(result.timings))
+    assert doc["validation"]["fidelity"]["relative_error"] == result.validation.fidelity.relative_error
+    assert doc["validation"]["provider"] == result.validation["provider"]  # read by key as before
+
+
+def test_report_of_a_model_object_needs_no_file(pruned_object, tmp_path):
+    from darp_onnx.api import write_prune_report
+
+    paths = write_prune_report(pruned_object, tmp_path / "reports")
+    doc = json.loads(Path(paths["json"]).read_text())
+    assert doc["summary"]["macs"]["after"] == pruned_object.flops_after
+    assert doc["summary"]["macs"]["before"] == pruned_object.flops_before
+    assert doc["method"] == "l1" and doc["provider"] == "CPUExecutionProvider"
+
+
+def test_diff_is_part_of_the_api(pruned_object):
+    diff = darp_onnx.diff(RESNET, pruned_object.model)
+    assert diff.label_before == str(RESNET) and diff.label_after == "<model>"
+    assert diff.macs.after == pruned_object.flops_after and diff.macs.before == pruned_object.flops_before
+
+
+def test_reusing_the_channels_removed_count(pruned_object):
+    removed = sum(int(np.size(m) - np.count_nonzero(m)) for g, m in pruned_object.masks.items()
+                  if g in {row["id"] for row in pruned_object.groups if row["kind"] == "channel"})
+    assert pruned_object.channels_removed == removed
