@@ -17,8 +17,7 @@ import numpy as np
 import onnx
 import torch
 
-from darp_onnx.errors import BadInputError
-from darp_onnx.load.io import load_model, same_file, save_model
+from darp_onnx.errors import BadInputError, OptionError
 from darp_onnx.proxy import build_proxy
 from darp_onnx.runtime.device import choose_device
 from darp_onnx.search.loss import is_class_scores
@@ -27,7 +26,7 @@ from darp_onnx.training.head import find_head, replace_head
 from darp_onnx.training.loop import LoopConfig, train_with_early_stopping
 from darp_onnx.training.reinit import reinit_weights, set_batchnorm_mode
 from darp_onnx.training.steps import predict, trainable_parameters
-from darp_onnx.validation.checks import check_equivalence, check_structure, run_model
+from darp_onnx.workflows.common import check_written, derived_path, open_source, output_path, save
 
 ProgressFn = Callable[[str, dict[str, float]], None]
 INITS = ("inherit", "reinit")
@@ -70,32 +69,30 @@ class FinetuneResult:
 
 
 def default_output_path(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    stem = path.name[: -len(".onnx")] if path.name.endswith(".onnx") else path.name
-    return path.with_name(stem + ".finetuned.onnx")
+    return derived_path(path, ".finetuned")
 
 
 def _check_options(steps, epochs, lr, batch_size, init, new_head, val_fraction, patience, eval_every) -> None:
     if steps is not None and epochs is not None:
-        raise BadInputError("give --steps or --epochs, not both")
-    for flag, value, low in (("--steps", steps, 0), ("--epochs", epochs, 0), ("--batch-size", batch_size, 1),
-                             ("--patience", patience, 1), ("--eval-every", eval_every, 1)):
+        raise OptionError("epochs", "give {option:steps} or {option:epochs}, not both")
+    for name, value, low in (("steps", steps, 0), ("epochs", epochs, 0), ("batch_size", batch_size, 1),
+                             ("patience", patience, 1), ("eval_every", eval_every, 1)):
         if value is not None and value < low:
-            raise BadInputError(f"{flag} {value}: must be at least {low}")
+            raise OptionError(name, f"{{option}} {value}: must be at least {low}")
     if not lr > 0:
-        raise BadInputError(f"--lr {lr}: must be positive")
+        raise OptionError("lr", f"{{option}} {lr}: must be positive")
     if init not in INITS:
-        raise BadInputError(f"--init {init}: choose one of {', '.join(INITS)}")
+        raise OptionError("init", f"{{option}} {init}: choose one of {', '.join(INITS)}")
     if new_head is not None and new_head < 2:
-        raise BadInputError(f"--new-head {new_head}: a classifier head needs at least 2 classes")
+        raise OptionError("new_head", f"{{option}} {new_head}: a classifier head needs at least 2 classes")
     if not 0 <= val_fraction < 1:
-        raise BadInputError(f"--val-fraction {val_fraction}: must be in [0, 1)")
+        raise OptionError("val_fraction", f"{{option}} {val_fraction}: must be in [0, 1)")
 
 
 def _load_data(data, model: onnx.ModelProto) -> Dataset:
     if data is None:
-        raise BadInputError("fine-tuning needs labelled data; pass --data FILE.npz with 'labels' "
-                            "(or 'train_labels')")
+        raise OptionError("data", "fine-tuning needs labelled data; pass {option} FILE.npz with 'labels' "
+                                  "(or 'train_labels')")
     if isinstance(data, Dataset):
         check_dataset(data, model)
         dataset = data
@@ -117,10 +114,11 @@ def _check_label_range(dataset: Dataset, width: int, new_head: int | None) -> No
     if top < width:
         return
     if new_head is not None:
-        raise BadInputError(f"{dataset.source}: label {top} is out of range for --new-head {new_head}; "
-                            f"use --new-head {top + 1} or more")
-    raise BadInputError(
-        f"{dataset.source}: label {top} is out of range for the model's {width} classes; pass --new-head "
+        raise OptionError("new_head", f"{dataset.source}: label {top} is out of range for {{option}} {new_head}; "
+                                      f"use {{option}} {top + 1} or more")
+    raise OptionError(
+        "new_head",
+        f"{dataset.source}: label {top} is out of range for the model's {width} classes; pass {{option}} "
         f"{top + 1} to train a new {top + 1}-class head, or fix the labels"
     )
 
@@ -131,8 +129,8 @@ def stratified_split(dataset: Dataset, fraction: float, seed: int) -> tuple[Data
     if fraction <= 0:
         return None, dataset
     if len(dataset) < 2:
-        raise BadInputError(f"{dataset.source}: {len(dataset)} sample(s) cannot be split for validation; "
-                            "give more data or --val-fraction 0")
+        raise OptionError("val_fraction", f"{dataset.source}: {len(dataset)} sample(s) cannot be split for "
+                                          "validation; give more data or {option} 0")
     rng = np.random.default_rng(seed)
     val: list[np.ndarray] = []
     for label in np.unique(dataset.labels):
@@ -180,20 +178,9 @@ def finetune(
     least 10 steps); training stops after `patience` evaluations without a lower validation loss and
     the best weights are written. Deterministic for a seed."""
     _check_options(steps, epochs, lr, batch_size, init, new_head, val_fraction, patience, eval_every)
-    from_object = isinstance(model_or_path, onnx.ModelProto)
-    source = "<model>" if from_object else str(model_or_path)
-    model = model_or_path if from_object else load_model(model_or_path)
-    out_path = None
-    if write:
-        if output is None and from_object:
-            raise BadInputError("give an output path (-o) when passing a model object")
-        out_path = Path(output) if output is not None else default_output_path(model_or_path)
-        if not from_object and same_file(out_path, model_or_path):
-            raise BadInputError(f"{out_path}: is the input model; darp-onnx never overwrites its input, "
-                                "choose another output path")
-        if out_path.exists() and not force:
-            raise BadInputError(f"{out_path}: already exists; pass --force to overwrite it or choose another "
-                                "path")
+    opened = open_source(model_or_path)
+    source, model = opened.name, opened.model
+    out_path = output_path(opened, output, write=write, force=force, suffix=".finetuned")
     dataset = _load_data(data, model)
     if new_head is not None:
         _check_label_range(dataset, new_head, new_head)
@@ -234,15 +221,11 @@ def finetune(
     proxy.eval()
 
     written = proxy.to_onnx()
-    label = str(out_path or "fine-tuned model")
-    check_structure(written, label)
     sample = dataset.subset(np.arange(min(len(dataset), VALIDATION_SAMPLES)))
     expected = predict(proxy, sample, device=choice.torch_device)
-    actual, provider, _ = run_model(written, sample.inputs, "cpu", label)
-    names = [o.name for o in written.graph.output]
-    max_diff = check_equivalence(actual, expected, names, f"{label} vs the trained proxy")
-    if write:
-        save_model(written, out_path, force=force, protect=() if from_object else (model_or_path,))
+    check = check_written(written, sample.inputs, expected, device="cpu", label=str(out_path or "fine-tuned model"),
+                          against="the trained proxy")
+    save(written, out_path, opened, force=force)
     trainable = _count(params)
     return FinetuneResult(
         input=source, output=None if out_path is None else str(out_path), init=init, new_head=new_head,
@@ -254,6 +237,6 @@ def finetune(
         val_loss_initial=loop.val_loss_initial, val_loss_best=loop.val_loss_best,
         val_accuracy_initial=loop.val_accuracy_initial, val_accuracy_best=loop.val_accuracy_best,
         trainable_parameters=trainable, frozen_parameters=_count(proxy.weights.values()) - trainable,
-        batchnorm_batch_stats=batch_stats, max_abs_diff=max_diff, provider=provider,
+        batchnorm_batch_stats=batch_stats, max_abs_diff=check.max_abs_diff, provider=check.provider,
         device=choice.torch_device, seed=seed, model=written,
     )

@@ -22,7 +22,6 @@ from darp_onnx.cost.latency import LatencyModel, compare_latencies
 from darp_onnx.errors import OptionError, ValidationFailedError
 from darp_onnx.groups import ChannelAnalysis, analyse
 from darp_onnx.load.input_shapes import resolve_input_shapes
-from darp_onnx.load.io import load_model, save_model
 from darp_onnx.proxy import ProxyModel, build_proxy
 from darp_onnx.rewrite import rewrite
 from darp_onnx.runtime.device import DeviceChoice, choose_device, exact_float32
@@ -33,7 +32,8 @@ from darp_onnx.search.latency_extract import extract_masks_by_latency
 from darp_onnx.search.loss import TaskLoss, check_labels_fit
 from darp_onnx.training.dataset import Dataset, load_dataset, synthetic_dataset
 from darp_onnx.training.steps import predict, train_steps
-from darp_onnx.validation.checks import check_equivalence, check_structure, fidelity, measure_latency, run_model
+from darp_onnx.validation.checks import fidelity, measure_latency, run_model
+from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path, save
 from darp_onnx.workflows.config import (
     BudgetConfig,
     ExtractionConfig,
@@ -60,10 +60,8 @@ class PruneRun:
     """What the stages of one run share; each stage fills its part."""
 
     config: PruneConfig
-    source: str  # the input path, or "<model>" for a ModelProto
-    model: onnx.ModelProto
+    source: Source
     out_path: Path | None
-    protect: tuple[str | os.PathLike, ...]  # paths the output must never overwrite (the input)
     input_shapes: dict[str, tuple[int, ...]]
     device: DeviceChoice
     channel_multiple: int
@@ -77,6 +75,10 @@ class PruneRun:
     proxy: ProxyModel | None = None
     reference: list[np.ndarray] | None = None  # the unpruned proxy's outputs on the dataset
     loss_fn: TaskLoss | None = None
+
+    @property
+    def model(self) -> onnx.ModelProto:
+        return self.source.model
 
 
 @dataclass
@@ -95,9 +97,7 @@ class Recovered:
 
 
 def default_output_path(path: str | os.PathLike) -> Path:
-    path = Path(path)
-    return path.with_name(path.name[: -len(".onnx")] + ".pruned.onnx" if path.name.endswith(".onnx")
-                          else path.name + ".pruned.onnx")
+    return derived_path(path, ".pruned")
 
 
 def resolve_channel_multiple(value: int | str | None, ort_device: str) -> int:
@@ -113,23 +113,14 @@ def load(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig
     """Load the model, settle the output path, input shapes, device and channel multiple."""
     timings = StageTimings()
     with timings.stage("load"):
-        from_object = isinstance(model_or_path, onnx.ModelProto)
-        model = model_or_path if from_object else load_model(model_or_path)
+        source = open_source(model_or_path)
         io = config.io
-        out_path = None
-        if io.write:
-            if io.output is None and from_object:
-                raise OptionError("output", "give an output path ({option}) when passing a model object")
-            out_path = Path(io.output) if io.output is not None else default_output_path(model_or_path)
-            if out_path.exists() and not io.force:
-                raise OptionError("force", f"{out_path}: already exists; pass {{option}} to overwrite it or choose "
-                                           "another path")
-        input_shapes = resolve_input_shapes(model, dict(io.input_shapes))
+        out_path = output_path(source, io.output, write=io.write, force=io.force, suffix=".pruned")
+        input_shapes = resolve_input_shapes(source.model, dict(io.input_shapes))
         device = choose_device(config.device)
         multiple = resolve_channel_multiple(config.extraction.channel_multiple, device.ort_device)
-    return PruneRun(config=config, source="<model>" if from_object else str(model_or_path), model=model,
-                    out_path=out_path, protect=() if from_object else (model_or_path,), input_shapes=input_shapes,
-                    device=device, channel_multiple=multiple, progress=progress or _silent, timings=timings)
+    return PruneRun(config=config, source=source, out_path=out_path, input_shapes=input_shapes, device=device,
+                    channel_multiple=multiple, progress=progress or _silent, timings=timings)
 
 
 def analyse_costs(run: PruneRun) -> PruneRun:
@@ -163,7 +154,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
                                             shapes=run.input_shapes)
         else:
             run.dataset = data if isinstance(data, Dataset) else load_dataset(data, run.model)
-        run.proxy = build_proxy(run.model, source=run.source).to(run.device.torch_device)
+        run.proxy = build_proxy(run.model, source=run.source.name).to(run.device.torch_device)
         run.proxy.eval()
         run.reference = predict(run.proxy, run.dataset, device=run.device.torch_device)
         if run.dataset.labels is not None:
@@ -277,10 +268,8 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
     label = str(run.out_path or "pruned model")
     runs = run.config.validation.latency_runs
     with run.timings.stage("validation"):
-        check_structure(pruned, label)
-        after, provider, session_after = run_model(pruned, run.dataset.inputs, run.device.ort_device, label)
-        names = [o.name for o in pruned.graph.output]
-        max_diff = check_equivalence(after, masked_outputs, names, f"{label} vs the masked proxy")
+        written = check_written(pruned, run.dataset.inputs, masked_outputs, device=run.device.ort_device,
+                                label=label, against="the masked proxy")
         before, _, session_before = run_model(run.model, run.dataset.inputs, run.device.ort_device, "original model")
         counted = count_graph(pruned, run.input_shapes)
         expected_macs, expected_params = run.cost_model.macs(masks), run.cost_model.params(masks)
@@ -291,11 +280,12 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
             )
         one = {k: v[:1] for k, v in run.dataset.inputs.items()}
         return Validation(
-            provider=provider, max_abs_diff=max_diff, fidelity=fidelity(after, before, run.dataset.labels),
+            provider=written.provider, max_abs_diff=written.max_abs_diff,
+            fidelity=fidelity(written.outputs, before, run.dataset.labels),
             latency_ms_before=measure_latency(session_before, one, runs=runs).median_ms,
-            latency_ms_after=measure_latency(session_after, one, runs=runs).median_ms,
+            latency_ms_after=measure_latency(written.session, one, runs=runs).median_ms,
             latency_runs=runs, macs=counted.macs, params=counted.params,
-            checks=["onnx.checker(full)", "strict shape inference", f"onnxruntime ({provider})",
+            checks=["onnx.checker(full)", "strict shape inference", f"onnxruntime ({written.provider})",
                     "equivalence with masked proxy", "MACs/params recount"],
         )
 
@@ -305,8 +295,7 @@ def write(run: PruneRun, pruned: onnx.ModelProto) -> Path | None:
     if run.out_path is None:
         return None
     with run.timings.stage("write"):
-        save_model(pruned, run.out_path, force=run.config.io.force, protect=run.protect)
-    return run.out_path
+        return save(pruned, run.out_path, run.source, force=run.config.io.force)
 
 
 # the composition ----------------------------------------------------------------------------------
@@ -327,7 +316,7 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
               validation: Validation, output: Path | None) -> PruneResult:
     masks, analysis = extraction.masks, run.analysis
     return PruneResult(
-        input=run.source, output=None if output is None else str(output), method=run.config.search.method,
+        input=run.source.name, output=None if output is None else str(output), method=run.config.search.method,
         metric=run.budget.metric, budget=run.budget.limit, flops_before=run.cost_model.full_macs,
         flops_after=validation.macs, params_before=run.cost_model.full_params, params_after=validation.params,
         nodes_before=len(run.model.graph.node), nodes_after=len(pruned.graph.node),

@@ -1,0 +1,85 @@
+"""Stages every workflow shares: open the input, settle the output path, check the written model
+against the proxy it came from, save it. `prune` and `finetune` both compose these."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from darp_onnx.errors import OptionError
+from darp_onnx.load.io import load_model, same_file, save_model
+from darp_onnx.validation.checks import check_equivalence, check_structure, run_model
+
+
+@dataclass(frozen=True)
+class Source:
+    """The input model and where it came from."""
+
+    model: onnx.ModelProto
+    name: str  # the path, or "<model>" for a ModelProto
+    protect: tuple[str | os.PathLike, ...]  # paths an output must never overwrite (the input file)
+
+    @property
+    def from_object(self) -> bool:
+        return not self.protect
+
+
+def open_source(model_or_path: str | os.PathLike | onnx.ModelProto) -> Source:
+    if isinstance(model_or_path, onnx.ModelProto):
+        return Source(model_or_path, "<model>", ())
+    return Source(load_model(model_or_path), str(model_or_path), (model_or_path,))
+
+
+def derived_path(path: str | os.PathLike, suffix: str) -> Path:
+    """MODEL.onnx -> MODEL<suffix>.onnx beside it (suffix like '.pruned')."""
+    path = Path(path)
+    stem = path.name[: -len(".onnx")] if path.name.endswith(".onnx") else path.name
+    return path.with_name(stem + suffix + ".onnx")
+
+
+def output_path(source: Source, output: str | os.PathLike | None, *, write: bool, force: bool,
+                suffix: str) -> Path | None:
+    """Where the result goes (None: not written), checked before any work: never the input, never an
+    existing file without `force`."""
+    if not write:
+        return None
+    if output is None and source.from_object:
+        raise OptionError("output", "give an output path ({option}) when passing a model object")
+    path = Path(output) if output is not None else derived_path(source.protect[0], suffix)
+    if any(same_file(path, guarded) for guarded in source.protect):
+        raise OptionError("output", f"{path}: is the input model; darp-onnx never overwrites its input, choose "
+                                    "another output path")
+    if path.exists() and not force:
+        raise OptionError("force", f"{path}: already exists; pass {{option}} to overwrite it or choose another path")
+    return path
+
+
+@dataclass(frozen=True)
+class WrittenCheck:
+    max_abs_diff: float
+    provider: str
+    outputs: list[np.ndarray]  # onnxruntime's outputs of the written model
+    session: object  # its onnxruntime session (for latency)
+
+
+def check_written(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], expected: Sequence[np.ndarray], *,
+                  device: str, label: str, against: str) -> WrittenCheck:
+    """ONNX checker and strict shape inference, then onnxruntime on `device` must reproduce `expected`
+    (the outputs of `against`, the proxy the model was exported from). ValidationFailedError otherwise."""
+    check_structure(model, label)
+    actual, provider, session = run_model(model, inputs, device, label)
+    names = [o.name for o in model.graph.output]
+    max_diff = check_equivalence(actual, expected, names, f"{label} vs {against}")
+    return WrittenCheck(max_diff, provider, actual, session)
+
+
+def save(model: onnx.ModelProto, path: Path | None, source: Source, *, force: bool) -> Path | None:
+    """Atomic save (never over the input); nothing for `path` None."""
+    if path is None:
+        return None
+    return save_model(model, path, force=force, protect=source.protect)
