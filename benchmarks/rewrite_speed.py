@@ -147,7 +147,7 @@ def random_masks(analysis, rng: np.random.Generator, branch_drop: float) -> dict
     residual branches are kept, or dropped with probability `branch_drop`."""
     masks = {}
     for group in analysis.prunable():
-        if group.kind == "branch":
+        if group.unit.droppable:
             masks[group.id] = np.array([rng.random() >= branch_drop] * group.size, dtype=bool)
             continue
         keep = np.zeros(group.size, dtype=bool)

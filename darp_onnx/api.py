@@ -117,7 +117,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         "smallest_macs": cost.macs(cost.smallest_masks()),
         "groups": groups,
         "prunable_groups": len(analysis.prunable()),
-        "prunable_channels": int(sum(g.size for g in analysis.prunable() if g.kind != "branch")),
+        "prunable_channels": int(sum(g.size for g in analysis.prunable() if g.unit.counts_as_channels)),
         "branches": len(analysis.branches),
         "frozen_reasons": list(analysis.frozen_reasons),
     }

@@ -12,6 +12,7 @@ from darp_onnx.groups.model import ChannelAnalysis, ChannelGroup, ResidualBranch
 from darp_onnx.groups.partition import Partition
 from darp_onnx.groups.rules import rule_for
 from darp_onnx.groups.tracer import Tracer
+from darp_onnx.groups.units import BRANCH
 
 
 def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
@@ -78,7 +79,7 @@ def analyse(model: onnx.ModelProto) -> ChannelAnalysis:
     branches = []
     for cand in find_branches(model, tracer.shapes, set(tracer.consts)):
         gid = len(groups)
-        groups.append(ChannelGroup(id=gid, size=1, kind="branch", frozen=None, min_keep=0,
+        groups.append(ChannelGroup(id=gid, size=1, kind=BRANCH.name, frozen=None, min_keep=0,
                                    label=f"branch into {cand.add_node} ({len(cand.nodes)} nodes)"))
         branches.append(ResidualBranch(gid, cand.add_node, cand.skip_input, cand.branch_output, cand.nodes))
     return ChannelAnalysis(groups=groups, axis_maps=axis_maps, branches=branches, frozen_reasons=reasons,

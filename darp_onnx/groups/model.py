@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 
+from darp_onnx.groups.units import UnitKind, unit_kind
+
 
 @dataclass(frozen=True)
 class Segment:
@@ -83,10 +85,15 @@ class AxisMap:
 class ChannelGroup:
     id: int
     size: int  # number of units
-    kind: str  # "channel" | "head" | "branch"
+    kind: str  # a name in groups.units.UNIT_KINDS: "channel", "branch"
     frozen: str | None  # None when prunable, else the reason
     min_keep: int = 1  # 0 only when the whole group may go (branch)
     label: str = ""
+
+    @property
+    def unit(self) -> UnitKind:
+        """The policy of this group's unit kind (aligned, droppable, counted as channels)."""
+        return unit_kind(self.kind)
 
 
 @dataclass

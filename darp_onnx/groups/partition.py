@@ -12,6 +12,7 @@ import numpy as np
 
 from darp_onnx.groups.model import AxisMap, ChannelGroup, Segment
 from darp_onnx.groups.tracer import Layout, Tracer
+from darp_onnx.groups.units import CHANNEL
 
 
 def components(n: int, edges: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -72,7 +73,7 @@ class Partition:
             start, stop, label = tracer.atoms[int(np.searchsorted(atom_starts, lo, side="right")) - 1]
             if (lo, hi) != (start, stop):
                 label = f"{label}[{lo - start}:{hi - start}]"
-            self.groups.append(ChannelGroup(id=gid, size=int(hi - lo), kind="channel", frozen=None,
+            self.groups.append(ChannelGroup(id=gid, size=int(hi - lo), kind=CHANNEL.name, frozen=None,
                                             label=label))
 
     def groups_of(self, units: np.ndarray) -> np.ndarray:

@@ -44,7 +44,7 @@ def _unit_sums(analysis: ChannelAnalysis, arrays: dict[str, np.ndarray], tensors
 
 def _finish(analysis: ChannelAnalysis, scores: dict[int, np.ndarray], normalise: bool) -> dict[int, np.ndarray]:
     for group in analysis.prunable():
-        if group.kind == "branch":
+        if group.unit.droppable:  # no weights of its own
             scores[group.id] = np.full(group.size, np.nan)
         elif normalise:
             mean = scores[group.id].mean()

@@ -114,7 +114,7 @@ def extract_masks(
         trial = {g: m.copy() for g, m in base.items()}
         for group in groups:
             keep = group.size - removed.get(group.id, 0)
-            if channel_multiple > 1 and group.kind == "channel" and keep > 0:
+            if channel_multiple > 1 and group.unit.aligned and keep > 0:
                 keep = min(group.size, -(-keep // channel_multiple) * channel_multiple)
             mask = np.zeros(group.size, dtype=bool)
             mask[ranked[group.id][:keep]] = True
@@ -157,7 +157,7 @@ def _fill_aligned(masks: dict[int, np.ndarray], groups, ranked, best_first, mult
             kept = int(masks[group.id].sum())
             if kept >= group.size:
                 continue
-            step = 1 if group.kind != "channel" else min(group.size, (kept // multiple + 1) * multiple) - kept
+            step = 1 if not group.unit.aligned else min(group.size, (kept // multiple + 1) * multiple) - kept
             blocks.append((float(np.mean(best_first[group.id][kept : kept + step])), group.id, kept + step))
         changed = False
         for _, gid, keep in sorted(blocks, key=lambda b: (-b[0], b[1])):

@@ -158,7 +158,7 @@ class _State:
     def _width_step(self, gid: int, removing: bool) -> int | None:
         """The next kept count down (or up) for a channel/head group, or None."""
         group, k = self.groups[gid], self.kept[gid]
-        if self.multiple > 1 and group.kind == "channel":
+        if self.multiple > 1 and group.unit.aligned:
             if group.size < self.multiple:
                 return None
             allowed = [c for c in range(self.multiple, group.size + 1, self.multiple)] + [group.size]
@@ -176,7 +176,7 @@ class _State:
         for gid, group in self.groups.items():
             if self._inside_dropped(gid):
                 continue
-            if group.kind == "branch":
+            if group.unit.droppable:
                 own = self.importance[gid][0]
                 alive = bool(self.masks[gid][0])
                 if np.isinf(own) or alive != removing:
@@ -212,7 +212,7 @@ class _State:
     def _worth(self, move) -> float:
         gid, k = move
         group = self.groups[gid]
-        if group.kind == "branch":
+        if group.unit.droppable:
             own = self.importance[gid][0]
             inside = sum(float(np.nansum(self.importance[c][self.ranked[c][: self.kept[c]]]))
                          for c in self.contents.get(gid, ()))
@@ -243,7 +243,7 @@ class _State:
     def _set(self, gid: int, k: int) -> None:
         group = self.groups[gid]
         mask = np.zeros(group.size, dtype=bool)
-        if group.kind == "branch":
+        if group.unit.droppable:
             mask[:] = bool(k)
         else:
             mask[self.ranked[gid][:k]] = True
@@ -276,7 +276,7 @@ def _branch_contents(cost_model: CostModel) -> dict[int, tuple[int, ...]]:
         for factor in monomial.factors:
             for term in factor.terms:
                 owners[term.group] = owners[term.group] & required if term.group in owners else set(required)
-    prunable = {g.id for g in cost_model.analysis.prunable() if g.kind != "branch"}
+    prunable = {g.id for g in cost_model.analysis.prunable() if not g.unit.droppable}
     contents: dict[int, list[int]] = {}
     for gid, branches in owners.items():
         if gid not in prunable:

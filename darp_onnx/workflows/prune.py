@@ -199,7 +199,7 @@ def extract(run: PruneRun, scores: Scores, *, budget: Budget | None = None,
     ranked, importance = scores.scores, scores.importance
     if options.keep_branches:
         ranked, importance = (
-            {g: (np.full(len(s), np.inf) if run.analysis.groups[g].kind == "branch" else s) for g, s in d.items()}
+            {g: (np.full(len(s), np.inf) if run.analysis.groups[g].unit.droppable else s) for g, s in d.items()}
             for d in (ranked, importance))
     with run.timings.stage("extraction"):
         if not (options.latency_aware or budget.measure.needs_latency):
@@ -321,7 +321,7 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
         flops_after=validation.macs, params_before=run.cost_model.full_params, params_after=validation.params,
         nodes_before=len(run.model.graph.node), nodes_after=len(pruned.graph.node),
         channels_removed=int(sum(m.size - np.count_nonzero(m) for g, m in masks.items()
-                                 if analysis.groups[g].kind != "branch")),
+                                 if analysis.groups[g].unit.counts_as_channels)),
         groups=group_rows(analysis, masks), validation=validation, device=run.device.torch_device,
         seed=run.config.seed, search_steps=scores.search_steps, finetune_steps=recovered.steps,
         loss=run.loss_fn.mode, extraction=extraction, timings=run.timings, masks=masks, model=pruned,
