@@ -26,14 +26,14 @@ import torch
 from rich.console import Console
 from rich.table import Table
 
+from darp_onnx.workflows.results import STAGES
 from sample_models.architectures import ARCHITECTURES
 
 ROOT = Path(__file__).resolve().parents[1]
 SAMPLES = ROOT / "sample_models"
 CORPUS = Path("/root/.cache/darp-onnx/models")
 GOAL_SECONDS = 300.0
-SHOWN_STAGES = ("load", "analysis", "shapes", "latency_table", "reference_outputs", "search", "extraction",
-                "finetune", "rewrite", "validation")
+SHOWN_STAGES = tuple(stage for stage in STAGES if stage != "write")
 
 
 def export_224(name: str, size: int, path: Path) -> Path:
