@@ -13,6 +13,7 @@ from math import prod
 
 import onnx
 
+from darp_onnx.load.attributes import int_attribute
 from darp_onnx.load.shapes import static_shapes
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
@@ -27,12 +28,7 @@ class GraphCount:
     node_macs: dict[str, int] = field(default_factory=dict)
 
 
-def int_attr(node: onnx.NodeProto, name: str, default: int) -> int:
-    """An integer attribute of `node`, or `default` when absent."""
-    for attr in node.attribute:
-        if attr.name == name:
-            return int(attr.i)
-    return default
+int_attr = int_attribute  # the name the cost modules use
 
 
 def node_macs(node: onnx.NodeProto, shapes: Mapping[str, tuple[int, ...]]) -> int | None:

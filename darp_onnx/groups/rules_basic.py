@@ -3,16 +3,11 @@
 from __future__ import annotations
 
 import onnx
-from onnx import helper
 
 from darp_onnx.groups.tracer import Layout, Tracer
+from darp_onnx.load.attributes import attribute
 
-
-def attr(node: onnx.NodeProto, name: str, default=None):
-    for a in node.attribute:
-        if a.name == name:
-            return helper.get_attribute_value(a)
-    return default
+attr = attribute  # the rule tables' short name for `load.attributes.attribute`
 
 
 def unknown(t: Tracer, node: onnx.NodeProto) -> None:

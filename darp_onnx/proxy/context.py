@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 import numpy as np
 import onnx
 import torch
-from onnx import helper, numpy_helper
 
 # Half-precision and narrower float models compute in float32 inside the proxy; trained weights are
 # written back in their own dtype.
@@ -70,21 +68,6 @@ def numpy_to_torch(array: np.ndarray) -> torch.Tensor:
     elif not array.flags.writeable:
         array = array.copy()
     return torch.from_numpy(array)
-
-
-def node_attributes(node: onnx.NodeProto) -> dict[str, Any]:
-    """Attributes as Python values: strings decoded, tensors as numpy arrays."""
-    out: dict[str, Any] = {}
-    for attr in node.attribute:
-        value = helper.get_attribute_value(attr)
-        if isinstance(value, bytes):
-            value = value.decode("utf-8")
-        elif isinstance(value, onnx.TensorProto):
-            value = numpy_helper.to_array(value)
-        elif isinstance(value, list) and value and isinstance(value[0], bytes):
-            value = [v.decode("utf-8") for v in value]
-        out[attr.name] = value
-    return out
 
 
 @dataclass

@@ -21,6 +21,7 @@ from onnx import helper
 from darp_onnx.cost import GraphCount, count_graph
 from darp_onnx.cost.count import weight_tensors
 from darp_onnx.errors import BadInputError
+from darp_onnx.load.attributes import int_attribute
 from darp_onnx.report.model import (
     AttributeChange,
     Change,
@@ -186,14 +187,11 @@ def _weight_changes(
 
 
 def _group(node: onnx.NodeProto) -> int:
-    for attr in node.attribute:
-        if attr.name == "group":
-            return int(attr.i)
-    return 1
+    return int_attribute(node, "group", 1)
 
 
 def _trans_b(node: onnx.NodeProto) -> bool:
-    return any(attr.name == "transB" and attr.i for attr in node.attribute)
+    return bool(int_attribute(node, "transB", 0))
 
 
 def layer_channels(node: onnx.NodeProto, weights: Mapping[str, tuple[int, ...]]) -> tuple[int, int] | None:

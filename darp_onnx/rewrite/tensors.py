@@ -10,6 +10,7 @@ import onnx
 from onnx import helper, numpy_helper
 
 from darp_onnx.groups.model import ChannelAnalysis, ShapeEdit
+from darp_onnx.load.attributes import attribute
 from darp_onnx.proxy.constants import constant_node_value
 
 
@@ -91,7 +92,7 @@ def _unique(base: str, taken: set[str]) -> str:
 
 
 def _edit_attribute(node: onnx.NodeProto, attr_name: str, edits, analysis, masks) -> None:
-    current = next((helper.get_attribute_value(a) for a in node.attribute if a.name == attr_name), None)
+    current = attribute(node, attr_name)
     if edits[0].element == -1:
         value = edits[0].value(analysis.axis_maps, masks)  # depthwise `group`: one per kept channel
     else:

@@ -11,15 +11,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from darp_onnx.proxy.context import node_attributes
+from darp_onnx.load.attributes import attribute, node_attributes
 from darp_onnx.proxy.ops.common import FunctionModule, result_for
 from darp_onnx.proxy.registry import add_converter
 
 __all__ = ["ClipModule", "SoftmaxModule", "onnx_prelu"]
 
 
-def _attr(node, name: str, default):
-    return node_attributes(node).get(name, default)
+_attr = attribute
 
 
 def onnx_prelu(x: torch.Tensor, slope: torch.Tensor) -> torch.Tensor:

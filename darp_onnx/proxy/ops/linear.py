@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from darp_onnx.proxy.context import node_attributes
+from darp_onnx.load.attributes import node_attributes
 from darp_onnx.proxy.ops.common import FunctionModule, result_for
 from darp_onnx.proxy.registry import add_converter
 

@@ -11,7 +11,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from darp_onnx.proxy.context import node_attributes
+from darp_onnx.load.attributes import node_attributes
 from darp_onnx.proxy.ops.common import FunctionModule, register_functions, result_for
 from darp_onnx.proxy.ops.elementwise import LegacyBinary, legacy_axis
 from darp_onnx.proxy.registry import add_converter, schema_versions

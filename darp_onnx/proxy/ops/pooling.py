@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from darp_onnx.proxy.context import node_attributes
+from darp_onnx.load.attributes import node_attributes
 from darp_onnx.proxy.ops.common import result_for
 from darp_onnx.proxy.ops.conv import check_auto_pad, check_same_stride, resolve_pads, torch_pad_list
 from darp_onnx.proxy.registry import OnnxMapping, add_converter

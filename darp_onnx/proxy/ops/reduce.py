@@ -13,7 +13,7 @@ from collections.abc import Callable
 import torch
 from torch import nn
 
-from darp_onnx.proxy.context import node_attributes
+from darp_onnx.load.attributes import node_attributes
 from darp_onnx.proxy.ops.common import result_for, to_int_list
 from darp_onnx.proxy.registry import add_converter, schema_versions
 

@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from darp_onnx.proxy.context import node_attributes
+from darp_onnx.load.attributes import node_attributes
 from darp_onnx.proxy.ops.common import result_for, to_int_list
 from darp_onnx.proxy.registry import add_converter
 

@@ -12,7 +12,7 @@ import math
 import torch
 from torch import nn
 
-from darp_onnx.proxy.context import node_attributes
+from darp_onnx.load.attributes import node_attributes
 from darp_onnx.proxy.ops.common import result_for, to_int_list
 from darp_onnx.proxy.registry import add_converter, schema_versions
 

@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from darp_onnx.errors import UnsupportedOpError
-from darp_onnx.proxy.context import node_attributes, onnx_to_torch_dtype
+from darp_onnx.load.attributes import node_attributes
+from darp_onnx.proxy.context import onnx_to_torch_dtype
 from darp_onnx.proxy.ops.common import FunctionModule, result_for, to_int_list
 from darp_onnx.proxy.registry import add_converter
 
