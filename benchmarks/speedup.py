@@ -29,8 +29,8 @@ from rich.console import Console
 from rich.table import Table
 
 from darp_onnx.cost import count_graph
-from darp_onnx.cost.latency import time_sessions
 from darp_onnx.errors import BadInputError
+from darp_onnx.runtime.timer import time_sessions
 from darp_onnx.workflows.config import BudgetConfig, ExtractionConfig, prune_config
 from darp_onnx.workflows.prune import analyse_costs, budget_for, extract, load, rewrite_model, score
 from sample_models.architectures import build

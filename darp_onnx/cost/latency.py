@@ -12,8 +12,6 @@ model's latency is measured separately, by validation.
 
 from __future__ import annotations
 
-import statistics
-import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from math import ceil
@@ -26,6 +24,7 @@ from onnx import helper, numpy_helper
 from darp_onnx.cost.count import int_attr
 from darp_onnx.cost.expr import Affine, Monomial
 from darp_onnx.runtime.session import make_session
+from darp_onnx.runtime.timer import adaptive_median_ms, time_sessions
 
 GRID_FRACTIONS = (0.25, 0.5, 0.75)
 _ELEMENTWISE_PROBE = (1, 64, 56, 56)  # calibration tensor for the per-element cost
@@ -251,17 +250,7 @@ class _SessionTimer:
         self.device, self.threads = device, threads
 
     def __call__(self, model: onnx.ModelProto, feeds: dict[str, np.ndarray]) -> float:
-        session = make_session(model, self.device, threads=self.threads)
-        start = time.perf_counter()
-        session.run(None, feeds)
-        first = time.perf_counter() - start
-        runs = int(min(15, max(3, 0.05 / max(first, 1e-6))))
-        times = []
-        for _ in range(runs):
-            start = time.perf_counter()
-            session.run(None, feeds)
-            times.append(time.perf_counter() - start)
-        return statistics.median(times) * 1e3
+        return adaptive_median_ms(make_session(model, self.device, threads=self.threads), feeds)
 
 
 def compare_latencies(models: list[onnx.ModelProto], feeds: Mapping[str, np.ndarray], *, device: str = "cpu",
@@ -269,24 +258,6 @@ def compare_latencies(models: list[onnx.ModelProto], feeds: Mapping[str, np.ndar
     """Median ms of each model on the same inputs (see `time_sessions`)."""
     sessions = [make_session(m, device, threads=threads) for m in models]
     return time_sessions(sessions, feeds, runs=runs, rounds=rounds)
-
-
-def time_sessions(sessions: list, feeds: Mapping[str, np.ndarray], *, runs: int = 15, rounds: int = 3,
-                  warmup: int = 2) -> list[float]:
-    """Median ms of each onnxruntime session on the same inputs; the sessions take turns in `rounds`
-    chunks so that machine noise hits all alike."""
-    for session in sessions:
-        for _ in range(warmup):
-            session.run(None, dict(feeds))
-    times: list[list[float]] = [[] for _ in sessions]
-    per_round = max(1, -(-runs // rounds))
-    for _ in range(rounds):
-        for session, bucket in zip(sessions, times, strict=True):
-            for _ in range(per_round):
-                start = time.perf_counter()
-                session.run(None, dict(feeds))
-                bucket.append((time.perf_counter() - start) * 1e3)
-    return [statistics.median(t) for t in times]
 
 
 def term_groups(term: NodeTable | ElementTerm | Monomial) -> set[int]:

@@ -1,14 +1,27 @@
-"""Write a proxy's (trained) weights back into its ONNX model."""
+"""Write a proxy's (trained) weights back into its ONNX model.
+
+Reads only the proxy's `weights` and `param_sources`, so `proxy.model` imports this module and not
+the other way round."""
 
 from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Protocol
 
 import numpy as np
 import onnx
 import torch
 from onnx import helper, numpy_helper
 
+from darp_onnx.proxy.constants import TensorSource
 from darp_onnx.proxy.context import onnx_to_torch_dtype
-from darp_onnx.proxy.model import ProxyModel
+
+
+class WeightCarrier(Protocol):
+    """What the export reads from a proxy: its weights by key and the ONNX tensor each came from."""
+
+    weights: Mapping[str, torch.Tensor]
+    param_sources: Mapping[str, TensorSource]
 
 
 def _array(tensor: torch.Tensor, onnx_dtype: int) -> np.ndarray:
@@ -25,7 +38,7 @@ def _make_tensor(name: str, array: np.ndarray, onnx_dtype: int) -> onnx.TensorPr
     return numpy_helper.from_array(array, name)
 
 
-def proxy_to_onnx(proxy: ProxyModel, model: onnx.ModelProto) -> onnx.ModelProto:
+def proxy_to_onnx(proxy: WeightCarrier, model: onnx.ModelProto) -> onnx.ModelProto:
     """A copy of `model` whose weights (initializers and Constant-node tensors) hold the proxy's
     current parameter values, each in its original ONNX dtype. `model` itself is not changed."""
     out = onnx.ModelProto()

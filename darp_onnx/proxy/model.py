@@ -15,6 +15,7 @@ from darp_onnx.errors import BadInputError, UnsupportedOpError
 from darp_onnx.load.io import default_opset
 from darp_onnx.proxy.constants import TensorSource, collect_constants
 from darp_onnx.proxy.context import ConvertContext, is_supported_elem_type, numpy_to_torch, onnx_to_torch_dtype
+from darp_onnx.proxy.export import proxy_to_onnx
 from darp_onnx.proxy.fusion import find_fusions
 from darp_onnx.proxy.registry import (
     MAX_TESTED_OPSET,
@@ -129,8 +130,6 @@ class ProxyModel(nn.Module):
 
     def to_onnx(self) -> onnx.ModelProto:
         """A copy of the source ONNX model carrying this proxy's current weights."""
-        from darp_onnx.proxy.export import proxy_to_onnx
-
         return proxy_to_onnx(self, self._onnx_model)
 
     def _convert(self, node: onnx.NodeProto, ctx: ConvertContext):

@@ -6,10 +6,11 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import onnx
 import onnxruntime as ort
 import torch
 
-from darp_onnx.errors import OptionError
+from darp_onnx.errors import BadInputError, OptionError
 
 DEVICES = ("auto", "cpu", "cuda")
 
@@ -25,18 +26,42 @@ def cuda_usable() -> bool:
     return torch.cuda.is_available() and "CUDAExecutionProvider" in ort.get_available_providers()
 
 
-def choose_device(requested: str) -> DeviceChoice:
+def choose_device(requested: str, *, probe: onnx.ModelProto | None = None, torch_needed: bool = True
+                  ) -> DeviceChoice:
+    """The one device resolver. `auto` takes CUDA only where torch (when `torch_needed`) and
+    onnxruntime both can; with a `probe` model, only where an onnxruntime CUDA session of it really
+    starts (`auto` then falls back to the CPU, `cuda` is an error)."""
     if requested not in DEVICES:
         raise OptionError("device", f"{{option}} {requested}: choose one of {', '.join(DEVICES)}")
     if requested == "cpu":
         return DeviceChoice("cpu", "cpu", "requested")
-    if requested == "cuda":
-        if not torch.cuda.is_available():
-            raise OptionError("device", "{option} cuda: no usable CUDA GPU for torch here; use {option} cpu or auto")
-        return DeviceChoice("cuda", "cuda", "requested")
-    if cuda_usable():
-        return DeviceChoice("cuda", "cuda", "auto: a CUDA GPU is available")
-    return DeviceChoice("cpu", "cpu", "auto: no usable CUDA GPU, using the CPU")
+    if requested == "cuda" and torch_needed and not torch.cuda.is_available():
+        raise OptionError("device", "{option} cuda: no usable CUDA GPU for torch here; use {option} cpu or auto")
+    if requested == "auto" and not cuda_usable():
+        return DeviceChoice("cpu", "cpu", "auto: no usable CUDA GPU, using the CPU")
+    reason = "requested" if requested == "cuda" else "auto: a CUDA GPU is available"
+    if probe is not None and not _cuda_session_starts(probe, required=requested == "cuda"):
+        return DeviceChoice("cpu", "cpu", "auto: onnxruntime could not start a CUDA session, using the CPU")
+    return DeviceChoice("cuda" if torch_needed or torch.cuda.is_available() else "cpu", "cuda", reason)
+
+
+def _cuda_session_starts(probe: onnx.ModelProto, *, required: bool) -> bool:
+    """Whether onnxruntime starts a CUDA session of `probe`; with `required`, the error when it does not.
+    A model that does not load at all counts as starting: its own session reports that."""
+    from darp_onnx.runtime.session import make_session
+
+    ort.set_default_logger_severity(4)  # no onnxruntime lines while probing a provider that may not load
+    try:
+        make_session(probe, "cuda")
+    except BadInputError:
+        if required:
+            raise
+        return False
+    except Exception:
+        pass
+    finally:
+        ort.set_default_logger_severity(2)
+    return True
 
 
 @contextmanager

@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 import torch
 
-from darp_onnx.errors import BadInputError
+from darp_onnx.errors import OptionError
 
 
 def make_session(model: onnx.ModelProto | str, device: str = "cpu", threads: int = 0) -> ort.InferenceSession:
@@ -23,9 +23,9 @@ def make_session(model: onnx.ModelProto | str, device: str = "cpu", threads: int
     payload = model if isinstance(model, str) else model.SerializeToString()
     session = ort.InferenceSession(payload, options, providers=providers)
     if device == "cuda" and session.get_providers()[0] != "CUDAExecutionProvider":
-        raise BadInputError(
-            "--device cuda: onnxruntime could not start a CUDA session here (no usable GPU or CUDA/cuDNN "
-            "libraries); use --device cpu or --device auto"
+        raise OptionError(
+            "device", "{option} cuda: onnxruntime could not start a CUDA session here (no usable GPU or CUDA/cuDNN "
+                      "libraries); use {option} cpu or {option} auto"
         )
     return session
 

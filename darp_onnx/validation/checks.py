@@ -3,7 +3,6 @@ the masked proxy, fidelity to the original, latency."""
 
 from __future__ import annotations
 
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import asdict, dataclass
 
@@ -73,25 +72,6 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
             acc_b = float((first_b.argmax(1) == labels).mean())
             acc_a = float((first_a.argmax(1) == labels).mean())
     return Fidelity(agreement, num / max(den, 1e-12), acc_b, acc_a)
-
-
-@dataclass
-class Latency:
-    median_ms: float
-    p10_ms: float
-    p90_ms: float
-    runs: int
-
-
-def measure_latency(session, feeds: Mapping[str, np.ndarray], *, warmup: int = 3, runs: int = 20) -> Latency:
-    for _ in range(warmup):
-        session.run(None, dict(feeds))
-    times = []
-    for _ in range(runs):
-        start = time.perf_counter()
-        session.run(None, dict(feeds))
-        times.append((time.perf_counter() - start) * 1000.0)
-    return Latency(float(np.median(times)), float(np.percentile(times, 10)), float(np.percentile(times, 90)), runs)
 
 
 def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,

@@ -28,15 +28,15 @@ from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, fi
 from darp_onnx.load.input_shapes import resolve_input_shapes
 from darp_onnx.load.inputs import graph_inputs
 from darp_onnx.load.io import load_model
-from darp_onnx.runtime.device import DEVICES, cuda_usable
+from darp_onnx.runtime.device import choose_device
 from darp_onnx.runtime.session import make_session, session_provider
+from darp_onnx.runtime.timer import measure_latency
 from darp_onnx.training.dataset import Dataset, check_dataset, load_dataset, synthetic_dataset
 from darp_onnx.validation.checks import (
     EQUIVALENCE_ATOL,
     EQUIVALENCE_RTOL,
     check_structure,
     fidelity,
-    measure_latency,
     run_batches,
 )
 
@@ -71,26 +71,6 @@ def _quiet_onnxruntime() -> Iterator[None]:
         yield
     finally:
         ort.set_default_logger_severity(2)
-
-
-def resolve_provider(device: str, probe: onnx.ModelProto) -> tuple[str, str]:
-    """'cuda' only when an onnxruntime session really runs there, else 'cpu'; and why."""
-    if device not in DEVICES:
-        raise BadInputError(f"--device {device}: choose one of {', '.join(DEVICES)}")
-    if device == "cpu":
-        return "cpu", "requested"
-    if device == "auto" and not cuda_usable():
-        return "cpu", "auto: no usable CUDA GPU, using the CPU"
-    try:
-        with _quiet_onnxruntime():
-            make_session(probe, "cuda")
-    except BadInputError:
-        if device == "cuda":
-            raise
-        return "cpu", "auto: onnxruntime could not start a CUDA session, using the CPU"
-    except Exception:  # the model itself does not load; reported when its session is built
-        pass
-    return "cuda", "requested" if device == "cuda" else "auto: a CUDA GPU is available"
 
 
 def _session(model: onnx.ModelProto, device: str, label: str, error: type[DarpError]):
@@ -214,7 +194,8 @@ def validate_models(
     timings["load_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
-    target, reason = resolve_provider(device, model_o)
+    choice = choose_device(device, probe=model_o, torch_needed=False)
+    target, reason = choice.ort_device, choice.reason
     session_o = _session(model_o, target, label_o, BadInputError)
     session_p = _session(model_p, target, label_p, ValidationFailedError)
     before = run_batches(session_o, dataset.inputs, label_o, BadInputError)

@@ -26,13 +26,14 @@ from darp_onnx.proxy import ProxyModel, build_proxy
 from darp_onnx.rewrite import rewrite
 from darp_onnx.runtime.device import DeviceChoice, choose_device, exact_float32
 from darp_onnx.runtime.session import kernel_channel_multiple
+from darp_onnx.runtime.timer import measure_latency
 from darp_onnx.search import BASELINES, Budget, darp_search, extract_masks, make_budget
 from darp_onnx.search.gates import attach_gates
 from darp_onnx.search.latency_extract import extract_masks_by_latency
 from darp_onnx.search.loss import TaskLoss, check_labels_fit
 from darp_onnx.training.dataset import Dataset, load_dataset, synthetic_dataset
 from darp_onnx.training.steps import predict, train_steps
-from darp_onnx.validation.checks import fidelity, measure_latency, run_model
+from darp_onnx.validation.checks import fidelity, run_model
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path, save
 from darp_onnx.workflows.config import (
     BudgetConfig,

@@ -1,0 +1,61 @@
+"""The one latency timer: wall milliseconds of onnxruntime runs. Validation (before/after latency),
+the layer timings of the latency model and the benchmarks all time sessions through here."""
+
+from __future__ import annotations
+
+import statistics
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+
+
+def time_runs(session, feeds: Mapping[str, np.ndarray], runs: int, *, warmup: int = 0) -> list[float]:
+    """Milliseconds of each of `runs` runs of `session` on `feeds`, after `warmup` untimed runs."""
+    feeds = dict(feeds)
+    for _ in range(warmup):
+        session.run(None, feeds)
+    times = []
+    for _ in range(runs):
+        start = time.perf_counter()
+        session.run(None, feeds)
+        times.append((time.perf_counter() - start) * 1e3)
+    return times
+
+
+@dataclass
+class Latency:
+    median_ms: float
+    p10_ms: float
+    p90_ms: float
+    runs: int
+
+
+def measure_latency(session, feeds: Mapping[str, np.ndarray], *, warmup: int = 3, runs: int = 20) -> Latency:
+    """Median and spread of `runs` timed runs."""
+    times = time_runs(session, feeds, runs, warmup=warmup)
+    return Latency(float(np.median(times)), float(np.percentile(times, 10)), float(np.percentile(times, 90)), runs)
+
+
+def adaptive_median_ms(session, feeds: Mapping[str, np.ndarray], *, target_ms: float = 50.0, fewest: int = 3,
+                       most: int = 15) -> float:
+    """Median of enough runs to fill about `target_ms` (between `fewest` and `most`), for timing many
+    small models quickly; the first, untimed-for-the-median run sizes the count."""
+    (first,) = time_runs(session, feeds, 1)
+    runs = int(min(most, max(fewest, target_ms / max(first, 1e-3))))
+    return statistics.median(time_runs(session, feeds, runs))
+
+
+def time_sessions(sessions: Sequence, feeds: Mapping[str, np.ndarray], *, runs: int = 15, rounds: int = 3,
+                  warmup: int = 2) -> list[float]:
+    """Median ms of each session on the same inputs; the sessions take turns in `rounds` chunks so that
+    machine noise hits all alike."""
+    for session in sessions:
+        time_runs(session, feeds, 0, warmup=warmup)
+    times: list[list[float]] = [[] for _ in sessions]
+    per_round = max(1, -(-runs // rounds))
+    for _ in range(rounds):
+        for session, bucket in zip(sessions, times, strict=True):
+            bucket.extend(time_runs(session, feeds, per_round))
+    return [statistics.median(t) for t in times]
