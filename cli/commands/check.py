@@ -27,12 +27,12 @@ def check_command(
     from darp_onnx.api import check_model
 
     say = Verbosity(quiet=quiet, verbose=verbose)
-    report = check_model(model, batch=batch)
+    summary = check_model(model, batch=batch)
     if json_out:
-        print_json(report)
+        print_json(summary)
     else:
         say.info(
-            f"{model}: {report['nodes']} nodes, {report['parameters']} weight parameters, opset "
-            f"{report['opset']}; proxy vs onnxruntime max abs diff {report['max_abs_diff']:.3g}"
+            f"{model}: {summary['nodes']} nodes, {summary['parameters']} weight parameters, opset "
+            f"{summary['opset']}; proxy vs onnxruntime max abs diff {summary['max_abs_diff']:.3g}"
         )
     say.elapsed("checked")

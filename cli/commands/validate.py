@@ -59,66 +59,66 @@ def validate_command(
 
     say = Verbosity(quiet=quiet, verbose=verbose)
     try:
-        report = validate(original, pruned, data=data, input_shapes=parse_input_shapes(input_shape),
+        result = validate(original, pruned, data=data, input_shapes=parse_input_shapes(input_shape),
                           device=device, atol=atol, rtol=rtol, max_drift=max_drift, latency_runs=latency_runs,
                           samples=samples, seed=seed)
     except ToleranceExceeded as exc:
-        _show(exc.report, json_out, say)
+        _show(exc.result, json_out, say)
         raise
-    _show(report, json_out, say)
+    _show(result, json_out, say)
     say.elapsed("validated")
 
 
-def _show(report: dict[str, Any], json_out: bool, say: Verbosity) -> None:
+def _show(result: dict[str, Any], json_out: bool, say: Verbosity) -> None:
     if json_out:
-        print_json(report)
+        print_json(result)
     if say.quiet or (json_out and not say.verbose):
         return
-    provider = report["provider"]
-    say.info(escape(f"{report['original']} → {report['pruned']}: onnxruntime {provider['pruned']} "
-                    f"({provider['reason']}), {report['data']['samples']} samples from "
-                    f"{report['data']['source']}"), soft_wrap=True)
-    say.info(_table(report))
+    provider = result["provider"]
+    say.info(escape(f"{result['original']} → {result['pruned']}: onnxruntime {provider['pruned']} "
+                    f"({provider['reason']}), {result['data']['samples']} samples from "
+                    f"{result['data']['source']}"), soft_wrap=True)
+    say.info(_table(result))
     if say.verbose:
-        _details(report, say)
-    if report["passed"]:
-        say.info("[bold green]passed[/]: " + ", ".join(report["checks"]))
+        _details(result, say)
+    if result["passed"]:
+        say.info("[bold green]passed[/]: " + ", ".join(result["checks"]))
 
 
-def _table(report: dict[str, Any]) -> Table:
+def _table(result: dict[str, Any]) -> Table:
     table = Table()
     for col, justify in (("Metric", "left"), ("Original", "right"), ("Pruned", "right"), ("Change", "right")):
         table.add_column(col, justify=justify)
     for key, label in (("params", "parameters"), ("macs", "MACs"), ("file_bytes", "file bytes")):
-        c = report[key]
+        c = result[key]
         table.add_row(label, f"{c['before']:,}", f"{c['after']:,}", f"{c['ratio']:.1%}")
-    lat = report["latency_ms"]
+    lat = result["latency_ms"]
     if lat is not None:
         b, a = lat["before"], lat["after"]
         table.add_row("latency ms (median)", f"{b['median_ms']:.3f}", f"{a['median_ms']:.3f}",
                       f"speedup x{lat['speedup']:.2f}")
         table.add_row("latency ms (p10-p90)", f"{b['p10_ms']:.3f}-{b['p90_ms']:.3f}",
                       f"{a['p10_ms']:.3f}-{a['p90_ms']:.3f}", "")
-    fid = report["fidelity"]
+    fid = result["fidelity"]
     if fid["accuracy_before"] is not None:
         change = f"{(fid['accuracy_after'] - fid['accuracy_before']) * 100:+.1f} pt"
         table.add_row("accuracy", f"{fid['accuracy_before']:.1%}", f"{fid['accuracy_after']:.1%}", change)
     if fid["top1_agreement"] is not None:
         table.add_row("top-1 agreement", "", f"{fid['top1_agreement']:.1%}", "")
     table.add_row("relative output error", "", f"{fid['relative_error']:.3g}", "")
-    table.add_row("max abs diff", "", f"{report['max_abs_diff']:.3g}", "")
+    table.add_row("max abs diff", "", f"{result['max_abs_diff']:.3g}", "")
     return table
 
 
-def _details(report: dict[str, Any], say: Verbosity) -> None:
+def _details(result: dict[str, Any], say: Verbosity) -> None:
     table = Table(title="outputs", title_justify="left")
     for col in ("output", "shape", "max abs diff", "relative error", "within atol/rtol"):
         table.add_column(col)
-    for row in report["outputs"]:
+    for row in result["outputs"]:
         within = row.get("within_tolerance")
         table.add_row(escape(row["name"]), "x".join(map(str, row["shape"])), f"{row['max_abs_diff']:.3g}",
                       f"{row['relative_error']:.3g}", "—" if within is None else str(within))
     say.detail(table)
-    timings = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in report["timings"].items())
+    timings = ", ".join(f"{k[:-2]} {v:.2f} s" for k, v in result["timings"].items())
     say.detail(f"timings: {timings}")
-    say.detail(report["note"])
+    say.detail(result["note"])

@@ -61,17 +61,17 @@ def train_with_early_stopping(
 ) -> LoopResult:
     """Train `params` on `train`; with `val`, leave the proxy holding the weights (and BatchNormalization
     running statistics) of the evaluation with the lowest validation loss, step 0 included."""
-    report = progress or (lambda stage, info: None)
+    say = progress or (lambda stage, info: None)
     result = LoopResult()
     best_state = None
-    report("start", {"steps": config.steps, "train_samples": len(train),
+    say("start", {"steps": config.steps, "train_samples": len(train),
                      "val_samples": 0 if val is None else len(val)})
     if val is not None:
         loss, acc = evaluate(proxy, val, device)
         result.val_loss_initial = result.val_loss_best = loss
         result.val_accuracy_initial = result.val_accuracy_best = acc
         best_state = _snapshot(proxy)
-        report("eval", {"step": 0, "val_loss": loss, "val_accuracy": acc, "best": 1.0})
+        say("eval", {"step": 0, "val_loss": loss, "val_accuracy": acc, "best": 1.0})
     if config.steps == 0 or not params:
         return result
     optimizer = torch.optim.Adam(params, lr=config.lr)
@@ -90,7 +90,7 @@ def train_with_early_stopping(
         schedule.step()
         result.train_losses.append(float(loss.detach()))
         result.steps_run = step
-        report("train", {"step": step, "loss": result.train_losses[-1]})
+        say("train", {"step": step, "loss": result.train_losses[-1]})
         if val is None or (step % config.eval_every and step != config.steps):
             continue
         val_loss, acc = evaluate(proxy, val, device)
@@ -101,7 +101,7 @@ def train_with_early_stopping(
             since_best = 0
         else:
             since_best += 1
-        report("eval", {"step": step, "val_loss": val_loss, "val_accuracy": acc, "best": float(improved)})
+        say("eval", {"step": step, "val_loss": val_loss, "val_accuracy": acc, "best": float(improved)})
         if since_best >= config.patience:
             result.stopped_early = step < config.steps
             break

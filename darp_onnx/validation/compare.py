@@ -45,11 +45,11 @@ CHECKS = ("onnx.checker(full)", "strict shape inference", "same inputs and outpu
 
 class ToleranceExceeded(ValidationFailedError):
     """An output is further from the original than --max-drift or --atol/--rtol allow (exit 2).
-    `report` holds every measurement, so a caller can still print it."""
+    `result` holds every measurement, so a caller can still print it."""
 
-    def __init__(self, message: str, report: dict[str, Any]) -> None:
+    def __init__(self, message: str, result: dict[str, Any]) -> None:
         super().__init__(message)
-        self.report = report
+        self.result = result
 
 
 def load_pruned(path: str | os.PathLike) -> onnx.ModelProto:
@@ -167,9 +167,9 @@ def validate_models(
     samples: int = 64,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Validate PRUNED against ORIGINAL and return the report (a JSON-ready dict).
+    """Validate PRUNED against ORIGINAL and return the result (a JSON-ready dict).
 
-    Raises ValidationFailedError when PRUNED is broken, ToleranceExceeded (with `.report`) when an
+    Raises ValidationFailedError when PRUNED is broken, ToleranceExceeded (with `.result`) when an
     output is beyond `max_drift` or `atol`/`rtol`, BadInputError for problems with the inputs."""
     if latency_runs < 0:
         raise BadInputError(f"--latency-runs {latency_runs}: must be 0 (no timing) or more")
@@ -218,7 +218,7 @@ def validate_models(
     count_p = _count(model_p, resolve_input_shapes(model_p, dict(shapes), what=label_p), label_p,
                      ValidationFailedError)
     failures = _tolerance_failures(rows, after, before, label_p, max_drift, atol, rtol)
-    report = {
+    result = {
         "original": label_o,
         "pruned": label_p,
         "passed": not failures,
@@ -239,5 +239,5 @@ def validate_models(
         "note": "equivalence with the masked proxy is only checked inside `prune`, where the masks are known",
     }
     if failures:
-        raise ToleranceExceeded(failures[0], report)
-    return report
+        raise ToleranceExceeded(failures[0], result)
+    return result
