@@ -1,1 +1,1 @@
-"""Reading, checking and writing ONNX files; model inputs, input shapes and tensor shapes."""
+"""Reading, checking and writing ONNX files; node attributes, model inputs, input shapes and tensor shapes."""

@@ -1,1 +1,1 @@
-"""onnxruntime sessions and the choice of device (torch and onnxruntime)."""
+"""onnxruntime sessions, the one device resolver (device.py) and the one latency timer (timer.py)."""
