@@ -1,0 +1,33 @@
+"""`darp-onnx prune --json` keeps every key it printed before the staged workflow, and adds `timings`."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+from typer.testing import CliRunner
+
+from darp_onnx.cli.app import app
+from darp_onnx.workflows.results import STAGES
+
+RESNET = Path(__file__).resolve().parents[2] / "sample_models" / "resnet.onnx"
+BEFORE_KEYS = ["input", "output", "method", "metric", "budget", "flops_before", "flops_after", "params_before",
+               "params_after", "nodes_before", "nodes_after", "channels_removed", "groups", "validation", "device",
+               "seed", "search_steps", "finetune_steps", "loss", "extraction"]
+VALIDATION_KEYS = ["provider", "max_abs_diff", "fidelity", "latency_ms_before", "latency_ms_after", "latency_runs",
+                   "macs", "params", "checks"]
+
+
+def test_json_keys_are_the_old_ones_plus_timings(tmp_path):
+    out = tmp_path / "p.onnx"
+    result = CliRunner().invoke(app, ["prune", str(RESNET), "-o", str(out), "--method", "l1", "--steps", "2",
+                                      "--finetune-steps", "1", "--batch-size", "8", "--channel-multiple", "1",
+                                      "--json", "-q"])
+    assert result.exit_code == 0, result.output
+    doc = json.loads(result.stdout)
+    assert list(doc)[: len(BEFORE_KEYS)] == BEFORE_KEYS and list(doc)[len(BEFORE_KEYS):] == ["timings"]
+    assert list(doc["validation"]) == VALIDATION_KEYS
+    assert set(doc["validation"]["fidelity"]) == {"top1_agreement", "relative_error", "accuracy_before",
+                                                  "accuracy_after"}
+    assert doc["extraction"] == {"ranking": "score", "channel_multiple": 1}
+    assert set(doc["timings"]) <= set(STAGES) and {"load", "search", "validation", "write"} <= set(doc["timings"])
