@@ -23,6 +23,7 @@ from onnx import helper, numpy_helper
 
 from darp_onnx.cost.count import int_attr
 from darp_onnx.cost.expr import Affine, Monomial
+from darp_onnx.load.attributes import node_attributes
 from darp_onnx.runtime.session import make_session
 from darp_onnx.runtime.timer import adaptive_median_ms, time_sessions
 
@@ -199,7 +200,7 @@ class LatencyModel:
         x[cin_axis] = cin
         weight = initializers[node.input[1]]
         w_shape = list(weight.dims)
-        attrs = {a.name: helper.get_attribute_value(a) for a in node.attribute}
+        attrs = node_attributes(node)
         if node.op_type == "Conv":
             group = int(attrs.get("group", 1))
             if group > 1 and group == x_shape[1]:

@@ -16,10 +16,11 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from darp_onnx.errors import OptionError
+from darp_onnx.search.baselines import BASELINES
 from darp_onnx.search.darp import DarpConfig
 from darp_onnx.search.schedule import SCHEDULES
 
-METHODS = ("darp", "l1", "bn", "random")  # darp: the gate search; the others: baselines (search/baselines.py)
+METHODS = ("darp", *BASELINES)  # darp: the gate search; the others: baselines (search/baselines.py)
 AUTO = "auto"
 
 _DARP = DarpConfig()
