@@ -1,13 +1,14 @@
 """Quality: test accuracy after pruning to a MACs budget, every method given the same training steps.
 
-For each CNN sample model and MACs budget: darp, l1, bn and random through `darp_onnx.prune(...)`
-(write=False, labelled source train split, cross-entropy), scored with onnxruntime on the source test
-split; and Torch-Pruning (GroupMagnitudeImportance, one shot) on the hand-written torch model, pruned
-to the same MACs and fine-tuned for the same total steps with the same optimiser, warm-up, batch
-size and data. darp spends `--search-share` of the steps searching, the rest fine-tuning; the
-baselines spend all of them fine-tuning (prune() turns unused search steps into fine-tuning).
+For each sample model, MACs budget and step budget: darp, l1, taylor and random through
+`darp_onnx.prune(...)` (write=False, labelled source train split), scored with onnxruntime on the
+source test split; and Torch-Pruning (GroupMagnitudeImportance, one shot) on the hand-written torch
+model (BatchNorm intact), pruned to the same MACs and fine-tuned with prune()'s recovery recipe
+(`darp_onnx.training.recovery`: optimiser, schedule, learning rate, label + distillation loss, batch
+stream) for the same total steps. Search steps count: darp spends `--search-share` of the steps
+searching, taylor spends its gradient passes, the rest is recovery.
 
-Run from the repository root: `python -m benchmarks.quality [--total-steps 300] [--seeds 0 1] [--vit]`.
+Run from the repository root: `python -m benchmarks.quality [--steps 40 200] [--seeds 0 1] [--vit]`.
 Torch-Pruning is an optional dependency (`pip install -e .[bench]`); without it its column is skipped.
 """
 
@@ -25,7 +26,6 @@ from typing import Any
 import numpy as np
 import onnx
 import torch
-import torch.nn.functional as F
 from rich.console import Console
 from rich.table import Table
 from torch import nn
@@ -37,7 +37,7 @@ from darp_onnx.load.input_shapes import resolve_input_shapes
 from darp_onnx.load.io import load_model
 from darp_onnx.search.baselines import bn_scores, l1_scores
 from darp_onnx.training.dataset import Dataset, load_dataset
-from darp_onnx.training.steps import warmup_schedule
+from darp_onnx.training.recovery import RecoveryLoss, RecoveryRecipe, lr_factor, make_optimizer
 from darp_onnx.validation.checks import run_model
 from sample_models.architectures import C2f, Conv, load_trained
 
@@ -49,7 +49,7 @@ except ImportError:  # optional: the `bench` extra
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
 DATA = SAMPLES / "data" / "digits_source.npz"
 CNNS = ("resnet", "mobilenetv3", "yolov8")
-ONNX_METHODS = ("darp", "l1", "bn", "random")
+ONNX_METHODS = ("darp", "l1", "taylor", "random", "bn")
 ALL_METHODS = (*ONNX_METHODS, "tp")
 INPUT = "input"
 
@@ -202,19 +202,22 @@ class TorchPruningRun:
         return self.pruned(best[1]), best[1]
 
 
-def finetune_torch(model: nn.Module, train: Dataset, *, steps: int, lr: float, batch_size: int,
-                   seed: int) -> None:
-    """What darp_onnx.training.steps.train_steps does to the proxy, on a torch module: Adam, the same warm-up,
-    the same batch stream, cross-entropy; BatchNorm in train mode (its statistics update)."""
-    torch.manual_seed(seed)
-    x, y = torch.from_numpy(train.inputs[INPUT]), torch.from_numpy(train.labels.astype(np.int64))
-    optimizer = torch.optim.Adam(model.parameters(), lr=lr)
-    schedule = warmup_schedule(optimizer, steps)
-    batches = train.batches(batch_size, np.random.default_rng(seed))
+def finetune_torch(model: nn.Module, teacher: nn.Module, train: Dataset, config: RecoveryRecipe) -> None:
+    """prune()'s recovery recipe on a torch module: the same optimiser, schedule, loss (labels mixed with
+    distillation from the unpruned model) and batch stream; BatchNorm in train mode (batch statistics)."""
+    torch.manual_seed(config.seed)
+    x = torch.from_numpy(train.inputs[INPUT])
+    with torch.no_grad():
+        reference = teacher.eval()(x).numpy()
+    loss_fn = RecoveryLoss(train.labels, [reference], config.distill, config.temperature)
+    optimizer = make_optimizer(list(model.parameters()), config)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(config.schedule, step, config.steps, config.warmup))
+    batches = train.batches(config.batch_size, np.random.default_rng(config.seed))
     model.train()
-    for _ in range(steps):
-        idx = torch.from_numpy(next(batches))
-        loss = F.cross_entropy(model(x[idx]), y[idx])
+    for _ in range(config.steps):
+        idx = next(batches)
+        loss = loss_fn((model(x[torch.from_numpy(idx)]),), idx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         optimizer.step()
@@ -232,36 +235,37 @@ def bn_equals_l1(model: onnx.ModelProto) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def run_onnx(model, method, budget, train, test, args, seed) -> dict[str, Any]:
-    search = round(args.total_steps * args.search_share)
-    finetune = args.total_steps - search
+def run_onnx(model, method, budget, total, train, test, args, seed) -> dict[str, Any]:
+    search = round(total * args.search_share)
+    finetune = total - search
     start = time.perf_counter()
     result = prune(model, method=method, target_flops=budget, data=train, search_steps=search,
                    finetune_steps=finetune, batch_size=args.batch_size, seed=seed, device="cpu",
                    write=False, latency_runs=1, latency_aware=args.latency_aware,
-                   channel_multiple=args.channel_multiple)
+                   channel_multiple=args.channel_multiple, **({} if args.lr is None else {"lr": args.lr}))
     seconds = time.perf_counter() - start
     steps = result.search_steps + result.finetune_steps
-    if steps != args.total_steps:
+    if steps != total:
         raise RuntimeError(f"{method}: prune() ran {result.search_steps}+{result.finetune_steps} steps, "
-                           f"not {args.total_steps}")
+                           f"not {total}")
     return {"accuracy": onnx_accuracy(result.model, test),
             "macs_kept": result.flops_after / result.flops_before, "seconds": seconds,
             "search_steps": result.search_steps, "finetune_steps": result.finetune_steps}
 
 
-def run_tp(runner: TorchPruningRun, cache: dict, budget, train, test, args, seed) -> dict[str, Any]:
+def run_tp(runner: TorchPruningRun, cache: dict, budget, total, train, test, args, seed) -> dict[str, Any]:
     start = time.perf_counter()
     if budget not in cache:
         cache[budget] = runner.to_budget(budget)
     pruned, ratio = cache[budget]
     model = copy.deepcopy(pruned)
-    finetune_torch(model, train, steps=args.total_steps, lr=args.lr, batch_size=args.batch_size, seed=seed)
+    finetune_torch(model, runner.base, train,
+                   RecoveryRecipe(steps=total, lr=args.tp_lr, batch_size=args.batch_size, seed=seed))
     seconds = time.perf_counter() - start
     return {"accuracy": torch_accuracy(model, test),
             "macs_kept": runner.darp_macs(model) / runner.darp_macs(runner.base),
             "tp_macs_kept": runner.tp_macs(model) / runner.tp_macs(runner.base),
-            "pruning_ratio": ratio, "seconds": seconds, "search_steps": 0, "finetune_steps": args.total_steps}
+            "pruning_ratio": ratio, "seconds": seconds, "search_steps": 0, "finetune_steps": total}
 
 
 def mean_std(values: list[float], digits: int = 3) -> str:
@@ -272,37 +276,105 @@ def mean_std(values: list[float], digits: int = 3) -> str:
     return f"{statistics.mean(values):.{digits}f}±{statistics.stdev(values):.{digits}f}"
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(CNNS), choices=(*CNNS, "vit"))
     parser.add_argument("--vit", action="store_true",
                         help="add the ViT (prunable there: MLP hidden units and whole residual branches)")
-    parser.add_argument("--budgets", nargs="+", type=float, default=[0.5, 0.25],
+    parser.add_argument("--budgets", nargs="+", type=float, default=[0.5, 0.25, 0.15],
                         help="MACs fractions to keep")
-    parser.add_argument("--total-steps", type=int, default=300,
-                        help="training steps per method (search + fine-tune)")
+    parser.add_argument("--steps", nargs="+", type=int, default=[40, 200],
+                        help="training-step budgets per method (search + recovery); one table each")
     parser.add_argument("--search-share", type=float, default=0.5,
                         help="share of the steps darp spends searching")
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--batch-size", type=int, default=32)
-    parser.add_argument("--lr", type=float, default=1e-3,
-                        help="fine-tuning learning rate (prune()'s default)")
-    parser.add_argument("--methods", nargs="+", default=list(ALL_METHODS), choices=ALL_METHODS)
+    parser.add_argument("--lr", type=float, default=None,
+                        help="recovery learning rate (default: prune()'s, darp_onnx.training.recovery.DEFAULT_LR)")
+    parser.add_argument("--tp-lr", type=float, default=0.01,
+                        help="Torch-Pruning's recovery learning rate (0.01: better than 0.03 for it on resnet, "
+                             "where 0.03 diverged on one seed of two)")
+    parser.add_argument("--methods", nargs="+", default=["darp", "l1", "taylor", "random", "tp"],
+                        choices=ALL_METHODS)
     parser.add_argument("--tp-count", choices=("darp", "tp"), default="darp",
                         help="MACs the Torch-Pruning bisection matches: darp-onnx's rule (Conv/Gemm/MatMul, "
                              "as the MACs kept column) or tp.utils.count_ops_and_params (also counts BN and "
                              "activations)")
     parser.add_argument("--tp-global", action="store_true",
                         help="Torch-Pruning global instead of per-layer ratio")
-    parser.add_argument("--no-reuse", action="store_true", help="run bn even where its scores equal l1's")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (0: torch's default)")
     parser.add_argument("--json", type=Path, help="also write every run's numbers here")
     parser.add_argument("--channel-multiple", default="auto",
                         help="prune's --channel-multiple for the ONNX methods (auto: the default; 1: any width, "
-                             "what the tables in docs/results.md before the latency section used)")
+                             "as Torch-Pruning's per-layer ratio)")
     parser.add_argument("--latency-aware", action="store_true",
                         help="prune the ONNX methods with latency_aware=True (channel multiple: auto)")
-    args = parser.parse_args()
+    return parser.parse_args()
+
+
+def run_grid(models, methods, args, console, notes) -> tuple[list[dict[str, Any]], dict[str, float]]:
+    runs: list[dict[str, Any]] = []
+    original: dict[str, float] = {}
+    for name in models:
+        model = load_model(SAMPLES / f"{name}.onnx")
+        train = load_dataset(DATA, model, split="train")
+        test = load_dataset(DATA, model, split="test")
+        original[name] = onnx_accuracy(model, test)
+        runner, cache = None, {}
+        if "tp" in methods:
+            full = CostModel(model, analyse(model), resolve_input_shapes(model, {})).full_macs
+            runner = TorchPruningRun(name, full, args.tp_count, args.tp_global)
+            torch_acc = torch_accuracy(runner.base, test)
+            if abs(torch_acc - original[name]) > 1e-9:
+                notes.append(f"{name}: the torch model scores {torch_acc:.4f} on the test split, the ONNX "
+                             f"file {original[name]:.4f}")
+        for total in args.steps:
+            for budget in args.budgets:
+                for seed in args.seeds:
+                    for method in methods:
+                        if method == "tp":
+                            row = run_tp(runner, cache, budget, total, train, test, args, seed)
+                        else:
+                            row = run_onnx(model, method, budget, total, train, test, args, seed)
+                        row.update(model=name, budget=budget, seed=seed, method=method, steps=total)
+                        runs.append(row)
+                        console.log(f"{name} {budget:g} {total} steps seed {seed} {method}: accuracy "
+                                    f"{row['accuracy']:.4f}, MACs kept {row['macs_kept']:.4f}, "
+                                    f"{row['seconds']:.0f} s")
+    return runs, original
+
+
+def cell(values: list[float], best_mean: float, best_std: float) -> str:
+    """mean±std; '*' where the mean is within one std (of the best method's runs) of the best mean."""
+    text = mean_std(values)
+    if values and statistics.mean(values) >= best_mean - max(best_std, 1e-12):
+        text += " *"
+    return text
+
+
+def print_table(console, runs, models, methods, args, total, original) -> None:
+    table = Table(title=f"test accuracy after pruning to a MACs budget, {total} training steps per method "
+                        "(search steps count); mean±std over seeds; * within one std of the best")
+    table.add_column("model (full acc)")
+    table.add_column("budget", justify="right")
+    table.add_column("MACs kept (" + " / ".join(methods) + ")", justify="right")
+    for method in methods:
+        table.add_column("torch-pruning" if method == "tp" else method, justify="right")
+    for name in models:
+        for budget in args.budgets:
+            cell_runs = {m: [r for r in runs if r["model"] == name and r["budget"] == budget
+                             and r["method"] == m and r["steps"] == total] for m in methods}
+            accs = {m: [r["accuracy"] for r in cell_runs[m]] for m in methods}
+            best = max(methods, key=lambda m: statistics.mean(accs[m]))
+            best_std = statistics.stdev(accs[best]) if len(accs[best]) > 1 else 0.0
+            macs = " / ".join(f"{statistics.mean(r['macs_kept'] for r in cell_runs[m]):.3f}" for m in methods)
+            table.add_row(f"{name} ({original[name]:.4f})", f"{budget:g}", macs,
+                          *[cell(accs[m], statistics.mean(accs[best]), best_std) for m in methods])
+    console.print(table)
+
+
+def main() -> None:
+    args = parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     models = list(dict.fromkeys([*args.models, *(["vit"] if args.vit else [])]))
@@ -312,115 +384,39 @@ def main() -> None:
     if "tp" in args.methods and tp is None:
         notes.append("Torch-Pruning column skipped: torch_pruning is not importable "
                      "(pip install -e .[bench])")
-
-    search = round(args.total_steps * args.search_share)
-    runs: list[dict[str, Any]] = []
-    original: dict[str, float] = {}
-    reused: set[str] = set()
     started = time.perf_counter()
-    for name in models:
-        model = load_model(SAMPLES / f"{name}.onnx")
-        train = load_dataset(DATA, model, split="train")
-        test = load_dataset(DATA, model, split="test")
-        original[name] = onnx_accuracy(model, test)
-        reuse_bn = not args.no_reuse and "bn" in methods and "l1" in methods and bn_equals_l1(model)
-        if reuse_bn:
-            reused.add(name)
-        runner, cache = None, {}
-        if "tp" in methods:
-            full = CostModel(model, analyse(model), resolve_input_shapes(model, {})).full_macs
-            runner = TorchPruningRun(name, full, args.tp_count, args.tp_global)
-            torch_acc = torch_accuracy(runner.base, test)
-            if abs(torch_acc - original[name]) > 1e-9:
-                notes.append(f"{name}: the torch model scores {torch_acc:.4f} on the test split, the ONNX "
-                             f"file {original[name]:.4f}")
-        for budget in args.budgets:
-            for seed in args.seeds:
-                for method in methods:
-                    if method == "bn" and reuse_bn:
-                        row = dict(next(r for r in runs if r["model"] == name and r["budget"] == budget
-                                        and r["seed"] == seed and r["method"] == "l1"), reused_from="l1")
-                    elif method == "tp":
-                        row = run_tp(runner, cache, budget, train, test, args, seed)
-                    else:
-                        row = run_onnx(model, method, budget, train, test, args, seed)
-                    row.update(model=name, budget=budget, seed=seed, method=method)
-                    runs.append(row)
-                    console.log(f"{name} {budget:g} seed {seed} {method}: accuracy {row['accuracy']:.4f}, "
-                                f"MACs kept {row['macs_kept']:.4f}, {row['seconds']:.0f} s"
-                                + (" (= l1)" if row.get("reused_from") else ""))
-
-    seeds = " ".join(map(str, args.seeds))
-    header = (f"seeds {seeds} | {args.total_steps} steps per method: darp {search} search + "
-              f"{args.total_steps - search} fine-tune, baselines and Torch-Pruning {args.total_steps} "
-              f"fine-tune | batch {args.batch_size} | CPU, {torch.get_num_threads()} torch thread(s) | "
-              "original test accuracy: " + ", ".join(f"{k} {v:.4f}" for k, v in original.items()))
-    table = Table(title="test accuracy (source test split) after pruning to a MACs budget, same training "
-                        "steps; cell: accuracy, mean±std over seeds (wall s per run)")
-    table.add_column("model")
-    table.add_column("budget", justify="right")
-    table.add_column("MACs kept (" + " / ".join(methods) + ")", justify="right")
-    for method in methods:
-        table.add_column("torch-pruning" if method == "tp" else method, justify="right")
-    for name in models:
-        for budget in args.budgets:
-            cell_runs = {m: [r for r in runs
-                             if r["model"] == name and r["budget"] == budget and r["method"] == m]
-                         for m in methods}
-            macs = " / ".join(f"{statistics.mean(r['macs_kept'] for r in cell_runs[m]):.4f}" for m in methods)
-            cells = []
-            for m in methods:
-                acc = mean_std([r["accuracy"] for r in cell_runs[m]])
-                secs = "= l1" if cell_runs[m][0].get("reused_from") else \
-                    f"{statistics.mean(r['seconds'] for r in cell_runs[m]):.0f} s"
-                cells.append(f"{acc} ({secs})")
-            table.add_row(name, f"{budget:g}", macs, *cells)
-    console.print(table)
+    runs, original = run_grid(models, methods, args, console, notes)
+    for total in args.steps:
+        print_table(console, runs, models, methods, args, total, original)
+    recipe = RecoveryRecipe(steps=0, lr=args.lr)
+    header = (f"seeds {' '.join(map(str, args.seeds))} | steps {' '.join(map(str, args.steps))} | darp "
+              f"{args.search_share:g} of them searching | channel multiple {args.channel_multiple} | batch "
+              f"{args.batch_size} | CPU, {torch.get_num_threads()} torch thread(s)")
     console.print(header, markup=False)
-    if reused:
-        notes.append(f"bn = l1 on {', '.join(sorted(reused))}: no BatchNormalization node in the ONNX graphs "
-                     "(folded into the convolutions, or none at all), so bn's scores fall back to l1's "
-                     "(checked equal) and its run is l1's")
-    notes.append("MACs kept: exact ratio by darp-onnx's count (Conv/Gemm/MatMul MACs at batch 1), "
-                 "mean over seeds; the ONNX methods meet the budget from below (validated recount of the "
-                 "rewritten model)")
-    notes.append(f"darp: {search} search steps (weights at lr 3e-4 on half of them, logits on the "
-                 f"other half), then {args.total_steps - search} fine-tune steps at lr {args.lr:g} with "
-                 f"the hard masks; baselines: {args.total_steps} fine-tune steps; fine-tuning is Adam "
-                 "with a linear warm-up over 10% of the steps")
+    notes.append(f"recovery (all methods, Torch-Pruning included): {recipe.optimizer} lr {recipe.learning_rate:g}, "
+                 f"{recipe.schedule} with {recipe.warmup:g} warm-up, loss {1 - recipe.distill:g} x cross-entropy + "
+                 f"{recipe.distill:g} x distillation from the unpruned model (T={recipe.temperature:g}); the ONNX "
+                 "methods train the proxy with BatchNorm re-inserted after each convolution (adaptive "
+                 "re-estimation, folded back before the rewrite), Torch-Pruning its own BatchNorm layers, at "
+                 f"lr {args.tp_lr:g}")
+    notes.append("taylor: 8 gradient passes for the scores, counted as steps; MACs kept: exact ratio by "
+                 "darp-onnx's count (Conv/Gemm/MatMul MACs at batch 1), mean over seeds")
     if "tp" in methods:
         tp_runs = [r for r in runs if r["method"] == "tp"]
-        ratios = ", ".join(sorted({f"{r['model']} {r['budget']:g}: ratio {r['pruning_ratio']:.3f}, "
-                                   f"tp-count {r['tp_macs_kept']:.4f}" for r in tp_runs}))
-        counter = "darp-onnx-rule" if args.tp_count == "darp" else "tp.utils.count_ops_and_params"
-        vit_note = ("; ViT: MLP hidden units only (darp-onnx's ViT groups are the MLP hidden units and the "
-                    "residual attention/MLP branches, which every ONNX method may drop whole)")
-        notes.append(
-            f"torch-pruning {tp.__version__}: MetaPruner, GroupMagnitudeImportance() (L2, mean over the "
-            f"group), one shot, {'global' if args.tp_global else 'uniform per-layer'} pruning ratio bisected "
-            f"so {counter} MACs are closest to the target; final Linear kept"
-            f"{vit_note if 'vit' in models else ''}. Per-layer ratio and MACs kept by "
-            f"tp.utils.count_ops_and_params (which also counts BN and activations): {ratios}")
+        ratios = ", ".join(sorted({f"{r['model']} {r['budget']:g}: ratio {r['pruning_ratio']:.3f}" for r in tp_runs}))
+        notes.append(f"torch-pruning {tp.__version__}: MetaPruner, GroupMagnitudeImportance(), one shot, "
+                     f"{'global' if args.tp_global else 'uniform per-layer'} ratio bisected to the MACs target "
+                     f"(final Linear kept): {ratios}")
         missed = sorted({f"{r['model']} {r['budget']:g} (reached {r['macs_kept']:.4f})" for r in tp_runs
                          if abs(r["macs_kept"] / r["budget"] - 1.0) > 0.01})
         if missed:
-            notes.append("torch-pruning missed the budget by more than 1% on " + ", ".join(missed) +
-                         ": not comparable there")
-        notes.append("torch-pruning runs on the hand-written torch model, whose BatchNorm layers are "
-                     "separate and in train mode while fine-tuning (batch statistics, running stats "
-                     "updated), evaluated in eval mode; the ONNX methods train the proxy, where BatchNorm "
-                     "is folded into the convolutions (no batch statistics)"
-                     + (". yolov8's C2f split is rewritten as two 1x1 convs (same function) because "
-                        "Torch-Pruning cannot trace its torch.split + cat" if "yolov8" in models else ""))
-    notes.append("wall s: prune() end to end (analysis, search, fine-tune, rewrite, validation) or, for "
-                 "torch-pruning, bisection (first seed only) + fine-tune; the machine is shared, times are "
-                 "rough")
+            notes.append("torch-pruning missed the budget by more than 1% on " + ", ".join(missed))
     for note in notes:
         console.print(f"- {note}", markup=False)
-    console.print(f"total wall time {time.perf_counter() - started:.0f} s", markup=False)
+    console.print(f"total wall time {time.perf_counter() - started:.0f} s (shared, loaded machine)", markup=False)
     if args.json:
-        payload = {"header": header, "original": original, "runs": runs, "notes": notes}
-        args.json.write_text(json.dumps(payload, indent=1))
+        args.json.write_text(json.dumps({"header": header, "original": original, "runs": runs, "notes": notes},
+                                        indent=1))
 
 
 if __name__ == "__main__":

@@ -62,7 +62,7 @@ def prune_command(
     ] = RecoveryConfig.steps,
     batch_size: Annotated[int, typer.Option(help="Batch size for search and fine-tune.")] = SearchConfig.batch_size,
     lr: Annotated[
-        float, typer.Option(help="Learning rate of the weights in the recovery fine-tune.")
+        float, typer.Option(help="Learning rate of the recovery fine-tune (SGD with momentum, cosine).")
     ] = RecoveryConfig.lr,
     search_lr: Annotated[
         float, typer.Option(help="Learning rate of the weights during the search.")

@@ -42,7 +42,7 @@ def _unit_sums(analysis: ChannelAnalysis, arrays: dict[str, np.ndarray], tensors
     return sums
 
 
-def _finish(analysis: ChannelAnalysis, scores: dict[int, np.ndarray], normalise: bool) -> dict[int, np.ndarray]:
+def finish_scores(analysis: ChannelAnalysis, scores: dict[int, np.ndarray], normalise: bool) -> dict[int, np.ndarray]:
     for group in analysis.prunable():
         if group.unit.droppable:  # no weights of its own
             scores[group.id] = np.full(group.size, np.nan)
@@ -54,7 +54,7 @@ def _finish(analysis: ChannelAnalysis, scores: dict[int, np.ndarray], normalise:
 
 def l1_scores(model: onnx.ModelProto, analysis: ChannelAnalysis, seed: int = 0) -> dict[int, np.ndarray]:
     """Group L1 magnitude (Torch-Pruning style: summed over the group's members, mean-normalised)."""
-    return _finish(analysis, _unit_sums(analysis, _weights(model)), normalise=True)
+    return finish_scores(analysis, _unit_sums(analysis, _weights(model)), normalise=True)
 
 
 def bn_scores(model: onnx.ModelProto, analysis: ChannelAnalysis, seed: int = 0) -> dict[int, np.ndarray]:
@@ -66,12 +66,12 @@ def bn_scores(model: onnx.ModelProto, analysis: ChannelAnalysis, seed: int = 0) 
     scores = {}
     for gid, values in bn.items():
         scores[gid] = values if values.any() else l1[gid] / max(l1[gid].mean(), 1e-12)
-    return _finish(analysis, scores, normalise=False)
+    return finish_scores(analysis, scores, normalise=False)
 
 
 def random_scores(model: onnx.ModelProto, analysis: ChannelAnalysis, seed: int = 0) -> dict[int, np.ndarray]:
     rng = np.random.default_rng(seed)
-    return _finish(analysis, {g.id: rng.random(g.size) for g in analysis.prunable()}, normalise=False)
+    return finish_scores(analysis, {g.id: rng.random(g.size) for g in analysis.prunable()}, normalise=False)
 
 
 BASELINES: dict[str, ScoreFn] = {"l1": l1_scores, "bn": bn_scores, "random": random_scores}

@@ -19,8 +19,9 @@ from darp_onnx.errors import OptionError
 from darp_onnx.search.baselines import BASELINES
 from darp_onnx.search.darp import DarpConfig
 from darp_onnx.search.schedule import SCHEDULES
+from darp_onnx.training.recovery import DEFAULT_LR
 
-METHODS = ("darp", *BASELINES)  # darp: the gate search; the others: baselines (search/baselines.py)
+METHODS = ("darp", "taylor", *BASELINES)  # darp: the gate search; taylor: search/taylor.py; the others: baselines
 AUTO = "auto"
 
 _DARP = DarpConfig()
@@ -116,14 +117,15 @@ class RecoveryConfig:
     """The fine-tune with the hard masks before the rewrite (baselines also get the unused search steps)."""
 
     steps: int = 100
-    lr: float = 1e-3
+    lr: float = DEFAULT_LR["sgd"]  # training/recovery.py: SGD with momentum, cosine, BatchNorm re-inserted
     batch_size: int = _DARP.batch_size
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Number checks go here."""
+        if not self.lr > 0:
+            raise OptionError("lr", f"{{option}} {self.lr}: give a positive learning rate")
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,7 @@ from darp_onnx.errors import BadInputError, OptionError
 from darp_onnx.proxy import build_proxy
 from darp_onnx.runtime.device import choose_device
 from darp_onnx.search.loss import is_class_scores
+from darp_onnx.training.batchnorm import insert_batchnorm
 from darp_onnx.training.dataset import Dataset, check_dataset, load_dataset
 from darp_onnx.training.head import find_head, replace_head
 from darp_onnx.training.loop import LoopConfig, train_with_early_stopping
@@ -160,6 +161,7 @@ def finetune(
     init: str = "inherit",
     new_head: int | None = None,
     freeze_backbone: bool = False,
+    batchnorm: bool = True,
     val_fraction: float = 0.2,
     patience: int = 5,
     eval_every: int | None = None,
@@ -176,7 +178,9 @@ def finetune(
     K-class one; `freeze_backbone` trains only that projection. Without `steps`/`epochs`, 200 steps.
     Validation (`val_fraction` of each class) runs every `eval_every` steps (default: one epoch, at
     least 10 steps); training stops after `patience` evaluations without a lower validation loss and
-    the best weights are written. Deterministic for a seed."""
+    the best weights are written. Deterministic for a seed. `batchnorm` (not with `freeze_backbone`)
+    trains with BatchNorm re-inserted after each foldable convolution and folds it back
+    (`training.batchnorm`): exported graphs have it folded away."""
     _check_options(steps, epochs, lr, batch_size, init, new_head, val_fraction, patience, eval_every)
     opened = open_source(model_or_path)
     source, model = opened.name, opened.model
@@ -211,6 +215,11 @@ def finetune(
     for p in proxy.weights.values():
         p.requires_grad_(id(p) in chosen)
     batch_stats = set_batchnorm_mode(proxy, "batch_stats") if init == "reinit" and not freeze_backbone else 0
+    trainable = _count(params)  # the model's own weights; inserted BatchNorm layers are folded away
+    inserted = insert_batchnorm(proxy, train, seed=seed, device=choice.torch_device) \
+        if batchnorm and not freeze_backbone else None
+    if inserted is not None:
+        params = params + inserted.parameters()
     per_epoch = -(-len(train) // batch_size)
     max_steps = epochs * per_epoch if epochs is not None else (200 if steps is None else steps)
     config = LoopConfig(steps=max_steps, lr=lr, batch_size=batch_size, patience=patience,
@@ -219,6 +228,8 @@ def finetune(
                                      progress=progress)
     set_batchnorm_mode(proxy, "inference")
     proxy.eval()
+    if inserted is not None:
+        inserted.fold()
 
     written = proxy.to_onnx()
     sample = dataset.subset(np.arange(min(len(dataset), VALIDATION_SAMPLES)))
@@ -226,7 +237,6 @@ def finetune(
     check = check_written(written, sample.inputs, expected, device="cpu", label=str(out_path or "fine-tuned model"),
                           against="the trained proxy")
     save(written, out_path, opened, force=force)
-    trainable = _count(params)
     return FinetuneResult(
         input=source, output=None if out_path is None else str(out_path), init=init, new_head=new_head,
         head=None if head is None else head.node, freeze_backbone=freeze_backbone, train_samples=len(train),

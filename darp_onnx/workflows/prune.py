@@ -27,12 +27,15 @@ from darp_onnx.rewrite import rewrite
 from darp_onnx.runtime.device import DeviceChoice, choose_device, exact_float32
 from darp_onnx.runtime.session import kernel_channel_multiple
 from darp_onnx.runtime.timer import measure_latency
-from darp_onnx.search import BASELINES, Budget, darp_search, extract_masks, make_budget
+from darp_onnx.search import BASELINES, Budget, extract_masks, make_budget
 from darp_onnx.search.gates import attach_gates
 from darp_onnx.search.latency_extract import extract_masks_by_latency
 from darp_onnx.search.loss import TaskLoss, check_labels_fit
+from darp_onnx.search.taylor import TAYLOR_BATCHES, run_darp, taylor_scores
 from darp_onnx.training.dataset import Dataset, load_dataset, synthetic_dataset
-from darp_onnx.training.steps import predict, train_steps
+from darp_onnx.training.recovery import RecoveryRecipe
+from darp_onnx.training.recovery import recover as recover_weights
+from darp_onnx.training.steps import predict
 from darp_onnx.validation.checks import fidelity, run_model
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path, save
 from darp_onnx.workflows.config import (
@@ -181,11 +184,16 @@ def score(run: PruneRun) -> Scores:
     search = run.config.search
     with run.timings.stage("search"):
         if search.method == "darp":
-            result = darp_search(run.proxy, run.analysis, run.cost_model, run.budget, run.dataset, run.loss_fn,
-                                 search.darp(run.config.seed), device=run.device.torch_device,
-                                 on_step=lambda rec: run.progress("search", rec))
+            result = run_darp(run.proxy, run.analysis, run.cost_model, run.budget, run.dataset, run.loss_fn,
+                              search.darp(run.config.seed), device=run.device.torch_device,
+                              on_step=lambda rec: run.progress("search", rec))
             importance = {g: 0.5 * (1.0 + np.tanh(s / 2.0)) for g, s in result.scores.items()}  # keep probabilities
             return Scores(result.scores, importance, search.steps)
+        if search.method == "taylor":  # its gradient passes count as steps
+            batches = min(TAYLOR_BATCHES, search.steps + run.config.recovery.steps)
+            scores = taylor_scores(run.proxy, run.analysis, run.dataset, run.loss_fn, batches=batches,
+                                   batch_size=search.batch_size, seed=run.config.seed, device=run.device.torch_device)
+            return Scores(scores, scores, batches)
         scores = BASELINES[search.method](run.model, run.analysis, run.config.seed)
         return Scores(scores, scores, 0)
 
@@ -240,11 +248,11 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
                                      else 0)
     with run.timings.stage("finetune"):
         handle = attach_gates(run.proxy, run.analysis)
-        handle.set_masks(masks)
         try:
-            if steps > 0:
-                train_steps(run.proxy, run.dataset, run.loss_fn, steps=steps, lr=config.recovery.lr,
-                            batch_size=config.recovery.batch_size, seed=config.seed, device=run.device.torch_device,
+            recipe = RecoveryRecipe(steps=steps, lr=config.recovery.lr, batch_size=config.recovery.batch_size,
+                                    seed=config.seed)
+            recover_weights(run.proxy, run.dataset, run.reference, recipe, set_pruned=lambda: handle.set_masks(masks),
+                            device=run.device.torch_device,
                             on_step=lambda s, loss: run.progress("finetune", {"step": s, "loss": loss}))
             with exact_float32():
                 outputs = predict(run.proxy, run.dataset, device=run.device.torch_device)

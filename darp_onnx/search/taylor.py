@@ -1,0 +1,82 @@
+"""Taylor importance (Molchanov et al. 2019): the first-order estimate of the loss change when a unit goes.
+
+Every prunable group gets a gate of ones at its consumers (the search's gates); the gradient of the
+loss with respect to a unit's gate is the first-order change of the loss if the unit were removed,
+summed over everything that reads it (gradient x activation). Per batch the squared gradient is
+accumulated; scores are normalised by their group's mean, as the L1 baseline's, so the extraction's
+global ranking compares layers on a common scale. Residual branches get NaN, as in the other
+baselines ("no score of its own"). It costs `batches` forward/backward passes: training steps in an
+equal-budget comparison.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+
+import numpy as np
+import torch
+
+from darp_onnx.groups import ChannelAnalysis
+from darp_onnx.proxy import ProxyModel
+from darp_onnx.search.baselines import finish_scores
+from darp_onnx.search.gates import attach_gates
+from darp_onnx.training.dataset import Dataset
+from darp_onnx.training.steps import as_tuple, batch_inputs
+
+TAYLOR_BATCHES = 8
+
+LossFn = Callable[[tuple[torch.Tensor, ...], np.ndarray], torch.Tensor]
+
+
+def taylor_scores(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: Dataset, loss_fn: LossFn, *,
+                  batches: int = 8, batch_size: int = 32, seed: int = 0,
+                  device: torch.device | str = "cpu") -> dict[int, np.ndarray]:
+    groups = [g for g in analysis.prunable() if g.kind != "branch"]
+    gates = {g.id: torch.ones(g.size, device=device, requires_grad=True) for g in groups}
+    totals = {g.id: np.zeros(g.size) for g in groups}
+    stream = dataset.batches(min(batch_size, len(dataset)), np.random.default_rng(seed))
+    handle = attach_gates(proxy, analysis)
+    was_training = proxy.training
+    proxy.eval()
+    try:
+        handle.set(gates)
+        for _ in range(batches):
+            idx = next(stream)
+            loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
+            grads = torch.autograd.grad(loss, list(gates.values()), allow_unused=True)
+            for gid, grad in zip(gates, grads, strict=True):
+                if grad is not None:
+                    totals[gid] += grad.detach().double().cpu().numpy() ** 2
+    finally:
+        handle.remove()
+        proxy.train(was_training)
+    return finish_scores(analysis, totals, normalise=True)
+
+
+def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, dataset: Dataset, loss_fn: LossFn,
+             config, device: torch.device | str = "cpu", on_step=None):
+    """The DARP search as `prune` runs it: with `config.init == "taylor"`, a share of the steps (at most
+    8, a quarter) estimates Taylor importance to start the logits from; with `config.batchnorm`, the
+    weights train with BatchNorm re-inserted (folded back before returning). `config.steps` in all."""
+    from dataclasses import replace
+
+    from darp_onnx.search.darp import darp_search
+    from darp_onnx.training.batchnorm import insert_batchnorm
+
+    init_scores = None
+    if config.init == "taylor":
+        batches = min(TAYLOR_BATCHES, config.steps // 4)
+        if batches > 0:
+            init_scores = taylor_scores(proxy, analysis, dataset, loss_fn, batches=batches,
+                                        batch_size=config.batch_size, seed=config.seed, device=device)
+            config = replace(config, steps=config.steps - batches)
+    handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device) if config.batchnorm else None
+    try:
+        return darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config, device=device,
+                           on_step=on_step, init_scores=init_scores,
+                           extra_parameters=None if handle is None else handle.parameters())
+    finally:
+        if handle is not None:
+            handle.recalibrate(dataset, seed=config.seed, device=device)
+            proxy.eval()
+            handle.fold()

@@ -1,0 +1,160 @@
+"""BatchNorm re-inserted into a proxy whose convolutions had it folded in, for training only.
+
+Exporters fold BatchNorm into the convolutions, so a pruned graph trains without normalisation: a
+layer whose inputs lost most of their channels emits activations of the wrong scale and offset, and
+a few hundred steps of plain fine-tuning do not repair that (the pruned model stays at chance). Here
+every Conv whose weight and bias are the proxy's own parameters gets a per-channel BatchNorm on its
+output, initialised from the statistics of the original model on the data (`gamma` = std,
+`beta` = mean, running mean/var = the same), so the proxy starts out computing exactly what the graph
+computes. After extraction `recalibrate` re-estimates the running statistics on the pruned model
+(adaptive BatchNorm, as in EagleEye): every layer's output is put back to the original's mean and
+scale. Training then sees batch statistics, as a framework user's fine-tune does, and `fold` writes
+the normalisation back into the convolution's weight and bias, exactly, and removes the layers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from darp_onnx.proxy import ProxyModel
+from darp_onnx.training.dataset import Dataset
+from darp_onnx.training.steps import batch_inputs
+
+EPS = 1e-5
+
+
+class NormalisedConv(nn.Module):
+    """A proxy Conv step followed by BatchNorm over its output channels (axis 1)."""
+
+    def __init__(self, conv: nn.Module, channels: int) -> None:
+        super().__init__()
+        self.conv = conv
+        self.weight = nn.Parameter(torch.ones(channels))
+        self.bias = nn.Parameter(torch.zeros(channels))
+        self.register_buffer("running_mean", torch.zeros(channels))
+        self.register_buffer("running_var", torch.ones(channels))
+        self.momentum = 0.1
+        self.collect: list[torch.Tensor] | None = None  # raw-output moments while calibrating
+        self.initial: tuple[torch.Tensor, ...] | None = None  # the state that computes the plain Conv
+
+    def forward(self, x, w, b=None):
+        y = self.conv(x, w, b)
+        if self.collect is not None:
+            dims = [0, *range(2, y.dim())]
+            self.collect.append(torch.stack([y.detach().mean(dims), (y.detach() ** 2).mean(dims)]))
+            return y
+        batch_stats = self.training and y[:, 0].numel() > 1  # one value per channel has no batch statistics
+        return F.batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias,
+                            training=batch_stats, momentum=self.momentum, eps=EPS)
+
+    def state(self) -> tuple[torch.Tensor, ...]:
+        return tuple(t.detach().clone() for t in (self.weight, self.bias, self.running_mean, self.running_var))
+
+    def is_identity(self) -> bool:
+        """Unchanged since initialisation: folding would only add rounding, so it is skipped."""
+        return self.initial is not None and all(torch.equal(a, b) for a, b in zip(self.state(), self.initial,
+                                                                                   strict=True))
+
+    def scale(self) -> torch.Tensor:
+        return self.weight.detach() / torch.sqrt(self.running_var + EPS)
+
+
+class BatchNormHandle:
+    """The BatchNorm layers inserted into one proxy: `parameters`, `recalibrate`, `fold`."""
+
+    def __init__(self, proxy: ProxyModel, layers: dict[int, NormalisedConv]) -> None:
+        self.proxy = proxy
+        self.layers = layers
+
+    def parameters(self) -> list[nn.Parameter]:
+        return [p for layer in self.layers.values() for p in (layer.weight, layer.bias)]
+
+    @torch.no_grad()
+    def recalibrate(self, dataset: Dataset, *, batches: int = 8, batch_size: int = 64, seed: int = 0,
+                    device: torch.device | str = "cpu") -> None:
+        """Running statistics re-estimated on the model as it is now (cumulative average over
+        `batches` batches in training mode); the affine parameters stay."""
+        was_training = self.proxy.training
+        self.proxy.train()
+        stream = dataset.batches(min(batch_size, len(dataset)), np.random.default_rng(seed))
+        for count in range(max(1, min(batches, -(-len(dataset) // batch_size)))):
+            for layer in self.layers.values():
+                layer.momentum = 1.0 / (count + 1)  # the running statistics become the mean over batches
+            self.proxy(**batch_inputs(dataset, next(stream), device))
+        for layer in self.layers.values():
+            layer.momentum = 0.1
+        self.proxy.train(was_training)
+
+    @torch.no_grad()
+    def fold(self) -> None:
+        """Write each layer's inference-mode normalisation into its Conv weight and bias, then
+        restore the plain Conv steps: the proxy computes what it computed in eval mode."""
+        for idx, layer in self.layers.items():
+            self.proxy.nodes[idx] = layer.conv
+            if layer.is_identity():
+                continue
+            step = self.proxy.steps[idx]
+            weight, bias = self.proxy.tensor(step.inputs[1]), self.proxy.tensor(step.inputs[2])
+            scale = layer.scale().to(weight.dtype)
+            new_bias = (bias.detach().double() - layer.running_mean.double()) * scale.double() \
+                + layer.bias.detach().double()
+            weight.mul_(scale.view(-1, *([1] * (weight.dim() - 1))))
+            bias.copy_(new_bias.to(bias.dtype))
+        self.layers = {}
+
+
+def _foldable_convs(proxy: ProxyModel) -> list[int]:
+    """Conv steps with their own float weight and bias parameters (used by no other step)."""
+    uses: dict[str, int] = {}
+    for step in proxy.steps:
+        for name in step.inputs:
+            if name:
+                uses[name] = uses.get(name, 0) + 1
+    chosen = []
+    for idx, step in enumerate(proxy.steps):
+        if step.op_type != "Conv" or len(step.inputs) < 3 or not step.inputs[2]:
+            continue
+        w, b = step.inputs[1], step.inputs[2]
+        if proxy.parameter_key(w) is None or proxy.parameter_key(b) is None or uses[w] > 1 or uses[b] > 1:
+            continue
+        if proxy.tensor(w).dtype != torch.float32:
+            continue
+        chosen.append(idx)
+    return chosen
+
+
+@torch.no_grad()
+def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256, batch_size: int = 64,
+                     seed: int = 0, device: torch.device | str = "cpu",
+                     steps: Iterable[int] | None = None) -> BatchNormHandle:
+    """Insert BatchNorm after every foldable Conv, initialised so that the proxy (in eval mode, and in
+    train mode up to batch noise) still computes the graph: statistics over `samples` samples."""
+    indices = list(_foldable_convs(proxy) if steps is None else steps)
+    layers: dict[int, NormalisedConv] = {}
+    for idx in indices:
+        channels = proxy.tensor(proxy.steps[idx].inputs[1]).shape[0]
+        layer = NormalisedConv(proxy.nodes[idx], channels).to(device)
+        layer.collect = []
+        proxy.nodes[idx] = layer
+        layers[idx] = layer
+    was_training = proxy.training
+    proxy.eval()
+    order = np.random.default_rng(seed).permutation(len(dataset))[:samples]
+    for start in range(0, len(order), batch_size):
+        proxy(**batch_inputs(dataset, order[start:start + batch_size], device))
+    for layer in layers.values():
+        moments = torch.stack(layer.collect).mean(0).double()
+        mean, var = moments[0], (moments[1] - moments[0] ** 2).clamp_min(0.0)
+        layer.running_mean.copy_(mean.float())
+        layer.running_var.copy_(var.float())
+        layer.weight.copy_(torch.sqrt(var + EPS).float())
+        layer.bias.copy_(mean.float())
+        layer.collect = None
+        layer.initial = layer.state()
+    proxy.train(was_training)
+    return BatchNormHandle(proxy, layers)

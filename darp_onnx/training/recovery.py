@@ -1,0 +1,163 @@
+"""Recovery after pruning: BatchNorm re-inserted, re-estimated, then a short fine-tune, folded back.
+
+The order matters (measured in docs/results.md, "Recovery"): BatchNorm initialised from the original
+model's statistics, adaptive re-estimation of its running statistics on the pruned model, training
+with batch statistics (SGD with momentum and a cosine schedule by default) on the label loss mixed
+with distillation from the original model's outputs, a final re-estimation, and the fold.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from darp_onnx.proxy import ProxyModel
+from darp_onnx.search.loss import is_class_scores
+from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
+from darp_onnx.training.dataset import Dataset
+from darp_onnx.training.steps import as_tuple, batch_inputs, trainable_parameters
+
+OPTIMIZERS = ("sgd", "adam")
+SCHEDULES = ("cosine", "onecycle", "constant")
+DEFAULT_LR = {"sgd": 0.03, "adam": 1e-3}
+
+
+@dataclass(frozen=True)
+class RecoveryRecipe:
+    steps: int
+    lr: float | None = None  # None: DEFAULT_LR of the optimizer
+    optimizer: str = "sgd"
+    schedule: str = "cosine"
+    warmup: float = 0.1  # share of the steps with a linear warm-up
+    momentum: float = 0.9
+    weight_decay: float = 0.0
+    batchnorm: bool = True  # re-insert BatchNorm after foldable convolutions while training
+    adaptive_bn: bool = True  # re-estimate its statistics on the pruned model before and after training
+    distill: float = 0.5  # weight of the distillation term when there are labels (0: labels only)
+    temperature: float = 2.0
+    batch_size: int = 32
+    seed: int = 0
+
+    @property
+    def learning_rate(self) -> float:
+        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+
+
+def lr_factor(schedule: str, step: int, steps: int, warmup: float) -> float:
+    """Multiplier of the base learning rate at `step` (0-based): linear warm-up, then the schedule."""
+    warm = max(int(steps * warmup), 1)
+    if step < warm:
+        return (step + 1) / warm
+    if schedule == "constant":
+        return 1.0
+    progress = (step - warm) / max(steps - warm, 1)
+    if schedule == "onecycle":  # linear decay to zero after the warm-up peak
+        return max(1.0 - progress, 0.0)
+    return 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+class RecoveryLoss:
+    """Cross-entropy on labels mixed with KL distillation from the teacher's class scores (weight
+    `distill`, at `temperature`); without labels, the teacher alone (KL, or scaled MSE for outputs that
+    are not class scores)."""
+
+    def __init__(self, labels: np.ndarray | None, teacher: Sequence[np.ndarray], distill: float,
+                 temperature: float) -> None:
+        self.labels = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
+        self.teacher = [torch.from_numpy(np.asarray(t, np.float32)) for t in teacher]
+        self.scales = [float(t.var().clamp_min(1e-8)) for t in self.teacher]
+        self.distill = distill if labels is not None else 1.0
+        self.temperature = temperature
+
+    def __call__(self, outputs: Sequence[torch.Tensor], indices: np.ndarray) -> torch.Tensor:
+        idx = torch.from_numpy(np.asarray(indices))
+        first = outputs[0]
+        total = first.new_zeros(())
+        if self.labels is not None and self.distill < 1.0:
+            total = total + (1.0 - self.distill) * F.cross_entropy(first, self.labels[idx].to(first.device))
+        if self.distill > 0:
+            total = total + self.distill * self._teacher_term(outputs, idx)
+        return total
+
+    def _teacher_term(self, outputs, idx) -> torch.Tensor:
+        heads = outputs[:1] if self.labels is not None else outputs
+        term = outputs[0].new_zeros(())
+        t = self.temperature
+        for out, ref, scale in zip(heads, self.teacher, self.scales, strict=False):
+            target = ref[idx].to(out.device)
+            if is_class_scores(target):
+                term = term + t * t * F.kl_div(F.log_softmax(out / t, dim=1), F.log_softmax(target / t, dim=1),
+                                               reduction="batchmean", log_target=True)
+            else:
+                term = term + F.mse_loss(out.float(), target) / scale
+        return term / len(heads)
+
+
+def make_optimizer(params: list[torch.nn.Parameter], config: RecoveryRecipe) -> torch.optim.Optimizer:
+    if config.optimizer == "adam":
+        return torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, nesterov=True,
+                           weight_decay=config.weight_decay)
+
+
+def recover(
+    proxy: ProxyModel,
+    dataset: Dataset,
+    teacher: Sequence[np.ndarray],
+    config: RecoveryRecipe,
+    *,
+    set_pruned: Callable[[], None] | None = None,
+    device: torch.device | str = "cpu",
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """Fine-tune the (gated) proxy; returns the losses. `set_pruned` puts the pruning masks on: with
+    BatchNorm, the proxy must be unpruned while the layers are initialised, so pass the proxy with its
+    gates cleared and the masks in `set_pruned`. The proxy ends in eval mode with BatchNorm folded
+    back, computing exactly what the rewritten graph will compute."""
+    torch.manual_seed(config.seed)
+    handle: BatchNormHandle | None = None
+    if config.batchnorm:
+        handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device)
+    if set_pruned is not None:
+        set_pruned()
+    try:
+        if handle is not None and config.adaptive_bn:
+            handle.recalibrate(dataset, seed=config.seed, device=device)
+        losses = _train(proxy, dataset, teacher, config, handle, device, on_step)
+        if handle is not None and config.adaptive_bn and config.steps > 0:
+            handle.recalibrate(dataset, seed=config.seed + 1, device=device)
+    finally:
+        proxy.eval()
+        if handle is not None:
+            handle.fold()
+    return losses
+
+
+def _train(proxy, dataset, teacher, config, handle, device, on_step) -> list[float]:
+    if config.steps <= 0:
+        return []
+    params = trainable_parameters(proxy) + ([] if handle is None else handle.parameters())
+    optimizer = make_optimizer(params, config)
+    schedule = torch.optim.lr_scheduler.LambdaLR(
+        optimizer, lambda step: lr_factor(config.schedule, step, config.steps, config.warmup))
+    loss_fn = RecoveryLoss(dataset.labels, teacher, config.distill, config.temperature)
+    batches = dataset.batches(min(config.batch_size, len(dataset)), np.random.default_rng(config.seed))
+    losses: list[float] = []
+    proxy.train()
+    for step in range(config.steps):
+        idx = next(batches)
+        loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        optimizer.step()
+        schedule.step()
+        losses.append(float(loss.detach()))
+        if on_step is not None:
+            on_step(step, losses[-1])
+    proxy.eval()
+    return losses

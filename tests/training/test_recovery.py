@@ -1,0 +1,96 @@
+"""Recovery on a folded graph: BatchNorm inserted without changing the function, folded back exactly,
+and a pruned sample CNN that recovers in a few dozen steps."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from darp_onnx.cost import CostModel
+from darp_onnx.groups import analyse
+from darp_onnx.load.input_shapes import resolve_input_shapes
+from darp_onnx.load.io import load_model
+from darp_onnx.proxy import build_proxy
+from darp_onnx.search import extract_masks, make_budget
+from darp_onnx.search.baselines import l1_scores
+from darp_onnx.search.gates import attach_gates
+from darp_onnx.training.batchnorm import insert_batchnorm
+from darp_onnx.training.dataset import load_dataset
+from darp_onnx.training.recovery import RecoveryRecipe, lr_factor, recover
+from darp_onnx.training.steps import accuracy, predict
+
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample_models"
+DATA = SAMPLES / "data" / "digits_source.npz"
+
+
+@pytest.fixture(autouse=True, scope="module")
+def one_thread():
+    """One torch thread: on a loaded 2-core machine two threads made these tests ten times slower."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="module")
+def resnet():
+    model = load_model(SAMPLES / "resnet.onnx")
+    train, test = load_dataset(DATA, model, split="train"), load_dataset(DATA, model, split="test")
+    return model, train.subset(np.arange(192)), test.subset(np.arange(128))
+
+
+def _outputs(proxy, data):
+    return predict(proxy, data.subset(np.arange(64)))[0]
+
+
+def test_inserted_batchnorm_leaves_the_function_unchanged(resnet):
+    model, train, _ = resnet
+    proxy = build_proxy(model).eval()
+    before = _outputs(proxy, train)
+    handle = insert_batchnorm(proxy, train, samples=64)
+    assert len(handle.layers) == sum(step.op_type == "Conv" for step in proxy.steps)
+    np.testing.assert_allclose(_outputs(proxy, train), before, atol=2e-4, rtol=1e-4)
+
+
+def test_fold_reproduces_the_trained_normalisation(resnet):
+    model, train, _ = resnet
+    proxy = build_proxy(model).eval()
+    handle = insert_batchnorm(proxy, train, samples=64)
+    torch.manual_seed(0)
+    with torch.no_grad():  # a normalisation far from identity: what training would leave
+        for layer in handle.layers.values():
+            layer.weight.mul_(1.0 + 0.5 * torch.rand_like(layer.weight))
+            layer.bias.add_(torch.randn_like(layer.bias))
+    handle.recalibrate(train, batches=2)
+    proxy.eval()
+    normalised = _outputs(proxy, train)
+    handle.fold()
+    assert not any(type(node).__name__ == "NormalisedConv" for node in proxy.nodes)
+    np.testing.assert_allclose(_outputs(proxy, train), normalised, atol=1e-4, rtol=1e-4)
+
+
+def test_lr_factor_warms_up_then_decays_to_zero():
+    factors = [lr_factor("cosine", step, 100, 0.1) for step in range(100)]
+    assert factors[0] == pytest.approx(0.1) and max(factors) == pytest.approx(1.0)
+    assert factors[-1] < 0.01 and all(a >= b for a, b in zip(factors[10:], factors[11:], strict=False))
+
+
+def test_l1_pruned_to_15_percent_recovers_in_25_steps(resnet):
+    """The issue-15 failure: Adam on the folded graph stayed at chance (about 0.2) here."""
+    model, train, test = resnet
+    analysis = analyse(model)
+    costs = CostModel(model, analysis, resolve_input_shapes(model, {}))
+    masks = extract_masks(l1_scores(model, analysis), costs, make_budget(costs, target_flops=0.15),
+                          channel_multiple=1)
+    proxy = build_proxy(model).eval()
+    teacher = predict(proxy, train)
+    gates = attach_gates(proxy, analysis)
+    gates.set_masks(masks)
+    chance = accuracy(proxy, test)
+    gates.clear()
+    recover(proxy, train, teacher, RecoveryRecipe(steps=25, seed=0), set_pruned=lambda: gates.set_masks(masks))
+    assert chance < 0.5
+    assert accuracy(proxy, test) > 0.9
