@@ -6,7 +6,6 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 
 import numpy as np
-import torch
 
 from darp_onnx.groups.units import UnitKind, unit_kind
 
@@ -59,26 +58,6 @@ class AxisMap:
         """How many kept axis indices lie in [lo, hi) (used for Slice starts/ends)."""
         kept = self.kept_indices(masks)
         return int(np.count_nonzero((kept >= lo) & (kept < hi)))
-
-    def gate_vector(self, gates: Mapping[int, torch.Tensor]) -> torch.Tensor:
-        """Length-`size` vector: 1.0 on fixed channels, the group's gate (repeated) on covered ones.
-        Built with torch.cat so gradients reach the gates."""
-        ref = next(iter(gates.values()), None)
-        kw = {"dtype": ref.dtype, "device": ref.device} if ref is not None else {"dtype": torch.float32}
-        pieces: list[torch.Tensor] = []
-        pos = 0
-        for seg in sorted(self.segments, key=lambda s: s.offset):
-            gate = gates.get(seg.group)
-            if gate is None:
-                continue
-            if seg.offset > pos:
-                pieces.append(torch.ones(seg.offset - pos, **kw))
-            pieces.append(gate[seg.start:seg.stop].to(**kw))
-            pos = seg.offset + seg.stop - seg.start
-        if pos < self.units:
-            pieces.append(torch.ones(self.units - pos, **kw))
-        vec = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
-        return vec.repeat_interleave(self.repeat) if self.repeat > 1 else vec
 
 
 @dataclass

@@ -16,7 +16,7 @@ import onnx
 from onnx import numpy_helper
 
 from darp_onnx.groups.model import ShapeEdit
-from darp_onnx.proxy.constants import constant_node_value
+from darp_onnx.load.constants import constant_node_value
 
 Dim = int | str
 

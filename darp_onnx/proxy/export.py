@@ -13,7 +13,7 @@ import onnx
 import torch
 from onnx import helper, numpy_helper
 
-from darp_onnx.proxy.constants import TensorSource
+from darp_onnx.load.constants import TensorSource
 from darp_onnx.proxy.context import onnx_to_torch_dtype
 
 

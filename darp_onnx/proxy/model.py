@@ -12,8 +12,8 @@ import torch
 from torch import nn
 
 from darp_onnx.errors import BadInputError, UnsupportedOpError
+from darp_onnx.load.constants import TensorSource, collect_constants
 from darp_onnx.load.io import default_opset
-from darp_onnx.proxy.constants import TensorSource, collect_constants
 from darp_onnx.proxy.context import ConvertContext, is_supported_elem_type, numpy_to_torch, onnx_to_torch_dtype
 from darp_onnx.proxy.export import proxy_to_onnx
 from darp_onnx.proxy.fusion import find_fusions

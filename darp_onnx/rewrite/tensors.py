@@ -11,7 +11,7 @@ from onnx import helper, numpy_helper
 
 from darp_onnx.groups.model import ChannelAnalysis, ShapeEdit
 from darp_onnx.load.attributes import attribute
-from darp_onnx.proxy.constants import constant_node_value
+from darp_onnx.load.constants import constant_node_value
 
 
 def slice_constants(model: onnx.ModelProto, analysis: ChannelAnalysis, masks) -> None:

@@ -17,8 +17,29 @@ from darp_onnx.groups.rules import SINK_OPS
 from darp_onnx.proxy.model import ProxyModel
 
 
+def gate_vector(amap: AxisMap, gates: Mapping[int, torch.Tensor]) -> torch.Tensor:
+    """Length-`size` vector of an axis map: 1.0 on fixed channels, the group's gate (repeated) on
+    covered ones. Built with torch.cat so gradients reach the gates."""
+    ref = next(iter(gates.values()), None)
+    kw = {"dtype": ref.dtype, "device": ref.device} if ref is not None else {"dtype": torch.float32}
+    pieces: list[torch.Tensor] = []
+    pos = 0
+    for seg in sorted(amap.segments, key=lambda s: s.offset):
+        gate = gates.get(seg.group)
+        if gate is None:
+            continue
+        if seg.offset > pos:
+            pieces.append(torch.ones(seg.offset - pos, **kw))
+        pieces.append(gate[seg.start:seg.stop].to(**kw))
+        pos = seg.offset + seg.stop - seg.start
+    if pos < amap.units:
+        pieces.append(torch.ones(amap.units - pos, **kw))
+    vec = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
+    return vec.repeat_interleave(amap.repeat) if amap.repeat > 1 else vec
+
+
 def _scale(value: torch.Tensor, amap: AxisMap, gates: Mapping[int, torch.Tensor]) -> torch.Tensor:
-    vec = amap.gate_vector(gates).to(dtype=value.dtype, device=value.device)
+    vec = gate_vector(amap, gates).to(dtype=value.dtype, device=value.device)
     shape = [1] * value.dim()
     shape[amap.axis] = -1
     return value * vec.view(shape)

@@ -4,6 +4,7 @@ import numpy as np
 import torch
 
 from darp_onnx.groups import AxisMap, Segment, ShapeEdit
+from darp_onnx.search.gates import gate_vector
 
 
 def _map() -> AxisMap:
@@ -30,7 +31,7 @@ def test_kept_in_counts_a_range():
 def test_gate_vector_is_differentiable_and_ones_on_fixed():
     g0 = torch.tensor([0.1, 0.2, 0.3, 0.4], requires_grad=True)
     g1 = torch.tensor([0.5, 0.6], requires_grad=True)
-    vec = _map().gate_vector({0: g0, 1: g1})
+    vec = gate_vector(_map(), {0: g0, 1: g1})
     expected = torch.tensor([0.3] * 3 + [0.4] * 3 + [1.0] * 3 + [0.5] * 3 + [0.6] * 3)
     torch.testing.assert_close(vec, expected)
     vec.sum().backward()
