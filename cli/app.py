@@ -2,20 +2,50 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+import sys
+from collections.abc import Sequence
+from typing import Annotated, Any
 
 import typer
+from typer.core import TyperGroup
 
 from darp_onnx import __version__
+from darp_onnx.cli.errors import describe, emit, is_expected, is_help_request, split_debug, wants_json
 from darp_onnx.cli.output import console_err
+
+
+class DarpGroup(TyperGroup):
+    """The command group with one error path: whatever goes wrong, in parsing or in a command, ends as
+    one line on stderr (JSON on stdout with --json) and its documented exit code; see `cli.errors`."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None, complete_var: str | None = None,
+             standalone_mode: bool = True, **extra: Any) -> Any:
+        args, debug = split_debug(sys.argv[1:] if args is None else args)
+        try:
+            code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
+            code = code if isinstance(code, int) else 0
+        except BaseException as exc:  # noqa: B036 - KeyboardInterrupt included: it too ends in one line
+            if isinstance(exc, SystemExit) or (debug and not is_expected(exc)):
+                raise
+            if is_help_request(exc):  # a bare `darp-onnx`: the help is already printed
+                return sys.exit(0) if standalone_mode else 0
+            failure = describe(exc, prog_name or "darp-onnx")
+            emit(failure, json_out=wants_json(args, exc))
+            code = failure.code
+        if standalone_mode:
+            sys.exit(code)
+        return code
 
 app = typer.Typer(
     name="darp-onnx",
     help=(
         "Prune ONNX models at graph level with a differentiable architecture search (DARP).\n\n"
-        "Exit codes: 0 success; 1 bad input, unsupported model or infeasible request; "
-        "2 validation failure (nothing written)."
+        "Exit codes: 0 success; 1 bad input, usage error, unsupported model, infeasible request or any other "
+        "error (one line on stderr; with --json also {\"error\": {\"code\", \"message\", \"stage\"}} on "
+        "stdout); 2 validation failure (nothing written); 130 interrupted (nothing written). "
+        "--debug anywhere on the command line shows the traceback of unexpected errors."
     ),
+    cls=DarpGroup,
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,

@@ -12,7 +12,6 @@ from typing import Annotated, Any
 
 import typer
 
-from darp_onnx.cli.output import error_exit
 from darp_onnx.errors import BadInputError
 
 
@@ -77,10 +76,7 @@ def _convert(param, ctx: typer.Context, value: Any) -> Any:
 
 def _load_config(ctx: typer.Context, value: Path | None) -> Path | None:
     if value is not None:
-        try:
-            ctx.default_map = {**(ctx.default_map or {}), **read_config(value, ctx)}
-        except BadInputError as exc:
-            raise error_exit(exc) from None
+        ctx.default_map = {**(ctx.default_map or {}), **read_config(value, ctx)}
     return value
 
 

@@ -16,6 +16,9 @@ Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Print more detai
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (diagnostics go to "
                                                       "stderr).")]
 
+AllowNonfinite = Annotated[bool, typer.Option("--allow-nonfinite", help="Go on when weights hold NaN or Inf "
+                                                                         "(refused by default, naming the tensor).")]
+
 
 class Verbosity:
     """What a command prints on stderr: `info` unless quiet, `detail` only when verbose."""

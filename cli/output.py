@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import typer
 from rich.console import Console
 
+from darp_onnx.cli.errors import JSON_ATTRIBUTE
 from darp_onnx.errors import DarpError, OptionError
 
 console_err = Console(stderr=True, highlight=False)
@@ -31,23 +32,40 @@ def flag_namer(renames: Mapping[str, str] | None = None) -> Callable[[str], str]
 
 
 def error_exit(exc: DarpError, flags: Mapping[str, str] | None = None) -> typer.Exit:
-    """Print the one-line message (a parameter error names the flag) and return the exit to raise."""
-    message = exc.message_for(flag_namer(flags)) if isinstance(exc, OptionError) else str(exc)
-    console_err.print(f"[bold red]error:[/] {message}", soft_wrap=True, markup=True, highlight=False)
-    return typer.Exit(code=exc.exit_code)
+    """Print `exc` as the one error line (a parameter error names the flag) and return the Exit to raise."""
+    from darp_onnx.cli.errors import describe, emit
+
+    name_flags(exc, flags)
+    failure = describe(exc)
+    emit(failure, json_out=bool(getattr(exc, JSON_ATTRIBUTE, False)))
+    return typer.Exit(code=failure.code)
+
+
+def name_flags(exc: BaseException, flags: Mapping[str, str] | None = None) -> None:
+    """A parameter error gets its CLI message (`--target-flops` where Python callers read `target_flops`)."""
+    if isinstance(exc, OptionError):
+        exc.cli_message = exc.message_for(flag_namer(flags))
 
 
 def handle_errors(fn: F | None = None, *, flags: Mapping[str, str] | None = None) -> Any:
-    """Turn the domain exception into a one-line message on stderr and its exit code. `flags` maps
-    library parameters to this command's flags where the names differ (`search_steps` -> `--steps`)."""
+    """Tag any exception with the command's --json choice and, for a parameter error, the message naming
+    this command's flag (`flags` maps library parameters to flags where the names differ: `search_steps`
+    -> `--steps`); `cli.app.DarpGroup` turns it into one line on stderr (a JSON error document with --json)
+    and its exit code."""
 
     def decorate(command: F) -> F:
         @wraps(command)
         def wrapper(*args: Any, **kwargs: Any) -> Any:
             try:
                 return command(*args, **kwargs)
-            except DarpError as exc:
-                raise error_exit(exc, flags) from None
+            except Exception as exc:
+                name_flags(exc, flags)
+                try:
+                    if not hasattr(exc, JSON_ATTRIBUTE):  # a command may have printed its own document
+                        setattr(exc, JSON_ATTRIBUTE, bool(kwargs.get("json_out")))
+                except AttributeError:  # an exception type that takes no attributes: --json is read from argv
+                    pass
+                raise
 
         return wrapper  # type: ignore[return-value]
 

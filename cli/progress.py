@@ -18,12 +18,18 @@ class RichProgress:
         )
 
     def __enter__(self):
-        if self.enabled:
-            self._progress.start()
         return self
 
-    def __exit__(self, *exc) -> None:
-        if self.enabled:
+    def add_task(self, description: str, **fields):
+        """A new bar; the display starts with the first one (an early error then prints nothing more)."""
+        if not self._progress.live.is_started:
+            self._progress.start()
+        return self._progress.add_task(description, **fields)
+
+    def __exit__(self, exc_type, *exc) -> None:
+        if self.enabled and self._progress.live.is_started:
+            if exc_type is not None:  # an error ends the command: leave only its one line on stderr
+                self._progress.live.transient = True
             self._progress.stop()
 
 
@@ -45,7 +51,7 @@ class SearchProgress(RichProgress):
             )
         elif stage == "search":
             if self._search is None:
-                self._search = self._progress.add_task("search", total=self._totals[0], info="")
+                self._search = self.add_task("search", total=self._totals[0], info="")
             self._expected = info.get("expected_cost", self._expected)
             text = (f"loss {info['loss']:.3f}  E\\[cost] {self._expected:.1%}  tau_s {info['tau_sample']:.3f}  "
                     f"tau_p {info['tau_penalty']:.3f}  lambda {info['penalty']:.3f}")
@@ -54,5 +60,5 @@ class SearchProgress(RichProgress):
             console_err.print(f"timing the layers on onnxruntime ({info['device']}) for the latency-aware extraction")
         elif stage == "finetune":
             if self._finetune is None:
-                self._finetune = self._progress.add_task("fine-tune", total=None, info="")
+                self._finetune = self.add_task("fine-tune", total=None, info="")
             self._progress.update(self._finetune, completed=int(info["step"]) + 1, info=f"loss {info['loss']:.3f}")

@@ -10,9 +10,19 @@ from typing import Any
 import onnx
 import torch
 
-from darp_onnx.errors import BadInputError
+from darp_onnx.errors import BadInputError, first_line
 from darp_onnx.load.inputs import synthetic_inputs
 from darp_onnx.load.io import default_opset, load_model
+from darp_onnx.load.numbers import check_number, check_seed
+from darp_onnx.load.preflight import (
+    check_edges,
+    check_loaded_model,
+    check_run_memory,
+    check_run_paths,
+    check_spec,
+    check_weights,
+)
+from darp_onnx.load.shapes import static_shapes
 from darp_onnx.proxy import build_proxy
 from darp_onnx.runtime.session import make_session, run_session
 from darp_onnx.validation.checks import max_abs_diffs
@@ -22,12 +32,23 @@ from darp_onnx.workflows.prune import PruneResult, prune
 __all__ = ["check_model", "diff", "finetune", "inspect", "prune", "prune_diff", "validate", "write_prune_report"]
 
 
-def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0) -> dict[str, Any]:
-    """Load a model, build its proxy and compare the proxy's outputs with onnxruntime on CPU."""
+def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0, allow_nonfinite: bool = False
+                ) -> dict[str, Any]:
+    """Load a model, build its proxy and compare the proxy's outputs with onnxruntime on CPU. Weights
+    holding NaN or Inf are refused unless `allow_nonfinite` (the comparison would mean nothing)."""
+    check_number(batch, "batch", low=1, whole=True)
+    check_seed(seed)
+    check_run_paths(model=path, output=None, force=False)
     model = load_model(path)
+    check_loaded_model(model, str(path), allow_nonfinite=allow_nonfinite)
+    check_run_memory(model, static_shapes(model, batch=batch), {}, batch_size=1, synthetic_samples=0)
     proxy = build_proxy(model, source=str(path))
     feeds = synthetic_inputs(model, batch=batch, seed=seed)
-    expected = run_session(make_session(model), feeds)
+    try:
+        expected = run_session(make_session(model), feeds)
+    except Exception as exc:  # onnxruntime's own checks: a model it refuses is bad input here
+        raise BadInputError(f"{path}: onnxruntime cannot run the model ({first_line(exc)}); fix or re-export it") \
+            from None
     with torch.no_grad():
         actual = proxy.run({k: torch.from_numpy(v) for k, v in feeds.items()})
     diffs = max_abs_diffs([actual[name].numpy() for name in proxy.output_names], expected)
@@ -96,6 +117,9 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     from darp_onnx.proxy import supported_ops
 
     model = load_model(path)
+    check_edges(model, str(path))
+    check_weights(model, str(path), allow_nonfinite=True)
+    check_spec(model, str(path))
     input_shapes = resolve_input_shapes(model, dict(input_shapes or {}))
     supported = set(supported_ops()) | {"Constant"}
     ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node)
@@ -136,9 +160,11 @@ def validate(
     latency_runs: int = 20,
     samples: int = 64,
     seed: int = 0,
+    allow_nonfinite: bool = False,
 ) -> dict[str, Any]:
     """Validate PRUNED against ORIGINAL (see `darp_onnx.validation.compare.validate_models`)."""
     from darp_onnx.validation.compare import validate_models
 
     return validate_models(original, pruned, data=data, input_shapes=input_shapes, device=device, atol=atol,
-                           rtol=rtol, max_drift=max_drift, latency_runs=latency_runs, samples=samples, seed=seed)
+                           rtol=rtol, max_drift=max_drift, latency_runs=latency_runs, samples=samples, seed=seed,
+                           allow_nonfinite=allow_nonfinite)

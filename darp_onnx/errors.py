@@ -20,6 +20,12 @@ class BadInputError(DarpError):
     """The input model, data or an option is unusable (exit code 1)."""
 
 
+class PreflightError(BadInputError):
+    """A path, an option value or the model is unusable, found before any work (exit code 1)."""
+
+    stage = "preflight"
+
+
 class UnsupportedOpError(BadInputError):
     """A node uses an op (or op version) the proxy has no converter for."""
 

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from darp_onnx.cli.app import app
-from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
+from darp_onnx.cli.options import AllowNonfinite, JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import handle_errors, print_json
 
 
@@ -17,6 +17,7 @@ from darp_onnx.cli.output import handle_errors, print_json
 def check_command(
     model: Annotated[Path, typer.Argument(help="The ONNX model to read.")],
     batch: Annotated[int, typer.Option(help="Batch size for symbolic leading dims.")] = 2,
+    allow_nonfinite: AllowNonfinite = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -27,7 +28,7 @@ def check_command(
     from darp_onnx.api import check_model
 
     say = Verbosity(quiet=quiet, verbose=verbose)
-    summary = check_model(model, batch=batch)
+    summary = check_model(model, batch=batch, allow_nonfinite=allow_nonfinite)
     if json_out:
         print_json(summary)
     else:

@@ -47,24 +47,24 @@ def diff_command(
 
     Exit codes: 0 success, 1 bad input (unreadable model, bad --input-shape or report path)."""
     from darp_onnx.load.io import load_model, same_file
-    from darp_onnx.report import atomic_write_text, diff_models, diff_to_dict, to_html, to_markdown
+    from darp_onnx.load.preflight import check_report_files, write_texts
+    from darp_onnx.report import diff_models, diff_to_dict, to_html, to_markdown
 
     say = Verbosity(quiet=quiet, verbose=verbose)
     parsed = parse_input_shapes(input_shape)
     for out in (html, markdown):
         if out is not None and any(same_file(out, model) for model in (before, after)):
             raise BadInputError(f"{out}: is one of the input models; choose another report path")
+    check_report_files({"--html": html, "--markdown": markdown})
     model_a, model_b = load_model(before), load_model(after)
     shapes = resolve_input_shapes(model_a, parsed, what=str(before))
     shapes.update(resolve_input_shapes(model_b, parsed, what=str(after)))
     diff = diff_models(model_a, model_b, input_shapes=shapes, labels=(str(before), str(after)))
     diff.file_bytes = Change(os.path.getsize(before), os.path.getsize(after))
-    if html is not None:
-        atomic_write_text(html, to_html(diff))
-        say.info(f"wrote {escape(str(html))}")
-    if markdown is not None:
-        atomic_write_text(markdown, to_markdown(diff))
-        say.info(f"wrote {escape(str(markdown))}")
+    write_texts({html: to_html(diff) if html else "", markdown: to_markdown(diff) if markdown else ""})
+    for written in (html, markdown):
+        if written is not None:
+            say.info(f"wrote {escape(str(written))}")
     if json_out:
         print_json(diff_to_dict(diff))
     elif not quiet:

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from darp_onnx.cli.app import app
-from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
+from darp_onnx.cli.options import AllowNonfinite, JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from darp_onnx.cli.progress import RichProgress
 
@@ -28,7 +28,7 @@ class FinetuneProgress(RichProgress):
         if stage == "start":
             console_err.print(f"{int(info['train_samples'])} training, {int(info['val_samples'])} validation "
                               f"samples; up to {int(info['steps'])} steps")
-            self._task = self._progress.add_task("fine-tune", total=int(info["steps"]), info="")
+            self._task = self.add_task("fine-tune", total=int(info["steps"]), info="")
             return
         if stage == "train":
             self._loss = info["loss"]
@@ -69,6 +69,7 @@ def finetune_command(
     device: Annotated[str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an "
                                              "error).")] = "auto",
     force: Annotated[bool, typer.Option(help="Overwrite the output file if it exists.")] = False,
+    allow_nonfinite: AllowNonfinite = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -85,7 +86,7 @@ def finetune_command(
             model, data=data, output=output, steps=steps, epochs=epochs, lr=lr, batch_size=batch_size,
             init=init, new_head=new_head, freeze_backbone=freeze_backbone, val_fraction=val_fraction,
             patience=patience, eval_every=eval_every, seed=seed, device=device, force=force,
-            progress=progress.update,
+            allow_nonfinite=allow_nonfinite, progress=progress.update,
         )
     document = result.to_json()
     if json_out:

@@ -11,10 +11,10 @@ from rich.table import Table
 
 from darp_onnx.cli.app import app
 from darp_onnx.cli.config import ConfigFile
-from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
+from darp_onnx.cli.options import AllowNonfinite, JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from darp_onnx.cli.progress import SearchProgress
-from darp_onnx.errors import OptionError
+from darp_onnx.errors import OptionError, PreflightError
 from darp_onnx.search.schedule import SCHEDULES
 from darp_onnx.workflows.config import ExtractionConfig, PruneConfig, RecoveryConfig, SearchConfig
 
@@ -109,6 +109,7 @@ def prune_command(
         Path | None,
         typer.Option(help="Write report.json, report.md and report.html into this folder."),
     ] = None,
+    allow_nonfinite: AllowNonfinite = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -119,10 +120,12 @@ def prune_command(
     Exit codes: 0 success, 1 bad input or infeasible budget, 2 validation failure (nothing written)."""
     from darp_onnx.api import prune
     from darp_onnx.load.input_shapes import parse_input_shapes
+    from darp_onnx.load.preflight import same_path
     from darp_onnx.workflows.config import prune_config
 
     say = Verbosity(quiet=quiet, verbose=verbose)
-
+    if config is not None and output is not None and same_path(config, output):
+        raise PreflightError(f"{output}: is the --config file; choose another -o/--output")
     config = prune_config(
         output=output, target_flops=target_flops, target_params=target_params, target_latency=target_latency,
         method=method, data=data, input_shapes=parse_input_shapes(input_shape or []), search_steps=steps,
@@ -130,15 +133,14 @@ def prune_command(
         tau_sample=_pair(tau_sample, "tau_sample"), tau_penalty=_pair(tau_penalty, "tau_penalty"),
         schedule=schedule, hard_gates=hard_gates, channel_multiple=channel_multiple, latency_aware=latency_aware,
         latency_weight=latency_weight, keep_branches=keep_branches, device=device, seed=seed, force=force,
+        report=report, allow_nonfinite=allow_nonfinite,
     )
     with SearchProgress(enabled=not quiet, total=config.search.steps if config.search.method == "darp" else 0,
                         finetune_total=config.recovery.steps) as progress:
         result = prune(model, config, progress=progress.update)
     document = result.to_json()
     if report is not None:
-        from darp_onnx.api import write_prune_report
-
-        document["reports"] = {k: str(v) for k, v in write_prune_report(result, report).items()}
+        document["reports"] = {k: str(v) for k, v in result.reports.items()}
     if json_out:
         print_json(document)
     if verbose:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import asdict
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -10,7 +11,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from darp_onnx.cli.app import app
-from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
+from darp_onnx.cli.errors import JSON_ATTRIBUTE, describe
+from darp_onnx.cli.options import AllowNonfinite, JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import handle_errors, print_json
 from darp_onnx.load.input_shapes import parse_input_shapes
 
@@ -41,6 +43,7 @@ def validate_command(
                                                    "(0: skip timing).")] = 20,
     samples: Annotated[int, typer.Option(help="Synthetic samples when no --data is given.")] = 64,
     seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
+    allow_nonfinite: AllowNonfinite = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -61,9 +64,11 @@ def validate_command(
     try:
         result = validate(original, pruned, data=data, input_shapes=parse_input_shapes(input_shape),
                           device=device, atol=atol, rtol=rtol, max_drift=max_drift, latency_runs=latency_runs,
-                          samples=samples, seed=seed)
+                          samples=samples, seed=seed, allow_nonfinite=allow_nonfinite)
     except ToleranceExceeded as exc:
+        exc.result["error"] = asdict(describe(exc))  # one JSON document: the measurements and the error
         _show(exc.result, json_out, say)
+        setattr(exc, JSON_ATTRIBUTE, False)
         raise
     _show(result, json_out, say)
     say.elapsed("validated")

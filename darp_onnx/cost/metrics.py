@@ -8,7 +8,9 @@ metric is one class and `register_metric(MyMetric)`; budgets, the search, the ex
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
+from numbers import Real
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import numpy as np
@@ -28,6 +30,7 @@ class Metric:
     unit: ClassVar[str] = ""  # for messages ("MACs")
     needs_latency: ClassVar[bool] = False  # bound with a cost.latency.LatencyModel (layers timed first)
     fraction_only: ClassVar[bool] = False  # targets are fractions in (0, 1], never absolute amounts
+    whole_counts: ClassVar[bool] = True  # absolute amounts are counts (MACs, parameters): whole numbers
 
     def __init__(self, cost_model: CostModel, latency_model: Any = None) -> None:
         if self.needs_latency and latency_model is None:
@@ -56,12 +59,19 @@ class Metric:
 
     @classmethod
     def check_target(cls, value: float) -> None:
-        """A target is a fraction in (0, 1] or (unless `fraction_only`) an absolute amount > 1."""
+        """A target is a fraction in (0, 1] or (unless `fraction_only`) an absolute amount > 1, whole for counts."""
+        if isinstance(value, bool) or not isinstance(value, Real) or not math.isfinite(value):
+            raise OptionError(cls.option, f"{{option}} {value}: give a finite number, a fraction in (0, 1] such as 0.5"
+                                          + ("" if cls.fraction_only else " or an absolute amount"))
         if cls.fraction_only and not 0 < value <= 1:
             raise OptionError(cls.option, f"{{option}} {value}: give a fraction of the model's {cls.unit or cls.name} "
                                           "in (0, 1], e.g. 0.5")
         if not value > 0:
-            raise OptionError(cls.option, "{option} must be positive (a fraction like 0.5 or an absolute count)")
+            raise OptionError(cls.option, f"{{option}} must be positive (got {value}; a fraction like 0.5 or an "
+                                          "absolute count)")
+        if value > 1 and cls.whole_counts and not float(value).is_integer():
+            raise OptionError(cls.option, f"{{option}} {value}: above 1 a budget is a count; give a whole number or "
+                                          "a fraction in (0, 1]")
 
 
 class Macs(Metric):

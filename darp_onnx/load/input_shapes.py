@@ -41,10 +41,13 @@ def parse_input_shapes(values: list[str] | None) -> dict[str, tuple[int, ...]]:
 
 
 def resolve_input_shapes(
-    model: onnx.ModelProto, parsed: dict[str, tuple[int, ...]], *, what: str = "the model"
+    model: onnx.ModelProto, parsed: dict[str, tuple[int, ...]], *, what: str = "the model",
+    check_fixed: bool = False,
 ) -> dict[str, tuple[int, ...]]:
     """Check `parsed` against the model's inputs: "" becomes the name of its only input, unknown names
-    and rank mismatches are BadInputErrors listing the inputs."""
+    and rank mismatches are BadInputErrors listing the inputs. With `check_fixed` (runs that feed the
+    model) a dim that differs from one the model fixes is one too; without it (counting MACs at another
+    size) fixed dims may be overridden."""
     inputs = {value.name: value for value in graph_inputs(model)}
     names = ", ".join(f"'{n}'" for n in inputs) or "none"
     resolved: dict[str, tuple[int, ...]] = {}
@@ -66,5 +69,19 @@ def resolve_input_shapes(
                 f"{INPUT_SHAPE_FLAG} {name}={'x'.join(map(str, dims))}: input '{name}' of {what} has "
                 f"{len(ttype.shape.dim)} dims, not {len(dims)}"
             )
+        if ttype.HasField("shape") and check_fixed:
+            check_fixed_dims(name, dims, ttype.shape.dim, what)
         resolved[name] = dims
     return resolved
+
+
+def check_fixed_dims(name: str, dims: tuple[int, ...], declared, what: str) -> None:
+    """A given shape may set symbolic dims only: a dim the model fixes must be given as it is."""
+    for axis, (given, dim) in enumerate(zip(dims, declared, strict=True)):
+        if dim.HasField("dim_value") and dim.dim_value > 0 and dim.dim_value != given:
+            fixed = "x".join(str(d.dim_value) if d.HasField("dim_value") and d.dim_value > 0 else
+                             (d.dim_param or "?") for d in declared)
+            raise BadInputError(
+                f"{INPUT_SHAPE_FLAG} {name}={'x'.join(map(str, dims))}: axis {axis} of input '{name}' is fixed "
+                f"at {dim.dim_value} in {what} (declared {fixed}); only symbolic dims can be set"
+            )

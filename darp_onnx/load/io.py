@@ -9,13 +9,13 @@ either the old file or the new one, never half of one; it never overwrites the i
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 
 import onnx
 from onnx import external_data_helper, shape_inference
 
 from darp_onnx.errors import BadInputError, first_line
+from darp_onnx.load.staging import StagedWrites
 
 MIN_OPSET = 7
 # Protobuf cannot serialise a message over 2 GiB; above this we write weights as external data.
@@ -146,6 +146,22 @@ def save_model(
     """Write `model` atomically. Refuses to overwrite an existing file unless `force`, and refuses to
     write over any path in `protect` (the input model) even with `force`. Large models get their
     weights in a `<name>.data` file beside them."""
+    with StagedWrites() as stage:
+        stage_model(model, path, stage, force=force, protect=protect)
+        stage.commit()
+    return Path(path)
+
+
+def stage_model(
+    model: onnx.ModelProto,
+    path: str | os.PathLike,
+    stage: StagedWrites,
+    *,
+    force: bool = False,
+    protect: tuple[str | os.PathLike, ...] = (),
+) -> Path:
+    """Write `model` under a temporary name beside `path`; `stage.commit()` puts it in place (with its
+    `.data` file for large models). Same refusals as `save_model`."""
     path = Path(path)
     for guarded in protect:
         if same_file(path, guarded):
@@ -159,33 +175,24 @@ def save_model(
     parent = path.resolve().parent
     if not parent.is_dir():
         raise BadInputError(f"{path}: folder {parent} does not exist; create it first")
-    large = _weight_bytes(model) > EXTERNAL_DATA_THRESHOLD_BYTES
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=parent)
-    os.close(fd)
+    tmp_model = stage.file(path)
+    if _weight_bytes(model) <= EXTERNAL_DATA_THRESHOLD_BYTES:
+        onnx.save_model(model, str(tmp_model))
+        return path
     data_name = f"{path.name}.data"
-    tmp_data = parent / f".{data_name}.tmp"
-    try:
-        if large:
-            to_write = onnx.ModelProto()
-            to_write.CopyFrom(model)
-            external_data_helper.convert_model_to_external_data(
-                to_write, all_tensors_to_one_file=True, location=tmp_data.name, size_threshold=1024
-            )
-            onnx.save_model(to_write, tmp_name)
-            # The proto names the data file; rewrite it to the final name before the rename.
-            written = onnx.load(tmp_name, load_external_data=False)
-            for tensor in external_data_helper._get_all_tensors(written):
-                if external_data_helper.uses_external_data(tensor):
-                    for entry in tensor.external_data:
-                        if entry.key == "location":
-                            entry.value = data_name
-            onnx.save_model(written, tmp_name)
-            os.replace(tmp_data, parent / data_name)
-        else:
-            onnx.save_model(model, tmp_name)
-        os.replace(tmp_name, path)
-    except BaseException:
-        for leftover in (Path(tmp_name), tmp_data):
-            leftover.unlink(missing_ok=True)
-        raise
+    tmp_data = stage.file(parent / data_name)
+    to_write = onnx.ModelProto()
+    to_write.CopyFrom(model)
+    external_data_helper.convert_model_to_external_data(
+        to_write, all_tensors_to_one_file=True, location=tmp_data.name, size_threshold=1024
+    )
+    onnx.save_model(to_write, str(tmp_model))
+    # The proto names the data file; rewrite it to the final name before the rename.
+    written = onnx.load(str(tmp_model), load_external_data=False)
+    for tensor in external_data_helper._get_all_tensors(written):
+        if external_data_helper.uses_external_data(tensor):
+            for entry in tensor.external_data:
+                if entry.key == "location":
+                    entry.value = data_name
+    onnx.save_model(written, str(tmp_model))
     return path

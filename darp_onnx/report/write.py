@@ -1,4 +1,5 @@
-"""Writing the reports: each file goes to a temporary name in its folder and is renamed into place."""
+"""Writing the reports: each file goes to a temporary name in its folder and is renamed into place; a new
+report folder is written whole under a temporary name and renamed (see `load.staging`)."""
 
 from __future__ import annotations
 
@@ -7,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 from darp_onnx.errors import BadInputError
+from darp_onnx.load.staging import StagedWrites, new_file_mode
 from darp_onnx.report.html import to_html
 from darp_onnx.report.json_report import to_json
 from darp_onnx.report.markdown import to_markdown
@@ -29,7 +31,7 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        os.chmod(tmp_name, 0o644)
+        os.chmod(tmp_name, new_file_mode())
         os.replace(tmp_name, path)
     except BaseException:
         Path(tmp_name).unlink(missing_ok=True)
@@ -38,11 +40,31 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> Path:
 
 
 def write_reports(diff: GraphDiff, directory: str | os.PathLike) -> dict[str, Path]:
-    """Write report.json, report.md and report.html into `directory` (created if missing); returns
-    {"json": path, "markdown": path, "html": path}."""
+    """Write report.json, report.md and report.html into `directory` (created if missing, its parent
+    must exist), all three or none; returns {"json": path, "markdown": path, "html": path}."""
+    with StagedWrites() as stage:
+        paths = stage_reports(diff, directory, stage)
+        stage.commit()
+    return paths
+
+
+def render_reports(diff: GraphDiff) -> dict[str, str]:
+    """kind -> text of each report."""
+    return {"json": to_json(diff), "markdown": to_markdown(diff), "html": to_html(diff)}
+
+
+def stage_reports(diff: GraphDiff, directory: str | os.PathLike, stage: StagedWrites) -> dict[str, Path]:
+    """Render the reports and write them under temporary names; `stage.commit()` puts them in place."""
     directory = Path(directory)
     if directory.exists() and not directory.is_dir():
         raise BadInputError(f"{directory}: is a file; give a folder for the reports")
-    directory.mkdir(parents=True, exist_ok=True)
-    texts = {"json": to_json(diff), "markdown": to_markdown(diff), "html": to_html(diff)}
-    return {kind: atomic_write_text(directory / REPORT_FILES[kind], texts[kind]) for kind in REPORT_FILES}
+    if not directory.exists() and not directory.absolute().parent.is_dir():
+        raise BadInputError(f"{directory}: folder {directory.absolute().parent} does not exist; create it first")
+    texts = render_reports(diff)
+    existing = directory.is_dir()
+    target = stage.stage_in(directory)
+    for kind, name in REPORT_FILES.items():
+        temporary = stage.file(directory / name) if existing else target / name
+        with open(temporary, "w", encoding="utf-8", newline="\n") as handle:
+            handle.write(texts[kind])
+    return {kind: directory / name for kind, name in REPORT_FILES.items()}

@@ -62,6 +62,10 @@ def make_budget(cost_model: CostModel, *, metric: str | None = None, value: floa
     kind = get_metric(metric)
     kind.check_target(value)
     measure = kind(cost_model, latency_model)
+    if value > max(measure.full, 1) and not kind.fraction_only:
+        raise OptionError(kind.option, f"{{option}} {value:g}: more than the model's {measure.full:,.0f} "
+                                       f"{kind.unit or metric}, so nothing would be pruned; give a fraction in "
+                                       f"(0, 1] or an amount up to {measure.full:,.0f}")
     limit = float(value) * measure.full if (value <= 1 or kind.fraction_only) else float(value)
     budget = Budget(metric, limit, measure)
     check_feasible(budget, cost_model)

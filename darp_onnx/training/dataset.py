@@ -17,6 +17,7 @@ import onnx
 
 from darp_onnx.errors import BadInputError
 from darp_onnx.load.inputs import graph_inputs, input_dtype, input_shape, synthetic_inputs
+from darp_onnx.training.dtypes import conform_inputs, conform_labels
 from darp_onnx.training.images import image_files, is_image_file, load_images
 from darp_onnx.training.loader import read_feeds
 from darp_onnx.training.preprocess import Preprocess, input_layout, parse_preprocess
@@ -178,7 +179,10 @@ def _load_folder(folder: Path, model: onnx.ModelProto, split: str | None) -> Dat
 
 
 def check_dataset(dataset: Dataset, model: onnx.ModelProto) -> None:
-    """Shapes match the model's declared dims, sample counts agree, no NaN or Inf, labels are ints."""
+    """Shapes match the model's declared dims, sample counts agree, no NaN or Inf, labels are ints.
+    Arrays are cast to the model's dtypes in place where nothing is lost (see `dtypes`)."""
+    conform_inputs(dataset.inputs, model, dataset.source)
+    dataset.labels = conform_labels(dataset.labels, dataset.source)
     counts = {len(v) for v in dataset.inputs.values()}
     if len(counts) != 1 or 0 in counts:
         raise BadInputError(

@@ -28,6 +28,8 @@ from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, fi
 from darp_onnx.load.input_shapes import resolve_input_shapes
 from darp_onnx.load.inputs import graph_inputs
 from darp_onnx.load.io import load_model
+from darp_onnx.load.numbers import check_validate_numbers
+from darp_onnx.load.preflight import check_memory, check_run_paths, check_weights, synthetic_data_bytes
 from darp_onnx.runtime.device import choose_device
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.runtime.timer import measure_latency
@@ -166,6 +168,7 @@ def validate_models(
     latency_runs: int = 20,
     samples: int = 64,
     seed: int = 0,
+    allow_nonfinite: bool = False,
 ) -> dict[str, Any]:
     """Validate PRUNED against ORIGINAL and return the result (a JSON-ready dict).
 
@@ -178,14 +181,25 @@ def validate_models(
     for flag, value in (("--max-drift", max_drift), ("--atol", atol), ("--rtol", rtol)):
         if value is not None and not value >= 0:
             raise BadInputError(f"{flag} {value}: must be a number >= 0")
+    check_validate_numbers(max_drift=max_drift, atol=atol, rtol=rtol, latency_runs=latency_runs, samples=samples,
+                           seed=seed)
+    check_run_paths(model=original, output=None, force=False, data=data)
     clock = time.perf_counter()
     timings: dict[str, float] = {}
     label_o, label_p = str(original), str(pruned)
     model_o = load_model(original)
+    check_weights(model_o, label_o, allow_nonfinite=allow_nonfinite)
     model_p = load_pruned(pruned)
+    try:
+        check_weights(model_p, label_p, allow_nonfinite=allow_nonfinite)
+    except BadInputError as exc:
+        raise ValidationFailedError(str(exc)) from None
     check_structure(model_p, label_p)
     names = _same_interface(model_o, model_p, label_p)
-    shapes = resolve_input_shapes(model_o, dict(input_shapes or {}), what=label_o)
+    shapes = resolve_input_shapes(model_o, dict(input_shapes or {}), what=label_o, check_fixed=True)
+    if data is None:
+        check_memory(synthetic_data_bytes(model_o, shapes, samples), f"{samples} synthetic samples",
+                     "lower --samples or the sizes in --input-shape")
     dataset = _dataset(data, model_o, shapes, samples, seed)
     try:
         check_dataset(dataset, model_p)

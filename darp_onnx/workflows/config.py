@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from darp_onnx.errors import OptionError
+from darp_onnx.load.numbers import check_number, check_pair, check_seed
 from darp_onnx.search.baselines import BASELINES
 from darp_onnx.search.darp import DarpConfig
 from darp_onnx.search.schedule import SCHEDULES
@@ -83,8 +84,11 @@ class SearchConfig:
         if self.schedule not in SCHEDULES:
             raise OptionError("schedule", f"{{option}} {self.schedule}: choose one of {', '.join(SCHEDULES)}")
         for name, pair in (("tau_sample", self.tau_sample), ("tau_penalty", self.tau_penalty)):
-            if len(pair) != 2 or not all(v > 0 for v in pair):
-                raise OptionError(name, f"{{option}} {pair}: give two positive temperatures (START, END)")
+            check_pair(pair, name)
+        check_number(self.steps, "search_steps", low=1 if self.method == "darp" else 0, whole=True,
+                     what="search steps")
+        check_number(self.batch_size, "batch_size", low=1, whole=True)
+        check_number(self.lr, "search_lr", low=0, low_open=True, what="a learning rate such as 3e-4")
 
     def darp(self, seed: int) -> DarpConfig:
         return DarpConfig(steps=self.steps, batch_size=self.batch_size, lr_weights=self.lr, seed=seed,
@@ -107,9 +111,8 @@ class ExtractionConfig:
 
     def validate(self) -> None:
         parse_channel_multiple(self.channel_multiple)
-        if not self.latency_weight >= 0:
-            raise OptionError("latency_weight", f"{{option}} {self.latency_weight}: give a number >= 0 "
-                                                "(1: importance and time alike)")
+        check_number(self.latency_weight, "latency_weight", low=0, what="1: importance and time alike")
+        check_number(self.latency_threads, "latency_threads", low=0, whole=True)
 
 
 @dataclass(frozen=True)
@@ -124,8 +127,9 @@ class RecoveryConfig:
         self.validate()
 
     def validate(self) -> None:
-        if not self.lr > 0:
-            raise OptionError("lr", f"{{option}} {self.lr}: give a positive learning rate")
+        check_number(self.steps, "finetune_steps", low=0, whole=True)
+        check_number(self.lr, "lr", low=0, low_open=True, what="a positive learning rate such as 1e-2")
+        check_number(self.batch_size, "batch_size", low=1, whole=True)
 
 
 @dataclass(frozen=True)
@@ -136,7 +140,7 @@ class ValidationConfig:
         self.validate()
 
     def validate(self) -> None:
-        """Number checks go here."""
+        check_number(self.latency_runs, "latency_runs", low=1, whole=True)
 
 
 @dataclass(frozen=True)
@@ -149,12 +153,15 @@ class IOConfig:
     data: Any = None  # a path (.npz or folder), a training.dataset.Dataset, or None: synthetic inputs
     input_shapes: Mapping[str, tuple[int, ...]] = field(default_factory=dict)
     synthetic_samples: int = 64
+    report: str | os.PathLike | None = None  # a folder for report.json/.md/.html, written with the model
+    allow_nonfinite: bool = False  # go on when weights hold NaN or Inf
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        """Number and path checks go here."""
+        """Numbers here; paths are checked by the load stage before the model is read (`load.preflight`)."""
+        check_number(self.synthetic_samples, "synthetic_samples", low=2, whole=True)
 
 
 @dataclass(frozen=True)
@@ -176,6 +183,7 @@ class PruneConfig:
 
         if self.device not in DEVICES:
             raise OptionError("device", f"{{option}} {self.device}: choose one of {', '.join(DEVICES)}")
+        check_seed(self.seed)
 
     @property
     def latency_aware(self) -> bool:
@@ -212,6 +220,8 @@ def prune_config(
     seed: int = PruneConfig.seed,
     force: bool = IOConfig.force,
     write: bool = IOConfig.write,
+    report: str | os.PathLike | None = IOConfig.report,
+    allow_nonfinite: bool = IOConfig.allow_nonfinite,
     latency_runs: int = ValidationConfig.latency_runs,
 ) -> PruneConfig:
     """The config from flat keyword settings (the names `prune()` and the CLI use)."""
@@ -227,7 +237,7 @@ def prune_config(
         recovery=RecoveryConfig(steps=finetune_steps, lr=lr, batch_size=batch_size),
         validation=ValidationConfig(latency_runs=latency_runs),
         io=IOConfig(output=output, force=force, write=write, data=data, input_shapes=dict(input_shapes or {}),
-                    synthetic_samples=synthetic_samples),
+                    synthetic_samples=synthetic_samples, report=report, allow_nonfinite=allow_nonfinite),
         device=device,
         seed=seed,
     )

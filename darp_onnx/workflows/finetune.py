@@ -18,6 +18,9 @@ import onnx
 import torch
 
 from darp_onnx.errors import BadInputError, OptionError
+from darp_onnx.load.numbers import check_finetune_numbers
+from darp_onnx.load.preflight import check_loaded_model, check_run_memory
+from darp_onnx.load.shapes import static_shapes
 from darp_onnx.proxy import build_proxy
 from darp_onnx.runtime.device import choose_device
 from darp_onnx.search.loss import is_class_scores
@@ -28,6 +31,7 @@ from darp_onnx.training.loop import LoopConfig, train_with_early_stopping
 from darp_onnx.training.reinit import reinit_weights, set_batchnorm_mode
 from darp_onnx.training.steps import predict, trainable_parameters
 from darp_onnx.workflows.common import check_written, derived_path, open_source, output_path, save
+from darp_onnx.workflows.outputs import check_paths_first
 
 ProgressFn = Callable[[str, dict[str, float]], None]
 INITS = ("inherit", "reinit")
@@ -169,6 +173,7 @@ def finetune(
     device: str = "auto",
     force: bool = False,
     write: bool = True,
+    allow_nonfinite: bool = False,
     progress: ProgressFn | None = None,
 ) -> FinetuneResult:
     """Train a model on labelled `data` (cross-entropy on its first output) and write it.
@@ -182,10 +187,17 @@ def finetune(
     trains with BatchNorm re-inserted after each foldable convolution and folds it back
     (`training.batchnorm`): exported graphs have it folded away."""
     _check_options(steps, epochs, lr, batch_size, init, new_head, val_fraction, patience, eval_every)
+    check_finetune_numbers(steps=steps, epochs=epochs, lr=lr, batch_size=batch_size, new_head=new_head,
+                           val_fraction=val_fraction, patience=patience, eval_every=eval_every, seed=seed)
+    check_paths_first(model_or_path, output=output, write=write, force=force, suffix=".finetuned", data=data)
     opened = open_source(model_or_path)
     source, model = opened.name, opened.model
+    check_loaded_model(model, source, allow_nonfinite=allow_nonfinite)
     out_path = output_path(opened, output, write=write, force=force, suffix=".finetuned")
     dataset = _load_data(data, model)
+    sample_shapes = {name: (1, *array.shape[1:]) for name, array in dataset.inputs.items()}
+    check_run_memory(model, static_shapes(model, sample_shapes), sample_shapes, batch_size=batch_size,
+                     synthetic_samples=0)
     if new_head is not None:
         _check_label_range(dataset, new_head, new_head)
         model = replace_head(model, new_head, seed)

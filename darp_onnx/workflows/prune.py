@@ -22,6 +22,7 @@ from darp_onnx.cost.latency import LatencyModel, compare_latencies
 from darp_onnx.errors import OptionError, ValidationFailedError
 from darp_onnx.groups import ChannelAnalysis, analyse
 from darp_onnx.load.input_shapes import resolve_input_shapes
+from darp_onnx.load.preflight import check_loaded_model, check_run_memory
 from darp_onnx.proxy import ProxyModel, build_proxy
 from darp_onnx.rewrite import rewrite
 from darp_onnx.runtime.device import DeviceChoice, choose_device, exact_float32
@@ -37,7 +38,7 @@ from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
 from darp_onnx.training.steps import predict
 from darp_onnx.validation.checks import fidelity, run_model
-from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path, save
+from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
 from darp_onnx.workflows.config import (
     BudgetConfig,
     ExtractionConfig,
@@ -49,6 +50,7 @@ from darp_onnx.workflows.config import (
     parse_channel_multiple,
     prune_config,
 )
+from darp_onnx.workflows.outputs import check_paths_first, write_prune_outputs
 from darp_onnx.workflows.results import Extraction, PruneResult, StageTimings, Validation
 
 ProgressFn = Callable[[str, dict[str, float]], None]
@@ -117,10 +119,13 @@ def load(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig
     """Load the model, settle the output path, input shapes, device and channel multiple."""
     timings = StageTimings()
     with timings.stage("load"):
-        source = open_source(model_or_path)
         io = config.io
+        check_paths_first(model_or_path, output=io.output, write=io.write, force=io.force, suffix=".pruned",
+                          data=io.data, report=io.report)
+        source = open_source(model_or_path)
+        check_loaded_model(source.model, source.name, allow_nonfinite=io.allow_nonfinite)
         out_path = output_path(source, io.output, write=io.write, force=io.force, suffix=".pruned")
-        input_shapes = resolve_input_shapes(source.model, dict(io.input_shapes))
+        input_shapes = resolve_input_shapes(source.model, dict(io.input_shapes), check_fixed=True)
         device = choose_device(config.device)
         multiple = resolve_channel_multiple(config.extraction.channel_multiple, device.ort_device)
     return PruneRun(config=config, source=source, out_path=out_path, input_shapes=input_shapes, device=device,
@@ -133,6 +138,10 @@ def analyse_costs(run: PruneRun) -> PruneRun:
         run.analysis = analyse(run.model)
     with run.timings.stage("shapes"):
         run.cost_model = CostModel(run.model, run.analysis, run.input_shapes)
+        io = run.config.io
+        check_run_memory(run.model, run.cost_model.shapes, run.input_shapes,
+                         batch_size=max(run.config.search.batch_size, run.config.recovery.batch_size),
+                         synthetic_samples=io.synthetic_samples if io.data is None else 0)
     if run.config.latency_aware:
         with run.timings.stage("latency_table"):
             run.progress("latency", {"device": run.device.ort_device})
@@ -299,12 +308,14 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
         )
 
 
-def write(run: PruneRun, pruned: onnx.ModelProto) -> Path | None:
-    """Save atomically (never over the input); nothing when the config says not to write."""
+def write(run: PruneRun, result: PruneResult) -> dict[str, Path]:
+    """Save the model and (with a report folder) its reports, all or nothing, never over the input;
+    nothing when the config says not to write. Returns the report paths by kind."""
     if run.out_path is None:
-        return None
+        return {}
     with run.timings.stage("write"):
-        return save(pruned, run.out_path, run.source, force=run.config.io.force)
+        return write_prune_outputs(result, run.out_path, report=run.config.io.report, force=run.config.io.force,
+                                   protect=run.source.protect)
 
 
 # the composition ----------------------------------------------------------------------------------
@@ -317,8 +328,9 @@ def run_prune(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneC
     recovered = recover(run, scores, extraction.masks)
     pruned = rewrite_model(run, extraction.masks)
     validation = validate(run, pruned, extraction.masks, recovered.outputs)
-    output = write(run, pruned)
-    return result_of(run, scores, extraction, recovered, pruned, validation, output)
+    result = result_of(run, scores, extraction, recovered, pruned, validation, run.out_path)
+    result.reports = write(run, result)
+    return result
 
 
 def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: Recovered, pruned: onnx.ModelProto,
@@ -376,6 +388,8 @@ def prune(
     seed: int = PruneConfig.seed,
     force: bool = IOConfig.force,
     write: bool = IOConfig.write,
+    report: str | os.PathLike | None = IOConfig.report,
+    allow_nonfinite: bool = IOConfig.allow_nonfinite,
     latency_runs: int = ValidationConfig.latency_runs,
     progress: ProgressFn | None = None,
 ) -> PruneResult:
@@ -400,7 +414,8 @@ def prune(
                    search_lr=search_lr, tau_sample=tau_sample, tau_penalty=tau_penalty, schedule=schedule,
                    hard_gates=hard_gates, channel_multiple=channel_multiple, latency_aware=latency_aware,
                    latency_weight=latency_weight, keep_branches=keep_branches, synthetic_samples=synthetic_samples,
-                   device=device, seed=seed, force=force, write=write, latency_runs=latency_runs)
+                   device=device, seed=seed, force=force, write=write, report=report,
+                   allow_nonfinite=allow_nonfinite, latency_runs=latency_runs)
     if config is None:
         config = prune_config(**options)
     else:

@@ -6,6 +6,7 @@ import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -79,7 +80,7 @@ class Extraction(_Mapping):
                 if f.name != "masks" and getattr(self, f.name) is not None}
 
 
-_NOT_JSON = ("masks", "model", "original", "input_shapes")
+_NOT_JSON = ("masks", "model", "original", "input_shapes", "reports")
 
 
 @dataclass
@@ -109,6 +110,7 @@ class PruneResult:
     model: onnx.ModelProto | None = field(repr=False, default=None)
     original: onnx.ModelProto | None = field(repr=False, default=None)  # the input model, for reports
     input_shapes: dict[str, tuple[int, ...]] = field(repr=False, default_factory=dict)  # as resolved
+    reports: dict[str, Path] = field(repr=False, default_factory=dict)  # kind -> path, with a report folder
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (`darp-onnx prune --json`)."""
