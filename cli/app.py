@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+import traceback
 from collections.abc import Sequence
 from typing import Annotated, Any
 
@@ -12,6 +13,7 @@ from typer.core import TyperGroup
 from darp_onnx import __version__
 from darp_onnx.cli.errors import describe, emit, is_expected, is_help_request, split_debug, wants_json
 from darp_onnx.cli.output import console_err
+from darp_onnx.runtime import distributed
 
 
 class DarpGroup(TyperGroup):
@@ -69,10 +71,31 @@ def root(
 
 
 def main() -> None:
+    if distributed.launched():
+        _main_distributed()
+        return
     try:
         app()
     finally:
         console_err.file.flush()
+
+
+def _main_distributed() -> None:
+    """Under torchrun: every rank exits with the same code (the largest), after leaving the process group."""
+    code = 0
+    try:
+        app()
+    except SystemExit as exc:
+        code = exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    except BaseException:  # an unexpected error: its traceback, then the same exit code on every rank
+        traceback.print_exc()
+        code = 1
+    finally:
+        console_err.file.flush()
+    code = distributed.agree_exit_code(code)
+    if code != distributed.EXIT_DISTRIBUTED:
+        distributed.shutdown()  # a lost peer can hang the orderly shutdown: exit without it
+    sys.exit(code)
 
 
 # Imported last: each command module adds its commands to `app` defined above.

@@ -11,10 +11,12 @@ from rich.table import Table
 
 from darp_onnx.cli.app import app
 from darp_onnx.cli.config import ConfigFile
+from darp_onnx.cli.launch import launch_local
 from darp_onnx.cli.options import AllowNonfinite, JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from darp_onnx.cli.progress import SearchProgress
 from darp_onnx.errors import OptionError, PreflightError
+from darp_onnx.runtime import distributed
 from darp_onnx.search.schedule import SCHEDULES
 from darp_onnx.workflows.config import ExtractionConfig, PruneConfig, RecoveryConfig, SearchConfig
 
@@ -114,6 +116,10 @@ def prune_command(
     quiet: Quiet = False,
     verbose: Verbose = False,
     config: ConfigFile = None,
+    nproc: Annotated[
+        int, typer.Option(help="Search and fine-tune in this many processes on this machine (torchrun, gloo on "
+                               "CPU, NCCL on GPUs); 1: this process.", min=1)
+    ] = 1,
 ) -> None:
     """Prune MODEL to a MACs, parameter or latency budget, validate it with onnxruntime and write it.
 
@@ -123,6 +129,9 @@ def prune_command(
     from darp_onnx.load.preflight import same_path
     from darp_onnx.workflows.config import prune_config
 
+    if nproc > 1 and not distributed.launched():
+        raise typer.Exit(launch_local(nproc))
+    quiet = quiet or not distributed.is_main()  # under torchrun only rank 0 talks
     say = Verbosity(quiet=quiet, verbose=verbose)
     if config is not None and output is not None and same_path(config, output):
         raise PreflightError(f"{output}: is the --config file; choose another -o/--output")
@@ -138,6 +147,8 @@ def prune_command(
     with SearchProgress(enabled=not quiet, total=config.search.steps if config.search.method == "darp" else 0,
                         finetune_total=config.recovery.steps) as progress:
         result = prune(model, config, progress=progress.update)
+    if result is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return
     document = result.to_json()
     if report is not None:
         document["reports"] = {k: str(v) for k, v in result.reports.items()}

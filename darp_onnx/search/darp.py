@@ -18,6 +18,7 @@ import torch
 from darp_onnx.cost import CostModel
 from darp_onnx.groups import ChannelAnalysis
 from darp_onnx.proxy import ProxyModel
+from darp_onnx.runtime import distributed
 from darp_onnx.search.budget import Budget
 from darp_onnx.search.gates import attach_gates
 from darp_onnx.search.relax import keep_probabilities, sample_gates
@@ -119,7 +120,8 @@ def darp_search(
     half = max(len(order) // 2, 1)
     weight_idx, logit_idx = order[:half], (order[half:] if len(order) > 1 else order)
     rng = np.random.default_rng(config.seed + 1)
-    opt_w = torch.optim.Adam(trainable_parameters(proxy) + list(extra_parameters or []), lr=config.lr_weights)
+    weights = trainable_parameters(proxy) + list(extra_parameters or [])
+    opt_w = torch.optim.Adam(weights, lr=config.lr_weights)
     opt_t = torch.optim.Adam(list(theta.values()), lr=max(config.lr_logits, LOGIT_TRAVEL / max(config.steps, 1)),
                              betas=(0.5, 0.99))
     warmup = warmup_schedule(opt_w, config.steps - config.steps // config.logit_every)
@@ -136,15 +138,17 @@ def darp_search(
             tau_p = temperature(config.schedule, *config.tau_penalty, step, config.steps)
             logit_step = step % config.logit_every == config.logit_every - 1
             pool = logit_idx if logit_step else weight_idx
-            idx = pool[rng.integers(0, len(pool), size=min(config.batch_size, len(pool)))]
+            # one global batch (batch_size per rank) from the same stream on every rank; this rank's share
+            size = min(config.batch_size * distributed.world_size(), len(pool))
+            idx = distributed.shard(pool[rng.integers(0, len(pool), size=size)])
             gates = {
                 gid: sample_gates(th if logit_step else th.detach(), tau_s, hard=config.hard, generator=generator)
                 for gid, th in theta.items()
             }
             handle.set(gates)
             loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
-            record = {"step": float(step), "loss": float(loss.detach()), "tau_sample": tau_s,
-                      "tau_penalty": tau_p, "penalty": penalty}
+            record = {"step": float(step), "loss": distributed.mean_scalar(float(loss.detach())),
+                      "tau_sample": tau_s, "tau_penalty": tau_p, "penalty": penalty}
             if logit_step:
                 probs = {gid: keep_probabilities(th, tau_p) for gid, th in theta.items()}
                 cost = budget.expected(probs) / full
@@ -154,6 +158,7 @@ def darp_search(
                 objective = loss + penalty * torch.clamp(cost - goal, min=0.0)
                 opt_t.zero_grad(set_to_none=True)
                 objective.backward()
+                distributed.average_gradients(theta.values())
                 opt_t.step()
                 penalty = update_penalty(penalty, float(cost.detach()), goal, config.penalty_lr)
                 record["expected_cost"] = float(cost.detach())
@@ -161,6 +166,7 @@ def darp_search(
             else:
                 opt_w.zero_grad(set_to_none=True)
                 loss.backward()
+                distributed.average_gradients(weights)
                 opt_w.step()
                 warmup.step()
             history.append(record)

@@ -8,6 +8,7 @@ import numpy as np
 import torch
 
 from darp_onnx.proxy import ProxyModel
+from darp_onnx.runtime import distributed
 from darp_onnx.training.dataset import Dataset
 
 # BatchNormalization inputs 3 and 4 are running statistics: fixed numbers, not weights to train.
@@ -76,17 +77,19 @@ def train_steps(
     params = list(parameters) if parameters is not None else trainable_parameters(proxy)
     optimizer = torch.optim.Adam(params, lr=lr)
     schedule = warmup_schedule(optimizer, steps)
-    batches = dataset.batches(batch_size, np.random.default_rng(seed))
+    # under torchrun: one global batch of batch_size per rank, drawn alike everywhere, each rank its share
+    batches = dataset.batches(batch_size * distributed.world_size(), np.random.default_rng(seed))
     losses: list[float] = []
     proxy.train()
     for step in range(steps):
-        idx = next(batches)
+        idx = distributed.shard(next(batches))
         loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(params)
         optimizer.step()
         schedule.step()
-        losses.append(float(loss.detach()))
+        losses.append(distributed.mean_scalar(float(loss.detach())))
         if on_step is not None:
             on_step(step, losses[-1])
     proxy.eval()

@@ -25,6 +25,7 @@ from darp_onnx.load.input_shapes import resolve_input_shapes
 from darp_onnx.load.preflight import check_loaded_model, check_run_memory
 from darp_onnx.proxy import ProxyModel, build_proxy
 from darp_onnx.rewrite import rewrite
+from darp_onnx.runtime import distributed
 from darp_onnx.runtime.device import DeviceChoice, choose_device, exact_float32
 from darp_onnx.runtime.session import kernel_channel_multiple
 from darp_onnx.runtime.timer import measure_latency
@@ -320,17 +321,24 @@ def write(run: PruneRun, result: PruneResult) -> dict[str, Path]:
 
 # the composition ----------------------------------------------------------------------------------
 def run_prune(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig, *,
-              progress: ProgressFn | None = None) -> PruneResult:
-    """The whole workflow over one config."""
+              progress: ProgressFn | None = None) -> PruneResult | None:
+    """The whole workflow over one config. Under torchrun every rank searches and fine-tunes (sharded data,
+    averaged gradients); extraction, rewrite, validation and writing run on rank 0, which alone returns
+    the result (the other ranks return None)."""
+    distributed.init(device=config.device)
     run = prepare(model_or_path, config, progress=progress)
     scores = score(run)
-    extraction = extract(run, scores)
+    extraction = distributed.broadcast(distributed.on_main(lambda: extract(run, scores), "extraction"))
     recovered = recover(run, scores, extraction.masks)
-    pruned = rewrite_model(run, extraction.masks)
-    validation = validate(run, pruned, extraction.masks, recovered.outputs)
-    result = result_of(run, scores, extraction, recovered, pruned, validation, run.out_path)
-    result.reports = write(run, result)
-    return result
+
+    def finish() -> PruneResult:
+        pruned = rewrite_model(run, extraction.masks)
+        validation = validate(run, pruned, extraction.masks, recovered.outputs)
+        result = result_of(run, scores, extraction, recovered, pruned, validation, run.out_path)
+        result.reports = write(run, result)
+        return result
+
+    return distributed.on_main(finish, "rewrite, validation and writing")
 
 
 def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: Recovered, pruned: onnx.ModelProto,
@@ -392,8 +400,9 @@ def prune(
     allow_nonfinite: bool = IOConfig.allow_nonfinite,
     latency_runs: int = ValidationConfig.latency_runs,
     progress: ProgressFn | None = None,
-) -> PruneResult:
+) -> PruneResult | None:
     """Prune a model to a MACs (`target_flops`), parameter or latency budget and write the validated result.
+    Under torchrun, rank 0 returns the result and the other ranks None (see `run_prune`).
 
     Settings come either as these keywords or as one `PruneConfig` (`config`), not both; the keyword
     defaults are `PruneConfig`'s (a test checks they agree).
