@@ -110,23 +110,28 @@ def shard(indices: np.ndarray) -> np.ndarray:
     return indices[rank()::world_size()] if active() else indices
 
 
+def mean_tensors(tensors: Iterable[torch.Tensor | None], like: Iterable[torch.Tensor]) -> list[torch.Tensor]:
+    """The mean over the ranks of each tensor (None: zeros shaped as its `like`), in one flat all-reduce."""
+    tensors = [t.detach() if t is not None else torch.zeros_like(ref) for t, ref in zip(tensors, like, strict=True)]
+    if not active() or not tensors:
+        return tensors
+    flat = torch.cat([t.reshape(-1) for t in tensors])
+    _collective("averaging gradients", lambda: dist.all_reduce(flat, op=dist.ReduceOp.SUM))
+    flat /= world_size()
+    out, offset = [], 0
+    for t in tensors:
+        out.append(flat[offset:offset + t.numel()].view_as(t).to(t.dtype))
+        offset += t.numel()
+    return out
+
+
 def average_gradients(params: Iterable[torch.Tensor]) -> None:
-    """Average the gradients of `params` over the ranks, in one flat all-reduce (a missing gradient
-    counts as zero, so every rank reduces tensors of the same sizes)."""
+    """Average the gradients of `params` over the ranks after backward (a missing one counts as zero)."""
     if not active():
         return
     params = [p for p in params if p.requires_grad]
-    if not params:
-        return
-    grads = [p.grad if p.grad is not None else torch.zeros_like(p) for p in params]
-    flat = torch.cat([g.reshape(-1) for g in grads])
-    _collective("averaging gradients", lambda: dist.all_reduce(flat, op=dist.ReduceOp.SUM))
-    flat /= world_size()
-    offset = 0
-    for p, g in zip(params, grads, strict=True):
-        n = g.numel()
-        p.grad = flat[offset:offset + n].view_as(g).to(g.dtype)
-        offset += n
+    for p, grad in zip(params, mean_tensors([p.grad for p in params], params), strict=True):
+        p.grad = grad
 
 
 def mean_scalar(value: float) -> float:
@@ -181,3 +186,38 @@ def agree_exit_code(code: int, timeout_s: float = 60.0) -> int:
     except Exception:  # a lost peer: this rank cannot learn the others' codes
         return code or EXIT_DISTRIBUTED
     return int(t.item())
+
+
+def synced_batch_norm(y: torch.Tensor, running_mean: torch.Tensor, running_var: torch.Tensor, weight: torch.Tensor,
+                      bias: torch.Tensor, *, momentum: float, eps: float) -> torch.Tensor:
+    """Training-mode batch normalisation with the statistics of the global batch (SyncBatchNorm's
+    semantics): per-channel sums are all-reduced with autograd, so the ranks together compute what one
+    process computes on the whole batch, gradients included."""
+    dims = [0, *range(2, y.dim())]
+    channels = y.shape[1]
+    local = torch.cat([y.sum(dims), (y * y).sum(dims), y.new_full((1,), y.numel() / channels)])
+    total = _collective("synchronising BatchNorm statistics", lambda: _SumOverRanks.apply(local))
+    count = total[-1]
+    mean = total[:channels] / count
+    var = (total[channels:2 * channels] / count - mean * mean).clamp_min(0.0)
+    with torch.no_grad():
+        running_mean.mul_(1 - momentum).add_(momentum * mean)
+        running_var.mul_(1 - momentum).add_(momentum * var * count / (count - 1).clamp_min(1.0))
+    shape = [1, -1] + [1] * (y.dim() - 2)
+    return (y - mean.view(shape)) * torch.rsqrt(var.view(shape) + eps) * weight.view(shape) + bias.view(shape)
+
+
+class _SumOverRanks(torch.autograd.Function):
+    """All-reduce (sum) with autograd: the gradient of a sum over ranks is the sum of the ranks' gradients."""
+
+    @staticmethod
+    def forward(ctx, tensor: torch.Tensor) -> torch.Tensor:
+        total = tensor.detach().clone()
+        dist.all_reduce(total, op=dist.ReduceOp.SUM)
+        return total
+
+    @staticmethod
+    def backward(ctx, grad: torch.Tensor) -> torch.Tensor:
+        grad = grad.contiguous().clone()
+        dist.all_reduce(grad, op=dist.ReduceOp.SUM)
+        return grad

@@ -18,6 +18,7 @@ import torch
 
 from darp_onnx.groups import ChannelAnalysis
 from darp_onnx.proxy import ProxyModel
+from darp_onnx.runtime import distributed
 from darp_onnx.search.baselines import finish_scores
 from darp_onnx.search.gates import attach_gates
 from darp_onnx.training.dataset import Dataset
@@ -34,16 +35,18 @@ def taylor_scores(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: Dataset
     groups = [g for g in analysis.prunable() if g.kind != "branch"]
     gates = {g.id: torch.ones(g.size, device=device, requires_grad=True) for g in groups}
     totals = {g.id: np.zeros(g.size) for g in groups}
-    stream = dataset.batches(min(batch_size, len(dataset)), np.random.default_rng(seed))
+    # under torchrun: one global batch of batch_size per rank, each rank its share, gradients averaged
+    stream = dataset.batches(min(batch_size * distributed.world_size(), len(dataset)), np.random.default_rng(seed))
     handle = attach_gates(proxy, analysis)
     was_training = proxy.training
     proxy.eval()
     try:
         handle.set(gates)
         for _ in range(batches):
-            idx = next(stream)
+            idx = distributed.shard(next(stream))
             loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
             grads = torch.autograd.grad(loss, list(gates.values()), allow_unused=True)
+            grads = distributed.mean_tensors(grads, gates.values()) if distributed.active() else grads
             for gid, grad in zip(gates, grads, strict=True):
                 if grad is not None:
                     totals[gid] += grad.detach().double().cpu().numpy() ** 2

@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from darp_onnx.proxy import ProxyModel
+from darp_onnx.runtime import distributed
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import batch_inputs
 
@@ -49,6 +50,9 @@ class NormalisedConv(nn.Module):
             self.collect.append(torch.stack([y.detach().mean(dims), (y.detach() ** 2).mean(dims)]))
             return y
         batch_stats = self.training and y[:, 0].numel() > 1  # one value per channel has no batch statistics
+        if batch_stats and distributed.active():  # under torchrun: the global batch's statistics
+            return distributed.synced_batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias,
+                                                 momentum=self.momentum, eps=EPS)
         return F.batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias,
                             training=batch_stats, momentum=self.momentum, eps=EPS)
 
