@@ -8,9 +8,11 @@ from typing import Annotated
 import typer
 
 from darp_onnx.cli.app import app
+from darp_onnx.cli.launch import launch_local
 from darp_onnx.cli.options import AllowNonfinite, JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
 from darp_onnx.cli.progress import RichProgress
+from darp_onnx.runtime import distributed
 
 
 class FinetuneProgress(RichProgress):
@@ -73,6 +75,8 @@ def finetune_command(
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
+    nproc: Annotated[int, typer.Option(help="Train in this many processes on this machine (torchrun; gloo on "
+                                            "CPU, NCCL on GPUs); 1: this process.", min=1)] = 1,
 ) -> None:
     """Fine-tune MODEL on labelled data (cross-entropy), keep the best weights by validation loss,
     check the result against onnxruntime and write it.
@@ -80,6 +84,9 @@ def finetune_command(
     Exit codes: 0 success, 1 bad input (e.g. missing or out-of-range labels), 2 validation failure."""
     from darp_onnx.api import finetune
 
+    if nproc > 1 and not distributed.launched():
+        raise typer.Exit(launch_local(nproc))
+    quiet = quiet or not distributed.is_main()  # under torchrun only rank 0 talks
     say = Verbosity(quiet=quiet, verbose=verbose)
     with FinetuneProgress(enabled=not quiet) as progress:
         result = finetune(
@@ -88,6 +95,8 @@ def finetune_command(
             patience=patience, eval_every=eval_every, seed=seed, device=device, force=force,
             allow_nonfinite=allow_nonfinite, progress=progress.update,
         )
+    if result is None:  # a rank other than 0 under torchrun: rank 0 reports
+        return
     document = result.to_json()
     if json_out:
         print_json(document)

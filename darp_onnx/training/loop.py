@@ -10,6 +10,7 @@ import torch
 import torch.nn.functional as F
 
 from darp_onnx.proxy import ProxyModel
+from darp_onnx.runtime import distributed
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import as_tuple, batch_inputs, predict, warmup_schedule
 
@@ -76,19 +77,21 @@ def train_with_early_stopping(
         return result
     optimizer = torch.optim.Adam(params, lr=config.lr)
     schedule = warmup_schedule(optimizer, config.steps)
-    batches = train.batches(config.batch_size, np.random.default_rng(config.seed))
+    # under torchrun: one global batch of batch_size per rank, drawn alike everywhere, each rank its share
+    batches = train.batches(config.batch_size * distributed.world_size(), np.random.default_rng(config.seed))
     labels = torch.from_numpy(np.asarray(train.labels, dtype=np.int64))
     since_best = 0
     for step in range(1, config.steps + 1):
         proxy.train()
-        idx = next(batches)
+        idx = distributed.shard(next(batches))
         logits = as_tuple(proxy(**batch_inputs(train, idx, device)))[0]
         loss = F.cross_entropy(logits, labels[torch.from_numpy(idx)].to(logits.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
+        distributed.average_gradients(params)
         optimizer.step()
         schedule.step()
-        result.train_losses.append(float(loss.detach()))
+        result.train_losses.append(distributed.mean_scalar(float(loss.detach())))
         result.steps_run = step
         say("train", {"step": step, "loss": result.train_losses[-1]})
         if val is None or (step % config.eval_every and step != config.steps):

@@ -22,6 +22,7 @@ from darp_onnx.load.numbers import check_finetune_numbers
 from darp_onnx.load.preflight import check_loaded_model, check_run_memory
 from darp_onnx.load.shapes import static_shapes
 from darp_onnx.proxy import build_proxy
+from darp_onnx.runtime import distributed
 from darp_onnx.runtime.device import choose_device
 from darp_onnx.search.loss import is_class_scores
 from darp_onnx.training.batchnorm import insert_batchnorm
@@ -175,7 +176,7 @@ def finetune(
     write: bool = True,
     allow_nonfinite: bool = False,
     progress: ProgressFn | None = None,
-) -> FinetuneResult:
+) -> FinetuneResult | None:
     """Train a model on labelled `data` (cross-entropy on its first output) and write it.
 
     `init`: keep the weights ("inherit") or re-initialise them by role ("reinit": retrain the pruned
@@ -185,11 +186,14 @@ def finetune(
     least 10 steps); training stops after `patience` evaluations without a lower validation loss and
     the best weights are written. Deterministic for a seed. `batchnorm` (not with `freeze_backbone`)
     trains with BatchNorm re-inserted after each foldable convolution and folds it back
-    (`training.batchnorm`): exported graphs have it folded away."""
+    (`training.batchnorm`): exported graphs have it folded away. Under torchrun the ranks train on
+    shards of a global batch of `batch_size` per rank; rank 0 checks, writes and returns the result, the
+    other ranks return None."""
     _check_options(steps, epochs, lr, batch_size, init, new_head, val_fraction, patience, eval_every)
     check_finetune_numbers(steps=steps, epochs=epochs, lr=lr, batch_size=batch_size, new_head=new_head,
                            val_fraction=val_fraction, patience=patience, eval_every=eval_every, seed=seed)
     check_paths_first(model_or_path, output=output, write=write, force=force, suffix=".finetuned", data=data)
+    distributed.init(device=device)
     opened = open_source(model_or_path)
     source, model = opened.name, opened.model
     check_loaded_model(model, source, allow_nonfinite=allow_nonfinite)
@@ -232,7 +236,7 @@ def finetune(
         if batchnorm and not freeze_backbone else None
     if inserted is not None:
         params = params + inserted.parameters()
-    per_epoch = -(-len(train) // batch_size)
+    per_epoch = -(-len(train) // (batch_size * distributed.world_size()))
     max_steps = epochs * per_epoch if epochs is not None else (200 if steps is None else steps)
     config = LoopConfig(steps=max_steps, lr=lr, batch_size=batch_size, patience=patience,
                         eval_every=eval_every or max(per_epoch, 10), seed=seed)
@@ -243,22 +247,26 @@ def finetune(
     if inserted is not None:
         inserted.fold()
 
-    written = proxy.to_onnx()
-    sample = dataset.subset(np.arange(min(len(dataset), VALIDATION_SAMPLES)))
-    expected = predict(proxy, sample, device=choice.torch_device)
-    check = check_written(written, sample.inputs, expected, device="cpu", label=str(out_path or "fine-tuned model"),
-                          against="the trained proxy")
-    save(written, out_path, opened, force=force)
-    return FinetuneResult(
-        input=source, output=None if out_path is None else str(out_path), init=init, new_head=new_head,
-        head=None if head is None else head.node, freeze_backbone=freeze_backbone, train_samples=len(train),
-        val_samples=0 if val is None else len(val), max_steps=max_steps, steps_run=loop.steps_run,
-        best_step=loop.best_step, stopped_early=loop.stopped_early,
-        train_loss_first=loop.train_losses[0] if loop.train_losses else float("nan"),
-        train_loss_last=loop.train_losses[-1] if loop.train_losses else float("nan"),
-        val_loss_initial=loop.val_loss_initial, val_loss_best=loop.val_loss_best,
-        val_accuracy_initial=loop.val_accuracy_initial, val_accuracy_best=loop.val_accuracy_best,
-        trainable_parameters=trainable, frozen_parameters=_count(proxy.weights.values()) - trainable,
-        batchnorm_batch_stats=batch_stats, max_abs_diff=check.max_abs_diff, provider=check.provider,
-        device=choice.torch_device, seed=seed, model=written,
-    )
+    def check_and_write() -> FinetuneResult:
+        """Export, check against onnxruntime, write: rank 0 only under torchrun."""
+        written = proxy.to_onnx()
+        sample = dataset.subset(np.arange(min(len(dataset), VALIDATION_SAMPLES)))
+        expected = predict(proxy, sample, device=choice.torch_device)
+        check = check_written(written, sample.inputs, expected, device="cpu", label=str(out_path or "fine-tuned model"),
+                              against="the trained proxy")
+        save(written, out_path, opened, force=force)
+        return FinetuneResult(
+            input=opened.name, output=None if out_path is None else str(out_path), init=init, new_head=new_head,
+            head=None if head is None else head.node, freeze_backbone=freeze_backbone, train_samples=len(train),
+            val_samples=0 if val is None else len(val), max_steps=max_steps, steps_run=loop.steps_run,
+            best_step=loop.best_step, stopped_early=loop.stopped_early,
+            train_loss_first=loop.train_losses[0] if loop.train_losses else float("nan"),
+            train_loss_last=loop.train_losses[-1] if loop.train_losses else float("nan"),
+            val_loss_initial=loop.val_loss_initial, val_loss_best=loop.val_loss_best,
+            val_accuracy_initial=loop.val_accuracy_initial, val_accuracy_best=loop.val_accuracy_best,
+            trainable_parameters=trainable, frozen_parameters=_count(proxy.weights.values()) - trainable,
+            batchnorm_batch_stats=batch_stats, max_abs_diff=check.max_abs_diff, provider=check.provider,
+            device=choice.torch_device, seed=seed, model=written,
+        )
+
+    return distributed.on_main(check_and_write, "checking and writing")
