@@ -55,7 +55,7 @@ def worker(args: argparse.Namespace) -> None:
     loss = TaskLoss(teacher=predict(proxy, data, device=torch_device))
     stamps: list[float] = []
     config = DarpConfig(steps=args.steps, batch_size=args.batch, seed=0)
-    run_darp(proxy, analysis, cost, make_budget(cost, metric="flops", value=0.5), data, loss, config,
+    run_darp(proxy, analysis, cost, make_budget(cost, metric="macs", value=0.5), data, loss, config,
              device=torch_device, on_step=lambda _record: stamps.append(time.perf_counter()))
     if distributed.is_main():
         gaps = [b - a for a, b in zip(stamps[2:], stamps[3:], strict=False)]

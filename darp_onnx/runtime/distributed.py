@@ -67,7 +67,9 @@ def init(*, device: str = "cpu", timeout_s: float = DEFAULT_TIMEOUT_S) -> bool:
         return False
     if dist.is_initialized():
         return True
-    cuda = str(device).startswith("cuda") or (device == "auto" and torch.cuda.is_available())
+    from darp_onnx.runtime.device import cuda_usable  # onnxruntime imported only when distributed
+
+    cuda = str(device).startswith("cuda") or (device == "auto" and cuda_usable())  # as choose_device decides
     if cuda:
         torch.cuda.set_device(local_rank())
     try:
