@@ -25,7 +25,7 @@ def main() -> int:
     model, out_dir, batch = sys.argv[1], Path(sys.argv[2]), int(sys.argv[3])
     kill_rank, kill_step = (int(sys.argv[4]), int(sys.argv[5])) if len(sys.argv) > 5 else (-1, -1)
     rank = distributed.rank()
-    original_save = workflow.save
+    original_save = workflow.write_prune_outputs
 
     def logged_save(*args, **kwargs):
         (out_dir / f"saved-by-rank-{rank}").touch()
@@ -35,7 +35,7 @@ def main() -> int:
         if rank == kill_rank and stage == "search" and info.get("step") == kill_step:
             os.kill(os.getpid(), signal.SIGKILL)
 
-    workflow.save = logged_save
+    workflow.write_prune_outputs = logged_save
     code = 0
     try:
         result = workflow.prune(model, output=out_dir / "pruned.onnx", batch_size=batch, progress=progress,
