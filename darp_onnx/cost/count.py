@@ -1,6 +1,7 @@
 """An independent MACs / parameter count read straight off an ONNX graph with static shapes.
 
-MACs are counted for the ops that dominate inference (Conv, ConvTranspose, Gemm, MatMul) at batch 1;
+MACs are counted for the ops that dominate inference (Conv, ConvTranspose, Gemm, MatMul, and the
+input and recurrent matrix products of LSTM, GRU and RNN) at batch 1;
 elementwise ops, normalisation and pooling are not counted. Parameters are the elements of every float
 initializer and float Constant tensor that some node reads.
 """
@@ -18,7 +19,8 @@ from darp_onnx.load.shapes import static_shapes
 
 FLOAT_TYPES = {onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.BFLOAT16,
                onnx.TensorProto.DOUBLE}
-MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
+MAC_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN")
+RECURRENT_OPS = ("LSTM", "GRU", "RNN")
 
 
 @dataclass
@@ -57,6 +59,12 @@ def node_macs(node: onnx.NodeProto, shapes: Mapping[str, tuple[int, ...]]) -> in
         if a is None or out is None:
             return None
         return prod(out) * a[-1]
+    if op in RECURRENT_OPS:
+        x, w, r = (shapes.get(node.input[i]) for i in range(3))
+        if x is None or w is None or r is None:
+            return None
+        # every time step of every sequence multiplies the input by W and the state by R
+        return x[0] * x[1] * (prod(w) + prod(r))
     return 0
 
 

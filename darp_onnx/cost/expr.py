@@ -20,7 +20,7 @@ class Term:
     group: int
     start: int
     stop: int
-    weight: int  # channels per unit (AxisMap.repeat)
+    weight: int  # channels per unit (AxisMap.width)
 
 
 @dataclass(frozen=True)

@@ -15,7 +15,7 @@ import numpy as np
 import onnx
 import torch
 
-from darp_onnx.cost.count import int_attr, weight_tensors
+from darp_onnx.cost.count import RECURRENT_OPS, int_attr, weight_tensors
 from darp_onnx.cost.expr import Affine, Monomial, Term
 from darp_onnx.load.shapes import static_shapes
 
@@ -62,8 +62,8 @@ class CostModel:
         if amap is None:
             return Affine(int(shape[axis]))
         covered = sum(s.stop - s.start for s in amap.segments)
-        terms = tuple(Term(s.group, s.start, s.stop, amap.repeat) for s in amap.segments)
-        return Affine(int(amap.size) - covered * amap.repeat, terms)
+        terms = tuple(Term(s.group, s.start, s.stop, amap.width) for s in amap.segments)
+        return Affine(int(amap.size) - covered * amap.width, terms)
 
     def _all_axes(self, tensor: str) -> tuple[Affine, ...]:
         return tuple(self.count(tensor, i) for i in range(len(self.shapes[tensor])))
@@ -86,6 +86,12 @@ class CostModel:
         elif op == "MatMul":
             factors = (*self._all_axes(node.output[0]), self.count(node.input[0], -1))
             coef = 1
+        elif op in RECURRENT_OPS:
+            x, r = self.shapes[node.input[0]], self.shapes[node.input[2]]
+            inputs = self.count(node.input[1], 2)
+            per_step = Affine(inputs.const + r[2], inputs.terms)  # W's input columns and R's state columns
+            factors = (self.count(node.input[1], 0), self.count(node.input[1], 1), per_step)
+            coef = x[0] * x[1]
         else:
             return None
         return NodeCostTerm(node.name, op, Monomial(coef, factors, presence))

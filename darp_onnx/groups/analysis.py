@@ -7,6 +7,7 @@ from collections import Counter
 import onnx
 
 from darp_onnx.errors import BadInputError
+from darp_onnx.groups import shape_values
 from darp_onnx.groups.branches import find_branches
 from darp_onnx.groups.model import ChannelAnalysis, ChannelGroup, ResidualBranch
 from darp_onnx.groups.partition import Partition
@@ -36,8 +37,11 @@ def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
 def _trace(model: onnx.ModelProto) -> Tracer:
     tracer = Tracer(model)
     for node in model.graph.node:
+        shape_values.visit(tracer, node)
         rule_for(node)(tracer, node)
     for out in model.graph.output:
+        shape_values.freeze_refs(tracer, tracer.shape_values.get(out.name), f"graph output '{out.name}' is a "
+                                 "shape that reads a channel count")
         lay = tracer.layout(out.name)
         if lay is not None:
             tracer.freeze(lay.units, f"reaches graph output '{out.name}'")

@@ -25,17 +25,29 @@ class Segment:
 class AxisMap:
     """How the channels of one (tensor, axis) are made of group channels. Channels no segment covers
     are fixed (never pruned). With repeat k, unit channel c occupies the contiguous block
-    [c*k, (c+1)*k) of the axis (Flatten of NCHW into a Gemm; a head of head_dim k)."""
+    [c*k, (c+1)*k) of the axis (Flatten of NCHW into a Gemm; a head of head_dim k). With tile m the
+    whole run of units repeats m times (Flatten of NHWC: channel c sits at p*C + c for every pixel p)."""
 
     tensor: str
     axis: int
     size: int
     segments: tuple[Segment, ...]
     repeat: int = 1
+    tile: int = 1
 
     @property
     def units(self) -> int:
-        return self.size // self.repeat
+        return self.size // (self.repeat * self.tile)
+
+    @property
+    def width(self) -> int:
+        """Axis channels per unit channel."""
+        return self.repeat * self.tile
+
+    def unit_channels(self, unit: int) -> np.ndarray:
+        """The axis indices unit `unit` occupies."""
+        block = np.arange(unit * self.repeat, (unit + 1) * self.repeat)
+        return (block[None, :] + np.arange(self.tile)[:, None] * self.units * self.repeat).reshape(-1)
 
     def unit_keep(self, masks: Mapping[int, np.ndarray]) -> np.ndarray:
         """Keep flags per unit; groups missing from `masks` are kept whole."""
@@ -49,10 +61,10 @@ class AxisMap:
 
     def kept_indices(self, masks: Mapping[int, np.ndarray]) -> np.ndarray:
         """Indices into the axis (length-`size` axis) that survive `masks`, ascending."""
-        return np.flatnonzero(np.repeat(self.unit_keep(masks), self.repeat))
+        return np.flatnonzero(np.tile(np.repeat(self.unit_keep(masks), self.repeat), self.tile))
 
     def kept_count(self, masks: Mapping[int, np.ndarray]) -> int:
-        return int(self.unit_keep(masks).sum()) * self.repeat
+        return int(self.unit_keep(masks).sum()) * self.width
 
     def kept_in(self, masks: Mapping[int, np.ndarray], lo: int, hi: int) -> int:
         """How many kept axis indices lie in [lo, hi) (used for Slice starts/ends)."""

@@ -96,4 +96,5 @@ class Partition:
             for s, e in zip(starts, ends, strict=False)
             if gid[s] >= 0
         )
-        return AxisMap(tensor=tensor, axis=lay.axis, size=lay.size, segments=segments, repeat=lay.repeat)
+        return AxisMap(tensor=tensor, axis=lay.axis, size=lay.size, segments=segments, repeat=lay.repeat,
+                       tile=lay.tile)

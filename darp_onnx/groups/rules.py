@@ -16,6 +16,7 @@ import onnx
 from darp_onnx.groups import rules_axes as ax
 from darp_onnx.groups import rules_basic as basic
 from darp_onnx.groups import rules_linear as lin
+from darp_onnx.groups import rules_recurrent as rnn
 from darp_onnx.groups import rules_reshape as rs
 from darp_onnx.groups import rules_segment as seg
 from darp_onnx.groups.tracer import Tracer
@@ -69,11 +70,15 @@ RULES: dict[str, Rule] = {
     "Pad": ax.pad,
     "Expand": ax.expand,
     "Tile": ax.tile,
+    "ConstantOfShape": ax.constant_of_shape,
     "Constant": basic.passthrough,
+    "LSTM": rnn.recurrent,
+    "GRU": rnn.recurrent,
+    "RNN": rnn.recurrent,
 }
 
 # Ops that mix channels of an input axis: the proxy gates their inputs (see gates.py).
-SINK_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul"})
+SINK_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN"})
 
 
 def rule_for(node: onnx.NodeProto) -> Rule:

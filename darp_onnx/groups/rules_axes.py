@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
-from darp_onnx.groups.model import ShapeEdit
+from darp_onnx.groups import shape_values as sv
 from darp_onnx.groups.rules_basic import attr
 from darp_onnx.groups.tracer import Layout, Tracer
 
@@ -66,17 +66,11 @@ def reduce(t: Tracer, node: onnx.NodeProto) -> None:
 
 
 def shape_of(t: Tracer, node: onnx.NodeProto) -> None:
-    """Shape/Size of a tracked tensor: the run-time channel count is not followed, so freeze."""
+    """Shape/Size are followed as shape vectors (shape_values.visit); only a tracked tensor whose shape
+    is unknown cannot be followed."""
     lay = t.layout(node.input[0])
-    if lay is None:
-        return
-    start, end = int(attr(node, "start", 0)), attr(node, "end")
-    rank = t.rank(node.input[0]) or 0
-    start = start + rank if start < 0 else start
-    end = rank if end is None else (int(end) + rank if int(end) < 0 else int(end))
-    if node.op_type == "Shape" and not start <= lay.axis < end:
-        return
-    t.freeze(lay.units, f"{node.op_type} '{node.name}' reads the channel count at run time")
+    if lay is not None and node.output[0] not in t.shape_values:
+        t.freeze(lay.units, f"{node.op_type} '{node.name}' reads a shape the analysis does not know")
 
 
 def _shape_arg(t: Tracer, node: onnx.NodeProto, lay: Layout, pos: int, what: str):
@@ -86,9 +80,39 @@ def _shape_arg(t: Tracer, node: onnx.NodeProto, lay: Layout, pos: int, what: str
     return None if value is None else np.ravel(value)
 
 
+def _channel_vector(t: Tracer, node: onnx.NodeProto, pos: int, j: int, new: Layout,
+                    fixed_value: int | None = None, follow: bool = True) -> str:
+    """Check shape-vector input `pos` whose element `j` sizes the channel axis (to `new`) after pruning
+    or stays `fixed_value` (`follow` False: only that); every other element must stay put. Returns a
+    problem or ''."""
+    elems = sv.value_of(t, node.input[pos], (node.name, pos)) if len(node.input) > pos else None
+    if elems is None:
+        return "shape computed at run time is not followed"
+    for k, e in enumerate(elems):
+        if k == j:
+            if fixed_value is not None and e.literal and e.coef == fixed_value:
+                sv.stays_fixed(t, e)
+            elif not follow or not sv.follows_channels(t, node, e, new, (node.output[0], new.axis)):
+                return f"element {k} of input {pos} does not follow the channel count"
+        elif not sv.stays_fixed(t, e):
+            return f"element {k} of input {pos} reads a channel count at run time"
+    return ""
+
+
+def _refuse(t: Tracer, node: onnx.NodeProto, lay: Layout | None, pos: int, problem: str) -> None:
+    reason = f"{node.op_type} '{node.name}': {problem}"
+    if lay is not None:
+        t.freeze(lay.units, reason)
+    if len(node.input) > pos:
+        sv.freeze_refs(t, sv.value_of(t, node.input[pos]), reason)
+
+
 def resize(t: Tracer, node: onnx.NodeProto) -> None:
     lay = t.layout(node.input[0])
     if lay is None:
+        if len(node.input) > 3:
+            sv.freeze_refs(t, sv.value_of(t, node.input[3]), f"Resize '{node.name}' sizes untracked data "
+                           "with a channel count")
         return
     if lay.axis >= 2:
         t.freeze(lay.units, f"{node.op_type} '{node.name}' resizes the channel axis")
@@ -105,13 +129,13 @@ def resize(t: Tracer, node: onnx.NodeProto) -> None:
             t.freeze(lay.units, f"Upsample '{node.name}' scales the channel axis")
             return
     else:
-        sizes = _shape_arg(t, node, lay, 3, "sizes")
-        if sizes is None:
+        if len(node.input) < 4 or not node.input[3] or attr(node, "axes") is not None:
+            _refuse(t, node, lay, 3, "neither scales nor plain sizes")
             return
-        if node.input[3] and attr(node, "axes") is not None:
-            t.freeze(lay.units, f"Resize '{node.name}' with axes is not followed")
+        problem = _channel_vector(t, node, 3, lay.axis, lay)
+        if problem:
+            _refuse(t, node, lay, 3, problem)
             return
-        t.edit(ShapeEdit(node.name, 3, lay.axis, (node.output[0], lay.axis), 0, lay.size))
     t.set(node.output[0], lay)
 
 
@@ -138,30 +162,48 @@ def pad(t: Tracer, node: onnx.NodeProto) -> None:
 
 def expand(t: Tracer, node: onnx.NodeProto) -> None:
     lay = t.layout(node.input[0])
-    if lay is None:
-        return
-    shape = _shape_arg(t, node, lay, 1, "shape")
     rank, out_rank = t.rank(node.input[0]), t.rank(node.output[0])
-    if shape is None or rank is None or out_rank is None:
+    elems = sv.value_of(t, node.input[1], (node.name, 1))
+    if elems is None or rank is None or out_rank is None:
+        _refuse(t, node, lay, 1, "shape computed at run time is not followed")
+        return
+    offset = out_rank - len(elems)
+    if lay is None:
+        shape = t.shape(node.input[0])
+        created, ok = sv.created_layout(t, elems, offset, lambda p: shape[p - (out_rank - rank)]
+                                        if p - (out_rank - rank) >= 0 else 1)
+        if not ok:
+            _refuse(t, node, None, 1, "broadcasts to a channel count it cannot follow")
+        elif created is not None:
+            t.set(node.output[0], created)
         return
     pos = lay.axis + out_rank - rank
-    j = pos - (out_rank - len(shape))
-    if j >= 0 and int(shape[j]) not in (1, lay.size):
-        t.freeze(lay.units, f"Expand '{node.name}' broadcasts the channel axis")
+    problem = _channel_vector(t, node, 1, pos - offset, lay.moved(pos), fixed_value=1)
+    if problem:
+        _refuse(t, node, lay, 1, problem)
         return
-    if j >= 0 and int(shape[j]) == lay.size and lay.size != 1:
-        t.edit(ShapeEdit(node.name, 1, j, (node.output[0], pos), 0, lay.size))
     t.set(node.output[0], lay.moved(pos))
+
+
+def constant_of_shape(t: Tracer, node: onnx.NodeProto) -> None:
+    """A filled tensor whose size along one axis is a tracked channel count gets that axis's layout."""
+    elems = sv.value_of(t, node.input[0], (node.name, 0))
+    if elems is None:
+        return
+    created, ok = sv.created_layout(t, elems, 0)
+    if not ok:
+        _refuse(t, node, None, 0, "fills a shape it cannot follow")
+    elif created is not None:
+        t.set(node.output[0], created)
 
 
 def tile(t: Tracer, node: onnx.NodeProto) -> None:
     lay = t.layout(node.input[0])
     if lay is None:
+        sv.freeze_refs(t, sv.value_of(t, node.input[1]), f"Tile '{node.name}' repeats by a channel count")
         return
-    repeats = _shape_arg(t, node, lay, 1, "repeats")
-    if repeats is None:
-        return
-    if int(repeats[lay.axis]) != 1:
-        t.freeze(lay.units, f"Tile '{node.name}' repeats the channel axis")
+    problem = _channel_vector(t, node, 1, lay.axis, lay, fixed_value=1, follow=False)
+    if problem:
+        _refuse(t, node, lay, 1, problem if "follow" not in problem else "repeats the channel axis")
         return
     t.set(node.output[0], lay)

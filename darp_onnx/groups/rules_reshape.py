@@ -1,18 +1,19 @@
 """Rules for ops that regroup axes: Reshape, Flatten, Squeeze, Unsqueeze, Transpose.
 
 They are all handled as a reshape between two shapes known from shape inference: the tracked axis must
-survive as one output axis whose unit blocks stay contiguous (NCHW -> N,(C*H*W) gives repeat H*W).
-Symbolic dims (batch) take part in the products by name.
+survive as one output axis whose unit blocks stay contiguous (NCHW -> N,(C*H*W) gives repeat H*W) or
+repeat as a whole (NHWC -> N,(H*W*C) gives tile H*W). Symbolic dims (batch) take part in the products
+by name.
 """
 
 from __future__ import annotations
 
 from collections import Counter
+from math import prod
 
-import numpy as np
 import onnx
 
-from darp_onnx.groups.model import ShapeEdit
+from darp_onnx.groups import shape_values as sv
 from darp_onnx.groups.rules_basic import attr
 from darp_onnx.groups.tracer import Layout, Tracer
 
@@ -20,8 +21,8 @@ from darp_onnx.groups.tracer import Layout, Tracer
 class _Prod:
     """A product of dims: an integer times a multiset of symbols."""
 
-    def __init__(self, dims) -> None:
-        self.value, self.symbols = 1, Counter()
+    def __init__(self, dims=(), value: int = 1, symbols: Counter | None = None) -> None:
+        self.value, self.symbols = value, Counter(symbols or {})
         for d in dims:
             if isinstance(d, str):
                 self.symbols[d] += 1
@@ -29,38 +30,108 @@ class _Prod:
                 self.value *= int(d)
 
     def __eq__(self, other) -> bool:
-        return self.value == other.value and self.symbols == other.symbols
+        return isinstance(other, _Prod) and self.value == other.value and self.symbols == other.symbols
+
+    def over(self, other: _Prod) -> int | None:
+        """self / other when it is a whole number without symbols, else None."""
+        if other.value == 0 or self.value % other.value or self.symbols != other.symbols:
+            return None
+        return self.value // other.value
 
 
 def map_reshape(in_shape, lay: Layout, out_shape) -> tuple[Layout | None, str]:
-    """Where `lay` lands after reshaping `in_shape` to `out_shape`, or (None, reason)."""
-    if in_shape is None or out_shape is None or None in in_shape or None in out_shape:
+    """Where `lay` lands after reshaping `in_shape` to `out_shape` (row-major), or (None, reason).
+
+    The channel axis lands on output axis s when the elements after s (tail) divide the flat stride
+    of one unit and axis s spans whole copies of the channel axis: unit u then sits at blocks of
+    stride/tail (the new repeat) in each of span/(channel axis extent) copies (the new tile)."""
+    if in_shape is None or out_shape is None:
         return None, "shape unknown"
     axis = lay.axis
-    outer, inner = _Prod(in_shape[:axis]), _Prod(in_shape[axis + 1:])
-    if inner.symbols:
-        return None, "symbolic dims after the channel axis"
-    chunk = lay.repeat * inner.value
+    same = _same_axis(in_shape, axis, out_shape, lay)
+    if same is not None:
+        return same, ""
+    if None in in_shape or None in out_shape:
+        return None, "shape unknown"
+    unit = _Prod([lay.repeat, *in_shape[axis + 1:]])
+    extent = _Prod([lay.size, *in_shape[axis + 1:]])
     for s in range(len(out_shape)):
-        if _Prod(out_shape[:s]) == outer and out_shape[s] != 1:
-            tail = _Prod(out_shape[s + 1:])
-            if tail.symbols or not isinstance(out_shape[s], int) or chunk % tail.value:
-                return None, "reshape splits the channel axis (heads are not followed)"
-            rep = chunk // tail.value
-            if out_shape[s] != len(lay.units) * rep:
-                return None, "reshape merges the channel axis with a leading axis"
-            return Layout(s, lay.units, rep), ""
-    return None, "channel axis not found after reshape"
+        if out_shape[s] == 1:
+            continue
+        repeat = unit.over(_Prod(out_shape[s + 1:]))
+        copies = _Prod(out_shape[s:]).over(extent)
+        if repeat and copies:
+            return Layout(s, lay.units, repeat, lay.tile * copies), ""
+    if _Prod(in_shape[axis + 1:]).symbols:
+        return None, "symbolic dims after the channel axis"
+    return None, "reshape splits the channel axis (heads are not followed)"
 
 
-def _regroup(t: Tracer, node: onnx.NodeProto) -> Layout | None:
+def _same_axis(in_shape, axis: int, out_shape, lay: Layout) -> Layout | None:
+    """The channel axis kept whole at the same flat position (the dims after it may be unknown)."""
+    lead = in_shape[:axis]
+    if None in lead or lay.size == 1:
+        return None
+    outer = _Prod(lead)
+    for s in range(len(out_shape)):
+        if None in out_shape[:s]:
+            return None
+        if _Prod(out_shape[:s]) == outer and out_shape[s] == lay.size:
+            return lay.moved(s)
+    return None
+
+
+def _regroup(t: Tracer, node: onnx.NodeProto, target=None) -> Layout | None:
     lay = t.layout(node.input[0])
     if lay is None:
         return None
-    new, reason = map_reshape(t.shape(node.input[0]), lay, t.shape(node.output[0]))
+    in_shape = t.shape(node.input[0])
+    new, reason = map_reshape(in_shape, lay, t.shape(node.output[0]))
+    if new is None and target is not None:
+        computed = _target_shape(in_shape, target, int(attr(node, "allowzero", 0)))
+        new = map_reshape(in_shape, lay, computed)[0] if computed is not None else None
     if new is None:
         t.freeze(lay.units, f"{reason} at node '{node.name}' ({node.op_type})")
     return new
+
+
+def _target_shape(in_shape, target, allowzero: int):
+    """The output shape a Reshape target vector gives, where shape inference left dims unknown:
+    integers and single symbols; None for a dim we cannot name."""
+    if in_shape is None or None in in_shape:
+        return None
+    dims: list = []
+    for j, e in enumerate(target):
+        if e.literal and e.coef == 0 and not allowzero and j < len(in_shape):
+            dims.append(_Prod([in_shape[j]]))
+        elif e.literal and e.coef == -1:
+            dims.append(-1)
+        elif e.coef is not None and e.coef.denominator == 1:
+            value = int(e.coef) * prod(r.layout.size for r in e.refs)
+            dims.append(_Prod(e.symbols, value=value))
+        else:
+            dims.append(None)
+    inferred = [j for j, d in enumerate(dims) if isinstance(d, int)]
+    if len(inferred) == 1 and None not in dims:
+        known = _Prod()
+        for d in dims:
+            if isinstance(d, _Prod):
+                known = _Prod(value=known.value * d.value, symbols=known.symbols + d.symbols)
+        total = _Prod(in_shape)
+        rest = total.symbols - known.symbols
+        if known.symbols - total.symbols or known.value == 0 or total.value % known.value:
+            return None
+        dims[inferred[0]] = _Prod(value=total.value // known.value, symbols=rest)
+    return tuple(_as_dim(d) for d in dims)
+
+
+def _as_dim(d):
+    if not isinstance(d, _Prod):
+        return None
+    if not d.symbols:
+        return d.value
+    names = list(d.symbols.elements())
+    return names[0] if d.value == 1 and len(names) == 1 else None
 
 
 def flatten_like(t: Tracer, node: onnx.NodeProto) -> None:
@@ -71,28 +142,43 @@ def flatten_like(t: Tracer, node: onnx.NodeProto) -> None:
 
 
 def reshape(t: Tracer, node: onnx.NodeProto) -> None:
+    """The target may be a constant or a shape vector computed at run time (see shape_values): the
+    element at the channel axis must follow the kept channels, every other element stay put."""
     lay = t.layout(node.input[0])
-    new = _regroup(t, node)
-    if new is None:
+    target = sv.value_of(t, node.input[1], (node.name, 1))
+    if lay is None:
+        sv.freeze_refs(t, target, f"Reshape '{node.name}' sizes untracked data with a channel count")
         return
-    target = t.const(node.input[1])
+    new = _regroup(t, node, target)
+    if new is None:
+        sv.freeze_refs(t, target, f"Reshape '{node.name}' is not followed")
+        return
     if target is None:
         t.freeze(lay.units, f"Reshape '{node.name}' target computed at run time is not followed")
         return
-    target = np.asarray(target).reshape(-1)
-    allowzero = int(attr(node, "allowzero", 0))
-    copies_channel = not allowzero and lay.axis < len(target) and target[lay.axis] == 0
-    value = target[new.axis]
-    if value == 0 and not allowzero:
-        ok = new.axis == lay.axis and new.repeat == lay.repeat
-    else:
-        ok = not copies_channel
-    if not ok:
-        t.freeze(lay.units, f"Reshape '{node.name}' copies the channel dim to another axis")
+    problem = _target_problem(t, node, target, lay, new)
+    if problem:
+        t.freeze(lay.units, f"Reshape '{node.name}' {problem}")
+        sv.freeze_refs(t, target, f"Reshape '{node.name}' {problem}")
         return
-    if value not in (0, -1):
-        t.edit(ShapeEdit(node.name, 1, int(new.axis), (node.output[0], new.axis), 0, new.size))
     t.set(node.output[0], new)
+
+
+def _target_problem(t: Tracer, node: onnx.NodeProto, target, lay: Layout, new: Layout) -> str:
+    allowzero = int(attr(node, "allowzero", 0))
+    key = (node.output[0], new.axis)
+    for j, e in enumerate(target):
+        if e.literal and e.coef == 0 and not allowzero:  # copies input dim j
+            if j == lay.axis and (j != new.axis or (new.repeat, new.tile) != (lay.repeat, lay.tile)):
+                return "copies the channel dim to another axis"
+            if j == new.axis and j != lay.axis:
+                return "copies a fixed dim onto the channel axis"
+        elif j == new.axis:
+            if not (e.literal and e.coef == -1) and not sv.follows_channels(t, node, e, new, key):
+                return f"target element {j} does not follow the channel count"
+        elif not sv.stays_fixed(t, e):
+            return f"target element {j} reads a channel count at run time"
+    return ""
 
 
 def transpose(t: Tracer, node: onnx.NodeProto) -> None:

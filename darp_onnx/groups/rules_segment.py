@@ -28,6 +28,9 @@ def concat(t: Tracer, node: onnx.NodeProto) -> None:
         else:
             t.freeze_inputs(node, "Concat mixes the channel axis with another axis")
         return
+    if any(lay.tile != 1 for lay in tracked):
+        t.freeze_inputs(node, "Concat of channels interleaved with other axes")
+        return
     rep = tracked[0].repeat
     parts = []
     for name in node.input:
@@ -66,6 +69,9 @@ def split(t: Tracer, node: onnx.NodeProto) -> None:
             return
         for out in node.output:
             t.set(out, lay)
+        return
+    if lay.tile != 1:
+        t.freeze(lay.units, f"Split '{node.name}' cuts channels interleaved with other axes")
         return
     sizes, where = _split_sizes(t, node, lay.size)
     bad = sizes is None or len(sizes) != len(node.output) or sum(sizes) != lay.size
@@ -118,7 +124,7 @@ def slice_(t: Tracer, node: onnx.NodeProto) -> None:
     start = starts[j] + size if starts[j] < 0 else starts[j]
     end = ends[j] + size if ends[j] < 0 else ends[j]
     start, end = min(max(start, 0), size), min(max(end, 0), size)
-    if steps[j] != 1 or start % lay.repeat or end % lay.repeat or end <= start:
+    if steps[j] != 1 or lay.tile != 1 or start % lay.repeat or end % lay.repeat or end <= start:
         t.freeze(lay.units, f"Slice '{node.name}' on the channel axis is strided or misaligned")
         return
     key = (node.input[0], lay.axis)

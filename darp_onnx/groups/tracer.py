@@ -24,18 +24,19 @@ Dim = int | str
 @dataclass(frozen=True, eq=False)
 class Layout:
     """Axis `axis` of a tensor holds `units` (global channel indices, -1 = fixed), each repeated
-    `repeat` times contiguously."""
+    `repeat` times contiguously, the whole run repeated `tile` times (NHWC flattened: tile = H*W)."""
 
     axis: int
     units: np.ndarray
     repeat: int = 1
+    tile: int = 1
 
     @property
     def size(self) -> int:
-        return len(self.units) * self.repeat
+        return self.tile * len(self.units) * self.repeat
 
     def moved(self, axis: int) -> Layout:
-        return Layout(axis, self.units, self.repeat)
+        return Layout(axis, self.units, self.repeat, self.tile)
 
 
 class Tracer:
@@ -68,6 +69,9 @@ class Tracer:
         self.atoms: list[tuple[int, int, str]] = []  # (start, stop, label)
         self.shape_edits: list[ShapeEdit] = []
         self.depthwise: list[str] = []
+        self.shape_values: dict[str, list] = {}  # small int vectors from shape sub-graphs (shape_values.Elem)
+        self.float_values: set[str] = set()  # which of them hold floats (Div is exact there)
+        self.literal_slots: dict[tuple[str, int, int], Layout | None] = {}  # edited (layout) or pinned (None)
         self.count = 0
         self.opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
 
@@ -109,7 +113,7 @@ class Tracer:
 
     def couple(self, a: Layout, b: Layout, node: onnx.NodeProto) -> bool:
         """Unify two layouts unit by unit; mismatched layouts are frozen. True when coupled."""
-        if len(a.units) != len(b.units) or a.repeat != b.repeat:
+        if len(a.units) != len(b.units) or a.repeat != b.repeat or a.tile != b.tile:
             reason = f"node '{node.name}' ({node.op_type}) mixes channel layouts it cannot align"
             self.freeze(a.units, reason)
             self.freeze(b.units, reason)
@@ -126,7 +130,7 @@ class Tracer:
     def bind_const(self, name: str, axis: int, layout: Layout, node: onnx.NodeProto) -> None:
         """Constant `name` is sliced along `axis` like `layout` (a weight or per-channel vector)."""
         axis = axis % max(1, self.consts[name].ndim)
-        bound = Layout(axis, layout.units, layout.repeat)
+        bound = layout.moved(axis)
         self.const_claims[name].add(node.name)
         previous = self.const_layouts.get((name, axis))
         if previous is None:
@@ -136,6 +140,27 @@ class Tracer:
 
     def edit(self, edit: ShapeEdit) -> None:
         self.shape_edits.append(edit)
+
+    def edit_literal(self, source: tuple[str, int, int], key: tuple[str, int], layout: Layout,
+                     node: onnx.NodeProto) -> None:
+        """The literal at `source` (node, input, element) becomes the kept size of `layout` (at `key`).
+        A literal several consumers need edited couples their layouts; one another needs unchanged
+        freezes them."""
+        if source not in self.literal_slots:
+            self.literal_slots[source] = layout
+            self.edit(ShapeEdit(source[0], source[1], source[2], key, 0, layout.size))
+            return
+        previous = self.literal_slots[source]
+        if previous is None:
+            self.freeze(layout.units, f"shape constant of node '{source[0]}' also sizes a fixed axis")
+        else:
+            self.couple(previous, layout.moved(previous.axis), node)
+
+    def pin_literal(self, source: tuple[str, int, int]) -> None:
+        """The literal at `source` must keep its value."""
+        previous = self.literal_slots.setdefault(source, None)
+        if previous is not None:
+            self.freeze(previous.units, f"shape constant of node '{source[0]}' also sizes a fixed axis")
 
     def fresh_atom_frozen(self, size: int, label: str, reason: str) -> np.ndarray:
         units = self.new_atom(size, label)

@@ -67,8 +67,8 @@ def apply_shape_edits(model: onnx.ModelProto, analysis: ChannelAnalysis, masks) 
             _edit_attribute(node, attr_name, edits, analysis, masks)
             continue
         name = node.input[index] if index < len(node.input) else ""
-        if name:
-            value = np.array(consts[name], copy=True).astype(np.int64)
+        if name:  # keep the constant's dtype (a literal may be a float cast to int later)
+            value = np.array(consts[name], copy=True)
         else:  # an implicit equal Split: spell the sizes out
             value = np.array([e.hi - e.lo for e in sorted(edits, key=lambda e: e.element)], dtype=np.int64)
             _drop_attribute(node, "num_outputs")
@@ -76,7 +76,7 @@ def apply_shape_edits(model: onnx.ModelProto, analysis: ChannelAnalysis, masks) 
         for edit in edits:
             flat[edit.element] = edit.value(analysis.axis_maps, masks)
         new_name = _unique(f"{node.name}__darp_in{index}", taken)  # a model pruned before has the base name
-        new_value = flat.reshape(value.shape).astype(np.int64)
+        new_value = flat.reshape(value.shape).astype(value.dtype)
         graph.initializer.append(numpy_helper.from_array(new_value, new_name))
         while len(node.input) <= index:
             node.input.append("")

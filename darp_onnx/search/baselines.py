@@ -37,8 +37,7 @@ def _unit_sums(analysis: ChannelAnalysis, arrays: dict[str, np.ndarray], tensors
             if seg.group not in sums:
                 continue
             for unit in range(seg.start, seg.stop):
-                lo = (seg.offset + unit - seg.start) * amap.repeat
-                sums[seg.group][unit] += per_channel[lo : lo + amap.repeat].mean()
+                sums[seg.group][unit] += per_channel[amap.unit_channels(seg.offset + unit - seg.start)].mean()
     return sums
 
 

@@ -35,7 +35,8 @@ def gate_vector(amap: AxisMap, gates: Mapping[int, torch.Tensor]) -> torch.Tenso
     if pos < amap.units:
         pieces.append(torch.ones(amap.units - pos, **kw))
     vec = torch.cat(pieces) if len(pieces) > 1 else pieces[0]
-    return vec.repeat_interleave(amap.repeat) if amap.repeat > 1 else vec
+    vec = vec.repeat_interleave(amap.repeat) if amap.repeat > 1 else vec
+    return vec.repeat(amap.tile) if amap.tile > 1 else vec  # NHWC flattened: the run repeats per pixel
 
 
 def _scale(value: torch.Tensor, amap: AxisMap, gates: Mapping[int, torch.Tensor]) -> torch.Tensor:

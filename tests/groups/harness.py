@@ -16,6 +16,7 @@ from darp_onnx.rewrite import rewrite
 from darp_onnx.search.gates import attach_gates
 
 RTOL, ATOL = 1e-4, 1e-5
+SYMBOLIC_SIZES = {"N": 2, "H": 8, "W": 6, "T": 5}  # sizes fed for the symbolic dims of the test models
 
 
 def random_masks(analysis: ChannelAnalysis, rng: np.random.Generator, drop_branches: bool = True) -> dict:
@@ -81,13 +82,15 @@ def run_ort(model: onnx.ModelProto, feeds: dict) -> list[np.ndarray]:
     return session.run(None, feeds)
 
 
-def feeds_for(model: onnx.ModelProto, seed: int = 0) -> dict:
+def feeds_for(model: onnx.ModelProto, seed: int = 0, sizes: dict | None = None) -> dict:
     rng = np.random.default_rng(seed)
+    sizes = SYMBOLIC_SIZES if sizes is None else sizes
     inits = {i.name for i in model.graph.initializer}
     feeds = {}
     for vi in model.graph.input:
         if vi.name not in inits:
-            shape = [d.dim_value if d.HasField("dim_value") else 1 for d in vi.type.tensor_type.shape.dim]
+            shape = [d.dim_value if d.HasField("dim_value") else sizes.get(d.dim_param, 1)
+                     for d in vi.type.tensor_type.shape.dim]
             feeds[vi.name] = rng.uniform(-1, 1, size=shape).astype(np.float32)
     return feeds
 

@@ -1,0 +1,129 @@
+"""Synthetic models of what exporters write: shape sub-graphs (torch's TorchScript exporter with dynamic
+axes), recurrent layers (CRNN text recognisers) and channels-last graphs (tf2onnx / keras2onnx).
+Symbolic dims: N (batch), H, W (image), T (sequence)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from tests.groups.builder import GraphBuilder
+
+
+def _i64(*values: int) -> np.ndarray:
+    return np.array(values, dtype=np.int64)
+
+
+def _dim(b: GraphBuilder, shape: str, index: int) -> str:
+    """Shape -> Gather(index) -> Unsqueeze: one dim as a 1-element vector."""
+    return b.op("Unsqueeze", b.op("Gather", shape, b.const(np.array(index, dtype=np.int64)), axis=0),
+                b.const(_i64(0)))
+
+
+def view_batch_flatten() -> onnx.ModelProto:
+    """x.view(x.size(0), -1) before the classifier: Shape reads every dim, Gather keeps the batch."""
+    b = GraphBuilder(21)
+    h = b.cbr(b.input("x", ["N", 3, 4, 4]), 3, 6)
+    target = b.op("Concat", _dim(b, b.op("Shape", h), 0), b.const(_i64(-1)), axis=0)
+    return b.build(b.op("Gemm", b.op("Reshape", h, target), b.weight(6 * 16, 4), b.weight(4)))
+
+
+def flatten_by_products() -> onnx.ModelProto:
+    """x.view(n, c * h * w) with every size read at run time and multiplied."""
+    b = GraphBuilder(22)
+    h = b.cbr(b.input("x", ["N", 3, 4, 4]), 3, 5)
+    shape = b.op("Shape", h)
+    sizes = [b.op("Gather", shape, b.const(np.array(i, dtype=np.int64)), axis=0) for i in range(4)]
+    features = b.op("Unsqueeze", b.op("Mul", b.op("Mul", sizes[1], sizes[2]), sizes[3]), b.const(_i64(0)))
+    target = b.op("Concat", b.op("Unsqueeze", sizes[0], b.const(_i64(0))), features, axis=0)
+    return b.build(b.op("Gemm", b.op("Reshape", h, target), b.weight(5 * 16, 3)))
+
+
+def interpolate_to_shape() -> onnx.ModelProto:
+    """FPN: F.interpolate(lateral, size=shallow.shape[2:]) with dynamic H, W, then Concat."""
+    b = GraphBuilder(23)
+    shallow = b.cbr(b.input("x", ["N", 3, "H", "W"]), 3, 4)
+    deep = b.cbr(b.op("MaxPool", shallow, kernel_shape=[2, 2], strides=[2, 2]), 4, 6)
+    lateral = b.conv(deep, 6, 5, 1)
+    sizes = b.op("Concat",
+                 b.op("Slice", b.op("Shape", lateral), b.const(_i64(0)), b.const(_i64(2)), b.const(_i64(0))),
+                 b.op("Slice", b.op("Shape", shallow), b.const(_i64(2)), b.const(_i64(4)), b.const(_i64(0))),
+                 axis=0)
+    up = b.op("Resize", lateral, "", "", sizes, mode="nearest")
+    return b.build(b.cbr(b.op("Concat", up, shallow, axis=1), 9, 3))
+
+
+def view_channels_literal() -> onnx.ModelProto:
+    """A detector head: x.view(b, C, -1).transpose(1, 2): the batch read at run time, C a literal."""
+    b = GraphBuilder(24)
+    h = b.cbr(b.input("x", ["N", 3, "H", "W"]), 3, 6)
+    target = b.op("Concat", _dim(b, b.op("Shape", h), 0), b.const(_i64(6)), b.const(_i64(-1)), axis=0)
+    tokens = b.op("Transpose", b.op("Reshape", h, target), perm=[0, 2, 1])
+    return b.build(b.op("MatMul", tokens, b.weight(6, 5)))
+
+
+def broadcast_like() -> onnx.ModelProto:
+    """torch.full_like / expand_as: ConstantOfShape(Shape(h)) and Expand(ones, Shape(h)) join h."""
+    b = GraphBuilder(25)
+    h = b.cbr(b.input("x", ["N", 3, "H", "W"]), 3, 6)
+    shape = b.op("Shape", h)
+    half = onnx.numpy_helper.from_array(np.array([0.5], dtype=np.float32))
+    filled = b.op("Add", h, b.op("ConstantOfShape", shape, value=half))
+    ones = b.op("Expand", b.const(np.ones((1, 1, 1, 1), dtype=np.float32)), shape)
+    return b.build(b.conv(b.op("Mul", filled, ones), 6, 3))
+
+
+def channel_count_as_data() -> onnx.ModelProto:
+    """The channel count read at run time feeds a Range (data, not a shape): the group must freeze."""
+    b = GraphBuilder(26)
+    h = b.cbr(b.input("x", ["N", 3, 4, 4]), 3, 6)
+    count = b.op("Gather", b.op("Shape", h), b.const(np.array(1, dtype=np.int64)), axis=0)
+    steps = b.op("Range", b.const(np.array(0, dtype=np.int64)), count, b.const(np.array(1, dtype=np.int64)))
+    return b.build(b.conv(h, 6, 2), steps)
+
+
+def crnn_lstm() -> onnx.ModelProto:
+    """Conv features [N, C, 2, T] -> [N, 2C, T] -> [T, N, 2C] -> bidirectional LSTM -> Linear."""
+    b = GraphBuilder(27)
+    h = b.cbr(b.input("x", ["N", 1, 2, "T"]), 1, 4)
+    seq = b.op("Transpose", b.op("Reshape", h, b.const(_i64(0, 8, -1))), perm=[2, 0, 1])
+    hidden = 5
+    y = b.op("LSTM", seq, b.weight(2, 4 * hidden, 8), b.weight(2, 4 * hidden, hidden), b.weight(2, 8 * hidden),
+             hidden_size=hidden, direction="bidirectional")
+    y = b.op("Reshape", b.op("Transpose", y, perm=[0, 2, 1, 3]), b.const(_i64(0, 0, -1)))
+    return b.build(b.op("MatMul", y, b.weight(2 * hidden, 3)))
+
+
+def gru_after_linear() -> onnx.ModelProto:
+    """A Linear layer on [N, T, C], Transpose to [T, N, C], a GRU, Squeeze of the direction axis."""
+    b = GraphBuilder(28, opset=17)
+    h = b.op("Relu", b.op("MatMul", b.input("x", ["N", "T", 4]), b.weight(4, 6)))
+    hidden = 3
+    y = b.op("GRU", b.op("Transpose", h, perm=[1, 0, 2]), b.weight(1, 3 * hidden, 6),
+             b.weight(1, 3 * hidden, hidden), hidden_size=hidden)
+    return b.build(b.op("MatMul", b.op("Squeeze", y, b.const(_i64(1))), b.weight(hidden, 2)))
+
+
+def channels_last() -> onnx.ModelProto:
+    """tf2onnx: NHWC input, Transpose around each Conv, per-channel Mul/Add in NHWC, Flatten in NHWC
+    order (Reshape [-1, H*W*C]) into a MatMul."""
+    b = GraphBuilder(29)
+    x = b.op("Transpose", b.input("x", ["N", 4, 4, 3]), perm=[0, 3, 1, 2])
+    h = b.op("Transpose", b.conv(x, 3, 6), perm=[0, 2, 3, 1])
+    h = b.op("Relu", b.op("Add", b.op("Mul", h, b.weight(6, positive=True)), b.weight(6)))
+    h = b.op("Transpose", b.conv(b.op("Transpose", h, perm=[0, 3, 1, 2]), 6, 5), perm=[0, 2, 3, 1])
+    flat = b.op("Reshape", b.op("Relu", h), b.const(_i64(-1, 4 * 4 * 5)))
+    return b.build(b.op("Add", b.op("MatMul", flat, b.weight(80, 7)), b.weight(7)))
+
+
+def channels_last_flatten() -> onnx.ModelProto:
+    """keras2onnx: Flatten (axis 1) of an NHWC tensor into a Gemm."""
+    b = GraphBuilder(30)
+    x = b.op("Transpose", b.input("x", [1, 3, 3, 2]), perm=[0, 3, 1, 2])
+    h = b.op("Transpose", b.op("Relu", b.conv(x, 2, 4)), perm=[0, 2, 3, 1])
+    return b.build(b.op("Gemm", b.op("Flatten", h, axis=1), b.weight(36, 3), b.weight(3)))
+
+
+MODELS = {f.__name__: f for f in (view_batch_flatten, flatten_by_products, interpolate_to_shape,
+                                  view_channels_literal, broadcast_like, channel_count_as_data, crnn_lstm,
+                                  gru_after_linear, channels_last, channels_last_flatten)}

@@ -1,0 +1,81 @@
+"""The analysis on patterns exporters write: shape sub-graphs, recurrent layers, channels-last graphs."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from darp_onnx.groups import analyse
+from darp_onnx.groups.rules_reshape import map_reshape
+from darp_onnx.groups.tracer import Layout
+from tests.groups import models_exported as models
+
+
+def _prunable_sizes(analysis) -> list[int]:
+    return [g.size for g in analysis.prunable() if g.kind == "channel"]
+
+
+@pytest.mark.parametrize(("name", "sizes"), [
+    ("view_batch_flatten", [6]),
+    ("flatten_by_products", [5]),
+    ("interpolate_to_shape", [4, 6, 5]),
+    ("view_channels_literal", [6]),
+    ("broadcast_like", [6]),
+])
+def test_shape_subgraphs_leave_the_channels_prunable(name, sizes):
+    assert _prunable_sizes(analyse(models.MODELS[name]())) == sizes
+
+
+def test_a_literal_channel_count_in_a_computed_target_is_edited():
+    model = models.view_channels_literal()
+    analysis = analyse(model)
+    concat = next(n for n in model.graph.node if n.op_type == "Concat")
+    edits = [(e.node, e.input_index, e.element) for e in analysis.shape_edits]
+    assert edits == [(concat.name, 1, 0)]
+
+
+def test_a_channel_count_used_as_data_freezes_with_the_reading_node():
+    analysis = analyse(models.channel_count_as_data())
+    assert "Range" in analysis.groups[0].frozen
+    assert "channel count read at run time" in analysis.groups[0].frozen
+
+
+def test_lstm_input_is_a_sink_and_its_hidden_size_is_frozen():
+    model = models.crnn_lstm()
+    analysis = analyse(model)
+    lstm = next(n for n in model.graph.node if n.op_type == "LSTM")
+    amap = analysis.axis_maps[(lstm.input[1], 2)]
+    assert (amap.size, amap.repeat) == (8, 2)
+    assert amap.segments[0].group == analysis.prunable()[0].id
+    hidden = next(g for g in analysis.groups if "hidden" in g.label)
+    assert hidden.size == 5 and "recurrence" in hidden.frozen
+
+
+def test_channels_last_flatten_interleaves_channels_with_pixels():
+    model = models.channels_last()
+    analysis = analyse(model)
+    matmul = next(n for n in model.graph.node if n.op_type == "MatMul")
+    amap = analysis.axis_maps[(matmul.input[1], 0)]
+    assert (amap.size, amap.repeat, amap.tile) == (80, 1, 16)
+    masks = {amap.segments[0].group: np.array([1, 0, 0, 1, 1], bool)}
+    kept = amap.kept_indices(masks)
+    assert list(kept[:6]) == [0, 3, 4, 5, 8, 9]  # pixel 0 keeps channels 0, 3, 4; pixel 1 starts at 5
+
+
+@pytest.mark.parametrize(("in_shape", "axis", "out_shape", "expected"), [
+    ((1, 4, 3, 3), 1, (1, 36), (1, 9, 1)),  # NCHW flatten: blocks of H*W
+    ((1, 3, 3, 4), 3, (1, 36), (1, 1, 9)),  # NHWC flatten: H*W copies
+    (("N", 4, "H", "W"), 1, ("N", 4, "unk"), (1, 1, 1)),  # dims after the channel axis unknown by name
+    (("N", 4, 2, 5), 1, ("N", 8, 5), (1, 2, 1)),  # channels merged with the next axis
+    ((5, 2, "N", 3), 3, (5, "N", 6), (2, 1, 2)),  # directions x hidden after an LSTM
+])
+def test_map_reshape_finds_the_channel_axis(in_shape, axis, out_shape, expected):
+    lay = Layout(axis, np.arange(in_shape[axis]))
+    new, reason = map_reshape(in_shape, lay, out_shape)
+    assert reason == ""
+    assert (new.axis, new.repeat, new.tile) == expected
+
+
+def test_map_reshape_refuses_to_split_the_channel_axis():
+    new, reason = map_reshape((1, 8, 4), Layout(1, np.arange(8)), (1, 2, 4, 4))
+    assert new is None and "splits" in reason
