@@ -29,9 +29,17 @@ def passthrough(t: Tracer, node: onnx.NodeProto) -> None:
         t.set(out, lay)
 
 
+def _cv():
+    """const_views imports the reshape rules, which import this module: import it when first used."""
+    from darp_onnx.groups import const_views
+
+    return const_views
+
+
 def _per_channel_vectors(t: Tracer, node: onnx.NodeProto, lay: Layout, positions: range) -> bool:
     """Bind the per-channel vectors (BN scale/bias/mean/var...) at `positions`; False if one is not
     a constant of the channel length."""
+    cv = _cv()
     for pos in positions:
         if pos >= len(node.input) or not node.input[pos]:
             continue
@@ -41,10 +49,9 @@ def _per_channel_vectors(t: Tracer, node: onnx.NodeProto, lay: Layout, positions
             if not t.couple(lay, other.moved(lay.axis), node):
                 return False
             continue
-        value = t.const(name)
-        if value is None or value.ndim != 1 or value.shape[0] != lay.size:
+        value = cv.view_value(t, name)
+        if value is None or value.ndim != 1 or value.shape[0] != lay.size or not cv.bind(t, name, 0, lay, node):
             return False
-        t.bind_const(name, 0, lay, node)
     return True
 
 
@@ -106,6 +113,7 @@ def couple(t: Tracer, node: onnx.NodeProto) -> None:
     for _, lay, _ in tracked[1:]:
         if not t.couple(first, lay, node):
             return
+    cv = _cv()
     for name, rank in zip(node.input, ranks, strict=False):
         if not name or t.layout(name) is not None:
             continue
@@ -113,8 +121,7 @@ def couple(t: Tracer, node: onnx.NodeProto) -> None:
         dim = t.shape(name)[axis] if axis >= 0 and t.shape(name) is not None else 1
         if dim == 1:
             continue
-        if t.const(name) is not None and dim == first.size:
-            t.bind_const(name, axis, first, node)
+        if dim == first.size and cv.view_value(t, name) is not None and cv.bind(t, name, axis, first, node):
             continue
         t.freeze_inputs(node, f"operand '{name}' is not per-channel")
         return

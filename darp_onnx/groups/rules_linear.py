@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import onnx
 
+from darp_onnx.groups import const_views as cv
 from darp_onnx.groups.model import ShapeEdit
 from darp_onnx.groups.rules_basic import attr, unknown
 from darp_onnx.groups.tracer import Layout, Tracer
@@ -16,9 +17,11 @@ def _bias(t: Tracer, node: onnx.NodeProto, pos: int, lay: Layout, axis: int = 0)
     other = t.layout(name)
     if other is not None:
         t.couple(lay, other, node)
-    elif t.const(name) is not None and t.const(name).ndim >= 1 and t.const(name).shape[axis] == lay.size:
-        t.bind_const(name, axis, lay, node)
-    elif t.const(name) is None or t.const(name).size > 1:
+        return
+    value = cv.view_value(t, name)
+    if value is not None and value.ndim >= 1 and value.shape[axis] == lay.size and cv.bind(t, name, axis, lay, node):
+        return
+    if value is None or value.size > 1:
         t.freeze(lay.units, f"bias of node '{node.name}' is not a per-channel constant")
 
 

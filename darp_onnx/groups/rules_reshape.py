@@ -146,6 +146,11 @@ def reshape(t: Tracer, node: onnx.NodeProto) -> None:
     element at the channel axis must follow the kept channels, every other element stay put."""
     lay = t.layout(node.input[0])
     target = sv.value_of(t, node.input[1], (node.name, 1))
+    out_shape = t.shape(node.output[0])
+    if target is not None and (out_shape is None or None in out_shape):  # shape inference gave up
+        computed = _target_shape(t.shape(node.input[0]), target, int(attr(node, "allowzero", 0)))
+        if computed is not None and None not in computed:
+            t.shapes[node.output[0]] = computed
     if lay is None:
         sv.freeze_refs(t, target, f"Reshape '{node.name}' sizes untracked data with a channel count")
         return
@@ -156,7 +161,7 @@ def reshape(t: Tracer, node: onnx.NodeProto) -> None:
     if target is None:
         t.freeze(lay.units, f"Reshape '{node.name}' target computed at run time is not followed")
         return
-    problem = _target_problem(t, node, target, lay, new)
+    problem = target_problem(t, node, target, lay, new)
     if problem:
         t.freeze(lay.units, f"Reshape '{node.name}' {problem}")
         sv.freeze_refs(t, target, f"Reshape '{node.name}' {problem}")
@@ -164,7 +169,7 @@ def reshape(t: Tracer, node: onnx.NodeProto) -> None:
     t.set(node.output[0], new)
 
 
-def _target_problem(t: Tracer, node: onnx.NodeProto, target, lay: Layout, new: Layout) -> str:
+def target_problem(t: Tracer, node: onnx.NodeProto, target, lay: Layout, new: Layout) -> str:
     allowzero = int(attr(node, "allowzero", 0))
     key = (node.output[0], new.axis)
     for j, e in enumerate(target):

@@ -124,6 +124,9 @@ def slice_(t: Tracer, node: onnx.NodeProto) -> None:
     start = starts[j] + size if starts[j] < 0 else starts[j]
     end = ends[j] + size if ends[j] < 0 else ends[j]
     start, end = min(max(start, 0), size), min(max(end, 0), size)
+    if steps[j] == 1 and (start, end) == (0, size):  # the whole axis: bounds clamp to the pruned size
+        t.set(node.output[0], lay)
+        return
     if steps[j] != 1 or lay.tile != 1 or start % lay.repeat or end % lay.repeat or end <= start:
         t.freeze(lay.units, f"Slice '{node.name}' on the channel axis is strided or misaligned")
         return

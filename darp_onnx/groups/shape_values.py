@@ -114,6 +114,8 @@ def value_of(t: Tracer, name: str, reader: tuple[str, int] | None = None) -> lis
     if value is None or value.size > MAX_LENGTH or value.ndim > 1 or value.dtype.kind not in "iuf":
         return None
     flat = np.asarray(value).reshape(-1)
+    if value.dtype.kind == "f" and not np.isfinite(flat).all():
+        return None
     return [Elem(Fraction(v.item()) if value.dtype.kind != "f" else Fraction(float(v)),
                  source=(reader[0], reader[1], k) if reader else None) for k, v in enumerate(flat)]
 

@@ -57,6 +57,7 @@ class Tracer:
         for name, arr in self.consts.items():
             self.shapes[name] = tuple(int(d) for d in arr.shape)
         self.consumers: dict[str, list[onnx.NodeProto]] = defaultdict(list)
+        self.producer: dict[str, onnx.NodeProto] = {o: n for n in graph.node for o in n.output if o}
         for node in graph.node:
             for name in node.input:
                 if name:

@@ -124,6 +124,26 @@ def channels_last_flatten() -> onnx.ModelProto:
     return b.build(b.op("Gemm", b.op("Flatten", h, axis=1), b.weight(36, 3), b.weight(3)))
 
 
+def paddle_bias_reshape() -> onnx.ModelProto:
+    """paddle2onnx: a Conv bias added as Reshape(b, [1, C, 1, 1]), squeeze-excitation scales likewise."""
+    b = GraphBuilder(31)
+    h = b.conv(b.input("x", ["N", 3, 6, 6]), 3, 6, bias=False)
+    h = b.op("Relu", b.op("Add", h, b.op("Reshape", b.weight(6), b.const(_i64(1, 6, 1, 1)))))
+    scale = b.op("Unsqueeze", b.weight(6, positive=True), b.const(_i64(1, 2)))
+    return b.build(b.conv(b.op("Mul", h, scale), 6, 2))
+
+
+def tokens_into_channels() -> onnx.ModelProto:
+    """jax2tf: a Dense layer on [N, 8, 3], Reshape to [N, 2, 16] (4 tokens x 4 channels per row), a
+    Slice over the whole axis, then a Dense layer."""
+    b = GraphBuilder(32)
+    h = b.op("Relu", b.op("MatMul", b.input("x", [1, 8, 3]), b.weight(3, 4)))
+    rows = b.op("Reshape", h, b.const(_i64(1, 2, 16)))
+    rows = b.op("Slice", rows, b.const(_i64(0)), b.const(_i64(2**62)), b.const(_i64(2)))
+    return b.build(b.op("MatMul", rows, b.weight(16, 5)))
+
+
 MODELS = {f.__name__: f for f in (view_batch_flatten, flatten_by_products, interpolate_to_shape,
                                   view_channels_literal, broadcast_like, channel_count_as_data, crnn_lstm,
-                                  gru_after_linear, channels_last, channels_last_flatten)}
+                                  gru_after_linear, channels_last, channels_last_flatten,
+                                  paddle_bias_reshape, tokens_into_channels)}

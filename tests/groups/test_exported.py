@@ -62,6 +62,23 @@ def test_channels_last_flatten_interleaves_channels_with_pixels():
     assert list(kept[:6]) == [0, 3, 4, 5, 8, 9]  # pixel 0 keeps channels 0, 3, 4; pixel 1 starts at 5
 
 
+def test_per_channel_constants_behind_a_reshape_are_sliced_with_the_target_edited():
+    model = models.paddle_bias_reshape()
+    analysis = analyse(model)
+    assert _prunable_sizes(analysis) == [6]
+    reshape = next(n for n in model.graph.node if n.op_type == "Reshape")
+    assert analysis.axis_maps[(reshape.input[0], 0)].size == 6
+    assert [(e.node, e.element) for e in analysis.shape_edits] == [(reshape.name, 1)]
+
+
+def test_tokens_merged_into_channels_tile_the_dense_input():
+    model = models.tokens_into_channels()
+    analysis = analyse(model)
+    matmul = [n for n in model.graph.node if n.op_type == "MatMul"][1]
+    amap = analysis.axis_maps[(matmul.input[1], 0)]
+    assert (amap.size, amap.repeat, amap.tile) == (16, 1, 4)
+
+
 @pytest.mark.parametrize(("in_shape", "axis", "out_shape", "expected"), [
     ((1, 4, 3, 3), 1, (1, 36), (1, 9, 1)),  # NCHW flatten: blocks of H*W
     ((1, 3, 3, 4), 3, (1, 36), (1, 1, 9)),  # NHWC flatten: H*W copies

@@ -1,0 +1,56 @@
+"""Per-channel constants seen through views: paddle2onnx writes a Conv bias as `Add(conv, Reshape(b, [1,
+C, 1, 1]))`, other exporters Unsqueeze a BatchNorm-like vector before a Mul. The vector is the constant
+to slice; the Reshape target's channel element is rewritten with it."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+from darp_onnx.groups import shape_values as sv
+from darp_onnx.groups.rules_reshape import map_reshape, target_problem
+from darp_onnx.groups.tracer import Layout, Tracer
+
+VIEW_OPS = ("Reshape", "Unsqueeze", "Squeeze", "Identity", "Cast", "Flatten")  # keep the row-major order
+
+
+def view_value(t: Tracer, name: str) -> np.ndarray | None:
+    """The value of `name` when it is a constant or a view of one (None otherwise)."""
+    value = t.const(name)
+    if value is not None or not name:
+        return value
+    node = t.producer.get(name)
+    shape = t.shape(name)
+    if node is None or node.op_type not in VIEW_OPS or node.domain not in ("", "ai.onnx"):
+        return None
+    if shape is None or not all(isinstance(d, int) for d in shape):
+        return None
+    if any(t.const(n) is None for n in node.input[1:] if n):
+        return None
+    source = view_value(t, node.input[0])
+    if source is None or source.size != int(np.prod(shape)):
+        return None
+    return source.reshape(shape)
+
+
+def bind(t: Tracer, name: str, axis: int, layout: Layout, node: onnx.NodeProto) -> bool:
+    """Slice constant (or view of a constant) `name` along `axis` like `layout`; False when the view
+    cannot follow (the caller freezes)."""
+    if t.const(name) is not None:
+        t.bind_const(name, axis, layout, node)
+        return True
+    view = t.producer.get(name)
+    if view is None or view_value(t, name) is None:
+        return False
+    new = layout.moved(axis % len(t.shape(name)))
+    mapped, _ = map_reshape(t.shape(name), new, view_value(t, view.input[0]).shape)
+    if mapped is None:
+        return False
+    if view.op_type == "Reshape":
+        target = sv.value_of(t, view.input[1], (view.name, 1))
+        if target is None or target_problem(t, view, target, mapped, new):
+            return False
+    if not bind(t, view.input[0], mapped.axis, mapped, view):
+        return False
+    t.set(name, new)
+    return True
