@@ -39,6 +39,7 @@ def _trace(model: onnx.ModelProto) -> Tracer:
     for node in model.graph.node:
         shape_values.visit(tracer, node)
         rule_for(node)(tracer, node)
+        tracer.visited.add(node.name)
     for out in model.graph.output:
         shape_values.freeze_refs(tracer, tracer.shape_values.get(out.name), f"graph output '{out.name}' is a "
                                  "shape that reads a channel count")

@@ -33,6 +33,13 @@ def view_value(t: Tracer, name: str) -> np.ndarray | None:
     return source.reshape(shape)
 
 
+def bindable(t: Tracer, name: str) -> bool:
+    """A constant, a view of one, or a filled tensor (ConstantOfShape: zero initial states)."""
+    producer = t.producer.get(name)
+    filled = producer is not None and producer.op_type == "ConstantOfShape" and producer.domain in ("", "ai.onnx")
+    return filled or view_value(t, name) is not None
+
+
 def bind(t: Tracer, name: str, axis: int, layout: Layout, node: onnx.NodeProto) -> bool:
     """Slice constant (or view of a constant) `name` along `axis` like `layout`; False when the view
     cannot follow (the caller freezes)."""
@@ -40,6 +47,8 @@ def bind(t: Tracer, name: str, axis: int, layout: Layout, node: onnx.NodeProto) 
         t.bind_const(name, axis, layout, node)
         return True
     view = t.producer.get(name)
+    if view is not None and view.op_type == "ConstantOfShape" and t.rank(name):
+        return _bind_filled(t, view, axis % t.rank(name), layout)
     if view is None or view_value(t, name) is None:
         return False
     new = layout.moved(axis % len(t.shape(name)))
@@ -53,4 +62,19 @@ def bind(t: Tracer, name: str, axis: int, layout: Layout, node: onnx.NodeProto) 
     if not bind(t, view.input[0], mapped.axis, mapped, view):
         return False
     t.set(name, new)
+    return True
+
+
+def _bind_filled(t: Tracer, node: onnx.NodeProto, axis: int, layout: Layout) -> bool:
+    """ConstantOfShape: the shape element at `axis` follows the kept channels, the others stay."""
+    if any(c.name in t.visited for c in t.consumers.get(node.output[0], [])):
+        return False  # a node already read it as fixed
+    elems = sv.value_of(t, node.input[0], (node.name, 0))
+    new = layout.moved(axis)
+    if elems is None or len(elems) <= axis or not sv.follows_channels(t, node, elems[axis], new,
+                                                                          (node.output[0], axis)):
+        return False
+    if not all(sv.stays_fixed(t, e) for j, e in enumerate(elems) if j != axis):
+        return False
+    t.set(node.output[0], new)
     return True

@@ -121,7 +121,7 @@ def couple(t: Tracer, node: onnx.NodeProto) -> None:
         dim = t.shape(name)[axis] if axis >= 0 and t.shape(name) is not None else 1
         if dim == 1:
             continue
-        if dim == first.size and cv.view_value(t, name) is not None and cv.bind(t, name, axis, first, node):
+        if dim == first.size and cv.bindable(t, name) and cv.bind(t, name, axis, first, node):
             continue
         t.freeze_inputs(node, f"operand '{name}' is not per-channel")
         return

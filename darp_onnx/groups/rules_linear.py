@@ -26,14 +26,25 @@ def _bias(t: Tracer, node: onnx.NodeProto, pos: int, lay: Layout, axis: int = 0)
 
 
 def _sink(t: Tracer, node: onnx.NodeProto, x: str, axis: int, weight: str, w_axis: int) -> None:
-    """Input `x` is consumed on `axis`: the weight's input axis is sliced like x's layout."""
-    lay = t.layout(x)
+    """Input `x` is consumed on `axis`: the weight's input axis is sliced like x's layout. A filled
+    input (ConstantOfShape: a zero initial state) gets channels of its own, coupled later."""
+    lay = t.layout(x) or _filled_layout(t, node, x, axis)
     if lay is None:
         return
     if lay.axis != axis:
         t.freeze(lay.units, f"node '{node.name}' ({node.op_type}) reads channels on another axis")
         return
     t.bind_const(weight, w_axis, lay, node)
+
+
+def _filled_layout(t: Tracer, node: onnx.NodeProto, x: str, axis: int) -> Layout | None:
+    shape = t.shape(x)
+    if shape is None or not isinstance(shape[axis], int) or shape[axis] < 2 or not cv.bindable(t, x):
+        return None
+    if t.const(x) is not None or cv.view_value(t, x) is not None:
+        return None
+    lay = Layout(axis, t.new_atom(shape[axis], f"{node.name} filled input ({shape[axis]})"))
+    return lay if cv.bind(t, x, axis, lay, node) else None
 
 
 def conv(t: Tracer, node: onnx.NodeProto) -> None:
@@ -97,9 +108,10 @@ def gemm(t: Tracer, node: onnx.NodeProto) -> None:
     out = Layout(1, t.new_atom(n, f"{node.name} out ({n})"))
     t.bind_const(b, 0 if trans_b else 1, out, node)
     if len(node.input) > 2 and node.input[2]:
-        c = t.const(node.input[2])
+        c = cv.view_value(t, node.input[2])
         if c is not None and c.ndim >= 1 and c.shape[-1] == n and n > 1:
-            t.bind_const(node.input[2], c.ndim - 1, out, node)
+            if not cv.bind(t, node.input[2], c.ndim - 1, out, node):
+                t.freeze(out.units, f"bias of Gemm '{node.name}' cannot be sliced")
         elif c is None or c.size > 1 and c.shape[-1] != 1:
             t.freeze(out.units, f"bias of Gemm '{node.name}' is not per-channel")
     t.set(node.output[0], out)

@@ -324,11 +324,11 @@ def created_layout(t: Tracer, elems: list[Elem], offset: int, data_dim=lambda po
     size and the data has size 1 there (`data_dim(output position)`); (None, True) when nothing
     varies, (None, False) when it cannot be followed. `offset` is the output position of element 0."""
     varying = [(j, e) for j, e in enumerate(elems) if e.varies]
+    if not varying:
+        return None, True  # nothing pinned: a filled tensor may still be bound later (const_views)
     for e in elems:
         if not e.varies:
             stays_fixed(t, e)
-    if not varying:
-        return None, True
     if len(varying) != 1:
         return None, False
     j, e = varying[0]

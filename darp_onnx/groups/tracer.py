@@ -70,6 +70,7 @@ class Tracer:
         self.atoms: list[tuple[int, int, str]] = []  # (start, stop, label)
         self.shape_edits: list[ShapeEdit] = []
         self.depthwise: list[str] = []
+        self.visited: set[str] = set()  # nodes whose rule has run
         self.shape_values: dict[str, list] = {}  # small int vectors from shape sub-graphs (shape_values.Elem)
         self.float_values: set[str] = set()  # which of them hold floats (Div is exact there)
         self.literal_slots: dict[tuple[str, int, int], Layout | None] = {}  # edited (layout) or pinned (None)

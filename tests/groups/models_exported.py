@@ -143,7 +143,27 @@ def tokens_into_channels() -> onnx.ModelProto:
     return b.build(b.op("MatMul", rows, b.weight(16, 5)))
 
 
+def unrolled_lstm_cell() -> onnx.ModelProto:
+    """nn.LSTMCell in a Python loop (TorchScript): per step Gemm(x_t) + Gemm(h) -> Split in 4 gates,
+    weights shared across steps, h0 = c0 = ConstantOfShape([batch, H]): the hidden units are prunable."""
+    b = GraphBuilder(33)
+    x = b.op("Relu", b.op("MatMul", b.input("x", [2, "N", 4]), b.weight(4, 6)))
+    hidden = 3
+    w_ih, b_ih, w_hh, b_hh = b.weight(4 * hidden, 6), b.weight(4 * hidden), b.weight(4 * hidden, hidden), \
+        b.weight(4 * hidden)
+    batch = _dim(b, b.op("Shape", x), 1)
+    state = b.op("ConstantOfShape", b.op("Concat", batch, b.const(_i64(hidden)), axis=0))
+    h, c = state, state
+    for step in range(2):
+        x_t = b.op("Gather", x, b.const(np.array(step, dtype=np.int64)), axis=0)
+        gates = b.op("Add", b.op("Gemm", h, w_hh, b_hh, transB=1), b.op("Gemm", x_t, w_ih, b_ih, transB=1))
+        i, f, g, o = b.op("Split", gates, b.const(_i64(hidden, hidden, hidden, hidden)), axis=1, outputs=4)
+        c = b.op("Add", b.op("Mul", b.op("Sigmoid", f), c), b.op("Mul", b.op("Sigmoid", i), b.op("Tanh", g)))
+        h = b.op("Mul", b.op("Sigmoid", o), b.op("Tanh", c))
+    return b.build(b.op("Gemm", h, b.weight(2, hidden), transB=1))
+
+
 MODELS = {f.__name__: f for f in (view_batch_flatten, flatten_by_products, interpolate_to_shape,
                                   view_channels_literal, broadcast_like, channel_count_as_data, crnn_lstm,
                                   gru_after_linear, channels_last, channels_last_flatten,
-                                  paddle_bias_reshape, tokens_into_channels)}
+                                  paddle_bias_reshape, tokens_into_channels, unrolled_lstm_cell)}

@@ -51,6 +51,11 @@ def test_lstm_input_is_a_sink_and_its_hidden_size_is_frozen():
     assert hidden.size == 5 and "recurrence" in hidden.frozen
 
 
+def test_unrolled_lstm_cells_prune_their_hidden_units():
+    analysis = analyse(models.unrolled_lstm_cell())
+    assert sorted(_prunable_sizes(analysis)) == [3, 6]
+
+
 def test_channels_last_flatten_interleaves_channels_with_pixels():
     model = models.channels_last()
     analysis = analyse(model)
