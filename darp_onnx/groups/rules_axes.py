@@ -7,6 +7,7 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from darp_onnx.groups import const_views as cv
 from darp_onnx.groups import shape_values as sv
 from darp_onnx.groups.rules_basic import attr
 from darp_onnx.groups.tracer import Layout, Tracer
@@ -42,7 +43,7 @@ def layer_norm(t: Tracer, node: onnx.NodeProto) -> None:
 def _reduce_axes(t: Tracer, node: onnx.NodeProto, rank: int) -> list[int] | None:
     axes = attr(node, "axes")
     if axes is None and len(node.input) > 1 and node.input[1]:
-        axes = t.const(node.input[1])
+        axes = cv.view_value(t, node.input[1])
         if axes is None:
             return None
     if axes is None or len(np.ravel(axes)) == 0:
@@ -74,7 +75,7 @@ def shape_of(t: Tracer, node: onnx.NodeProto) -> None:
 
 
 def _shape_arg(t: Tracer, node: onnx.NodeProto, lay: Layout, pos: int, what: str):
-    value = t.const(node.input[pos]) if len(node.input) > pos and node.input[pos] else None
+    value = cv.view_value(t, node.input[pos]) if len(node.input) > pos and node.input[pos] else None
     if value is None:
         t.freeze(lay.units, f"{node.op_type} '{node.name}' {what} computed at run time")
     return None if value is None else np.ravel(value)
@@ -119,7 +120,7 @@ def resize(t: Tracer, node: onnx.NodeProto) -> None:
         return
     scales_pos = 1 if (node.op_type == "Upsample" or t.opset < 11) else 2
     has_scales = len(node.input) > scales_pos and node.input[scales_pos]
-    scales = t.const(node.input[scales_pos]) if has_scales else None
+    scales = cv.view_value(t, node.input[scales_pos]) if has_scales else None
     if scales is not None and np.ravel(scales).size:
         if float(np.ravel(scales)[lay.axis]) != 1.0:
             t.freeze(lay.units, f"{node.op_type} '{node.name}' scales the channel axis")
@@ -145,7 +146,7 @@ def pad(t: Tracer, node: onnx.NodeProto) -> None:
     if lay is None:
         return
     pads = attr(node, "pads") if t.opset < 11 else _shape_arg(t, node, lay, 1, "pads")
-    axes = None if t.opset < 18 or len(node.input) < 4 or not node.input[3] else t.const(node.input[3])
+    axes = None if t.opset < 18 or len(node.input) < 4 or not node.input[3] else cv.view_value(t, node.input[3])
     axes_unknown = t.opset >= 18 and len(node.input) > 3 and node.input[3] and axes is None
     if pads is None or rank is None or axes_unknown:
         t.freeze(lay.units, f"Pad '{node.name}' pads unknown")

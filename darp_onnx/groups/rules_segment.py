@@ -5,6 +5,8 @@ from __future__ import annotations
 import numpy as np
 import onnx
 
+from darp_onnx.groups import const_views as cv
+from darp_onnx.groups import shape_values as sv
 from darp_onnx.groups.model import ShapeEdit
 from darp_onnx.groups.rules_basic import attr, couple
 from darp_onnx.groups.tracer import Layout, Tracer
@@ -93,7 +95,7 @@ def _slice_params(t: Tracer, node: onnx.NodeProto, rank: int):
         starts, ends = attr(node, "starts"), attr(node, "ends")
         axes, steps = attr(node, "axes"), None
     else:
-        vals = [t.const(n) if n else None for n in list(node.input[1:]) + [""] * (5 - len(node.input))]
+        vals = [cv.view_value(t, n) if n else None for n in list(node.input[1:]) + [""] * (5 - len(node.input))]
         if (len(node.input) > 3 and node.input[3] and vals[2] is None) or (
                 len(node.input) > 4 and node.input[4] and vals[3] is None):
             return None
@@ -131,10 +133,33 @@ def slice_(t: Tracer, node: onnx.NodeProto) -> None:
         t.freeze(lay.units, f"Slice '{node.name}' on the channel axis is strided or misaligned")
         return
     key = (node.input[0], lay.axis)
-    where = -1 if t.opset < 10 else None
-    t.edit(ShapeEdit(node.name, where or 1, j, key, 0, start, attr="starts" if where else ""))
-    t.edit(ShapeEdit(node.name, where or 2, j, key, 0, end, attr="ends" if where else ""))
+    if t.opset < 10:
+        t.edit(ShapeEdit(node.name, -1, j, key, 0, start, attr="starts"))
+        t.edit(ShapeEdit(node.name, -1, j, key, 0, end, attr="ends"))
+    else:
+        sources = [_bound_source(t, node, pos, j) for pos in (1, 2)]
+        if None in sources:
+            t.freeze(lay.units, f"Slice '{node.name}' bounds on the channel axis are computed")
+            return
+        for source, bound in zip(sources, (start, end), strict=True):
+            t.edit(ShapeEdit(*source, key, 0, bound))
     t.set(node.output[0], Layout(lay.axis, lay.units[start // lay.repeat:end // lay.repeat], lay.repeat))
+
+
+def _bound_source(t: Tracer, node: onnx.NodeProto, pos: int, j: int) -> tuple[str, int, int] | None:
+    """Where element `j` of Slice input `pos` can be rewritten: the constant itself, or the constant
+    behind a view only this Slice reads (Unsqueeze of a scalar Constant)."""
+    if t.const(node.input[pos]) is not None:
+        return node.name, pos, j
+    elems = sv.value_of(t, node.input[pos])
+    source = elems[j].source if elems is not None and j < len(elems) and elems[j].literal else None
+    if source is None or source in t.literal_slots or len(t.consumers.get(node.input[pos], [])) != 1:
+        return None
+    producer = t.producer[node.input[pos]]
+    if producer.name != source[0]:  # the edit gives the view's node a fresh constant of its own
+        return None
+    t.literal_slots[source] = None  # pinned for every other reader: this edit is the Slice's own
+    return source
 
 
 def gather(t: Tracer, node: onnx.NodeProto) -> None:

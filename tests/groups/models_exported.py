@@ -163,7 +163,21 @@ def unrolled_lstm_cell() -> onnx.ModelProto:
     return b.build(b.op("Gemm", h, b.weight(2, hidden), transB=1))
 
 
+def slice_view_bounds() -> onnx.ModelProto:
+    """TorchScript STFT: x[:, :k] and x[:, k:] with bounds as Unsqueeze of scalar Constants."""
+    b = GraphBuilder(34)
+    h = b.cbr(b.input("x", ["N", 3, 6, 6]), 3, 8)
+
+    def bound(v: int) -> str:
+        return b.op("Unsqueeze", b.const(np.array(v, dtype=np.int64)), b.const(_i64(0)))
+
+    real = b.op("Slice", h, bound(0), bound(5), b.const(_i64(1)))
+    imag = b.op("Slice", h, bound(5), bound(8), b.const(_i64(1)))
+    return b.build(b.op("Add", b.conv(real, 5, 2), b.conv(imag, 3, 2)))
+
+
 MODELS = {f.__name__: f for f in (view_batch_flatten, flatten_by_products, interpolate_to_shape,
                                   view_channels_literal, broadcast_like, channel_count_as_data, crnn_lstm,
                                   gru_after_linear, channels_last, channels_last_flatten,
-                                  paddle_bias_reshape, tokens_into_channels, unrolled_lstm_cell)}
+                                  paddle_bias_reshape, tokens_into_channels, unrolled_lstm_cell,
+                                  slice_view_bounds)}

@@ -56,6 +56,14 @@ def test_unrolled_lstm_cells_prune_their_hidden_units():
     assert sorted(_prunable_sizes(analysis)) == [3, 6]
 
 
+def test_slice_bounds_behind_unsqueeze_are_edited_at_their_constant():
+    model = models.slice_view_bounds()
+    analysis = analyse(model)
+    assert _prunable_sizes(analysis) == [5, 3]
+    unsqueezes = {n.name for n in model.graph.node if n.op_type == "Unsqueeze"}
+    assert {e.node for e in analysis.shape_edits} == unsqueezes
+
+
 def test_channels_last_flatten_interleaves_channels_with_pixels():
     model = models.channels_last()
     analysis = analyse(model)
