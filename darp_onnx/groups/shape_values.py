@@ -90,16 +90,14 @@ def _binary(op: str, a: Elem, b: Elem, integer: bool) -> Elem:
         if op == "Sub":
             return Elem(x - y)
         if op == "Div" and y != 0:
-            return Elem(Fraction(x // y) if integer else x / y)
+            return Elem(Fraction(int(x / y)) if integer else x / y)  # integer Div truncates
         if op in ("Max", "Min"):
             return Elem(max(x, y) if op == "Max" else min(x, y))
         if op == "Mod" and y != 0:
             return Elem(x % y)
     if op == "Div" and b.literal and b.coef != 0 and not a.refs and a.coef is not None and not integer:
         return Elem(a.coef / b.coef, a.symbols)
-    if op in ("Add", "Sub") and not a.refs and not b.refs:
-        return Elem(None)  # a fixed value we do not track by name
-    return opaque(a, b)
+    return opaque(a, b)  # without refs: a fixed value we do not track by name
 
 
 # -- reading values --------------------------------------------------------------------------------
