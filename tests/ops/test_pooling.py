@@ -144,6 +144,14 @@ def test_global_pool(case):
     assert_matches_ort(model, {"x": rand(*shape)})
 
 
+def test_global_lp_pool_opset22():
+    """GlobalLpPool-22 (bfloat16 added; onnxruntime has no kernel for it): the norm over the spatial axes."""
+    x = rand(2, 3, 5, 4)
+    y = build_proxy(one_node_model("GlobalLpPool", {"x": x}, opset=22, p=3))(torch.from_numpy(x)).numpy()
+    expected = (np.abs(x.astype(np.float64)) ** 3).sum(axis=(2, 3), keepdims=True) ** (1 / 3)
+    np.testing.assert_allclose(y, expected, rtol=1e-5)
+
+
 def test_pool_gradients_flow_to_input():
     model = one_node_model("AveragePool", {"x": rand(1, 2, 6, 6)}, kernel_shape=[3, 3], pads=[0, 1, 1, 0],
                            ceil_mode=1, strides=[2, 2])

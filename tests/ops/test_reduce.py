@@ -149,3 +149,13 @@ def test_reduce_max_bool_over_empty_axis_is_false():
         model = one_node_model(op, {"x": x}, initializers={"axes": np.array([1], I64)}, opset=20)
         y = build_proxy(model)(torch.from_numpy(x))
         assert y.shape == (2, 1, 4) and y.dtype == torch.bool and bool((y == identity).all())
+
+
+@pytest.mark.parametrize("opset", [10, 12], ids=["schema1-opset10", "schema11-opset12"])
+@pytest.mark.parametrize("op", REDUCE_OPS)
+def test_reduce_axes_attribute_older_schemas(op, opset):
+    """The axes-attribute schema versions 1 (opsets 1-10) and 11 (11-12, negative axes allowed)."""
+    data = POS if op in ("ReduceLogSum", "ReduceProd") else X
+    axes = [0, 2] if opset == 10 else [-1, 0]
+    model = one_node_model(op, {"x": data}, opset=opset, axes=axes, keepdims=0)
+    assert_matches_ort(model, {"x": data})

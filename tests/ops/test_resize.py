@@ -262,7 +262,7 @@ def test_upsample(case):
     if opset == 7:
         model = one_node_model("Upsample", {"x": X}, opset=7, mode=mode, scales=list(scales))
     else:
-        model = one_node_model("Upsample", {"x": X}, initializers={"scales": _f32(*scales)}, opset=9,
+        model = one_node_model("Upsample", {"x": X}, initializers={"scales": _f32(*scales)}, opset=opset,
                                mode=mode)
     model.ir_version = 7
     assert_matches_ort(model, {"x": X})

@@ -120,7 +120,7 @@ class ClipModule(nn.Module):
         return f"min={self.lo}, max={self.hi}"
 
 
-@add_converter("Clip", versions=(1, 6))
+@add_converter("Clip", versions=(6,))  # Clip-1 (opset < 6): no test covers it, not claimed
 def convert_clip_attr(node, ctx):
     attrs = node_attributes(node)
     lo, hi = attrs.get("min"), attrs.get("max")

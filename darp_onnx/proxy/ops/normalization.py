@@ -13,7 +13,7 @@ from torch import nn
 
 from darp_onnx.load.attributes import node_attributes
 from darp_onnx.proxy.ops.common import result_for
-from darp_onnx.proxy.registry import add_converter
+from darp_onnx.proxy.registry import add_converter, schema_versions
 
 __all__ = [
     "BatchNormModule",
@@ -97,7 +97,8 @@ class BatchNormTrainingModule(nn.Module):
         return f"epsilon={self.epsilon}, momentum={self.momentum}"
 
 
-@add_converter("BatchNormalization")
+# BatchNormalization-1 (opset < 6, consumed_inputs): no test covers it, not claimed.
+@add_converter("BatchNormalization", versions=[v for v in schema_versions("BatchNormalization") if v >= 6])
 def convert_batch_norm(node, ctx):
     attrs = node_attributes(node)
     training = int(attrs.get("training_mode", 0)) == 1

@@ -81,10 +81,10 @@ def _mode(attrs) -> str:
     return mode
 
 
-@add_converter("Pad", versions=[1, 2])
+@add_converter("Pad", versions=[2])  # Pad-1 (opset 1, `paddings`): no test covers it, not claimed
 def convert_pad_attribute(node, ctx):
     attrs = node_attributes(node)
-    pads = attrs.get("pads", attrs.get("paddings"))
+    pads = attrs["pads"]
     module = PadModule(_mode(attrs), pads=[int(p) for p in pads], value=float(attrs.get("value", 0.0)))
     return result_for(node, module)
 

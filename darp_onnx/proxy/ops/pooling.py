@@ -18,7 +18,7 @@ from torch import nn
 from darp_onnx.load.attributes import node_attributes
 from darp_onnx.proxy.ops.common import result_for
 from darp_onnx.proxy.ops.conv import check_auto_pad, check_same_stride, resolve_pads, torch_pad_list
-from darp_onnx.proxy.registry import OnnxMapping, add_converter
+from darp_onnx.proxy.registry import OnnxMapping, add_converter, schema_versions
 
 __all__ = ["GlobalPoolModule", "PoolModule"]
 
@@ -186,7 +186,7 @@ def convert_average_pool(node, ctx):
     return _pool(node, "avg", count_include_pad=bool(attrs.get("count_include_pad", 0)))
 
 
-@add_converter("LpPool")
+@add_converter("LpPool", versions=[v for v in schema_versions("LpPool") if v >= 2])  # LpPool-1: untested
 def convert_lp_pool(node, ctx):
     attrs = node_attributes(node)
     return _pool(node, "lp", p=float(attrs.get("p", 2)))
@@ -220,6 +220,6 @@ def convert_global_max_pool(node, ctx):
     return result_for(node, GlobalPoolModule("max"))
 
 
-@add_converter("GlobalLpPool")
+@add_converter("GlobalLpPool", versions=[v for v in schema_versions("GlobalLpPool") if v >= 2])  # -1: untested
 def convert_global_lp_pool(node, ctx):
     return result_for(node, GlobalPoolModule("lp", float(node_attributes(node).get("p", 2))))

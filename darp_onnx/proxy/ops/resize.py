@@ -273,7 +273,7 @@ def convert_upsample_7(node, ctx):
     return result_for(node, module)
 
 
-@add_converter("Upsample", versions=[9, 10])
+@add_converter("Upsample", versions=[9])  # Upsample-10 is deprecated; onnxruntime has no kernel, not claimed
 def convert_upsample(node, ctx):
     return result_for(node, ResizeModule("scales", ResizeOptions(_upsample_mode(node_attributes(node)))),
                       static_inputs=(1,))

@@ -49,13 +49,12 @@ class Flatten(nn.Module):
 class Reshape(nn.Module):
     """0 in the target shape copies the input dim (unless allowzero=1); -1 is inferred."""
 
-    def __init__(self, allowzero: bool, shape: list[int] | None = None) -> None:
+    def __init__(self, allowzero: bool) -> None:
         super().__init__()
         self.allowzero = allowzero
-        self.shape = shape  # the opset-1 attribute form
 
-    def forward(self, x: torch.Tensor, shape: torch.Tensor | None = None) -> torch.Tensor:
-        target = to_int_list(shape) if shape is not None else list(self.shape or [])
+    def forward(self, x: torch.Tensor, shape: torch.Tensor) -> torch.Tensor:
+        target = to_int_list(shape)
         if not self.allowzero:
             target = [x.shape[i] if d == 0 else d for i, d in enumerate(target)]
         return x.reshape(target)
@@ -179,11 +178,10 @@ def convert_flatten(node, ctx):
     return result_for(node, Flatten(int(node_attributes(node).get("axis", 1))))
 
 
-@add_converter("Reshape")
+# Reshape-1 (opset < 5, `shape` attribute): no test covers it, not claimed.
+@add_converter("Reshape", versions=[v for v in schema_versions("Reshape") if v >= 5])
 def convert_reshape(node, ctx):
-    attrs = node_attributes(node)
-    shape = attrs.get("shape")  # opset 1 only
-    return result_for(node, Reshape(bool(attrs.get("allowzero", 0)), list(shape) if shape else None))
+    return result_for(node, Reshape(bool(node_attributes(node).get("allowzero", 0))))
 
 
 @add_converter("Transpose")

@@ -18,7 +18,7 @@ from darp_onnx.errors import UnsupportedOpError
 from darp_onnx.load.attributes import node_attributes
 from darp_onnx.proxy.context import onnx_to_torch_dtype
 from darp_onnx.proxy.ops.common import FunctionModule, result_for, to_int_list
-from darp_onnx.proxy.registry import add_converter
+from darp_onnx.proxy.registry import add_converter, schema_versions
 
 __all__ = ["Cast", "ConstantOfShape", "Dropout", "EyeLike", "OneHot", "Range"]
 
@@ -214,7 +214,8 @@ class OneHot(nn.Module):
         return f"axis={self.axis}"
 
 
-@add_converter("Cast")
+# Cast-1 (opset < 6, `to` as a string): no test covers it, not claimed.
+@add_converter("Cast", versions=[v for v in schema_versions("Cast") if v >= 6])
 def convert_cast(node, ctx):
     attrs = node_attributes(node)  # round_mode (opset 25) only applies to float8e8m0 targets, refused
     return result_for(node, _cast_module(int(attrs["to"]), attrs, "Cast 'to'"))
@@ -247,10 +248,9 @@ def convert_expand(node, ctx):
     return result_for(node, FunctionModule(_expand, "expand"))
 
 
-@add_converter("Tile")
+# Tile-1 (opset < 6, tiles + axis inputs) is not claimed.
+@add_converter("Tile", versions=[v for v in schema_versions("Tile") if v >= 6])
 def convert_tile(node, ctx):
-    if len(node.input) == 3:  # opset 1: tiles + axis inputs
-        raise NotImplementedError("Tile with the opset-1 tiles/axis inputs is not supported")
     return result_for(node, FunctionModule(_tile, "tile"))
 
 
