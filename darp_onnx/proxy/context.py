@@ -19,6 +19,11 @@ _COMPUTE_DTYPE_OVERRIDES = {
     onnx.TensorProto.FLOAT8E5M2FNUZ: torch.float32,
     onnx.TensorProto.FLOAT8E8M0: torch.float32,
     onnx.TensorProto.FLOAT4E2M1: torch.float32,  # read only: no torch dtype to write back or cast to
+    # 4- and 2-bit integers only move through data-movement ops and casts: exact in 8 bits (read only).
+    onnx.TensorProto.INT4: torch.int8,
+    onnx.TensorProto.UINT4: torch.uint8,
+    onnx.TensorProto.INT2: torch.int8,
+    onnx.TensorProto.UINT2: torch.uint8,
 }
 
 _ONNX_TO_TORCH = {
@@ -38,9 +43,10 @@ _ONNX_TO_TORCH = {
     onnx.TensorProto.FLOAT8E5M2FNUZ: torch.float8_e5m2fnuz,
     onnx.TensorProto.FLOAT8E8M0: torch.float8_e8m0fnu,
 }
-# numpy (ml_dtypes) floats torch cannot read: converted to float32 on the way in, exactly.
-_NUMPY_VIA_FLOAT32 = ("bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2", "float8_e5m2fnuz",
-                      "float8_e8m0fnu", "float4_e2m1fn")
+# numpy (ml_dtypes) types torch cannot read: converted on the way in, exactly.
+_NUMPY_VIA = {name: np.float32 for name in ("bfloat16", "float8_e4m3fn", "float8_e4m3fnuz", "float8_e5m2",
+                                            "float8_e5m2fnuz", "float8_e8m0fnu", "float4_e2m1fn")}
+_NUMPY_VIA |= {"int4": np.int8, "int2": np.int8, "uint4": np.uint8, "uint2": np.uint8}
 
 
 def onnx_to_torch_dtype(onnx_dtype: int, *, compute: bool = True) -> torch.dtype:
@@ -61,10 +67,11 @@ def is_supported_elem_type(onnx_dtype: int) -> bool:
 
 
 def numpy_to_torch(array: np.ndarray) -> torch.Tensor:
-    """A torch tensor from a numpy array, bfloat16 and float8 (ml_dtypes) arrays as float32."""
+    """A torch tensor from a numpy array: bfloat16 and float8 (ml_dtypes) arrays as float32, 4- and 2-bit
+    integers as 8-bit ones."""
     array = np.asarray(array)
-    if array.dtype.name in _NUMPY_VIA_FLOAT32:
-        array = array.astype(np.float32)
+    if array.dtype.name in _NUMPY_VIA:
+        array = array.astype(_NUMPY_VIA[array.dtype.name])
     elif not array.flags.writeable:
         array = array.copy()
     return torch.from_numpy(array)

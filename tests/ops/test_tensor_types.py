@@ -55,7 +55,7 @@ def test_initializer_named_like_a_container_method(name):
     np.testing.assert_array_equal(written[name], w)
 
 
-@pytest.mark.parametrize("elem_type", [T.UINT16, T.UINT32, T.UINT64, T.INT4])
+@pytest.mark.parametrize("elem_type", [T.UINT16, T.UINT32, T.UINT64])
 def test_input_types_torch_cannot_compute_are_refused_by_name(elem_type):
     model = _model([helper.make_node("Identity", ["x"], ["y"])], [helper.make_tensor_value_info("x", elem_type, [2])],
                    [helper.make_tensor_value_info("y", elem_type, [2])])
@@ -124,3 +124,22 @@ def test_cast_like_to_an_intermediate_of_unrecorded_type():
                    [helper.make_tensor_value_info("y", T.INT64, [2, 3])])
     x = np.array([[1.7, -2.5, 3.2], [0.0, 9.9, -0.4]], np.float32)
     assert_matches_ort(model, {"x": x})
+
+
+@pytest.mark.parametrize("elem_type,values", [(T.INT4, [-8, -1, 0, 7]), (T.UINT4, [0, 3, 9, 15]),
+                                              (T.INT2, [-2, -1, 0, 1]), (T.UINT2, [0, 1, 2, 3])])
+def test_narrow_integer_input_is_read_exactly(elem_type, values):
+    x = np.array(values, dtype=helper.tensor_dtype_to_np_dtype(elem_type))
+    model = _model([helper.make_node("Cast", ["x"], ["y"], to=T.FLOAT)],
+                   [helper.make_tensor_value_info("x", elem_type, [4])],
+                   [helper.make_tensor_value_info("y", T.FLOAT, [4])], opset=25)
+    y = build_proxy(model).run({"x": x})["y"]
+    np.testing.assert_array_equal(y.numpy(), np.array(values, np.float32))
+
+
+@pytest.mark.parametrize("to", [T.INT4, T.UINT2, T.FLOAT4E2M1, T.FLOAT8E8M0])
+def test_cast_to_a_type_torch_cannot_round_to_is_refused(to):
+    model = _model([helper.make_node("Cast", ["x"], ["y"], to=to)], [helper.make_tensor_value_info("x", T.FLOAT, [4])],
+                   [helper.make_tensor_value_info("y", to, [4])], opset=25)
+    with pytest.raises(UnsupportedOpError, match=f"casting to {T.DataType.Name(to)}"):
+        build_proxy(model)

@@ -94,8 +94,9 @@ class Cast(nn.Module):
         return f"dtype={self.dtype}, round_via={self.round_via}, float8={self.float8}, saturate={self.saturate}"
 
 
-# Narrow float types the proxy reads (as float32) but cannot round to: no torch rounding for them.
-_NO_ROUNDING = (onnx.TensorProto.FLOAT4E2M1, onnx.TensorProto.FLOAT8E8M0)
+# Narrow types the proxy reads (in float32 or 8-bit integers) but cannot round or wrap to.
+_NO_ROUNDING = (onnx.TensorProto.FLOAT4E2M1, onnx.TensorProto.FLOAT8E8M0, onnx.TensorProto.INT4,
+                onnx.TensorProto.UINT4, onnx.TensorProto.INT2, onnx.TensorProto.UINT2)
 
 
 def _cast_module(target: int, attrs: dict, what: str) -> Cast:
