@@ -250,7 +250,7 @@ def _check_tensor_types(model: onnx.ModelProto, origins: Mapping[str, TensorSour
             continue
         if not info.type.HasField("tensor_type"):
             raise UnsupportedOpError(
-                f"{source}: graph input '{info.name}' is a {info.type.WhichOneof('value')}, not a tensor; "
+                f"{source}: graph input '{info.name}' is not a tensor ({info.type.WhichOneof('value')}); "
                 "darp-onnx converts tensor graphs only"
             )
         _check_elem_type(int(info.type.tensor_type.elem_type), f"graph input '{info.name}'", source)

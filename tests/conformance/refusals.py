@@ -12,7 +12,7 @@ REFUSALS = {
     # torch has no kernels for these element types (or no type at all); the proxy names the tensor.
     r"has element type (UINT16|UINT32|UINT64)\b": "integer types torch cannot compute with",
     r"string tensors are not supported": "string tensors",
-    r"is a (sequence_type|optional_type|map_type|sparse_tensor_type), not a tensor": "non-tensor graph inputs",
+    r"is not a tensor \((sequence_type|optional_type|map_type|sparse_tensor_type)\)": "non-tensor graph inputs",
     # Cast targets torch cannot round to.
     r"casting to (FLOAT4E2M1|FLOAT8E8M0|INT4|UINT4|INT2|UINT2) is not supported": "Cast targets torch cannot "
     "round or wrap to (float4, float8e8m0, 4- and 2-bit integers)",
