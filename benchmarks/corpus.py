@@ -11,10 +11,11 @@ import os
 import subprocess
 import sys
 import tarfile
-import tomllib
 import zipfile
 from dataclasses import dataclass
 from pathlib import Path
+
+import tomllib
 
 MANIFEST = Path(__file__).with_name("real_models.toml")
 

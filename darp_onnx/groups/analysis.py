@@ -2,41 +2,24 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import onnx
 
 from darp_onnx.errors import BadInputError
+from darp_onnx.failures import at_node
 from darp_onnx.groups.branches import find_branches
 from darp_onnx.groups.model import ChannelAnalysis, ChannelGroup, ResidualBranch
 from darp_onnx.groups.partition import Partition
 from darp_onnx.groups.rules import rule_for
 from darp_onnx.groups.tracer import Tracer
 from darp_onnx.groups.units import BRANCH
-
-
-def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `model` whose nodes all have unique names (the analysis refers to nodes by name)."""
-    named = onnx.ModelProto()
-    named.CopyFrom(model)
-    taken = Counter(n.name for n in named.graph.node)
-    used: set[str] = set()
-    for i, node in enumerate(named.graph.node):
-        if not node.name or taken[node.name] > 1 or node.name in used:
-            base = f"{node.op_type}_{i}"
-            name, k = base, 1
-            while name in taken or name in used:
-                k += 1
-                name = f"{base}_{k}"
-            node.name = name
-        used.add(node.name)
-    return named
+from darp_onnx.load.naming import has_unique_names, name_nodes  # noqa: F401 (name_nodes: re-exported)
 
 
 def _trace(model: onnx.ModelProto) -> Tracer:
     tracer = Tracer(model)
     for node in model.graph.node:
-        rule_for(node)(tracer, node)
+        with at_node(node):
+            rule_for(node)(tracer, node)
     for out in model.graph.output:
         lay = tracer.layout(out.name)
         if lay is not None:
@@ -52,11 +35,10 @@ def _trace(model: onnx.ModelProto) -> Tracer:
 
 def analyse(model: onnx.ModelProto) -> ChannelAnalysis:
     """Channel analysis of a shape-inferred model (see darp_onnx.load.io.load_model)."""
-    names = [n.name for n in model.graph.node]
-    if "" in names or len(set(names)) != len(names):
-        raise BadInputError(
-            "the model has unnamed or duplicate node names; pass it through darp_onnx.groups.name_nodes first"
-        )
+    if not has_unique_names(model):
+        raise BadInputError("the model has unnamed or duplicate node names; pass it through "
+                            "darp_onnx.groups.name_nodes or darp_onnx.load.ingest.ingest first (prune and "
+                            "inspect do this themselves)")
     tracer = _trace(model)
     part = Partition(tracer, [*tracer.layouts.values(), *tracer.const_layouts.values()])
     groups = part.groups
