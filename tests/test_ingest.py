@@ -185,3 +185,9 @@ def test_proxy_failure_names_the_node():
 
     with pytest.raises(StageError, match=r"search failed at node '\w+' \((Reshape|Gemm)\)"), in_stage("search"):
         proxy.run({"x": torch.from_numpy(x)})
+
+
+def test_unknown_shape_freezes_what_touches_it():
+    model = runtime_reshape()  # no shape inference: the Reshape's output has no shape
+    analysis = analyse(model)
+    assert any("is unknown" in (g.frozen or "") for g in analysis.groups)

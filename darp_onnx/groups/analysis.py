@@ -15,11 +15,25 @@ from darp_onnx.groups.units import BRANCH
 from darp_onnx.load.naming import has_unique_names, name_nodes  # noqa: F401 (name_nodes: re-exported)
 
 
+def _freeze_unknown_shapes(tracer: Tracer, node: onnx.NodeProto) -> None:
+    """A node whose output no shape source resolved (darp_onnx.load.ingest) freezes what touches it."""
+    unknown = [name for name in node.output if name and tracer.shape(name) is None]
+    if not unknown:
+        return
+    reason = f"shape of '{unknown[0]}' is unknown"
+    tracer.freeze_inputs(node, reason)
+    for name in node.output:
+        lay = tracer.layout(name)
+        if lay is not None:
+            tracer.freeze(lay.units, f"{reason} (node '{node.name}', {node.op_type})")
+
+
 def _trace(model: onnx.ModelProto) -> Tracer:
     tracer = Tracer(model)
     for node in model.graph.node:
         with at_node(node):
             rule_for(node)(tracer, node)
+        _freeze_unknown_shapes(tracer, node)
     for out in model.graph.output:
         lay = tracer.layout(out.name)
         if lay is not None:
