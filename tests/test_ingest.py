@@ -191,3 +191,32 @@ def test_unknown_shape_freezes_what_touches_it():
     model = runtime_reshape()  # no shape inference: the Reshape's output has no shape
     analysis = analyse(model)
     assert any("is unknown" in (g.frozen or "") for g in analysis.groups)
+
+
+def test_distillation_reads_micro_batch_outputs_per_sample():
+    import torch
+
+    from darp_onnx.search.loss import TaskLoss
+
+    teacher = np.random.default_rng(0).standard_normal((6, 1, 5)).astype(np.float32)  # fixed batch 1, stacked
+    loss = TaskLoss(teacher=[teacher])
+    idx = np.array([4, 1])
+    same = loss((torch.from_numpy(teacher[idx]),), idx)
+    other = loss((torch.from_numpy(teacher[idx][:, :, ::-1].copy()),), idx)
+    assert float(same) == pytest.approx(0.0, abs=1e-6) and float(other) > 0  # KL on [samples, classes]
+
+
+def test_output_shape_static_inference_cannot_follow_survives_the_rewrite():
+    """PP-OCRv4's recogniser: the rewritten model's output shape is cleared and strict inference cannot
+    recompute it; the declared one (output channels are never pruned) must be kept, not a broken type."""
+    from onnx import TensorProto, helper
+
+    from darp_onnx.rewrite import rewrite
+
+    model = runtime_reshape()
+    model.graph.output[0].type.CopyFrom(helper.make_tensor_type_proto(TensorProto.FLOAT, [1, 4, 8, 8]))
+    ingested = ingest(model, {}).model
+    analysis = analyse(ingested)
+    rewritten = rewrite(ingested, analysis, analysis.all_kept())
+    dims = rewritten.graph.output[0].type.tensor_type.shape.dim
+    assert len(dims) == 4 and dims[1].dim_value == 4
