@@ -220,3 +220,17 @@ def test_output_shape_static_inference_cannot_follow_survives_the_rewrite():
     rewritten = rewrite(ingested, analysis, analysis.all_kept())
     dims = rewritten.graph.output[0].type.tensor_type.shape.dim
     assert len(dims) == 4 and dims[1].dim_value == 4
+
+
+def test_prune_turns_an_unexpected_exception_into_a_stage_error(monkeypatch, tmp_path):
+    import darp_onnx
+    import darp_onnx.workflows.prune as prune_module
+
+    def broken(*args, **kwargs):
+        raise IndexError("index 11 is out of bounds for dimension 0 with size 1")
+
+    monkeypatch.setattr(prune_module, "darp_search", broken)
+    with pytest.raises(StageError, match=r"^search failed: IndexError: index 11") as info:
+        darp_onnx.prune(paddle_like_names(), output=tmp_path / "p.onnx", target_flops=0.8, search_steps=2,
+                        finetune_steps=0, synthetic_samples=4, channel_multiple=1)
+    assert info.value.exit_code == 1 and not (tmp_path / "p.onnx").exists()
