@@ -7,7 +7,9 @@ before/after (one thread, median) and speedup x MACs ratio (1.0: the speedup the
 A row is 'pruned' when the written model runs in onnxruntime with the same output names and shapes,
 has fewer MACs by the independent count and passed prune's checks (equivalence with the masked proxy
 included); 'refused' when prune said why in one line (a DarpError); 'CRASH' when anything else
-escaped (a traceback: a bug). Small search settings keep the corpus affordable: --steps 10
+escaped (a traceback: a bug). Seconds per stage: prep (load, ingest, analysis, cost model, reference
+outputs) / search (with extraction) / finetune / rewrite / validation (with write). Small search
+settings keep the corpus affordable: --steps 10
 --finetune-steps 3 --batch-size 4 --samples 8 by default.
 
     python -m benchmarks.real_models [--models a,b] [--budgets 0.7,0.5] [--steps 10] [--json out.json]
@@ -18,7 +20,6 @@ from __future__ import annotations
 import argparse
 import json
 import tempfile
-import time
 import traceback
 from pathlib import Path
 
@@ -59,22 +60,14 @@ def rel_error(before: list[np.ndarray], after: list[np.ndarray]) -> float:
     return worst
 
 
-class StageClock:
-    """Coarse stage seconds from prune's progress events (prepare | search | finetune + rewrite + validate)."""
+GROUPED_STAGES = {"prep": ("load", "ingest", "analysis", "shapes", "latency_table", "reference_outputs"),
+                  "search": ("search", "extraction"), "finetune": ("finetune",), "rewrite": ("rewrite",),
+                  "validate": ("validation", "write")}
 
-    def __init__(self) -> None:
-        self.marks = {"begin": time.perf_counter()}
 
-    def __call__(self, stage: str, info) -> None:
-        key = {"start": "prepared", "finetune": "searched"}.get(stage)
-        if key and key not in self.marks:
-            self.marks[key] = time.perf_counter()
-
-    def seconds(self, end: float) -> dict[str, float]:
-        t = self.marks
-        prepared = t.get("prepared", end)
-        searched = t.get("searched", end)
-        return {"prepare": prepared - t["begin"], "search": searched - prepared, "finish": end - searched}
+def stage_seconds(timings) -> dict[str, float]:
+    """prune's stage timings grouped for one column (every stage is in the --json rows)."""
+    return {group: sum(timings.get(s, 0.0) for s in stages) for group, stages in GROUPED_STAGES.items()}
 
 
 def _channels_prunable(result) -> float:
@@ -88,21 +81,20 @@ def prune_row(entry: CorpusModel, budget: float, args, workdir: Path) -> dict:
     row = {"model": entry.name, "exporter": entry.exporter, "budget": budget, "expect": entry.expect}
     if not path.exists():
         return {**row, "status": "missing", "reason": "not fetched (scripts/fetch_real_models.sh)"}
-    clock = StageClock()
     out = workdir / f"{entry.name}.{budget}.onnx"
     try:
         original = load_model(path)
         shapes = resolve_input_shapes(original, parse_input_shapes(entry.input_shapes))
         result = darp_onnx.prune(path, output=out, force=True, target_flops=budget, input_shapes=shapes,
                                  search_steps=args.steps, finetune_steps=args.finetune_steps,
-                                 batch_size=args.batch_size, synthetic_samples=args.samples, latency_runs=3,
-                                 progress=clock)
+                                 batch_size=args.batch_size, synthetic_samples=args.samples, latency_runs=3)
     except DarpError as exc:
-        return {**row, "status": "refused", "reason": first_line(exc), "seconds": clock.seconds(time.perf_counter())}
+        return {**row, "status": "refused", "reason": f"[{getattr(exc, 'stage', None) or 'input'}] {first_line(exc)}"}
     except Exception as exc:  # a traceback: the failure class the issue forbids
         return {**row, "status": "CRASH", "reason": f"{type(exc).__name__}: {first_line(exc)}",
                 "traceback": traceback.format_exc(limit=-4)}
-    row["seconds"] = clock.seconds(time.perf_counter())
+    row["timings"] = dict(result.timings)
+    row["seconds"] = stage_seconds(result.timings)
     row["prunable"] = _channels_prunable(result)
     pruned = onnx.load(str(out))
     feeds = synthetic_inputs(original, batch=1, seed=1, shapes=shapes)
@@ -128,15 +120,15 @@ def _fmt(row: dict) -> str:
     if row["status"] not in ("pruned", "FAILED"):
         return f"{row['model']:26s} {row['budget']:4.2f} {row['status']:8s} {row['reason'][:150]}"
     sec = row["seconds"]
-    stages = "/".join(f"{sec[k]:.0f}" for k in ("prepare", "search", "finish"))
+    stages = "/".join(f"{sec[k]:.0f}" for k in GROUPED_STAGES)
     return (f"{row['model']:26s} {row['budget']:4.2f} {row['status']:8s} {row['macs_before'] / 1e6:9.1f} "
             f"{row['macs_after'] / 1e6:9.1f} {row['macs_after'] / row['macs_before']:6.1%} {row['prunable']:6.1%} "
-            f"{row['rel_error']:8.3f} {stages:>12s} {row['latency_before']:8.2f} {row['latency_after']:8.2f} "
+            f"{row['rel_error']:8.3f} {stages:>21s} {row['latency_before']:8.2f} {row['latency_after']:8.2f} "
             f"{row['speedup_x_macs']:6.2f} {row['reason']}")
 
 
 HEADER = (f"{'model':26s} {'bud':4s} {'status':8s} {'MMACs':>9s} {'->MMACs':>9s} {'ratio':>6s} {'prun%':>6s} "
-          f"{'relerr':>8s} {'prep/srch/fin s':>12s} {'ms bef':>8s} {'ms aft':>8s} {'spd*r':>6s}")
+          f"{'relerr':>8s} {'s prep/srch/ft/rw/val':>21s} {'ms bef':>8s} {'ms aft':>8s} {'spd*r':>6s}")
 
 
 def main() -> None:
