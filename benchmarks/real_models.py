@@ -35,7 +35,7 @@ from darp_onnx.load.inputs import synthetic_inputs
 from darp_onnx.load.io import load_model
 from darp_onnx.load.observed import observe_shapes
 from darp_onnx.runtime.session import make_session
-from darp_onnx.validation.checks import measure_latency
+from darp_onnx.runtime.timer import time_sessions
 
 
 def observed_macs(model: onnx.ModelProto, feeds, shapes) -> int:
@@ -105,8 +105,8 @@ def prune_row(entry: CorpusModel, budget: float, args, workdir: Path) -> dict:
     same_io = ([o.name for o in s_before.get_outputs()] == [o.name for o in s_after.get_outputs()]
                and [b.shape for b in before] == [a.shape for a in after])
     row["rel_error"] = rel_error(before, after)
-    row["latency_before"] = measure_latency(s_before, feeds, runs=args.runs).median_ms
-    row["latency_after"] = measure_latency(s_after, feeds, runs=args.runs).median_ms
+    row["latency_before"], row["latency_after"] = time_sessions([s_before, s_after], feeds, runs=args.runs,
+                                                                rounds=5)  # interleaved: noise hits both
     ratio = row["macs_after"] / max(row["macs_before"], 1)
     row["speedup_x_macs"] = row["latency_before"] / row["latency_after"] * ratio
     fewer = row["macs_after"] < row["macs_before"]
