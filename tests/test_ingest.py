@@ -229,7 +229,7 @@ def test_prune_turns_an_unexpected_exception_into_a_stage_error(monkeypatch, tmp
     def broken(*args, **kwargs):
         raise IndexError("index 11 is out of bounds for dimension 0 with size 1")
 
-    monkeypatch.setattr(prune_module, "darp_search", broken)
+    monkeypatch.setattr(prune_module, "run_darp", broken)
     with pytest.raises(StageError, match=r"^search failed: IndexError: index 11") as info:
         darp_onnx.prune(paddle_like_names(), output=tmp_path / "p.onnx", target_flops=0.8, search_steps=2,
                         finetune_steps=0, synthetic_samples=4, channel_multiple=1)

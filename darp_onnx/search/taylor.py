@@ -21,7 +21,7 @@ from darp_onnx.proxy import ProxyModel
 from darp_onnx.search.baselines import finish_scores
 from darp_onnx.search.gates import attach_gates
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import as_tuple, batch_inputs
+from darp_onnx.training.steps import batch_outputs
 
 TAYLOR_BATCHES = 8
 
@@ -42,7 +42,7 @@ def taylor_scores(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: Dataset
         handle.set(gates)
         for _ in range(batches):
             idx = next(stream)
-            loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
+            loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
             grads = torch.autograd.grad(loss, list(gates.values()), allow_unused=True)
             for gid, grad in zip(gates, grads, strict=True):
                 if grad is not None:
