@@ -9,7 +9,9 @@ prefers faster candidates over kept importance). M defaults to what onnxruntime'
 
 Run from the repository root: `python -m benchmarks.speedup [--models resnet,mobilenetv3,yolov8]
 [--budgets 0.75,0.5,0.25] [--size 224] [--threads 1] [--runs 30] [--seed 0] [--channel-multiple auto]
-[--latency-budgets]` (the last adds rows pruned to a latency budget, `prune --target-latency`).
+[--latency-budgets] [--exporter both|dynamo|torchscript]` (--latency-budgets adds rows pruned to a latency
+budget, `prune --target-latency`). Each CNN is exported with both torch exporters by default; every row
+names its exporter and a failed export is printed (the dynamo exporter needs onnxscript), never replaced.
 """
 
 from __future__ import annotations
@@ -40,8 +42,13 @@ CNNS = ("resnet", "mobilenetv3", "yolov8")
 NOTES: list[str] = []  # budgets that could not be met, printed under the table
 
 
+EXPORTERS = ("dynamo", "torchscript")
+
+
 def export(name: str, size: int, seed: int, path: Path, exporter: str) -> str:
-    """Export a randomly initialised `build(name)` in eval mode at 1x1xSIZExSIZE; returns the exporter."""
+    """Export a randomly initialised `build(name)` in eval mode at 1x1xSIZExSIZE with `exporter` ('dynamo':
+    opset 18, needs onnxscript; 'torchscript': opset 17); returns its label. No fallback: a failed export
+    raises, and the caller says so."""
     torch.manual_seed(seed)
     model = build(name).eval()
     x = torch.randn(1, 1, size, size)
@@ -49,17 +56,12 @@ def export(name: str, size: int, seed: int, path: Path, exporter: str) -> str:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         if exporter == "dynamo":
-            try:
-                program = torch.onnx.export(model, (x,), dynamo=True, opset_version=18, external_data=False,
-                                            verbose=False, **kwargs)
-                proto = program.model_proto
-                used = "dynamo, opset 18"
-            except Exception:  # fall back to the TorchScript exporter below
-                exporter = "legacy"
-        if exporter == "legacy":
+            program = torch.onnx.export(model, (x,), dynamo=True, opset_version=18, external_data=False,
+                                        verbose=False, **kwargs)
+            proto, used = program.model_proto, "dynamo, opset 18"
+        else:
             torch.onnx.export(model, (x,), str(path), dynamo=False, opset_version=17, **kwargs)
-            proto = onnx.load(str(path))
-            used = "legacy, opset 17"
+            proto, used = onnx.load(str(path)), "torchscript, opset 17"
     proto.ir_version = min(proto.ir_version, MAX_IR_VERSION)
     onnx.save_model(proto, str(path), save_as_external_data=False)
     return used
@@ -74,11 +76,11 @@ def session(model: onnx.ModelProto, threads: int) -> ort.InferenceSession:
     return ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
 
 
-def measure(name: str, budgets: list[float], args, workdir: Path) -> list[dict]:
+def measure(name: str, budgets: list[float], args, workdir: Path, exporter: str) -> list[dict]:
     """The prune stages (load, analyse_costs, score, extract, rewrite_model) with the L1 baseline and
     several extraction options per budget; then every variant timed in one interleaved round."""
-    path = workdir / f"{name}_{args.size}.onnx"
-    exporter = export(name, args.size, args.seed, path, args.exporter)
+    path = workdir / f"{name}_{args.size}_{exporter}.onnx"
+    exporter = export(name, args.size, args.seed, path, exporter)
     shapes = {"input": (1, 1, args.size, args.size)}
     config = prune_config(method="l1", write=False, input_shapes=shapes, channel_multiple=args.channel_multiple,
                           latency_aware=True, device="cpu", seed=args.seed)
@@ -151,8 +153,9 @@ def main() -> None:
                              "(speed weighs W times importance when choosing among candidates; 1: no extra rows)")
     parser.add_argument("--latency-budgets", action="store_true",
                         help="also rows 'time NN%% xM': a latency budget (prune --target-latency NN%%) instead of MACs")
-    parser.add_argument("--exporter", choices=("dynamo", "legacy"), default="dynamo",
-                        help="dynamo (opset 18; falls back to legacy on failure) or legacy (opset 17)")
+    parser.add_argument("--exporter", choices=("both", *EXPORTERS), default="both",
+                        help="torch exporter of the sample CNNs: dynamo (opset 18, needs onnxscript), torchscript "
+                             "(opset 17) or both (default); a failed export is reported, never replaced")
     args = parser.parse_args()
     budgets = [float(b) for b in args.budgets.split(",") if b.strip()]
     names = [n.strip() for n in args.models.split(",") if n.strip()]
@@ -160,32 +163,40 @@ def main() -> None:
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # exporter notes (torchvision ops skipped...)
 
     rows = []
+    exporters = EXPORTERS if args.exporter == "both" else (args.exporter,)
+    failed_exports = []
     with tempfile.TemporaryDirectory() as tmp:
-        for name in names:
-            rows += measure(name, budgets, args, Path(tmp))
+        for exporter in exporters:
+            for name in names:
+                try:
+                    rows += measure(name, budgets, args, Path(tmp), exporter)
+                except Exception as exc:  # an export failure is a result: printed, never a silent fallback
+                    failed_exports.append(f"{name} with the {exporter} exporter: {type(exc).__name__}: {exc}"[:300])
 
     table = Table(title=f"onnxruntime CPU latency, L1-pruned, 1x1x{args.size}x{args.size}, random weights, "
                         f"{args.threads} thread(s), median of {args.runs} runs")
-    for column in ("model", "target", "MACs kept", "params kept", "original ms", "pruned ms", "speedup",
+    for column in ("model", "exporter", "target", "MACs kept", "params kept", "original ms", "pruned ms", "speedup",
                    "speedup / (1/MACs ratio)", "GMACs full", "checks"):
         table.add_column(column, justify="right")
     for r in rows:
-        table.add_row(r["model"], r["label"], f"{r['macs']:.3f}", f"{r['params']:.3f}",
+        table.add_row(r["model"], r["exporter"], r["label"], f"{r['macs']:.3f}", f"{r['params']:.3f}",
                       f"{r['orig_ms']:.2f}", f"{r['pruned_ms']:.2f}", f"{r['speedup']:.2f}x",
                       f"{r['efficiency']:.2f}", f"{r['full_macs'] / 1e9:.3f}", "ok" if r["ok"] else "FAILED")
     console = Console(width=200)  # wide tables stay whole when stdout is not a terminal
     console.print(table)
     for note in NOTES:
         console.print(f"not reachable: {note}")
-    exporters = sorted({r["exporter"] for r in rows})
-    console.print(f"export: {', '.join(exporters)}; goal: speedup / (1/MACs ratio) >= 0.8 at the 50% budget")
+    for failure in failed_exports:
+        console.print(f"EXPORT FAILED (no rows): {failure}")
+    used = sorted({r["exporter"] for r in rows})
+    console.print(f"exporters: {', '.join(used) or 'none'}; goal: speedup / (1/MACs ratio) >= 0.8 at the 50% budget")
     for r in rows:
         if r["label"].startswith("time "):
             console.print(f"  {r['model']} {r['label']}: speedup {r['speedup']:.2f}x for an estimated "
                           f"{1 / r['budget']:.2f}x")
         elif abs(r["budget"] - 0.5) < 1e-9:
             verdict = "meets" if r["efficiency"] >= 0.8 else "MISSES"
-            console.print(f"  {r['model']} {r['label']}: {r['efficiency']:.2f} ({verdict})")
+            console.print(f"  {r['model']} ({r['exporter']}) {r['label']}: {r['efficiency']:.2f} ({verdict})")
 
 
 if __name__ == "__main__":

@@ -113,6 +113,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
 
     from darp_onnx.cost import CostModel
     from darp_onnx.groups import analyse
+    from darp_onnx.load.ingest import ingest
     from darp_onnx.load.input_shapes import resolve_input_shapes
     from darp_onnx.proxy import supported_ops
 
@@ -123,8 +124,10 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     input_shapes = resolve_input_shapes(model, dict(input_shapes or {}))
     supported = set(supported_ops()) | {"Constant"}
     ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node)
+    ingested = ingest(model, input_shapes)
+    model = ingested.model
     analysis = analyse(model)
-    cost = CostModel(model, analysis, input_shapes)
+    cost = CostModel(model, analysis, input_shapes, observed=ingested.shapes)
     groups = []
     for g in analysis.groups:
         members = [f"{t}[{a}]" for (t, a), m in analysis.axis_maps.items() if any(s.group == g.id for s in m.segments)]

@@ -87,10 +87,23 @@ def weight_tensors(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return found
 
 
+def _observed(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] | None):
+    """Shapes from one onnxruntime run, where static inference leaves MAC nodes without shapes."""
+    from darp_onnx.load.inputs import synthetic_inputs
+    from darp_onnx.load.observed import observe_shapes
+
+    try:
+        return observe_shapes(model, synthetic_inputs(model, batch=1, shapes=input_shapes), dict(input_shapes or {}))
+    except Exception:  # the count then names the node whose shapes stay unknown
+        return {}
+
+
 def count_graph(
     model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] | None = None
 ) -> GraphCount:
     shapes = static_shapes(model, input_shapes)
+    if any(node_macs(n, shapes) is None for n in model.graph.node if n.op_type in MAC_OPS):
+        shapes = {**_observed(model, input_shapes), **shapes}
     per_node: dict[str, int] = {}
     for index, node in enumerate(model.graph.node):
         if node.op_type not in MAC_OPS:

@@ -15,8 +15,10 @@ import numpy as np
 import onnx
 import torch
 
-from darp_onnx.cost.count import RECURRENT_OPS, int_attr, weight_tensors
+from darp_onnx.cost.count import MAC_OPS, RECURRENT_OPS, int_attr, weight_tensors
 from darp_onnx.cost.expr import Affine, Monomial, Term
+from darp_onnx.errors import BadInputError
+from darp_onnx.failures import at_node
 from darp_onnx.load.shapes import static_shapes
 
 if TYPE_CHECKING:
@@ -38,15 +40,22 @@ class CostModel:
         model: onnx.ModelProto,
         analysis: ChannelAnalysis,
         input_shapes: Mapping[str, tuple[int, ...]] | None = None,
+        observed: Mapping[str, tuple[int, ...]] | None = None,
     ) -> None:
         self.analysis = analysis
-        self.shapes = static_shapes(model, input_shapes)
+        # static inference first; shapes onnxruntime observed (darp_onnx.load.ingest) fill what it leaves
+        self.shapes = {**dict(observed or {}), **static_shapes(model, input_shapes)}
         node_branches: dict[str, tuple[int, ...]] = {}
         for branch in analysis.branches:
             for name in branch.nodes:
                 node_branches[name] = (*node_branches.get(name, ()), branch.group)
         self.node_branches = node_branches  # node name -> the branch groups it lives in
-        self.node_terms = [t for t in (self._node_term(n, node_branches) for n in model.graph.node) if t]
+        self.node_terms = []
+        for node in model.graph.node:
+            with at_node(node):
+                term = self._node_term(node, node_branches)
+            if term is not None:
+                self.node_terms.append(term)
         self.param_terms = self._param_terms(model, node_branches)
         everything = analysis.all_kept()
         self.full_macs = self.macs(everything)
@@ -70,6 +79,13 @@ class CostModel:
 
     def _node_term(self, node: onnx.NodeProto, node_branches) -> NodeCostTerm | None:
         op = node.op_type
+        if op in MAC_OPS:
+            unknown = [t for t in (*node.input[:2], node.output[0]) if t not in self.shapes]
+            if unknown:
+                raise BadInputError(
+                    f"node '{node.name}' ({op}): the shape of '{unknown[0]}' is unknown (no shape inference "
+                    "resolves it and onnxruntime could not run the model); give --input-shape for every input"
+                )
         presence = (node_branches[node.name],) if node.name in node_branches else ()
         if op == "Conv":
             w = self.shapes[node.input[1]]

@@ -2,11 +2,10 @@
 
 from __future__ import annotations
 
-from collections import Counter
-
 import onnx
 
 from darp_onnx.errors import BadInputError
+from darp_onnx.failures import at_node
 from darp_onnx.groups import shape_values
 from darp_onnx.groups.branches import find_branches
 from darp_onnx.groups.model import ChannelAnalysis, ChannelGroup, ResidualBranch
@@ -14,32 +13,30 @@ from darp_onnx.groups.partition import Partition
 from darp_onnx.groups.rules import rule_for
 from darp_onnx.groups.tracer import Tracer
 from darp_onnx.groups.units import BRANCH
+from darp_onnx.load.naming import has_unique_names, name_nodes  # noqa: F401 (name_nodes: re-exported)
 
 
-def name_nodes(model: onnx.ModelProto) -> onnx.ModelProto:
-    """A copy of `model` whose nodes all have unique names (the analysis refers to nodes by name)."""
-    named = onnx.ModelProto()
-    named.CopyFrom(model)
-    taken = Counter(n.name for n in named.graph.node)
-    used: set[str] = set()
-    for i, node in enumerate(named.graph.node):
-        if not node.name or taken[node.name] > 1 or node.name in used:
-            base = f"{node.op_type}_{i}"
-            name, k = base, 1
-            while name in taken or name in used:
-                k += 1
-                name = f"{base}_{k}"
-            node.name = name
-        used.add(node.name)
-    return named
+def _freeze_unknown_shapes(tracer: Tracer, node: onnx.NodeProto) -> None:
+    """A node whose output no shape source resolved (darp_onnx.load.ingest) freezes what touches it."""
+    unknown = [name for name in node.output if name and tracer.shape(name) is None]
+    if not unknown:
+        return
+    reason = f"shape of '{unknown[0]}' is unknown"
+    tracer.freeze_inputs(node, reason)
+    for name in node.output:
+        lay = tracer.layout(name)
+        if lay is not None:
+            tracer.freeze(lay.units, f"{reason} (node '{node.name}', {node.op_type})")
 
 
 def _trace(model: onnx.ModelProto) -> Tracer:
     tracer = Tracer(model)
     for node in model.graph.node:
-        shape_values.visit(tracer, node)
-        rule_for(node)(tracer, node)
+        with at_node(node):
+            shape_values.visit(tracer, node)
+            rule_for(node)(tracer, node)
         tracer.visited.add(node.name)
+        _freeze_unknown_shapes(tracer, node)
     for out in model.graph.output:
         shape_values.freeze_refs(tracer, tracer.shape_values.get(out.name), f"graph output '{out.name}' is a "
                                  "shape that reads a channel count")
@@ -57,11 +54,10 @@ def _trace(model: onnx.ModelProto) -> Tracer:
 
 def analyse(model: onnx.ModelProto) -> ChannelAnalysis:
     """Channel analysis of a shape-inferred model (see darp_onnx.load.io.load_model)."""
-    names = [n.name for n in model.graph.node]
-    if "" in names or len(set(names)) != len(names):
-        raise BadInputError(
-            "the model has unnamed or duplicate node names; pass it through darp_onnx.groups.name_nodes first"
-        )
+    if not has_unique_names(model):
+        raise BadInputError("the model has unnamed or duplicate node names; pass it through "
+                            "darp_onnx.groups.name_nodes or darp_onnx.load.ingest.ingest first (prune and "
+                            "inspect do this themselves)")
     tracer = _trace(model)
     part = Partition(tracer, [*tracer.layouts.values(), *tracer.const_layouts.values()])
     groups = part.groups

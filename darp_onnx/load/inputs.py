@@ -78,5 +78,5 @@ def synthetic_inputs(
         elif dtype == np.bool_:
             feeds[value.name] = rng.integers(0, 2, size=shape).astype(np.bool_)
         else:
-            feeds[value.name] = rng.integers(0, 4, size=shape).astype(dtype)
+            feeds[value.name] = rng.integers(0, 2, size=shape).astype(dtype)  # 0/1: valid ids and masks
     return feeds

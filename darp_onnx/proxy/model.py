@@ -11,7 +11,8 @@ import onnx
 import torch
 from torch import nn
 
-from darp_onnx.errors import BadInputError, UnsupportedOpError
+from darp_onnx.errors import BadInputError, DarpError, UnsupportedOpError
+from darp_onnx.failures import at_node, mark_node
 from darp_onnx.load.constants import TensorSource, collect_constants
 from darp_onnx.load.io import default_opset
 from darp_onnx.proxy.context import ConvertContext, is_supported_elem_type, numpy_to_torch, onnx_to_torch_dtype
@@ -100,7 +101,8 @@ class ProxyModel(nn.Module):
             if index in fused_away:
                 continue
             fusion = fusions.get(index)
-            result = fusion.result if fusion is not None else self._convert(node, ctx)
+            with at_node(node):
+                result = fusion.result if fusion is not None else self._convert(node, ctx)
             self.nodes.append(result.torch_module)
             mapping = result.onnx_mapping
             label = _FusedNode(node.name, fusion.op_type) if fusion is not None else node
@@ -216,19 +218,25 @@ class ProxyModel(nn.Module):
                 value = value.float()
             env[name] = value
         transforms = self.input_transforms
-        for idx, (step, module) in enumerate(zip(self._steps, self.nodes, strict=False)):
-            args = [env[name] if name else None for name in step.inputs]
-            if idx in transforms:
-                args = transforms[idx](args)
-            result = module(*args)
-            if len(step.outputs) == 1:
-                env[step.outputs[0]] = result
-            else:
-                for name, value in zip(step.outputs, result, strict=False):
-                    if name:
-                        env[name] = value
-            for name in step.free_after:
-                env.pop(name, None)
+        step = None
+        try:
+            for idx, (step, module) in enumerate(zip(self._steps, self.nodes, strict=False)):
+                args = [env[name] if name else None for name in step.inputs]
+                if idx in transforms:
+                    args = transforms[idx](args)
+                result = module(*args)
+                if len(step.outputs) == 1:
+                    env[step.outputs[0]] = result
+                else:
+                    for name, value in zip(step.outputs, result, strict=False):
+                        if name:
+                            env[name] = value
+                for name in step.free_after:
+                    env.pop(name, None)
+        except Exception as exc:
+            if step is not None and not isinstance(exc, DarpError):
+                mark_node(exc, step.node_name, step.op_type)  # a failure names the node (darp_onnx.failures)
+            raise
         return {name: env[name] for name in self.output_names}
 
     def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor):

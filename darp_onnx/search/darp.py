@@ -24,7 +24,7 @@ from darp_onnx.search.gates import attach_gates
 from darp_onnx.search.relax import keep_probabilities, sample_gates
 from darp_onnx.search.schedule import temperature
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import as_tuple, batch_inputs, trainable_parameters, warmup_schedule
+from darp_onnx.training.steps import batch_outputs, trainable_parameters, warmup_schedule
 
 
 @dataclass(frozen=True)
@@ -146,7 +146,7 @@ def darp_search(
                 for gid, th in theta.items()
             }
             handle.set(gates)
-            loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
+            loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
             record = {"step": float(step), "loss": distributed.mean_scalar(float(loss.detach())),
                       "tau_sample": tau_s, "tau_penalty": tau_p, "penalty": penalty}
             if logit_step:

@@ -20,6 +20,12 @@ def is_class_scores(array: np.ndarray | torch.Tensor) -> bool:
     return array.ndim == 2 and array.shape[1] > 1
 
 
+def per_sample(array):
+    """Outputs of a model run in micro-batches are stacked along a new first axis: [samples, 1, C] for a
+    classifier with a fixed batch of 1. Drop that batch axis of 1 so class scores stay [samples, C]."""
+    return array[:, 0] if array.ndim == 3 and array.shape[1] == 1 else array
+
+
 class TaskLoss:
     """`loss(outputs, indices)` for a batch given by its sample indices into the data set."""
 
@@ -41,11 +47,12 @@ class TaskLoss:
     def __call__(self, outputs: Sequence[torch.Tensor], indices: np.ndarray) -> torch.Tensor:
         idx = torch.from_numpy(np.asarray(indices))
         if self.labels is not None:
-            logits = outputs[self.output_index]
+            logits = per_sample(outputs[self.output_index])
             return F.cross_entropy(logits, self.labels[idx].to(logits.device))
         total = outputs[0].new_zeros(())
         for out, ref, scale in zip(outputs, self.teacher, self.scales, strict=False):
-            target = ref[idx].to(out.device)
+            target = per_sample(ref[idx].to(out.device))
+            out = per_sample(out)
             if is_class_scores(target):
                 total = total + F.kl_div(F.log_softmax(out, dim=1), F.log_softmax(target, dim=1),
                                          reduction="batchmean", log_target=True)
@@ -56,7 +63,7 @@ class TaskLoss:
 
 def check_labels_fit(labels: np.ndarray, outputs: Sequence[np.ndarray], source: str) -> None:
     """Labels need a class-score output wide enough for the largest label."""
-    first = outputs[0]
+    first = per_sample(outputs[0])
     if not is_class_scores(first):
         raise BadInputError(
             f"{source}: labels were given but the model's first output has shape {tuple(first.shape)}, not "

@@ -22,7 +22,7 @@ from darp_onnx.runtime import distributed
 from darp_onnx.search.baselines import finish_scores
 from darp_onnx.search.gates import attach_gates
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import as_tuple, batch_inputs
+from darp_onnx.training.steps import batch_outputs
 
 TAYLOR_BATCHES = 8
 
@@ -44,7 +44,7 @@ def taylor_scores(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: Dataset
         handle.set(gates)
         for _ in range(batches):
             idx = distributed.shard(next(stream))
-            loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
+            loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
             grads = torch.autograd.grad(loss, list(gates.values()), allow_unused=True)
             grads = distributed.mean_tensors(grads, gates.values()) if distributed.active() else grads
             for gid, grad in zip(gates, grads, strict=True):

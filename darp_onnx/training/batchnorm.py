@@ -24,7 +24,7 @@ from torch import nn
 from darp_onnx.proxy import ProxyModel
 from darp_onnx.runtime import distributed
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import batch_inputs
+from darp_onnx.training.steps import batch_outputs
 
 EPS = 1e-5
 
@@ -89,7 +89,7 @@ class BatchNormHandle:
         for count in range(max(1, min(batches, -(-len(dataset) // batch_size)))):
             for layer in self.layers.values():
                 layer.momentum = 1.0 / (count + 1)  # the running statistics become the mean over batches
-            self.proxy(**batch_inputs(dataset, next(stream), device))
+            batch_outputs(self.proxy, dataset, next(stream), device)
         for layer in self.layers.values():
             layer.momentum = 0.1
         self.proxy.train(was_training)
@@ -150,7 +150,7 @@ def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256,
     proxy.eval()
     order = np.random.default_rng(seed).permutation(len(dataset))[:samples]
     for start in range(0, len(order), batch_size):
-        proxy(**batch_inputs(dataset, order[start:start + batch_size], device))
+        batch_outputs(proxy, dataset, order[start:start + batch_size], device)
     for layer in layers.values():
         moments = torch.stack(layer.collect).mean(0).double()
         mean, var = moments[0], (moments[1] - moments[0] ** 2).clamp_min(0.0)

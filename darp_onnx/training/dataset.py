@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import onnx
+import torch
 
 from darp_onnx.errors import BadInputError
 from darp_onnx.load.inputs import graph_inputs, input_dtype, input_shape, synthetic_inputs
@@ -25,11 +26,15 @@ from darp_onnx.training.preprocess import Preprocess, input_layout, parse_prepro
 
 @dataclass
 class Dataset:
+    """`micro_batches`: the model is not batch-major (a fixed batch of 1, outputs like [N, 6] or
+    time-major), so `inputs[k][i]` is one whole feed and batches run one sample at a time."""
+
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None = None
     source: str = "<synthetic>"
     skipped: list[str] = field(default_factory=list)  # image files that did not decode, 'file: reason'
     preprocess: dict | None = None  # how images became arrays, for the report
+    micro_batches: bool = False
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
@@ -49,6 +54,20 @@ class Dataset:
         return {"source": self.source, "samples": len(self), "labels": self.labels is not None,
                 "skipped": len(self.skipped), "skipped_files": self.skipped[:10], "preprocess": self.preprocess}
 
+    def feed(self, index: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
+        """Sample `index` as one whole feed (micro-batch data sets)."""
+        return {k: torch.from_numpy(np.ascontiguousarray(v[index])).to(device) for k, v in self.inputs.items()}
+
+    def first_feed(self) -> dict[str, np.ndarray]:
+        """The first sample as one onnxruntime feed (batch 1)."""
+        return {k: v[0] if self.micro_batches else v[:1] for k, v in self.inputs.items()}
+
+    def as_micro_batches(self) -> Dataset:
+        """The same samples as whole feeds of batch 1 (a batch-major data set for a model that is not)."""
+        if self.micro_batches:
+            return self
+        return replace(self, inputs={k: v[:, None] for k, v in self.inputs.items()}, micro_batches=True)
+
     def split(self, fraction: float, seed: int) -> tuple[Dataset, Dataset]:
         """Two disjoint random parts, the first with `fraction` of the samples (at least one each)."""
         order = np.random.default_rng(seed).permutation(len(self))
@@ -64,8 +83,10 @@ class Dataset:
 
 
 def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 0,
-                      shapes: Mapping[str, tuple[int, ...]] | None = None) -> Dataset:
-    single = {k: v[0] for k, v in synthetic_inputs(model, batch=1, seed=seed, shapes=shapes).items()}
+                      shapes: Mapping[str, tuple[int, ...]] | None = None, micro_batches: bool = False) -> Dataset:
+    """Random samples; `micro_batches`: each sample is a whole feed at the given input shapes."""
+    feeds = synthetic_inputs(model, batch=1, seed=seed, shapes=shapes)
+    single = feeds if micro_batches else {k: v[0] for k, v in feeds.items()}
     rng = np.random.default_rng(seed)
     inputs = {}
     for name, example in single.items():
@@ -73,7 +94,7 @@ def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 
             inputs[name] = rng.standard_normal((samples, *example.shape)).astype(example.dtype)
         else:
             inputs[name] = np.stack([example] * samples)
-    return Dataset(inputs, None, "<synthetic>")
+    return Dataset(inputs, None, "<synthetic>", micro_batches=micro_batches)
 
 
 def _pick(arrays: Mapping[str, np.ndarray], name: str, split: str | None) -> np.ndarray | None:

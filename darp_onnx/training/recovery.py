@@ -21,7 +21,7 @@ from darp_onnx.runtime import distributed
 from darp_onnx.search.loss import is_class_scores
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import as_tuple, batch_inputs, trainable_parameters
+from darp_onnx.training.steps import batch_outputs, trainable_parameters
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -154,7 +154,7 @@ def _train(proxy, dataset, teacher, config, handle, device, on_step) -> list[flo
     proxy.train()
     for step in range(config.steps):
         idx = distributed.shard(next(batches))
-        loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
+        loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(params)

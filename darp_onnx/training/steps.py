@@ -33,11 +33,28 @@ def as_tuple(outputs) -> tuple[torch.Tensor, ...]:
     return outputs if isinstance(outputs, tuple) else (outputs,)
 
 
+def batch_outputs(proxy: ProxyModel, dataset: Dataset, indices: np.ndarray,
+                  device: torch.device | str) -> tuple[torch.Tensor, ...]:
+    """The proxy's outputs for the samples `indices`. For a data set in micro-batches (a model that is
+    not batch-major) every sample runs alone and the outputs are stacked along a new first axis: the
+    loss over the stack is the mean of the per-sample losses, so one backward accumulates their
+    gradients."""
+    if not dataset.micro_batches:
+        return as_tuple(proxy(**batch_inputs(dataset, indices, device)))
+    runs = [as_tuple(proxy(**dataset.feed(int(i), device))) for i in indices]
+    return tuple(torch.stack([run[j] for run in runs]) for j in range(len(runs[0])))
+
+
 @torch.no_grad()
 def predict(proxy: ProxyModel, dataset: Dataset, *, batch_size: int = 128,
             device: torch.device | str = "cpu") -> list[np.ndarray]:
     """All outputs of the proxy over the data set, in sample order."""
     parts: list[list[np.ndarray]] = []
+    if dataset.micro_batches:
+        for i in range(len(dataset)):
+            outs = proxy.run(dataset.feed(i, device))
+            parts.append([outs[name].float().cpu().numpy()[None] for name in proxy.output_names])
+        return [np.concatenate([p[i] for p in parts]) for i in range(len(proxy.output_names))]
     for start in range(0, len(dataset), batch_size):
         idx = np.arange(start, min(start + batch_size, len(dataset)))
         outs = proxy.run(batch_inputs(dataset, idx, device))
@@ -83,7 +100,7 @@ def train_steps(
     proxy.train()
     for step in range(steps):
         idx = distributed.shard(next(batches))
-        loss = loss_fn(as_tuple(proxy(**batch_inputs(dataset, idx, device))), idx)
+        loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(params)

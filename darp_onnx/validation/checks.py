@@ -75,20 +75,25 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
 
 
 def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,
-                error: type[DarpError] = ValidationFailedError, batch_size: int = 64) -> list[np.ndarray]:
-    """All outputs of `session` over `feeds`, run in batches; a failure raises `error` naming `label`."""
+                error: type[DarpError] = ValidationFailedError, batch_size: int = 64,
+                micro: bool = False) -> list[np.ndarray]:
+    """All outputs of `session` over `feeds`, run in batches; a failure raises `error` naming `label`.
+    `micro`: `feeds[k][i]` is one whole feed (a model that is not batch-major); outputs are stacked."""
     total = len(next(iter(feeds.values())))
     parts = []
     try:
-        for start in range(0, total, batch_size):
-            parts.append(session.run(None, {k: v[start : start + batch_size] for k, v in feeds.items()}))
+        if micro:
+            parts = [[o[None] for o in session.run(None, {k: v[i] for k, v in feeds.items()})] for i in range(total)]
+        else:
+            for start in range(0, total, batch_size):
+                parts.append(session.run(None, {k: v[start : start + batch_size] for k, v in feeds.items()}))
     except Exception as exc:
         raise error(f"{label}: onnxruntime fails to run it ({first_line(exc)})") from None
     return [np.concatenate([p[i] for p in parts]) for i in range(len(parts[0]))]
 
 
 def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], device: str = "cpu",
-              label: str = "model", batch_size: int = 64) -> tuple[list[np.ndarray], str, object]:
+              label: str = "model", batch_size: int = 64, micro: bool = False) -> tuple[list[np.ndarray], str, object]:
     """Outputs over `feeds` (in batches), the provider used and the session."""
     try:
         session = make_session(model, device)
@@ -96,7 +101,8 @@ def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], device: s
         raise
     except Exception as exc:
         raise ValidationFailedError(f"{label}: onnxruntime cannot load it ({first_line(exc)})") from None
-    return run_batches(session, feeds, label, batch_size=batch_size), session_provider(session), session
+    return (run_batches(session, feeds, label, batch_size=batch_size, micro=micro), session_provider(session),
+            session)
 
 
 def as_dict(obj) -> dict:

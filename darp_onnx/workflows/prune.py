@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +21,7 @@ from darp_onnx.cost import CostModel, count_graph
 from darp_onnx.cost.latency import LatencyModel, compare_latencies
 from darp_onnx.errors import OptionError, ValidationFailedError
 from darp_onnx.groups import ChannelAnalysis, analyse
+from darp_onnx.load.ingest import ingest
 from darp_onnx.load.input_shapes import resolve_input_shapes
 from darp_onnx.load.preflight import check_loaded_model, check_run_memory
 from darp_onnx.proxy import ProxyModel, build_proxy
@@ -34,6 +35,7 @@ from darp_onnx.search.gates import attach_gates
 from darp_onnx.search.latency_extract import extract_masks_by_latency
 from darp_onnx.search.loss import TaskLoss, check_labels_fit
 from darp_onnx.search.taylor import TAYLOR_BATCHES, run_darp, taylor_scores
+from darp_onnx.training.batching import is_batch_major
 from darp_onnx.training.dataset import Dataset, load_dataset, synthetic_dataset
 from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
@@ -82,6 +84,7 @@ class PruneRun:
     proxy: ProxyModel | None = None
     reference: list[np.ndarray] | None = None  # the unpruned proxy's outputs on the dataset
     loss_fn: TaskLoss | None = None
+    observed_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # onnxruntime, at input_shapes
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -134,11 +137,16 @@ def load(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig
 
 
 def analyse_costs(run: PruneRun) -> PruneRun:
-    """Channel groups, the cost model, the layer timings (when latency-aware) and the budget."""
+    """Ingestion (node names, shared constants, every tensor's shape: darp_onnx.load.ingest), channel groups,
+    the cost model, the layer timings (when latency-aware) and the budget."""
+    with run.timings.stage("ingest"):
+        ingested = ingest(run.model, run.input_shapes, seed=run.config.seed, source=run.source.name)
+        run.source = replace(run.source, model=ingested.model)
+        run.observed_shapes = ingested.shapes
     with run.timings.stage("analysis"):
         run.analysis = analyse(run.model)
     with run.timings.stage("shapes"):
-        run.cost_model = CostModel(run.model, run.analysis, run.input_shapes)
+        run.cost_model = CostModel(run.model, run.analysis, run.input_shapes, observed=run.observed_shapes)
         io = run.config.io
         check_run_memory(run.model, run.cost_model.shapes, run.input_shapes,
                          batch_size=max(run.config.search.batch_size, run.config.recovery.batch_size),
@@ -170,6 +178,11 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
             run.dataset = data if isinstance(data, Dataset) else load_dataset(data, run.model)
         run.proxy = build_proxy(run.model, source=run.source.name).to(run.device.torch_device)
         run.proxy.eval()
+        if not is_batch_major(run.proxy, run.model, run.input_shapes, device=run.device.torch_device,
+                              seed=config.seed):  # a fixed batch or outputs not indexed by sample
+            run.dataset = (run.dataset.as_micro_batches() if data is not None else
+                           synthetic_dataset(run.model, samples=config.io.synthetic_samples, seed=config.seed,
+                                             shapes=run.input_shapes, micro_batches=True))
         run.reference = predict(run.proxy, run.dataset, device=run.device.torch_device)
         if run.dataset.labels is not None:
             check_labels_fit(run.dataset.labels, run.reference, run.dataset.source)
@@ -227,7 +240,7 @@ def extract(run: PruneRun, scores: Scores, *, budget: Budget | None = None,
         latency = run.latency
         if latency is None:
             raise ValueError("a latency-aware extraction needs the layer timings: a config with latency_aware")
-        one = {k: v[:1] for k, v in _feeds(run).items()}
+        one = run.dataset.first_feed() if run.dataset is not None else {k: v[:1] for k, v in _feeds(run).items()}
 
         def measure(candidates):
             rewritten = [rewrite(run.model, run.analysis, m) for m in candidates]
@@ -287,9 +300,11 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
     label = str(run.out_path or "pruned model")
     runs = run.config.validation.latency_runs
     with run.timings.stage("validation"):
+        micro = run.dataset.micro_batches
         written = check_written(pruned, run.dataset.inputs, masked_outputs, device=run.device.ort_device,
-                                label=label, against="the masked proxy")
-        before, _, session_before = run_model(run.model, run.dataset.inputs, run.device.ort_device, "original model")
+                                label=label, against="the masked proxy", micro=micro)
+        before, _, session_before = run_model(run.model, run.dataset.inputs, run.device.ort_device, "original model",
+                                              micro=micro)
         counted = count_graph(pruned, run.input_shapes)
         expected_macs, expected_params = run.cost_model.macs(masks), run.cost_model.params(masks)
         if counted.macs != expected_macs or counted.params != expected_params:
@@ -297,7 +312,7 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
                 f"{label}: counted {counted.macs} MACs / {counted.params} params, the cost model predicted "
                 f"{expected_macs} / {expected_params}"
             )
-        one = {k: v[:1] for k, v in run.dataset.inputs.items()}
+        one = run.dataset.first_feed()
         return Validation(
             provider=written.provider, max_abs_diff=written.max_abs_diff,
             fidelity=fidelity(written.outputs, before, run.dataset.labels),

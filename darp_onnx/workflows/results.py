@@ -12,10 +12,11 @@ from typing import Any
 import numpy as np
 import onnx
 
+from darp_onnx.failures import in_stage
 from darp_onnx.validation.checks import Fidelity
 
-STAGES = ("load", "analysis", "shapes", "latency_table", "reference_outputs", "search", "extraction", "finetune",
-          "rewrite", "validation", "write")
+STAGES = ("load", "ingest", "analysis", "shapes", "latency_table", "reference_outputs", "search", "extraction",
+          "finetune", "rewrite", "validation", "write")
 
 
 class StageTimings(dict):
@@ -23,9 +24,11 @@ class StageTimings(dict):
 
     @contextmanager
     def stage(self, name: str) -> Iterator[None]:
+        """Times stage `name`; an unexpected exception inside becomes a one-line StageError naming it."""
         start = time.perf_counter()
         try:
-            yield
+            with in_stage(name):
+                yield
         finally:
             self[name] = round(self.get(name, 0.0) + time.perf_counter() - start, 4)
 

@@ -1,0 +1,130 @@
+"""Ingestion: make what other exporters wrote usable by the analysis, without asking the user for help.
+
+1. Nodes get unique names (`naming`), 2. constants shared between readers are copied per reader
+(`unshare`), 3. every tensor gets a shape: onnx's shape inference (done by `load_model`), then
+onnxruntime's symbolic shape inference, then the shapes onnxruntime observes in one run at the given
+input shapes (`observed`). Shapes found by the later sources are written into the model's value_info
+only where the earlier ones left a tensor without a complete shape; the observed shapes are also kept
+as a table (`Ingested.shapes`) for the cost model. A tensor no source resolves is listed in `unknown`:
+the analysis freezes what touches it.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+
+import onnx
+
+from darp_onnx.errors import first_line
+from darp_onnx.load.inputs import synthetic_inputs
+from darp_onnx.load.naming import has_unique_names, name_nodes
+from darp_onnx.load.observed import observe_shapes
+from darp_onnx.load.refusals import refuse_unprunable
+from darp_onnx.load.unshare import unshare_constants
+
+
+@dataclass
+class Ingested:
+    model: onnx.ModelProto
+    shapes: dict[str, tuple[int, ...]]  # observed by onnxruntime at the given input shapes
+    renamed: bool = False
+    unshared: int = 0
+    shape_sources: dict[str, int] = field(default_factory=dict)  # tensors completed by each source
+    unknown: list[str] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+
+def _complete(value: onnx.ValueInfoProto) -> bool:
+    ttype = value.type.tensor_type
+    return (value.type.HasField("tensor_type") and ttype.HasField("shape")
+            and all(d.HasField("dim_value") or d.dim_param for d in ttype.shape.dim))
+
+
+def _tensor_names(model: onnx.ModelProto) -> list[str]:
+    inits = {t.name for t in model.graph.initializer}
+    names = []
+    for node in model.graph.node:
+        if node.op_type == "Constant":
+            continue
+        names.extend(n for n in node.output if n and n not in inits)
+    return names
+
+
+def _known(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
+    graph = model.graph
+    return {v.name: v for v in [*graph.input, *graph.value_info, *graph.output] if _complete(v)}
+
+
+def _symbolic(model: onnx.ModelProto) -> onnx.ModelProto | None:
+    """onnxruntime's symbolic shape inference, quiet; None when it fails on this model."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    logger = logging.getLogger("onnxruntime.tools.symbolic_shape_infer")
+    level = logger.level
+    logger.setLevel(logging.CRITICAL)
+    try:
+        with contextlib.redirect_stdout(io.StringIO()):
+            return SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=False)
+    except Exception:  # it raises bare Exceptions on ops it does not know; the observed shapes follow
+        return None
+    finally:
+        logger.setLevel(level)
+
+
+def _set_shape(model: onnx.ModelProto, name: str, source: onnx.ValueInfoProto | None,
+               dims: tuple[int, ...] | None = None) -> None:
+    graph = model.graph
+    target = next((v for v in graph.output if v.name == name), None)
+    if target is None:
+        target = next((v for v in graph.value_info if v.name == name), None) or graph.value_info.add()
+        target.name = name
+    if source is not None:
+        target.type.CopyFrom(source.type)
+        return
+    ttype = target.type.tensor_type
+    ttype.ClearField("shape")
+    ttype.shape.SetInParent()
+    for d in dims:
+        ttype.shape.dim.add().dim_value = int(d)
+
+
+def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] | None = None, *,
+           seed: int = 0, source: str = "the model") -> Ingested:
+    """The model as the analysis needs it (never modifies `model`); see the module docstring. Quantized
+    graphs and graphs with control flow are refused (UnsupportedOpError)."""
+    refuse_unprunable(model, source)
+    renamed = not has_unique_names(model)
+    work = name_nodes(model) if renamed else model
+    work, unshared = unshare_constants(work)
+    sources = {"onnx": 0, "symbolic": 0, "onnxruntime": 0}
+    notes: list[str] = []
+    known = _known(work)
+    wanted = _tensor_names(work)
+    sources["onnx"] = sum(1 for n in wanted if n in known)
+    missing = [n for n in wanted if n not in known]
+    if missing:
+        inferred = _symbolic(work)
+        if inferred is None:
+            notes.append("onnxruntime's symbolic shape inference failed on this model")
+        else:
+            found = _known(inferred)
+            for name in [n for n in missing if n in found]:
+                _set_shape(work, name, found[name])
+                sources["symbolic"] += 1
+            missing = [n for n in missing if n not in found]
+    shapes: dict[str, tuple[int, ...]] = {}
+    try:
+        shapes = observe_shapes(work, synthetic_inputs(work, batch=1, seed=seed, shapes=input_shapes),
+                                dict(input_shapes or {}))
+    except Exception as exc:  # any onnxruntime failure: the static shapes are all there is
+        notes.append(f"onnxruntime could not run the model at the given input shapes ({first_line(exc)})")
+    for name in [n for n in missing if n in shapes]:
+        _set_shape(work, name, None, shapes[name])
+        sources["onnxruntime"] += 1
+    unknown = [n for n in missing if n not in shapes]
+    return Ingested(model=work, shapes=shapes, renamed=renamed, unshared=unshared, shape_sources=sources,
+                    unknown=unknown, notes=notes)

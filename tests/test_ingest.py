@@ -1,0 +1,236 @@
+"""Ingestion of what other exporters write: one small onnx.helper model per failure class found on
+the real-model corpus (benchmarks/real_models.toml)."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+
+from darp_onnx.cost import CostModel
+from darp_onnx.errors import BadInputError, DarpError, UnsupportedOpError
+from darp_onnx.failures import StageError, in_stage
+from darp_onnx.groups import analyse
+from darp_onnx.load.ingest import ingest
+from darp_onnx.load.shapes import static_shapes
+from darp_onnx.proxy import build_proxy
+from darp_onnx.training.batching import is_batch_major
+from tests.groups.builder import GraphBuilder
+
+
+def _loose(b: GraphBuilder, *outputs: str) -> onnx.ModelProto:
+    """The built model without shape inference (as some exporters ship it)."""
+    from onnx import TensorProto, helper
+
+    outs = [helper.make_tensor_value_info(o, TensorProto.UNDEFINED, None) for o in outputs]
+    graph = helper.make_graph(b.nodes, "synthetic", b.inputs, outs, b.inits)
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", b.opset)], ir_version=10)
+
+
+def paddle_like_names() -> onnx.ModelProto:
+    """paddle2onnx: Constant nodes without names, other names repeated."""
+    b = GraphBuilder(11)
+    h = b.cbr(b.input("x", [1, 3, 8, 8]), 3, 6)
+    model = b.build(b.conv(h, 6, 4))
+    model.graph.node[0].name = ""
+    model.graph.node[2].name = model.graph.node[1].name
+    return model
+
+
+def runtime_reshape() -> onnx.ModelProto:
+    """A Reshape target computed at run time through a float detour that static inference cannot follow
+    (Shape -> Cast -> Mul -> Cast -> Reshape), feeding a Conv: its output has no static shape."""
+    b = GraphBuilder(12)
+    h = b.cbr(b.input("x", [1, 3, 8, 8]), 3, 6)
+    shape = b.op("Cast", b.op("Mul", b.op("Cast", b.op("Shape", h), to=1), b.const(np.float32(1.0))), to=7)
+    r = b.op("Reshape", h, shape)
+    return _loose(b, b.conv(r, 6, 4))
+
+
+def fixed_batch() -> onnx.ModelProto:
+    """A graph that fixes batch 1 (Reshape to [1, -1]) and writes detections as [N, 3]."""
+    b = GraphBuilder(13)
+    h = b.cbr(b.cbr(b.input("x", ["batch", 3, 4, 4]), 3, 8), 8, 4)
+    flat = b.op("Reshape", h, b.const(np.array([1, -1], dtype=np.int64)))
+    dets = b.op("Reshape", b.op("Gemm", flat, b.weight(4 * 16, 6)), b.const(np.array([2, 3], dtype=np.int64)))
+    return b.build(dets)
+
+
+def shared_bias() -> onnx.ModelProto:
+    """TorchScript: one zero bias stored once, handed to two Convs through Identity nodes."""
+    b = GraphBuilder(14)
+    zero = b.const(np.zeros(6, dtype=np.float32), "bias")
+    x = b.input("x", [1, 3, 8, 8])
+    h = b.op("Relu", b.op("Conv", x, b.weight(6, 3, 3, 3), b.op("Identity", zero), pads=[1] * 4))
+    h = b.op("Relu", b.op("Conv", h, b.weight(6, 6, 3, 3), b.op("Identity", zero), pads=[1] * 4))
+    return b.build(b.conv(h, 6, 4))
+
+
+def test_unnamed_and_duplicate_nodes_are_named_inside():
+    model = paddle_like_names()
+    kept = model.graph.node[3].name
+    named = ingest(model, {}).model
+    names = [n.name for n in named.graph.node]
+    assert "" not in names and len(set(names)) == len(names)
+    assert kept in names and names[0] == f"{model.graph.node[0].op_type}_0"
+    assert analyse(named).prunable()
+    assert model.graph.node[0].name == ""  # the input is never modified
+
+
+def test_runtime_reshape_gets_observed_shapes_and_costs():
+    model = runtime_reshape()
+    conv_out = model.graph.output[0].name
+    assert conv_out not in static_shapes(model)  # the failure class: no static shape
+    ingested = ingest(model, {})
+    assert ingested.shape_sources["symbolic"] + ingested.shape_sources["onnxruntime"] > 0 and not ingested.unknown
+    assert ingested.shapes[conv_out] == (1, 4, 8, 8)
+    cost = CostModel(ingested.model, analyse(ingested.model), {}, observed=ingested.shapes)
+    assert cost.full_macs == 1 * 4 * 8 * 8 * 6 * 9 + 1 * 6 * 8 * 8 * 3 * 9
+
+
+def test_observed_shapes_fill_in_when_symbolic_inference_fails(monkeypatch):
+    import darp_onnx.load.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "_symbolic", lambda model: None)  # it fails on 3 corpus models
+    ingested = ingest(runtime_reshape(), {})
+    assert ingested.shape_sources["onnxruntime"] > 0 and not ingested.unknown
+    cost = CostModel(ingested.model, analyse(ingested.model), {}, observed=ingested.shapes)
+    assert cost.full_macs == 1 * 4 * 8 * 8 * 6 * 9 + 1 * 6 * 8 * 8 * 3 * 9
+
+
+def test_unknown_shape_is_a_one_line_error_not_a_key_error():
+    model = runtime_reshape()
+    analysis = analyse(model)
+    with pytest.raises(BadInputError, match="shape of .* is unknown"):
+        CostModel(model, analysis, {})
+
+
+def test_fixed_batch_graph_is_detected():
+    model = ingest(fixed_batch(), {"x": (1, 3, 4, 4)}).model
+    assert not is_batch_major(build_proxy(model), model, {"x": (1, 3, 4, 4)})
+    batch_major = GraphBuilder(15)
+    ok = batch_major.build(batch_major.conv(batch_major.input("x", ["n", 3, 4, 4]), 3, 2))
+    assert is_batch_major(build_proxy(ok), ok, {"x": (1, 3, 4, 4)})
+
+
+def test_fixed_batch_graph_prunes_in_micro_batches(tmp_path):
+    import darp_onnx
+
+    model = fixed_batch()
+    result = darp_onnx.prune(model, output=tmp_path / "p.onnx", target_flops=0.7, input_shapes={"x": (1, 3, 4, 4)},
+                             search_steps=4, finetune_steps=2, batch_size=4, synthetic_samples=8, latency_runs=2,
+                             channel_multiple=1)
+    assert result.flops_after < result.flops_before
+    written = onnx.load(str(tmp_path / "p.onnx"))
+    assert [o.name for o in written.graph.output] == [o.name for o in model.graph.output]
+
+
+def test_shared_constants_are_unshared():
+    model = shared_bias()
+    frozen = [g.frozen for g in analyse(model).groups if g.frozen]
+    assert any("not a per-channel constant" in f for f in frozen)  # the failure class
+    ingested = ingest(model, {})
+    assert ingested.unshared >= 2
+    frozen = [g.frozen for g in analyse(ingested.model).groups if g.frozen]
+    assert not [f for f in frozen if "per-channel" in f or "also read" in f]
+    assert not [n for n in ingested.model.graph.node if n.op_type == "Identity"]
+
+
+def test_quantized_graph_is_refused_in_one_line():
+    b = GraphBuilder(16)
+    q, scale, zero = b.op("DynamicQuantizeLinear", b.input("x", [1, 4]), outputs=3)
+    model = _loose(b, q, scale, zero)
+    with pytest.raises(UnsupportedOpError, match="quantized graph") as info:
+        ingest(model, {})
+    assert "\n" not in str(info.value)
+
+
+def test_control_flow_is_refused_in_one_line():
+    from onnx import TensorProto, helper
+
+    branch = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "b", [],
+                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1])])
+    cond = helper.make_tensor_value_info("c", TensorProto.BOOL, [])
+    node = helper.make_node("If", ["c"], ["out"], name="if0", then_branch=branch, else_branch=branch)
+    graph = helper.make_graph([node], "g", [cond, helper.make_tensor_value_info("x", TensorProto.FLOAT, [1])],
+                              [helper.make_tensor_value_info("out", TensorProto.FLOAT, [1])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    with pytest.raises(UnsupportedOpError, match="'if0' \\(If\\): control flow"):
+        ingest(model, {})
+
+
+def test_exception_in_a_stage_names_stage_and_node(monkeypatch):
+    import darp_onnx.groups.analysis as analysis_module
+
+    def broken_rule(node):
+        def rule(tracer, node):
+            raise KeyError("boom")
+        return rule
+
+    monkeypatch.setattr(analysis_module, "rule_for", broken_rule)
+    model = ingest(paddle_like_names(), {}).model
+    with pytest.raises(StageError) as info, in_stage("analysis"):
+        analyse(model)
+    message = str(info.value)
+    assert message.startswith("analysis failed at node '") and "KeyError" in message and "\n" not in message
+    assert info.value.stage == "analysis" and isinstance(info.value, DarpError)
+    assert isinstance(info.value.__cause__, KeyError)  # --debug shows where it came from
+
+
+def test_proxy_failure_names_the_node():
+    model = ingest(fixed_batch(), {}).model
+    proxy = build_proxy(model)
+    x = np.zeros((3, 3, 4, 4), np.float32)
+    import torch
+
+    with pytest.raises(StageError, match=r"search failed at node '\w+' \((Reshape|Gemm)\)"), in_stage("search"):
+        proxy.run({"x": torch.from_numpy(x)})
+
+
+def test_unknown_shape_freezes_what_touches_it():
+    model = runtime_reshape()  # no shape inference: the Reshape's output has no shape
+    analysis = analyse(model)
+    assert any("is unknown" in (g.frozen or "") for g in analysis.groups)
+
+
+def test_distillation_reads_micro_batch_outputs_per_sample():
+    import torch
+
+    from darp_onnx.search.loss import TaskLoss
+
+    teacher = np.random.default_rng(0).standard_normal((6, 1, 5)).astype(np.float32)  # fixed batch 1, stacked
+    loss = TaskLoss(teacher=[teacher])
+    idx = np.array([4, 1])
+    same = loss((torch.from_numpy(teacher[idx]),), idx)
+    other = loss((torch.from_numpy(teacher[idx][:, :, ::-1].copy()),), idx)
+    assert float(same) == pytest.approx(0.0, abs=1e-6) and float(other) > 0  # KL on [samples, classes]
+
+
+def test_output_shape_static_inference_cannot_follow_survives_the_rewrite():
+    """PP-OCRv4's recogniser: the rewritten model's output shape is cleared and strict inference cannot
+    recompute it; the declared one (output channels are never pruned) must be kept, not a broken type."""
+    from onnx import TensorProto, helper
+
+    from darp_onnx.rewrite import rewrite
+
+    model = runtime_reshape()
+    model.graph.output[0].type.CopyFrom(helper.make_tensor_type_proto(TensorProto.FLOAT, [1, 4, 8, 8]))
+    ingested = ingest(model, {}).model
+    analysis = analyse(ingested)
+    rewritten = rewrite(ingested, analysis, analysis.all_kept())
+    dims = rewritten.graph.output[0].type.tensor_type.shape.dim
+    assert len(dims) == 4 and dims[1].dim_value == 4
+
+
+def test_prune_turns_an_unexpected_exception_into_a_stage_error(monkeypatch, tmp_path):
+    import darp_onnx
+    import darp_onnx.workflows.prune as prune_module
+
+    def broken(*args, **kwargs):
+        raise IndexError("index 11 is out of bounds for dimension 0 with size 1")
+
+    monkeypatch.setattr(prune_module, "run_darp", broken)
+    with pytest.raises(StageError, match=r"^search failed: IndexError: index 11") as info:
+        darp_onnx.prune(paddle_like_names(), output=tmp_path / "p.onnx", target_flops=0.8, search_steps=2,
+                        finetune_steps=0, synthetic_samples=4, channel_multiple=1)
+    assert info.value.exit_code == 1 and not (tmp_path / "p.onnx").exists()
