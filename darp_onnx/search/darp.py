@@ -9,6 +9,7 @@ One search step is one forward/backward pass, so a step costs about one plain tr
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -62,6 +63,19 @@ PENALTY_RANGE = (1e-3, 1e2)
 LOGIT_TRAVEL = 15.0
 
 
+class ScheduleClock:
+    """Where the schedules stand: the step count, or the share of the time to the deadline if that is further."""
+
+    def __init__(self, steps: int, deadline: float | None) -> None:
+        self.steps, self.deadline, self.start = steps, deadline, time.perf_counter()
+
+    def position(self, count: int) -> int:
+        if self.deadline is None:
+            return count
+        share = (time.perf_counter() - self.start) / max(self.deadline - self.start, 1e-9)
+        return max(count, int(share * self.steps))
+
+
 def ramped_target(target: float, step: int, steps: int, ramp: float) -> float:
     """Gradual pruning: the cost the penalty aims at falls linearly from 1 (the full model) to the
     budget over the first `ramp` share of the steps, so the dual variable never faces a large gap."""
@@ -106,10 +120,14 @@ def darp_search(
     on_step: StepCallback | None = None,
     init_scores: dict[int, np.ndarray] | None = None,
     extra_parameters: list[torch.nn.Parameter] | None = None,
+    deadline: float | None = None,
 ) -> SearchResult:
     """`init_scores`: unit importance to start the logits from (see `initial_logits`);
-    `extra_parameters`: trained with the weights (inserted BatchNorm layers)."""
+    `extra_parameters`: trained with the weights (inserted BatchNorm layers); `deadline` (a
+    `time.perf_counter()` value): when steps run slower than planned, the schedules advance with the time
+    used instead of the step count, so the search anneals fully and ends in time (with fewer steps)."""
     torch.manual_seed(config.seed)
+    clock = ScheduleClock(config.steps, deadline)
     generator = torch.Generator().manual_seed(config.seed)
     groups = analysis.prunable()
     start = initial_logits(groups, config, init_scores)
@@ -131,10 +149,13 @@ def darp_search(
     handle = attach_gates(proxy, analysis)
     proxy.train()
     try:
-        for step in range(config.steps):
+        for count in range(config.steps):
+            step = clock.position(count)
+            if step >= config.steps:
+                break
             tau_s = temperature(config.schedule, *config.tau_sample, step, config.steps)
             tau_p = temperature(config.schedule, *config.tau_penalty, step, config.steps)
-            logit_step = step % config.logit_every == config.logit_every - 1
+            logit_step = count % config.logit_every == config.logit_every - 1
             pool = logit_idx if logit_step else weight_idx
             idx = pool[rng.integers(0, len(pool), size=min(config.batch_size, len(pool)))]
             gates = {

@@ -58,8 +58,11 @@ def measure_forward_seconds(proxy: ProxyModel, dataset: Dataset, *, batch: int =
     idx = np.arange(min(batch, len(dataset)))
     feeds = batch_inputs(dataset, idx, device)
     proxy.run(feeds)  # warm-up
-    _sync(device)
-    start = time.perf_counter()
-    proxy.run(feeds)
-    _sync(device)
-    return (time.perf_counter() - start) / len(idx)
+    times = []
+    for _ in range(TIMED_REPEATS + 1):
+        _sync(device)
+        start = time.perf_counter()
+        proxy.run(feeds)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) / len(idx)
