@@ -37,6 +37,7 @@ class RunPlan:
     forward_seconds: float = math.nan  # per sample
     search_data: Dataset | None = None  # downscaled search data, when the reduced search applies
     resolution_note: str = "full resolution"
+    expected_s: float | None = None  # seconds from the start to the planned end (set after planning)
     threads: int = field(default_factory=torch.get_num_threads)
 
     def seconds_left(self) -> float | None:
@@ -103,8 +104,8 @@ def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
     return RunPlan(started, seconds, memory, steps, forward, search_data, note), dataset
 
 
-def estimated_end(plan: RunPlan, samples: int, latency_runs: int) -> float | None:
-    """Seconds from the start of the run to its expected end, as planned."""
+def expected_total(plan: RunPlan, samples: int, latency_runs: int) -> float | None:
+    """Seconds from the start of the run to its expected end, as planned now (call at the end of the plan stage)."""
     if plan.seconds is None or math.isnan(plan.steps.training_seconds):
         return None
     done = time.perf_counter() - plan.started

@@ -55,7 +55,7 @@ from darp_onnx.workflows.config import (
     prune_config,
 )
 from darp_onnx.workflows.outputs import check_paths_first, write_prune_outputs
-from darp_onnx.workflows.plan import RunPlan, estimated_end, plan_run, tail_seconds
+from darp_onnx.workflows.plan import RunPlan, expected_total, plan_run, tail_seconds
 from darp_onnx.workflows.results import Extraction, PruneResult, StageTimings, Validation
 
 ProgressFn = Callable[[str, dict[str, float]], None]
@@ -177,13 +177,13 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         run.proxy = build_proxy(run.model, source=run.source.name).to(run.device.torch_device)
         run.proxy.eval()
         run.plan, run.dataset = plan_run(run, run.started)
+        run.plan.expected_s = expected_total(run.plan, len(run.dataset), config.validation.latency_runs)
         steps = run.plan.steps
         run.progress("plan", {"search_steps": steps.search_steps, "finetune_steps": steps.finetune_steps,
                               "batch_size": steps.batch_size, "samples": len(run.dataset),
                               "time_budget_s": run.plan.seconds,
                               "step_seconds": None if np.isnan(steps.step_seconds) else steps.step_seconds,
-                              "estimate_s": estimated_end(run.plan, len(run.dataset),
-                                                          config.validation.latency_runs)})
+                              "estimate_s": run.plan.expected_s})
     with run.timings.stage("reference_outputs"):
         batch = max(1, min(128, 2 * run.plan.memory.max_batch))
         run.reference = predict(run.proxy, run.dataset, batch_size=batch, device=run.device.torch_device)
@@ -349,11 +349,14 @@ def _search_deadline(run: PruneRun) -> float | None:
 
 
 def _eta(run: PruneRun, finetune_steps: int | None = None) -> float | None:
-    """Seconds until the run should end, from the plan (None without a time budget)."""
-    if run.plan is None or run.plan.seconds is None:
+    """Seconds until the run should end (None without a time budget): as planned, or from the fine-tune's steps."""
+    plan = run.plan
+    if plan is None or plan.seconds is None or plan.expected_s is None:
         return None
-    end = estimated_end(run.plan, len(run.dataset), run.config.validation.latency_runs)
-    return None if end is None else max(end - (time.perf_counter() - run.started), 0.0)
+    if finetune_steps is None:
+        return max(plan.expected_s - (time.perf_counter() - run.started), 0.0)
+    return finetune_steps * plan.steps.step_seconds + tail_seconds(
+        plan.forward_seconds, len(run.dataset), run.config.validation.latency_runs, 0.0)
 
 
 # rewrite, validate, write -------------------------------------------------------------------------
