@@ -92,7 +92,7 @@ def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
             search_data = search_data.limited(samples, config.seed)
     tune = _linear(measure_step_seconds(run.proxy, run.analysis, dataset, probe, device=device), probe)
     search = tune if search_data is None else _linear(
-        measure_step_seconds(run.proxy, run.analysis, search_data, probe, device=device), probe)
+        measure_step_seconds(run.proxy, run.analysis, search_data, probe, device=device, warm_up=False), probe)
     graph = sum(run.timings.get(s, 0.0) for s in ("load", "analysis", "shapes"))
     elapsed = time.perf_counter() - started
     training = seconds - elapsed - forward * len(dataset) - tail_seconds(

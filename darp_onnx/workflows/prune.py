@@ -183,7 +183,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
                               "batch_size": steps.batch_size, "samples": len(run.dataset),
                               "time_budget_s": run.plan.seconds,
                               "step_seconds": None if np.isnan(steps.step_seconds) else steps.step_seconds,
-                              "estimate_s": run.plan.expected_s})
+                              "estimate_s": run.plan.expected_s, "over_budget": steps.over_budget})
     with run.timings.stage("reference_outputs"):
         batch = max(1, min(128, 2 * run.plan.memory.max_batch))
         run.reference = predict(run.proxy, run.dataset, batch_size=batch, device=run.device.torch_device)
