@@ -59,7 +59,7 @@ def main() -> None:
     args = parser.parse_args()
     digits = load_digits("source")
     train = Dataset({"input": digits["train_input"]}, digits["train_labels"], "digits source train")
-    console = Console()
+    console = Console(width=200)
     table = Table(title=f"search at {args.scale:g}x vs full resolution, {args.budget:.0%} MACs, {args.steps} search + "
                         f"{args.finetune_steps} fine-tune steps, digits (labels), test accuracy by onnxruntime",
                   title_justify="left")
@@ -77,9 +77,11 @@ def main() -> None:
             note = reduced.resources.get("search_resolution", "")
             differ, channels, bdiff, branches = decisions_differ(full.groups, full.masks, reduced.masks)
             acc = [accuracy(r.model, digits["test_input"], digits["test_labels"]) for r in (full, reduced)]
-            table.add_row(name, str(seed), f"{differ}/{channels} ({differ / max(channels, 1):.1%})",
-                          f"{bdiff}/{branches}", f"{full.timings['search']:.1f}", f"{reduced.timings['search']:.1f}",
-                          f"{acc[0]:.3f}", f"{acc[1]:.3f}", str(note))
+            cells = [name, str(seed), f"{differ}/{channels} ({differ / max(channels, 1):.1%})", f"{bdiff}/{branches}",
+                     f"{full.timings['search']:.1f}", f"{reduced.timings['search']:.1f}", f"{acc[0]:.3f}",
+                     f"{acc[1]:.3f}", str(note)]
+            table.add_row(*cells)
+            print(" | ".join(cells), flush=True)  # each row as soon as it is measured
     console.print(table)
 
 
