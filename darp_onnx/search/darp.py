@@ -63,8 +63,12 @@ PENALTY_RANGE = (1e-3, 1e2)
 LOGIT_TRAVEL = 15.0
 
 
+MIN_STEPS_BY_CLOCK = 20  # a search cut short by its deadline still takes this many steps
+
+
 class ScheduleClock:
-    """Where the schedules stand: the step count, or the share of the time to the deadline if that is further."""
+    """Where the schedules stand: the step count, or the share of the time to the deadline if that is further.
+    The first MIN_STEPS_BY_CLOCK steps always run (the last of them at the end of the schedules)."""
 
     def __init__(self, steps: int, deadline: float | None) -> None:
         self.steps, self.deadline, self.start = steps, deadline, time.perf_counter()
@@ -73,7 +77,11 @@ class ScheduleClock:
         if self.deadline is None:
             return count
         share = (time.perf_counter() - self.start) / max(self.deadline - self.start, 1e-9)
-        return max(count, int(share * self.steps))
+        position = max(count, int(share * self.steps))
+        if count < min(MIN_STEPS_BY_CLOCK, self.steps):
+            floor = self.steps - min(MIN_STEPS_BY_CLOCK, self.steps) + count  # leave room for the minimum
+            return min(position, floor)
+        return position
 
 
 def ramped_target(target: float, step: int, steps: int, ramp: float) -> float:
