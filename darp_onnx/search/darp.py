@@ -52,6 +52,7 @@ class DarpConfig:
 class SearchResult:
     scores: dict[int, np.ndarray]
     history: list[dict[str, float]] = field(default_factory=list)
+    skipped: int = 0  # steps not run because the deadline came first
 
 
 StepCallback = Callable[[dict[str, float]], None]
@@ -198,4 +199,5 @@ def darp_search(
     finally:
         handle.remove()
         proxy.eval()
-    return SearchResult({gid: th.detach().cpu().numpy() for gid, th in theta.items()}, history)
+    return SearchResult({gid: th.detach().cpu().numpy() for gid, th in theta.items()}, history,
+                        config.steps - len(history))

@@ -239,7 +239,7 @@ def score(run: PruneRun) -> Scores:
                               run.search_loss if small else run.loss_fn, darp, device=run.device.torch_device,
                               on_step=lambda rec: run.progress("search", rec), deadline=_search_deadline(run))
             importance = {g: 0.5 * (1.0 + np.tanh(s / 2.0)) for g, s in result.scores.items()}  # keep probabilities
-            return Scores(result.scores, importance, len(result.history))
+            return Scores(result.scores, importance, darp.steps - result.skipped)
         if search.method == "taylor":  # its gradient passes count as steps
             planned = run.plan.steps if run.plan is not None else None
             total = (planned.search_steps + planned.finetune_steps if planned is not None else
