@@ -39,7 +39,7 @@ from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
 from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
 from darp_onnx.training.steps import predict
-from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, finetune_steps_left
+from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, MIN_BATCH, finetune_steps_left
 from darp_onnx.validation.checks import fidelity, run_model
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
 from darp_onnx.workflows.config import (
@@ -150,7 +150,8 @@ def analyse_costs(run: PruneRun) -> PruneRun:
         run.cost_model = CostModel(run.model, run.analysis, run.input_shapes)
         io = run.config.io
         check_run_memory(run.model, run.cost_model.shapes, run.input_shapes,
-                         batch_size=max(run.config.search.batch_size, run.config.recovery.batch_size),
+                         batch_size=max([b for b in (run.config.search.batch_size, run.config.recovery.batch_size)
+                                         if b] or [MIN_BATCH]),  # None: planned later, at least MIN_BATCH
                          synthetic_samples=io.synthetic_samples if io.data is None else 0)
     if run.config.latency_aware:
         with run.timings.stage("latency_table"):
