@@ -37,20 +37,17 @@ SHOWN_STAGES = tuple(stage for stage in STAGES if stage != "write")
 
 
 def export_224(name: str, size: int, path: Path) -> Path:
-    """A random-weight sample architecture at SIZE x SIZE (ViT with 16-pixel patches, as ViT-B/16)."""
+    """A random-weight sample architecture at SIZE x SIZE with a dynamic batch (ViT with 16-pixel patches, as
+    ViT-B/16)."""
     if path.exists():
         return path
-    from benchmarks.speedup import export
-
-    if name != "vit":
-        export(name, size, 0, path, "dynamo")
-        return path
     torch.manual_seed(0)
-    model = ARCHITECTURES["vit"](patch=16, size=size).eval()
+    model = (ARCHITECTURES["vit"](patch=16, size=size) if name == "vit" else ARCHITECTURES[name]()).eval()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        program = torch.onnx.export(model, (torch.randn(1, 1, size, size),), dynamo=True, opset_version=18,
-                                    input_names=["input"], output_names=["logits"], verbose=False)
+        program = torch.onnx.export(model, (torch.randn(2, 1, size, size),), dynamo=True, opset_version=18,
+                                    input_names=["input"], output_names=["logits"], verbose=False,
+                                    dynamic_shapes=({0: torch.export.Dim("N")},))
     proto = program.model_proto
     proto.ir_version = min(proto.ir_version, 10)
     onnx.save_model(proto, str(path))
@@ -129,7 +126,7 @@ def main() -> None:
     args.sizes = [int(s) for s in args.sizes.split(",")]
     args.models = args.models.split(",")
     args.workdir.mkdir(parents=True, exist_ok=True)
-    console = Console()
+    console = Console(width=250)
     table = Table(title="darp-onnx prune with defaults: wall seconds per stage, peak memory", title_justify="left")
     for column in ("model", "GMACs", *SHOWN_STAGES, "wall s", "steps x batch", "peak MiB",
                    "train s / (GMAC x step x sample)", f"<= {GOAL_SECONDS:.0f} s"):
@@ -141,6 +138,9 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             doc = {"error": f"killed after {args.timeout:.0f} s", "wall": args.timeout}
         table.add_row(*row(label, doc))
+        with open(args.workdir / "prune_time.jsonl", "a", encoding="utf-8") as log:
+            log.write(json.dumps({"label": label, **{k: doc.get(k) for k in ("timings", "resources", "wall", "error",
+                                  "search_steps", "finetune_steps", "flops_before", "validation")}}) + "\n")
     console.print(table)
     console.print(f"{torch.get_num_threads()} torch threads; CPU; stage columns from the run's --json 'timings'; "
                   "'wall s' includes the process start and imports.")

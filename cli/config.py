@@ -1,6 +1,8 @@
 """`--config FILE.toml`: option values from a TOML file; options given on the command line win.
 
 Keys are option long names with '-' or '_' (`target-flops = 0.25`, `input_shape = ["input=1x1x32x32"]`).
+A `[preprocess]` table (`preset = "imagenet"`, `resize = "letterbox"`, `mean = [0.5, 0.5, 0.5]`, ...) is the
+`--preprocess` option written out key by key.
 The file fills click's `default_map` from an eager callback, so every value goes through the same
 conversion as the flag would and anything typed on the command line overrides it.
 """
@@ -56,6 +58,8 @@ def read_config(path: Path, ctx: typer.Context) -> dict[str, Any]:
         param = options.get(key.replace("_", "-"))
         if param is None:
             raise BadInputError(f"{path}: unknown key '{key}'; valid keys: {', '.join(sorted(options))}")
+        if isinstance(value, dict) and param.name == "preprocess":
+            value = _preprocess_table(path, value)
         if param.multiple and not isinstance(value, list):
             value = [value]
         try:
@@ -65,6 +69,15 @@ def read_config(path: Path, ctx: typer.Context) -> dict[str, Any]:
             raise BadInputError(f"{path}: key '{key}' = {value!r}: {message}") from None
         values[param.name] = value
     return values
+
+
+def _preprocess_table(path: Path, table: dict[str, Any]) -> str:
+    from darp_onnx.training.preprocess import table_to_spec
+
+    try:
+        return table_to_spec(table)
+    except BadInputError as exc:
+        raise BadInputError(f"{path}: [preprocess] table: {exc}") from None
 
 
 def _convert(param, ctx: typer.Context, value: Any) -> Any:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from darp_onnx.cli.output import console_err
 
@@ -14,7 +14,8 @@ class RichProgress:
         self.enabled = enabled
         self._progress = Progress(
             TextColumn("{task.description}"), BarColumn(), TextColumn("{task.completed}/{task.total}"),
-            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), console=console_err, transient=False,
+            TextColumn("{task.fields[info]}"), TimeElapsedColumn(), TextColumn("ETA"), TimeRemainingColumn(),
+            console=console_err, transient=False,
         )
 
     def __enter__(self):
@@ -45,7 +46,16 @@ class SearchProgress(RichProgress):
     def update(self, stage: str, info: dict[str, float]) -> None:
         if not self.enabled:
             return
-        if stage == "start":
+        if stage == "plan":
+            self._totals = (int(info["search_steps"]), int(info["finetune_steps"]))
+            console_err.print(_plan_line(info))
+        elif stage == "stage":
+            if info["name"] == "finetune" and "steps" in info:
+                self._totals = (self._totals[0], int(info["steps"]))
+            left = info.get("eta_s")
+            console_err.print(f"[dim]{info['name']}" + ("" if left is None else f" (the run ends in about "
+                                                         f"{_minutes(left)})") + "[/]")
+        elif stage == "start":
             console_err.print(
                 f"{int(info['groups'])} prunable groups, budget {info['budget_fraction']:.1%} of the full cost"
             )
@@ -60,5 +70,22 @@ class SearchProgress(RichProgress):
             console_err.print(f"timing the layers on onnxruntime ({info['device']}) for the latency-aware extraction")
         elif stage == "finetune":
             if self._finetune is None:
-                self._finetune = self.add_task("fine-tune", total=None, info="")
+                self._finetune = self.add_task("fine-tune", total=self._totals[1] or None, info="")
             self._progress.update(self._finetune, completed=int(info["step"]) + 1, info=f"loss {info['loss']:.3f}")
+
+
+def _minutes(seconds: float) -> str:
+    return f"{seconds:.0f} s" if seconds < 90 else f"{seconds / 60:.1f} min"
+
+
+def _plan_line(info: dict[str, float]) -> str:
+    """What the time budget chose, and why."""
+    budget = info.get("time_budget_s")
+    head = "no time budget" if budget is None else f"time budget {_minutes(budget)}"
+    step = info.get("step_seconds")
+    measured = "" if step is None else f" (a step takes {step:.2f} s at batch {int(info['batch_size'])})"
+    tail = "" if info.get("estimate_s") is None else f"; the run should end in about {_minutes(info['estimate_s'])}"
+    if info.get("over_budget"):
+        tail += " [yellow](over the budget even with the fewest steps: give a longer --time-budget)[/]"
+    return (f"{head}: {int(info['search_steps'])} search + {int(info['finetune_steps'])} fine-tune steps at batch "
+            f"{int(info['batch_size'])} on {int(info['samples'])} samples{measured}{tail}")

@@ -84,6 +84,7 @@ def prune_diff(result: PruneResult):
     diff.method = result.method
     diff.budget = result.budget
     diff.extraction = result.extraction.to_dict() or None
+    diff.run = {"timings": dict(result.timings), "resources": result.resources, "data": result.data}
     return diff
 
 

@@ -11,6 +11,7 @@ from rich.table import Table
 
 from darp_onnx.cli.app import app
 from darp_onnx.cli.config import ConfigFile
+from darp_onnx.cli.data_options import DataLoader, MaxMemory, MaxSamples, Preprocess, SearchResolution, TimeBudget
 from darp_onnx.cli.launch import launch_local
 from darp_onnx.cli.options import AllowNonfinite, JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
@@ -18,7 +19,7 @@ from darp_onnx.cli.progress import SearchProgress
 from darp_onnx.errors import OptionError, PreflightError
 from darp_onnx.runtime import distributed
 from darp_onnx.search.schedule import SCHEDULES
-from darp_onnx.workflows.config import ExtractionConfig, PruneConfig, RecoveryConfig, SearchConfig
+from darp_onnx.workflows.config import ExtractionConfig, PruneConfig, RecoveryConfig, ResourceConfig, SearchConfig
 
 # library parameter -> flag, where the names differ (the others: `--` and dashes, see `flag_namer`)
 FLAGS = {"search_steps": "--steps", "input_shapes": "--input-shape", "output": "-o/--output"}
@@ -50,19 +51,25 @@ def prune_command(
     ] = SearchConfig.method,
     data: Annotated[
         Path | None,
-        typer.Option(help=(".npz (arrays named after the inputs, optional 'labels') or a folder of .npz/.npy; "
-                           "default: synthetic inputs and distillation.")),
+        typer.Option(help=(".npz (arrays named after the inputs, optional 'labels'), a folder of .npz/.npy, or a "
+                           "folder of images (jpg, png, bmp, webp; see --preprocess); default: synthetic inputs "
+                           "and distillation.")),
     ] = None,
     input_shape: Annotated[
         list[str] | None,
         typer.Option("--input-shape",
                      help="NAME=1x3x320x320 for symbolic dims (repeatable; a bare shape for one-input models)."),
     ] = None,
-    steps: Annotated[int, typer.Option(help="Search steps (darp).")] = SearchConfig.steps,
+    steps: Annotated[
+        int | None, typer.Option(help="Search steps (darp). Default: planned to fit --time-budget (at most 200).")
+    ] = SearchConfig.steps,
     finetune_steps: Annotated[
-        int, typer.Option(help="Recovery fine-tune steps with the hard masks.")
+        int | None, typer.Option(help="Recovery fine-tune steps with the hard masks. Default: planned (at most 100).")
     ] = RecoveryConfig.steps,
-    batch_size: Annotated[int, typer.Option(help="Batch size for search and fine-tune.")] = SearchConfig.batch_size,
+    batch_size: Annotated[
+        int | None, typer.Option(help="Batch size for search and fine-tune. Default: planned to fit the time and "
+                                      "memory budgets (at most 32).")
+    ] = SearchConfig.batch_size,
     lr: Annotated[
         float, typer.Option(help="Learning rate of the recovery fine-tune (SGD with momentum, cosine).")
     ] = RecoveryConfig.lr,
@@ -112,6 +119,12 @@ def prune_command(
         typer.Option(help="Write report.json, report.md and report.html into this folder."),
     ] = None,
     allow_nonfinite: AllowNonfinite = False,
+    data_loader: DataLoader = None,
+    preprocess: Preprocess = None,
+    max_samples: MaxSamples = None,
+    time_budget: TimeBudget = None,
+    max_memory: MaxMemory = None,
+    search_resolution: SearchResolution = ResourceConfig.search_resolution,
     json_out: JsonOut = False,
     quiet: Quiet = False,
     verbose: Verbose = False,
@@ -143,9 +156,12 @@ def prune_command(
         schedule=schedule, hard_gates=hard_gates, channel_multiple=channel_multiple, latency_aware=latency_aware,
         latency_weight=latency_weight, keep_branches=keep_branches, device=device, seed=seed, force=force,
         report=report, allow_nonfinite=allow_nonfinite,
+        data_loader=data_loader, preprocess=preprocess, max_samples=max_samples,
+        time_budget=ResourceConfig.time_budget if time_budget is None else time_budget, max_memory=max_memory,
+        search_resolution=search_resolution,
     )
-    with SearchProgress(enabled=not quiet, total=config.search.steps if config.search.method == "darp" else 0,
-                        finetune_total=config.recovery.steps) as progress:
+    with SearchProgress(enabled=not quiet, total=(config.search.steps or 0) if config.search.method == "darp" else 0,
+                        finetune_total=config.recovery.steps or 0) as progress:
         result = prune(model, config, progress=progress.update)
     if result is None:  # a rank other than 0 under torchrun: rank 0 reports
         return

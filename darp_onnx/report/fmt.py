@@ -123,6 +123,23 @@ def fidelity_rows(fidelity: dict[str, Any] | None) -> list[tuple[str, str, str, 
     return rows
 
 
+def run_line(info: dict | None) -> str | None:
+    """One line on what the prune run spent: seconds per stage, peak memory, samples and skipped images."""
+    if not info:
+        return None
+    timings = info.get("timings") or {}
+    parts = [", ".join(f"{stage} {seconds:.1f} s" for stage, seconds in timings.items())] if timings else []
+    resources, data = info.get("resources") or {}, info.get("data") or {}
+    if resources.get("peak_rss_mib") is not None:
+        parts.append(f"peak memory {resources['peak_rss_mib']:.0f} MiB")
+    if resources.get("time_budget_s") is not None:
+        parts.append(f"time budget {resources['time_budget_s']:.0f} s")
+    if data:
+        parts.append(f"{data.get('samples')} samples from {data.get('source')}"
+                     + (f", {data['skipped']} image(s) skipped" if data.get("skipped") else ""))
+    return "; ".join(parts) or None
+
+
 def extraction(info: dict | None) -> str | None:
     """One line on how prune chose the channels: ranking, channel multiple, estimated latency."""
     if not info:

@@ -209,7 +209,8 @@ def to_html(diff: GraphDiff) -> str:
     body = [f"<h1>{_e(title)}</h1>"]
     meta = [f"{k}: <code>{_e(v)}</code>" for k, v in
             (("method", diff.method), ("provider", diff.provider), ("budget", diff.budget),
-             ("channels chosen by", fmt.extraction(diff.extraction))) if v is not None]
+             ("channels chosen by", fmt.extraction(diff.extraction)), ("run", fmt.run_line(diff.run)))
+            if v is not None]
     if meta:
         body.append(f'<p class="meta">{" · ".join(meta)}</p>')
     body += [_cards(diff), _summary_chart(diff)]

@@ -74,6 +74,7 @@ def diff_to_dict(diff: GraphDiff) -> dict[str, Any]:
             "method": diff.method,
             "budget": diff.budget,
             "extraction": diff.extraction,
+            "run": diff.run,
             "op_types": {op: {"before": c.before, "after": c.after} for op, c in diff.op_types.items()},
             "matching": {
                 "by_name": diff.matched_by_name,

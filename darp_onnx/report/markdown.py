@@ -92,7 +92,7 @@ def to_markdown(diff: GraphDiff) -> str:
     meta = [
         f"{key}: {code(value)}"
         for key, value in (("method", diff.method), ("provider", diff.provider), ("budget", diff.budget),
-                           ("channels chosen by", fmt.extraction(diff.extraction)))
+                           ("channels chosen by", fmt.extraction(diff.extraction)), ("run", fmt.run_line(diff.run)))
         if value is not None
     ]
     if meta:

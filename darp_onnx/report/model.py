@@ -132,6 +132,7 @@ class GraphDiff:
     method: str | None = None
     budget: Any = None
     extraction: dict[str, Any] | None = None  # how prune chose the channels (PruneResult.extraction)
+    run: dict[str, Any] | None = None  # prune's stage seconds, resources and data (PruneResult timings/resources/data)
 
     @property
     def latency_ms_before(self) -> float | None:

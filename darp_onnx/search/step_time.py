@@ -18,7 +18,7 @@ from darp_onnx.search.relax import sample_gates
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import as_tuple, batch_inputs
 
-TIMED_REPEATS = 2  # after one warm-up step
+TIMED_REPEATS = 2  # forward passes timed after a warm-up; a training step is timed once (they are slower)
 
 
 def _sync(device: torch.device | str) -> None:
@@ -27,8 +27,9 @@ def _sync(device: torch.device | str) -> None:
 
 
 def measure_step_seconds(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: Dataset, batch: int, *,
-                         device: torch.device | str = "cpu", repeats: int = TIMED_REPEATS) -> float:
-    """Median seconds of a gated forward + backward on `batch` samples."""
+                         device: torch.device | str = "cpu", repeats: int = 1, warm_up: bool = True) -> float:
+    """Median seconds of a gated forward + backward on `batch` samples (after a warm-up step unless the proxy
+    has run a step already: the first one pays for allocations)."""
     generator = torch.Generator().manual_seed(0)
     idx = np.arange(batch) % len(dataset)
     feeds = batch_inputs(dataset, idx, device)
@@ -36,7 +37,7 @@ def measure_step_seconds(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: 
     proxy.train()
     times = []
     try:
-        for _ in range(repeats + 1):
+        for _ in range(repeats + int(warm_up)):
             start = time.perf_counter()
             logits = {g.id: torch.full((g.size,), 3.0, device=device, requires_grad=True) for g in analysis.prunable()}
             handle.set({gid: sample_gates(th, 0.5, generator=generator) for gid, th in logits.items()})
@@ -48,7 +49,7 @@ def measure_step_seconds(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: 
         handle.remove()
         proxy.zero_grad(set_to_none=True)
         proxy.eval()
-    return float(np.median(times[1:]))
+    return float(np.median(times[int(warm_up):]))
 
 
 @torch.no_grad()
@@ -58,8 +59,11 @@ def measure_forward_seconds(proxy: ProxyModel, dataset: Dataset, *, batch: int =
     idx = np.arange(min(batch, len(dataset)))
     feeds = batch_inputs(dataset, idx, device)
     proxy.run(feeds)  # warm-up
-    _sync(device)
-    start = time.perf_counter()
-    proxy.run(feeds)
-    _sync(device)
-    return (time.perf_counter() - start) / len(idx)
+    times = []
+    for _ in range(TIMED_REPEATS + 1):
+        _sync(device)
+        start = time.perf_counter()
+        proxy.run(feeds)
+        _sync(device)
+        times.append(time.perf_counter() - start)
+    return float(np.median(times)) / len(idx)

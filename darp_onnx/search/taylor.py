@@ -57,7 +57,7 @@ def taylor_scores(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: Dataset
 
 
 def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, dataset: Dataset, loss_fn: LossFn,
-             config, device: torch.device | str = "cpu", on_step=None):
+             config, device: torch.device | str = "cpu", on_step=None, deadline: float | None = None):
     """The DARP search as `prune` runs it: with `config.init == "taylor"`, a share of the steps (at most
     8, a quarter) estimates Taylor importance to start the logits from; with `config.batchnorm`, the
     weights train with BatchNorm re-inserted (folded back before returning). `config.steps` in all."""
@@ -76,7 +76,7 @@ def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, d
     handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device) if config.batchnorm else None
     try:
         return darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config, device=device,
-                           on_step=on_step, init_scores=init_scores,
+                           on_step=on_step, init_scores=init_scores, deadline=deadline,
                            extra_parameters=None if handle is None else handle.parameters())
     finally:
         if handle is not None:

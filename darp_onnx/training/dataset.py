@@ -126,14 +126,17 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], model: onnx.ModelProto, sourc
 
 def load_dataset(path: str | Path, model: onnx.ModelProto, *, split: str | None = "train",
                  preprocess: str | Preprocess | None = None, max_samples: int | None = None,
-                 input_shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0) -> Dataset:
+                 input_shapes: Mapping[str, tuple[int, ...]] | None = None, seed: int = 0,
+                 image_samples: int | None = None) -> Dataset:
     """Read an .npz file, a folder of .npz/.npy files or of images (or one image) and check it against the
-    model's inputs; keep at most `max_samples` samples (a seeded random choice)."""
+    model's inputs; keep at most `max_samples` samples (a seeded random choice; for images without
+    `max_samples`, at most `image_samples`)."""
     path = Path(path)
     if not path.exists():
         raise BadInputError(f"{path}: no such data file or folder; check --data")
     if is_image_file(path) or (path.is_dir() and not any(path.glob("*.np[yz]"))):
-        dataset = _load_images(path, model, parse_preprocess(preprocess), max_samples, input_shapes, seed)
+        dataset = _load_images(path, model, parse_preprocess(preprocess), max_samples or image_samples, input_shapes,
+                               seed)
         check_dataset(dataset, model)
         return dataset
     try:

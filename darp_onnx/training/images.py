@@ -18,6 +18,7 @@ from darp_onnx.errors import BadInputError
 from darp_onnx.training.preprocess import InputLayout, Preprocess, image_to_array
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
+IMAGE_SAMPLES_DEFAULT = 1000  # images decoded from a larger folder unless --max-samples says otherwise
 _DECODE_ERRORS = (UnidentifiedImageError, OSError, ValueError, SyntaxError, Image.DecompressionBombError)
 
 

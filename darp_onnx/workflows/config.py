@@ -67,8 +67,8 @@ class SearchConfig:
     """How units are scored: the DARP gate search or a baseline scorer."""
 
     method: str = "darp"
-    steps: int = _DARP.steps
-    batch_size: int = _DARP.batch_size
+    steps: int | None = None  # None: planned from the time budget (DarpConfig's default without one)
+    batch_size: int | None = None  # None: planned from the time and memory budgets (at most DarpConfig's default)
     lr: float = _DARP.lr_weights
     tau_sample: tuple[float, float] = _DARP.tau_sample
     tau_penalty: tuple[float, float] = _DARP.tau_penalty
@@ -90,8 +90,11 @@ class SearchConfig:
         check_number(self.batch_size, "batch_size", low=1, whole=True)
         check_number(self.lr, "search_lr", low=0, low_open=True, what="a learning rate such as 3e-4")
 
-    def darp(self, seed: int) -> DarpConfig:
-        return DarpConfig(steps=self.steps, batch_size=self.batch_size, lr_weights=self.lr, seed=seed,
+    def darp(self, seed: int, *, steps: int | None = None, batch_size: int | None = None) -> DarpConfig:
+        """The search's settings; `steps` and `batch_size` as planned (else this config's, else the defaults)."""
+        steps = steps if steps is not None else (self.steps if self.steps is not None else _DARP.steps)
+        batch = batch_size if batch_size is not None else (self.batch_size or _DARP.batch_size)
+        return DarpConfig(steps=steps, batch_size=batch, lr_weights=self.lr, seed=seed,
                           tau_sample=tuple(self.tau_sample), tau_penalty=tuple(self.tau_penalty),
                           schedule=self.schedule, hard=self.hard_gates)
 
@@ -119,17 +122,17 @@ class ExtractionConfig:
 class RecoveryConfig:
     """The fine-tune with the hard masks before the rewrite (baselines also get the unused search steps)."""
 
-    steps: int = 100
+    steps: int | None = None  # None: planned from the time budget (DEFAULT_FINETUNE_STEPS without one)
     lr: float = DEFAULT_LR["sgd"]  # training/recovery.py: SGD with momentum, cosine, BatchNorm re-inserted
-    batch_size: int = _DARP.batch_size
+    batch_size: int | None = None
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
-        check_number(self.steps, "finetune_steps", low=0, whole=True)
         check_number(self.lr, "lr", low=0, low_open=True, what="a positive learning rate such as 1e-2")
-        check_number(self.batch_size, "batch_size", low=1, whole=True)
+        _check_count("finetune_steps", self.steps, 0)
+        _check_count("batch_size", self.batch_size, 1)
 
 
 @dataclass(frozen=True)
@@ -155,6 +158,9 @@ class IOConfig:
     synthetic_samples: int = 64
     report: str | os.PathLike | None = None  # a folder for report.json/.md/.html, written with the model
     allow_nonfinite: bool = False  # go on when weights hold NaN or Inf
+    data_loader: str | None = None  # FILE.py[:FUNCTION] yielding feed dicts (training.loader), instead of data
+    preprocess: str | None = None  # how image files become inputs (training.preprocess); None: the 'unit' preset
+    max_samples: int | None = None  # keep at most this many samples (a seeded random choice)
 
     def __post_init__(self) -> None:
         self.validate()
@@ -162,6 +168,53 @@ class IOConfig:
     def validate(self) -> None:
         """Numbers here; paths are checked by the load stage before the model is read (`load.preflight`)."""
         check_number(self.synthetic_samples, "synthetic_samples", low=2, whole=True)
+        if self.data is not None and self.data_loader is not None:
+            raise OptionError("data_loader", "{option}: give --data or --data-loader, not both")
+        _check_count("max_samples", self.max_samples, 1)
+        if self.preprocess is not None:
+            from darp_onnx.training.preprocess import parse_preprocess
+
+            parse_preprocess(self.preprocess)
+
+
+@dataclass(frozen=True)
+class ResourceConfig:
+    """What the run may spend: wall time (the steps, batch and samples are planned to fit it), memory (the batch
+    is chosen to fit it), and the resolution the search runs at."""
+
+    time_budget: float | str | None = AUTO  # seconds, '5m', 'off'/None (no budget), 'auto' (5 min CPU, 2 min CUDA)
+    max_memory: int | str | None = None  # bytes or '8G'; None: a safe share of the free memory
+    search_resolution: float = 1.0  # search on images downscaled by this share when the model allows it
+
+    def __post_init__(self) -> None:
+        self.validate()
+
+    def validate(self) -> None:
+        from darp_onnx.runtime.memory import parse_memory
+        from darp_onnx.search.resolution import check_scale
+        from darp_onnx.training.time_budget import parse_duration
+
+        if self.time_budget != AUTO:
+            parse_duration(self.time_budget)
+        if not isinstance(self.max_memory, int):
+            parse_memory(self.max_memory)
+        check_scale(self.search_resolution)
+
+    def seconds(self, torch_device: str) -> float | None:
+        """The time budget in seconds (None: no budget)."""
+        from darp_onnx.training.time_budget import default_budget, parse_duration
+
+        return default_budget(torch_device) if self.time_budget == AUTO else parse_duration(self.time_budget)
+
+    def memory_limit(self) -> int | None:
+        from darp_onnx.runtime.memory import parse_memory
+
+        return self.max_memory if isinstance(self.max_memory, int) else parse_memory(self.max_memory)
+
+
+def _check_count(name: str, value: int | None, low: int) -> None:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int) or value < low):
+        raise OptionError(name, f"{{option}} {value}: give a whole number >= {low}")
 
 
 @dataclass(frozen=True)
@@ -172,6 +225,7 @@ class PruneConfig:
     recovery: RecoveryConfig = field(default_factory=RecoveryConfig)
     validation: ValidationConfig = field(default_factory=ValidationConfig)
     io: IOConfig = field(default_factory=IOConfig)
+    resources: ResourceConfig = field(default_factory=ResourceConfig)
     device: str = AUTO
     seed: int = 0
 
@@ -202,9 +256,9 @@ def prune_config(
     method: str = SearchConfig.method,
     data: Any = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-    search_steps: int = SearchConfig.steps,
-    finetune_steps: int = RecoveryConfig.steps,
-    batch_size: int = SearchConfig.batch_size,
+    search_steps: int | None = SearchConfig.steps,
+    finetune_steps: int | None = RecoveryConfig.steps,
+    batch_size: int | None = SearchConfig.batch_size,
     lr: float = RecoveryConfig.lr,
     search_lr: float = SearchConfig.lr,
     tau_sample: tuple[float, float] = SearchConfig.tau_sample,
@@ -216,6 +270,12 @@ def prune_config(
     latency_weight: float = ExtractionConfig.latency_weight,
     keep_branches: bool = ExtractionConfig.keep_branches,
     synthetic_samples: int = IOConfig.synthetic_samples,
+    data_loader: str | None = IOConfig.data_loader,
+    preprocess: str | None = IOConfig.preprocess,
+    max_samples: int | None = IOConfig.max_samples,
+    time_budget: float | str | None = ResourceConfig.time_budget,
+    max_memory: int | str | None = ResourceConfig.max_memory,
+    search_resolution: float = ResourceConfig.search_resolution,
     device: str = PruneConfig.device,
     seed: int = PruneConfig.seed,
     force: bool = IOConfig.force,
@@ -237,7 +297,9 @@ def prune_config(
         recovery=RecoveryConfig(steps=finetune_steps, lr=lr, batch_size=batch_size),
         validation=ValidationConfig(latency_runs=latency_runs),
         io=IOConfig(output=output, force=force, write=write, data=data, input_shapes=dict(input_shapes or {}),
-                    synthetic_samples=synthetic_samples, report=report, allow_nonfinite=allow_nonfinite),
+                    synthetic_samples=synthetic_samples, report=report, allow_nonfinite=allow_nonfinite,
+                    data_loader=data_loader, preprocess=preprocess, max_samples=max_samples),
+        resources=ResourceConfig(time_budget=time_budget, max_memory=max_memory, search_resolution=search_resolution),
         device=device,
         seed=seed,
     )

@@ -8,6 +8,7 @@ over one frozen `PruneConfig`.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -36,10 +37,12 @@ from darp_onnx.search.latency_extract import extract_masks_by_latency
 from darp_onnx.search.loss import TaskLoss, check_labels_fit
 from darp_onnx.search.taylor import TAYLOR_BATCHES, run_darp, taylor_scores
 from darp_onnx.training.batching import is_batch_major
-from darp_onnx.training.dataset import Dataset, load_dataset, synthetic_dataset
+from darp_onnx.training.dataset import Dataset, load_dataset, load_from_loader, synthetic_dataset
+from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
 from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
 from darp_onnx.training.steps import predict
+from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, MIN_BATCH, finetune_steps_left
 from darp_onnx.validation.checks import fidelity, run_model
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
 from darp_onnx.workflows.config import (
@@ -48,12 +51,14 @@ from darp_onnx.workflows.config import (
     IOConfig,
     PruneConfig,
     RecoveryConfig,
+    ResourceConfig,
     SearchConfig,
     ValidationConfig,
     parse_channel_multiple,
     prune_config,
 )
 from darp_onnx.workflows.outputs import check_paths_first, write_prune_outputs
+from darp_onnx.workflows.plan import RunPlan, expected_total, plan_run, tail_seconds
 from darp_onnx.workflows.results import Extraction, PruneResult, StageTimings, Validation
 
 ProgressFn = Callable[[str, dict[str, float]], None]
@@ -85,6 +90,9 @@ class PruneRun:
     reference: list[np.ndarray] | None = None  # the unpruned proxy's outputs on the dataset
     loss_fn: TaskLoss | None = None
     observed_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # onnxruntime, at input_shapes
+    started: float = field(default_factory=time.perf_counter)  # the time budget counts from here
+    plan: RunPlan | None = None  # memory, samples, steps and batch (plan stage)
+    search_loss: TaskLoss | None = None  # the loss on plan.search_data (reduced resolution)
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -121,6 +129,7 @@ def resolve_channel_multiple(value: int | str | None, ort_device: str) -> int:
 def load(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig, *,
          progress: ProgressFn | None = None) -> PruneRun:
     """Load the model, settle the output path, input shapes, device and channel multiple."""
+    started = time.perf_counter()
     timings = StageTimings()
     with timings.stage("load"):
         io = config.io
@@ -133,7 +142,8 @@ def load(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig
         device = choose_device(config.device)
         multiple = resolve_channel_multiple(config.extraction.channel_multiple, device.ort_device)
     return PruneRun(config=config, source=source, out_path=out_path, input_shapes=input_shapes, device=device,
-                    channel_multiple=multiple, progress=progress or _silent, timings=timings)
+                    channel_multiple=multiple, progress=progress or _silent, timings=timings,
+                    started=started)
 
 
 def analyse_costs(run: PruneRun) -> PruneRun:
@@ -149,7 +159,8 @@ def analyse_costs(run: PruneRun) -> PruneRun:
         run.cost_model = CostModel(run.model, run.analysis, run.input_shapes, observed=run.observed_shapes)
         io = run.config.io
         check_run_memory(run.model, run.cost_model.shapes, run.input_shapes,
-                         batch_size=max(run.config.search.batch_size, run.config.recovery.batch_size),
+                         batch_size=max([b for b in (run.config.search.batch_size, run.config.recovery.batch_size)
+                                         if b] or [MIN_BATCH]),  # None: planned later, at least MIN_BATCH
                          synthetic_samples=io.synthetic_samples if io.data is None else 0)
     if run.config.latency_aware:
         with run.timings.stage("latency_table"):
@@ -167,29 +178,53 @@ def budget_for(run: PruneRun, budget: BudgetConfig) -> Budget:
 
 
 def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None) -> PruneRun:
-    """The data set, the proxy and its outputs (the distillation targets, or a check that labels fit)."""
+    """The data set, the proxy, the plan (memory, samples, steps, batch) and the proxy's outputs (the
+    distillation targets, or a check that labels fit)."""
     config = run.config
-    with run.timings.stage("reference_outputs"):
-        data = config.io.data if data is None else data
-        if data is None:
-            run.dataset = synthetic_dataset(run.model, samples=config.io.synthetic_samples, seed=config.seed,
-                                            shapes=run.input_shapes)
-        else:
-            run.dataset = data if isinstance(data, Dataset) else load_dataset(data, run.model)
+    with run.timings.stage("data"):
+        run.dataset = _load_data(run, config.io.data if data is None else data)
+    with run.timings.stage("plan"):
         run.proxy = build_proxy(run.model, source=run.source.name).to(run.device.torch_device)
         run.proxy.eval()
         if not is_batch_major(run.proxy, run.model, run.input_shapes, device=run.device.torch_device,
                               seed=config.seed):  # a fixed batch or outputs not indexed by sample
-            run.dataset = (run.dataset.as_micro_batches() if data is not None else
-                           synthetic_dataset(run.model, samples=config.io.synthetic_samples, seed=config.seed,
-                                             shapes=run.input_shapes, micro_batches=True))
-        run.reference = predict(run.proxy, run.dataset, device=run.device.torch_device)
+            run.dataset = run.dataset.as_micro_batches()
+        run.plan, run.dataset = plan_run(run, run.started)
+        run.plan.expected_s = expected_total(run.plan, len(run.dataset), config.validation.latency_runs)
+        steps = run.plan.steps
+        run.progress("plan", {"search_steps": steps.search_steps, "finetune_steps": steps.finetune_steps,
+                              "batch_size": steps.batch_size, "samples": len(run.dataset),
+                              "time_budget_s": run.plan.seconds,
+                              "step_seconds": None if np.isnan(steps.step_seconds) else steps.step_seconds,
+                              "estimate_s": run.plan.expected_s, "over_budget": steps.over_budget})
+    with run.timings.stage("reference_outputs"):
+        batch = max(1, min(128, 2 * run.plan.memory.max_batch))
+        run.reference = predict(run.proxy, run.dataset, batch_size=batch, device=run.device.torch_device)
         if run.dataset.labels is not None:
             check_labels_fit(run.dataset.labels, run.reference, run.dataset.source)
             run.loss_fn = TaskLoss(labels=run.dataset.labels)
         else:
             run.loss_fn = TaskLoss(teacher=run.reference)
+        small = run.plan.search_data
+        if small is not None:
+            run.search_loss = (TaskLoss(labels=small.labels) if small.labels is not None else
+                               TaskLoss(teacher=predict(run.proxy, small, batch_size=batch,
+                                                        device=run.device.torch_device)))
     return run
+
+
+def _load_data(run: PruneRun, data: str | os.PathLike | Dataset | None) -> Dataset:
+    """The data the options name: a Dataset, a path (.npz, folders, images), a loader function, or synthetic."""
+    io, seed = run.config.io, run.config.seed
+    if io.data_loader is not None:
+        return load_from_loader(io.data_loader, run.model, max_samples=io.max_samples)
+    if data is None:
+        return synthetic_dataset(run.model, samples=io.max_samples or io.synthetic_samples, seed=seed,
+                                 shapes=run.input_shapes)
+    if isinstance(data, Dataset):
+        return data.limited(io.max_samples, seed)
+    return load_dataset(data, run.model, preprocess=io.preprocess, max_samples=io.max_samples,
+                        input_shapes=run.input_shapes, seed=seed, image_samples=IMAGE_SAMPLES_DEFAULT)
 
 
 def prepare(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig, *,
@@ -207,15 +242,25 @@ def score(run: PruneRun) -> Scores:
     search = run.config.search
     with run.timings.stage("search"):
         if search.method == "darp":
-            result = run_darp(run.proxy, run.analysis, run.cost_model, run.budget, run.dataset, run.loss_fn,
-                              search.darp(run.config.seed), device=run.device.torch_device,
-                              on_step=lambda rec: run.progress("search", rec))
+            planned = run.plan.steps if run.plan is not None else None
+            darp = search.darp(run.config.seed, steps=planned and planned.search_steps,
+                               batch_size=planned and planned.batch_size)
+            small = run.plan is not None and run.plan.search_data is not None
+            run.progress("stage", {"name": "search", "eta_s": _eta(run)})
+            result = run_darp(run.proxy, run.analysis, run.cost_model, run.budget,
+                              run.plan.search_data if small else run.dataset,
+                              run.search_loss if small else run.loss_fn, darp, device=run.device.torch_device,
+                              on_step=lambda rec: run.progress("search", rec), deadline=_search_deadline(run))
             importance = {g: 0.5 * (1.0 + np.tanh(s / 2.0)) for g, s in result.scores.items()}  # keep probabilities
-            return Scores(result.scores, importance, search.steps)
+            return Scores(result.scores, importance, darp.steps - result.skipped)
         if search.method == "taylor":  # its gradient passes count as steps
-            batches = min(TAYLOR_BATCHES, search.steps + run.config.recovery.steps)
+            planned = run.plan.steps if run.plan is not None else None
+            total = (planned.search_steps + planned.finetune_steps if planned is not None else
+                     (search.steps or 200) + (run.config.recovery.steps or DEFAULT_FINETUNE_STEPS))
+            batch = planned.batch_size if planned is not None else (search.batch_size or 32)
+            batches = min(TAYLOR_BATCHES, total)
             scores = taylor_scores(run.proxy, run.analysis, run.dataset, run.loss_fn, batches=batches,
-                                   batch_size=search.batch_size, seed=run.config.seed, device=run.device.torch_device)
+                                   batch_size=batch, seed=run.config.seed, device=run.device.torch_device)
             return Scores(scores, scores, batches)
         scores = BASELINES[search.method](run.model, run.analysis, run.config.seed)
         return Scores(scores, scores, 0)
@@ -267,12 +312,12 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
     """Fine-tune the proxy with the hard masks (a baseline also gets the search steps it did not use),
     then its outputs in exact float32: what the rewritten model must reproduce."""
     config = run.config
-    steps = config.recovery.steps + (config.search.steps - scores.search_steps if config.search.method != "darp"
-                                     else 0)
+    steps, batch = _recovery_steps(run, scores)
     with run.timings.stage("finetune"):
+        run.progress("stage", {"name": "finetune", "steps": steps, "eta_s": _eta(run, steps)})
         handle = attach_gates(run.proxy, run.analysis)
         try:
-            recipe = RecoveryRecipe(steps=steps, lr=config.recovery.lr, batch_size=config.recovery.batch_size,
+            recipe = RecoveryRecipe(steps=steps, lr=config.recovery.lr, batch_size=batch,
                                     seed=config.seed)
             recover_weights(run.proxy, run.dataset, run.reference, recipe, set_pruned=lambda: handle.set_masks(masks),
                             device=run.device.torch_device,
@@ -282,6 +327,49 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
         finally:
             handle.remove()
     return Recovered(outputs, steps)
+
+
+def _recovery_steps(run: PruneRun, scores: Scores) -> tuple[int, int]:
+    """Fine-tune steps and batch: as planned, cut to the time left (baselines add the unused search steps)."""
+    plan = run.plan.steps if run.plan is not None else None
+    config = run.config
+    if plan is None:
+        planned = RecoveryConfig().steps if config.recovery.steps is None else config.recovery.steps
+        search_steps, batch = config.search.darp(config.seed).steps, config.search.darp(config.seed).batch_size
+    else:
+        planned, search_steps, batch = plan.finetune_steps, plan.search_steps, plan.batch_size
+    unused = search_steps - scores.search_steps if config.search.method != "darp" else 0
+    if plan is None or run.plan.seconds is None:
+        return planned + unused, batch
+    step_seconds = plan.step_seconds
+    if config.search.method == "darp" and run.plan.search_data is None and scores.search_steps > 0:
+        step_seconds = run.timings["search"] / scores.search_steps  # measured over the whole search: more recent
+    most = (DEFAULT_FINETUNE_STEPS if config.recovery.steps is None else planned) + unused
+    left = run.plan.seconds_left() - tail_seconds(run.plan.forward_seconds, len(run.dataset),
+                                                  config.validation.latency_runs, 0.0)
+    return finetune_steps_left(left, step_seconds, most, config.recovery.steps), batch
+
+
+def _search_deadline(run: PruneRun) -> float | None:
+    """When the search must end for the run to end in its time budget (after the planned fine-tune and the rest);
+    None without a budget or with explicit step counts."""
+    plan = run.plan
+    if plan is None or plan.seconds is None or run.config.search.steps is not None:
+        return None
+    rest = plan.steps.step_seconds * plan.steps.finetune_steps + tail_seconds(
+        plan.forward_seconds, len(run.dataset), run.config.validation.latency_runs, 0.0)
+    return run.started + plan.seconds - rest
+
+
+def _eta(run: PruneRun, finetune_steps: int | None = None) -> float | None:
+    """Seconds until the run should end (None without a time budget): as planned, or from the fine-tune's steps."""
+    plan = run.plan
+    if plan is None or plan.seconds is None or plan.expected_s is None:
+        return None
+    if finetune_steps is None:
+        return max(plan.expected_s - (time.perf_counter() - run.started), 0.0)
+    return finetune_steps * plan.steps.step_seconds + tail_seconds(
+        plan.forward_seconds, len(run.dataset), run.config.validation.latency_runs, 0.0)
 
 
 # rewrite, validate, write -------------------------------------------------------------------------
@@ -369,6 +457,7 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
         groups=group_rows(analysis, masks), validation=validation, device=run.device.torch_device,
         seed=run.config.seed, search_steps=scores.search_steps, finetune_steps=recovered.steps,
         loss=run.loss_fn.mode, extraction=extraction, timings=run.timings, masks=masks, model=pruned,
+        data=run.dataset.describe(), resources=run.plan.describe() if run.plan is not None else {},
         original=run.model, input_shapes=dict(run.input_shapes),
     )
 
@@ -393,9 +482,9 @@ def prune(
     method: str = SearchConfig.method,
     data: str | os.PathLike | Dataset | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
-    search_steps: int = SearchConfig.steps,
-    finetune_steps: int = RecoveryConfig.steps,
-    batch_size: int = SearchConfig.batch_size,
+    search_steps: int | None = SearchConfig.steps,
+    finetune_steps: int | None = RecoveryConfig.steps,
+    batch_size: int | None = SearchConfig.batch_size,
     lr: float = RecoveryConfig.lr,
     search_lr: float = SearchConfig.lr,
     tau_sample: tuple[float, float] = SearchConfig.tau_sample,
@@ -407,6 +496,12 @@ def prune(
     latency_weight: float = ExtractionConfig.latency_weight,
     keep_branches: bool = ExtractionConfig.keep_branches,
     synthetic_samples: int = IOConfig.synthetic_samples,
+    data_loader: str | None = IOConfig.data_loader,
+    preprocess: str | None = IOConfig.preprocess,
+    max_samples: int | None = IOConfig.max_samples,
+    time_budget: float | str | None = ResourceConfig.time_budget,
+    max_memory: int | str | None = ResourceConfig.max_memory,
+    search_resolution: float = ResourceConfig.search_resolution,
     device: str = PruneConfig.device,
     seed: int = PruneConfig.seed,
     force: bool = IOConfig.force,
@@ -431,7 +526,12 @@ def prune(
     time per importance lost (see `search.latency_extract`); `channel_multiple` ('auto', the default:
     what the runtime's kernels want; 1: any width) keeps channel counts aligned; `latency_weight`
     (default 1) is what a relative latency cut is worth against relative importance lost when the
-    latency-aware extraction picks among its candidates."""
+    latency-aware extraction picks among its candidates.
+
+    `time_budget` ('auto': 5 min on CPU, 2 min on CUDA; '90s'; 'off') plans the steps, batch and samples left
+    unset from measured step times; `max_memory` caps the batch; `search_resolution` < 1 runs the search on
+    downscaled images when the model is fully convolutional. `data` may be a folder of images (`preprocess`:
+    a preset and overrides, see `training.preprocess`); `data_loader` ('FILE.py:FUNCTION') yields feed dicts."""
     options = dict(output=output, target_flops=target_flops, target_params=target_params,
                    target_latency=target_latency, method=method, data=data, input_shapes=input_shapes,
                    search_steps=search_steps, finetune_steps=finetune_steps, batch_size=batch_size, lr=lr,
@@ -439,7 +539,9 @@ def prune(
                    hard_gates=hard_gates, channel_multiple=channel_multiple, latency_aware=latency_aware,
                    latency_weight=latency_weight, keep_branches=keep_branches, synthetic_samples=synthetic_samples,
                    device=device, seed=seed, force=force, write=write, report=report,
-                   allow_nonfinite=allow_nonfinite, latency_runs=latency_runs)
+                   allow_nonfinite=allow_nonfinite, data_loader=data_loader,
+                   preprocess=preprocess, max_samples=max_samples, time_budget=time_budget, max_memory=max_memory,
+                   search_resolution=search_resolution, latency_runs=latency_runs)
     if config is None:
         config = prune_config(**options)
     else:

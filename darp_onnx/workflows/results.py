@@ -15,8 +15,8 @@ import onnx
 from darp_onnx.failures import in_stage
 from darp_onnx.validation.checks import Fidelity
 
-STAGES = ("load", "ingest", "analysis", "shapes", "latency_table", "reference_outputs", "search", "extraction",
-          "finetune", "rewrite", "validation", "write")
+STAGES = ("load", "ingest", "analysis", "shapes", "latency_table", "data", "plan", "reference_outputs", "search",
+          "extraction", "finetune", "rewrite", "validation", "write")
 
 
 class StageTimings(dict):
@@ -109,6 +109,8 @@ class PruneResult:
     loss: str
     extraction: Extraction
     timings: StageTimings = field(default_factory=StageTimings)
+    data: dict[str, Any] = field(default_factory=dict)  # where the samples came from, images skipped
+    resources: dict[str, Any] = field(default_factory=dict)  # time budget, plan, memory, peak RSS, search resolution
     masks: dict[int, np.ndarray] = field(repr=False, default_factory=dict)
     model: onnx.ModelProto | None = field(repr=False, default=None)
     original: onnx.ModelProto | None = field(repr=False, default=None)  # the input model, for reports

@@ -85,3 +85,15 @@ def test_durations(text, seconds):
 def test_bad_durations(text):
     with pytest.raises(BadInputError, match="--time-budget"):
         parse_duration(text)
+
+
+def test_search_clock_follows_the_deadline_but_keeps_a_minimum():
+    import time
+
+    from darp_onnx.search.darp import MIN_STEPS_BY_CLOCK, ScheduleClock
+
+    late = ScheduleClock(200, time.perf_counter() - 1.0)  # the deadline has passed already
+    positions = [late.position(i) for i in range(MIN_STEPS_BY_CLOCK + 1)]
+    assert all(p < 200 for p in positions[:-1]) and positions[-1] >= 200  # the minimum runs, then it stops
+    assert ScheduleClock(200, None).position(7) == 7
+    assert ScheduleClock(200, time.perf_counter() + 1e4).position(7) == 7

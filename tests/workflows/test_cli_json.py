@@ -1,4 +1,5 @@
-"""`darp-onnx prune --json` keeps every key it printed before the staged workflow, and adds `timings`."""
+"""`darp-onnx prune --json` keeps every key it printed before the staged workflow, and adds `timings`, `data`
+(where the samples came from) and `resources` (time budget, plan, memory, peak RSS)."""
 
 from __future__ import annotations
 
@@ -18,16 +19,18 @@ VALIDATION_KEYS = ["provider", "max_abs_diff", "fidelity", "latency_ms_before", 
                    "macs", "params", "checks"]
 
 
-def test_json_keys_are_the_old_ones_plus_timings(tmp_path):
+def test_json_keys_are_the_old_ones_plus_timings_data_and_resources(tmp_path):
     out = tmp_path / "p.onnx"
     result = CliRunner().invoke(app, ["prune", str(RESNET), "-o", str(out), "--method", "l1", "--steps", "2",
                                       "--finetune-steps", "1", "--batch-size", "8", "--channel-multiple", "1",
                                       "--json", "-q"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert list(doc)[: len(BEFORE_KEYS)] == BEFORE_KEYS and list(doc)[len(BEFORE_KEYS):] == ["timings"]
+    assert list(doc)[: len(BEFORE_KEYS)] == BEFORE_KEYS and list(doc)[len(BEFORE_KEYS):] == ["timings", "data",
+                                                                                               "resources"]
     assert list(doc["validation"]) == VALIDATION_KEYS
     assert set(doc["validation"]["fidelity"]) == {"top1_agreement", "relative_error", "accuracy_before",
                                                   "accuracy_after"}
     assert doc["extraction"] == {"ranking": "score", "channel_multiple": 1}
     assert set(doc["timings"]) <= set(STAGES) and {"load", "search", "validation", "write"} <= set(doc["timings"])
+    assert doc["resources"]["peak_rss_mib"] > 0 and doc["data"]["samples"] > 0

@@ -1,0 +1,113 @@
+"""The plan stage of a prune: what the run can afford in memory and time, decided from measurements.
+
+Memory first (the batch that fits `--max-memory`, or a refusal before anything large is allocated), then,
+with a time budget, one forward pass and one search step are timed at a small batch, and the sample count,
+step counts and batch size are chosen so that the whole run (stages already done, reference outputs,
+search, fine-tune, rewrite and validation) ends within the budget. The search data are downscaled here
+when `--search-resolution` applies to the model.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from darp_onnx.runtime.memory import MemoryPlan, activation_bytes_per_sample, peak_rss_bytes, plan_memory
+from darp_onnx.search.resolution import reduced_search_data
+from darp_onnx.search.step_time import measure_forward_seconds, measure_step_seconds
+from darp_onnx.training.dataset import Dataset
+from darp_onnx.training.time_budget import MIN_BATCH, StepPlan, plan_samples, plan_steps
+
+GRAPH_PASSES = 2.0  # rewrite + checks cost about this many times loading and analysing the model
+CANDIDATE_SHARE = 0.5  # a latency-aware extraction times its candidates in about this share of the table's time
+
+
+@dataclass
+class RunPlan:
+    """What the plan stage decided; `resources` of the result reports it."""
+
+    started: float  # perf_counter() when the run began
+    seconds: float | None  # the time budget (None: none)
+    memory: MemoryPlan
+    steps: StepPlan
+    forward_seconds: float = math.nan  # per sample
+    search_data: Dataset | None = None  # downscaled search data, when the reduced search applies
+    resolution_note: str = "full resolution"
+    expected_s: float | None = None  # seconds from the start to the planned end (set after planning)
+    threads: int = field(default_factory=torch.get_num_threads)
+
+    def seconds_left(self) -> float | None:
+        return None if self.seconds is None else self.seconds - (time.perf_counter() - self.started)
+
+    def describe(self) -> dict[str, Any]:
+        return {"time_budget_s": self.seconds, "plan": self.steps.describe(), "memory": self.memory.describe(),
+                "forward_ms_per_sample": None if math.isnan(self.forward_seconds) else
+                round(1e3 * self.forward_seconds, 3),
+                "search_resolution": self.resolution_note, "torch_threads": self.threads,
+                "peak_rss_mib": round(peak_rss_bytes() / 2**20, 1)}
+
+
+def tail_seconds(forward: float, samples: int, latency_runs: int, graph_seconds: float) -> float:
+    """After the fine-tune: the masked outputs, onnxruntime before and after over the data, the latency runs,
+    rewrite and checks."""
+    return forward * (3 * samples + 2 * latency_runs) + GRAPH_PASSES * graph_seconds
+
+
+def _linear(measured: float, at: int):
+    """Seconds at batch b from a measurement at batch `at`: proportional, an upper bound (steps get cheaper per
+    sample as the batch grows)."""
+    return lambda batch: measured * max(batch, 1) / at
+
+
+def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
+    """Decide memory, samples, steps and batch for `run` (proxy and dataset built). Returns the plan and the
+    data set cut to the planned sample count."""
+    config, dataset, device = run.config, run.dataset, run.device.torch_device
+    weights = sum(p.numel() * p.element_size() for p in run.proxy.parameters())
+    activations = activation_bytes_per_sample(run.model, run.input_shapes)
+    data_bytes = 2 * sum(v.nbytes for v in dataset.inputs.values())
+    memory = plan_memory(limit=config.resources.memory_limit(), weight_bytes=weights, activation_bytes=activations,
+                         data_bytes=data_bytes)
+    requested_batch = config.search.batch_size
+    batch = min(requested_batch or 32, memory.max_batch)
+    seconds = config.resources.seconds(str(device))
+    search_data, note = None, "full resolution"
+    if config.search.method == "darp":
+        search_data, note = reduced_search_data(run.proxy, dataset, config.resources.search_resolution, device)
+    planned_all = config.search.steps is not None and config.recovery.steps is not None
+    if seconds is None or planned_all:
+        steps = plan_steps(seconds=None, step_seconds=lambda b: math.nan, batch_size=batch,
+                           search_steps=config.search.steps, finetune_steps=config.recovery.steps)
+        return RunPlan(started, seconds, memory, steps, search_data=search_data, resolution_note=note), dataset
+    probe = max(1, min(MIN_BATCH, batch, len(dataset)))
+    forward = measure_forward_seconds(run.proxy, dataset, batch=probe, device=device)
+    samples = plan_samples(len(dataset), seconds=seconds, forward_seconds=forward)
+    if samples < len(dataset):
+        dataset = dataset.limited(samples, config.seed)
+        if search_data is not None:
+            search_data = search_data.limited(samples, config.seed)
+    tune = _linear(measure_step_seconds(run.proxy, run.analysis, dataset, probe, device=device), probe)
+    search = tune if search_data is None else _linear(
+        measure_step_seconds(run.proxy, run.analysis, search_data, probe, device=device, warm_up=False), probe)
+    graph = sum(run.timings.get(s, 0.0) for s in ("load", "analysis", "shapes"))
+    elapsed = time.perf_counter() - started
+    training = seconds - elapsed - forward * len(dataset) - tail_seconds(
+        forward, len(dataset), config.validation.latency_runs, graph) - CANDIDATE_SHARE * run.timings.get(
+        "latency_table", 0.0)
+    steps = plan_steps(seconds=max(training, 0.0), step_seconds=tune, search_step_seconds=search, batch_size=batch,
+                       max_batch=memory.max_batch, search_steps=config.search.steps,
+                       finetune_steps=config.recovery.steps, fixed_batch=requested_batch is not None)
+    return RunPlan(started, seconds, memory, steps, forward, search_data, note), dataset
+
+
+def expected_total(plan: RunPlan, samples: int, latency_runs: int) -> float | None:
+    """Seconds from the start of the run to its expected end, as planned now (call at the end of the plan stage)."""
+    if plan.seconds is None or math.isnan(plan.steps.training_seconds):
+        return None
+    done = time.perf_counter() - plan.started
+    return done + plan.forward_seconds * samples + plan.steps.training_seconds + tail_seconds(
+        plan.forward_seconds, samples, latency_runs, 0.0)

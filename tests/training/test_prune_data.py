@@ -1,0 +1,70 @@
+"""`darp-onnx prune` with image folders, data loaders and the time budget, end to end through the CLI."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from typer.testing import CliRunner
+
+import darp_onnx.workflows.plan as plan_module
+from darp_onnx.cli.app import app
+from tests.training.digits_images import ROOT, write_pngs
+
+RESNET = ROOT / "sample_models" / "resnet.onnx"
+FEW = ["--steps", "4", "--finetune-steps", "2", "--batch-size", "4"]
+runner = CliRunner()
+
+
+def _prune(tmp_path, *args):
+    result = runner.invoke(app, ["prune", str(RESNET), "-o", str(tmp_path / "out.onnx"), "--force", "-q", "--json",
+                                 *args])
+    return result
+
+
+def test_image_folder_prunes_and_counts_bad_images(tmp_path):
+    write_pngs(tmp_path / "images", 12)
+    (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG not really")
+    result = _prune(tmp_path, "--data", str(tmp_path / "images"), "--preprocess", "unit", *FEW)
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["data"]["samples"] == 12 and document["data"]["skipped"] == 1
+    assert document["data"]["preprocess"]["resize"] == "stretch"
+    assert {"data", "plan", "search", "finetune", "validation"} <= set(document["timings"])
+    assert document["resources"]["peak_rss_mib"] > 0
+
+
+def test_preprocess_table_in_config(tmp_path):
+    write_pngs(tmp_path / "images", 6)
+    config = tmp_path / "prune.toml"
+    config.write_text('[preprocess]\npreset = "unit"\nmean = [0.3]\nstd = [0.3]\n', encoding="utf-8")
+    result = _prune(tmp_path, "--data", str(tmp_path / "images"), "--config", str(config), *FEW)
+    assert result.exit_code == 0, result.stderr
+    assert json.loads(result.stdout)["data"]["preprocess"]["mean"] == [0.3]
+
+
+def test_empty_image_folder_is_one_line_error(tmp_path):
+    (tmp_path / "empty").mkdir()
+    result = _prune(tmp_path, "--data", str(tmp_path / "empty"), *FEW)
+    assert result.exit_code == 1 and "holds no image files" in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+@pytest.mark.parametrize("spec", ["nowhere.py:load_data", "{loader}:missing"], ids=["bad-path", "bad-function"])
+def test_data_loader_errors_are_one_line(tmp_path, spec):
+    loader = tmp_path / "loader.py"
+    loader.write_text("def load_data():\n    return []\n", encoding="utf-8")
+    result = _prune(tmp_path, "--data-loader", spec.format(loader=loader), *FEW)
+    assert result.exit_code == 1 and "--data-loader" in result.stderr
+    assert "Traceback" not in result.stderr and len(result.stderr.strip().splitlines()) == 1
+
+
+def test_slow_steps_plan_fewer_steps(tmp_path, monkeypatch):
+    """A stubbed, slow step time: the time budget plans far fewer than the default 200 + 100 steps."""
+    monkeypatch.setattr(plan_module, "measure_step_seconds", lambda *args, **kwargs: 0.4)
+    monkeypatch.setattr(plan_module, "measure_forward_seconds", lambda *args, **kwargs: 0.001)
+    result = _prune(tmp_path, "--time-budget", "10s", "--max-samples", "16")
+    assert result.exit_code == 0, result.stderr
+    plan = json.loads(result.stdout)["resources"]["plan"]
+    assert plan["batch_size"] == 8 and plan["search_steps"] + plan["finetune_steps"] < 60
+    assert plan["step_seconds"] == pytest.approx(0.4)
