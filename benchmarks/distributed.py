@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import statistics
 import sys
 import tempfile
@@ -71,7 +72,8 @@ def measure(args: argparse.Namespace, nproc: int) -> dict:
         out = Path(tmp) / "times.json"
         command = [sys.executable, "-m", "benchmarks.distributed", "--worker", "--model", args.model,
                    "--steps", str(args.steps), "--batch", str(args.batch), "--device", args.device, "--out", str(out)]
-        code = spawn(nproc, command)
+        env = None if args.threads is None else {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
+        code = spawn(nproc, command, env=env)
         if code != 0:
             raise SystemExit(f"{nproc} process(es): the run failed with exit code {code}")
         return json.loads(out.read_text())
@@ -84,6 +86,9 @@ def main() -> None:
     parser.add_argument("--steps", type=int, default=12, help="search steps (Taylor start included)")
     parser.add_argument("--batch", type=int, default=16, help="per-rank batch")
     parser.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    parser.add_argument("--threads", type=int, default=None,
+                        help="torch threads per process (default: the cores shared out, as `prune --nproc` does; "
+                             "1 compares equal threads per rank)")
     parser.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)
     parser.add_argument("--out", help=argparse.SUPPRESS)
     args = parser.parse_args()
@@ -92,14 +97,15 @@ def main() -> None:
         return
     table = Table(title=f"DARP search on {args.model}, per-rank batch {args.batch}, device {args.device}",
                   title_justify="left")
-    for column in ("processes", "global batch", "step ms (median)", "samples/s", "speed-up"):
+    for column in ("processes", "threads/process", "global batch", "step ms (median)", "samples/s", "speed-up"):
         table.add_column(column, justify="right")
     base = None
     for nproc in args.nproc:
         step_s = measure(args, nproc)["step_s"]
         rate = nproc * args.batch / step_s
         base = base or rate
-        table.add_row(str(nproc), str(nproc * args.batch), f"{1000 * step_s:.1f}", f"{rate:.1f}",
+        threads = args.threads or int(os.environ.get("OMP_NUM_THREADS", 0)) or max(1, (os.cpu_count() or 1) // nproc)
+        table.add_row(str(nproc), str(threads), str(nproc * args.batch), f"{1000 * step_s:.1f}", f"{rate:.1f}",
                       f"{rate / base:.2f}x")
     Console().print(table)
 

@@ -150,6 +150,7 @@ def analyse_costs(run: PruneRun) -> PruneRun:
     """Ingestion (node names, shared constants, every tensor's shape: darp_onnx.load.ingest), channel groups,
     the cost model, the layer timings (when latency-aware) and the budget."""
     with run.timings.stage("ingest"):
+        _check_memory(run, run.input_shapes)  # the inputs alone, before onnxruntime runs the model at that size
         ingested = ingest(run.model, run.input_shapes, seed=run.config.seed, source=run.source.name)
         run.source = replace(run.source, model=ingested.model)
         run.observed_shapes = ingested.shapes
@@ -157,11 +158,7 @@ def analyse_costs(run: PruneRun) -> PruneRun:
         run.analysis = analyse(run.model)
     with run.timings.stage("shapes"):
         run.cost_model = CostModel(run.model, run.analysis, run.input_shapes, observed=run.observed_shapes)
-        io = run.config.io
-        check_run_memory(run.model, run.cost_model.shapes, run.input_shapes,
-                         batch_size=max([b for b in (run.config.search.batch_size, run.config.recovery.batch_size)
-                                         if b] or [MIN_BATCH]),  # None: planned later, at least MIN_BATCH
-                         synthetic_samples=io.synthetic_samples if io.data is None else 0)
+        _check_memory(run, run.cost_model.shapes)
     if run.config.latency_aware:
         with run.timings.stage("latency_table"):
             run.progress("latency", {"device": run.device.ort_device})
@@ -170,6 +167,15 @@ def analyse_costs(run: PruneRun) -> PruneRun:
                                        channel_multiple=run.channel_multiple)
     run.budget = budget_for(run, run.config.budget)
     return run
+
+
+def _check_memory(run: PruneRun, tensor_shapes: Mapping[str, tuple[int, ...]]) -> None:
+    """The synthetic data and one training batch of these tensors fit in free memory."""
+    io = run.config.io
+    check_run_memory(run.model, tensor_shapes, run.input_shapes,
+                     batch_size=max([b for b in (run.config.search.batch_size, run.config.recovery.batch_size)
+                                     if b] or [MIN_BATCH]),  # None: planned later, at least MIN_BATCH
+                     synthetic_samples=io.synthetic_samples if io.data is None else 0)
 
 
 def budget_for(run: PruneRun, budget: BudgetConfig) -> Budget:
