@@ -51,6 +51,8 @@ class TaskLoss:
             return F.cross_entropy(logits, self.labels[idx].to(logits.device))
         total = outputs[0].new_zeros(())
         for out, ref, scale in zip(outputs, self.teacher, self.scales, strict=False):
+            if not out.is_floating_point():  # integer outputs (token ids, argmax) carry no gradient
+                continue
             target = per_sample(ref[idx].to(out.device))
             out = per_sample(out)
             if is_class_scores(target):
