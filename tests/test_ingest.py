@@ -237,3 +237,20 @@ def test_prune_turns_an_unexpected_exception_into_a_stage_error(monkeypatch, tmp
         darp_onnx.prune(paddle_like_names(), output=tmp_path / "p.onnx", target_flops=0.8, search_steps=2,
                         finetune_steps=0, synthetic_samples=4, channel_multiple=1)
     assert info.value.exit_code == 1 and not (tmp_path / "p.onnx").exists()
+
+
+def test_ingestion_leaves_no_file_in_the_current_folder(tmp_path, monkeypatch):
+    """onnxruntime's symbolic inference saves 'sym_shape_infer_temp.onnx' into the current folder when it is
+    incomplete (onnxruntime/tools/symbolic_shape_infer.py); ingestion must not leave it in the user's folder."""
+    from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
+
+    from darp_onnx.load.ingest import _symbolic
+
+    def incomplete(model, **_options):
+        onnx.save_model(model, "sym_shape_infer_temp.onnx")
+        raise Exception("Incomplete symbolic shape inference")
+
+    monkeypatch.setattr(SymbolicShapeInference, "infer_shapes", staticmethod(incomplete))
+    monkeypatch.chdir(tmp_path)
+    assert _symbolic(shared_bias()) is None  # the shape source that runs when onnx inference leaves gaps
+    assert sorted(p.name for p in tmp_path.iterdir()) == []

@@ -14,6 +14,8 @@ from __future__ import annotations
 import contextlib
 import io
 import logging
+import os
+import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
@@ -66,12 +68,17 @@ def _symbolic(model: onnx.ModelProto) -> onnx.ModelProto | None:
     logger = logging.getLogger("onnxruntime.tools.symbolic_shape_infer")
     level = logger.level
     logger.setLevel(logging.CRITICAL)
+    cwd = os.getcwd()
     try:
-        with contextlib.redirect_stdout(io.StringIO()):
+        # when inference is incomplete it saves 'sym_shape_infer_temp.onnx' into the current folder: run it in
+        # a temporary one so nothing is left in the user's folder
+        with tempfile.TemporaryDirectory() as scratch, contextlib.redirect_stdout(io.StringIO()):
+            os.chdir(scratch)
             return SymbolicShapeInference.infer_shapes(model, auto_merge=True, guess_output_rank=False)
     except Exception:  # it raises bare Exceptions on ops it does not know; the observed shapes follow
         return None
     finally:
+        os.chdir(cwd)
         logger.setLevel(level)
 
 
