@@ -29,8 +29,8 @@ def _freeze_unknown_shapes(tracer: Tracer, node: onnx.NodeProto) -> None:
             tracer.freeze(lay.units, f"{reason} (node '{node.name}', {node.op_type})")
 
 
-def _trace(model: onnx.ModelProto) -> Tracer:
-    tracer = Tracer(model)
+def _trace(model: onnx.ModelProto, head_dims: dict[str, int] | None = None) -> Tracer:
+    tracer = Tracer(model, head_dims)
     for node in model.graph.node:
         with at_node(node):
             shape_values.visit(tracer, node)
@@ -59,6 +59,9 @@ def analyse(model: onnx.ModelProto) -> ChannelAnalysis:
                             "darp_onnx.groups.name_nodes or darp_onnx.load.ingest.ingest first (prune and "
                             "inspect do this themselves)")
     tracer = _trace(model)
+    heads = {node: d for node, d in tracer.head_splits.items() if d > 1}
+    if heads:  # projections split into attention heads: trace again with their channels as heads
+        tracer = _trace(model, heads)
     part = Partition(tracer, [*tracer.layouts.values(), *tracer.const_layouts.values()])
     groups = part.groups
     reasons: list[str] = []

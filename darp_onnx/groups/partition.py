@@ -12,7 +12,6 @@ import numpy as np
 
 from darp_onnx.groups.model import AxisMap, ChannelGroup, Segment
 from darp_onnx.groups.tracer import Layout, Tracer
-from darp_onnx.groups.units import CHANNEL
 
 
 def components(n: int, edges: list[tuple[np.ndarray, np.ndarray]]) -> np.ndarray:
@@ -53,7 +52,7 @@ class Partition:
         self.labels = components(n, tracer.edges)
         is_rep = self.labels == np.arange(n)
         cuts = [np.array([0, n])]
-        cuts += [np.array([start, stop]) for start, stop, _ in tracer.atoms]
+        cuts += [np.array([a.start, a.stop]) for a in tracer.atoms]
         cuts.append(np.flatnonzero(is_rep[1:] != is_rep[:-1]) + 1)
         for lay in layouts:
             valid = lay.units >= 0
@@ -70,11 +69,11 @@ class Partition:
             gid = len(self.groups)
             self.group_of[lo:hi] = gid
             self.pos_in_group[lo:hi] = np.arange(hi - lo)
-            start, stop, label = tracer.atoms[int(np.searchsorted(atom_starts, lo, side="right")) - 1]
-            if (lo, hi) != (start, stop):
-                label = f"{label}[{lo - start}:{hi - start}]"
-            self.groups.append(ChannelGroup(id=gid, size=int(hi - lo), kind=CHANNEL.name, frozen=None,
-                                            label=label))
+            atom = tracer.atoms[int(np.searchsorted(atom_starts, lo, side="right")) - 1]
+            label = atom.label
+            if (lo, hi) not in ((atom.start, atom.stop), atom.first_chunk):
+                label = f"{label}[{lo - atom.start}:{hi - atom.start}]"
+            self.groups.append(ChannelGroup(id=gid, size=int(hi - lo), kind=atom.kind, frozen=None, label=label))
 
     def groups_of(self, units: np.ndarray) -> np.ndarray:
         units = units[units >= 0]

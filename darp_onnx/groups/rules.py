@@ -81,6 +81,15 @@ RULES: dict[str, Rule] = {
 SINK_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN"})
 
 
+def mixes_channels(op_type: str, pos: int, axis: int, rank: int) -> bool:
+    """Whether sink `op_type` sums its input `pos` over tracked `axis` (so the proxy must gate it there).
+    A MatMul only sums A's last and B's second-to-last axis: heads on a batch axis (Q K^T, attention x V)
+    and rows passing through are gated later, where a sink reads them."""
+    if op_type != "MatMul" or rank < 2:
+        return True
+    return axis % rank == (rank - 1 if pos == 0 else rank - 2)
+
+
 def rule_for(node: onnx.NodeProto) -> Rule:
     if node.domain not in ("", "ai.onnx"):
         return basic.unknown

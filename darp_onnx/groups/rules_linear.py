@@ -5,6 +5,7 @@ from __future__ import annotations
 import onnx
 
 from darp_onnx.groups import const_views as cv
+from darp_onnx.groups import rules_attention as attention
 from darp_onnx.groups.model import ShapeEdit
 from darp_onnx.groups.rules_basic import attr, unknown
 from darp_onnx.groups.tracer import Layout, Tracer
@@ -105,7 +106,7 @@ def gemm(t: Tracer, node: onnx.NodeProto) -> None:
     trans_a, trans_b = int(attr(node, "transA", 0)), int(attr(node, "transB", 0))
     _sink(t, node, a, 0 if trans_a else 1, b, 1 if trans_b else 0)
     n = weight.shape[0 if trans_b else 1]
-    out = Layout(1, t.new_atom(n, f"{node.name} out ({n})"))
+    out = Layout(1, *attention.source_units(t, node, n, f"{node.name} out ({n})"))
     t.bind_const(b, 0 if trans_b else 1, out, node)
     if len(node.input) > 2 and node.input[2]:
         c = cv.view_value(t, node.input[2])
@@ -123,8 +124,11 @@ def matmul(t: Tracer, node: onnx.NodeProto) -> None:
     weight = t.const(b)
     lay = t.layout(a)
     rank = t.rank(a)
-    if weight is None or weight.ndim != 2 or rank is None or t.const(a) is not None:
-        t.freeze_inputs(node, "MatMul of two activations (attention heads are not followed)")
+    if weight is None or weight.ndim != 2 or t.const(a) is not None:
+        attention.matmul_activations(t, node)
+        return
+    if rank is None:
+        t.freeze_inputs(node, "MatMul with an input of unknown rank")
         return
     n = weight.shape[1]
     if lay is not None and lay.axis != rank - 1:
@@ -134,6 +138,6 @@ def matmul(t: Tracer, node: onnx.NodeProto) -> None:
             t.freeze(lay.units, f"MatMul '{node.name}' contracts a 1-D tracked tensor")
         return
     _sink(t, node, a, rank - 1, b, 0)
-    out = Layout(rank - 1, t.new_atom(n, f"{node.name} out ({n})"))
+    out = Layout(rank - 1, *attention.source_units(t, node, n, f"{node.name} out ({n})"))
     t.bind_const(b, 1, out, node)
     t.set(node.output[0], out)

@@ -8,35 +8,15 @@ by name.
 
 from __future__ import annotations
 
-from collections import Counter
 from math import prod
 
 import onnx
 
+from darp_onnx.groups import rules_attention as attention
 from darp_onnx.groups import shape_values as sv
+from darp_onnx.groups.dims import Prod as _Prod
 from darp_onnx.groups.rules_basic import attr
 from darp_onnx.groups.tracer import Layout, Tracer
-
-
-class _Prod:
-    """A product of dims: an integer times a multiset of symbols."""
-
-    def __init__(self, dims=(), value: int = 1, symbols: Counter | None = None) -> None:
-        self.value, self.symbols = value, Counter(symbols or {})
-        for d in dims:
-            if isinstance(d, str):
-                self.symbols[d] += 1
-            else:
-                self.value *= int(d)
-
-    def __eq__(self, other) -> bool:
-        return isinstance(other, _Prod) and self.value == other.value and self.symbols == other.symbols
-
-    def over(self, other: _Prod) -> int | None:
-        """self / other when it is a whole number without symbols, else None."""
-        if other.value == 0 or self.value % other.value or self.symbols != other.symbols:
-            return None
-        return self.value // other.value
 
 
 def map_reshape(in_shape, lay: Layout, out_shape) -> tuple[Layout | None, str]:
@@ -64,7 +44,7 @@ def map_reshape(in_shape, lay: Layout, out_shape) -> tuple[Layout | None, str]:
             return Layout(s, lay.units, repeat, lay.tile * copies), ""
     if _Prod(in_shape[axis + 1:]).symbols:
         return None, "symbolic dims after the channel axis"
-    return None, "reshape splits the channel axis (heads are not followed)"
+    return None, "reshape splits the channel axis"
 
 
 def _same_axis(in_shape, axis: int, out_shape, lay: Layout) -> Layout | None:
@@ -154,7 +134,8 @@ def reshape(t: Tracer, node: onnx.NodeProto) -> None:
     if lay is None:
         sv.freeze_refs(t, target, f"Reshape '{node.name}' sizes untracked data with a channel count")
         return
-    new = _regroup(t, node, target)
+    new = attention.split_heads(t, node, lay, t.shape(node.input[0]), t.shape(node.output[0]))
+    new = new or _regroup(t, node, target)
     if new is None:
         sv.freeze_refs(t, target, f"Reshape '{node.name}' is not followed")
         return

@@ -9,7 +9,9 @@ a reason. Constants (initializers and Constant-node outputs) bound to a layout g
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import numpy as np
 import onnx
@@ -39,8 +41,24 @@ class Layout:
         return Layout(axis, self.units, self.repeat, self.tile)
 
 
+class Atom(NamedTuple):
+    """A block [start, stop) of global channel indices created by node `node`; `kind` names its unit
+    kind (groups.units): what one index stands for."""
+
+    start: int
+    stop: int
+    label: str
+    node: str = ""
+    kind: str = "channel"
+    chunks: int = 1  # coupled copies it holds (fused Q, K, V heads): its groups span the first one
+
+    @property
+    def first_chunk(self) -> tuple[int, int]:
+        return self.start, self.start + (self.stop - self.start) // self.chunks
+
+
 class Tracer:
-    def __init__(self, model: onnx.ModelProto) -> None:
+    def __init__(self, model: onnx.ModelProto, head_dims: Mapping[str, int] | None = None) -> None:
         graph = model.graph
         self.model = model
         self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
@@ -67,7 +85,9 @@ class Tracer:
         self.const_claims: dict[str, set[str]] = defaultdict(set)
         self.edges: list[tuple[np.ndarray, np.ndarray]] = []
         self.freezes: list[tuple[np.ndarray, str]] = []
-        self.atoms: list[tuple[int, int, str]] = []  # (start, stop, label)
+        self.atoms: list[Atom] = []
+        self.head_dims = dict(head_dims or {})  # source node -> head dimension D (its units are heads)
+        self.head_splits: dict[str, int] = {}  # found in this pass: source node -> D (0: conflicting)
         self.shape_edits: list[ShapeEdit] = []
         self.depthwise: list[str] = []
         self.visited: set[str] = set()  # nodes whose rule has run
@@ -92,11 +112,28 @@ class Tracer:
         return self.consts.get(name) if name else None
 
     # -- recording -----------------------------------------------------------------------------------
-    def new_atom(self, size: int, label: str) -> np.ndarray:
+    def new_atom(self, size: int, label: str, node: str = "", kind: str = "channel") -> np.ndarray:
         start = self.count
         self.count += size
-        self.atoms.append((start, self.count, label))
+        self.atoms.append(Atom(start, self.count, label, node, kind))
         return np.arange(start, self.count, dtype=np.int64)
+
+    def mark_chunks(self, unit: int, chunks: int, label: str) -> None:
+        """The atom of `unit` holds `chunks` coupled copies of its first chunk (fused Q, K, V)."""
+        atom = self.atom_of(unit)
+        if atom is not None:
+            self.atoms[self.atoms.index(atom)] = atom._replace(chunks=chunks, label=label)
+
+    def atom_of(self, unit: int) -> Atom | None:
+        """The atom that global index `unit` belongs to (atoms are created in ascending order)."""
+        lo, hi = 0, len(self.atoms)
+        while lo < hi:
+            mid = (lo + hi) // 2
+            if self.atoms[mid].stop <= unit:
+                lo = mid + 1
+            else:
+                hi = mid
+        return self.atoms[lo] if lo < len(self.atoms) and self.atoms[lo].start <= unit else None
 
     def set(self, name: str, layout: Layout) -> None:
         if name:

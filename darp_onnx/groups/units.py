@@ -43,3 +43,5 @@ CHANNEL = register_unit_kind(UnitKind(
 BRANCH = register_unit_kind(UnitKind(
     "branch", aligned=False, droppable=True, counts_as_channels=False,
     description="a residual branch F in y = x + F(x): dropped whole, y = x"))
+
+from darp_onnx.groups import head_units  # noqa: E402,F401  (registers "head")

@@ -82,10 +82,12 @@ def _copy_shared(graph: onnx.GraphProto) -> int:
 
 
 def unshare_constants(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """A copy of `model` with constant Identities folded and small shared float constants copied per
-    reader; also the number of constants added."""
+    """A copy of `model` with constant Identities folded, small shared float constants and computed shape
+    vectors copied per reader; also the number of constants and nodes added."""
     out = onnx.ModelProto()
     out.CopyFrom(model)
+    from darp_onnx.load.unshare_shapes import unshare_shape_vectors  # it imports this module's helpers
+
     folded = _fold_constant_identities(out.graph)
-    copied = _copy_shared(out.graph)
+    copied = _copy_shared(out.graph) + unshare_shape_vectors(out.graph)
     return out, folded + copied

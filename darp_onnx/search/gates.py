@@ -13,7 +13,7 @@ import numpy as np
 import torch
 
 from darp_onnx.groups.model import AxisMap, ChannelAnalysis
-from darp_onnx.groups.rules import SINK_OPS
+from darp_onnx.groups.rules import SINK_OPS, mixes_channels
 from darp_onnx.proxy.model import ProxyModel
 
 
@@ -59,15 +59,15 @@ class GateHandle:
         branch_at = {b.add_node: b for b in analysis.branches}
         maps_by_tensor = {key[0]: amap for key, amap in analysis.axis_maps.items()}
         for idx, step in enumerate(proxy.steps):
-            plan: list[tuple[int, object]] = []
+            plan: list[tuple[int, object, str]] = []  # (input, axis map or branch group, op)
             if step.op_type in SINK_OPS:
                 for pos, name in enumerate(step.inputs):
                     amap = maps_by_tensor.get(name)
                     if name and name not in constants and amap is not None and amap.segments:
-                        plan.append((pos, amap))
+                        plan.append((pos, amap, step.op_type))
             branch = branch_at.get(step.node_name)
             if branch is not None:
-                plan += [(pos, branch.group) for pos, name in enumerate(step.inputs)
+                plan += [(pos, branch.group, "") for pos, name in enumerate(step.inputs)
                          if name == branch.branch_output]
             if plan:
                 self._previous[idx] = proxy.input_transforms.get(idx)
@@ -80,9 +80,10 @@ class GateHandle:
             if not self.gates:
                 return args
             args = list(args)
-            for pos, target in plan:
+            for pos, target, op_type in plan:
                 if isinstance(target, AxisMap):
-                    args[pos] = _scale(args[pos], target, self.gates)
+                    if mixes_channels(op_type, pos, target.axis, args[pos].dim()):
+                        args[pos] = _scale(args[pos], target, self.gates)
                 elif target in self.gates:
                     args[pos] = args[pos] * self.gates[target].reshape(()).to(args[pos].dtype)
             return args

@@ -10,7 +10,7 @@ import torch
 from onnx import helper, numpy_helper
 
 from darp_onnx.groups import ChannelAnalysis
-from darp_onnx.groups.rules import SINK_OPS
+from darp_onnx.groups.rules import SINK_OPS, mixes_channels
 from darp_onnx.proxy import build_proxy, supported_ops
 from darp_onnx.rewrite import rewrite
 from darp_onnx.search.gates import attach_gates
@@ -43,7 +43,8 @@ def gated_onnx(model: onnx.ModelProto, analysis: ChannelAnalysis, masks: dict) -
     for node in out.graph.node:
         targets = []
         if node.op_type in SINK_OPS:
-            targets = [(i, maps[n]) for i, n in enumerate(node.input) if n in maps]
+            targets = [(i, maps[n]) for i, n in enumerate(node.input)
+                       if n in maps and mixes_channels(node.op_type, i, maps[n].axis, len(_shape(model, n)))]
         branch = branch_at.get(node.name)
         if branch is not None and branch.group in masks:
             gate = float(masks[branch.group][0])

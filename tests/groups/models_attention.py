@@ -1,0 +1,117 @@
+"""Tiny torch transformer encoders exported by both torch exporters: the attention patterns the head
+analysis must follow (split and fused QKV, explicit attention and scaled_dot_product_attention, pre-
+and post-LN, an additive mask, dynamic batch and sequence axes)."""
+
+from __future__ import annotations
+
+import io
+import warnings
+from functools import lru_cache
+
+import onnx
+import torch
+from torch import nn
+from torch.nn import functional as F
+
+DIM, HEADS, FFN, LAYERS, SEQ = 32, 4, 64, 2, 8
+
+
+class SplitAttention(nn.Module):
+    """BERT-style: separate Q, K, V projections, views built from x.size() at run time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head_dim = DIM // HEADS
+        self.query, self.key, self.value = nn.Linear(DIM, DIM), nn.Linear(DIM, DIM), nn.Linear(DIM, DIM)
+        self.out = nn.Linear(DIM, DIM)
+
+    def heads(self, x: torch.Tensor) -> torch.Tensor:
+        return x.view(x.size()[:-1] + (HEADS, self.head_dim)).permute(0, 2, 1, 3)
+
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.heads(self.query(x)), self.heads(self.key(x)), self.heads(self.value(x))
+        scores = torch.matmul(q, k.transpose(-1, -2)) / (self.head_dim ** 0.5) + mask_bias
+        context = torch.matmul(scores.softmax(dim=-1), v).permute(0, 2, 1, 3).contiguous()
+        return self.out(context.view(context.size()[:-2] + (DIM,)))
+
+
+class FusedAttention(nn.Module):
+    """ViT-style: one QKV projection reshaped to [B, S, 3, H, D]; or chunked into three and run by
+    scaled_dot_product_attention."""
+
+    def __init__(self, sdpa: bool) -> None:
+        super().__init__()
+        self.sdpa = sdpa
+        self.qkv, self.out = nn.Linear(DIM, 3 * DIM), nn.Linear(DIM, DIM)
+
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+        b, s, _ = x.shape
+        if self.sdpa:
+            q, k, v = (t.reshape(b, s, HEADS, DIM // HEADS).transpose(1, 2) for t in self.qkv(x).chunk(3, dim=-1))
+            context = F.scaled_dot_product_attention(q, k, v, attn_mask=mask_bias)
+        else:
+            q, k, v = self.qkv(x).reshape(b, s, 3, HEADS, DIM // HEADS).permute(2, 0, 3, 1, 4).unbind(0)
+            attn = ((q @ k.transpose(-2, -1)) * (DIM // HEADS) ** -0.5 + mask_bias).softmax(dim=-1)
+            context = attn @ v
+        return self.out(context.transpose(1, 2).reshape(b, s, DIM))
+
+
+class Layer(nn.Module):
+    def __init__(self, attention: nn.Module, pre_ln: bool) -> None:
+        super().__init__()
+        self.attention, self.pre_ln = attention, pre_ln
+        self.ln1, self.ln2 = nn.LayerNorm(DIM), nn.LayerNorm(DIM)
+        self.ffn = nn.Sequential(nn.Linear(DIM, FFN), nn.GELU(), nn.Linear(FFN, DIM))
+
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+        if self.pre_ln:
+            x = x + self.attention(self.ln1(x), mask_bias)
+            return x + self.ffn(self.ln2(x))
+        x = self.ln1(x + self.attention(x, mask_bias))
+        return self.ln2(x + self.ffn(x))
+
+
+class Encoder(nn.Module):
+    """Embedded tokens [B, S, DIM] and a 0/1 mask [B, S] -> pooled features [B, DIM]."""
+
+    def __init__(self, kind: str) -> None:
+        super().__init__()
+        make = {"split": SplitAttention, "fused": lambda: FusedAttention(False),
+                "sdpa": lambda: FusedAttention(True)}[kind]
+        self.layers = nn.ModuleList(Layer(make(), pre_ln=kind != "split") for _ in range(LAYERS))
+        self.head = nn.Linear(DIM, 3)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        mask_bias = (1.0 - mask[:, None, None, :]) * -10000.0
+        for layer in self.layers:
+            x = layer(x, mask_bias)
+        return self.head(x.mean(dim=1))
+
+
+KINDS = ("split", "fused", "sdpa")
+
+
+@lru_cache(maxsize=8)
+def exported(kind: str, dynamo: bool) -> bytes:
+    """`export(kind, dynamo)` serialised, once per test session (the dynamo exporter takes seconds)."""
+    return export(kind, dynamo).SerializeToString()
+
+
+def export(kind: str, dynamo: bool, seed: int = 0) -> onnx.ModelProto:
+    """The encoder of `kind` with seeded random weights, exported with dynamic batch and sequence axes."""
+    torch.manual_seed(seed)
+    model = Encoder(kind).eval()
+    args = (torch.randn(2, SEQ, DIM), torch.ones(2, SEQ))
+    buffer = io.BytesIO()
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            batch, seq = torch.export.Dim("batch"), torch.export.Dim("seq", min=2, max=64)
+            program = torch.onnx.export(model, args, dynamo=True, opset_version=18, input_names=["x", "mask"],
+                                        output_names=["y"], dynamic_shapes=({0: batch, 1: seq}, {0: batch, 1: seq}),
+                                        verbose=False)
+            return program.model_proto
+        axes = {0: "batch", 1: "seq"}
+        torch.onnx.export(model, args, buffer, dynamo=False, opset_version=17, input_names=["x", "mask"],
+                          output_names=["y"], dynamic_axes={"x": axes, "mask": axes})
+    return onnx.load_from_string(buffer.getvalue())

@@ -1,0 +1,66 @@
+"""Attention heads as units on both torch exporters' graphs: Q/K/V projections (split or fused) are
+followed through the head split, Q K^T and attention x V, and the num_heads literals are edited."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+from darp_onnx.groups import analyse
+from darp_onnx.load.ingest import ingest
+from tests.groups.models_attention import DIM, FFN, HEADS, LAYERS, exported
+
+EXPORTERS = pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+
+
+def _analysed(kind: str, dynamo: bool):
+    model = ingest(onnx.load_from_string(exported(kind, dynamo))).model
+    return model, analyse(model)
+
+
+@EXPORTERS
+@pytest.mark.parametrize("kind", ["split", "fused"])
+def test_every_layer_has_a_head_group_and_an_ffn_group(kind, dynamo):
+    _, analysis = _analysed(kind, dynamo)
+    prunable = [(g.kind, g.size) for g in analysis.prunable()]
+    assert prunable.count(("head", HEADS)) == LAYERS
+    assert prunable.count(("channel", FFN)) == LAYERS
+    assert prunable.count(("branch", 1)) == 2 * LAYERS  # the attention and the FFN block of each layer
+
+
+@EXPORTERS
+@pytest.mark.parametrize("kind", ["split", "fused"])
+def test_head_units_cover_q_k_v_columns_and_output_rows(kind, dynamo):
+    model, analysis = _analysed(kind, dynamo)
+    heads = {g.id for g in analysis.prunable() if g.kind == "head"}
+    weights = {i.name: tuple(i.dims) for i in model.graph.initializer}
+    maps = [(key, m) for key, m in analysis.axis_maps.items()
+            if key[0] in weights and any(s.group in heads for s in m.segments)]
+    columns = [m for (name, axis), m in maps if axis == 1]  # Q, K, V projection weights [DIM, out]
+    rows = [m for (name, axis), m in maps if axis == 0 and weights[name] == (DIM, DIM)]  # output projections
+    assert sum(m.units for m in columns) == 3 * HEADS * LAYERS
+    assert all(m.repeat == DIM // HEADS for m in columns + rows)
+    assert len(rows) == LAYERS
+
+
+@EXPORTERS
+@pytest.mark.parametrize("kind", ["split", "fused"])
+def test_num_heads_literals_are_edited(kind, dynamo):
+    model, analysis = _analysed(kind, dynamo)
+    heads = {g.id for g in analysis.prunable() if g.kind == "head"}
+    edited = [e for e in analysis.shape_edits
+              if any(s.group in heads for s in analysis.axis_maps[e.key].segments)]
+    by_value = sorted(e.hi - e.lo for e in edited)
+    splits = (1 if kind == "fused" else 3) * LAYERS  # Reshapes [.., H*D] -> [.., H, D] (fused: [.., 3, H, D])
+    assert by_value.count(HEADS) == splits
+    assert by_value.count(DIM) == LAYERS  # the merge back [.., H, D] -> [.., H*D]
+
+
+def test_the_vit_sample_has_one_head_group_per_layer():
+    from pathlib import Path
+
+    from darp_onnx.load.io import load_model
+
+    vit = Path(__file__).resolve().parents[2] / "sample_models" / "vit.onnx"
+    analysis = analyse(ingest(load_model(vit)).model)
+    assert [g.size for g in analysis.prunable() if g.kind == "head"] == [4, 4, 4, 4]
