@@ -162,6 +162,16 @@ def test_keep_branches_prunes_channels_only(small_data):
     assert result.flops_after <= 0.5 * result.flops_before
 
 
+def test_keep_kinds_freezes_those_units_before_the_search(small_data):
+    result = darp_onnx.prune(SAMPLES / "resnet.onnx", write=False, target_flops=0.6, data=small_data,
+                             keep_kinds=("branch",), **FAST)
+    branches = [g for g in result.groups if g["kind"] == "branch"]
+    assert branches and all(g["kept"] == 1 and "keep_kinds" in g["frozen"] for g in branches)
+    assert result.flops_after <= 0.6 * result.flops_before
+    with pytest.raises(BadInputError, match="keep_kinds nothing: unknown unit kind"):
+        darp_onnx.prune(SAMPLES / "resnet.onnx", write=False, keep_kinds=("nothing",), **FAST)
+
+
 def test_latency_aware_prune_keeps_aligned_widths_and_says_how_it_chose(small_data):
     result = darp_onnx.prune(SAMPLES / "resnet.onnx", write=False, target_flops=0.5, data=small_data, method="l1",
                              latency_aware=True, channel_multiple=8, **FAST)

@@ -104,6 +104,12 @@ def prune_command(
     keep_branches: Annotated[
         bool, typer.Option(help="Never drop whole residual branches (channels only).")
     ] = ExtractionConfig.keep_branches,
+    keep_kinds: Annotated[
+        str | None,
+        typer.Option(help="Never prune units of these kinds, comma-separated (channel, branch, and head where "
+                          "attention heads are found; see `inspect`): e.g. head,branch prunes FFN neurons and "
+                          "channels only."),
+    ] = None,
     hard_gates: Annotated[
         bool, typer.Option(help="Straight-through hard 0/1 gates in the forward pass.")
     ] = SearchConfig.hard_gates,
@@ -154,7 +160,9 @@ def prune_command(
         finetune_steps=finetune_steps, batch_size=batch_size, lr=lr, search_lr=search_lr,
         tau_sample=_pair(tau_sample, "tau_sample"), tau_penalty=_pair(tau_penalty, "tau_penalty"),
         schedule=schedule, hard_gates=hard_gates, channel_multiple=channel_multiple, latency_aware=latency_aware,
-        latency_weight=latency_weight, keep_branches=keep_branches, device=device, seed=seed, force=force,
+        latency_weight=latency_weight, keep_branches=keep_branches,
+        keep_kinds=tuple(k.strip() for k in (keep_kinds or "").split(",") if k.strip()), device=device, seed=seed,
+        force=force,
         report=report, allow_nonfinite=allow_nonfinite,
         data_loader=data_loader, preprocess=preprocess, max_samples=max_samples,
         time_budget=ResourceConfig.time_budget if time_budget is None else time_budget, max_memory=max_memory,

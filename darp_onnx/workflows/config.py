@@ -107,13 +107,20 @@ class ExtractionConfig:
     latency_aware: bool = False
     latency_weight: float = 1.0
     keep_branches: bool = False
+    keep_kinds: tuple[str, ...] = ()  # unit kinds never pruned (frozen before the search), e.g. ("head",)
     latency_threads: int = 0  # onnxruntime intra-op threads for the layer timings (0: its default)
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
+        from darp_onnx.groups.units import UNIT_KINDS
+
         parse_channel_multiple(self.channel_multiple)
+        unknown = [k for k in self.keep_kinds if k not in UNIT_KINDS]
+        if unknown:
+            raise OptionError("keep_kinds", f"{{option}} {','.join(unknown)}: unknown unit kind; choose from "
+                                            f"{', '.join(UNIT_KINDS)}")
         check_number(self.latency_weight, "latency_weight", low=0, what="1: importance and time alike")
         check_number(self.latency_threads, "latency_threads", low=0, whole=True)
 
@@ -269,6 +276,7 @@ def prune_config(
     latency_aware: bool = ExtractionConfig.latency_aware,
     latency_weight: float = ExtractionConfig.latency_weight,
     keep_branches: bool = ExtractionConfig.keep_branches,
+    keep_kinds: tuple[str, ...] = ExtractionConfig.keep_kinds,
     synthetic_samples: int = IOConfig.synthetic_samples,
     data_loader: str | None = IOConfig.data_loader,
     preprocess: str | None = IOConfig.preprocess,
@@ -293,7 +301,7 @@ def prune_config(
                             hard_gates=hard_gates),
         extraction=ExtractionConfig(channel_multiple=AUTO if channel_multiple is None else channel_multiple,
                                     latency_aware=latency_aware, latency_weight=latency_weight,
-                                    keep_branches=keep_branches),
+                                    keep_branches=keep_branches, keep_kinds=tuple(keep_kinds)),
         recovery=RecoveryConfig(steps=finetune_steps, lr=lr, batch_size=batch_size),
         validation=ValidationConfig(latency_runs=latency_runs),
         io=IOConfig(output=output, force=force, write=write, data=data, input_shapes=dict(input_shapes or {}),

@@ -156,6 +156,7 @@ def analyse_costs(run: PruneRun) -> PruneRun:
         run.observed_shapes = ingested.shapes
     with run.timings.stage("analysis"):
         run.analysis = analyse(run.model)
+        keep_unit_kinds(run.analysis, run.config.extraction.keep_kinds)
     with run.timings.stage("shapes"):
         run.cost_model = CostModel(run.model, run.analysis, run.input_shapes, observed=run.observed_shapes)
         _check_memory(run, run.cost_model.shapes)
@@ -167,6 +168,14 @@ def analyse_costs(run: PruneRun) -> PruneRun:
                                        channel_multiple=run.channel_multiple)
     run.budget = budget_for(run, run.config.budget)
     return run
+
+
+def keep_unit_kinds(analysis: ChannelAnalysis, kinds: tuple[str, ...]) -> None:
+    """Freeze the prunable groups of these unit kinds (`keep_kinds`): the search, the extraction and the
+    cost model then leave them whole, e.g. an FFN-only prune of a transformer keeps heads and branches."""
+    for group in analysis.prunable():
+        if group.kind in kinds:
+            group.frozen = f"kept: its unit kind '{group.kind}' is in keep_kinds"
 
 
 def _check_memory(run: PruneRun, tensor_shapes: Mapping[str, tuple[int, ...]]) -> None:
@@ -501,6 +510,7 @@ def prune(
     latency_aware: bool = ExtractionConfig.latency_aware,
     latency_weight: float = ExtractionConfig.latency_weight,
     keep_branches: bool = ExtractionConfig.keep_branches,
+    keep_kinds: tuple[str, ...] = ExtractionConfig.keep_kinds,
     synthetic_samples: int = IOConfig.synthetic_samples,
     data_loader: str | None = IOConfig.data_loader,
     preprocess: str | None = IOConfig.preprocess,
@@ -543,7 +553,8 @@ def prune(
                    search_steps=search_steps, finetune_steps=finetune_steps, batch_size=batch_size, lr=lr,
                    search_lr=search_lr, tau_sample=tau_sample, tau_penalty=tau_penalty, schedule=schedule,
                    hard_gates=hard_gates, channel_multiple=channel_multiple, latency_aware=latency_aware,
-                   latency_weight=latency_weight, keep_branches=keep_branches, synthetic_samples=synthetic_samples,
+                   latency_weight=latency_weight, keep_branches=keep_branches, keep_kinds=keep_kinds,
+                   synthetic_samples=synthetic_samples,
                    device=device, seed=seed, force=force, write=write, report=report,
                    allow_nonfinite=allow_nonfinite, data_loader=data_loader,
                    preprocess=preprocess, max_samples=max_samples, time_budget=time_budget, max_memory=max_memory,
