@@ -1,4 +1,5 @@
-"""Small hand-written torch models of four architecture families, for 1x32x32 inputs and 5 classes.
+"""Small hand-written torch models: four image families (1x32x32 inputs, 5 classes) and a BERT-style
+text encoder (token ids, 2 classes).
 
 ``build(name)`` returns a fresh (untrained) model; ``load_trained(name)`` adds the committed weights
 from ``sample_models/weights/<name>.pt`` and puts the model in eval mode.
@@ -6,6 +7,7 @@ from ``sample_models/weights/<name>.pt`` and puts the model in eval mode.
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 
 import torch
@@ -244,20 +246,88 @@ class ViT(nn.Module):
         return self.head(x[:, 0])
 
 
+# --- BERT-style text encoder ---------------------------------------------------------------------
+
+
+class SelfAttention(nn.Module):
+    """BERT's attention: separate Q, K, V projections, scaled scores plus an additive padding mask."""
+
+    def __init__(self, dim: int, heads: int, dropout: float):
+        super().__init__()
+        self.heads, self.head_dim = heads, dim // heads
+        self.query, self.key, self.value = nn.Linear(dim, dim), nn.Linear(dim, dim), nn.Linear(dim, dim)
+        self.out = nn.Linear(dim, dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def split_heads(self, x: torch.Tensor) -> torch.Tensor:
+        b, s, _ = x.shape
+        return x.view(b, s, self.heads, self.head_dim).transpose(1, 2)  # [B, H, S, D]
+
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+        q, k, v = self.split_heads(self.query(x)), self.split_heads(self.key(x)), self.split_heads(self.value(x))
+        scores = q @ k.transpose(-1, -2) / math.sqrt(self.head_dim) + mask_bias
+        context = self.dropout(torch.softmax(scores, dim=-1)) @ v
+        b, _, s, _ = context.shape
+        return self.out(context.transpose(1, 2).reshape(b, s, self.heads * self.head_dim))
+
+
+class EncoderLayer(nn.Module):
+    """Post-LN as in BERT: LayerNorm(x + Attention(x)), then LayerNorm(x + FFN(x))."""
+
+    def __init__(self, dim: int, heads: int, ffn: int, dropout: float):
+        super().__init__()
+        self.attention = SelfAttention(dim, heads, dropout)
+        self.norm1 = nn.LayerNorm(dim)
+        self.ffn = nn.Sequential(nn.Linear(dim, ffn), nn.GELU(), nn.Linear(ffn, dim), nn.Dropout(dropout))
+        self.norm2 = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+        x = self.norm1(x + self.dropout(self.attention(x, mask_bias)))
+        return self.norm2(x + self.ffn(x))
+
+
+class TextEncoder(nn.Module):
+    """A small BERT: token + position embeddings, post-LN encoder layers, tanh pooler on [CLS], classifier.
+
+    Inputs are int64 `input_ids` and `attention_mask` [B, S] (1 = token, 0 = padding), S <= max_len."""
+
+    def __init__(self, vocab=3000, dim=64, depth=4, heads=4, ffn=256, max_len=64, num_classes=2, dropout=0.1):
+        super().__init__()
+        self.tokens = nn.Embedding(vocab, dim)
+        self.positions = nn.Embedding(max_len, dim)
+        self.norm = nn.LayerNorm(dim)
+        self.dropout = nn.Dropout(dropout)
+        self.layers = nn.ModuleList(EncoderLayer(dim, heads, ffn, dropout) for _ in range(depth))
+        self.pooler = nn.Linear(dim, dim)
+        self.classifier = nn.Linear(dim, num_classes)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        positions = torch.arange(input_ids.shape[1], device=input_ids.device)
+        x = self.dropout(self.norm(self.tokens(input_ids) + self.positions(positions)))
+        mask_bias = (1.0 - attention_mask[:, None, None, :].to(x.dtype)) * -10000.0
+        for layer in self.layers:
+            x = layer(x, mask_bias)
+        return self.classifier(torch.tanh(self.pooler(x[:, 0])))
+
+
 ARCHITECTURES = {"resnet": ResNet, "mobilenetv3": MobileNetV3, "yolov8": YOLOv8Cls, "vit": ViT}
+TEXT_ARCHITECTURES = {"textenc": TextEncoder}  # int64 token inputs: made by make_samples.py's text part
 FAMILIES = {
     "resnet": "ResNet (basic blocks)",
     "mobilenetv3": "MobileNetV3 (inverted residuals + SE)",
     "yolov8": "YOLOv8 (C2f + SPPF + upsample/concat neck, classification head)",
     "vit": "ViT (pre-LN transformer, explicit attention)",
+    "textenc": "BERT-style text encoder (post-LN, separate Q/K/V, padding mask, [CLS] pooler)",
 }
 
 
 def build(name: str) -> nn.Module:
-    """A fresh, untrained model of family `name` (one of ARCHITECTURES)."""
-    if name not in ARCHITECTURES:
-        raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(ARCHITECTURES)}")
-    return ARCHITECTURES[name]()
+    """A fresh, untrained model of family `name` (one of ARCHITECTURES or TEXT_ARCHITECTURES)."""
+    known = {**ARCHITECTURES, **TEXT_ARCHITECTURES}
+    if name not in known:
+        raise ValueError(f"unknown architecture {name!r}; expected one of {sorted(known)}")
+    return known[name]()
 
 
 def load_trained(name: str, weights_dir: Path | str = WEIGHTS_DIR) -> nn.Module:

