@@ -37,6 +37,7 @@ from darp_onnx.search.latency_extract import extract_masks_by_latency
 from darp_onnx.search.loss import TaskLoss, check_labels_fit
 from darp_onnx.search.taylor import TAYLOR_BATCHES, run_darp, taylor_scores
 from darp_onnx.training.batching import is_batch_major
+from darp_onnx.training.data_shapes import shapes_from_data
 from darp_onnx.training.dataset import Dataset, load_dataset, load_from_loader, synthetic_dataset
 from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
 from darp_onnx.training.recovery import RecoveryRecipe
@@ -139,6 +140,8 @@ def load(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig
         check_loaded_model(source.model, source.name, allow_nonfinite=io.allow_nonfinite)
         out_path = output_path(source, io.output, write=io.write, force=io.force, suffix=".pruned")
         input_shapes = resolve_input_shapes(source.model, dict(io.input_shapes), check_fixed=True)
+        if io.data_loader is None:  # a sequence length (or other symbolic dim) the data fixes
+            input_shapes = shapes_from_data(io.data, source.model, input_shapes)
         device = choose_device(config.device)
         multiple = resolve_channel_multiple(config.extraction.channel_multiple, device.ort_device)
     return PruneRun(config=config, source=source, out_path=out_path, input_shapes=input_shapes, device=device,

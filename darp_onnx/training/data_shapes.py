@@ -1,0 +1,70 @@
+"""Symbolic input dims taken from the `--data` arrays: a text model's sequence axis ([N, S] token ids)
+needs no `--input-shape` when the .npz says S. Only array headers are read (no data)."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from collections.abc import Mapping
+from pathlib import Path
+
+import numpy as np
+import onnx
+
+from darp_onnx.load.inputs import graph_inputs
+
+
+def _symbolic_past_batch(value: onnx.ValueInfoProto) -> bool:
+    dims = value.type.tensor_type.shape.dim
+    return any(not (d.HasField("dim_value") and d.dim_value > 0) for d in list(dims)[1:])
+
+
+def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
+    """Array name -> shape of every .npy member of an .npz file, from the headers."""
+    shapes = {}
+    with zipfile.ZipFile(path) as archive:
+        for info in archive.infolist():
+            if not info.filename.endswith(".npy"):
+                continue
+            with archive.open(info) as member:
+                version = np.lib.format.read_magic(member)
+                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
+                    np.lib.format.read_array_header_2_0
+                shapes[info.filename[:-4]] = tuple(read(member)[0])
+    return shapes
+
+
+def _array_shapes(data: object) -> dict[str, tuple[int, ...]]:
+    """Array shapes of a Dataset, an .npz file or the first .npz of a folder; {} for anything else."""
+    inputs = getattr(data, "inputs", None)
+    if isinstance(inputs, Mapping):
+        return {k: tuple(np.shape(v)) for k, v in inputs.items()}
+    if not isinstance(data, str | os.PathLike):
+        return {}
+    path = Path(data)
+    if path.is_dir():
+        path = next(iter(sorted(path.glob("*.npz"))), path)
+    if path.suffix != ".npz" or not path.is_file():
+        return {}
+    try:
+        return npz_shapes(path)
+    except (OSError, ValueError, zipfile.BadZipFile):
+        return {}  # load_dataset reports a bad file in its own words
+
+
+def shapes_from_data(data: object, model: onnx.ModelProto, given: Mapping[str, tuple[int, ...]],
+                     split: str = "train") -> dict[str, tuple[int, ...]]:
+    """`given`, plus (1, *sample shape) for each input that has a symbolic dim past the batch axis, no
+    given shape, and an array in `data` (named `<split>_<input>` or `<input>`, as load_dataset reads)."""
+    wanted = [v for v in graph_inputs(model) if v.name not in given and _symbolic_past_batch(v)]
+    if not wanted:
+        return dict(given)
+    arrays = _array_shapes(data)
+    shapes = dict(given)
+    for value in wanted:
+        rank = len(value.type.tensor_type.shape.dim)
+        for key in (f"{split}_{value.name}", value.name):
+            if key in arrays and len(arrays[key]) == rank and rank > 1:
+                shapes[value.name] = (1, *arrays[key][1:])
+                break
+    return shapes
