@@ -235,19 +235,26 @@ def bn_equals_l1(model: onnx.ModelProto) -> bool:
     return a.keys() == b.keys() and all(np.array_equal(a[k], b[k]) for k in a)
 
 
-def run_onnx(model, method, budget, total, train, test, args, seed) -> dict[str, Any]:
+def prune_onnx(model, method, budget, total, train, args, seed, **options):
+    """prune() with `total` steps (`args.search_share` of them searching for darp); returns the result and
+    its wall time. `options`: more prune() keywords (e.g. keep_kinds)."""
     search = round(total * args.search_share)
     finetune = total - search
     start = time.perf_counter()
     result = prune(model, method=method, target_flops=budget, data=train, search_steps=search,
                    finetune_steps=finetune, batch_size=args.batch_size, seed=seed, device="cpu",
                    write=False, latency_runs=1, latency_aware=args.latency_aware,
-                   channel_multiple=args.channel_multiple, **({} if args.lr is None else {"lr": args.lr}))
+                   channel_multiple=args.channel_multiple, **({} if args.lr is None else {"lr": args.lr}), **options)
     seconds = time.perf_counter() - start
     steps = result.search_steps + result.finetune_steps
     if steps != total:
         raise RuntimeError(f"{method}: prune() ran {result.search_steps}+{result.finetune_steps} steps, "
                            f"not {total}")
+    return result, seconds
+
+
+def run_onnx(model, method, budget, total, train, test, args, seed) -> dict[str, Any]:
+    result, seconds = prune_onnx(model, method, budget, total, train, args, seed)
     return {"accuracy": onnx_accuracy(result.model, test),
             "macs_kept": result.flops_after / result.flops_before, "seconds": seconds,
             "search_steps": result.search_steps, "finetune_steps": result.finetune_steps}
