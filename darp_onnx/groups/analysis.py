@@ -10,10 +10,12 @@ from darp_onnx.groups import shape_values
 from darp_onnx.groups.branches import find_branches
 from darp_onnx.groups.model import ChannelAnalysis, ChannelGroup, ResidualBranch
 from darp_onnx.groups.partition import Partition
-from darp_onnx.groups.rules import rule_for
+from darp_onnx.groups.rules import COUPLE, rule_for
 from darp_onnx.groups.tracer import Tracer
 from darp_onnx.groups.units import BRANCH
 from darp_onnx.load.naming import has_unique_names, name_nodes  # noqa: F401 (name_nodes: re-exported)
+
+BROADCASTING = frozenset({*COUPLE, "MatMul"})
 
 
 def _freeze_unknown_shapes(tracer: Tracer, node: onnx.NodeProto) -> None:
@@ -33,6 +35,8 @@ def _trace(model: onnx.ModelProto, head_dims: dict[str, int] | None = None) -> T
     tracer = Tracer(model, head_dims)
     for node in model.graph.node:
         with at_node(node):
+            if node.op_type in BROADCASTING:
+                tracer.unify_broadcast(node, batch_only=node.op_type == "MatMul")
             shape_values.visit(tracer, node)
             rule_for(node)(tracer, node)
         tracer.visited.add(node.name)
@@ -81,7 +85,8 @@ def analyse(model: onnx.ModelProto) -> ChannelAnalysis:
         if amap is not None:
             axis_maps[(name, axis)] = amap
     branches = []
-    for cand in find_branches(model, tracer.shapes, set(tracer.consts)):
+    shapes = {name: tracer.shape(name) for name in tracer.shapes}
+    for cand in find_branches(model, shapes, set(tracer.consts)):
         gid = len(groups)
         groups.append(ChannelGroup(id=gid, size=1, kind=BRANCH.name, frozen=None, min_keep=0,
                                    label=f"branch into {cand.add_node} ({len(cand.nodes)} nodes)"))

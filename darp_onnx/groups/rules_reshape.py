@@ -127,10 +127,13 @@ def reshape(t: Tracer, node: onnx.NodeProto) -> None:
     lay = t.layout(node.input[0])
     target = sv.value_of(t, node.input[1], (node.name, 1))
     out_shape = t.shape(node.output[0])
-    if target is not None and (out_shape is None or None in out_shape):  # shape inference gave up
+    if target is not None:
         computed = _target_shape(t.shape(node.input[0]), target, int(attr(node, "allowzero", 0)))
         if computed is not None and None not in computed:
-            t.shapes[node.output[0]] = computed
+            if out_shape is None or None in out_shape:  # shape inference gave up
+                t.shapes[node.output[0]] = computed
+            else:
+                t.unify(out_shape, computed)
     if lay is None:
         sv.freeze_refs(t, target, f"Reshape '{node.name}' sizes untracked data with a channel count")
         return

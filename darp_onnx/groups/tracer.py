@@ -65,7 +65,8 @@ class Tracer:
         for node in graph.node:
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
                 self.consts[node.output[0]] = constant_node_value(node, "<model>")[0]
-        self.shapes: dict[str, tuple[Dim | None, ...]] = {}
+        self.shapes: dict[str, tuple[Dim | None, ...]] = {}  # as inferred; read them through `shape`
+        self.aliases: dict[str, str] = {}  # symbolic dim -> another name of the same dim (see `unify`)
         for vi in [*graph.input, *graph.value_info, *graph.output]:
             if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
                 self.shapes[vi.name] = tuple(
@@ -102,7 +103,40 @@ class Tracer:
         return self.layouts.get(name) if name else None
 
     def shape(self, name: str) -> tuple[Dim | None, ...] | None:
-        return self.shapes.get(name)
+        shape = self.shapes.get(name)
+        if shape is None or not self.aliases:
+            return shape
+        return tuple(self._symbol(d) if isinstance(d, str) else d for d in shape)
+
+    def _symbol(self, name: str) -> str:
+        while name in self.aliases:
+            name = self.aliases[name]
+        return name
+
+    def unify_broadcast(self, node: onnx.NodeProto, batch_only: bool = False) -> None:
+        """Symbolic dims that broadcast against each other (right-aligned; MatMul: its batch dims) are
+        taken as one size: exporters broadcast a batch with the same batch, while shape inference names
+        the result afresh ('unk__10') whenever the two names differ."""
+        names = [n for n in (*node.input, *node.output[:1]) if n]
+        shapes = [self.shapes.get(n) for n in names]
+        if any(s is None for s in shapes):
+            return
+        skip = 2 if batch_only else 0
+        width = max(len(s) for s in shapes) - skip
+        for k in range(1, width + 1):
+            dims = [s[len(s) - skip - k] for s in shapes if len(s) - skip - k >= 0]
+            symbols = [d for d in dims if isinstance(d, str)]
+            for a in symbols[1:]:
+                self.unify((symbols[0],), (a,))
+
+    def unify(self, shape, same) -> None:
+        """`shape` and `same` describe one tensor: symbols named differently in them are one dim (shape
+        inference names the dims of a Reshape with a computed target afresh: 'unk__12' for the batch)."""
+        if shape is None or same is None or len(shape) != len(same):
+            return
+        for a, b in zip(shape, same, strict=True):
+            if isinstance(a, str) and isinstance(b, str) and self._symbol(a) != self._symbol(b):
+                self.aliases[self._symbol(a)] = self._symbol(b)
 
     def rank(self, name: str) -> int | None:
         shape = self.shapes.get(name)

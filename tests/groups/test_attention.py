@@ -64,3 +64,17 @@ def test_the_vit_sample_has_one_head_group_per_layer():
     vit = Path(__file__).resolve().parents[2] / "sample_models" / "vit.onnx"
     analysis = analyse(ingest(load_model(vit)).model)
     assert [g.size for g in analysis.prunable() if g.kind == "head"] == [4, 4, 4, 4]
+
+
+def test_batch_dims_named_afresh_by_broadcasting_still_find_the_residual_branch():
+    """Shape inference names the batch of `scores + mask` afresh (two symbols broadcast together); the
+    block's output then seems to differ in shape from its input unless the names are unified."""
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(5)
+    x = b.input("x", ["N", 3, 8])
+    hidden = b.op("Add", b.op("MatMul", x, b.weight(8, 8)), b.input("bias", ["M", 1, 8]))
+    y = b.op("Add", x, b.op("MatMul", b.op("Relu", hidden), b.weight(8, 8)))
+    model = b.build(b.op("MatMul", y, b.weight(8, 2)))
+    analysis = analyse(model)
+    assert [br.add_node for br in analysis.branches] == [model.graph.node[-2].name]
