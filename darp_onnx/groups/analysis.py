@@ -18,6 +18,16 @@ from darp_onnx.load.naming import has_unique_names, name_nodes  # noqa: F401 (na
 BROADCASTING = frozenset({*COUPLE, "MatMul"})
 
 
+def _freeze_merged_reads(tracer: Tracer, node: onnx.NodeProto) -> None:
+    """Heads merged into the batch axis may only pass a Transpose and the Reshape that splits them out."""
+    if node.op_type in ("Reshape", "Transpose") and node.domain in ("", "ai.onnx"):
+        return
+    for name in node.input:
+        if name in tracer.merged:
+            tracer.freeze(tracer.merged[name][0].units, f"node '{node.name}' ({node.op_type}) reads heads merged "
+                          "into the batch axis")
+
+
 def _freeze_unknown_shapes(tracer: Tracer, node: onnx.NodeProto) -> None:
     """A node whose output no shape source resolved (darp_onnx.load.ingest) freezes what touches it."""
     unknown = [name for name in node.output if name and tracer.shape(name) is None]
@@ -39,9 +49,13 @@ def _trace(model: onnx.ModelProto, head_dims: dict[str, int] | None = None) -> T
                 tracer.unify_broadcast(node, batch_only=node.op_type == "MatMul")
             shape_values.visit(tracer, node)
             rule_for(node)(tracer, node)
+            _freeze_merged_reads(tracer, node)
         tracer.visited.add(node.name)
         _freeze_unknown_shapes(tracer, node)
     for out in model.graph.output:
+        if out.name in tracer.merged:
+            tracer.freeze(tracer.merged[out.name][0].units, f"graph output '{out.name}' holds heads merged into "
+                          "the batch axis")
         shape_values.freeze_refs(tracer, tracer.shape_values.get(out.name), f"graph output '{out.name}' is a "
                                  "shape that reads a channel count")
         lay = tracer.layout(out.name)

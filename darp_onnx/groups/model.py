@@ -100,7 +100,8 @@ class ResidualBranch:
 class ShapeEdit:
     """Element `element` of a node's shape-like constant input `input_index` (or of its int/ints
     attribute `attr` when input_index == -1; element -1 means a scalar attribute) becomes the number of
-    kept indices in [lo, hi) of axis map `key`. A missing key (axis with no groups) keeps hi - lo."""
+    kept indices in [lo, hi) of axis map `key`. A missing key (axis with no groups) keeps hi - lo. An input
+    computed at run time from channel counts (`base` given) is replaced by a constant."""
 
     node: str
     input_index: int
@@ -109,6 +110,7 @@ class ShapeEdit:
     lo: int
     hi: int
     attr: str = ""
+    base: tuple[int, ...] = ()  # the whole vector before pruning, when the input is computed, not a constant
 
     def value(self, axis_maps: Mapping[tuple[str, int], AxisMap], masks: Mapping[int, np.ndarray]) -> int:
         amap = axis_maps.get(self.key)

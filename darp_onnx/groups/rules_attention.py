@@ -8,6 +8,10 @@ source's channels as heads (`source_units`): H units repeated D times each, so t
 Reshape, Transpose and the output projection's rows follow whole heads through the ordinary rules,
 and D is never split. A fused QKV projection reshaped to [.., 3, H, D] has 3H units; the three chunks
 are coupled there (head h of Q, K and V is one unit), as Q K^T and attention x V couple split ones.
+
+torch's dynamo exporter transposes K for scaled_dot_product_attention by merging the heads into the
+batch ([B, H, S, D] -> [B*H, S, D] -> Transpose -> [B, H, D, S]); the heads are remembered inside the
+merged axis (`Tracer.merged`) until the Reshape that splits it back, and frozen if anything else reads it.
 """
 
 from __future__ import annotations
@@ -17,6 +21,7 @@ from math import prod
 import numpy as np
 import onnx
 
+from darp_onnx.groups import shape_values as sv
 from darp_onnx.groups.dims import Prod
 from darp_onnx.groups.head_units import HEAD
 from darp_onnx.groups.tracer import Layout, Tracer
@@ -123,3 +128,38 @@ def _broadcasts(t: Tracer, name: str, pos: int, out_rank: int) -> bool:
         return False
     axis = pos - (out_rank - len(shape))
     return axis < 0 or shape[axis] == 1
+
+
+def merge_with_batch(t: Tracer, node: onnx.NodeProto, lay: Layout, target) -> bool:
+    """A Reshape [B, H, S, D] -> [-1, S, D] of heads on axis 1 (or any axis a: the first a + 1 dims merged):
+    remember the heads inside the merged axis; True when the Reshape is such a merge."""
+    in_shape, out_shape = t.shape(node.input[0]), t.shape(node.output[0])
+    a = lay.axis
+    if in_shape is None or out_shape is None or target is None or a == 0 or (lay.repeat, lay.tile) != (1, 1):
+        return False
+    if len(out_shape) != len(in_shape) - a or len(target) != len(out_shape) or None in in_shape:
+        return False
+    if None in out_shape[1:] or Prod(out_shape[1:]) != Prod(in_shape[a + 1:]):
+        return False
+    if not (target[0].literal and target[0].coef == -1) or not all(sv.stays_fixed(t, e) for e in target[1:]):
+        return False
+    t.merged[node.output[0]] = (lay, tuple(in_shape[:a + 1]))
+    return True
+
+
+def split_from_batch(t: Tracer, node: onnx.NodeProto, target) -> Layout | None:
+    """The heads again, after a Reshape that splits a merged batch axis back into its dims."""
+    lay, prefix = t.merged[node.input[0]]
+    a = lay.axis
+    out_shape = t.shape(node.output[0])
+    if target is None or out_shape is None or len(out_shape) <= a or len(target) != len(out_shape):
+        return None
+    if None in out_shape[:a + 1] or Prod(out_shape[:a + 1]) != Prod(prefix) or out_shape[a] != lay.size:
+        return None
+    new = lay.moved(a)
+    for j, e in enumerate(target):
+        if j == a and not sv.follows_channels(t, node, e, new, (node.output[0], a)):
+            return None
+        if j != a and not sv.stays_fixed(t, e):
+            return None
+    return new

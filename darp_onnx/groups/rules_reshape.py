@@ -134,8 +134,19 @@ def reshape(t: Tracer, node: onnx.NodeProto) -> None:
                 t.shapes[node.output[0]] = computed
             else:
                 t.unify(out_shape, computed)
+    if lay is None and node.input[0] in t.merged:
+        lay = t.merged[node.input[0]][0]
+        new = attention.split_from_batch(t, node, target)
+        if new is None:
+            t.freeze(lay.units, f"Reshape '{node.name}' does not split the heads back out of the batch")
+            sv.freeze_refs(t, target, f"Reshape '{node.name}' is not followed")
+        else:
+            t.set(node.output[0], new)
+        return
     if lay is None:
         sv.freeze_refs(t, target, f"Reshape '{node.name}' sizes untracked data with a channel count")
+        return
+    if attention.merge_with_batch(t, node, lay, target):
         return
     new = attention.split_heads(t, node, lay, t.shape(node.input[0]), t.shape(node.output[0]))
     new = new or _regroup(t, node, target)
@@ -172,11 +183,18 @@ def target_problem(t: Tracer, node: onnx.NodeProto, target, lay: Layout, new: La
 
 def transpose(t: Tracer, node: onnx.NodeProto) -> None:
     lay = t.layout(node.input[0])
-    if lay is None:
-        return
     rank = t.rank(node.input[0])
     perm = attr(node, "perm")
     perm = list(perm) if perm is not None else list(reversed(range(rank or 0)))
+    if node.input[0] in t.merged:  # heads merged into the batch stay there while it stays first
+        merged = t.merged[node.input[0]]
+        if perm and perm[0] == 0:
+            t.merged[node.output[0]] = merged
+        else:
+            t.freeze(merged[0].units, f"Transpose '{node.name}' moves the batch axis that holds the heads")
+        return
+    if lay is None:
+        return
     if lay.axis not in perm:
         t.freeze(lay.units, f"Transpose '{node.name}' permutation unknown")
         return

@@ -90,6 +90,15 @@ def split(t: Tracer, node: onnx.NodeProto) -> None:
         t.edit(ShapeEdit(node.name, where, i, (out, axis), 0, size, attr="split" if where == -1 else ""))
 
 
+def _computed_bound(t: Tracer, name: str) -> np.ndarray | None:
+    """Slice starts/ends computed at run time from sizes only (torch's `chunk`: (C + 2) // 3 * k): their
+    values before pruning, when no symbolic dim enters them."""
+    elems = sv.value_of(t, name)
+    if not elems or any(e.current is None or e.current.denominator != 1 for e in elems):
+        return None
+    return np.array([int(e.current) for e in elems], dtype=np.int64)
+
+
 def _slice_params(t: Tracer, node: onnx.NodeProto, rank: int):
     if t.opset < 10:
         starts, ends = attr(node, "starts"), attr(node, "ends")
@@ -100,6 +109,8 @@ def _slice_params(t: Tracer, node: onnx.NodeProto, rank: int):
                 len(node.input) > 4 and node.input[4] and vals[3] is None):
             return None
         starts, ends, axes, steps = vals[0], vals[1], vals[2], vals[3]
+        starts = _computed_bound(t, node.input[1]) if starts is None else starts
+        ends = _computed_bound(t, node.input[2]) if ends is None and len(node.input) > 2 else ends
     if starts is None or ends is None:
         return None
     starts, ends = [int(v) for v in np.ravel(starts)], [int(v) for v in np.ravel(ends)]
@@ -109,15 +120,23 @@ def _slice_params(t: Tracer, node: onnx.NodeProto, rank: int):
 
 
 def slice_(t: Tracer, node: onnx.NodeProto) -> None:
+    """Bounds computed from channel counts at run time are followed on the channel axis only (they become
+    constants there); anywhere else the counts they read are frozen."""
     lay = t.layout(node.input[0])
     rank = t.rank(node.input[0])
+    bound_refs = [e for pos in (1, 2) if t.opset >= 10 and len(node.input) > pos
+                  for e in sv.value_of(t, node.input[pos]) or []]
     if lay is None:
+        sv.freeze_refs(t, bound_refs, f"Slice '{node.name}' bounds read a channel count at run time")
         return
     params = None if rank is None else _slice_params(t, node, rank)
     if params is None:
         t.freeze(lay.units, f"Slice '{node.name}' parameters computed at run time")
+        sv.freeze_refs(t, bound_refs, f"Slice '{node.name}' parameters computed at run time")
         return
     starts, ends, axes, steps = params
+    if lay.axis not in axes or not _bounds_vary_on(t, node, axes.index(lay.axis) if lay.axis in axes else -1):
+        sv.freeze_refs(t, bound_refs, f"Slice '{node.name}' bounds off the channel axis read a channel count")
     if lay.axis not in axes:
         t.set(node.output[0], lay)
         return
@@ -137,13 +156,36 @@ def slice_(t: Tracer, node: onnx.NodeProto) -> None:
         t.edit(ShapeEdit(node.name, -1, j, key, 0, start, attr="starts"))
         t.edit(ShapeEdit(node.name, -1, j, key, 0, end, attr="ends"))
     else:
-        sources = [_bound_source(t, node, pos, j) for pos in (1, 2)]
-        if None in sources:
-            t.freeze(lay.units, f"Slice '{node.name}' bounds on the channel axis are computed")
-            return
-        for source, bound in zip(sources, (start, end), strict=True):
-            t.edit(ShapeEdit(*source, key, 0, bound))
+        for pos, bound in ((1, start), (2, end)):
+            computed = _computed_bound(t, node.input[pos]) if cv.view_value(t, node.input[pos]) is None else None
+            source = None if computed is not None else _bound_source(t, node, pos, j)
+            if computed is None and source is None:
+                t.freeze(lay.units, f"Slice '{node.name}' bounds on the channel axis are computed")
+                return
+            base = () if computed is None else tuple(int(v) for v in computed)
+            t.edit(ShapeEdit(*(source or (node.name, pos, j)), key, 0, bound, base=base))
     t.set(node.output[0], Layout(lay.axis, lay.units[start // lay.repeat:end // lay.repeat], lay.repeat))
+    _complete_shape(t, node, axes, lay.axis, end - start)
+
+
+def _complete_shape(t: Tracer, node: onnx.NodeProto, axes: list[int], axis: int, size: int) -> None:
+    """Shape inference names every dim of a Slice with computed bounds afresh: the channel axis has `size`,
+    the axes it does not slice keep the input's dims."""
+    in_shape, out_shape = t.shape(node.input[0]), t.shape(node.output[0])
+    if in_shape is None or out_shape is None or len(in_shape) != len(out_shape):
+        return
+    known = tuple(size if k == axis else in_shape[k] if k not in axes else out_shape[k] for k in range(len(out_shape)))
+    t.unify(out_shape, known)
+    t.shapes[node.output[0]] = known
+
+
+def _bounds_vary_on(t: Tracer, node: onnx.NodeProto, j: int) -> bool:
+    """True when only element `j` (the channel axis) of the computed starts/ends reads channel counts."""
+    for pos in (1, 2):
+        elems = sv.value_of(t, node.input[pos]) if len(node.input) > pos else None
+        if elems and any(e.varies for k, e in enumerate(elems) if k != j):
+            return False
+    return True
 
 
 def _bound_source(t: Tracer, node: onnx.NodeProto, pos: int, j: int) -> tuple[str, int, int] | None:

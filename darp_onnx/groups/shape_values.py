@@ -16,7 +16,8 @@ every edit would have to be mapped back onto the unfolded graph that is written.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import math
+from dataclasses import dataclass, field, replace
 from fractions import Fraction
 
 import numpy as np
@@ -48,10 +49,16 @@ class Elem:
     symbols: tuple[str, ...] = ()
     refs: tuple[Ref, ...] = ()
     source: tuple[str, int, int] | None = None
+    now: Fraction | None = field(default=None, compare=False)  # its value in the unpruned model, if no symbol
 
     @property
     def literal(self) -> bool:
         return self.coef is not None and not self.symbols and not self.refs
+
+    @property
+    def current(self) -> Fraction | None:
+        """The value before pruning, when no symbolic dim enters it."""
+        return self.coef if self.literal else self.now
 
     @property
     def varies(self) -> bool:
@@ -62,11 +69,26 @@ class Elem:
         return self.refs[0] if self.coef is not None and len(self.refs) == 1 else None
 
     def unsourced(self) -> Elem:
-        return Elem(self.coef, self.symbols, self.refs)
+        return Elem(self.coef, self.symbols, self.refs, now=self.now)
 
 
-def opaque(*elems: Elem) -> Elem:
-    return Elem(None, refs=tuple(sorted({r for e in elems for r in e.refs}, key=_ref_key)))
+def opaque(*elems: Elem, now: Fraction | None = None) -> Elem:
+    return Elem(None, refs=tuple(sorted({r for e in elems for r in e.refs}, key=_ref_key)), now=now)
+
+
+def _arith(op: str, x: Fraction | None, y: Fraction | None, integer: bool) -> Fraction | None:
+    """`x op y` as ONNX computes it (integer Div truncates); None when unknown or undefined."""
+    if x is None or y is None:
+        return None
+    if op in ("Add", "Sub", "Mul"):
+        return x + y if op == "Add" else x - y if op == "Sub" else x * y
+    if op in ("Max", "Min"):
+        return max(x, y) if op == "Max" else min(x, y)
+    if y == 0:
+        return None
+    if op == "Div":
+        return Fraction(int(x / y)) if integer else x / y
+    return x % y if op == "Mod" else None
 
 
 def _ref_key(ref: Ref) -> tuple[str, int]:
@@ -74,30 +96,22 @@ def _ref_key(ref: Ref) -> tuple[str, int]:
 
 
 def _times(a: Elem, b: Elem) -> Elem:
+    now = _arith("Mul", a.current, b.current, False)
     if a.coef is None or b.coef is None:
-        return opaque(a, b)
+        return opaque(a, b, now=now)
     refs = tuple(sorted(a.refs + b.refs, key=_ref_key))
-    return Elem(a.coef * b.coef, tuple(sorted(a.symbols + b.symbols)), refs)
+    return Elem(a.coef * b.coef, tuple(sorted(a.symbols + b.symbols)), refs, now=now)
 
 
 def _binary(op: str, a: Elem, b: Elem, integer: bool) -> Elem:
     if op == "Mul":
         return _times(a, b)
-    if a.literal and b.literal:
-        x, y = a.coef, b.coef
-        if op == "Add":
-            return Elem(x + y)
-        if op == "Sub":
-            return Elem(x - y)
-        if op == "Div" and y != 0:
-            return Elem(Fraction(int(x / y)) if integer else x / y)  # integer Div truncates
-        if op in ("Max", "Min"):
-            return Elem(max(x, y) if op == "Max" else min(x, y))
-        if op == "Mod" and y != 0:
-            return Elem(x % y)
+    now = _arith(op, a.current, b.current, integer)
+    if a.literal and b.literal and now is not None:
+        return Elem(now)
     if op == "Div" and b.literal and b.coef != 0 and not a.refs and a.coef is not None and not integer:
-        return Elem(a.coef / b.coef, a.symbols)
-    return opaque(a, b)  # without refs: a fixed value we do not track by name
+        return Elem(a.coef / b.coef, a.symbols, now=now)
+    return opaque(a, b, now=now)  # without refs: a fixed value we do not track by name
 
 
 # -- reading values --------------------------------------------------------------------------------
@@ -149,7 +163,7 @@ def _shape(t: Tracer, node: onnx.NodeProto, ins) -> list[Elem] | None:
 
 def _dim(dim, tensor: str, axis: int, lay: Layout | None) -> Elem:
     if lay is not None and lay.axis == axis:
-        return Elem(Fraction(1), refs=(Ref(tensor, axis, lay),))
+        return Elem(Fraction(1), refs=(Ref(tensor, axis, lay),), now=Fraction(lay.size))
     if isinstance(dim, int):
         return Elem(Fraction(dim))
     return Elem(Fraction(1), (dim,)) if isinstance(dim, str) else Elem(None)
@@ -207,11 +221,20 @@ def _elementwise(t: Tracer, node: onnx.NodeProto, ins) -> list[Elem] | None:
         integer = _is_integer(t, node.input[0])
         return [_binary(op, a, b, integer) for a, b in rows]
     if op in ("Floor", "Ceil", "Round", "Abs"):
-        return [e.unsourced() if e.coef is None or e.coef.denominator == 1 and e.coef >= 0 else opaque(e)
-                for e in ins[0]]
+        return [replace(e.unsourced() if e.coef is None or e.coef.denominator == 1 and e.coef >= 0 else opaque(e),
+                        now=_unary(op, e.current)) for e in ins[0]]
     if op == "Neg":
-        return [Elem(-e.coef, e.symbols, e.refs) if e.coef is not None else e for e in ins[0]]
+        return [Elem(-e.coef, e.symbols, e.refs, now=None if e.now is None else -e.now) if e.coef is not None
+                else replace(e, now=None if e.now is None else -e.now) for e in ins[0]]
     return [opaque(*row) for row in rows]
+
+
+def _unary(op: str, x: Fraction | None) -> Fraction | None:
+    if x is None:
+        return None
+    if op == "Abs":
+        return abs(x)
+    return Fraction({"Floor": math.floor, "Ceil": math.ceil, "Round": round}[op](x))
 
 
 def _is_integer(t: Tracer, name: str) -> bool:
@@ -244,7 +267,7 @@ PROPAGATE = {
 # Only these ops keep a literal where it can be rewritten.
 _EDITABLE = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Concat", "Gather", "Slice"}
 # Shape inputs the channel rules read as shape vectors (any other read of a shrinking size freezes it).
-CONSUMERS = {"Reshape": {1}, "Expand": {1}, "Resize": {3}, "ConstantOfShape": {0}, "Tile": {1}}
+CONSUMERS = {"Reshape": {1}, "Expand": {1}, "Resize": {3}, "ConstantOfShape": {0}, "Tile": {1}, "Slice": {1, 2}}
 
 
 def visit(t: Tracer, node: onnx.NodeProto) -> None:

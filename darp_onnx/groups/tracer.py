@@ -66,6 +66,7 @@ class Tracer:
             if node.op_type == "Constant" and node.domain in ("", "ai.onnx"):
                 self.consts[node.output[0]] = constant_node_value(node, "<model>")[0]
         self.shapes: dict[str, tuple[Dim | None, ...]] = {}  # as inferred; read them through `shape`
+        self.merged: dict[str, tuple[Layout, tuple]] = {}  # heads merged into axis 0 (rules_attention)
         self.aliases: dict[str, str] = {}  # symbolic dim -> another name of the same dim (see `unify`)
         for vi in [*graph.input, *graph.value_info, *graph.output]:
             if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):

@@ -67,7 +67,9 @@ def apply_shape_edits(model: onnx.ModelProto, analysis: ChannelAnalysis, masks) 
             _edit_attribute(node, attr_name, edits, analysis, masks)
             continue
         name = node.input[index] if index < len(node.input) else ""
-        if name:  # keep the constant's dtype (a literal may be a float cast to int later)
+        if name and name not in consts and edits[0].base:  # computed from channel counts: now a constant
+            value = np.array(edits[0].base, dtype=np.int64)
+        elif name:  # keep the constant's dtype (a literal may be a float cast to int later)
             value = np.array(consts[name], copy=True)
         else:  # an implicit equal Split: spell the sizes out
             value = np.array([e.hi - e.lo for e in sorted(edits, key=lambda e: e.element)], dtype=np.int64)

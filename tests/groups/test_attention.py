@@ -8,7 +8,7 @@ import pytest
 
 from darp_onnx.groups import analyse
 from darp_onnx.load.ingest import ingest
-from tests.groups.models_attention import DIM, FFN, HEADS, LAYERS, exported
+from tests.groups.models_attention import DIM, FFN, HEADS, KINDS, LAYERS, exported
 
 EXPORTERS = pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
 
@@ -19,7 +19,7 @@ def _analysed(kind: str, dynamo: bool):
 
 
 @EXPORTERS
-@pytest.mark.parametrize("kind", ["split", "fused"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_every_layer_has_a_head_group_and_an_ffn_group(kind, dynamo):
     _, analysis = _analysed(kind, dynamo)
     prunable = [(g.kind, g.size) for g in analysis.prunable()]
@@ -29,7 +29,7 @@ def test_every_layer_has_a_head_group_and_an_ffn_group(kind, dynamo):
 
 
 @EXPORTERS
-@pytest.mark.parametrize("kind", ["split", "fused"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_head_units_cover_q_k_v_columns_and_output_rows(kind, dynamo):
     model, analysis = _analysed(kind, dynamo)
     heads = {g.id for g in analysis.prunable() if g.kind == "head"}
@@ -44,14 +44,15 @@ def test_head_units_cover_q_k_v_columns_and_output_rows(kind, dynamo):
 
 
 @EXPORTERS
-@pytest.mark.parametrize("kind", ["split", "fused"])
+@pytest.mark.parametrize("kind", KINDS)
 def test_num_heads_literals_are_edited(kind, dynamo):
     model, analysis = _analysed(kind, dynamo)
     heads = {g.id for g in analysis.prunable() if g.kind == "head"}
-    edited = [e for e in analysis.shape_edits
-              if any(s.group in heads for s in analysis.axis_maps[e.key].segments)]
+    cuts = {n.name for n in model.graph.node if n.op_type in ("Slice", "Split")}  # Q, K, V out of a fused QKV
+    edited = [e for e in analysis.shape_edits if e.node not in cuts
+              and any(s.group in heads for s in analysis.axis_maps[e.key].segments)]
     by_value = sorted(e.hi - e.lo for e in edited)
-    splits = (1 if kind == "fused" else 3) * LAYERS  # Reshapes [.., H*D] -> [.., H, D] (fused: [.., 3, H, D])
+    splits = (1 if kind == "fused" else 3) * LAYERS  # targets [.., H*D] -> [.., H, D] (fused: [.., 3, H, D])
     assert by_value.count(HEADS) == splits
     assert by_value.count(DIM) == LAYERS  # the merge back [.., H, D] -> [.., H*D]
 
@@ -78,3 +79,13 @@ def test_batch_dims_named_afresh_by_broadcasting_still_find_the_residual_branch(
     model = b.build(b.op("MatMul", y, b.weight(8, 2)))
     analysis = analyse(model)
     assert [br.add_node for br in analysis.branches] == [model.graph.node[-2].name]
+
+
+def test_chunk_bounds_computed_from_the_channel_count_become_constants():
+    """torch's TorchScript exporter writes qkv.chunk(3, -1) as Slices whose bounds are computed from the
+    channel count at run time ((C + 2) // 3 * k); they are rewritten as constants of the kept sizes."""
+    model, analysis = _analysed("sdpa", False)
+    slices = {n.name for n in model.graph.node if n.op_type == "Slice"}
+    computed = [e for e in analysis.shape_edits if e.node in slices and e.base]
+    assert len(computed) == 5 * LAYERS  # every start and end of the three chunks but the first start (0)
+    assert sorted({e.hi for e in computed}) == [DIM, 2 * DIM, 3 * DIM]

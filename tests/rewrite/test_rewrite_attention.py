@@ -13,9 +13,10 @@ from darp_onnx.load.ingest import ingest
 from darp_onnx.rewrite import rewrite
 from tests.groups.harness import ATOL, RTOL, gated_onnx, random_masks, run_gated_proxy, run_ort
 from tests.groups.models_attention import DIM, exported
+from tests.groups.models_attention import KINDS as ENCODERS
 
 EXPORTERS = pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
-KINDS = pytest.mark.parametrize("kind", ["split", "fused"])
+KINDS = pytest.mark.parametrize("kind", ENCODERS)
 
 
 def _feeds(batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
