@@ -5,9 +5,10 @@ the MAC rate of a 64-channel one, element-wise nodes cost time and no MACs, and 
 kernels want channel counts in multiples of their block. So each compute node (Conv, Gemm, MatMul
 with a weight) is timed alone, on the target runtime, on a small grid of input x output channel
 counts, and read between grid points by bilinear interpolation; every other node costs a measured
-time per output element. The estimate ignores what onnxruntime adds or fuses (layout reorders,
-Conv+activation fusion), so it ranks choices well but is not the model's exact latency: the written
-model's latency is measured separately, by validation.
+time per output element, except a MatMul of two activations that keeps attention heads on a batch
+axis (Q K^T, attention x V), which is timed alone at the grid's head counts. The estimate ignores what
+onnxruntime adds or fuses (layout reorders, Conv+activation fusion), so it ranks choices well but is
+not the model's exact latency: the written model's latency is measured separately, by validation.
 """
 
 from __future__ import annotations
@@ -130,7 +131,7 @@ class LatencyModel:
         self.untimed: list[str] = []  # compute nodes onnxruntime could not run alone: priced per element
         self.elements: list[ElementTerm] = []
         for node in model.graph.node:
-            table = self._compute_table(node, initializers)
+            table = self._compute_table(node, initializers) or self._attention_table(node, initializers)
             if table is not None:
                 self.tables.append(table)
             elif node.op_type not in ("Constant", "Shape", "Identity", "Reshape", "Flatten", "Squeeze",
@@ -195,6 +196,32 @@ class LatencyModel:
             table = np.tile(diagonal[:, None], (1, len(cout_grid)))
         return NodeTable(node.name, cin, cout, cin_grid, cout_grid, table, self._presence(node))
 
+    def _attention_table(self, node: onnx.NodeProto, initializers) -> NodeTable | None:
+        """MatMul of two activations with heads on a batch axis (Q K^T, attention x V): timed alone at the
+        grid's head counts (both operands cut to that many heads); `cin` is the head count."""
+        shapes = self._cost.shapes
+        if node.op_type != "MatMul" or any(n in initializers or n not in shapes for n in (*node.input, node.output[0])):
+            return None
+        out = shapes[node.output[0]]
+        axis = next((a for (name, a), m in self._cost.analysis.axis_maps.items()
+                     if name == node.output[0] and m.segments and a < len(out) - 2), None)
+        if axis is None:
+            return None
+        heads = self._cost.count(node.output[0], axis)
+        head_grid = grid(heads.value(self._cost.analysis.all_kept()), max(1, heads.value(self._smallest)), 1)
+        table = np.zeros((len(head_grid), 1))
+        for i, h in enumerate(head_grid):
+            operands = [_with_dim(shapes[n], axis - (len(out) - len(shapes[n])), h) for n in node.input]
+            key = ("MatMul", *map(tuple, operands))
+            try:
+                if key not in self._cache:
+                    self._cache[key] = self._timer(*_matmul_model(*operands))
+            except Exception:  # onnxruntime refuses the lone node
+                self.untimed.append(node.name)
+                return None
+            table[i, 0] = self._cache[key]
+        return NodeTable(node.name, heads, Affine(1), head_grid, (1,), table, self._presence(node))
+
     def _time_node(self, node, initializers, x_shape, cin_axis: int, cin: int, cout: int) -> float:
         x = list(x_shape)
         x[cin_axis] = cin
@@ -242,6 +269,25 @@ def _single_node_model(op: str, x_shape, w_shape, cout: int, has_bias: bool, att
     graph = helper.make_graph([node], "node", [x], [y], initializer=inits)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
     return model, {"x": rng.standard_normal(x_shape).astype(np.float32)}
+
+
+def _with_dim(shape, axis: int, size: int) -> list[int]:
+    """`shape` with `size` at `axis` (an axis it broadcasts over, size 1 or absent, stays)."""
+    shape = list(shape)
+    if axis >= 0 and shape[axis] != 1:
+        shape[axis] = size
+    return shape
+
+
+def _matmul_model(a_shape, b_shape) -> tuple[onnx.ModelProto, dict[str, np.ndarray]]:
+    rng = np.random.default_rng(0)
+    a = helper.make_tensor_value_info("a", onnx.TensorProto.FLOAT, list(a_shape))
+    b = helper.make_tensor_value_info("b", onnx.TensorProto.FLOAT, list(b_shape))
+    y = helper.make_tensor_value_info("y", onnx.TensorProto.FLOAT, None)
+    graph = helper.make_graph([helper.make_node("MatMul", ["a", "b"], ["y"])], "attention", [a, b], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)], ir_version=8)
+    return model, {"a": rng.standard_normal(a_shape).astype(np.float32),
+                   "b": rng.standard_normal(b_shape).astype(np.float32)}
 
 
 class _SessionTimer:

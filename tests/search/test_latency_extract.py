@@ -29,8 +29,11 @@ SHAPES = {"input": (1, 1, 32, 32)}
 
 
 def fake_timer(slow: dict[tuple[int, ...], float] | None = None):
-    """Milliseconds = weight elements x input pixels / 1e6 (x a factor for weight shapes in `slow`)."""
+    """Milliseconds = weight elements x input pixels / 1e6 (x a factor for weight shapes in `slow`); a
+    MatMul of two activations: its MACs / 1e6."""
     def timer(model: onnx.ModelProto, feeds) -> float:
+        if set(feeds) == {"a", "b"}:  # a MatMul of two activations (attention at some head count): its MACs
+            return prod(feeds["a"].shape) * feeds["b"].shape[-1] / 1e6
         weights = [t for t in model.graph.initializer if t.name == "w"]
         if not weights:
             return PROBE_MS
@@ -74,6 +77,8 @@ def test_table_reproduces_a_bilinear_timer_at_any_width(sample):
     latency = LatencyModel(model, cost, timer=fake_timer())
     assert latency.tables and latency.ms_per_element == pytest.approx(PROBE_MS / (64 * 56 * 56))
     depthwise = {n.name for n in model.graph.node for a in n.attribute if a.name == "group" and a.i > 1}
+    weights = {i.name for i in model.graph.initializer}
+    attention = {n.name for n in model.graph.node if n.op_type == "MatMul" and n.input[1] not in weights}
     rng = np.random.default_rng(0)
     for _ in range(5):
         masks = analysis.all_kept()
@@ -87,6 +92,7 @@ def test_table_reproduces_a_bilinear_timer_at_any_width(sample):
             full_in, full_out = table.cin_grid[-1], table.cout_grid[-1]
             # weight elements scale with both counts, or with the one channel count of a depthwise conv
             ratio = cout / full_out if table.node in depthwise else (cin * cout) / (full_in * full_out)
+            ratio = cin / full_in if table.node in attention else ratio  # attention: MACs scale with the heads
             assert table.value(masks) == pytest.approx(table.ms[-1, -1] * ratio, rel=1e-9)
 
 
