@@ -13,6 +13,7 @@ from collections.abc import Callable
 
 import onnx
 
+from darp_onnx.groups import rules_attention as attention
 from darp_onnx.groups import rules_axes as ax
 from darp_onnx.groups import rules_basic as basic
 from darp_onnx.groups import rules_linear as lin
@@ -91,6 +92,8 @@ def mixes_channels(op_type: str, pos: int, axis: int, rank: int) -> bool:
 
 
 def rule_for(node: onnx.NodeProto) -> Rule:
+    if node.domain in ("", "ai.onnx", "com.microsoft") and node.op_type in attention.FUSED_ATTENTION:
+        return attention.fused_attention
     if node.domain not in ("", "ai.onnx"):
         return basic.unknown
     return RULES.get(node.op_type, basic.unknown)

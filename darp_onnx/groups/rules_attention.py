@@ -163,3 +163,14 @@ def split_from_batch(t: Tracer, node: onnx.NodeProto, target) -> Layout | None:
         if j != a and not sv.stays_fixed(t, e):
             return None
     return new
+
+
+FUSED_ATTENTION = frozenset({"Attention", "MultiHeadAttention", "GroupQueryAttention", "PackedAttention",
+                             "PackedMultiHeadAttention", "DecoderMaskedMultiHeadAttention"})
+
+
+def fused_attention(t: Tracer, node: onnx.NodeProto) -> None:
+    """A fused attention op (ONNX Attention, com.microsoft Attention/MultiHeadAttention) holds its heads
+    and their count inside one node: what it reads is frozen."""
+    t.freeze_inputs(node, f"fused attention op {node.op_type}: its heads are not pruned (export the attention "
+                          "as MatMul/Softmax ops to prune them)")

@@ -3,6 +3,7 @@ followed through the head split, Q K^T and attention x V, and the num_heads lite
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 
@@ -89,3 +90,32 @@ def test_chunk_bounds_computed_from_the_channel_count_become_constants():
     computed = [e for e in analysis.shape_edits if e.node in slices and e.base]
     assert len(computed) == 5 * LAYERS  # every start and end of the three chunks but the first start (0)
     assert sorted({e.hi for e in computed}) == [DIM, 2 * DIM, 3 * DIM]
+
+
+@pytest.mark.parametrize("domain", ["", "com.microsoft"])
+def test_a_fused_attention_op_freezes_its_projection_with_a_reason(domain):
+    from onnx import helper
+
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(6, opset=23)
+    qkv = b.op("MatMul", b.input("x", ["N", 4, 8]), b.weight(8, 24))
+    q, k, v = b.op("Split", qkv, b.const(np.array([8, 8, 8], dtype=np.int64)), axis=2, outputs=3)
+    b.nodes.append(helper.make_node("Attention", [q, k, v], ["ctx"], name="attention", domain=domain,
+                                    **({"num_heads": 2} if domain else {"q_num_heads": 2, "kv_num_heads": 2})))
+    model = b.build(b.op("MatMul", "ctx", b.weight(8, 3))) if not domain else _unchecked(b)
+    analysis = analyse(model)
+    frozen = [g.frozen for g in analysis.groups if g.frozen and "fused attention op Attention" in g.frozen]
+    assert frozen and not any(g.kind == "head" for g in analysis.groups)
+
+
+def _unchecked(b) -> onnx.ModelProto:
+    """A com.microsoft node: onnx's strict shape inference does not know it."""
+    from onnx import TensorProto, helper
+
+    out = b.op("MatMul", "ctx", b.weight(8, 3))
+    graph = helper.make_graph(b.nodes, "fused", b.inputs, [helper.make_tensor_value_info(out, TensorProto.FLOAT, None)],
+                              b.inits)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", b.opset),
+                                                    helper.make_opsetid("com.microsoft", 1)])
+    return onnx.shape_inference.infer_shapes(model)
