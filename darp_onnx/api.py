@@ -114,6 +114,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
 
     from darp_onnx.cost import CostModel
     from darp_onnx.groups import analyse
+    from darp_onnx.groups.head_units import HEAD
     from darp_onnx.load.ingest import ingest
     from darp_onnx.load.input_shapes import resolve_input_shapes
     from darp_onnx.proxy import supported_ops
@@ -146,6 +147,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         "groups": groups,
         "prunable_groups": len(analysis.prunable()),
         "prunable_channels": int(sum(g.size for g in analysis.prunable() if g.unit.counts_as_channels)),
+        "prunable_heads": int(sum(g.size for g in analysis.prunable() if g.kind == HEAD.name)),
         "branches": len(analysis.branches),
         "frozen_reasons": list(analysis.frozen_reasons),
     }

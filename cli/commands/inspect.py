@@ -39,7 +39,8 @@ def inspect_command(
     say.info(
         f"{model}: opset {report['opset']}, {report['nodes']} nodes, {report['macs']:,} MACs, "
         f"{report['params']:,} parameters; {report['prunable_groups']} prunable groups "
-        f"({report['prunable_channels']} channels, {report['branches']} residual branches)"
+        f"({report['prunable_channels']} channels, {report['prunable_heads']} attention heads, "
+        f"{report['branches']} residual branches)"
     )
     if report["unsupported_ops"]:
         say.info(f"[yellow]ops the proxy cannot convert:[/] {', '.join(report['unsupported_ops'])}")

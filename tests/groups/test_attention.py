@@ -119,3 +119,20 @@ def _unchecked(b) -> onnx.ModelProto:
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", b.opset),
                                                     helper.make_opsetid("com.microsoft", 1)])
     return onnx.shape_inference.infer_shapes(model)
+
+
+def test_inspect_lists_the_heads_as_units_of_their_kind():
+    import json
+    from pathlib import Path
+
+    from typer.testing import CliRunner
+
+    from darp_onnx.cli.app import app
+
+    vit = Path(__file__).resolve().parents[2] / "sample_models" / "vit.onnx"
+    result = CliRunner().invoke(app, ["inspect", str(vit), "--json"])
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    heads = [g for g in report["groups"] if g["kind"] == "head"]
+    assert [g["size"] for g in heads] == [4, 4, 4, 4] and not any(g["frozen"] for g in heads)
+    assert report["prunable_heads"] == 16
