@@ -17,11 +17,10 @@ import torch
 import torch.nn.functional as F
 
 from darp_onnx.proxy import ProxyModel
-from darp_onnx.runtime import distributed
 from darp_onnx.search.loss import is_class_scores
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import batch_outputs, trainable_parameters
+from darp_onnx.training.steps import run_steps, trainable_parameters
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "constant")
@@ -147,21 +146,5 @@ def _train(proxy, dataset, teacher, config, handle, device, on_step) -> list[flo
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(config.schedule, step, config.steps, config.warmup))
     loss_fn = RecoveryLoss(dataset.labels, teacher, config.distill, config.temperature)
-    # under torchrun: one global batch of batch_size per rank, drawn alike everywhere, each rank its share
-    batches = dataset.batches(min(config.batch_size * distributed.world_size(), len(dataset)),
-                              np.random.default_rng(config.seed))
-    losses: list[float] = []
-    proxy.train()
-    for step in range(config.steps):
-        idx = distributed.shard(next(batches))
-        loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(params)
-        optimizer.step()
-        schedule.step()
-        losses.append(distributed.mean_scalar(float(loss.detach())))
-        if on_step is not None:
-            on_step(step, losses[-1])
-    proxy.eval()
-    return losses
+    return run_steps(proxy, dataset, loss_fn, optimizer, schedule, params, steps=config.steps,
+                     batch_size=config.batch_size, seed=config.seed, device=device, on_step=on_step)

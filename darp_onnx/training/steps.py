@@ -77,6 +77,41 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, steps: int, share: float =
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warm))
 
 
+def run_steps(
+    proxy: ProxyModel,
+    dataset: Dataset,
+    loss_fn: Callable[[tuple[torch.Tensor, ...], np.ndarray], torch.Tensor],
+    optimizer: torch.optim.Optimizer,
+    schedule: torch.optim.lr_scheduler.LRScheduler,
+    params: list[torch.nn.Parameter],
+    *,
+    steps: int,
+    batch_size: int,
+    seed: int = 0,
+    device: torch.device | str = "cpu",
+    on_step: Callable[[int, float], None] | None = None,
+) -> list[float]:
+    """The training loop every fine-tune shares: `steps` batches of `batch_size` (per rank under torchrun:
+    one global batch drawn alike everywhere, each rank its share, gradients averaged), one optimiser and
+    schedule step each; returns the losses (averaged over ranks). Ends in eval mode."""
+    batches = dataset.batches(min(batch_size * distributed.world_size(), len(dataset)), np.random.default_rng(seed))
+    losses: list[float] = []
+    proxy.train()
+    for step in range(steps):
+        idx = distributed.shard(next(batches))
+        loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        distributed.average_gradients(params)
+        optimizer.step()
+        schedule.step()
+        losses.append(distributed.mean_scalar(float(loss.detach())))
+        if on_step is not None:
+            on_step(step, losses[-1])
+    proxy.eval()
+    return losses
+
+
 def train_steps(
     proxy: ProxyModel,
     dataset: Dataset,
@@ -93,21 +128,5 @@ def train_steps(
     """Adam on the given (default: trainable) parameters for `steps` batches; returns the losses."""
     params = list(parameters) if parameters is not None else trainable_parameters(proxy)
     optimizer = torch.optim.Adam(params, lr=lr)
-    schedule = warmup_schedule(optimizer, steps)
-    # under torchrun: one global batch of batch_size per rank, drawn alike everywhere, each rank its share
-    batches = dataset.batches(batch_size * distributed.world_size(), np.random.default_rng(seed))
-    losses: list[float] = []
-    proxy.train()
-    for step in range(steps):
-        idx = distributed.shard(next(batches))
-        loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
-        optimizer.zero_grad(set_to_none=True)
-        loss.backward()
-        distributed.average_gradients(params)
-        optimizer.step()
-        schedule.step()
-        losses.append(distributed.mean_scalar(float(loss.detach())))
-        if on_step is not None:
-            on_step(step, losses[-1])
-    proxy.eval()
-    return losses
+    return run_steps(proxy, dataset, loss_fn, optimizer, warmup_schedule(optimizer, steps), params, steps=steps,
+                     batch_size=batch_size, seed=seed, device=device, on_step=on_step)
