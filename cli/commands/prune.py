@@ -74,7 +74,7 @@ def prune_command(
         float, typer.Option(help="Learning rate of the recovery fine-tune (SGD with momentum, cosine).")
     ] = RecoveryConfig.lr,
     search_lr: Annotated[
-        float, typer.Option(help="Learning rate of the weights during the search.")
+        float, typer.Option(help="Learning rate of the weights during the search (SGD with momentum).")
     ] = SearchConfig.lr,
     tau_sample: Annotated[
         str,

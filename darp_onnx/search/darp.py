@@ -1,9 +1,13 @@
-"""The DARP gate search: alternating weight and logit updates under an expected-cost penalty.
+"""The DARP gate search: weight and logit updates under an expected-cost penalty.
 
-Weights take steps on architectures sampled at the sampling temperature, on one split of the data;
-logits take steps on the relaxed objective `loss + lambda * E_pi[cost] / cost_full` on the other
-split. Both temperatures anneal; lambda follows dual ascent so the expected cost meets the budget.
-One search step is one forward/backward pass, so a step costs about one plain training step.
+Every step samples an architecture at the sampling temperature and takes one backward pass of the
+relaxed objective `loss + lambda * E_pi[cost] / cost_full`; by default (`joint`) it updates both the
+logits (Adam) and the weights (SGD with momentum, the recovery's optimiser), so every search step is
+also a training step of the sub-networks the search is converging to: at a small budget of steps the
+search no longer takes steps away from the recovery (docs/results.md, "A search that wins"). With
+`joint` off, steps alternate as in the paper: weights on one split of the data, logits on the other.
+Both temperatures anneal; lambda follows dual ascent so the expected cost meets the budget. One search
+step is one forward/backward pass, so a step costs about one plain training step.
 """
 
 from __future__ import annotations
@@ -32,7 +36,8 @@ from darp_onnx.training.steps import batch_outputs, trainable_parameters, warmup
 class DarpConfig:
     steps: int = 200
     batch_size: int = 32
-    lr_weights: float = 3e-4
+    lr_weights: float = 0.03  # SGD's (the recovery's optimiser); with weight_optimizer "adam" try 3e-4
+    weight_optimizer: str = "sgd"  # SGD with Nesterov momentum 0.9, or "adam"
     lr_logits: float = 0.1  # at least LOGIT_TRAVEL / steps: a short search must still move the logits
     tau_sample: tuple[float, float] = (0.5, 0.1)
     tau_penalty: tuple[float, float] = (1.0, 0.2)
@@ -42,6 +47,7 @@ class DarpConfig:
     penalty_init: float = 1.0
     penalty_lr: float = 1.0
     logit_every: int = 2  # one step in this many updates the logits, the others the weights
+    joint: bool = True  # every step updates the weights and the logits from one backward pass (one data split)
     target_ramp: float = 0.6  # the penalised target moves from the full cost to the budget over this share
     seed: int = 0
     init: str = "taylor"  # initial logits: "constant" (init_logit) or spread by Taylor importance rank
@@ -117,6 +123,12 @@ def initial_logits(groups, config: DarpConfig, scores: dict[int, np.ndarray] | N
     return logits
 
 
+def weight_optimizer(weights: list[torch.nn.Parameter], config: DarpConfig) -> torch.optim.Optimizer:
+    if config.weight_optimizer == "sgd":
+        return torch.optim.SGD(weights, lr=config.lr_weights, momentum=0.9, nesterov=True)
+    return torch.optim.Adam(weights, lr=config.lr_weights)
+
+
 def darp_search(
     proxy: ProxyModel,
     analysis: ChannelAnalysis,
@@ -146,12 +158,14 @@ def darp_search(
     order = np.random.default_rng(config.seed).permutation(len(dataset))
     half = max(len(order) // 2, 1)
     weight_idx, logit_idx = order[:half], (order[half:] if len(order) > 1 else order)
+    if config.joint:  # one update of both from the same batch: all the data
+        weight_idx = logit_idx = order
     rng = np.random.default_rng(config.seed + 1)
     weights = trainable_parameters(proxy) + list(extra_parameters or [])
-    opt_w = torch.optim.Adam(weights, lr=config.lr_weights)
+    opt_w = weight_optimizer(weights, config)
     opt_t = torch.optim.Adam(list(theta.values()), lr=max(config.lr_logits, LOGIT_TRAVEL / max(config.steps, 1)),
                              betas=(0.5, 0.99))
-    warmup = warmup_schedule(opt_w, config.steps - config.steps // config.logit_every)
+    warmup = warmup_schedule(opt_w, config.steps if config.joint else config.steps - config.steps // config.logit_every)
     full = float(budget.full)
     target = budget.fraction
 
@@ -166,7 +180,7 @@ def darp_search(
                 break
             tau_s = temperature(config.schedule, *config.tau_sample, step, config.steps)
             tau_p = temperature(config.schedule, *config.tau_penalty, step, config.steps)
-            logit_step = count % config.logit_every == config.logit_every - 1
+            logit_step = config.joint or count % config.logit_every == config.logit_every - 1
             pool = logit_idx if logit_step else weight_idx
             # one global batch (batch_size per rank) from the same stream on every rank; this rank's share
             size = min(config.batch_size * distributed.world_size(), len(pool))
@@ -187,9 +201,14 @@ def darp_search(
                 # logits' momentum does not carry the cost far below the budget.
                 objective = loss + penalty * torch.clamp(cost - goal, min=0.0)
                 opt_t.zero_grad(set_to_none=True)
+                opt_w.zero_grad(set_to_none=True)
                 objective.backward()
                 distributed.average_gradients(theta.values())
                 opt_t.step()
+                if config.joint:
+                    distributed.average_gradients(weights)
+                    opt_w.step()
+                    warmup.step()
                 penalty = update_penalty(penalty, float(cost.detach()), goal, config.penalty_lr)
                 record["expected_cost"] = float(cost.detach())
                 record["target"] = goal

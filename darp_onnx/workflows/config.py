@@ -88,7 +88,7 @@ class SearchConfig:
         check_number(self.steps, "search_steps", low=1 if self.method == "darp" else 0, whole=True,
                      what="search steps")
         check_number(self.batch_size, "batch_size", low=1, whole=True)
-        check_number(self.lr, "search_lr", low=0, low_open=True, what="a learning rate such as 3e-4")
+        check_number(self.lr, "search_lr", low=0, low_open=True, what="a learning rate such as 0.03")
 
     def darp(self, seed: int, *, steps: int | None = None, batch_size: int | None = None) -> DarpConfig:
         """The search's settings; `steps` and `batch_size` as planned (else this config's, else the defaults)."""

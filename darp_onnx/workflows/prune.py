@@ -356,7 +356,7 @@ def _recovery_steps(run: PruneRun, scores: Scores) -> tuple[int, int]:
         search_steps, batch = config.search.darp(config.seed).steps, config.search.darp(config.seed).batch_size
     else:
         planned, search_steps, batch = plan.finetune_steps, plan.search_steps, plan.batch_size
-    unused = search_steps - scores.search_steps if config.search.method != "darp" else 0
+    unused = search_steps - scores.search_steps  # a baseline's, or a search that converged (or ran out of time)
     if plan is None or run.plan.seconds is None:
         return planned + unused, batch
     step_seconds = plan.step_seconds
