@@ -175,7 +175,7 @@ def verdicts(console: Console, rows: list[dict], full: dict[str, float], args) -
                 continue
             drop = 100 * (full[name] - statistics.mean(r["accuracy"] for r in cell))
             efficiency = next(r for r in cell if "speedup" in r)["efficiency"]
-            console.print(f"  {name} {method} at 50%: accuracy drop {drop:.1f} points "
+            console.print(f"  {name} {method} at 50%: accuracy drop {drop:.2f} points "
                           f"({'meets' if drop <= 1.0 else 'MISSES'} <= 1), speedup x MACs ratio {efficiency:.2f} "
                           f"({'meets' if efficiency >= 0.8 else 'MISSES'} >= 0.8)", markup=False)
 
