@@ -9,7 +9,7 @@ import onnx
 
 from darp_onnx.groups import const_views as cv
 from darp_onnx.groups import shape_values as sv
-from darp_onnx.groups.rules_basic import attr
+from darp_onnx.groups.rules_basic import HIDDEN_SIZE, attr
 from darp_onnx.groups.tracer import Layout, Tracer
 
 
@@ -35,7 +35,7 @@ def layer_norm(t: Tracer, node: onnx.NodeProto) -> None:
     axis = int(attr(node, "axis", -1))
     axis = axis + rank if axis < 0 and rank is not None else axis
     if axis < 0 or lay.axis >= axis:
-        t.freeze(lay.units, f"LayerNormalization '{node.name}' normalises over the channel axis")
+        t.freeze(lay.units, f"LayerNormalization '{node.name}' normalises over the channel axis ({HIDDEN_SIZE})")
         return
     t.set(node.output[0], lay)
 

@@ -123,6 +123,19 @@ def couple(t: Tracer, node: onnx.NodeProto) -> None:
             continue
         if dim == first.size and cv.bindable(t, name) and cv.bind(t, name, axis, first, node):
             continue
-        t.freeze_inputs(node, f"operand '{name}' is not per-channel")
+        t.freeze_inputs(node, _not_per_channel(t, name))
         return
     t.set(out, first.moved(pos))
+
+
+HIDDEN_SIZE = ("hidden size not pruned: removing channels would change the mean and variance LayerNormalization "
+               "divides every token by")
+
+
+def _not_per_channel(t: Tracer, name: str) -> str:
+    producer = t.producer.get(name)
+    if producer is not None and producer.op_type == "LayerNormalization":
+        return f"operand '{name}' comes from LayerNormalization '{producer.name}': {HIDDEN_SIZE}"
+    if producer is None and t.const(name) is None:
+        return f"operand '{name}' is a graph input: its channels are fixed"
+    return f"operand '{name}' is not per-channel"

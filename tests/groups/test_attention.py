@@ -136,3 +136,11 @@ def test_inspect_lists_the_heads_as_units_of_their_kind():
     heads = [g for g in report["groups"] if g["kind"] == "head"]
     assert [g["size"] for g in heads] == [4, 4, 4, 4] and not any(g["frozen"] for g in heads)
     assert report["prunable_heads"] == 16
+
+
+@EXPORTERS
+def test_the_hidden_size_is_frozen_with_the_layer_norm_reason(dynamo):
+    _, analysis = _analysed("split", dynamo)  # post-LN: each block's residual sum goes through a LayerNorm
+    hidden = [g for g in analysis.groups if g.kind == "channel" and g.size == DIM]
+    assert len(hidden) == 2 * LAYERS and "'x' is a graph input" in hidden[0].frozen
+    assert all("LayerNormalization" in g.frozen and "hidden size not pruned" in g.frozen for g in hidden[1:])
