@@ -34,9 +34,11 @@ def view_value(t: Tracer, name: str) -> np.ndarray | None:
 
 
 def bindable(t: Tracer, name: str) -> bool:
-    """A constant, a view of one, or a filled tensor (ConstantOfShape: zero initial states)."""
+    """A constant, a view of one, a filled tensor (ConstantOfShape: zero initial states) or untracked data
+    broadcast by Expand (an attention mask expanded to every head)."""
     producer = t.producer.get(name)
-    filled = producer is not None and producer.op_type == "ConstantOfShape" and producer.domain in ("", "ai.onnx")
+    filled = producer is not None and producer.op_type in ("ConstantOfShape", "Expand") and producer.domain in (
+        "", "ai.onnx")
     return filled or view_value(t, name) is not None
 
 
@@ -49,6 +51,8 @@ def bind(t: Tracer, name: str, axis: int, layout: Layout, node: onnx.NodeProto) 
     view = t.producer.get(name)
     if view is not None and view.op_type == "ConstantOfShape" and t.rank(name):
         return _bind_filled(t, view, axis % t.rank(name), layout)
+    if view is not None and view.op_type == "Expand" and t.rank(name):
+        return _bind_expanded(t, view, axis % t.rank(name), layout)
     if view is None or view_value(t, name) is None:
         return False
     new = layout.moved(axis % len(t.shape(name)))
@@ -75,6 +79,27 @@ def _bind_filled(t: Tracer, node: onnx.NodeProto, axis: int, layout: Layout) -> 
                                                                           (node.output[0], axis)):
         return False
     if not all(sv.stays_fixed(t, e) for j, e in enumerate(elems) if j != axis):
+        return False
+    t.set(node.output[0], new)
+    return True
+
+
+def _bind_expanded(t: Tracer, node: onnx.NodeProto, axis: int, layout: Layout) -> bool:
+    """Expand of untracked data of size 1 along `axis` to a literal channel count (a mask broadcast to every
+    head): the literal follows the kept channels, the other shape elements stay."""
+    if t.layout(node.input[0]) is not None or any(c.name in t.visited for c in t.consumers.get(node.output[0], [])):
+        return False
+    elems = sv.value_of(t, node.input[1], (node.name, 1))
+    data, out_rank = t.shape(node.input[0]), t.rank(node.output[0])
+    if elems is None or data is None or out_rank is None:
+        return False
+    j, k = axis - (out_rank - len(elems)), axis - (out_rank - len(data))
+    if j < 0 or (k >= 0 and data[k] != 1):
+        return False
+    new = layout.moved(axis)
+    if not sv.follows_channels(t, node, elems[j], new, (node.output[0], axis)):
+        return False
+    if not all(sv.stays_fixed(t, e) for i, e in enumerate(elems) if i != j):
         return False
     t.set(node.output[0], new)
     return True

@@ -169,6 +169,7 @@ def expand(t: Tracer, node: onnx.NodeProto) -> None:
         _refuse(t, node, lay, 1, "shape computed at run time is not followed")
         return
     offset = out_rank - len(elems)
+    _complete_expand_shape(t, node, elems, out_rank)
     if lay is None:
         shape = t.shape(node.input[0])
         created, ok = sv.created_layout(t, elems, offset, lambda p: shape[p - (out_rank - rank)]
@@ -184,6 +185,25 @@ def expand(t: Tracer, node: onnx.NodeProto) -> None:
         _refuse(t, node, lay, 1, problem)
         return
     t.set(node.output[0], lay.moved(pos))
+
+
+def _complete_expand_shape(t: Tracer, node: onnx.NodeProto, elems, out_rank: int) -> None:
+    """Shape inference names the dims of an Expand to a computed shape afresh; the literal elements give
+    them (TorchScript's `mask.expand(-1, H, -1, -1)`: H)."""
+    data, out = t.shape(node.input[0]), t.shape(node.output[0])
+    if data is None or out is None or len(out) != out_rank:
+        return
+    known = list(out)
+    for p in range(out_rank):
+        e = elems[p - (out_rank - len(elems))] if p >= out_rank - len(elems) else None
+        d = data[p - (out_rank - len(data))] if p >= out_rank - len(data) else 1
+        if e is not None and e.literal and e.coef not in (0, 1):
+            known[p] = int(e.coef) if d in (1, int(e.coef)) else known[p]
+        elif (e is None or e.literal and e.coef == 1) and d is not None:
+            known[p] = d
+    if None not in known:
+        t.unify(out, known)
+        t.shapes[node.output[0]] = tuple(known)
 
 
 def constant_of_shape(t: Tracer, node: onnx.NodeProto) -> None:

@@ -223,10 +223,29 @@ def _elementwise(t: Tracer, node: onnx.NodeProto, ins) -> list[Elem] | None:
     if op in ("Floor", "Ceil", "Round", "Abs"):
         return [replace(e.unsourced() if e.coef is None or e.coef.denominator == 1 and e.coef >= 0 else opaque(e),
                         now=_unary(op, e.current)) for e in ins[0]]
+    if op in ("Equal", "Less", "Greater") and len(ins) == 2:
+        return [Elem(Fraction(int(_compare(op, a.coef, b.coef)))) if a.literal and b.literal else opaque(a, b)
+                for a, b in rows]
+    if op == "Where" and len(ins) == 3:  # a literal condition picks elements (they keep their source)
+        return [(x if c.coef else y) if c.literal else opaque(c, x, y) for c, x, y in rows]
     if op == "Neg":
         return [Elem(-e.coef, e.symbols, e.refs, now=None if e.now is None else -e.now) if e.coef is not None
                 else replace(e, now=None if e.now is None else -e.now) for e in ins[0]]
     return [opaque(*row) for row in rows]
+
+
+def _compare(op: str, x: Fraction, y: Fraction) -> bool:
+    return x == y if op == "Equal" else x < y if op == "Less" else x > y
+
+
+def _constant_of_shape(t: Tracer, node: onnx.NodeProto, ins) -> list[Elem] | None:
+    """A short vector filled with one value (TorchScript's `expand(-1, H, ...)` builds its shape with it)."""
+    shape = ins[0]
+    if shape is None or len(shape) != 1 or not shape[0].literal or not 0 <= shape[0].coef <= MAX_LENGTH:
+        return None
+    value = attr(node, "value")
+    fill = Fraction(0) if value is None else Fraction(np.ravel(value)[0].item())
+    return [Elem(fill) for _ in range(int(shape[0].coef))]
 
 
 def _unary(op: str, x: Fraction | None) -> Fraction | None:
@@ -261,11 +280,13 @@ PROPAGATE = {
     "Gather": _gather,
     "Slice": _slice,
     "ReduceProd": _reduce_prod,
+    "ConstantOfShape": _constant_of_shape,
     **dict.fromkeys(("Add", "Sub", "Mul", "Div", "Max", "Min", "Mod", "Floor", "Ceil", "Round", "Abs", "Neg",
                      "Equal", "Less", "Greater", "Where", "Not", "Sqrt"), _elementwise),
 }
 # Only these ops keep a literal where it can be rewritten.
-_EDITABLE = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Concat", "Gather", "Slice"}
+_EDITABLE = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Concat", "Gather", "Slice",
+             "Where"}
 # Shape inputs the channel rules read as shape vectors (any other read of a shrinking size freezes it).
 CONSUMERS = {"Reshape": {1}, "Expand": {1}, "Resize": {3}, "ConstantOfShape": {0}, "Tile": {1}, "Slice": {1, 2}}
 

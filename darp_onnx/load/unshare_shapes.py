@@ -1,10 +1,10 @@
-"""Un-sharing computed shape vectors: one copy of the producing Concat per reader.
+"""Un-sharing computed shape vectors and broadcasts: one copy of each producing node per reader.
 
-torch's dynamo exporter computes a Reshape target such as [batch, seq, num_heads, head_dim] once and
-hands it to every attention layer's Q, K and V Reshapes. Its num_heads element is then one literal for
-all layers, so pruning heads would have to remove the same number from every layer (the analysis
-couples them). A copy per reader lets each layer keep its own number of heads; the copies compute the
-same values, so the model is unchanged.
+torch's exporters compute a Reshape target such as [batch, seq, num_heads, head_dim] once, or an
+attention mask expanded to every head once, and hand it to every attention layer. Its num_heads element
+is then one literal for all layers, so pruning heads would have to remove the same heads from every
+layer (the analysis couples them). A copy per reader, up the chain to the node that reads the literal,
+lets each layer keep its own heads; the copies compute the same values, so the model is unchanged.
 """
 
 from __future__ import annotations
@@ -16,6 +16,10 @@ import onnx
 from darp_onnx.load.unshare import _all_names, _fresh
 
 INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
+# ops that carry the elements of a shape vector (darp_onnx.groups.shape_values keeps their literals' sources)
+VECTOR_OPS = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Concat", "Gather", "Slice",
+              "Where"}
+MAX_PASSES = 8
 
 
 def _int_vectors(graph: onnx.GraphProto) -> set[str]:
@@ -28,20 +32,17 @@ def _int_vectors(graph: onnx.GraphProto) -> set[str]:
     return found
 
 
-def unshare_shape_vectors(graph: onnx.GraphProto) -> int:
-    """Every extra reader of an integer-vector Concat gets its own copy of it (placed before the reader);
-    returns the number of copies."""
-    vectors = _int_vectors(graph)
+def _copy_pass(graph: onnx.GraphProto, vectors: set[str], taken: set[str]) -> int:
     outputs = {o.name for o in graph.output}
-    readers: dict[str, list[tuple[int, int]]] = defaultdict(list)
     producers = {}
+    readers: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for index, node in enumerate(graph.node):
-        if node.op_type == "Concat" and node.domain in ("", "ai.onnx") and node.output[0] in vectors:
-            producers[node.output[0]] = node
         for pos, name in enumerate(node.input):
             if name in producers:
                 readers[name].append((index, pos))
-    taken = _all_names(graph)
+        vector = node.op_type in VECTOR_OPS and len(node.output) == 1 and node.output[0] in vectors
+        if node.domain in ("", "ai.onnx") and (vector or node.op_type == "Expand"):
+            producers[node.output[0]] = node
     inserts: dict[int, list[onnx.NodeProto]] = defaultdict(list)
     for name, uses in readers.items():
         if len(uses) < 2 or name in outputs:
@@ -54,12 +55,25 @@ def unshare_shape_vectors(graph: onnx.GraphProto) -> int:
             copy.output[0] = _fresh(f"{name}__copy", taken)
             graph.node[index].input[pos] = copy.output[0]
             inserts[index].append(copy)
-    if not inserts:
-        return 0
-    nodes = []
-    for index, node in enumerate(graph.node):
-        nodes.extend(inserts.get(index, ()))
-        nodes.append(node)
-    del graph.node[:]
-    graph.node.extend(nodes)
+    if inserts:
+        nodes = []
+        for index, node in enumerate(graph.node):
+            nodes.extend(inserts.get(index, ()))
+            nodes.append(node)
+        del graph.node[:]
+        graph.node.extend(nodes)
     return sum(len(v) for v in inserts.values())
+
+
+def unshare_shape_vectors(graph: onnx.GraphProto) -> int:
+    """Every extra reader of an Expand or of a node computing an integer vector gets its own copy of it
+    (placed before the reader), repeated up the chain; returns the number of copies."""
+    vectors = _int_vectors(graph)
+    taken = _all_names(graph)
+    total = 0
+    for _ in range(MAX_PASSES):
+        copies = _copy_pass(graph, vectors, taken)
+        total += copies
+        if not copies:
+            break
+    return total

@@ -30,6 +30,7 @@ class SplitAttention(nn.Module):
 
     def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
         q, k, v = self.heads(self.query(x)), self.heads(self.key(x)), self.heads(self.value(x))
+        mask_bias = mask_bias.expand(-1, HEADS, -1, -1)  # a mask broadcast to every head: num_heads in an Expand
         scores = torch.matmul(q, k.transpose(-1, -2)) / (self.head_dim ** 0.5) + mask_bias
         context = torch.matmul(scores.softmax(dim=-1), v).permute(0, 2, 1, 3).contiguous()
         return self.out(context.view(context.size()[:-2] + (DIM,)))
@@ -115,3 +116,8 @@ def export(kind: str, dynamo: bool, seed: int = 0) -> onnx.ModelProto:
         torch.onnx.export(model, args, buffer, dynamo=False, opset_version=17, input_names=["x", "mask"],
                           output_names=["y"], dynamic_axes={"x": axes, "mask": axes})
     return onnx.load_from_string(buffer.getvalue())
+
+
+def loaded(kind: str, dynamo: bool) -> onnx.ModelProto:
+    """The export as `darp_onnx.load.io.load_model` gives it to the analysis: with inferred shapes."""
+    return onnx.shape_inference.infer_shapes(onnx.load_from_string(exported(kind, dynamo)), data_prop=True)

@@ -12,7 +12,7 @@ from darp_onnx.groups import analyse
 from darp_onnx.load.ingest import ingest
 from darp_onnx.rewrite import rewrite
 from tests.groups.harness import ATOL, RTOL, gated_onnx, random_masks, run_gated_proxy, run_ort
-from tests.groups.models_attention import DIM, exported
+from tests.groups.models_attention import DIM, loaded
 from tests.groups.models_attention import KINDS as ENCODERS
 
 EXPORTERS = pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
@@ -27,7 +27,7 @@ def _feeds(batch: int, seq: int, seed: int) -> dict[str, np.ndarray]:
 
 
 def _model(kind: str, dynamo: bool) -> onnx.ModelProto:
-    return ingest(onnx.load_from_string(exported(kind, dynamo))).model
+    return ingest(loaded(kind, dynamo)).model
 
 
 def _assert_pruned_equals_gated(model, analysis, masks, feeds) -> onnx.ModelProto:
@@ -71,10 +71,11 @@ def test_dropped_blocks_and_pruned_heads_match_the_gated_model(kind, dynamo):
 def test_the_rewritten_encoder_costs_what_the_cost_model_predicts(kind, dynamo):
     from darp_onnx.cost import CostModel, count_graph
 
-    model = _model(kind, dynamo)
-    analysis = analyse(model)
     shapes = {"x": (1, 8, DIM), "mask": (1, 8)}
-    cost = CostModel(model, analysis, shapes)
+    ingested = ingest(loaded(kind, dynamo), shapes)
+    model = ingested.model
+    analysis = analyse(model)
+    cost = CostModel(model, analysis, shapes, observed=ingested.shapes)
     assert cost.full_macs == count_graph(model, shapes).macs
     masks = random_masks(analysis, np.random.default_rng(5), drop_branches=False)
     counted = count_graph(rewrite(model, analysis, masks), shapes)
