@@ -79,7 +79,8 @@ def models(args) -> list[tuple[str, Path, tuple[str, ...]]]:
             else:
                 rows.append((f"{name} {size}", export_224(name, size, args.workdir / f"{name}_{size}.onnx"), ()))
     if args.corpus is not None and args.corpus.is_dir():
-        rows += corpus_models(args.corpus)
+        wanted = {m for m in args.only.split(",") if m}
+        rows += [r for r in corpus_models(args.corpus) if not wanted or r[0] in wanted]
     return rows
 
 
@@ -116,15 +117,17 @@ def row(label: str, doc: dict) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--sizes", default="32,224", help="input sizes: 32 (the samples as shipped) and/or 224")
+    parser.add_argument("--sizes", default="32,224",
+                        help="input sizes: 32 (the samples as shipped) and/or 224; '' for none (corpus only)")
     parser.add_argument("--models", default="resnet,mobilenetv3,yolov8,vit")
     parser.add_argument("--corpus", type=Path, default=CORPUS, help="folder of real models (skipped if missing)")
+    parser.add_argument("--only", default="", help="comma-separated corpus names (default: every one)")
     parser.add_argument("--time-budget", default=None, help="pass --time-budget (default: the CLI's default)")
     parser.add_argument("--timeout", type=float, default=900, help="seconds before a run is killed")
     parser.add_argument("--workdir", type=Path, default=Path("/tmp/darp_prune_time"))
     args = parser.parse_args()
-    args.sizes = [int(s) for s in args.sizes.split(",")]
-    args.models = args.models.split(",")
+    args.sizes = [int(s) for s in args.sizes.split(",") if s]
+    args.models = [m for m in args.models.split(",") if m]
     args.workdir.mkdir(parents=True, exist_ok=True)
     console = Console(width=250)
     table = Table(title="darp-onnx prune with defaults: wall seconds per stage, peak memory", title_justify="left")
