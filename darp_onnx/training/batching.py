@@ -26,6 +26,8 @@ def is_batch_major(proxy: ProxyModel, model: onnx.ModelProto, input_shapes: Mapp
     """True when the proxy at batch 2 equals two batch-1 runs concatenated along axis 0."""
     a = synthetic_inputs(model, batch=1, seed=seed, shapes=input_shapes)
     b = synthetic_inputs(model, batch=1, seed=seed + 1, shapes=input_shapes)
+    if any(v.ndim == 0 for v in a.values()):
+        return False  # a scalar input has no batch axis
     both = {k: np.concatenate([a[k], b[k]]) for k in a}
     try:
         single = [torch.cat(pair) for pair in zip(_run(proxy, a, device), _run(proxy, b, device), strict=True)]

@@ -23,6 +23,8 @@ from darp_onnx.training.images import image_files, is_image_file, load_images
 from darp_onnx.training.loader import read_feeds
 from darp_onnx.training.preprocess import Preprocess, input_layout, parse_preprocess
 
+SYNTHETIC_SOURCE = "<synthetic>"
+
 
 @dataclass
 class Dataset:
@@ -31,7 +33,7 @@ class Dataset:
 
     inputs: dict[str, np.ndarray]
     labels: np.ndarray | None = None
-    source: str = "<synthetic>"
+    source: str = SYNTHETIC_SOURCE
     skipped: list[str] = field(default_factory=list)  # image files that did not decode, 'file: reason'
     preprocess: dict | None = None  # how images became arrays, for the report
     micro_batches: bool = False
@@ -56,11 +58,11 @@ class Dataset:
 
     def feed(self, index: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Sample `index` as one whole feed (micro-batch data sets)."""
-        return {k: torch.from_numpy(np.ascontiguousarray(v[index])).to(device) for k, v in self.inputs.items()}
+        return {k: torch.from_numpy(np.array(v[index], order="C", ndmin=0)).to(device) for k, v in self.inputs.items()}
 
     def first_feed(self) -> dict[str, np.ndarray]:
         """The first sample as one onnxruntime feed (batch 1)."""
-        return {k: v[0] if self.micro_batches else v[:1] for k, v in self.inputs.items()}
+        return {k: np.asarray(v[0]) if self.micro_batches else v[:1] for k, v in self.inputs.items()}
 
     def as_micro_batches(self) -> Dataset:
         """The same samples as whole feeds of batch 1 (a batch-major data set for a model that is not)."""
@@ -84,8 +86,10 @@ class Dataset:
 
 def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 0,
                       shapes: Mapping[str, tuple[int, ...]] | None = None, micro_batches: bool = False) -> Dataset:
-    """Random samples; `micro_batches`: each sample is a whole feed at the given input shapes."""
+    """Random samples; `micro_batches` (forced by a scalar input, which has no batch axis): each sample is a
+    whole feed at the given input shapes."""
     feeds = synthetic_inputs(model, batch=1, seed=seed, shapes=shapes)
+    micro_batches = micro_batches or any(v.ndim == 0 for v in feeds.values())
     single = feeds if micro_batches else {k: v[0] for k, v in feeds.items()}
     rng = np.random.default_rng(seed)
     inputs = {}
@@ -94,7 +98,7 @@ def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 
             inputs[name] = rng.standard_normal((samples, *example.shape)).astype(example.dtype)
         else:
             inputs[name] = np.stack([example] * samples)
-    return Dataset(inputs, None, "<synthetic>", micro_batches=micro_batches)
+    return Dataset(inputs, None, SYNTHETIC_SOURCE, micro_batches=micro_batches)
 
 
 def _pick(arrays: Mapping[str, np.ndarray], name: str, split: str | None) -> np.ndarray | None:

@@ -22,6 +22,7 @@ from darp_onnx.cost import CostModel, count_graph
 from darp_onnx.cost.latency import LatencyModel, compare_latencies
 from darp_onnx.errors import OptionError, ValidationFailedError
 from darp_onnx.groups import ChannelAnalysis, analyse
+from darp_onnx.load.control_flow import inline_static_ifs, refuse_data_dependent
 from darp_onnx.load.ingest import ingest
 from darp_onnx.load.input_shapes import resolve_input_shapes
 from darp_onnx.load.preflight import check_loaded_model, check_run_memory
@@ -38,7 +39,7 @@ from darp_onnx.search.loss import TaskLoss, check_labels_fit
 from darp_onnx.search.taylor import TAYLOR_BATCHES, run_darp, taylor_scores
 from darp_onnx.training.batching import is_batch_major
 from darp_onnx.training.data_shapes import shapes_from_data
-from darp_onnx.training.dataset import Dataset, load_dataset, load_from_loader, synthetic_dataset
+from darp_onnx.training.dataset import SYNTHETIC_SOURCE, Dataset, load_dataset, load_from_loader, synthetic_dataset
 from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
 from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
@@ -137,16 +138,28 @@ def load(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig
         check_paths_first(model_or_path, output=io.output, write=io.write, force=io.force, suffix=".pruned",
                           data=io.data, report=io.report)
         source = open_source(model_or_path)
-        check_loaded_model(source.model, source.name, allow_nonfinite=io.allow_nonfinite)
-        out_path = output_path(source, io.output, write=io.write, force=io.force, suffix=".pruned")
         input_shapes = resolve_input_shapes(source.model, dict(io.input_shapes), check_fixed=True)
         if io.data_loader is None:  # a sequence length (or other symbolic dim) the data fixes
             input_shapes = shapes_from_data(io.data, source.model, input_shapes)
+        source = _without_static_ifs(source, input_shapes, progress or _silent)
+        check_loaded_model(source.model, source.name, allow_nonfinite=io.allow_nonfinite)
+        out_path = output_path(source, io.output, write=io.write, force=io.force, suffix=".pruned")
         device = choose_device(config.device)
         multiple = resolve_channel_multiple(config.extraction.channel_multiple, device.ort_device)
     return PruneRun(config=config, source=source, out_path=out_path, input_shapes=input_shapes, device=device,
                     channel_multiple=multiple, progress=progress or _silent, timings=timings,
                     started=started)
+
+
+def _without_static_ifs(source: Source, input_shapes: Mapping[str, tuple[int, ...]], progress: ProgressFn) -> Source:
+    """`If`s decided by the input shapes replaced by their branch (see `load.control_flow`); any other `If`
+    refused in one line."""
+    if not any(n.op_type == "If" for n in source.model.graph.node):
+        return source
+    inlined = inline_static_ifs(source.model, input_shapes, source.name)
+    refuse_data_dependent(inlined.model, source.name)
+    progress("note", {"message": inlined.describe()})
+    return replace(source, model=inlined.model)
 
 
 def analyse_costs(run: PruneRun) -> PruneRun:
@@ -206,7 +219,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         run.proxy.eval()
         if not is_batch_major(run.proxy, run.model, run.input_shapes, device=run.device.torch_device,
                               seed=config.seed):  # a fixed batch or outputs not indexed by sample
-            run.dataset = run.dataset.as_micro_batches()
+            run.dataset = _as_micro_batches(run)
         run.plan, run.dataset = plan_run(run, run.started)
         run.plan.expected_s = expected_total(run.plan, len(run.dataset), config.validation.latency_runs)
         steps = run.plan.steps
@@ -229,6 +242,15 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
                                TaskLoss(teacher=predict(run.proxy, small, batch_size=batch,
                                                         device=run.device.torch_device)))
     return run
+
+
+def _as_micro_batches(run: PruneRun) -> Dataset:
+    """The data set as whole feeds. Synthetic samples are drawn again at the full input shapes: an input
+    whose first axis is not the batch (a recurrent state [2, 1, 128]) cannot be cut into samples."""
+    if run.dataset.source == SYNTHETIC_SOURCE and not run.dataset.micro_batches:
+        return synthetic_dataset(run.model, samples=len(run.dataset), seed=run.config.seed,
+                                 shapes=run.input_shapes, micro_batches=True)
+    return run.dataset.as_micro_batches()
 
 
 def _load_data(run: PruneRun, data: str | os.PathLike | Dataset | None) -> Dataset:
@@ -291,6 +313,21 @@ def extract(run: PruneRun, scores: Scores, *, budget: Budget | None = None,
     budget = budget or run.budget
     multiple = (run.channel_multiple if options == run.config.extraction
                 else resolve_channel_multiple(options.channel_multiple, run.device.ort_device))
+    if parse_channel_multiple(options.channel_multiple) is not None:
+        return _extract_at(run, scores, budget, options, multiple)
+    while True:  # 'auto': the kernel block where the budget is reachable with it, else half of it, down to 1
+        try:
+            return _extract_at(run, scores, budget, options, multiple)
+        except OptionError as exc:
+            if multiple == 1 or exc.parameter != budget.option:
+                raise
+            multiple //= 2
+            run.progress("note", {"message": f"channel multiple 'auto': the budget is unreachable at "
+                                             f"{multiple * 2} channels, trying {multiple}"})
+
+
+def _extract_at(run: PruneRun, scores: Scores, budget: Budget, options: ExtractionConfig,
+                multiple: int) -> Extraction:
     ranked, importance = scores.scores, scores.importance
     if options.keep_branches:
         ranked, importance = (

@@ -1,0 +1,44 @@
+"""`--channel-multiple auto` on layers too small for the kernel block (MTCNN's 10/16/32-channel layers at
+half the MACs): the multiple halves until the budget is reachable; an explicit multiple is kept and refused."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+import darp_onnx
+import darp_onnx.workflows.prune as prune_workflow
+from darp_onnx.errors import OptionError, ValidationFailedError
+from darp_onnx.validation.checks import check_equivalence
+from tests.groups.builder import GraphBuilder
+
+
+def small_net():
+    b = GraphBuilder(31, opset=17)
+    h = b.cbr(b.cbr(b.input("x", ["n", 3, 8, 8]), 3, 10), 10, 16)
+    return b.build(b.conv(h, 16, 4))
+
+
+def _prune(tmp_path, **kw):
+    return darp_onnx.prune(small_net(), output=tmp_path / "p.onnx", target_flops=0.5, search_steps=3,
+                           finetune_steps=1, batch_size=4, synthetic_samples=8, latency_runs=1, **kw)
+
+
+def test_auto_multiple_halves_until_the_budget_is_reachable(tmp_path, monkeypatch):
+    monkeypatch.setattr(prune_workflow, "kernel_channel_multiple", lambda device="cpu": 16)
+    result = _prune(tmp_path)
+    assert result.extraction.channel_multiple < 16
+    assert result.flops_after <= 0.5 * result.flops_before
+
+
+def test_explicit_multiple_is_kept(tmp_path):
+    with pytest.raises(OptionError, match="channel_multiple 16 the smallest reachable"):
+        _prune(tmp_path, channel_multiple=16)
+
+
+def test_equivalence_tolerance_scales_with_the_output():
+    cell = np.array([[3.5, 0.0, -2.0, 0.0]], np.float32)  # an LSTM cell state: float32 noise of 3.5-sized values
+    check_equivalence([cell + np.array([[0, 1.5e-4, 0, -1.5e-4]], np.float32)], [cell], ["state"], "m")
+    small = np.full((2, 8), 1e-3, np.float32)
+    with pytest.raises(ValidationFailedError, match="output 'state' differs"):
+        check_equivalence([small + 1.5e-4], [small], ["state"], "m")
