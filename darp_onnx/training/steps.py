@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterable
 
 import numpy as np
@@ -77,6 +78,12 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, steps: int, share: float =
     return torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: min(1.0, (step + 1) / warm))
 
 
+@torch.no_grad()
+def _restore(params: list[torch.nn.Parameter], saved: list[torch.Tensor] | None) -> None:
+    for param, value in zip(params, saved or [], strict=False):
+        param.copy_(value)
+
+
 def run_steps(
     proxy: ProxyModel,
     dataset: Dataset,
@@ -97,12 +104,17 @@ def run_steps(
     batches = dataset.batches(min(batch_size * distributed.world_size(), len(dataset)), np.random.default_rng(seed))
     losses: list[float] = []
     proxy.train()
+    last_good: list[torch.Tensor] | None = None
     for step in range(steps):
         idx = distributed.shard(next(batches))
         loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
+        if not math.isfinite(distributed.mean_scalar(float(loss.detach()))):
+            _restore(params, last_good)  # diverged (the previous step's weights overflow): keep the last good ones
+            break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(params)
+        last_good = [p.detach().clone() for p in params]
         optimizer.step()
         schedule.step()
         losses.append(distributed.mean_scalar(float(loss.detach())))

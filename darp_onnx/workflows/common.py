@@ -68,13 +68,14 @@ class WrittenCheck:
 
 
 def check_written(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], expected: Sequence[np.ndarray], *,
-                  device: str, label: str, against: str, micro: bool = False) -> WrittenCheck:
+                  device: str, label: str, against: str, micro: bool = False,
+                  baseline: Sequence[float] | None = None) -> WrittenCheck:
     """ONNX checker and strict shape inference, then onnxruntime on `device` must reproduce `expected`
     (the outputs of `against`, the proxy the model was exported from). ValidationFailedError otherwise."""
     check_structure(model, label)
     actual, provider, session = run_model(model, inputs, device, label, micro=micro)
     names = [o.name for o in model.graph.output]
-    max_diff = check_equivalence(actual, expected, names, f"{label} vs {against}")
+    max_diff = check_equivalence(actual, expected, names, f"{label} vs {against}", baseline=baseline)
     return WrittenCheck(max_diff, provider, actual, session)
 
 

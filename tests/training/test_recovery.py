@@ -94,3 +94,20 @@ def test_l1_pruned_to_15_percent_recovers_in_25_steps(resnet):
     recover(proxy, train, teacher, RecoveryRecipe(steps=25, seed=0), set_pruned=lambda: gates.set_masks(masks))
     assert chance < 0.5
     assert accuracy(proxy, test) > 0.9
+
+
+def test_diverging_finetune_keeps_the_last_finite_weights():
+    """An absurd learning rate overflows the weights (PicoDet's layout detector went to NaN in two steps):
+    the fine-tune stops at the last weights whose loss was finite, and the proxy's outputs stay finite."""
+    from darp_onnx.training.dataset import synthetic_dataset
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(41, opset=17)
+    model = b.build(b.conv(b.cbr(b.input("x", ["n", 3, 8, 8]), 3, 8), 8, 4))
+    proxy = build_proxy(model)
+    data = synthetic_dataset(model, samples=16, shapes={"x": (1, 3, 8, 8)})
+    teacher = [o * 1e6 for o in predict(proxy, data)]  # far targets: each step overshoots more
+    losses = recover(proxy, data, teacher, RecoveryRecipe(steps=40, lr=1e6, batch_size=8, batchnorm=False,
+                                                          warmup=0.0, schedule="constant"))
+    assert all(np.isfinite(losses)) and len(losses) < 40
+    assert np.isfinite(predict(proxy, data)[0]).all()

@@ -42,3 +42,31 @@ def test_equivalence_tolerance_scales_with_the_output():
     small = np.full((2, 8), 1e-3, np.float32)
     with pytest.raises(ValidationFailedError, match="output 'state' differs"):
         check_equivalence([small + 1.5e-4], [small], ["state"], "m")
+
+
+def one_group_net():
+    """One 32-channel group and a small frozen side output: at half the MACs the group keeps just under 16."""
+    b = GraphBuilder(32, opset=17)
+    x = b.input("x", ["n", 3, 8, 8])
+    return b.build(b.conv(b.op("Relu", b.conv(x, 3, 32)), 32, 4), b.conv(x, 3, 2))
+
+
+def test_auto_multiple_does_not_undershoot_the_budget_far(tmp_path, monkeypatch):
+    monkeypatch.setattr(prune_workflow, "kernel_channel_multiple", lambda device="cpu": 8)
+    kw = dict(target_flops=0.5, search_steps=3, finetune_steps=1, batch_size=4, synthetic_samples=8,
+              latency_runs=1)
+    coarse = darp_onnx.prune(one_group_net(), output=tmp_path / "a.onnx", channel_multiple=8, **kw)
+    auto = darp_onnx.prune(one_group_net(), output=tmp_path / "b.onnx", **kw)
+    assert coarse.flops_after < 0.9 * 0.5 * coarse.flops_before  # 8 channels: far under the budget
+    assert coarse.flops_after < auto.flops_after <= 0.5 * auto.flops_before
+    assert auto.extraction.channel_multiple < 8
+
+
+def test_equivalence_allows_the_gap_the_original_model_already_has():
+    probs = np.array([[0.2, 0.8]], np.float32)
+    off = probs + np.array([[1e-3, -1e-3]], np.float32)  # magika: its proxy already differs by 5e-4 unpruned
+    with pytest.raises(ValidationFailedError, match="differs by up to"):
+        check_equivalence([off], [probs], ["p"], "m")
+    check_equivalence([off], [probs], ["p"], "m", baseline=[5e-4])
+    with pytest.raises(ValidationFailedError, match="the original model's proxy differs by 1e-05"):
+        check_equivalence([off], [probs], ["p"], "m", baseline=[1e-5])
