@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import subprocess
 import sys
 import time
@@ -87,21 +88,38 @@ def models(args) -> list[tuple[str, Path, tuple[str, ...]]]:
 def prune_once(path: Path, args, extra: tuple[str, ...] = ()) -> dict:
     """`darp-onnx prune PATH --json` with defaults in a subprocess; the JSON document or the error."""
     out = args.workdir / f"{path.stem}.pruned.onnx"
-    command = [str(Path(sys.executable).with_name("darp-onnx")), "prune", str(path), "-o", str(out), "--force", "-q",
+    command = [str(Path(sys.executable).with_name("darp-onnx")), "prune", str(path), "-o", str(out), "--force",
                "--json", *extra] + (["--time-budget", args.time_budget] if args.time_budget else [])
-    start = time.perf_counter()
-    done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
-    wall = time.perf_counter() - start
+    start, cpu_start = time.perf_counter(), _children_cpu()
+    try:
+        done = subprocess.run(command, capture_output=True, text=True, timeout=args.timeout)
+    except subprocess.TimeoutExpired as exc:  # where it was: the last stage line of its progress
+        stages = [line for line in _text(exc.stderr).splitlines() if line.strip() and "━" not in line]
+        return {"error": f"killed after {args.timeout:.0f} s in: {(stages or ['?'])[-1].strip()[:80]}",
+                "wall": time.perf_counter() - start, "cpu": _children_cpu() - cpu_start}
+    wall, cpu = time.perf_counter() - start, _children_cpu() - cpu_start
     if done.returncode != 0:
-        return {"error": (done.stderr.strip().splitlines() or ["?"])[-1][:100], "wall": wall}
+        return {"error": (done.stderr.strip().splitlines() or ["?"])[-1][:100], "wall": wall, "cpu": cpu}
     document = json.loads(done.stdout)
-    document["wall"] = wall
+    document["wall"], document["cpu"] = wall, cpu
     return document
+
+
+def _text(output: bytes | str | None) -> str:
+    return output.decode(errors="replace") if isinstance(output, bytes) else (output or "")
+
+
+def _children_cpu() -> float:
+    """CPU seconds (user + system) of the finished child processes: on a shared, loaded machine the wall time
+    counts the other processes' share too; CPU seconds / torch threads is what the run would take alone."""
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
 
 
 def row(label: str, doc: dict) -> list[str]:
     if "error" in doc:
-        return [label, "-", *["" for _ in SHOWN_STAGES], f"{doc['wall']:.0f}", "", "", "", f"failed: {doc['error']}"]
+        return [label, "-", *["" for _ in SHOWN_STAGES], f"{doc['wall']:.0f}", f"{doc.get('cpu', 0):.0f}", "", "",
+                "", f"failed: {doc['error']}"]
     timings, resources = doc.get("timings", {}), doc.get("resources", {})
     plan = resources.get("plan", {})
     gmacs = doc["flops_before"] / 1e9
@@ -111,7 +129,7 @@ def row(label: str, doc: dict) -> list[str]:
     per_unit = training / max(gmacs * steps * batch, 1e-12)
     ok = "yes" if doc["wall"] <= GOAL_SECONDS else "NO"
     return [label, f"{gmacs:.3f}", *[f"{timings[s]:.1f}" if s in timings else "-" for s in SHOWN_STAGES],
-            f"{doc['wall']:.0f}", f"{doc['search_steps']}/{doc['finetune_steps']}x{batch}",
+            f"{doc['wall']:.0f}", f"{doc.get('cpu', 0):.0f}", f"{doc['search_steps']}/{doc['finetune_steps']}x{batch}",
             f"{resources.get('peak_rss_mib', float('nan')):.0f}", f"{per_unit:.3f}", ok]
 
 
@@ -131,19 +149,17 @@ def main() -> None:
     args.workdir.mkdir(parents=True, exist_ok=True)
     console = Console(width=250)
     table = Table(title="darp-onnx prune with defaults: wall seconds per stage, peak memory", title_justify="left")
-    for column in ("model", "GMACs", *SHOWN_STAGES, "wall s", "steps x batch", "peak MiB",
+    for column in ("model", "GMACs", *SHOWN_STAGES, "wall s", "CPU s", "steps x batch", "peak MiB",
                    "train s / (GMAC x step x sample)", f"<= {GOAL_SECONDS:.0f} s"):
         table.add_column(column, justify="left" if column == "model" else "right")
     for label, path, extra in models(args):
         console.print(f"[dim]{label}: {path}[/]", highlight=False)
-        try:
-            doc = prune_once(path, args, extra)
-        except subprocess.TimeoutExpired:
-            doc = {"error": f"killed after {args.timeout:.0f} s", "wall": args.timeout}
+        doc = prune_once(path, args, extra)
         table.add_row(*row(label, doc))
         with open(args.workdir / "prune_time.jsonl", "a", encoding="utf-8") as log:
-            log.write(json.dumps({"label": label, **{k: doc.get(k) for k in ("timings", "resources", "wall", "error",
-                                  "search_steps", "finetune_steps", "flops_before", "validation")}}) + "\n")
+            kept = ("timings", "resources", "wall", "cpu", "error", "search_steps", "finetune_steps", "flops_before",
+                    "validation")
+            log.write(json.dumps({"label": label, **{k: doc.get(k) for k in kept}}) + "\n")
     console.print(table)
     console.print(f"{torch.get_num_threads()} torch threads; CPU; stage columns from the run's --json 'timings'; "
                   "'wall s' includes the process start and imports.")
