@@ -38,11 +38,19 @@ def find_branches(model: onnx.ModelProto, shapes: dict, consts: set[str]) -> lis
             continue
         for skip, branch in ((add.input[0], add.input[1]), (add.input[1], add.input[0])):
             members = _exclusive(nodes, producer, consumers, outputs, branch, a)
-            if members and _reaches(nodes, producer, members, skip):
+            if members and _computes(nodes, members) and _reaches(nodes, producer, members, skip):
                 names = tuple(nodes[i].name for i in sorted(members))
                 found.append(BranchCandidate(add.name, skip, branch, names))
                 break
     return found
+
+
+COMPUTE_OPS = frozenset({"Conv", "ConvTranspose", "Gemm", "MatMul", "LSTM", "GRU", "RNN"})
+
+
+def _computes(nodes, members: set[int]) -> bool:
+    """A block worth dropping has a weighted layer: x + 0.044715 * x^3 inside a tanh GELU does not."""
+    return any(nodes[i].op_type in COMPUTE_OPS for i in members)
 
 
 def _exclusive(nodes, producer, consumers, outputs, branch: str, add: int) -> set[int]:

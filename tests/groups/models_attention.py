@@ -1,6 +1,6 @@
 """Tiny torch transformer encoders exported by both torch exporters: the attention patterns the head
 analysis must follow (split and fused QKV, explicit attention and scaled_dot_product_attention, pre-
-and post-LN, an additive mask, dynamic batch and sequence axes)."""
+and post-LN, an additive mask, erf and tanh GELU, dynamic batch and sequence axes)."""
 
 from __future__ import annotations
 
@@ -62,7 +62,8 @@ class Layer(nn.Module):
         super().__init__()
         self.attention, self.pre_ln = attention, pre_ln
         self.ln1, self.ln2 = nn.LayerNorm(DIM), nn.LayerNorm(DIM)
-        self.ffn = nn.Sequential(nn.Linear(DIM, FFN), nn.GELU(), nn.Linear(FFN, DIM))
+        gelu = nn.GELU(approximate="tanh" if pre_ln else "none")  # exported as Tanh/Pow/Mul or Erf patterns
+        self.ffn = nn.Sequential(nn.Linear(DIM, FFN), gelu, nn.Linear(FFN, DIM))
 
     def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
         if self.pre_ln:
