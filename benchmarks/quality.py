@@ -314,6 +314,8 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--channel-multiple", default="auto",
                         help="prune's --channel-multiple for the ONNX methods (auto: the default; 1: any width, "
                              "as Torch-Pruning's per-layer ratio)")
+    parser.add_argument("--tables-from", nargs="+", type=Path,
+                        help="print the tables of runs saved with --json (several files merge) instead of running")
     parser.add_argument("--latency-aware", action="store_true",
                         help="prune the ONNX methods with latency_aware=True (channel multiple: auto)")
     return parser.parse_args()
@@ -345,6 +347,8 @@ def run_grid(models, methods, args, console, notes) -> tuple[list[dict[str, Any]
                             row = run_onnx(model, method, budget, total, train, test, args, seed)
                         row.update(model=name, budget=budget, seed=seed, method=method, steps=total)
                         runs.append(row)
+                        if args.json:  # after every run: a run cut short by a timeout keeps what it measured
+                            args.json.write_text(json.dumps({"original": original, "runs": runs, "partial": True}))
                         console.log(f"{name} {budget:g} {total} steps seed {seed} {method}: accuracy "
                                     f"{row['accuracy']:.4f}, MACs kept {row['macs_kept']:.4f}, "
                                     f"{row['seconds']:.0f} s")
@@ -372,16 +376,40 @@ def print_table(console, runs, models, methods, args, total, original) -> None:
             cell_runs = {m: [r for r in runs if r["model"] == name and r["budget"] == budget
                              and r["method"] == m and r["steps"] == total] for m in methods}
             accs = {m: [r["accuracy"] for r in cell_runs[m]] for m in methods}
-            best = max(methods, key=lambda m: statistics.mean(accs[m]))
+            if not any(accs.values()):
+                continue
+            best = max((m for m in methods if accs[m]), key=lambda m: statistics.mean(accs[m]))
             best_std = statistics.stdev(accs[best]) if len(accs[best]) > 1 else 0.0
-            macs = " / ".join(f"{statistics.mean(r['macs_kept'] for r in cell_runs[m]):.3f}" for m in methods)
+            macs = " / ".join(f"{statistics.mean(r['macs_kept'] for r in cell_runs[m]):.3f}" if cell_runs[m] else "-"
+                              for m in methods)
             table.add_row(f"{name} ({original[name]:.4f})", f"{budget:g}", macs,
                           *[cell(accs[m], statistics.mean(accs[best]), best_std) for m in methods])
     console.print(table)
 
 
+def tables_from(files: list[Path], args: argparse.Namespace, console: Console) -> None:
+    """The tables of saved runs (`--json`, partial ones too), merged; what each cell holds is printed."""
+    runs: list[dict[str, Any]] = []
+    original: dict[str, float] = {}
+    for file in files:
+        saved = json.loads(file.read_text())
+        runs += saved["runs"]
+        original.update(saved["original"])
+    models = list(dict.fromkeys(r["model"] for r in runs))
+    methods = [m for m in ALL_METHODS if any(r["method"] == m for r in runs)]
+    args.budgets = sorted({r["budget"] for r in runs}, reverse=True)
+    for total in sorted({r["steps"] for r in runs}):
+        print_table(console, runs, models, methods, args, total, original)
+        seeds = sorted({r["seed"] for r in runs if r["steps"] == total})
+        console.print(f"{total} steps: {sum(r['steps'] == total for r in runs)} runs from "
+                      f"{', '.join(str(f) for f in files)}; seeds {' '.join(map(str, seeds))}", markup=False)
+
+
 def main() -> None:
     args = parse_args()
+    if args.tables_from:
+        tables_from(args.tables_from, args, Console(width=220))
+        return
     if args.threads:
         torch.set_num_threads(args.threads)
     models = list(dict.fromkeys([*args.models, *(["vit"] if args.vit else [])]))
