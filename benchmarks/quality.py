@@ -428,7 +428,8 @@ def main() -> None:
               f"{args.search_share:g} of them searching | channel multiple {args.channel_multiple} | batch "
               f"{args.batch_size} | CPU, {torch.get_num_threads()} torch thread(s)")
     console.print(header, markup=False)
-    notes.append(f"recovery (all methods, Torch-Pruning included): {recipe.optimizer} lr {recipe.learning_rate:g}, "
+    notes.append(f"recovery (all methods, Torch-Pruning included): {recipe.optimizer} lr {recipe.learning_rate:g} "
+                 f"(SGD without re-inserted BatchNorm, the ViT: {recipe.lr_with(False):g}), "
                  f"{recipe.schedule} with {recipe.warmup:g} warm-up, loss {1 - recipe.distill:g} x cross-entropy + "
                  f"{recipe.distill:g} x distillation from the unpruned model (T={recipe.temperature:g}); the ONNX "
                  "methods train the proxy with BatchNorm re-inserted after each convolution (adaptive "

@@ -71,10 +71,12 @@ def prune_command(
                                       "memory budgets (at most 32).")
     ] = SearchConfig.batch_size,
     lr: Annotated[
-        float, typer.Option(help="Learning rate of the recovery fine-tune (SGD with momentum, cosine).")
+        float | None, typer.Option(help="Learning rate of the recovery fine-tune (SGD with momentum, cosine). "
+                                        "Default: 0.03 where BatchNorm is re-inserted (CNNs), 1e-3 otherwise.")
     ] = RecoveryConfig.lr,
     search_lr: Annotated[
-        float, typer.Option(help="Learning rate of the weights during the search (SGD with momentum).")
+        float | None, typer.Option(help="Learning rate of the weights during the search (SGD with momentum). "
+                                        "Default: 0.03 where BatchNorm is re-inserted (CNNs), 1e-3 otherwise.")
     ] = SearchConfig.lr,
     tau_sample: Annotated[
         str,

@@ -29,14 +29,14 @@ from darp_onnx.search.gates import attach_gates
 from darp_onnx.search.relax import keep_probabilities, sample_gates
 from darp_onnx.search.schedule import temperature
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import batch_outputs, trainable_parameters, warmup_schedule
+from darp_onnx.training.steps import batch_outputs, sgd_lr, trainable_parameters, warmup_schedule
 
 
 @dataclass(frozen=True)
 class DarpConfig:
     steps: int = 200
     batch_size: int = 32
-    lr_weights: float = 0.03  # SGD's (the recovery's optimiser); with weight_optimizer "adam" try 3e-4
+    lr_weights: float | None = None  # None: SGD's training.steps.sgd_lr (0.03 with BatchNorm re-inserted), Adam 3e-4
     weight_optimizer: str = "sgd"  # SGD with Nesterov momentum 0.9, or "adam"
     lr_logits: float = 0.1  # at least LOGIT_TRAVEL / steps: a short search must still move the logits
     tau_sample: tuple[float, float] = (0.5, 0.1)
@@ -123,10 +123,11 @@ def initial_logits(groups, config: DarpConfig, scores: dict[int, np.ndarray] | N
     return logits
 
 
-def weight_optimizer(weights: list[torch.nn.Parameter], config: DarpConfig) -> torch.optim.Optimizer:
+def weight_optimizer(weights: list[torch.nn.Parameter], config: DarpConfig, batchnorm: bool) -> torch.optim.Optimizer:
     if config.weight_optimizer == "sgd":
-        return torch.optim.SGD(weights, lr=config.lr_weights, momentum=0.9, nesterov=True)
-    return torch.optim.Adam(weights, lr=config.lr_weights)
+        lr = sgd_lr(batchnorm) if config.lr_weights is None else config.lr_weights
+        return torch.optim.SGD(weights, lr=lr, momentum=0.9, nesterov=True)
+    return torch.optim.Adam(weights, lr=3e-4 if config.lr_weights is None else config.lr_weights)
 
 
 def darp_search(
@@ -143,9 +144,11 @@ def darp_search(
     init_scores: dict[int, np.ndarray] | None = None,
     extra_parameters: list[torch.nn.Parameter] | None = None,
     deadline: float | None = None,
+    batchnorm: bool | None = None,
 ) -> SearchResult:
     """`init_scores`: unit importance to start the logits from (see `initial_logits`);
-    `extra_parameters`: trained with the weights (inserted BatchNorm layers); `deadline` (a
+    `extra_parameters`: trained with the weights (inserted BatchNorm layers); `batchnorm`: BatchNorm
+    normalises most layers (the SGD learning rate, `training.steps.sgd_lr`; None: extra parameters given); `deadline` (a
     `time.perf_counter()` value): when steps run slower than planned, the schedules advance with the time
     used instead of the step count, so the search anneals fully and ends in time (with fewer steps)."""
     torch.manual_seed(config.seed)
@@ -162,7 +165,7 @@ def darp_search(
         weight_idx = logit_idx = order
     rng = np.random.default_rng(config.seed + 1)
     weights = trainable_parameters(proxy) + list(extra_parameters or [])
-    opt_w = weight_optimizer(weights, config)
+    opt_w = weight_optimizer(weights, config, batchnorm=bool(extra_parameters) if batchnorm is None else batchnorm)
     opt_t = torch.optim.Adam(list(theta.values()), lr=max(config.lr_logits, LOGIT_TRAVEL / max(config.steps, 1)),
                              betas=(0.5, 0.99))
     warmup = warmup_schedule(opt_w, config.steps if config.joint else config.steps - config.steps // config.logit_every)

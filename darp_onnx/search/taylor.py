@@ -77,7 +77,8 @@ def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, d
     try:
         return darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config, device=device,
                            on_step=on_step, init_scores=init_scores, deadline=deadline,
-                           extra_parameters=None if handle is None else handle.parameters())
+                           extra_parameters=None if handle is None else handle.parameters(),
+                           batchnorm=handle is not None and handle.normalises_most())
     finally:
         if handle is not None:
             handle.recalibrate(dataset, seed=config.seed, device=device)

@@ -27,6 +27,7 @@ from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import batch_outputs
 
 EPS = 1e-5
+_WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 class NormalisedConv(nn.Module):
@@ -74,6 +75,13 @@ class BatchNormHandle:
     def __init__(self, proxy: ProxyModel, layers: dict[int, NormalisedConv]) -> None:
         self.proxy = proxy
         self.layers = layers
+
+    def normalises_most(self) -> bool:
+        """BatchNorm follows at least half of the layers with weights (Conv, Gemm, MatMul): an exported
+        CNN, not a transformer whose only Conv is its patch embedding (training.steps.sgd_lr)."""
+        weighted = [s for s in self.proxy.steps if s.op_type in _WEIGHTED_OPS
+                    and any(self.proxy.parameter_key(name) is not None for name in s.inputs[1:2] if name)]
+        return len(self.layers) >= 0.5 * max(len(weighted), 1)
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers.values() for p in (layer.weight, layer.bias)]

@@ -20,17 +20,17 @@ from darp_onnx.proxy import ProxyModel
 from darp_onnx.search.loss import is_class_scores
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import run_steps, trainable_parameters
+from darp_onnx.training.steps import SGD_LR, run_steps, sgd_lr, trainable_parameters
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "constant")
-DEFAULT_LR = {"sgd": 0.03, "adam": 1e-3}
+DEFAULT_LR = {"sgd": SGD_LR, "adam": 1e-3}  # SGD without re-inserted BatchNorm: NO_BATCHNORM_LR
 
 
 @dataclass(frozen=True)
 class RecoveryRecipe:
     steps: int
-    lr: float | None = None  # None: DEFAULT_LR of the optimizer
+    lr: float | None = None  # None: DEFAULT_LR of the optimizer (SGD without re-inserted BatchNorm: lower)
     optimizer: str = "sgd"
     schedule: str = "cosine"
     warmup: float = 0.1  # share of the steps with a linear warm-up
@@ -46,6 +46,12 @@ class RecoveryRecipe:
     @property
     def learning_rate(self) -> float:
         return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
+
+    def lr_with(self, batchnorm: bool) -> float:
+        """The learning rate when BatchNorm was (or was not) re-inserted into the model trained."""
+        if self.lr is None and self.optimizer == "sgd":
+            return sgd_lr(batchnorm)
+        return self.learning_rate
 
 
 def lr_factor(schedule: str, step: int, steps: int, warmup: float) -> float:
@@ -98,10 +104,12 @@ class RecoveryLoss:
         return term / len(heads)
 
 
-def make_optimizer(params: list[torch.nn.Parameter], config: RecoveryRecipe) -> torch.optim.Optimizer:
+def make_optimizer(params: list[torch.nn.Parameter], config: RecoveryRecipe, lr: float | None = None
+                   ) -> torch.optim.Optimizer:
+    lr = config.learning_rate if lr is None else lr
     if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=config.learning_rate, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=config.learning_rate, momentum=config.momentum, nesterov=True,
+        return torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay)
+    return torch.optim.SGD(params, lr=lr, momentum=config.momentum, nesterov=True,
                            weight_decay=config.weight_decay)
 
 
@@ -142,7 +150,7 @@ def _train(proxy, dataset, teacher, config, handle, device, on_step) -> list[flo
     if config.steps <= 0:
         return []
     params = trainable_parameters(proxy) + ([] if handle is None else handle.parameters())
-    optimizer = make_optimizer(params, config)
+    optimizer = make_optimizer(params, config, config.lr_with(handle is not None and handle.normalises_most()))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(config.schedule, step, config.steps, config.warmup))
     loss_fn = RecoveryLoss(dataset.labels, teacher, config.distill, config.temperature)

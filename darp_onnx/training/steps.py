@@ -12,6 +12,17 @@ from darp_onnx.proxy import ProxyModel
 from darp_onnx.runtime import distributed
 from darp_onnx.training.dataset import Dataset
 
+# SGD's learning rate for the weights (search and recovery): 0.03 where BatchNorm is re-inserted after the
+# convolutions (exported CNNs), 1e-3 where there is none to re-insert (transformers: LayerNorm), which 0.03
+# wrecked (ViT sample at 50% MACs, 40 steps: 0.26-0.46 test accuracy, 0.95-0.98 at 1e-3; docs/results.md)
+SGD_LR = 0.03
+NO_BATCHNORM_LR = 1e-3
+
+
+def sgd_lr(batchnorm: bool) -> float:
+    return SGD_LR if batchnorm else NO_BATCHNORM_LR
+
+
 # BatchNormalization inputs 3 and 4 are running statistics: fixed numbers, not weights to train.
 _STATISTIC_INPUTS = {"BatchNormalization": (3, 4)}
 

@@ -20,7 +20,6 @@ from darp_onnx.load.numbers import check_number, check_pair, check_seed
 from darp_onnx.search.baselines import BASELINES
 from darp_onnx.search.darp import DarpConfig
 from darp_onnx.search.schedule import SCHEDULES
-from darp_onnx.training.recovery import DEFAULT_LR
 
 METHODS = ("darp", "taylor", *BASELINES)  # darp: the gate search; taylor: search/taylor.py; the others: baselines
 AUTO = "auto"
@@ -69,7 +68,7 @@ class SearchConfig:
     method: str = "darp"
     steps: int | None = None  # None: planned from the time budget (DarpConfig's default without one)
     batch_size: int | None = None  # None: planned from the time and memory budgets (at most DarpConfig's default)
-    lr: float = _DARP.lr_weights
+    lr: float | None = _DARP.lr_weights  # None: 0.03 with BatchNorm re-inserted, 1e-3 without (training.steps)
     tau_sample: tuple[float, float] = _DARP.tau_sample
     tau_penalty: tuple[float, float] = _DARP.tau_penalty
     schedule: str = _DARP.schedule
@@ -130,7 +129,7 @@ class RecoveryConfig:
     """The fine-tune with the hard masks before the rewrite (baselines also get the unused search steps)."""
 
     steps: int | None = None  # None: planned from the time budget (DEFAULT_FINETUNE_STEPS without one)
-    lr: float = DEFAULT_LR["sgd"]  # training/recovery.py: SGD with momentum, cosine, BatchNorm re-inserted
+    lr: float | None = None  # None: training/recovery.py's (SGD: 0.03 with BatchNorm re-inserted, 1e-3 without)
     batch_size: int | None = None
 
     def __post_init__(self) -> None:
@@ -266,8 +265,8 @@ def prune_config(
     search_steps: int | None = SearchConfig.steps,
     finetune_steps: int | None = RecoveryConfig.steps,
     batch_size: int | None = SearchConfig.batch_size,
-    lr: float = RecoveryConfig.lr,
-    search_lr: float = SearchConfig.lr,
+    lr: float | None = RecoveryConfig.lr,
+    search_lr: float | None = SearchConfig.lr,
     tau_sample: tuple[float, float] = SearchConfig.tau_sample,
     tau_penalty: tuple[float, float] = SearchConfig.tau_penalty,
     schedule: str = SearchConfig.schedule,
