@@ -93,13 +93,18 @@ class BatchNormHandle:
         `batches` batches in training mode); the affine parameters stay."""
         was_training = self.proxy.training
         self.proxy.train()
+        before = {idx: (layer.running_mean.clone(), layer.running_var.clone()) for idx, layer in self.layers.items()}
         stream = dataset.batches(min(batch_size, len(dataset)), np.random.default_rng(seed))
-        for count in range(max(1, min(batches, -(-len(dataset) // batch_size)))):
-            for layer in self.layers.values():
-                layer.momentum = 1.0 / (count + 1)  # the running statistics become the mean over batches
-            batch_outputs(self.proxy, dataset, next(stream), device)
-        for layer in self.layers.values():
+        with torch.no_grad():
+            for count in range(max(1, min(batches, -(-len(dataset) // batch_size)))):
+                for layer in self.layers.values():
+                    layer.momentum = 1.0 / (count + 1)  # the running statistics become the mean over batches
+                batch_outputs(self.proxy, dataset, next(stream), device)
+        for idx, layer in self.layers.items():
             layer.momentum = 0.1
+            if not (torch.isfinite(layer.running_mean).all() and torch.isfinite(layer.running_var).all()):
+                layer.running_mean.copy_(before[idx][0])  # an overflowing sample: keep the statistics it had
+                layer.running_var.copy_(before[idx][1])
         self.proxy.train(was_training)
 
     @torch.no_grad()

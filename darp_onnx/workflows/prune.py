@@ -387,22 +387,36 @@ def _feeds(run: PruneRun) -> dict[str, np.ndarray]:
 def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
     """Fine-tune the proxy with the hard masks (a baseline also gets the search steps it did not use),
     then its outputs in exact float32: what the rewritten model must reproduce."""
-    config = run.config
     steps, batch = _recovery_steps(run, scores)
     with run.timings.stage("finetune"):
         run.progress("stage", {"name": "finetune", "steps": steps, "eta_s": _eta(run, steps)})
         handle = attach_gates(run.proxy, run.analysis)
+        untrained = {k: v.detach().clone() for k, v in run.proxy.state_dict().items()}
         try:
-            recipe = RecoveryRecipe(steps=steps, lr=config.recovery.lr, batch_size=batch,
-                                    seed=config.seed)
-            recover_weights(run.proxy, run.dataset, run.reference, recipe, set_pruned=lambda: handle.set_masks(masks),
-                            device=run.device.torch_device,
-                            on_step=lambda s, loss: run.progress("finetune", {"step": s, "loss": loss}))
-            with exact_float32():
-                outputs = predict(run.proxy, run.dataset, device=run.device.torch_device)
+            outputs = _recover_once(run, handle, masks, steps, batch)
+            if steps > 0 and not all(np.isfinite(o).all() for o in outputs if np.issubdtype(o.dtype, np.floating)):
+                # the fine-tuned weights overflow on some sample (PicoDet's layout detector after two steps on
+                # synthetic data): the masked model as it was
+                run.progress("note", {"message": f"the fine-tune made the outputs overflow (NaN/Inf); kept the "
+                                                 f"pruned weights without it ({steps} steps dropped)"})
+                run.proxy.load_state_dict(untrained)
+                handle.set_masks(masks)
+                steps = 0
+                with exact_float32():
+                    outputs = predict(run.proxy, run.dataset, device=run.device.torch_device)
         finally:
             handle.remove()
     return Recovered(outputs, steps)
+
+
+def _recover_once(run: PruneRun, handle, masks: Masks, steps: int, batch: int) -> list[np.ndarray]:
+    config = run.config
+    recipe = RecoveryRecipe(steps=steps, lr=config.recovery.lr, batch_size=batch, seed=config.seed)
+    recover_weights(run.proxy, run.dataset, run.reference, recipe, set_pruned=lambda: handle.set_masks(masks),
+                    device=run.device.torch_device,
+                    on_step=lambda s, loss: run.progress("finetune", {"step": s, "loss": loss}))
+    with exact_float32():
+        return predict(run.proxy, run.dataset, device=run.device.torch_device)
 
 
 def _recovery_steps(run: PruneRun, scores: Scores) -> tuple[int, int]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
 import darp_onnx
 import darp_onnx.workflows.prune as prune_workflow
@@ -70,3 +71,22 @@ def test_equivalence_allows_the_gap_the_original_model_already_has():
     check_equivalence([off], [probs], ["p"], "m", baseline=[5e-4])
     with pytest.raises(ValidationFailedError, match="the original model's proxy differs by 1e-05"):
         check_equivalence([off], [probs], ["p"], "m", baseline=[1e-5])
+
+
+def test_overflowing_finetune_falls_back_to_the_pruned_weights(tmp_path, monkeypatch):
+    """layout_cdla (PicoDet): two fine-tune steps on synthetic data made an output overflow to NaN; the run keeps
+    the pruned weights without the fine-tune and still writes a validated model."""
+    real = prune_workflow.recover_weights
+
+    def overflowing(proxy, *args, **kw):
+        real(proxy, *args, **kw)
+        with torch.no_grad():
+            next(iter(proxy.parameters())).fill_(float("inf"))
+
+    monkeypatch.setattr(prune_workflow, "recover_weights", overflowing)
+    notes = []
+    result = darp_onnx.prune(small_net(), output=tmp_path / "p.onnx", target_flops=0.7, search_steps=3,
+                             finetune_steps=2, batch_size=4, synthetic_samples=8, latency_runs=1, channel_multiple=1,
+                             progress=lambda stage, info: notes.append(info.get("message", "")))
+    assert result.finetune_steps == 0
+    assert any("overflow" in n for n in notes)
