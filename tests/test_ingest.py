@@ -148,6 +148,15 @@ def test_quantized_graph_is_refused_in_one_line():
     assert "\n" not in str(info.value)
 
 
+def test_prune_says_a_quantized_graph_is_quantized(tmp_path):
+    import darp_onnx
+
+    b = GraphBuilder(16)
+    q, scale, zero = b.op("DynamicQuantizeLinear", b.input("x", [1, 4]), outputs=3)
+    with pytest.raises(UnsupportedOpError, match="quantized graph"):
+        darp_onnx.prune(_loose(b, q, scale, zero), output=tmp_path / "p.onnx", target_flops=0.5)
+
+
 def test_control_flow_is_refused_in_one_line():
     from onnx import TensorProto, helper
 

@@ -26,6 +26,7 @@ from darp_onnx.load.control_flow import inline_static_ifs, refuse_data_dependent
 from darp_onnx.load.ingest import ingest
 from darp_onnx.load.input_shapes import resolve_input_shapes
 from darp_onnx.load.preflight import check_loaded_model, check_run_memory
+from darp_onnx.load.refusals import refuse_unprunable
 from darp_onnx.proxy import ProxyModel, build_proxy
 from darp_onnx.rewrite import rewrite
 from darp_onnx.runtime import distributed
@@ -145,6 +146,7 @@ def load(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig
         if io.data_loader is None:  # a sequence length (or other symbolic dim) the data fixes
             input_shapes = shapes_from_data(io.data, source.model, input_shapes)
         source = _without_static_ifs(source, input_shapes, progress or _silent)
+        refuse_unprunable(source.model, source.name)  # quantized: say so, not just 'op not supported'
         check_loaded_model(source.model, source.name, allow_nonfinite=io.allow_nonfinite)
         out_path = output_path(source, io.output, write=io.write, force=io.force, suffix=".pruned")
         device = choose_device(config.device)
