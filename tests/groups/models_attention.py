@@ -9,6 +9,7 @@ import warnings
 from functools import lru_cache
 
 import onnx
+import pytest
 import torch
 from torch import nn
 from torch.nn import functional as F
@@ -91,6 +92,16 @@ class Encoder(nn.Module):
 
 
 KINDS = ("split", "fused", "sdpa")
+
+try:  # the dynamo exporter writes its graphs through onnxscript (in the dev extra)
+    import onnxscript  # noqa: F401
+    _NO_ONNXSCRIPT = ""
+except ImportError:
+    _NO_ONNXSCRIPT = "onnxscript is not installed: torch's dynamo exporter needs it (pip install -e .[dev])"
+
+EXPORTERS = pytest.mark.parametrize(
+    "dynamo", [False, pytest.param(True, marks=pytest.mark.skipif(bool(_NO_ONNXSCRIPT), reason=_NO_ONNXSCRIPT))],
+    ids=["torchscript", "dynamo"])
 
 
 @lru_cache(maxsize=8)

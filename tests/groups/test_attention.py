@@ -9,9 +9,7 @@ import pytest
 
 from darp_onnx.groups import analyse
 from darp_onnx.load.ingest import ingest
-from tests.groups.models_attention import DIM, FFN, HEADS, KINDS, LAYERS, loaded
-
-EXPORTERS = pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
+from tests.groups.models_attention import DIM, EXPORTERS, FFN, HEADS, KINDS, LAYERS, loaded
 
 
 def _analysed(kind: str, dynamo: bool):

@@ -12,10 +12,9 @@ from darp_onnx.groups import analyse
 from darp_onnx.load.ingest import ingest
 from darp_onnx.rewrite import rewrite
 from tests.groups.harness import ATOL, RTOL, gated_onnx, random_masks, run_gated_proxy, run_ort
-from tests.groups.models_attention import DIM, loaded
+from tests.groups.models_attention import DIM, EXPORTERS, loaded
 from tests.groups.models_attention import KINDS as ENCODERS
 
-EXPORTERS = pytest.mark.parametrize("dynamo", [False, True], ids=["torchscript", "dynamo"])
 KINDS = pytest.mark.parametrize("kind", ENCODERS)
 
 
