@@ -263,3 +263,17 @@ def test_ingestion_leaves_no_file_in_the_current_folder(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     assert _symbolic(shared_bias()) is None  # the shape source that runs when onnx inference leaves gaps
     assert sorted(p.name for p in tmp_path.iterdir()) == []
+
+
+def test_step_timer_runs_micro_batches_as_the_search_does():
+    """A graph fixing batch 1: the time-budget planner times its steps and forward passes one whole feed at a
+    time (a batch of 8 through the graph fails: `Reshape` to [1, -1]); found on silero_vad_v6's Pad."""
+    from darp_onnx.search.step_time import measure_forward_seconds, measure_step_seconds
+    from darp_onnx.training.dataset import synthetic_dataset
+
+    model = ingest(fixed_batch(), {"x": (1, 3, 4, 4)}).model
+    proxy = build_proxy(model)
+    data = synthetic_dataset(model, samples=8, shapes={"x": (1, 3, 4, 4)}).as_micro_batches()
+    assert data.micro_batches
+    assert measure_step_seconds(proxy, analyse(model), data, 8) > 0
+    assert measure_forward_seconds(proxy, data, batch=8) > 0

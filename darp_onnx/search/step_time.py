@@ -16,7 +16,7 @@ from darp_onnx.proxy import ProxyModel
 from darp_onnx.search.gates import attach_gates
 from darp_onnx.search.relax import sample_gates
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import as_tuple, batch_inputs
+from darp_onnx.training.steps import batch_inputs, batch_outputs
 
 TIMED_REPEATS = 2  # forward passes timed after a warm-up; a training step is timed once (they are slower)
 
@@ -32,7 +32,6 @@ def measure_step_seconds(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: 
     has run a step already: the first one pays for allocations)."""
     generator = torch.Generator().manual_seed(0)
     idx = np.arange(batch) % len(dataset)
-    feeds = batch_inputs(dataset, idx, device)
     handle = attach_gates(proxy, analysis)
     proxy.train()
     times = []
@@ -41,7 +40,7 @@ def measure_step_seconds(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: 
             start = time.perf_counter()
             logits = {g.id: torch.full((g.size,), 3.0, device=device, requires_grad=True) for g in analysis.prunable()}
             handle.set({gid: sample_gates(th, 0.5, generator=generator) for gid, th in logits.items()})
-            outputs = as_tuple(proxy(**feeds))
+            outputs = batch_outputs(proxy, dataset, idx, device)  # micro-batches too, as the search runs them
             sum(o.float().square().mean() for o in outputs if o.is_floating_point()).backward()
             _sync(device)
             times.append(time.perf_counter() - start)
@@ -55,15 +54,24 @@ def measure_step_seconds(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: 
 @torch.no_grad()
 def measure_forward_seconds(proxy: ProxyModel, dataset: Dataset, *, batch: int = 8,
                             device: torch.device | str = "cpu") -> float:
-    """Seconds per sample of a plain forward pass (the reference outputs and validation passes)."""
+    """Seconds per sample of a plain forward pass (the reference outputs and validation passes); a data set in
+    micro-batches (a model that is not batch-major) runs one whole feed at a time."""
     idx = np.arange(min(batch, len(dataset)))
-    feeds = batch_inputs(dataset, idx, device)
-    proxy.run(feeds)  # warm-up
+    if dataset.micro_batches:
+        feeds_list = [dataset.feed(int(i), device) for i in idx]
+    else:
+        feeds_list = [batch_inputs(dataset, idx, device)]
+
+    def run_all() -> None:
+        for feeds in feeds_list:
+            proxy.run(feeds)
+
+    run_all()  # warm-up
     times = []
     for _ in range(TIMED_REPEATS + 1):
         _sync(device)
         start = time.perf_counter()
-        proxy.run(feeds)
+        run_all()
         _sync(device)
         times.append(time.perf_counter() - start)
     return float(np.median(times)) / len(idx)
