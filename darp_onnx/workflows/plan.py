@@ -24,6 +24,12 @@ from darp_onnx.training.time_budget import MIN_BATCH, StepPlan, plan_samples, pl
 
 GRAPH_PASSES = 2.0  # rewrite + checks cost about this many times loading and analysing the model
 CANDIDATE_SHARE = 0.5  # a latency-aware extraction times its candidates in about this share of the table's time
+SAFETY_SHARE = 0.2  # this share of the budget is kept back: unplanned costs (BatchNorm passes) and load on the machine
+
+
+def usable_seconds(budget: float | None) -> float | None:
+    """The part of a time budget the plan spends; the rest is the safety margin."""
+    return None if budget is None else budget * (1.0 - SAFETY_SHARE)
 
 
 @dataclass
@@ -41,7 +47,8 @@ class RunPlan:
     threads: int = field(default_factory=torch.get_num_threads)
 
     def seconds_left(self) -> float | None:
-        return None if self.seconds is None else self.seconds - (time.perf_counter() - self.started)
+        usable = usable_seconds(self.seconds)
+        return None if usable is None else usable - (time.perf_counter() - self.started)
 
     def describe(self) -> dict[str, Any]:
         return {"time_budget_s": self.seconds, "plan": self.steps.describe(), "memory": self.memory.describe(),
@@ -95,7 +102,7 @@ def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
         measure_step_seconds(run.proxy, run.analysis, search_data, probe, device=device, warm_up=False), probe)
     graph = sum(run.timings.get(s, 0.0) for s in ("load", "analysis", "shapes"))
     elapsed = time.perf_counter() - started
-    training = seconds - elapsed - forward * len(dataset) - tail_seconds(
+    training = usable_seconds(seconds) - elapsed - forward * len(dataset) - tail_seconds(
         forward, len(dataset), config.validation.latency_runs, graph) - CANDIDATE_SHARE * run.timings.get(
         "latency_table", 0.0)
     steps = plan_steps(seconds=max(training, 0.0), step_seconds=tune, search_step_seconds=search, batch_size=batch,

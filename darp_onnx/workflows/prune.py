@@ -61,7 +61,7 @@ from darp_onnx.workflows.config import (
     prune_config,
 )
 from darp_onnx.workflows.outputs import check_paths_first, write_prune_outputs
-from darp_onnx.workflows.plan import RunPlan, expected_total, plan_run, tail_seconds
+from darp_onnx.workflows.plan import RunPlan, expected_total, plan_run, tail_seconds, usable_seconds
 from darp_onnx.workflows.results import Extraction, PruneResult, StageTimings, Validation
 
 ProgressFn = Callable[[str, dict[str, float]], None]
@@ -450,7 +450,7 @@ def _search_deadline(run: PruneRun) -> float | None:
         return None
     rest = plan.steps.step_seconds * plan.steps.finetune_steps + tail_seconds(
         plan.forward_seconds, len(run.dataset), run.config.validation.latency_runs, 0.0)
-    return run.started + plan.seconds - rest
+    return run.started + usable_seconds(plan.seconds) - rest
 
 
 def _eta(run: PruneRun, finetune_steps: int | None = None) -> float | None:
