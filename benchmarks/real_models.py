@@ -2,7 +2,8 @@
 scripts/fetch_real_models.sh) at 0.7 and 0.5 of its MACs, data-free, and print one row per model and
 budget: status, MACs before/after (recounted from the shapes onnxruntime observes, not from the cost
 model), share of channels prunable, output relative error, seconds per stage, onnxruntime CPU latency
-before/after (one thread, median) and speedup x MACs ratio (1.0: the speedup the MACs cut promises).
+before/after (one thread, min of --runs interleaved runs) and speedup x MACs ratio (1.0: the speedup
+the MACs cut promises).
 
 A row is 'pruned' when the written model runs in onnxruntime with the same output names and shapes,
 has fewer MACs by the independent count and passed prune's checks (equivalence with the masked proxy
@@ -35,7 +36,7 @@ from darp_onnx.load.inputs import synthetic_inputs
 from darp_onnx.load.io import load_model
 from darp_onnx.load.observed import observe_shapes
 from darp_onnx.runtime.session import make_session
-from darp_onnx.runtime.timer import time_sessions
+from darp_onnx.runtime.timer import min_interleaved_ms
 
 
 def observed_macs(model: onnx.ModelProto, feeds, shapes) -> int:
@@ -105,8 +106,7 @@ def prune_row(entry: CorpusModel, budget: float, args, workdir: Path) -> dict:
     same_io = ([o.name for o in s_before.get_outputs()] == [o.name for o in s_after.get_outputs()]
                and [b.shape for b in before] == [a.shape for a in after])
     row["rel_error"] = rel_error(before, after)
-    row["latency_before"], row["latency_after"] = time_sessions([s_before, s_after], feeds, runs=args.runs,
-                                                                rounds=5)  # interleaved: noise hits both
+    row["latency_before"], row["latency_after"] = min_interleaved_ms([s_before, s_after], feeds, runs=args.runs)
     ratio = row["macs_after"] / max(row["macs_before"], 1)
     row["speedup_x_macs"] = row["latency_before"] / row["latency_after"] * ratio
     fewer = row["macs_after"] < row["macs_before"]
@@ -139,7 +139,7 @@ def main() -> None:
     parser.add_argument("--finetune-steps", type=int, default=3)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--samples", type=int, default=8)
-    parser.add_argument("--runs", type=int, default=20, help="latency runs (median reported)")
+    parser.add_argument("--runs", type=int, default=20, help="latency runs, taking turns (min reported)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     wanted = {m for m in args.models.split(",") if m}
@@ -147,7 +147,8 @@ def main() -> None:
     budgets = [float(b) for b in args.budgets.split(",")]
     rows = []
     print(f"settings: --steps {args.steps} --finetune-steps {args.finetune_steps} --batch-size {args.batch_size} "
-          f"--samples {args.samples}, data-free; latency: onnxruntime CPU, 1 thread, median of {args.runs}")
+          f"--samples {args.samples}, data-free; latency: onnxruntime CPU, 1 thread, "
+          f"min of {args.runs} interleaved runs")
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for entry in corpus:

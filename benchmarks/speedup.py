@@ -32,7 +32,7 @@ from rich.table import Table
 
 from darp_onnx.cost import count_graph
 from darp_onnx.errors import BadInputError
-from darp_onnx.runtime.timer import time_sessions
+from darp_onnx.runtime.timer import min_interleaved_ms
 from darp_onnx.workflows.config import BudgetConfig, ExtractionConfig, prune_config
 from darp_onnx.workflows.prune import analyse_costs, budget_for, extract, load, rewrite_model, score
 from sample_models.architectures import build
@@ -129,7 +129,7 @@ def measure(name: str, budgets: list[float], args, workdir: Path, exporter: str)
                      "macs": cost.macs(masks) / cost.full_macs,
                      "params": cost.params(masks) / cost.full_params, "ok": ok, "exporter": exporter,
                      "full_macs": cost.full_macs})
-    times = time_sessions(sessions, feeds, runs=args.runs, warmup=5)
+    times = min_interleaved_ms(sessions, feeds, runs=args.runs)
     for row, t in zip(rows, times[1:], strict=True):
         row["orig_ms"], row["pruned_ms"] = times[0], t
         row["speedup"] = times[0] / t
@@ -143,7 +143,7 @@ def main() -> None:
     parser.add_argument("--budgets", default="0.75,0.5,0.25", help="MACs fractions to keep, comma-separated")
     parser.add_argument("--size", type=int, default=224, help="input height and width")
     parser.add_argument("--threads", type=int, default=1, help="onnxruntime intra-op threads")
-    parser.add_argument("--runs", type=int, default=30, help="timed runs per model (median taken)")
+    parser.add_argument("--runs", type=int, default=30, help="timed runs per model, taking turns (min taken)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--channel-multiple", default="auto",
                         help="M for the 'xM' rows (kept channel counts at multiples of M, budget still met); "
@@ -174,7 +174,7 @@ def main() -> None:
                     failed_exports.append(f"{name} with the {exporter} exporter: {type(exc).__name__}: {exc}"[:300])
 
     table = Table(title=f"onnxruntime CPU latency, L1-pruned, 1x1x{args.size}x{args.size}, random weights, "
-                        f"{args.threads} thread(s), median of {args.runs} runs")
+                        f"{args.threads} thread(s), min of {args.runs} interleaved runs")
     for column in ("model", "exporter", "target", "MACs kept", "params kept", "original ms", "pruned ms", "speedup",
                    "speedup / (1/MACs ratio)", "GMACs full", "checks"):
         table.add_column(column, justify="right")

@@ -37,7 +37,7 @@ from benchmarks.speedup import session
 from darp_onnx.errors import BadInputError
 from darp_onnx.groups.units import UNIT_KINDS
 from darp_onnx.load.io import load_model
-from darp_onnx.runtime.timer import time_sessions
+from darp_onnx.runtime.timer import min_interleaved_ms
 from darp_onnx.training.dataset import load_dataset
 
 SAMPLES = Path(__file__).resolve().parent.parent / "sample_models"
@@ -120,7 +120,7 @@ def time_pruned(model: onnx.ModelProto, pruned: list[onnx.ModelProto], rows: lis
     """onnxruntime latency of the original and every pruned model, taking turns; speedup into `rows`."""
     feeds = {k: v[: args.latency_batch] for k, v in test.inputs.items()}
     sessions = [session(m, args.threads) for m in (model, *pruned)]
-    times = time_sessions(sessions, feeds, runs=args.runs, warmup=5)
+    times = min_interleaved_ms(sessions, feeds, runs=args.runs)
     for row, ms in zip(rows, times[1:], strict=True):
         row.update(original_ms=times[0], pruned_ms=ms, speedup=times[0] / ms)
         row["efficiency"] = row["speedup"] * row["macs_kept"]
@@ -193,7 +193,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--channel-multiple", default="auto", help="prune's --channel-multiple")
     parser.add_argument("--latency-aware", action="store_true", help="prune with latency_aware=True")
     parser.add_argument("--latency-batch", type=int, default=1, help="batch of the timed onnxruntime runs")
-    parser.add_argument("--runs", type=int, default=60, help="timed runs per model (median taken)")
+    parser.add_argument("--runs", type=int, default=60, help="timed runs per model, taking turns (min taken)")
     parser.add_argument("--threads", type=int, default=1, help="torch and onnxruntime intra-op threads")
     parser.add_argument("--json", type=Path, help="also write every run's numbers here")
     return parser.parse_args()

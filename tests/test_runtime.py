@@ -17,3 +17,35 @@ def test_cpu_block_follows_the_vector_width(monkeypatch, capability, expected):
 
 def test_cuda_wants_multiples_of_eight():
     assert kernel_channel_multiple("cuda") == 8
+
+
+class _Recorded:
+    """A stand-in session that logs each run and never takes the same time twice."""
+
+    def __init__(self, name: str, log: list[str]):
+        self.name, self.log = name, log
+
+    def run(self, _outputs, _feeds):
+        self.log.append(self.name)
+
+
+def test_min_interleaved_takes_turns_run_by_run_and_reports_the_fastest(monkeypatch):
+    from darp_onnx.runtime import timer
+
+    clock = iter(float(t) for t in range(1000))
+    ticks = [0.010, 0.002, 0.030, 0.001, 0.020, 0.005]  # run durations (s): a, b, a, b, a, b
+    starts: list[float] = []
+
+    def fake_counter():  # start/stop pairs: each run lasts the next tick
+        if len(starts) % 2 == 0:
+            starts.append(next(clock))
+            return starts[-1]
+        starts.append(starts[-1] + ticks[len(starts) // 2])
+        return starts[-1]
+
+    monkeypatch.setattr(timer.time, "perf_counter", fake_counter)
+    log: list[str] = []
+    a, b = _Recorded("a", log), _Recorded("b", log)
+    ms = timer.min_interleaved_ms([a, b], {}, runs=3, warmup=1)
+    assert log == ["a", "b", "a", "b", "a", "b", "a", "b"]  # one warm-up each, then turns
+    assert ms == pytest.approx([10.0, 1.0])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import statistics
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -48,9 +48,9 @@ def adaptive_median_ms(session, feeds: Mapping[str, np.ndarray], *, target_ms: f
 
 
 def time_sessions(sessions: Sequence, feeds: Mapping[str, np.ndarray], *, runs: int = 15, rounds: int = 3,
-                  warmup: int = 2) -> list[float]:
-    """Median ms of each session on the same inputs; the sessions take turns in `rounds` chunks so that
-    machine noise hits all alike."""
+                  warmup: int = 2, statistic: Callable[[list[float]], float] = statistics.median) -> list[float]:
+    """`statistic` (median by default) of each session's ms on the same inputs; the sessions take turns in
+    `rounds` chunks so that machine noise hits all alike."""
     for session in sessions:
         time_runs(session, feeds, 0, warmup=warmup)
     times: list[list[float]] = [[] for _ in sessions]
@@ -58,4 +58,11 @@ def time_sessions(sessions: Sequence, feeds: Mapping[str, np.ndarray], *, runs: 
     for _ in range(rounds):
         for session, bucket in zip(sessions, times, strict=True):
             bucket.extend(time_runs(session, feeds, per_round))
-    return [statistics.median(t) for t in times]
+    return [float(statistic(t)) for t in times]
+
+
+def min_interleaved_ms(sessions: Sequence, feeds: Mapping[str, np.ndarray], *, runs: int,
+                       warmup: int = 5) -> list[float]:
+    """Fastest of `runs` runs of each session, the sessions taking turns run by run: the benchmarks'
+    speedup timer (on a loaded machine the minimum is the least disturbed run; a median is not)."""
+    return time_sessions(sessions, feeds, runs=runs, rounds=runs, warmup=warmup, statistic=min)
