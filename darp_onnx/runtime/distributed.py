@@ -145,6 +145,15 @@ def mean_scalar(value: float) -> float:
     return float(t.item()) / world_size()
 
 
+def max_int(value: int) -> int:
+    """The largest of an integer over the ranks (a step count every rank must agree on)."""
+    if not active():
+        return value
+    t = torch.tensor([value], dtype=torch.int64)
+    _collective("agreeing on the step", lambda: dist.all_reduce(t, op=dist.ReduceOp.MAX))
+    return int(t.item())
+
+
 def broadcast(obj: T) -> T:
     """Rank 0's `obj` on every rank (pickled)."""
     if not active():

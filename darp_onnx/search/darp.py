@@ -13,7 +13,6 @@ step is one forward/backward pass, so a step costs about one plain training step
 from __future__ import annotations
 
 import math
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -29,6 +28,7 @@ from darp_onnx.search.gates import attach_gates
 from darp_onnx.search.relax import keep_probabilities, sample_gates
 from darp_onnx.search.schedule import temperature
 from darp_onnx.training.dataset import Dataset
+from darp_onnx.training.schedule_clock import ScheduleClock
 from darp_onnx.training.steps import batch_outputs, sgd_lr, trainable_parameters, warmup_schedule
 
 
@@ -69,27 +69,6 @@ PENALTY_RANGE = (1e-3, 1e2)
 # the initial spread (measured: a 15-step search at lr 0.1 left the Taylor-ranked start almost unchanged
 # and lost 2-5 points at 15% MACs on mobilenetv3 against lr 1.0)
 LOGIT_TRAVEL = 15.0
-
-
-MIN_STEPS_BY_CLOCK = 20  # a search cut short by its deadline still takes this many steps
-
-
-class ScheduleClock:
-    """Where the schedules stand: the step count, or the share of the time to the deadline if that is further.
-    The first MIN_STEPS_BY_CLOCK steps always run (the last of them at the end of the schedules)."""
-
-    def __init__(self, steps: int, deadline: float | None) -> None:
-        self.steps, self.deadline, self.start = steps, deadline, time.perf_counter()
-
-    def position(self, count: int) -> int:
-        if self.deadline is None:
-            return count
-        share = (time.perf_counter() - self.start) / max(self.deadline - self.start, 1e-9)
-        position = max(count, int(share * self.steps))
-        if count < min(MIN_STEPS_BY_CLOCK, self.steps):
-            floor = self.steps - min(MIN_STEPS_BY_CLOCK, self.steps) + count  # leave room for the minimum
-            return min(position, floor)
-        return position
 
 
 def ramped_target(target: float, step: int, steps: int, ramp: float) -> float:

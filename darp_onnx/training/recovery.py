@@ -122,11 +122,13 @@ def recover(
     set_pruned: Callable[[], None] | None = None,
     device: torch.device | str = "cpu",
     on_step: Callable[[int, float], None] | None = None,
+    deadline: float | None = None,
 ) -> list[float]:
-    """Fine-tune the (gated) proxy; returns the losses. `set_pruned` puts the pruning masks on: with
-    BatchNorm, the proxy must be unpruned while the layers are initialised, so pass the proxy with its
-    gates cleared and the masks in `set_pruned`. The proxy ends in eval mode with BatchNorm folded
-    back, computing exactly what the rewritten graph will compute."""
+    """Fine-tune the (gated) proxy; returns the losses, one per step run (fewer than `config.steps` where the
+    `deadline`, a `time.perf_counter()` value, came first or the loss diverged). `set_pruned` puts the
+    pruning masks on: with BatchNorm, the proxy must be unpruned while the layers are initialised, so pass
+    the proxy with its gates cleared and the masks in `set_pruned`. The proxy ends in eval mode with
+    BatchNorm folded back, computing exactly what the rewritten graph will compute."""
     torch.manual_seed(config.seed)
     handle: BatchNormHandle | None = None
     if config.batchnorm:
@@ -136,7 +138,7 @@ def recover(
     try:
         if handle is not None and config.adaptive_bn:
             handle.recalibrate(dataset, seed=config.seed, device=device)
-        losses = _train(proxy, dataset, teacher, config, handle, device, on_step)
+        losses = _train(proxy, dataset, teacher, config, handle, device, on_step, deadline)
         if handle is not None and config.adaptive_bn and config.steps > 0:
             handle.recalibrate(dataset, seed=config.seed + 1, device=device)
     finally:
@@ -146,7 +148,7 @@ def recover(
     return losses
 
 
-def _train(proxy, dataset, teacher, config, handle, device, on_step) -> list[float]:
+def _train(proxy, dataset, teacher, config, handle, device, on_step, deadline) -> list[float]:
     if config.steps <= 0:
         return []
     params = trainable_parameters(proxy) + ([] if handle is None else handle.parameters())
@@ -155,4 +157,5 @@ def _train(proxy, dataset, teacher, config, handle, device, on_step) -> list[flo
         optimizer, lambda step: lr_factor(config.schedule, step, config.steps, config.warmup))
     loss_fn = RecoveryLoss(dataset.labels, teacher, config.distill, config.temperature)
     return run_steps(proxy, dataset, loss_fn, optimizer, schedule, params, steps=config.steps,
-                     batch_size=config.batch_size, seed=config.seed, device=device, on_step=on_step)
+                     batch_size=config.batch_size, seed=config.seed, device=device, on_step=on_step,
+                     deadline=deadline)

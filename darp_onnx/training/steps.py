@@ -11,6 +11,7 @@ import torch
 from darp_onnx.proxy import ProxyModel
 from darp_onnx.runtime import distributed
 from darp_onnx.training.dataset import Dataset
+from darp_onnx.training.schedule_clock import ScheduleClock
 
 # SGD's learning rate for the weights (search and recovery): 0.03 where BatchNorm is re-inserted after the
 # convolutions (exported CNNs), 1e-3 where there is none to re-insert (transformers: LayerNorm), which 0.03
@@ -108,15 +109,22 @@ def run_steps(
     seed: int = 0,
     device: torch.device | str = "cpu",
     on_step: Callable[[int, float], None] | None = None,
+    deadline: float | None = None,
 ) -> list[float]:
     """The training loop every fine-tune shares: `steps` batches of `batch_size` (per rank under torchrun:
     one global batch drawn alike everywhere, each rank its share, gradients averaged), one optimiser and
-    schedule step each; returns the losses (averaged over ranks). Ends in eval mode."""
+    schedule step each; returns the losses (averaged over ranks). Ends in eval mode. With a `deadline`
+    (a `time.perf_counter()` value) the schedule follows the clock (`ScheduleClock`) and the loop ends
+    when its position reaches `steps`: fewer steps when they run slower than planned."""
     batches = dataset.batches(min(batch_size * distributed.world_size(), len(dataset)), np.random.default_rng(seed))
     losses: list[float] = []
     proxy.train()
     last_good: list[torch.Tensor] | None = None
-    for step in range(steps):
+    clock = ScheduleClock(steps, deadline)
+    for count in range(steps):
+        step = _agreed(clock.position(count), deadline)
+        if step >= steps:
+            break
         idx = distributed.shard(next(batches))
         loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
         if not math.isfinite(distributed.mean_scalar(float(loss.detach()))):
@@ -127,12 +135,18 @@ def run_steps(
         distributed.average_gradients(params)
         last_good = [p.detach().clone() for p in params]
         optimizer.step()
-        schedule.step()
+        while schedule.last_epoch <= step:  # one step, or more where the clock ran ahead
+            schedule.step()
         losses.append(distributed.mean_scalar(float(loss.detach())))
         if on_step is not None:
             on_step(step, losses[-1])
     proxy.eval()
     return losses
+
+
+def _agreed(position: int, deadline: float | None) -> int:
+    """The furthest clock position over the ranks (every rank must stop at the same step)."""
+    return position if deadline is None else distributed.max_int(position)
 
 
 def train_steps(

@@ -395,7 +395,12 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
         handle = attach_gates(run.proxy, run.analysis)
         untrained = {k: v.detach().clone() for k, v in run.proxy.state_dict().items()}
         try:
-            outputs = _recover_once(run, handle, masks, steps, batch)
+            deadline = _finetune_deadline(run)
+            outputs, steps_run = _recover_once(run, handle, masks, steps, batch, deadline)
+            if steps_run < steps and deadline is not None and time.perf_counter() >= deadline:
+                run.progress("note", {"message": f"the fine-tune ran {steps_run} of its {steps} steps: the time "
+                                                 "budget ran out (its schedule followed the clock)"})
+                steps = steps_run
             if steps > 0 and not all(np.isfinite(o).all() for o in outputs if np.issubdtype(o.dtype, np.floating)):
                 # the fine-tuned weights overflow on some sample (PicoDet's layout detector after two steps on
                 # synthetic data): the masked model as it was
@@ -411,14 +416,17 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
     return Recovered(outputs, steps)
 
 
-def _recover_once(run: PruneRun, handle, masks: Masks, steps: int, batch: int) -> list[np.ndarray]:
+def _recover_once(run: PruneRun, handle, masks: Masks, steps: int, batch: int, deadline: float | None
+                  ) -> tuple[list[np.ndarray], int]:
+    """The fine-tuned proxy's outputs and the steps it ran."""
     config = run.config
     recipe = RecoveryRecipe(steps=steps, lr=config.recovery.lr, batch_size=batch, seed=config.seed)
-    recover_weights(run.proxy, run.dataset, run.reference, recipe, set_pruned=lambda: handle.set_masks(masks),
-                    device=run.device.torch_device,
-                    on_step=lambda s, loss: run.progress("finetune", {"step": s, "loss": loss}))
+    losses = recover_weights(run.proxy, run.dataset, run.reference, recipe,
+                             set_pruned=lambda: handle.set_masks(masks), device=run.device.torch_device,
+                             on_step=lambda s, loss: run.progress("finetune", {"step": s, "loss": loss}),
+                             deadline=deadline)
     with exact_float32():
-        return predict(run.proxy, run.dataset, device=run.device.torch_device)
+        return predict(run.proxy, run.dataset, device=run.device.torch_device), len(losses)
 
 
 def _recovery_steps(run: PruneRun, scores: Scores) -> tuple[int, int]:
@@ -450,6 +458,16 @@ def _search_deadline(run: PruneRun) -> float | None:
         return None
     rest = plan.steps.step_seconds * plan.steps.finetune_steps + tail_seconds(
         plan.forward_seconds, len(run.dataset), run.config.validation.latency_runs, 0.0)
+    return run.started + usable_seconds(plan.seconds) - rest
+
+
+def _finetune_deadline(run: PruneRun) -> float | None:
+    """When the fine-tune must end for the run to end in its time budget (after validation and writing);
+    None without a budget or with an explicit fine-tune step count."""
+    plan = run.plan
+    if plan is None or plan.seconds is None or run.config.recovery.steps is not None:
+        return None
+    rest = tail_seconds(plan.forward_seconds, len(run.dataset), run.config.validation.latency_runs, 0.0)
     return run.started + usable_seconds(plan.seconds) - rest
 
 

@@ -90,7 +90,7 @@ def test_bad_durations(text):
 def test_search_clock_follows_the_deadline_but_keeps_a_minimum():
     import time
 
-    from darp_onnx.search.darp import MIN_STEPS_BY_CLOCK, ScheduleClock
+    from darp_onnx.training.schedule_clock import MIN_STEPS_BY_CLOCK, ScheduleClock
 
     late = ScheduleClock(200, time.perf_counter() - 1.0)  # the deadline has passed already
     positions = [late.position(i) for i in range(MIN_STEPS_BY_CLOCK + 1)]
