@@ -2,8 +2,8 @@
 scripts/fetch_real_models.sh) at 0.7 and 0.5 of its MACs, data-free, and print one row per model and
 budget: status, MACs before/after (recounted from the shapes onnxruntime observes, not from the cost
 model), share of channels prunable, output relative error, seconds per stage, onnxruntime CPU latency
-before/after (one thread, min of --runs interleaved runs) and speedup x MACs ratio (1.0: the speedup
-the MACs cut promises).
+before/after (one thread, min of --runs interleaved runs, on one sample: smooth pictures for image
+inputs, `--feeds`) and speedup x MACs ratio (1.0: the speedup the MACs cut promises).
 
 A row is 'pruned' when the written model runs in onnxruntime with the same output names and shapes,
 has fewer MACs by the independent count and passed prune's checks (equivalence with the masked proxy
@@ -53,6 +53,29 @@ def observed_macs(model: onnx.ModelProto, feeds, shapes) -> int:
     return total
 
 
+def smooth_image(shape: tuple[int, ...], rng: np.random.Generator, cell: int = 16) -> np.ndarray:
+    """A picture whose neighbouring pixels are alike, as in photos: uniform noise drawn at 1/`cell` of the
+    size and repeated. The two largest of axes 1-3 are taken as height and width (NCHW or NHWC)."""
+    spatial = sorted(range(1, 4), key=lambda axis: shape[axis])[-2:]
+    coarse = rng.uniform(-1.0, 1.0, [-(-n // cell) if axis in spatial else n for axis, n in enumerate(shape)])
+    for axis in spatial:
+        coarse = np.repeat(coarse, cell, axis=axis)
+    return coarse[tuple(slice(0, n) for n in shape)]
+
+
+def benchmark_feeds(model: onnx.ModelProto, shapes, kind: str, seed: int = 1) -> dict[str, np.ndarray]:
+    """One sample for the counts, the error and the timing. 'image': 4-D float inputs get `smooth_image`;
+    on random-normal pixels some kernels run slower than on any real input (onnxruntime's PRelu: up to 15x,
+    it branches on each value's sign), which would mistime the models that use them."""
+    feeds = synthetic_inputs(model, batch=1, seed=seed, shapes=shapes)
+    if kind == "image":
+        rng = np.random.default_rng(seed)
+        for name, value in feeds.items():
+            if value.ndim == 4 and np.issubdtype(value.dtype, np.floating):
+                feeds[name] = smooth_image(value.shape, rng).astype(value.dtype)
+    return feeds
+
+
 def rel_error(before: list[np.ndarray], after: list[np.ndarray]) -> float:
     worst = 0.0
     for b, a in zip(before, after, strict=True):
@@ -98,7 +121,7 @@ def prune_row(entry: CorpusModel, budget: float, args, workdir: Path) -> dict:
     row["seconds"] = stage_seconds(result.timings)
     row["prunable"] = _channels_prunable(result)
     pruned = onnx.load(str(out))
-    feeds = synthetic_inputs(original, batch=1, seed=1, shapes=shapes)
+    feeds = benchmark_feeds(original, shapes, args.feeds)
     row["macs_before"] = observed_macs(original, feeds, shapes)
     row["macs_after"] = observed_macs(pruned, feeds, shapes)
     s_before, s_after = make_session(original, "cpu", threads=1), make_session(pruned, "cpu", threads=1)
@@ -140,6 +163,8 @@ def main() -> None:
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--samples", type=int, default=8)
     parser.add_argument("--runs", type=int, default=20, help="latency runs, taking turns (min reported)")
+    parser.add_argument("--feeds", choices=("image", "normal"), default="image",
+                        help="the timed sample: 4-D float inputs as smooth pictures (image) or random normal")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     wanted = {m for m in args.models.split(",") if m}
@@ -148,7 +173,7 @@ def main() -> None:
     rows = []
     print(f"settings: --steps {args.steps} --finetune-steps {args.finetune_steps} --batch-size {args.batch_size} "
           f"--samples {args.samples}, data-free; latency: onnxruntime CPU, 1 thread, "
-          f"min of {args.runs} interleaved runs")
+          f"min of {args.runs} interleaved runs, {args.feeds} feeds")
     print(HEADER, flush=True)
     with tempfile.TemporaryDirectory() as tmp:
         for entry in corpus:
