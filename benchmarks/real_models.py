@@ -32,7 +32,7 @@ from benchmarks.corpus import CorpusModel, load_manifest, model_path
 from darp_onnx.cost.count import MAC_OPS, node_macs
 from darp_onnx.errors import DarpError, first_line
 from darp_onnx.load.input_shapes import parse_input_shapes, resolve_input_shapes
-from darp_onnx.load.inputs import synthetic_inputs
+from darp_onnx.load.inputs import smooth_image, synthetic_inputs
 from darp_onnx.load.io import load_model
 from darp_onnx.load.observed import observe_shapes
 from darp_onnx.runtime.session import make_session
@@ -51,16 +51,6 @@ def observed_macs(model: onnx.ModelProto, feeds, shapes) -> int:
                 raise ValueError(f"node '{node.name}': shapes not observed")
             total += macs
     return total
-
-
-def smooth_image(shape: tuple[int, ...], rng: np.random.Generator, cell: int = 16) -> np.ndarray:
-    """A picture whose neighbouring pixels are alike, as in photos: uniform noise drawn at 1/`cell` of the
-    size and repeated. The two largest of axes 1-3 are taken as height and width (NCHW or NHWC)."""
-    spatial = sorted(range(1, 4), key=lambda axis: shape[axis])[-2:]
-    coarse = rng.uniform(-1.0, 1.0, [-(-n // cell) if axis in spatial else n for axis, n in enumerate(shape)])
-    for axis in spatial:
-        coarse = np.repeat(coarse, cell, axis=axis)
-    return coarse[tuple(slice(0, n) for n in shape)]
 
 
 def benchmark_feeds(model: onnx.ModelProto, shapes, kind: str, seed: int = 1) -> dict[str, np.ndarray]:

@@ -3,18 +3,7 @@
 import numpy as np
 from onnx import TensorProto, helper
 
-from benchmarks.real_models import benchmark_feeds, smooth_image
-
-
-def test_smooth_image_repeats_cells_on_the_two_spatial_axes_of_nchw_and_nhwc():
-    rng = np.random.default_rng(0)
-    for shape, spatial in (((1, 3, 40, 50), (2, 3)), ((1, 40, 50, 3), (1, 2))):
-        image = smooth_image(shape, rng, cell=16)
-        assert image.shape == shape and np.abs(image).max() <= 1.0
-        for axis in spatial:  # pixels 0-15 along a spatial axis are one cell, pixel 16 starts the next
-            first = np.take(image, range(16), axis=axis)
-            assert np.all(first == np.take(image, [0], axis=axis))
-            assert not np.all(np.take(image, [16], axis=axis) == np.take(image, [0], axis=axis))
+from benchmarks.real_models import benchmark_feeds
 
 
 def _model(shape, elem=TensorProto.FLOAT):

@@ -80,3 +80,15 @@ def synthetic_inputs(
         else:
             feeds[value.name] = rng.integers(0, 2, size=shape).astype(dtype)  # 0/1: valid ids and masks
     return feeds
+
+
+def smooth_image(shape: tuple[int, ...], rng: np.random.Generator, cell: int = 16) -> np.ndarray:
+    """A picture whose neighbouring pixels are alike, as in photos: uniform noise in [-1, 1] drawn at
+    1/`cell` of the size and repeated. The two largest of axes 1-3 are height and width (NCHW or NHWC).
+    Timing wants it: some kernels run slower on random-normal pixels than on any real input (onnxruntime's
+    PRelu up to 15x: it branches on each value's sign)."""
+    spatial = sorted(range(1, 4), key=lambda axis: shape[axis])[-2:]
+    coarse = rng.uniform(-1.0, 1.0, [-(-n // cell) if axis in spatial else n for axis, n in enumerate(shape)])
+    for axis in spatial:
+        coarse = np.repeat(coarse, cell, axis=axis)
+    return coarse[tuple(slice(0, n) for n in shape)]

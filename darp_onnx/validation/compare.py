@@ -221,7 +221,7 @@ def validate_models(
     clock = time.perf_counter()
     latency = None
     if latency_runs:
-        one = {k: v[:1] for k, v in dataset.inputs.items()}
+        one = dataset.timing_feed()
         lat_o = measure_latency(session_o, one, runs=latency_runs)
         lat_p = measure_latency(session_p, one, runs=latency_runs)
         latency = {"before": asdict(lat_o), "after": asdict(lat_p), "runs": latency_runs, "batch": 1,

@@ -363,7 +363,7 @@ def _extract_at(run: PruneRun, scores: Scores, budget: Budget, options: Extracti
         latency = run.latency
         if latency is None:
             raise ValueError("a latency-aware extraction needs the layer timings: a config with latency_aware")
-        one = run.dataset.first_feed() if run.dataset is not None else {k: v[:1] for k, v in _feeds(run).items()}
+        one = run.dataset.timing_feed() if run.dataset is not None else {k: v[:1] for k, v in _feeds(run).items()}
 
         def measure(candidates):
             rewritten = [rewrite(run.model, run.analysis, m) for m in candidates]
@@ -511,7 +511,7 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
                 f"{label}: counted {counted.macs} MACs / {counted.params} params, the cost model predicted "
                 f"{expected_macs} / {expected_params}"
             )
-        one = run.dataset.first_feed()
+        one = run.dataset.timing_feed()
         return Validation(
             provider=written.provider, max_abs_diff=written.max_abs_diff,
             fidelity=fidelity(written.outputs, before, run.dataset.labels),
