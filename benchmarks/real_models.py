@@ -32,7 +32,7 @@ from benchmarks.corpus import CorpusModel, load_manifest, model_path
 from darp_onnx.cost.count import MAC_OPS, node_macs
 from darp_onnx.errors import DarpError, first_line
 from darp_onnx.load.input_shapes import parse_input_shapes, resolve_input_shapes
-from darp_onnx.load.inputs import smooth_image, synthetic_inputs
+from darp_onnx.load.inputs import synthetic_inputs, with_smooth_images
 from darp_onnx.load.io import load_model
 from darp_onnx.load.observed import observe_shapes
 from darp_onnx.runtime.session import make_session
@@ -58,12 +58,7 @@ def benchmark_feeds(model: onnx.ModelProto, shapes, kind: str, seed: int = 1) ->
     on random-normal pixels some kernels run slower than on any real input (onnxruntime's PRelu: up to 15x,
     it branches on each value's sign), which would mistime the models that use them."""
     feeds = synthetic_inputs(model, batch=1, seed=seed, shapes=shapes)
-    if kind == "image":
-        rng = np.random.default_rng(seed)
-        for name, value in feeds.items():
-            if value.ndim == 4 and np.issubdtype(value.dtype, np.floating):
-                feeds[name] = smooth_image(value.shape, rng).astype(value.dtype)
-    return feeds
+    return with_smooth_images(feeds, seed) if kind == "image" else feeds
 
 
 def rel_error(before: list[np.ndarray], after: list[np.ndarray]) -> float:

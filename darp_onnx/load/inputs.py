@@ -92,3 +92,11 @@ def smooth_image(shape: tuple[int, ...], rng: np.random.Generator, cell: int = 1
     for axis in spatial:
         coarse = np.repeat(coarse, cell, axis=axis)
     return coarse[tuple(slice(0, n) for n in shape)]
+
+
+def with_smooth_images(feeds: Mapping[str, np.ndarray], seed: int = 0) -> dict[str, np.ndarray]:
+    """`feeds` with every 4-D float array (an image batch) replaced by a `smooth_image` of its shape and dtype."""
+    rng = np.random.default_rng(seed)
+    return {name: smooth_image(value.shape, rng).astype(value.dtype)
+            if value.ndim == 4 and np.issubdtype(value.dtype, np.floating) else value
+            for name, value in feeds.items()}

@@ -17,7 +17,7 @@ import onnx
 import torch
 
 from darp_onnx.errors import BadInputError
-from darp_onnx.load.inputs import graph_inputs, input_dtype, input_shape, smooth_image, synthetic_inputs
+from darp_onnx.load.inputs import graph_inputs, input_dtype, input_shape, synthetic_inputs, with_smooth_images
 from darp_onnx.training.dtypes import conform_inputs, conform_labels
 from darp_onnx.training.images import image_files, is_image_file, load_images
 from darp_onnx.training.loader import read_feeds
@@ -68,11 +68,7 @@ class Dataset:
         """The feed latencies are measured on: the first sample, except that synthetic 4-D float inputs
         (images) become a smooth picture (`smooth_image`), since random-normal pixels mistime some kernels."""
         feed = self.first_feed()
-        if self.source != SYNTHETIC_SOURCE:
-            return feed
-        rng = np.random.default_rng(seed)
-        return {k: smooth_image(v.shape, rng).astype(v.dtype) if v.ndim == 4 and np.issubdtype(v.dtype, np.floating)
-                else v for k, v in feed.items()}
+        return feed if self.source != SYNTHETIC_SOURCE else with_smooth_images(feed, seed)
 
     def as_micro_batches(self) -> Dataset:
         """The same samples as whole feeds of batch 1 (a batch-major data set for a model that is not)."""

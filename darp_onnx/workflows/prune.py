@@ -445,30 +445,32 @@ def _recovery_steps(run: PruneRun, scores: Scores) -> tuple[int, int]:
     if config.search.method == "darp" and run.plan.search_data is None and scores.search_steps > 0:
         step_seconds = run.timings["search"] / scores.search_steps  # measured over the whole search: more recent
     most = (DEFAULT_FINETUNE_STEPS if config.recovery.steps is None else planned) + unused
-    left = run.plan.seconds_left() - tail_seconds(run.plan.forward_seconds, len(run.dataset),
-                                                  config.validation.latency_runs, 0.0)
+    left = run.plan.seconds_left() - _tail_seconds(run)
     return finetune_steps_left(left, step_seconds, most, config.recovery.steps), batch
 
 
-def _search_deadline(run: PruneRun) -> float | None:
-    """When the search must end for the run to end in its time budget (after the planned fine-tune and the rest);
-    None without a budget or with explicit step counts."""
+def _deadline(run: PruneRun, explicit_steps: int | None) -> float | None:
+    """When training must end for the run to end in its time budget (validation and writing after it);
+    None without a budget or with an explicit step count."""
     plan = run.plan
-    if plan is None or plan.seconds is None or run.config.search.steps is not None:
+    if plan is None or plan.seconds is None or explicit_steps is not None:
         return None
-    rest = plan.steps.step_seconds * plan.steps.finetune_steps + tail_seconds(
-        plan.forward_seconds, len(run.dataset), run.config.validation.latency_runs, 0.0)
-    return run.started + usable_seconds(plan.seconds) - rest
+    return run.started + usable_seconds(plan.seconds) - _tail_seconds(run)
+
+
+def _search_deadline(run: PruneRun) -> float | None:
+    """The search's: `_deadline`, less the planned fine-tune."""
+    deadline = _deadline(run, run.config.search.steps)
+    return None if deadline is None else deadline - run.plan.steps.step_seconds * run.plan.steps.finetune_steps
 
 
 def _finetune_deadline(run: PruneRun) -> float | None:
-    """When the fine-tune must end for the run to end in its time budget (after validation and writing);
-    None without a budget or with an explicit fine-tune step count."""
-    plan = run.plan
-    if plan is None or plan.seconds is None or run.config.recovery.steps is not None:
-        return None
-    rest = tail_seconds(plan.forward_seconds, len(run.dataset), run.config.validation.latency_runs, 0.0)
-    return run.started + usable_seconds(plan.seconds) - rest
+    return _deadline(run, run.config.recovery.steps)
+
+
+def _tail_seconds(run: PruneRun) -> float:
+    """The planned seconds of what follows the fine-tune (`plan.tail_seconds`)."""
+    return tail_seconds(run.plan.forward_seconds, len(run.dataset), run.config.validation.latency_runs, 0.0)
 
 
 def _eta(run: PruneRun, finetune_steps: int | None = None) -> float | None:
@@ -478,8 +480,7 @@ def _eta(run: PruneRun, finetune_steps: int | None = None) -> float | None:
         return None
     if finetune_steps is None:
         return max(plan.expected_s - (time.perf_counter() - run.started), 0.0)
-    return finetune_steps * plan.steps.step_seconds + tail_seconds(
-        plan.forward_seconds, len(run.dataset), run.config.validation.latency_runs, 0.0)
+    return finetune_steps * plan.steps.step_seconds + _tail_seconds(run)
 
 
 # rewrite, validate, write -------------------------------------------------------------------------
