@@ -10,6 +10,11 @@ computes. After extraction `recalibrate` re-estimates the running statistics on 
 (adaptive BatchNorm, as in EagleEye): every layer's output is put back to the original's mean and
 scale. Training then sees batch statistics, as a framework user's fine-tune does, and `fold` writes
 the normalisation back into the convolution's weight and bias, exactly, and removes the layers.
+
+A model that runs in micro-batches (a fixed batch of 1) has no batch statistics: one sample's
+statistics over its own positions leave out how samples differ, so a channel nearly constant within a
+sample (silero's VAD encoder: mean 3000, in-sample std 0.1) got scaled up by 40 and its rounding noise
+with it. There the statistics are moments over all the samples, and training keeps them fixed.
 """
 
 from __future__ import annotations
@@ -33,15 +38,17 @@ _WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 class NormalisedConv(nn.Module):
     """A proxy Conv step followed by BatchNorm over its output channels (axis 1)."""
 
-    def __init__(self, conv: nn.Module, channels: int) -> None:
+    def __init__(self, conv: nn.Module, channels: int, *, batch_stats: bool = True) -> None:
         super().__init__()
         self.conv = conv
+        self.batch_stats = batch_stats  # train on batch statistics (False: the running ones, for micro-batches)
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
         self.momentum = 0.1
         self.collect: list[torch.Tensor] | None = None  # raw-output moments while calibrating
+        self.collect_raw = True  # while collecting, pass the raw output on (False: normalise it as in eval)
         self.initial: tuple[torch.Tensor, ...] | None = None  # the state that computes the plain Conv
 
     def forward(self, x, w, b=None):
@@ -49,13 +56,24 @@ class NormalisedConv(nn.Module):
         if self.collect is not None:
             dims = [0, *range(2, y.dim())]
             self.collect.append(torch.stack([y.detach().mean(dims), (y.detach() ** 2).mean(dims)]))
-            return y
-        batch_stats = self.training and y[:, 0].numel() > 1  # one value per channel has no batch statistics
+            if self.collect_raw:
+                return y
+        # one value per channel has no batch statistics
+        batch_stats = self.training and self.batch_stats and self.collect is None and y[:, 0].numel() > 1
         if batch_stats and distributed.active():  # under torchrun: the global batch's statistics
             return distributed.synced_batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias,
                                                  momentum=self.momentum, eps=EPS)
         return F.batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias,
                             training=batch_stats, momentum=self.momentum, eps=EPS)
+
+    def start_collecting(self, raw: bool) -> None:
+        self.collect, self.collect_raw = [], raw
+
+    def collected_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Mean and variance of the raw output over what was collected (in double); stops collecting."""
+        moments = torch.stack(self.collect).mean(0).double()
+        self.collect = None
+        return moments[0], (moments[1] - moments[0] ** 2).clamp_min(0.0)
 
     def state(self) -> tuple[torch.Tensor, ...]:
         return tuple(t.detach().clone() for t in (self.weight, self.bias, self.running_mean, self.running_var))
@@ -90,7 +108,11 @@ class BatchNormHandle:
     def recalibrate(self, dataset: Dataset, *, batches: int = 8, batch_size: int = 64, seed: int = 0,
                     device: torch.device | str = "cpu") -> None:
         """Running statistics re-estimated on the model as it is now (cumulative average over
-        `batches` batches in training mode); the affine parameters stay."""
+        `batches` batches in training mode); the affine parameters stay. In micro-batches: moments over
+        the samples (`_recalibrate_by_moments`)."""
+        if dataset.micro_batches:
+            self._recalibrate_by_moments(dataset, samples=batches * batch_size, seed=seed, device=device)
+            return
         was_training = self.proxy.training
         self.proxy.train()
         before = {idx: (layer.running_mean.clone(), layer.running_var.clone()) for idx, layer in self.layers.items()}
@@ -105,6 +127,25 @@ class BatchNormHandle:
             if not (torch.isfinite(layer.running_mean).all() and torch.isfinite(layer.running_var).all()):
                 layer.running_mean.copy_(before[idx][0])  # an overflowing sample: keep the statistics it had
                 layer.running_var.copy_(before[idx][1])
+        self.proxy.train(was_training)
+
+    @torch.no_grad()
+    def _recalibrate_by_moments(self, dataset: Dataset, *, samples: int, seed: int, device, passes: int = 2) -> None:
+        """Running statistics = the raw outputs' mean and variance over `samples` samples, each layer
+        normalising by its current statistics meanwhile; the second pass sees the first pass's statistics
+        in the layers before."""
+        was_training = self.proxy.training
+        self.proxy.eval()
+        order = np.random.default_rng(seed).permutation(len(dataset))[:samples]
+        for _ in range(passes):
+            for layer in self.layers.values():
+                layer.start_collecting(raw=False)
+            _run_over(self.proxy, dataset, order, device)
+            for layer in self.layers.values():
+                mean, var = layer.collected_moments()
+                if torch.isfinite(mean).all() and torch.isfinite(var).all():
+                    layer.running_mean.copy_(mean.float())
+                    layer.running_var.copy_(var.float())
         self.proxy.train(was_training)
 
     @torch.no_grad()
@@ -155,23 +196,24 @@ def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256,
     layers: dict[int, NormalisedConv] = {}
     for idx in indices:
         channels = proxy.tensor(proxy.steps[idx].inputs[1]).shape[0]
-        layer = NormalisedConv(proxy.nodes[idx], channels).to(device)
-        layer.collect = []
+        layer = NormalisedConv(proxy.nodes[idx], channels, batch_stats=not dataset.micro_batches).to(device)
+        layer.start_collecting(raw=True)
         proxy.nodes[idx] = layer
         layers[idx] = layer
     was_training = proxy.training
     proxy.eval()
-    order = np.random.default_rng(seed).permutation(len(dataset))[:samples]
-    for start in range(0, len(order), batch_size):
-        batch_outputs(proxy, dataset, order[start:start + batch_size], device)
+    _run_over(proxy, dataset, np.random.default_rng(seed).permutation(len(dataset))[:samples], device, batch_size)
     for layer in layers.values():
-        moments = torch.stack(layer.collect).mean(0).double()
-        mean, var = moments[0], (moments[1] - moments[0] ** 2).clamp_min(0.0)
+        mean, var = layer.collected_moments()
         layer.running_mean.copy_(mean.float())
         layer.running_var.copy_(var.float())
         layer.weight.copy_(torch.sqrt(var + EPS).float())
         layer.bias.copy_(mean.float())
-        layer.collect = None
         layer.initial = layer.state()
     proxy.train(was_training)
     return BatchNormHandle(proxy, layers)
+
+
+def _run_over(proxy: ProxyModel, dataset: Dataset, order: np.ndarray, device, batch_size: int = 64) -> None:
+    for start in range(0, len(order), batch_size):
+        batch_outputs(proxy, dataset, order[start:start + batch_size], device)

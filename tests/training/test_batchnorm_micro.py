@@ -1,0 +1,62 @@
+"""BatchNorm re-inserted into a model that runs in micro-batches (one sample per run): statistics are
+moments over all the samples, not one sample's over its own positions, and training keeps them fixed."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from darp_onnx.load.io import load_model
+from darp_onnx.proxy import build_proxy
+from darp_onnx.training.batchnorm import insert_batchnorm
+from darp_onnx.training.dataset import load_dataset
+from darp_onnx.training.steps import batch_outputs
+
+SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample_models"
+DATA = SAMPLES / "data" / "digits_source.npz"
+
+
+@pytest.fixture(scope="module")
+def resnet_data():
+    model = load_model(SAMPLES / "resnet.onnx")
+    return model, load_dataset(DATA, model, split="train").subset(np.arange(16))
+
+
+def _perturbed(handle) -> None:
+    """Statistics far from the data's (as after pruning): recalibration must replace them."""
+    for layer in handle.layers.values():
+        layer.running_mean.add_(3.0)
+        layer.running_var.mul_(5.0)
+
+
+@torch.no_grad()
+def test_micro_batch_statistics_are_moments_over_all_samples(resnet_data):
+    model, data = resnet_data
+    whole, micro = build_proxy(model), build_proxy(model)
+    batch_handle = insert_batchnorm(whole, data, samples=16)
+    micro_handle = insert_batchnorm(micro, data.as_micro_batches(), samples=16)
+    _perturbed(batch_handle), _perturbed(micro_handle)
+    batch_handle.recalibrate(data, batches=1, batch_size=16)  # one batch of all 16 samples
+    micro_handle.recalibrate(data.as_micro_batches(), batches=1, batch_size=16)
+    first = min(batch_handle.layers)  # its input is the data itself, whatever the layers before do
+    expected, actual = batch_handle.layers[first], micro_handle.layers[first]
+    np.testing.assert_allclose(actual.running_mean.numpy(), expected.running_mean.numpy(), rtol=1e-4, atol=1e-5)
+    np.testing.assert_allclose(actual.running_var.numpy(), expected.running_var.numpy(), rtol=1e-3, atol=1e-6)
+
+
+@torch.no_grad()
+def test_micro_batch_training_keeps_the_running_statistics(resnet_data):
+    model, data = resnet_data
+    micro = data.as_micro_batches()
+    proxy = build_proxy(model)
+    handle = insert_batchnorm(proxy, micro, samples=16)
+    before = {idx: layer.running_var.clone() for idx, layer in handle.layers.items()}
+    proxy.eval()
+    evaluated = batch_outputs(proxy, micro, np.arange(4), "cpu")[0]
+    proxy.train()
+    trained = batch_outputs(proxy, micro, np.arange(4), "cpu")[0]
+    assert all(torch.equal(layer.running_var, before[idx]) for idx, layer in handle.layers.items())
+    torch.testing.assert_close(trained, evaluated)
