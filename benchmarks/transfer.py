@@ -45,6 +45,7 @@ from rich.table import Table
 from darp_onnx.load.io import load_model
 from darp_onnx.runtime.session import make_session, run_session
 from darp_onnx.training.dataset import Dataset, load_dataset
+from darp_onnx.training.steps import SGD_LR
 from darp_onnx.workflows.finetune import finetune
 from darp_onnx.workflows.prune import prune
 
@@ -233,8 +234,8 @@ def main() -> None:
         f"whole test split ({len(test[1])} examples, onnxruntime CPU)",
         f"search (once per method and budget, seed 0, reused for every seed; random: one architecture per "
         f"seed): {args.search_steps} DARP search steps; l1/random get {args.search_steps} source recovery "
-        f"steps (prune's equal-budget rule); prune's default lrs (DARP weights 3e-4, recovery 1e-3), "
-        f"batch {args.batch_size}",
+        f"steps (prune's equal-budget rule); prune's default optimisers (joint search: logits Adam, weights "
+        f"SGD at {SGD_LR:g} with BatchNorm re-inserted; recovery SGD at {SGD_LR:g}), batch {args.batch_size}",
         f"retraining, every condition: {args.finetune_steps} Adam steps, lr {args.lr:g}, batch "
         f"{args.batch_size} (all k*{CLASSES} examples when fewer), fresh {CLASSES}-class head, "
         f"val_fraction 0 (no early stopping, last weights), same examples and seed per condition",
