@@ -60,8 +60,6 @@ class SearchResult:
     scores: dict[int, np.ndarray]
     history: list[dict[str, float]] = field(default_factory=list)
     skipped: int = 0  # steps not run because the deadline came first
-    # per Conv step: the output mean and variance its re-inserted BatchNorm learned (for the recovery)
-    batchnorm_statistics: dict | None = None
 
 
 StepCallback = Callable[[dict[str, float]], None]

@@ -75,13 +75,10 @@ def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, d
             config = replace(config, steps=config.steps - batches)
     handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device) if config.batchnorm else None
     try:
-        result = darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config, device=device,
-                             on_step=on_step, init_scores=init_scores, deadline=deadline,
-                             extra_parameters=None if handle is None else handle.parameters(),
-                             batchnorm=handle is not None and handle.normalises_most())
-        if handle is not None:
-            result.batchnorm_statistics = handle.learned_statistics()
-        return result
+        return darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config, device=device,
+                           on_step=on_step, init_scores=init_scores, deadline=deadline,
+                           extra_parameters=None if handle is None else handle.parameters(),
+                           batchnorm=handle is not None and handle.normalises_most())
     finally:
         if handle is not None:
             handle.recalibrate(dataset, seed=config.seed, device=device)

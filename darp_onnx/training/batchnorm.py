@@ -32,7 +32,6 @@ from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import batch_outputs
 
 EPS = 1e-5
-Statistics = dict[int, tuple[torch.Tensor, torch.Tensor]]  # per Conv step: mean and variance of its output
 _WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
@@ -101,12 +100,6 @@ class BatchNormHandle:
         weighted = [s for s in self.proxy.steps if s.op_type in _WEIGHTED_OPS
                     and any(self.proxy.parameter_key(name) is not None for name in s.inputs[1:2] if name)]
         return len(self.layers) >= 0.5 * max(len(weighted), 1)
-
-    def learned_statistics(self) -> Statistics:
-        """The output mean and variance each layer now normalises to (its affine bias and weight squared):
-        what the layers learned, whatever the unpruned model computes."""
-        return {idx: (layer.bias.detach().clone(), (layer.weight.detach() ** 2 - EPS).clamp_min(0.0))
-                for idx, layer in self.layers.items()}
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers.values() for p in (layer.weight, layer.bias)]
@@ -196,17 +189,10 @@ def _foldable_convs(proxy: ProxyModel) -> list[int]:
 @torch.no_grad()
 def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256, batch_size: int = 64,
                      seed: int = 0, device: torch.device | str = "cpu",
-                     steps: Iterable[int] | None = None, statistics: Statistics | None = None) -> BatchNormHandle:
+                     steps: Iterable[int] | None = None) -> BatchNormHandle:
     """Insert BatchNorm after every foldable Conv, initialised so that the proxy (in eval mode, and in
-    train mode up to batch noise) still computes the graph: statistics over `samples` samples.
-
-    `statistics` (`BatchNormHandle.learned_statistics` of the search's layers) gives the mean and
-    variance to start from instead: after a search trained the weights, the unpruned proxy is no longer
-    a model to measure (channels the gates switched off drift and, folded back, can overflow: ddddocr's
-    CRNN), and the recovery puts every layer back to the scale the search's layers learned."""
+    train mode up to batch noise) still computes the graph: statistics over `samples` samples."""
     indices = list(_foldable_convs(proxy) if steps is None else steps)
-    if statistics is not None and all(idx in statistics for idx in indices):
-        return _with_statistics(proxy, indices, statistics, device, batch_stats=not dataset.micro_batches)
     layers: dict[int, NormalisedConv] = {}
     for idx in indices:
         channels = proxy.tensor(proxy.steps[idx].inputs[1]).shape[0]
@@ -218,31 +204,14 @@ def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256,
     proxy.eval()
     _run_over(proxy, dataset, np.random.default_rng(seed).permutation(len(dataset))[:samples], device, batch_size)
     for layer in layers.values():
-        _set_statistics(layer, *layer.collected_moments())
+        mean, var = layer.collected_moments()
+        layer.running_mean.copy_(mean.float())
+        layer.running_var.copy_(var.float())
+        layer.weight.copy_(torch.sqrt(var + EPS).float())
+        layer.bias.copy_(mean.float())
+        layer.initial = layer.state()
     proxy.train(was_training)
     return BatchNormHandle(proxy, layers)
-
-
-@torch.no_grad()
-def _with_statistics(proxy: ProxyModel, indices: list[int], statistics: Statistics, device,
-                     batch_stats: bool) -> BatchNormHandle:
-    layers: dict[int, NormalisedConv] = {}
-    for idx in indices:
-        mean, var = (t.to(device=device, dtype=torch.float32) for t in statistics[idx])
-        layer = NormalisedConv(proxy.nodes[idx], mean.numel(), batch_stats=batch_stats).to(device)
-        _set_statistics(layer, mean, var)
-        proxy.nodes[idx] = layer
-        layers[idx] = layer
-    return BatchNormHandle(proxy, layers)
-
-
-def _set_statistics(layer: NormalisedConv, mean: torch.Tensor, var: torch.Tensor) -> None:
-    """Running statistics and affine parameters such that the layer computes the identity in eval mode."""
-    layer.running_mean.copy_(mean.float())
-    layer.running_var.copy_(var.float())
-    layer.weight.copy_(torch.sqrt(var.double() + EPS).float())
-    layer.bias.copy_(mean.float())
-    layer.initial = layer.state()
 
 
 def _run_over(proxy: ProxyModel, dataset: Dataset, order: np.ndarray, device, batch_size: int = 64) -> None:

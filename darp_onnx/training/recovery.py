@@ -18,7 +18,7 @@ import torch.nn.functional as F
 
 from darp_onnx.proxy import ProxyModel
 from darp_onnx.search.loss import is_class_scores
-from darp_onnx.training.batchnorm import BatchNormHandle, Statistics, insert_batchnorm
+from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import SGD_LR, run_steps, sgd_lr, trainable_parameters
 
@@ -123,18 +123,16 @@ def recover(
     device: torch.device | str = "cpu",
     on_step: Callable[[int, float], None] | None = None,
     deadline: float | None = None,
-    statistics: Statistics | None = None,
 ) -> list[float]:
     """Fine-tune the (gated) proxy; returns the losses, one per step run (fewer than `config.steps` where the
     `deadline`, a `time.perf_counter()` value, came first or the loss diverged). `set_pruned` puts the
     pruning masks on: with BatchNorm, the proxy must be unpruned while the layers are initialised, so pass
     the proxy with its gates cleared and the masks in `set_pruned`. The proxy ends in eval mode with
-    BatchNorm folded back, computing exactly what the rewritten graph will compute. `statistics`: what a
-    search that trained the weights left in its BatchNorm layers (see `insert_batchnorm`)."""
+    BatchNorm folded back, computing exactly what the rewritten graph will compute."""
     torch.manual_seed(config.seed)
     handle: BatchNormHandle | None = None
     if config.batchnorm:
-        handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device, statistics=statistics)
+        handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device)
     if set_pruned is not None:
         set_pruned()
     try:

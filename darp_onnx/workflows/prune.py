@@ -109,7 +109,6 @@ class Scores:
     scores: dict[int, np.ndarray]
     importance: dict[int, np.ndarray]
     search_steps: int  # steps the search ran (0 for a baseline)
-    batchnorm_statistics: dict | None = None  # what the search's BatchNorm layers learned (training.batchnorm)
 
 
 @dataclass
@@ -298,7 +297,7 @@ def score(run: PruneRun) -> Scores:
                               run.search_loss if small else run.loss_fn, darp, device=run.device.torch_device,
                               on_step=lambda rec: run.progress("search", rec), deadline=_search_deadline(run))
             importance = {g: 0.5 * (1.0 + np.tanh(s / 2.0)) for g, s in result.scores.items()}  # keep probabilities
-            return Scores(result.scores, importance, darp.steps - result.skipped, result.batchnorm_statistics)
+            return Scores(result.scores, importance, darp.steps - result.skipped)
         if search.method == "taylor":  # its gradient passes count as steps
             planned = run.plan.steps if run.plan is not None else None
             total = (planned.search_steps + planned.finetune_steps if planned is not None else
@@ -397,7 +396,7 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
         untrained = {k: v.detach().clone() for k, v in run.proxy.state_dict().items()}
         try:
             deadline = _finetune_deadline(run)
-            outputs, steps_run = _recover_once(run, handle, masks, steps, batch, deadline, scores.batchnorm_statistics)
+            outputs, steps_run = _recover_once(run, handle, masks, steps, batch, deadline)
             if steps_run < steps and deadline is not None and time.perf_counter() >= deadline:
                 run.progress("note", {"message": f"the fine-tune ran {steps_run} of its {steps} steps: the time "
                                                  "budget ran out (its schedule followed the clock)"})
@@ -417,15 +416,15 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
     return Recovered(outputs, steps)
 
 
-def _recover_once(run: PruneRun, handle, masks: Masks, steps: int, batch: int, deadline: float | None,
-                  statistics: dict | None = None) -> tuple[list[np.ndarray], int]:
+def _recover_once(run: PruneRun, handle, masks: Masks, steps: int, batch: int, deadline: float | None
+                  ) -> tuple[list[np.ndarray], int]:
     """The fine-tuned proxy's outputs and the steps it ran."""
     config = run.config
     recipe = RecoveryRecipe(steps=steps, lr=config.recovery.lr, batch_size=batch, seed=config.seed)
     losses = recover_weights(run.proxy, run.dataset, run.reference, recipe,
                              set_pruned=lambda: handle.set_masks(masks), device=run.device.torch_device,
                              on_step=lambda s, loss: run.progress("finetune", {"step": s, "loss": loss}),
-                             deadline=deadline, statistics=statistics)
+                             deadline=deadline)
     with exact_float32():
         return predict(run.proxy, run.dataset, device=run.device.torch_device), len(losses)
 
