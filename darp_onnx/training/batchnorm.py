@@ -32,6 +32,7 @@ from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import batch_outputs
 
 EPS = 1e-5
+RESOLVABLE = 1e-3  # the smallest std relative to the mean that the fold treats as signal
 _WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
@@ -84,7 +85,11 @@ class NormalisedConv(nn.Module):
                                                                                    strict=True))
 
     def scale(self) -> torch.Tensor:
-        return self.weight.detach() / torch.sqrt(self.running_var + EPS)
+        """What the fold multiplies the Conv's output channels by. A variance below float32's resolution
+        at the channel's mean (std < RESOLVABLE x |mean|) is rounding, not signal: floored there, so the
+        fold does not scale rounding noise up into the written weights."""
+        floor = (RESOLVABLE * self.running_mean) ** 2
+        return self.weight.detach() / torch.sqrt(torch.maximum(self.running_var, floor) + EPS)
 
 
 class BatchNormHandle:

@@ -11,7 +11,7 @@ import torch
 
 from darp_onnx.load.io import load_model
 from darp_onnx.proxy import build_proxy
-from darp_onnx.training.batchnorm import insert_batchnorm
+from darp_onnx.training.batchnorm import NormalisedConv, insert_batchnorm
 from darp_onnx.training.dataset import load_dataset
 from darp_onnx.training.steps import batch_outputs
 
@@ -60,3 +60,16 @@ def test_micro_batch_training_keeps_the_running_statistics(resnet_data):
     trained = batch_outputs(proxy, micro, np.arange(4), "cpu")[0]
     assert all(torch.equal(layer.running_var, before[idx]) for idx, layer in handle.layers.items())
     torch.testing.assert_close(trained, evaluated)
+
+
+@torch.no_grad()
+def test_fold_scale_ignores_variance_below_float_resolution():
+    """A channel at mean 3000 with std 1e-3 varies below what float32 resolves there: the fold must not
+    multiply its rounding noise by 4000 (layout_cdla and silero's VAD failed the equivalence check)."""
+    layer = NormalisedConv(torch.nn.Identity(), 2)
+    layer.running_mean.copy_(torch.tensor([3000.0, 0.0]))
+    layer.running_var.copy_(torch.tensor([1e-6, 1e-6]))
+    layer.weight.copy_(torch.tensor([4.0, 4.0]))
+    scale = layer.scale()
+    assert scale[0] == pytest.approx(4.0 / 3.0, rel=1e-5)  # floored at (1e-3 x 3000)^2
+    assert scale[1] == pytest.approx(4.0 / (1e-6 + 1e-5) ** 0.5, rel=1e-5)  # a small mean: the variance as it is
