@@ -9,7 +9,8 @@ output, initialised from the statistics of the original model on the data (`gamm
 computes. After extraction `recalibrate` re-estimates the running statistics on the pruned model
 (adaptive BatchNorm, as in EagleEye): every layer's output is put back to the original's mean and
 scale. Training then sees batch statistics, as a framework user's fine-tune does, and `fold` writes
-the normalisation back into the convolution's weight and bias, exactly, and removes the layers.
+the normalisation back into the convolution's weight and bias, exactly (except where a channel varies
+below float32's resolution at its mean, see `NormalisedConv.scale`), and removes the layers.
 
 A model that runs in micro-batches (a fixed batch of 1) has no batch statistics: one sample's
 statistics over its own positions leave out how samples differ, so a channel nearly constant within a
