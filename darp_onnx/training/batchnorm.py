@@ -61,7 +61,7 @@ class NormalisedConv(nn.Module):
             if self.collect_raw:
                 return y
         # one value per channel has no batch statistics
-        batch_stats = self.training and self.batch_stats and self.collect is None and y[:, 0].numel() > 1
+        batch_stats = self.training and self.batch_stats and y[:, 0].numel() > 1
         if batch_stats and distributed.active():  # under torchrun: the global batch's statistics
             return distributed.synced_batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias,
                                                  momentum=self.momentum, eps=EPS)
@@ -76,6 +76,10 @@ class NormalisedConv(nn.Module):
         moments = torch.stack(self.collect).mean(0).double()
         self.collect = None
         return moments[0], (moments[1] - moments[0] ** 2).clamp_min(0.0)
+
+    def set_running(self, mean: torch.Tensor, var: torch.Tensor) -> None:
+        self.running_mean.copy_(mean.float())
+        self.running_var.copy_(var.float())
 
     def state(self) -> tuple[torch.Tensor, ...]:
         return tuple(t.detach().clone() for t in (self.weight, self.bias, self.running_mean, self.running_var))
@@ -150,8 +154,7 @@ class BatchNormHandle:
             for layer in self.layers.values():
                 mean, var = layer.collected_moments()
                 if torch.isfinite(mean).all() and torch.isfinite(var).all():
-                    layer.running_mean.copy_(mean.float())
-                    layer.running_var.copy_(var.float())
+                    layer.set_running(mean, var)
         self.proxy.train(was_training)
 
     @torch.no_grad()
@@ -211,8 +214,7 @@ def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256,
     _run_over(proxy, dataset, np.random.default_rng(seed).permutation(len(dataset))[:samples], device, batch_size)
     for layer in layers.values():
         mean, var = layer.collected_moments()
-        layer.running_mean.copy_(mean.float())
-        layer.running_var.copy_(var.float())
+        layer.set_running(mean, var)
         layer.weight.copy_(torch.sqrt(var + EPS).float())
         layer.bias.copy_(mean.float())
         layer.initial = layer.state()
