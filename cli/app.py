@@ -93,9 +93,9 @@ def _main_distributed() -> None:
     finally:
         console_err.file.flush()
     code = distributed.agree_exit_code(code)
-    if code != distributed.EXIT_DISTRIBUTED:
-        distributed.shutdown()  # a lost peer can hang the orderly shutdown: exit without it
-    sys.exit(code)
+    if code == distributed.EXIT_DISTRIBUTED:
+        distributed.mark_peer_lost()  # a lost peer can hang the orderly shutdown: exit without it
+    distributed.exit_process(code)
 
 
 # Imported last: each command module adds its commands to `app` defined above.

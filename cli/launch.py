@@ -8,6 +8,7 @@ next collective and exit; any still running `grace_s` later are terminated, so t
 from __future__ import annotations
 
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -52,8 +53,17 @@ def spawn(nproc: int, command: list[str], *, grace_s: float = 60.0, env: dict[st
                 if c.poll() is None:
                     c.terminate()
         time.sleep(0.1)
-    codes = [c.returncode if c.returncode >= 0 else EXIT_DISTRIBUTED for c in children]
-    return max(codes)
+    for r, c in enumerate(children):
+        if c.returncode < 0:  # say which rank a signal ended (out of memory, a crash), not only the exit code
+            print(f"darp-onnx: rank {r} was ended by {_signal_name(-c.returncode)}", file=sys.stderr, flush=True)
+    return max(c.returncode if c.returncode >= 0 else EXIT_DISTRIBUTED for c in children)
+
+
+def _signal_name(number: int) -> str:
+    try:
+        return signal.Signals(number).name
+    except ValueError:
+        return f"signal {number}"
 
 
 def launch_local(nproc: int, argv: list[str] | None = None) -> int:

@@ -46,7 +46,9 @@ def test_a_killed_rank_ends_the_run_with_a_clear_error_and_nothing_written(tmp_p
     code = run_ranks(tmp_path, 4, 1, 3)  # rank 1 dies by SIGKILL at search step 3
     assert time.monotonic() - start < 120
     assert code == EXIT_DISTRIBUTED
-    assert "another rank died or timed out" in capfd.readouterr().err
+    err = capfd.readouterr().err
+    assert "another rank died or timed out" in err
+    assert "rank 1 was ended by SIGKILL" in err  # the launcher says which rank a signal ended
     assert list(tmp_path.iterdir()) == []
 
 
