@@ -5,6 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import onnx
@@ -205,6 +206,35 @@ class ProxyModel(nn.Module):
 
     def run(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Compute every graph output from named inputs."""
+        return self.run_together([inputs])[0]
+
+    def run_together(self, runs: Sequence[Mapping[str, torch.Tensor]],
+                     after_step: Callable[[int, nn.Module, list[Any]], list[Any]] | None = None
+                     ) -> list[dict[str, torch.Tensor]]:
+        """Every graph output of each of several runs (input sets), computed step by step across all of them:
+        `after_step(index, module, results)` sees one step's results of every run and may replace them. For
+        what a graph that cannot batch needs across its runs (BatchNorm statistics over all samples of a
+        fixed-batch model, each layer's taken after the layers before it are set)."""
+        envs = [self._start_env(inputs) for inputs in runs]
+        transforms = self.input_transforms
+        step = None
+        try:
+            for idx, (step, module) in enumerate(zip(self._steps, self.nodes, strict=False)):
+                results = []
+                for env in envs:
+                    args = [env[name] if name else None for name in step.inputs]
+                    results.append(module(*(transforms[idx](args) if idx in transforms else args)))
+                if after_step is not None:
+                    results = after_step(idx, module, results)
+                for env, result in zip(envs, results, strict=True):
+                    _store(step, env, result)
+        except Exception as exc:
+            if step is not None and not isinstance(exc, DarpError):
+                mark_node(exc, step.node_name, step.op_type)  # a failure names the node (darp_onnx.failures)
+            raise
+        return [{name: env[name] for name in self.output_names} for env in envs]
+
+    def _start_env(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         env: dict[str, torch.Tensor] = {}
         for name in self._tensor_keys:
             env[name] = self.tensor(name)
@@ -217,27 +247,7 @@ class ProxyModel(nn.Module):
             if value.dtype.is_floating_point and value.dtype.itemsize < 4:  # half and float8: float32
                 value = value.float()
             env[name] = value
-        transforms = self.input_transforms
-        step = None
-        try:
-            for idx, (step, module) in enumerate(zip(self._steps, self.nodes, strict=False)):
-                args = [env[name] if name else None for name in step.inputs]
-                if idx in transforms:
-                    args = transforms[idx](args)
-                result = module(*args)
-                if len(step.outputs) == 1:
-                    env[step.outputs[0]] = result
-                else:
-                    for name, value in zip(step.outputs, result, strict=False):
-                        if name:
-                            env[name] = value
-                for name in step.free_after:
-                    env.pop(name, None)
-        except Exception as exc:
-            if step is not None and not isinstance(exc, DarpError):
-                mark_node(exc, step.node_name, step.op_type)  # a failure names the node (darp_onnx.failures)
-            raise
-        return {name: env[name] for name in self.output_names}
+        return env
 
     def forward(self, *args: torch.Tensor, **kwargs: torch.Tensor):
         if len(args) > len(self.input_names):
@@ -286,3 +296,15 @@ def build_proxy(model: onnx.ModelProto, *, source: str = "<model>") -> ProxyMode
             "convert; export the model without data-dependent control flow"
         )
     return ProxyModel(model, source=source)
+
+
+def _store(step: Step, env: dict[str, torch.Tensor], result: Any) -> None:
+    """A step's result(s) into the run's tensors; what no later step reads is dropped."""
+    if len(step.outputs) == 1:
+        env[step.outputs[0]] = result
+    else:
+        for name, value in zip(step.outputs, result, strict=False):
+            if name:
+                env[name] = value
+    for name in step.free_after:
+        env.pop(name, None)

@@ -81,6 +81,6 @@ def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, d
                            batchnorm=handle is not None and handle.normalises_most())
     finally:
         if handle is not None:
-            handle.recalibrate(dataset, seed=config.seed, device=device)
+            handle.recalibrate(dataset, seed=config.seed, device=device, training_batch=config.batch_size)
             proxy.eval()
             handle.fold()

@@ -15,7 +15,8 @@ below float32's resolution at its mean, see `NormalisedConv.scale`), and removes
 A model that runs in micro-batches (a fixed batch of 1) has no batch statistics: one sample's
 statistics over its own positions leave out how samples differ, so a channel nearly constant within a
 sample (silero's VAD encoder: mean 3000, in-sample std 0.1) got scaled up by 40 and its rounding noise
-with it. There the statistics are moments over all the samples, and training keeps them fixed.
+with it. There the statistics are moments over the samples (run side by side, so that each layer's
+are taken after the layers before it are set, as in one batch), and training keeps them fixed.
 """
 
 from __future__ import annotations
@@ -33,6 +34,9 @@ from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import batch_outputs
 
 EPS = 1e-5
+LOCKSTEP_SAMPLES = 64  # micro-batch statistics: at most this many samples run side by side
+LOCKSTEP_PER_TRAINING_SAMPLE = 4  # ... and at most this many per sample of a training step (memory: a forward
+#                                   without gradients holds each sample's live tensors only, not all of them)
 RESOLVABLE = 1e-3  # the smallest std relative to the mean that the fold treats as signal
 _WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
@@ -49,8 +53,7 @@ class NormalisedConv(nn.Module):
         self.register_buffer("running_mean", torch.zeros(channels))
         self.register_buffer("running_var", torch.ones(channels))
         self.momentum = 0.1
-        self.collect: list[torch.Tensor] | None = None  # raw-output moments while calibrating
-        self.collect_raw = True  # while collecting, pass the raw output on (False: normalise it as in eval)
+        self.collect: list[torch.Tensor] | None = None  # raw-output moments while calibrating (raw output passed on)
         self.initial: tuple[torch.Tensor, ...] | None = None  # the state that computes the plain Conv
 
     def forward(self, x, w, b=None):
@@ -58,8 +61,7 @@ class NormalisedConv(nn.Module):
         if self.collect is not None:
             dims = [0, *range(2, y.dim())]
             self.collect.append(torch.stack([y.detach().mean(dims), (y.detach() ** 2).mean(dims)]))
-            if self.collect_raw:
-                return y
+            return y
         # one value per channel has no batch statistics
         batch_stats = self.training and self.batch_stats and y[:, 0].numel() > 1
         if batch_stats and distributed.active():  # under torchrun: the global batch's statistics
@@ -68,8 +70,12 @@ class NormalisedConv(nn.Module):
         return F.batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias,
                             training=batch_stats, momentum=self.momentum, eps=EPS)
 
-    def start_collecting(self, raw: bool) -> None:
-        self.collect, self.collect_raw = [], raw
+    def normalised(self, y: torch.Tensor) -> torch.Tensor:
+        """`y` (this layer's raw output) normalised as in eval mode."""
+        return F.batch_norm(y, self.running_mean, self.running_var, self.weight, self.bias, training=False, eps=EPS)
+
+    def start_collecting(self) -> None:
+        self.collect = []
 
     def collected_moments(self) -> tuple[torch.Tensor, torch.Tensor]:
         """Mean and variance of the raw output over what was collected (in double); stops collecting."""
@@ -116,12 +122,15 @@ class BatchNormHandle:
 
     @torch.no_grad()
     def recalibrate(self, dataset: Dataset, *, batches: int = 8, batch_size: int = 64, seed: int = 0,
-                    device: torch.device | str = "cpu") -> None:
+                    device: torch.device | str = "cpu", training_batch: int | None = None) -> None:
         """Running statistics re-estimated on the model as it is now (cumulative average over
         `batches` batches in training mode); the affine parameters stay. In micro-batches: moments over
-        the samples (`_recalibrate_by_moments`)."""
+        the samples (`_recalibrate_by_moments`), as many as fit beside a training step of `training_batch`."""
         if dataset.micro_batches:
-            self._recalibrate_by_moments(dataset, samples=batches * batch_size, seed=seed, device=device)
+            samples = min(batches * batch_size, LOCKSTEP_SAMPLES)
+            if training_batch is not None:
+                samples = min(samples, max(LOCKSTEP_PER_TRAINING_SAMPLE * training_batch, 1))
+            self._recalibrate_by_moments(dataset, samples=samples, seed=seed, device=device)
             return
         was_training = self.proxy.training
         self.proxy.train()
@@ -140,21 +149,31 @@ class BatchNormHandle:
         self.proxy.train(was_training)
 
     @torch.no_grad()
-    def _recalibrate_by_moments(self, dataset: Dataset, *, samples: int, seed: int, device, passes: int = 2) -> None:
-        """Running statistics = the raw outputs' mean and variance over `samples` samples, each layer
-        normalising by its current statistics meanwhile; the second pass sees the first pass's statistics
-        in the layers before."""
+    def _recalibrate_by_moments(self, dataset: Dataset, *, samples: int, seed: int, device) -> None:
+        """Running statistics = the raw outputs' mean and variance over `samples` samples, as one batch of
+        them would give: the samples run side by side, step by step, and
+        each layer's statistics are set before the layers after it see its output. (Two passes, each with the
+        layers before still at the previous pass's statistics, left a deep model one pass behind per layer:
+        ddddocr's CRNN, 21 layers deep, reached activations of 1e11 and its fine-tune overflowed.)"""
         was_training = self.proxy.training
         self.proxy.eval()
         order = np.random.default_rng(seed).permutation(len(dataset))[:samples]
-        for _ in range(passes):
+
+        def normalise(_idx: int, module, raw: list[torch.Tensor]) -> list[torch.Tensor]:
+            if not isinstance(module, NormalisedConv) or module.collect is None:
+                return raw
+            mean, var = module.collected_moments()
+            if torch.isfinite(mean).all() and torch.isfinite(var).all():
+                module.set_running(mean, var)
+            return [module.normalised(y) for y in raw]
+
+        for layer in self.layers.values():
+            layer.start_collecting()
+        try:
+            self.proxy.run_together([dataset.feed(int(i), device) for i in order], after_step=normalise)
+        finally:
             for layer in self.layers.values():
-                layer.start_collecting(raw=False)
-            _run_over(self.proxy, dataset, order, device)
-            for layer in self.layers.values():
-                mean, var = layer.collected_moments()
-                if torch.isfinite(mean).all() and torch.isfinite(var).all():
-                    layer.set_running(mean, var)
+                layer.collect = None
         self.proxy.train(was_training)
 
     @torch.no_grad()
@@ -206,7 +225,7 @@ def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256,
     for idx in indices:
         channels = proxy.tensor(proxy.steps[idx].inputs[1]).shape[0]
         layer = NormalisedConv(proxy.nodes[idx], channels, batch_stats=not dataset.micro_batches).to(device)
-        layer.start_collecting(raw=True)
+        layer.start_collecting()
         proxy.nodes[idx] = layer
         layers[idx] = layer
     was_training = proxy.training

@@ -137,10 +137,10 @@ def recover(
         set_pruned()
     try:
         if handle is not None and config.adaptive_bn:
-            handle.recalibrate(dataset, seed=config.seed, device=device)
+            handle.recalibrate(dataset, seed=config.seed, device=device, training_batch=config.batch_size)
         losses = _train(proxy, dataset, teacher, config, handle, device, on_step, deadline)
         if handle is not None and config.adaptive_bn and config.steps > 0:
-            handle.recalibrate(dataset, seed=config.seed + 1, device=device)
+            handle.recalibrate(dataset, seed=config.seed + 1, device=device, training_batch=config.batch_size)
     finally:
         proxy.eval()
         if handle is not None:
