@@ -206,11 +206,19 @@ class ProxyModel(nn.Module):
 
     def run(self, inputs: Mapping[str, torch.Tensor]) -> dict[str, torch.Tensor]:
         """Compute every graph output from named inputs."""
-        return self.run_together([inputs])[0]
+        env = self._start_env(inputs)
+        transforms = self.input_transforms
+        step = None
+        try:
+            for idx, (step, module) in enumerate(zip(self._steps, self.nodes, strict=False)):
+                _store(step, env, module(*_arguments(step, env, transforms.get(idx))))
+        except Exception as exc:
+            _name_failed_node(exc, step)
+            raise
+        return {name: env[name] for name in self.output_names}
 
     def run_together(self, runs: Sequence[Mapping[str, torch.Tensor]],
-                     after_step: Callable[[int, nn.Module, list[Any]], list[Any]] | None = None
-                     ) -> list[dict[str, torch.Tensor]]:
+                     after_step: Callable[[int, nn.Module, list[Any]], list[Any]]) -> list[dict[str, torch.Tensor]]:
         """Every graph output of each of several runs (input sets), computed step by step across all of them:
         `after_step(index, module, results)` sees one step's results of every run and may replace them. For
         what a graph that cannot batch needs across its runs (BatchNorm statistics over all samples of a
@@ -220,17 +228,11 @@ class ProxyModel(nn.Module):
         step = None
         try:
             for idx, (step, module) in enumerate(zip(self._steps, self.nodes, strict=False)):
-                results = []
-                for env in envs:
-                    args = [env[name] if name else None for name in step.inputs]
-                    results.append(module(*(transforms[idx](args) if idx in transforms else args)))
-                if after_step is not None:
-                    results = after_step(idx, module, results)
-                for env, result in zip(envs, results, strict=True):
+                results = [module(*_arguments(step, env, transforms.get(idx))) for env in envs]
+                for env, result in zip(envs, after_step(idx, module, results), strict=True):
                     _store(step, env, result)
         except Exception as exc:
-            if step is not None and not isinstance(exc, DarpError):
-                mark_node(exc, step.node_name, step.op_type)  # a failure names the node (darp_onnx.failures)
+            _name_failed_node(exc, step)
             raise
         return [{name: env[name] for name in self.output_names} for env in envs]
 
@@ -296,6 +298,17 @@ def build_proxy(model: onnx.ModelProto, *, source: str = "<model>") -> ProxyMode
             "convert; export the model without data-dependent control flow"
         )
     return ProxyModel(model, source=source)
+
+
+def _arguments(step: Step, env: dict[str, torch.Tensor], transform: Callable | None) -> list[Any]:
+    args = [env[name] if name else None for name in step.inputs]
+    return transform(args) if transform is not None else args
+
+
+def _name_failed_node(exc: Exception, step: Step | None) -> None:
+    """A failure names the node it happened in (darp_onnx.failures)."""
+    if step is not None and not isinstance(exc, DarpError):
+        mark_node(exc, step.node_name, step.op_type)
 
 
 def _store(step: Step, env: dict[str, torch.Tensor], result: Any) -> None:
