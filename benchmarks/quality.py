@@ -428,8 +428,9 @@ def main() -> None:
               f"{args.search_share:g} of them searching | channel multiple {args.channel_multiple} | batch "
               f"{args.batch_size} | CPU, {torch.get_num_threads()} torch thread(s)")
     console.print(header, markup=False)
-    notes.append(f"recovery (all methods, Torch-Pruning included): {recipe.optimizer} lr {recipe.learning_rate:g} "
-                 f"(SGD without re-inserted BatchNorm, the ViT: {recipe.lr_with(False):g}), "
+    cnn, other = recipe.optimizer_with(True), recipe.optimizer_with(False)
+    notes.append(f"recovery (all methods, Torch-Pruning included): {cnn[0]} lr {cnn[1]:g} "
+                 f"(without re-inserted BatchNorm normalising most layers, the ViT: {other[0]} lr {other[1]:g}), "
                  f"{recipe.schedule} with {recipe.warmup:g} warm-up, loss {1 - recipe.distill:g} x cross-entropy + "
                  f"{recipe.distill:g} x distillation from the unpruned model (T={recipe.temperature:g}); the ONNX "
                  "methods train the proxy with BatchNorm re-inserted after each convolution (adaptive "

@@ -71,12 +71,13 @@ def prune_command(
                                       "memory budgets (at most 32).")
     ] = SearchConfig.batch_size,
     lr: Annotated[
-        float | None, typer.Option(help="Learning rate of the recovery fine-tune (SGD with momentum, cosine). "
-                                        "Default: 0.03 where BatchNorm is re-inserted (CNNs), 1e-3 otherwise.")
+        float | None, typer.Option(help="Learning rate of the recovery fine-tune (cosine). Default: SGD with momentum "
+                                        "at 0.03 where BatchNorm is re-inserted (CNNs), Adam at 1e-3 otherwise.")
     ] = RecoveryConfig.lr,
     search_lr: Annotated[
-        float | None, typer.Option(help="Learning rate of the weights during the search (SGD with momentum). "
-                                        "Default: 0.03 where BatchNorm is re-inserted (CNNs), 1e-3 otherwise.")
+        float | None, typer.Option(help="Learning rate of the weights during the search. Default: SGD with "
+                                        "momentum at 0.03 where BatchNorm is re-inserted (CNNs), Adam at 1e-3 "
+                                        "otherwise.")
     ] = SearchConfig.lr,
     tau_sample: Annotated[
         str,

@@ -29,15 +29,17 @@ from darp_onnx.search.relax import keep_probabilities, sample_gates
 from darp_onnx.search.schedule import temperature
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.schedule_clock import ScheduleClock
-from darp_onnx.training.steps import batch_outputs, sgd_lr, trainable_parameters, warmup_schedule
+from darp_onnx.training.steps import (DEFAULT_LR, batch_outputs, make_weight_optimizer, trainable_parameters,
+                                     warmup_schedule)
+from darp_onnx.training.steps import weight_optimizer as default_weight_optimizer
 
 
 @dataclass(frozen=True)
 class DarpConfig:
     steps: int = 200
     batch_size: int = 32
-    lr_weights: float | None = None  # None: SGD's training.steps.sgd_lr (0.03 with BatchNorm re-inserted), Adam 3e-4
-    weight_optimizer: str = "sgd"  # SGD with Nesterov momentum 0.9, or "adam"
+    lr_weights: float | None = None  # None: the optimizer's (training.steps: SGD 0.03, Adam 1e-3)
+    weight_optimizer: str | None = None  # "sgd" (Nesterov momentum 0.9), "adam"; None: training.steps.weight_optimizer
     lr_logits: float = 0.1  # at least LOGIT_TRAVEL / steps: a short search must still move the logits
     tau_sample: tuple[float, float] = (0.5, 0.1)
     tau_penalty: tuple[float, float] = (1.0, 0.2)
@@ -103,11 +105,8 @@ def initial_logits(groups, config: DarpConfig, scores: dict[int, np.ndarray] | N
 
 
 def weight_optimizer(weights: list[torch.nn.Parameter], config: DarpConfig, batchnorm: bool) -> torch.optim.Optimizer:
-    if config.weight_optimizer == "sgd":
-        lr = sgd_lr(batchnorm) if config.lr_weights is None else config.lr_weights
-        return torch.optim.SGD(weights, lr=lr, momentum=0.9, nesterov=True)
-    return torch.optim.Adam(weights, lr=3e-4 if config.lr_weights is None else config.lr_weights)
-
+    name = config.weight_optimizer or default_weight_optimizer(batchnorm)[0]
+    return make_weight_optimizer(weights, name, DEFAULT_LR[name] if config.lr_weights is None else config.lr_weights)
 
 def darp_search(
     proxy: ProxyModel,
@@ -127,7 +126,7 @@ def darp_search(
 ) -> SearchResult:
     """`init_scores`: unit importance to start the logits from (see `initial_logits`);
     `extra_parameters`: trained with the weights (inserted BatchNorm layers); `batchnorm`: BatchNorm
-    normalises most layers (the SGD learning rate, `training.steps.sgd_lr`; None: extra parameters given); `deadline` (a
+    normalises most layers (the optimizer, `training.steps.weight_optimizer`; None: extra parameters given); `deadline` (a
     `time.perf_counter()` value): when steps run slower than planned, the schedules advance with the time
     used instead of the step count, so the search anneals fully and ends in time (with fewer steps)."""
     torch.manual_seed(config.seed)

@@ -112,7 +112,7 @@ class BatchNormHandle:
 
     def normalises_most(self) -> bool:
         """BatchNorm follows at least half of the layers with weights (Conv, Gemm, MatMul): an exported
-        CNN, not a transformer whose only Conv is its patch embedding (training.steps.sgd_lr)."""
+        CNN, not a transformer whose only Conv is its patch embedding (training.steps.weight_optimizer)."""
         weighted = [s for s in self.proxy.steps if s.op_type in _WEIGHTED_OPS
                     and any(self.proxy.parameter_key(name) is not None for name in s.inputs[1:2] if name)]
         return len(self.layers) >= 0.5 * max(len(weighted), 1)

@@ -20,18 +20,17 @@ from darp_onnx.proxy import ProxyModel
 from darp_onnx.search.loss import is_class_scores
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import SGD_LR, run_steps, sgd_lr, trainable_parameters
+from darp_onnx.training.steps import DEFAULT_LR, make_weight_optimizer, run_steps, trainable_parameters, weight_optimizer
 
 OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "constant")
-DEFAULT_LR = {"sgd": SGD_LR, "adam": 1e-3}  # SGD without re-inserted BatchNorm: NO_BATCHNORM_LR
 
 
 @dataclass(frozen=True)
 class RecoveryRecipe:
     steps: int
-    lr: float | None = None  # None: DEFAULT_LR of the optimizer (SGD without re-inserted BatchNorm: lower)
-    optimizer: str = "sgd"
+    lr: float | None = None  # None: DEFAULT_LR of the optimizer
+    optimizer: str | None = None  # None: by the model (training.steps.weight_optimizer): SGD, Adam without BatchNorm
     schedule: str = "cosine"
     warmup: float = 0.1  # share of the steps with a linear warm-up
     momentum: float = 0.9
@@ -43,16 +42,11 @@ class RecoveryRecipe:
     batch_size: int = 32
     seed: int = 0
 
-    @property
-    def learning_rate(self) -> float:
-        return DEFAULT_LR[self.optimizer] if self.lr is None else self.lr
-
-    def lr_with(self, batchnorm: bool) -> float:
-        """The learning rate when BatchNorm was (or was not) re-inserted into the model trained."""
-        if self.lr is None and self.optimizer == "sgd":
-            return sgd_lr(batchnorm)
-        return self.learning_rate
-
+    def optimizer_with(self, batchnorm: bool) -> tuple[str, float]:
+        """(optimizer, learning rate) when BatchNorm does (or does not) normalise most of the layers trained;
+        what the recipe names wins over the model's default."""
+        name = self.optimizer or weight_optimizer(batchnorm)[0]
+        return name, DEFAULT_LR[name] if self.lr is None else self.lr
 
 def lr_factor(schedule: str, step: int, steps: int, warmup: float) -> float:
     """Multiplier of the base learning rate at `step` (0-based): linear warm-up, then the schedule."""
@@ -104,14 +98,10 @@ class RecoveryLoss:
         return term / len(heads)
 
 
-def make_optimizer(params: list[torch.nn.Parameter], config: RecoveryRecipe, lr: float | None = None
+def make_optimizer(params: list[torch.nn.Parameter], config: RecoveryRecipe, batchnorm: bool = True
                    ) -> torch.optim.Optimizer:
-    lr = config.learning_rate if lr is None else lr
-    if config.optimizer == "adam":
-        return torch.optim.Adam(params, lr=lr, weight_decay=config.weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=config.momentum, nesterov=True,
-                           weight_decay=config.weight_decay)
-
+    name, lr = config.optimizer_with(batchnorm)
+    return make_weight_optimizer(params, name, lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 def recover(
     proxy: ProxyModel,
@@ -152,7 +142,7 @@ def _train(proxy, dataset, teacher, config, handle, device, on_step, deadline) -
     if config.steps <= 0:
         return []
     params = trainable_parameters(proxy) + ([] if handle is None else handle.parameters())
-    optimizer = make_optimizer(params, config, config.lr_with(handle is not None and handle.normalises_most()))
+    optimizer = make_optimizer(params, config, handle is not None and handle.normalises_most())
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(config.schedule, step, config.steps, config.warmup))
     loss_fn = RecoveryLoss(dataset.labels, teacher, config.distill, config.temperature)

@@ -113,17 +113,18 @@ def test_diverging_finetune_keeps_the_last_finite_weights():
     assert np.isfinite(predict(proxy, data)[0]).all()
 
 
-def test_sgd_rate_is_lower_where_batchnorm_does_not_normalise_most_layers(resnet):
+def test_adam_trains_where_batchnorm_does_not_normalise_most_layers(resnet):
     """A CNN gets BatchNorm after (nearly) every layer: SGD at 0.03. The ViT's only Conv is its patch
-    embedding: BatchNorm there does not make its training robust, so it trains at 1e-3."""
-    rates = {}
+    embedding: BatchNorm there does not make its training robust, so it trains with Adam at 1e-3."""
+    chosen = {}
     for name in ("resnet", "vit"):
         model = load_model(SAMPLES / f"{name}.onnx")
         data = load_dataset(DATA, model, split="train").subset(np.arange(32))
         proxy = build_proxy(model).eval()
         handle = insert_batchnorm(proxy, data, samples=32)
-        rates[name] = RecoveryRecipe(steps=0).lr_with(handle.normalises_most())
+        chosen[name] = RecoveryRecipe(steps=0).optimizer_with(handle.normalises_most())
         assert len(handle.layers) >= 1
         handle.fold()
-    assert rates == {"resnet": 0.03, "vit": 1e-3}
-    assert RecoveryRecipe(steps=0, lr=0.2).lr_with(False) == 0.2  # an explicit rate stays
+    assert chosen == {"resnet": ("sgd", 0.03), "vit": ("adam", 1e-3)}
+    assert RecoveryRecipe(steps=0, lr=0.2).optimizer_with(False) == ("adam", 0.2)  # an explicit rate stays
+    assert RecoveryRecipe(steps=0, optimizer="sgd").optimizer_with(False) == ("sgd", 0.03)  # so does a named one
