@@ -21,7 +21,8 @@ are taken after the layers before it are set, as in one batch), and training kee
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 
 import numpy as np
 import torch
@@ -119,6 +120,18 @@ class BatchNormHandle:
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers.values() for p in (layer.weight, layer.bias)]
+
+    @contextmanager
+    def held_statistics(self) -> Iterator[None]:
+        """Forward passes in training mode (batch statistics) that leave the running statistics as they are."""
+        momenta = {idx: layer.momentum for idx, layer in self.layers.items()}
+        for layer in self.layers.values():
+            layer.momentum = 0.0
+        try:
+            yield
+        finally:
+            for idx, layer in self.layers.items():
+                layer.momentum = momenta[idx]
 
     @torch.no_grad()
     def recalibrate(self, dataset: Dataset, *, batches: int = 8, batch_size: int = 64, seed: int = 0,
