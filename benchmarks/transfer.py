@@ -98,8 +98,8 @@ def search(model, source, source_test, method, budget, seed, args) -> Arch:
     start = time.perf_counter()
     search = round(args.search_steps * args.search_share) if method == "darp" else args.search_steps
     result = prune(model, target_flops=budget, method=method, data=source, search_steps=search,
-                   finetune_steps=args.search_steps - search, batch_size=args.batch_size, seed=seed, device="cpu", write=False,
-                   latency_runs=1, channel_multiple=args.channel_multiple)
+                   finetune_steps=args.search_steps - search, batch_size=args.batch_size, seed=seed, device="cpu",
+                   write=False, latency_runs=1, channel_multiple=args.channel_multiple)
     return Arch(method, budget, result.model, result.flops_after / result.flops_before, result.params_after,
                 result.params_before, accuracy(result.model, *source_test), time.perf_counter() - start)
 

@@ -3,9 +3,10 @@
 A residual branch is one all-or-nothing unit. The relaxed gate's gradient only sees the loss near the
 gate's current value, not what removing the whole branch does: on the ViT sample the search dropped the
 first attention branch in 2 of 5 seeds, and the model never recovered (0.20 and 0.56 test accuracy at 25%
-MACs), though switching it off alone takes the training loss from 0.01 to 2.4 (docs/results.md, "Residual
-branches in the search"). Switching each branch off in turn measures it: one forward pass per branch on
-one batch, without gradients (about a third of a training step each, counted as search steps).
+MACs), though switching it off alone takes the training loss from 0.01 to 2.2-2.4 (docs/results.md,
+"Transformers recover with Adam; residual branches decided by ablation"). Switching each branch off in
+turn measures it: one forward pass per branch on one batch, without gradients (about a third of a
+training step each, counted as search steps).
 
 The passes run as the search trains: with the re-inserted BatchNorm on batch statistics (held, not
 updated). That matters: re-normalised, removing a block of the ResNet sample costs 0.04-1.5, not 1.2-7.8,

@@ -29,8 +29,13 @@ from darp_onnx.search.relax import keep_probabilities, sample_gates
 from darp_onnx.search.schedule import temperature
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.schedule_clock import ScheduleClock
-from darp_onnx.training.steps import (DEFAULT_LR, batch_outputs, make_weight_optimizer, trainable_parameters,
-                                     warmup_schedule)
+from darp_onnx.training.steps import (
+    DEFAULT_LR,
+    batch_outputs,
+    make_weight_optimizer,
+    trainable_parameters,
+    warmup_schedule,
+)
 from darp_onnx.training.steps import weight_optimizer as default_weight_optimizer
 
 
@@ -115,8 +120,9 @@ def _branch_term(probs: dict[int, torch.Tensor], branch_losses: dict[int, float]
 
 
 def weight_optimizer(weights: list[torch.nn.Parameter], config: DarpConfig, batchnorm: bool) -> torch.optim.Optimizer:
-    name = config.weight_optimizer or default_weight_optimizer(batchnorm)[0]
+    name = config.weight_optimizer or default_weight_optimizer(batchnorm)
     return make_weight_optimizer(weights, name, DEFAULT_LR[name] if config.lr_weights is None else config.lr_weights)
+
 
 def darp_search(
     proxy: ProxyModel,
@@ -140,9 +146,10 @@ def darp_search(
     (`branch_ablation_scores`); those branches' logits then follow the expected loss of an on/off gate
     (`_branch_term`) instead of the relaxed sample's local gradient;
     `extra_parameters`: trained with the weights (inserted BatchNorm layers); `batchnorm`: BatchNorm
-    normalises most layers (the optimizer, `training.steps.weight_optimizer`; None: extra parameters given); `deadline` (a
-    `time.perf_counter()` value): when steps run slower than planned, the schedules advance with the time
-    used instead of the step count, so the search anneals fully and ends in time (with fewer steps)."""
+    normalises most layers (the optimizer, `training.steps.weight_optimizer`; None: extra parameters
+    given); `deadline` (a `time.perf_counter()` value): when steps run slower than planned, the schedules
+    advance with the time used instead of the step count, so the search anneals fully and ends in time
+    (with fewer steps)."""
     torch.manual_seed(config.seed)
     branch_losses = branch_losses or {}
     clock = ScheduleClock(config.steps, deadline)

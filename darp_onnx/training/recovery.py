@@ -20,9 +20,14 @@ from darp_onnx.proxy import ProxyModel
 from darp_onnx.search.loss import is_class_scores
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import DEFAULT_LR, make_weight_optimizer, run_steps, trainable_parameters, weight_optimizer
+from darp_onnx.training.steps import (
+    DEFAULT_LR,
+    make_weight_optimizer,
+    run_steps,
+    trainable_parameters,
+    weight_optimizer,
+)
 
-OPTIMIZERS = ("sgd", "adam")
 SCHEDULES = ("cosine", "onecycle", "constant")
 
 
@@ -45,8 +50,9 @@ class RecoveryRecipe:
     def optimizer_with(self, batchnorm: bool) -> tuple[str, float]:
         """(optimizer, learning rate) when BatchNorm does (or does not) normalise most of the layers trained;
         what the recipe names wins over the model's default."""
-        name = self.optimizer or weight_optimizer(batchnorm)[0]
+        name = self.optimizer or weight_optimizer(batchnorm)
         return name, DEFAULT_LR[name] if self.lr is None else self.lr
+
 
 def lr_factor(schedule: str, step: int, steps: int, warmup: float) -> float:
     """Multiplier of the base learning rate at `step` (0-based): linear warm-up, then the schedule."""
@@ -102,6 +108,7 @@ def make_optimizer(params: list[torch.nn.Parameter], config: RecoveryRecipe, bat
                    ) -> torch.optim.Optimizer:
     name, lr = config.optimizer_with(batchnorm)
     return make_weight_optimizer(params, name, lr, momentum=config.momentum, weight_decay=config.weight_decay)
+
 
 def recover(
     proxy: ProxyModel,

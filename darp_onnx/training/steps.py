@@ -17,16 +17,16 @@ from darp_onnx.training.schedule_clock import ScheduleClock
 # re-inserted after (most of) the convolutions (exported CNNs). Where there is none to re-insert
 # (transformers: LayerNorm), SGD at 0.03 wrecked the ViT sample (0.26-0.46 test accuracy at 50% MACs, 40
 # steps) and at 1e-3 recovered too slowly at small budgets (ViT at 15%: 0.45+-0.32); Adam at 1e-3, what
-# such models are trained with, recovers them (docs/results.md, "Adam where no BatchNorm normalises").
+# such models are trained with, recovers them (docs/results.md, "Transformers recover with Adam").
 SGD_LR = 0.03
 ADAM_LR = 1e-3
 DEFAULT_LR = {"sgd": SGD_LR, "adam": ADAM_LR}
 
 
-def weight_optimizer(batchnorm: bool) -> tuple[str, float]:
-    """(optimizer name, learning rate) for weights that train with (or without) BatchNorm normalising
-    most of their layers."""
-    return ("sgd", SGD_LR) if batchnorm else ("adam", ADAM_LR)
+def weight_optimizer(batchnorm: bool) -> str:
+    """The optimizer for weights that train with (or without) BatchNorm normalising most of their layers;
+    its learning rate: DEFAULT_LR."""
+    return "sgd" if batchnorm else "adam"
 
 
 def make_weight_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, *, momentum: float = 0.9,
