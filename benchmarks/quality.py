@@ -298,7 +298,7 @@ def parse_args() -> argparse.Namespace:
     parser.add_argument("--seeds", nargs="+", type=int, default=[0])
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--lr", type=float, default=None,
-                        help="recovery learning rate (default: prune()'s, darp_onnx.training.recovery.DEFAULT_LR)")
+                        help="recovery learning rate (default: prune()'s, darp_onnx.training.steps.default_lr)")
     parser.add_argument("--tp-lr", type=float, default=0.01,
                         help="Torch-Pruning's recovery learning rate (0.01: better than 0.03 for it on resnet, "
                              "where 0.03 diverged on one seed of two)")
@@ -433,9 +433,10 @@ def main() -> None:
               f"{args.search_share:g} of them searching | channel multiple {args.channel_multiple} | batch "
               f"{args.batch_size} | CPU, {torch.get_num_threads()} torch thread(s)")
     console.print(header, markup=False)
-    cnn, other = recipe.optimizer_with(True), recipe.optimizer_with(False)
+    cnn, dense = recipe.optimizer_with(True), recipe.optimizer_with(False, dense=True)
     notes.append(f"recovery (all methods, Torch-Pruning included): {cnn[0]} lr {cnn[1]:g} "
-                 f"(without re-inserted BatchNorm normalising most layers, the ViT: {other[0]} lr {other[1]:g}), "
+                 f"(without re-inserted BatchNorm normalising most layers, in a dense model, the ViT: {dense[0]} "
+                 f"lr {dense[1]:g}), "
                  f"{recipe.schedule} with {recipe.warmup:g} warm-up, loss {1 - recipe.distill:g} x cross-entropy + "
                  f"{recipe.distill:g} x distillation from the unpruned model (T={recipe.temperature:g}); the ONNX "
                  "methods train the proxy with BatchNorm re-inserted after each convolution (adaptive "

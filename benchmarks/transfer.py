@@ -243,7 +243,7 @@ def main() -> None:
         f"{args.search_steps} source recovery "
         f"steps (prune's equal-budget rule); prune's default optimisers (joint search: logits Adam, weights "
         f"SGD at {SGD_LR:g} with BatchNorm re-inserted; recovery SGD at {SGD_LR:g}; Adam at {ADAM_LR:g} "
-        f"where no BatchNorm normalises most layers), batch {args.batch_size}",
+        f"in dense models where no BatchNorm normalises most layers), batch {args.batch_size}",
         f"retraining, every condition: {args.finetune_steps} Adam steps, lr {args.lr:g}, batch "
         f"{args.batch_size} (all k*{CLASSES} examples when fewer), fresh {CLASSES}-class head, "
         f"val_fraction 0 (no early stopping, last weights), same examples and seed per condition",

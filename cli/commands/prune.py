@@ -72,12 +72,13 @@ def prune_command(
     ] = SearchConfig.batch_size,
     lr: Annotated[
         float | None, typer.Option(help="Learning rate of the recovery fine-tune (cosine). Default: SGD with momentum "
-                                        "at 0.03 where BatchNorm is re-inserted (CNNs), Adam at 1e-3 otherwise.")
+                                        "at 0.03 where BatchNorm is re-inserted (CNNs), else 1e-3; Adam at 1e-3 in "
+                                        "dense models without it (transformers).")
     ] = RecoveryConfig.lr,
     search_lr: Annotated[
         float | None, typer.Option(help="Learning rate of the weights during the search. Default: SGD with "
-                                        "momentum at 0.03 where BatchNorm is re-inserted (CNNs), Adam at 1e-3 "
-                                        "otherwise.")
+                                        "momentum at 0.03 where BatchNorm is re-inserted (CNNs), else 1e-3; Adam at "
+                                        "1e-3 in dense models without it (transformers).")
     ] = SearchConfig.lr,
     tau_sample: Annotated[
         str,

@@ -30,9 +30,10 @@ from darp_onnx.search.schedule import temperature
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.schedule_clock import ScheduleClock
 from darp_onnx.training.steps import (
-    DEFAULT_LR,
     batch_outputs,
+    default_lr,
     make_weight_optimizer,
+    mostly_dense,
     trainable_parameters,
     warmup_schedule,
 )
@@ -43,7 +44,7 @@ from darp_onnx.training.steps import weight_optimizer as default_weight_optimize
 class DarpConfig:
     steps: int = 200
     batch_size: int = 32
-    lr_weights: float | None = None  # None: the optimizer's (training.steps: SGD 0.03, Adam 1e-3)
+    lr_weights: float | None = None  # None: the optimizer's (training.steps.default_lr)
     weight_optimizer: str | None = None  # "sgd" (Nesterov momentum 0.9), "adam"; None: training.steps.weight_optimizer
     lr_logits: float = 0.1  # at least LOGIT_TRAVEL / steps: a short search must still move the logits
     tau_sample: tuple[float, float] = (0.5, 0.1)
@@ -119,9 +120,11 @@ def _branch_term(probs: dict[int, torch.Tensor], branch_losses: dict[int, float]
     return -torch.stack(terms).sum() if terms else 0.0
 
 
-def weight_optimizer(weights: list[torch.nn.Parameter], config: DarpConfig, batchnorm: bool) -> torch.optim.Optimizer:
-    name = config.weight_optimizer or default_weight_optimizer(batchnorm)
-    return make_weight_optimizer(weights, name, DEFAULT_LR[name] if config.lr_weights is None else config.lr_weights)
+def weight_optimizer(weights: list[torch.nn.Parameter], config: DarpConfig, batchnorm: bool,
+                     dense: bool = False) -> torch.optim.Optimizer:
+    name = config.weight_optimizer or default_weight_optimizer(batchnorm, dense)
+    lr = default_lr(name, batchnorm) if config.lr_weights is None else config.lr_weights
+    return make_weight_optimizer(weights, name, lr)
 
 
 def darp_search(
@@ -165,7 +168,8 @@ def darp_search(
         weight_idx = logit_idx = order
     rng = np.random.default_rng(config.seed + 1)
     weights = trainable_parameters(proxy) + list(extra_parameters or [])
-    opt_w = weight_optimizer(weights, config, batchnorm=bool(extra_parameters) if batchnorm is None else batchnorm)
+    opt_w = weight_optimizer(weights, config, batchnorm=bool(extra_parameters) if batchnorm is None else batchnorm,
+                             dense=mostly_dense(proxy))
     opt_t = torch.optim.Adam(list(theta.values()), lr=max(config.lr_logits, LOGIT_TRAVEL / max(config.steps, 1)),
                              betas=(0.5, 0.99))
     warmup = warmup_schedule(opt_w, config.steps if config.joint else config.steps - config.steps // config.logit_every)

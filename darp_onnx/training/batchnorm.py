@@ -32,14 +32,13 @@ from torch import nn
 from darp_onnx.proxy import ProxyModel
 from darp_onnx.runtime import distributed
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import batch_outputs
+from darp_onnx.training.steps import batch_outputs, weighted_steps
 
 EPS = 1e-5
 LOCKSTEP_SAMPLES = 64  # micro-batch statistics: at most this many samples run side by side
 LOCKSTEP_PER_TRAINING_SAMPLE = 4  # ... and at most this many per sample of a training step (memory: a forward
 #                                   without gradients holds each sample's live tensors only, not all of them)
 RESOLVABLE = 1e-3  # the smallest std relative to the mean that the fold treats as signal
-_WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
 class NormalisedConv(nn.Module):
@@ -114,9 +113,7 @@ class BatchNormHandle:
     def normalises_most(self) -> bool:
         """BatchNorm follows at least half of the layers with weights (Conv, Gemm, MatMul): an exported
         CNN, not a transformer whose only Conv is its patch embedding (training.steps.weight_optimizer)."""
-        weighted = [s for s in self.proxy.steps if s.op_type in _WEIGHTED_OPS
-                    and any(self.proxy.parameter_key(name) is not None for name in s.inputs[1:2] if name)]
-        return len(self.layers) >= 0.5 * max(len(weighted), 1)
+        return len(self.layers) >= 0.5 * max(len(weighted_steps(self.proxy)), 1)
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers.values() for p in (layer.weight, layer.bias)]

@@ -21,8 +21,9 @@ from darp_onnx.search.loss import is_class_scores
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import (
-    DEFAULT_LR,
+    default_lr,
     make_weight_optimizer,
+    mostly_dense,
     run_steps,
     trainable_parameters,
     weight_optimizer,
@@ -34,8 +35,8 @@ SCHEDULES = ("cosine", "onecycle", "constant")
 @dataclass(frozen=True)
 class RecoveryRecipe:
     steps: int
-    lr: float | None = None  # None: DEFAULT_LR of the optimizer
-    optimizer: str | None = None  # None: by the model (training.steps.weight_optimizer): SGD, Adam without BatchNorm
+    lr: float | None = None  # None: the optimizer's (training.steps.default_lr)
+    optimizer: str | None = None  # None: by the model (training.steps.weight_optimizer): SGD, Adam for dense models
     schedule: str = "cosine"
     warmup: float = 0.1  # share of the steps with a linear warm-up
     momentum: float = 0.9
@@ -47,11 +48,11 @@ class RecoveryRecipe:
     batch_size: int = 32
     seed: int = 0
 
-    def optimizer_with(self, batchnorm: bool) -> tuple[str, float]:
-        """(optimizer, learning rate) when BatchNorm does (or does not) normalise most of the layers trained;
-        what the recipe names wins over the model's default."""
-        name = self.optimizer or weight_optimizer(batchnorm)
-        return name, DEFAULT_LR[name] if self.lr is None else self.lr
+    def optimizer_with(self, batchnorm: bool, dense: bool = False) -> tuple[str, float]:
+        """(optimizer, learning rate) when BatchNorm does (or does not) normalise most of the layers trained,
+        in a mostly dense model or not; what the recipe names wins over the model's default."""
+        name = self.optimizer or weight_optimizer(batchnorm, dense)
+        return name, default_lr(name, batchnorm) if self.lr is None else self.lr
 
 
 def lr_factor(schedule: str, step: int, steps: int, warmup: float) -> float:
@@ -104,9 +105,9 @@ class RecoveryLoss:
         return term / len(heads)
 
 
-def make_optimizer(params: list[torch.nn.Parameter], config: RecoveryRecipe, batchnorm: bool = True
-                   ) -> torch.optim.Optimizer:
-    name, lr = config.optimizer_with(batchnorm)
+def make_optimizer(params: list[torch.nn.Parameter], config: RecoveryRecipe, batchnorm: bool = True,
+                   dense: bool = False) -> torch.optim.Optimizer:
+    name, lr = config.optimizer_with(batchnorm, dense)
     return make_weight_optimizer(params, name, lr, momentum=config.momentum, weight_decay=config.weight_decay)
 
 
@@ -149,7 +150,7 @@ def _train(proxy, dataset, teacher, config, handle, device, on_step, deadline) -
     if config.steps <= 0:
         return []
     params = trainable_parameters(proxy) + ([] if handle is None else handle.parameters())
-    optimizer = make_optimizer(params, config, handle is not None and handle.normalises_most())
+    optimizer = make_optimizer(params, config, handle is not None and handle.normalises_most(), mostly_dense(proxy))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(config.schedule, step, config.steps, config.warmup))
     loss_fn = RecoveryLoss(dataset.labels, teacher, config.distill, config.temperature)

@@ -14,19 +14,30 @@ from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.schedule_clock import ScheduleClock
 
 # The weights' optimiser (search and recovery). SGD with Nesterov momentum at 0.03 where BatchNorm is
-# re-inserted after (most of) the convolutions (exported CNNs). Where there is none to re-insert
-# (transformers: LayerNorm), SGD at 0.03 wrecked the ViT sample (0.26-0.46 test accuracy at 50% MACs, 40
-# steps) and at 1e-3 recovered too slowly at small budgets (ViT at 15%: 0.45+-0.32); Adam at 1e-3, what
-# such models are trained with, recovers them (docs/results.md, "Transformers recover with Adam").
+# re-inserted after (most of) the convolutions (exported CNNs). Where there is none to re-insert:
+# - dense models (most weighted layers MatMul/Gemm: transformers, with LayerNorm): Adam at 1e-3, what such
+#   models are trained with. SGD at 0.03 wrecked the ViT sample (0.26-0.46 test accuracy at 50% MACs, 40
+#   steps) and at 1e-3 recovered too slowly at small budgets (ViT at 15%: 0.45+-0.32; Adam: 0.83);
+# - convolutional ones (BatchNormalization left in the graph runs on its fixed statistics): SGD at 1e-3, as
+#   before; Adam at 1e-3 on an unnormalised CNN is what left the folded ResNet at constant outputs (issue 15),
+#   and on the Paddle classifiers of the corpus it doubled the data-free output error.
+# (docs/results.md, "Transformers recover with Adam".)
 SGD_LR = 0.03
+UNNORMALISED_SGD_LR = 1e-3
 ADAM_LR = 1e-3
-DEFAULT_LR = {"sgd": SGD_LR, "adam": ADAM_LR}
+WEIGHTED_OPS = ("Conv", "ConvTranspose", "Gemm", "MatMul")
 
 
-def weight_optimizer(batchnorm: bool) -> str:
-    """The optimizer for weights that train with (or without) BatchNorm normalising most of their layers;
-    its learning rate: DEFAULT_LR."""
-    return "sgd" if batchnorm else "adam"
+def default_lr(name: str, batchnorm: bool) -> float:
+    if name == "adam":
+        return ADAM_LR
+    return SGD_LR if batchnorm else UNNORMALISED_SGD_LR
+
+
+def weight_optimizer(batchnorm: bool, dense: bool) -> str:
+    """The optimizer for weights that train with (or without) BatchNorm normalising most of their layers,
+    in a model whose weighted layers are mostly dense (MatMul/Gemm) or not."""
+    return "adam" if dense and not batchnorm else "sgd"
 
 
 def make_weight_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, *, momentum: float = 0.9,
@@ -34,6 +45,18 @@ def make_weight_optimizer(params: list[torch.nn.Parameter], name: str, lr: float
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+
+
+def weighted_steps(proxy: ProxyModel) -> list:
+    """The proxy's Conv/Gemm/MatMul steps whose weight (second input) is a parameter of the model."""
+    return [s for s in proxy.steps if s.op_type in WEIGHTED_OPS
+            and any(proxy.parameter_key(name) is not None for name in s.inputs[1:2] if name)]
+
+
+def mostly_dense(proxy: ProxyModel) -> bool:
+    """More MatMul/Gemm layers with weights than convolutions: a transformer or MLP, not a CNN."""
+    kinds = [s.op_type in ("Gemm", "MatMul") for s in weighted_steps(proxy)]
+    return sum(kinds) > len(kinds) - sum(kinds)
 
 
 # BatchNormalization inputs 3 and 4 are running statistics: fixed numbers, not weights to train.

@@ -68,7 +68,7 @@ class SearchConfig:
     method: str = "darp"
     steps: int | None = None  # None: planned from the time budget (DarpConfig's default without one)
     batch_size: int | None = None  # None: planned from the time and memory budgets (at most DarpConfig's default)
-    lr: float | None = _DARP.lr_weights  # None: SGD 0.03 with BatchNorm re-inserted, Adam 1e-3 without (training.steps)
+    lr: float | None = _DARP.lr_weights  # None: training.steps.weight_optimizer / default_lr
     tau_sample: tuple[float, float] = _DARP.tau_sample
     tau_penalty: tuple[float, float] = _DARP.tau_penalty
     schedule: str = _DARP.schedule
@@ -129,7 +129,7 @@ class RecoveryConfig:
     """The fine-tune with the hard masks before the rewrite (baselines also get the unused search steps)."""
 
     steps: int | None = None  # None: planned from the time budget (DEFAULT_FINETUNE_STEPS without one)
-    lr: float | None = None  # None: SGD 0.03 with BatchNorm re-inserted, Adam 1e-3 without (training.steps)
+    lr: float | None = None  # None: training.steps.weight_optimizer / default_lr
     batch_size: int | None = None
 
     def __post_init__(self) -> None:

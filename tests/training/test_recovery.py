@@ -20,7 +20,7 @@ from darp_onnx.search.gates import attach_gates
 from darp_onnx.training.batchnorm import insert_batchnorm
 from darp_onnx.training.dataset import load_dataset
 from darp_onnx.training.recovery import RecoveryRecipe, lr_factor, recover
-from darp_onnx.training.steps import accuracy, predict
+from darp_onnx.training.steps import accuracy, mostly_dense, predict
 
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample_models"
 DATA = SAMPLES / "data" / "digits_source.npz"
@@ -113,18 +113,20 @@ def test_diverging_finetune_keeps_the_last_finite_weights():
     assert np.isfinite(predict(proxy, data)[0]).all()
 
 
-def test_adam_trains_where_batchnorm_does_not_normalise_most_layers(resnet):
+def test_the_optimizer_follows_the_normalisation_and_the_kind_of_layers(resnet):
     """A CNN gets BatchNorm after (nearly) every layer: SGD at 0.03. The ViT's only Conv is its patch
-    embedding: BatchNorm there does not make its training robust, so it trains with Adam at 1e-3."""
+    embedding: BatchNorm there does not make its training robust, and its layers are MatMuls: Adam at 1e-3.
+    A CNN with no BatchNorm to re-insert keeps SGD at 1e-3 (Adam left the folded ResNet at constant outputs)."""
     chosen = {}
     for name in ("resnet", "vit"):
         model = load_model(SAMPLES / f"{name}.onnx")
         data = load_dataset(DATA, model, split="train").subset(np.arange(32))
         proxy = build_proxy(model).eval()
         handle = insert_batchnorm(proxy, data, samples=32)
-        chosen[name] = RecoveryRecipe(steps=0).optimizer_with(handle.normalises_most())
+        chosen[name] = RecoveryRecipe(steps=0).optimizer_with(handle.normalises_most(), mostly_dense(proxy))
         assert len(handle.layers) >= 1
         handle.fold()
     assert chosen == {"resnet": ("sgd", 0.03), "vit": ("adam", 1e-3)}
-    assert RecoveryRecipe(steps=0, lr=0.2).optimizer_with(False) == ("adam", 0.2)  # an explicit rate stays
-    assert RecoveryRecipe(steps=0, optimizer="sgd").optimizer_with(False) == ("sgd", 0.03)  # so does a named one
+    assert RecoveryRecipe(steps=0).optimizer_with(False, dense=False) == ("sgd", 1e-3)
+    assert RecoveryRecipe(steps=0, lr=0.2).optimizer_with(False, True) == ("adam", 0.2)  # an explicit rate stays
+    assert RecoveryRecipe(steps=0, optimizer="sgd").optimizer_with(True, True) == ("sgd", 0.03)  # a named one too
