@@ -24,7 +24,7 @@ from darp_onnx.search.baselines import finish_scores
 from darp_onnx.search.branch_ablation import ablation_steps, branch_ablation_scores
 from darp_onnx.search.gates import attach_gates
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.steps import batch_outputs
+from darp_onnx.training.steps import batch_outputs, mostly_dense
 
 TAYLOR_BATCHES = 8
 
@@ -62,12 +62,12 @@ def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, d
              config, device: torch.device | str = "cpu", on_step=None, deadline: float | None = None):
     """The DARP search as `prune` runs it: with `config.init == "taylor"`, a share of the steps (at most
     8, a quarter) estimates Taylor importance to start the logits from; with `config.batchnorm`, the
-    weights train with BatchNorm re-inserted (folded back before returning). Where that BatchNorm does not
-    normalise most layers (transformers), one forward pass per residual branch measures what switching it
-    off costs (`branch_ablation`, when that fits in a quarter of the steps left), and the search decides
-    the branches by it. With BatchNorm the relaxed gates decide them as before: the normalised CNNs
-    recover from a dropped block that ablation rates as costly (ResNet sample at 15% MACs: 0.994+-0.006
-    as before, 0.979 deciding by ablation; docs/results.md). `config.steps` in all."""
+    weights train with BatchNorm re-inserted (folded back before returning). In a dense model that BatchNorm
+    does not normalise (transformers), one forward pass per residual branch measures what switching it off
+    costs (`branch_ablation`, when that fits in a quarter of the steps left), and the search decides the
+    branches by it. Elsewhere the relaxed gates decide them as before: the normalised CNNs recover from a
+    dropped block that ablation rates as costly (ResNet sample at 15% MACs: 0.994+-0.006 as before, 0.979
+    deciding by ablation; docs/results.md); unnormalised CNNs were not measured. `config.steps` in all."""
     from dataclasses import replace
 
     from darp_onnx.search.darp import darp_search
@@ -85,7 +85,7 @@ def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, d
     try:
         branch_losses = {}
         ablation = ablation_steps(analysis)
-        if config.init == "taylor" and not normalised and 0 < ablation <= config.steps // 4:
+        if config.init == "taylor" and not normalised and mostly_dense(proxy) and 0 < ablation <= config.steps // 4:
             branch_losses = _measure_branches(proxy, analysis, dataset, loss_fn, config, handle, device)
             config = replace(config, steps=config.steps - ablation)
         return darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config, device=device,
