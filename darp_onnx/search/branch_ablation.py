@@ -16,7 +16,6 @@ and the search may drop it and recover, as it did before.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
 
 import numpy as np
 import torch
@@ -25,10 +24,9 @@ from darp_onnx.groups import ChannelAnalysis
 from darp_onnx.proxy import ProxyModel
 from darp_onnx.runtime import distributed
 from darp_onnx.search.gates import attach_gates
+from darp_onnx.search.loss import LossFn
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import batch_outputs
-
-LossFn = Callable[[tuple[torch.Tensor, ...], np.ndarray], torch.Tensor]
 
 FORWARDS_PER_STEP = 3  # a forward pass without gradients costs about a third of a training step
 

@@ -31,13 +31,12 @@ from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.schedule_clock import ScheduleClock
 from darp_onnx.training.steps import (
     batch_outputs,
-    default_lr,
     make_weight_optimizer,
     mostly_dense,
     trainable_parameters,
     warmup_schedule,
+    weight_optimizer,
 )
-from darp_onnx.training.steps import weight_optimizer as default_weight_optimizer
 
 
 @dataclass(frozen=True)
@@ -120,13 +119,6 @@ def _branch_term(probs: dict[int, torch.Tensor], branch_losses: dict[int, float]
     return -torch.stack(terms).sum() if terms else 0.0
 
 
-def weight_optimizer(weights: list[torch.nn.Parameter], config: DarpConfig, batchnorm: bool,
-                     dense: bool = False) -> torch.optim.Optimizer:
-    name = config.weight_optimizer or default_weight_optimizer(batchnorm, dense)
-    lr = default_lr(name, batchnorm) if config.lr_weights is None else config.lr_weights
-    return make_weight_optimizer(weights, name, lr)
-
-
 def darp_search(
     proxy: ProxyModel,
     analysis: ChannelAnalysis,
@@ -168,8 +160,9 @@ def darp_search(
         weight_idx = logit_idx = order
     rng = np.random.default_rng(config.seed + 1)
     weights = trainable_parameters(proxy) + list(extra_parameters or [])
-    opt_w = weight_optimizer(weights, config, batchnorm=bool(extra_parameters) if batchnorm is None else batchnorm,
-                             dense=mostly_dense(proxy))
+    normalised = bool(extra_parameters) if batchnorm is None else batchnorm
+    opt_w = make_weight_optimizer(weights, *weight_optimizer(normalised, mostly_dense(proxy), config.weight_optimizer,
+                                                             config.lr_weights))
     opt_t = torch.optim.Adam(list(theta.values()), lr=max(config.lr_logits, LOGIT_TRAVEL / max(config.steps, 1)),
                              betas=(0.5, 0.99))
     warmup = warmup_schedule(opt_w, config.steps if config.joint else config.steps - config.steps // config.logit_every)

@@ -7,13 +7,16 @@ variance, so outputs of different magnitudes weigh alike.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from darp_onnx.errors import BadInputError
+
+# what the search and its scorers call: (the proxy's outputs for a batch, the batch's sample indices) -> loss
+LossFn = Callable[[tuple[torch.Tensor, ...], np.ndarray], torch.Tensor]
 
 
 def is_class_scores(array: np.ndarray | torch.Tensor) -> bool:

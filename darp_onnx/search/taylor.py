@@ -11,7 +11,6 @@ equal-budget comparison.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from contextlib import nullcontext
 
 import numpy as np
@@ -23,12 +22,11 @@ from darp_onnx.runtime import distributed
 from darp_onnx.search.baselines import finish_scores
 from darp_onnx.search.branch_ablation import ablation_steps, branch_ablation_scores
 from darp_onnx.search.gates import attach_gates
+from darp_onnx.search.loss import LossFn
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import batch_outputs, mostly_dense
 
 TAYLOR_BATCHES = 8
-
-LossFn = Callable[[tuple[torch.Tensor, ...], np.ndarray], torch.Tensor]
 
 
 def taylor_scores(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: Dataset, loss_fn: LossFn, *,

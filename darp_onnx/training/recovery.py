@@ -21,7 +21,6 @@ from darp_onnx.search.loss import is_class_scores
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import (
-    default_lr,
     make_weight_optimizer,
     mostly_dense,
     run_steps,
@@ -51,8 +50,7 @@ class RecoveryRecipe:
     def optimizer_with(self, batchnorm: bool, dense: bool = False) -> tuple[str, float]:
         """(optimizer, learning rate) when BatchNorm does (or does not) normalise most of the layers trained,
         in a mostly dense model or not; what the recipe names wins over the model's default."""
-        name = self.optimizer or weight_optimizer(batchnorm, dense)
-        return name, default_lr(name, batchnorm) if self.lr is None else self.lr
+        return weight_optimizer(batchnorm, dense, self.optimizer, self.lr)
 
 
 def lr_factor(schedule: str, step: int, steps: int, warmup: float) -> float:

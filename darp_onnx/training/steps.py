@@ -34,10 +34,13 @@ def default_lr(name: str, batchnorm: bool) -> float:
     return SGD_LR if batchnorm else UNNORMALISED_SGD_LR
 
 
-def weight_optimizer(batchnorm: bool, dense: bool) -> str:
-    """The optimizer for weights that train with (or without) BatchNorm normalising most of their layers,
-    in a model whose weighted layers are mostly dense (MatMul/Gemm) or not."""
-    return "adam" if dense and not batchnorm else "sgd"
+def weight_optimizer(batchnorm: bool, dense: bool, name: str | None = None, lr: float | None = None
+                     ) -> tuple[str, float]:
+    """(optimizer, learning rate) for weights that train with (or without) BatchNorm normalising most of
+    their layers, in a model whose weighted layers are mostly dense (MatMul/Gemm) or not; a `name` or `lr`
+    given (the user's) wins over the default."""
+    name = name or ("adam" if dense and not batchnorm else "sgd")
+    return name, default_lr(name, batchnorm) if lr is None else lr
 
 
 def make_weight_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, *, momentum: float = 0.9,
