@@ -113,6 +113,20 @@ def test_fixed_batch_graph_is_detected():
     assert is_batch_major(build_proxy(ok), ok, {"x": (1, 3, 4, 4)})
 
 
+def test_convolutions_with_a_declared_batch_of_one_run_in_micro_batches(tmp_path):
+    """A fully convolutional graph whose input declares batch 1 (tf2onnx/keras exports: 1x256x256x3): the
+    proxy runs a batch of 2 alike, but onnxruntime refuses any batch but 1, so it is not batch-major; before,
+    prune ran the reference at batch 32 and ended in 'onnxruntime fails to run it'."""
+    import darp_onnx
+
+    b = GraphBuilder(23)
+    model = b.build(b.conv(b.op("Relu", b.conv(b.input("x", [1, 3, 8, 8]), 3, 8)), 8, 4))
+    assert not is_batch_major(build_proxy(model), model, {"x": (1, 3, 8, 8)})
+    result = darp_onnx.prune(model, output=tmp_path / "p.onnx", target_flops=0.6, search_steps=4, finetune_steps=2,
+                             synthetic_samples=8, latency_runs=2, channel_multiple=1)
+    assert result.flops_after < result.flops_before
+
+
 def test_fixed_batch_graph_prunes_in_micro_batches(tmp_path):
     import darp_onnx
 

@@ -162,7 +162,7 @@ def darp_search(
     weights = trainable_parameters(proxy) + list(extra_parameters or [])
     normalised = bool(extra_parameters) if batchnorm is None else batchnorm
     opt_w = make_weight_optimizer(weights, *weight_optimizer(normalised, mostly_dense(proxy), config.weight_optimizer,
-                                                             config.lr_weights))
+                                                             config.lr_weights), clip=not normalised)
     opt_t = torch.optim.Adam(list(theta.values()), lr=max(config.lr_logits, LOGIT_TRAVEL / max(config.steps, 1)),
                              betas=(0.5, 0.99))
     warmup = warmup_schedule(opt_w, config.steps if config.joint else config.steps - config.steps // config.logit_every)

@@ -23,7 +23,11 @@ def _run(proxy: ProxyModel, feeds: Mapping[str, np.ndarray], device) -> list[tor
 @torch.no_grad()
 def is_batch_major(proxy: ProxyModel, model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]],
                    *, device: torch.device | str = "cpu", seed: int = 0) -> bool:
-    """True when the proxy at batch 2 equals two batch-1 runs concatenated along axis 0."""
+    """True when the proxy at batch 2 equals two batch-1 runs concatenated along axis 0, and no input
+    declares a fixed first dimension (onnxruntime refuses any other size there, though the proxy of a
+    convolutional graph would run a batch)."""
+    if _fixes_first_dimension(model):
+        return False
     a = synthetic_inputs(model, batch=1, seed=seed, shapes=input_shapes)
     b = synthetic_inputs(model, batch=1, seed=seed + 1, shapes=input_shapes)
     if any(v.ndim == 0 for v in a.values()):
@@ -41,3 +45,12 @@ def is_batch_major(proxy: ProxyModel, model: onnx.ModelProto, input_shapes: Mapp
         if not torch.allclose(x, y, rtol=1e-3, atol=1e-4 * scale, equal_nan=True):
             return False
     return True
+
+
+def _fixes_first_dimension(model: onnx.ModelProto) -> bool:
+    constants = {init.name for init in model.graph.initializer}
+    for value in model.graph.input:
+        dims = value.type.tensor_type.shape.dim
+        if value.name not in constants and len(dims) > 0 and dims[0].HasField("dim_value"):
+            return True
+    return False

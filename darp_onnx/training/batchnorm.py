@@ -111,9 +111,13 @@ class BatchNormHandle:
         self.layers = layers
 
     def normalises_most(self) -> bool:
-        """BatchNorm follows at least half of the layers with weights (Conv, Gemm, MatMul): an exported
-        CNN, not a transformer whose only Conv is its patch embedding (training.steps.weight_optimizer)."""
-        return len(self.layers) >= 0.5 * max(len(weighted_steps(self.proxy)), 1)
+        """BatchNorm on batch statistics follows at least half of the layers with weights (Conv, Gemm,
+        MatMul): an exported CNN, not a transformer whose only Conv is its patch embedding
+        (training.steps.weight_optimizer). Layers of a model in micro-batches keep fixed statistics: they
+        normalise nothing, and their convolutions train as unnormalised ones (at SGD's 0.03 a tf2onnx
+        BlazeFace with a fixed batch of 1 reached outputs of 1e5 after one data-free step, then NaN)."""
+        normalising = sum(layer.batch_stats for layer in self.layers.values())
+        return normalising >= 0.5 * max(len(weighted_steps(self.proxy)), 1)
 
     def parameters(self) -> list[nn.Parameter]:
         return [p for layer in self.layers.values() for p in (layer.weight, layer.bias)]

@@ -106,7 +106,8 @@ class RecoveryLoss:
 def make_optimizer(params: list[torch.nn.Parameter], config: RecoveryRecipe, batchnorm: bool = True,
                    dense: bool = False) -> torch.optim.Optimizer:
     name, lr = config.optimizer_with(batchnorm, dense)
-    return make_weight_optimizer(params, name, lr, momentum=config.momentum, weight_decay=config.weight_decay)
+    return make_weight_optimizer(params, name, lr, momentum=config.momentum, weight_decay=config.weight_decay,
+                                 clip=not batchnorm)
 
 
 def recover(

@@ -43,11 +43,39 @@ def weight_optimizer(batchnorm: bool, dense: bool, name: str | None = None, lr: 
     return name, default_lr(name, batchnorm) if lr is None else lr
 
 
+# Where nothing normalises the layers, SGD's steps are clipped: each weight moves by at most this share of
+# its norm per step (learning rate x gradient norm; a trust ratio, as LARS). The Paddle classifiers of the
+# corpus move by under 5e-4; a tf2onnx BlazeFace (fixed batch 1, data-free) had a first-step gradient of
+# 4,806 on a 1x1 convolution of norm 1.1: at SGD's 1e-3 the step was 4x the weight, the outputs reached
+# 1e5 and NaN a step later. Capped at 0.01 it prunes (0.05 still overflowed; docs/results.md, stop 25).
+MAX_RELATIVE_STEP = 0.01
+_NORM_FLOOR = 1e-3  # a zero bias may still move
+
+
+@torch.no_grad()
+def clip_relative_steps(optimizer: torch.optim.Optimizer, max_step: float = MAX_RELATIVE_STEP) -> None:
+    """Scale each gradient down so that learning rate x its norm is at most `max_step` x its weight's norm."""
+    for group in optimizer.param_groups:
+        pairs = [(p, p.grad) for p in group["params"] if p.grad is not None]
+        if not pairs or group["lr"] <= 0:
+            continue
+        weight_norms = torch._foreach_norm([p for p, _ in pairs])
+        grad_norms = torch._foreach_norm([g for _, g in pairs])
+        for (_, grad), weight_norm, grad_norm in zip(pairs, weight_norms, grad_norms, strict=True):
+            limit = max_step * weight_norm.clamp_min(_NORM_FLOOR) / group["lr"]
+            grad.mul_((limit / grad_norm.clamp_min(1e-30)).clamp(max=1.0))
+
+
 def make_weight_optimizer(params: list[torch.nn.Parameter], name: str, lr: float, *, momentum: float = 0.9,
-                          weight_decay: float = 0.0) -> torch.optim.Optimizer:
+                          weight_decay: float = 0.0, clip: bool = False) -> torch.optim.Optimizer:
+    """Adam, or SGD with Nesterov momentum; `clip` (SGD on layers nothing normalises): steps clipped by
+    `clip_relative_steps`. Adam's steps are about its learning rate whatever the gradient's size."""
     if name == "adam":
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
-    return torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+    optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
+    if clip:
+        optimizer.register_step_pre_hook(lambda opt, args, kwargs: clip_relative_steps(opt))
+    return optimizer
 
 
 def weighted_steps(proxy: ProxyModel) -> list:

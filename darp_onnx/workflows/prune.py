@@ -439,6 +439,8 @@ def _recovery_steps(run: PruneRun, scores: Scores) -> tuple[int, int]:
     else:
         planned, search_steps, batch = plan.finetune_steps, plan.search_steps, plan.batch_size
     unused = search_steps - scores.search_steps  # a baseline's, or a search that converged (or ran out of time)
+    if config.recovery.steps is not None and config.search.steps is None:
+        unused = 0  # fine-tune steps asked for, search steps not: exactly those (`--method l1 --finetune-steps 0`)
     if plan is None or run.plan.seconds is None:
         return planned + unused, batch
     step_seconds = plan.step_seconds
