@@ -127,3 +127,24 @@ def test_unnormalised_sgd_moves_each_weight_by_at_most_one_percent():
     plain.grad = torch.full((4,), 1e4)
     make_weight_optimizer([plain], "sgd", 0.1).step()  # layers BatchNorm normalises: not clipped
     assert float(plain[0]) == pytest.approx(2.0 - 1.9e3)
+
+
+def test_the_optimizer_follows_the_normalisation_and_the_kind_of_layers(resnet):
+    """A CNN gets BatchNorm after (nearly) every layer: SGD at 0.03. The ViT's only Conv is its patch
+    embedding: BatchNorm there does not make its training robust, and its layers are MatMuls: Adam at 1e-3.
+    A CNN with no BatchNorm to re-insert keeps SGD at 1e-3 (Adam left the folded ResNet at constant outputs)."""
+    chosen, dense = {}, {}
+    for name in ("resnet", "vit"):
+        model = load_model(SAMPLES / f"{name}.onnx")
+        data = load_dataset(DATA, model, split="train").subset(np.arange(32))
+        proxy = build_proxy(model).eval()
+        dense[name] = mostly_dense(proxy)  # resnet: 15 Conv, 1 Gemm; vit: 1 Conv, 17 MatMul/Gemm
+        handle = insert_batchnorm(proxy, data, samples=32)
+        chosen[name] = RecoveryRecipe(steps=0).optimizer_with(handle.normalises_most(), mostly_dense(proxy))
+        assert len(handle.layers) >= 1
+        handle.fold()
+    assert dense == {"resnet": False, "vit": True}
+    assert chosen == {"resnet": ("sgd", 0.03), "vit": ("adam", 1e-3)}
+    assert RecoveryRecipe(steps=0).optimizer_with(False, dense=False) == ("sgd", 1e-3)
+    assert RecoveryRecipe(steps=0, lr=0.2).optimizer_with(False, True) == ("adam", 0.2)  # an explicit rate stays
+    assert RecoveryRecipe(steps=0, optimizer="sgd").optimizer_with(True, True) == ("sgd", 0.03)  # a named one too
