@@ -431,7 +431,8 @@ def _loss_of(run: PruneRun, outputs: list[np.ndarray]) -> float:
 def _fine_tune_harm(run: PruneRun, outputs: list[np.ndarray], loss_before: float | None) -> str | None:
     """Why the fine-tuned weights are worse than none, or None. Overflow: PicoDet's layout detector after
     two steps on synthetic data. A higher loss over the data: the same detector, data-free, with SGD's
-    steps clipped, went from 0.97 to 11.5 in three steps (and its output error from 1.7 to 8.3)."""
+    steps clipped, went from 0.76 to 1.49 in three steps (its output error on pictures from 1.7 to 8.3).
+    Costs one pass over the data before the fine-tune."""
     if not all(np.isfinite(o).all() for o in outputs if np.issubdtype(o.dtype, np.floating)):
         return "made the outputs overflow (NaN/Inf)"
     after = _loss_of(run, outputs)
