@@ -11,7 +11,7 @@ import numpy as np
 import onnx
 import torch
 
-from darp_onnx.load.inputs import synthetic_inputs
+from darp_onnx.load.inputs import graph_inputs, synthetic_inputs
 from darp_onnx.proxy import ProxyModel
 
 
@@ -48,9 +48,5 @@ def is_batch_major(proxy: ProxyModel, model: onnx.ModelProto, input_shapes: Mapp
 
 
 def _fixes_first_dimension(model: onnx.ModelProto) -> bool:
-    constants = {init.name for init in model.graph.initializer}
-    for value in model.graph.input:
-        dims = value.type.tensor_type.shape.dim
-        if value.name not in constants and len(dims) > 0 and dims[0].HasField("dim_value"):
-            return True
-    return False
+    return any(len(dims) > 0 and dims[0].HasField("dim_value")
+               for dims in (value.type.tensor_type.shape.dim for value in graph_inputs(model)))
