@@ -127,6 +127,15 @@ def test_convolutions_with_a_declared_batch_of_one_run_in_micro_batches(tmp_path
     assert result.flops_after < result.flops_before
 
 
+def test_a_batch_declared_as_minus_one_is_dynamic():
+    """paddle2onnx declares a dynamic batch as dim_value -1; onnxruntime runs any size there. Counted as fixed,
+    every Paddle export trained in micro-batches (ppocr_cls's data-free fine-tune then matched its stacked
+    [N, 1, 2] class scores by MSE and the loss rose 2.3 -> 75 in three steps)."""
+    b = GraphBuilder(24)
+    model = b.build(b.conv(b.op("Relu", b.conv(b.input("x", [-1, 3, 8, 8]), 3, 8)), 8, 4))
+    assert is_batch_major(build_proxy(model), model, {"x": (1, 3, 8, 8)})
+
+
 def test_fixed_batch_graph_prunes_in_micro_batches(tmp_path):
     import darp_onnx
 

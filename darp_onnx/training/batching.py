@@ -48,5 +48,7 @@ def is_batch_major(proxy: ProxyModel, model: onnx.ModelProto, input_shapes: Mapp
 
 
 def _fixes_first_dimension(model: onnx.ModelProto) -> bool:
-    return any(len(dims) > 0 and dims[0].HasField("dim_value")
+    """A positive first dimension; paddle2onnx writes -1 (dim_value) for a dynamic one, which onnxruntime
+    runs at any size."""
+    return any(len(dims) > 0 and dims[0].HasField("dim_value") and dims[0].dim_value > 0
                for dims in (value.type.tensor_type.shape.dim for value in graph_inputs(model)))

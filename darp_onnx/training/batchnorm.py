@@ -191,6 +191,38 @@ class BatchNormHandle:
         self.proxy.train(was_training)
 
     @torch.no_grad()
+    def match_model(self, dataset: Dataset, *, samples: int = 256, batch_size: int = 64, seed: int = 0,
+                    device: torch.device | str = "cpu") -> None:
+        """Every layer set to its Conv's output moments on the model as it is now (`gamma` = std, `beta` =
+        mean, running statistics the same): the proxy computes what it computed without BatchNorm, in eval
+        mode, and in train mode up to batch noise."""
+        for layer in self.layers.values():
+            layer.start_collecting()
+        was_training = self.proxy.training
+        self.proxy.eval()
+        try:
+            _run_over(self.proxy, dataset, np.random.default_rng(seed).permutation(len(dataset))[:samples], device,
+                      batch_size)
+        finally:
+            self.proxy.train(was_training)
+        for layer in self.layers.values():
+            mean, var = layer.collected_moments()
+            layer.set_running(mean, var)
+            layer.weight.copy_(torch.sqrt(var + EPS).float())
+            layer.bias.copy_(mean.float())
+            layer.initial = layer.state()
+
+    def states(self) -> dict[int, tuple[torch.Tensor, ...]]:
+        return {idx: layer.state() for idx, layer in self.layers.items()}
+
+    @torch.no_grad()
+    def load_states(self, states: dict[int, tuple[torch.Tensor, ...]]) -> None:
+        for idx, layer in self.layers.items():
+            for tensor, saved in zip((layer.weight, layer.bias, layer.running_mean, layer.running_var), states[idx],
+                                     strict=True):
+                tensor.copy_(saved)
+
+    @torch.no_grad()
     def fold(self) -> None:
         """Write each layer's inference-mode normalisation into its Conv weight and bias, then
         restore the plain Conv steps: the proxy computes what it computed in eval mode."""
@@ -239,20 +271,11 @@ def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256,
     for idx in indices:
         channels = proxy.tensor(proxy.steps[idx].inputs[1]).shape[0]
         layer = NormalisedConv(proxy.nodes[idx], channels, batch_stats=not dataset.micro_batches).to(device)
-        layer.start_collecting()
         proxy.nodes[idx] = layer
         layers[idx] = layer
-    was_training = proxy.training
-    proxy.eval()
-    _run_over(proxy, dataset, np.random.default_rng(seed).permutation(len(dataset))[:samples], device, batch_size)
-    for layer in layers.values():
-        mean, var = layer.collected_moments()
-        layer.set_running(mean, var)
-        layer.weight.copy_(torch.sqrt(var + EPS).float())
-        layer.bias.copy_(mean.float())
-        layer.initial = layer.state()
-    proxy.train(was_training)
-    return BatchNormHandle(proxy, layers)
+    handle = BatchNormHandle(proxy, layers)
+    handle.match_model(dataset, samples=samples, batch_size=batch_size, seed=seed, device=device)
+    return handle
 
 
 def _run_over(proxy: ProxyModel, dataset: Dataset, order: np.ndarray, device, batch_size: int = 64) -> None:

@@ -148,3 +148,17 @@ def test_the_optimizer_follows_the_normalisation_and_the_kind_of_layers(resnet):
     assert RecoveryRecipe(steps=0).optimizer_with(False, dense=False) == ("sgd", 1e-3)
     assert RecoveryRecipe(steps=0, lr=0.2).optimizer_with(False, True) == ("adam", 0.2)  # an explicit rate stays
     assert RecoveryRecipe(steps=0, optimizer="sgd").optimizer_with(True, True) == ("sgd", 0.03)  # a named one too
+
+
+def test_recovery_loss_reads_micro_batch_class_scores_as_class_scores():
+    """A model in micro-batches stacks its [1, C] class scores into [N, 1, C]: the recovery loss must match
+    them with the KL of the softmaxes, as for [N, C], not with an MSE over the teacher's variance."""
+    from darp_onnx.training.recovery import RecoveryLoss
+
+    rng = np.random.default_rng(0)
+    teacher, student = rng.normal(size=(6, 3)).astype(np.float32), rng.normal(size=(6, 3)).astype(np.float32)
+    flat = RecoveryLoss(None, [teacher], distill=0.5, temperature=2.0)
+    stacked = RecoveryLoss(None, [teacher[:, None]], distill=0.5, temperature=2.0)
+    idx = np.arange(6)
+    expected = float(flat((torch.from_numpy(student),), idx))
+    assert float(stacked((torch.from_numpy(student[:, None]),), idx)) == pytest.approx(expected, rel=1e-6)
