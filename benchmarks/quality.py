@@ -30,6 +30,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from benchmarks.unfold_bn import unfold_batchnorm
 from darp_onnx import prune
 from darp_onnx.cost import CostModel
 from darp_onnx.groups import analyse
@@ -317,6 +318,9 @@ def parse_args() -> argparse.Namespace:
                              "as Torch-Pruning's per-layer ratio)")
     parser.add_argument("--tables-from", nargs="+", type=Path,
                         help="print the tables of runs saved with --json (several files merge) instead of running")
+    parser.add_argument("--unfold-bn", action="store_true",
+                        help="the ONNX methods prune the samples with BatchNorm as a node after each Conv, as "
+                             "paddle2onnx writes them (benchmarks/unfold_bn.py), not folded")
     parser.add_argument("--latency-aware", action="store_true",
                         help="prune the ONNX methods with latency_aware=True (channel multiple: auto)")
     return parser.parse_args()
@@ -329,6 +333,8 @@ def run_grid(models, methods, args, console, notes) -> tuple[list[dict[str, Any]
         model = load_model(SAMPLES / f"{name}.onnx")
         train = load_dataset(DATA, model, split="train")
         test = load_dataset(DATA, model, split="test")
+        if args.unfold_bn:
+            model = unfold_batchnorm(model, train.subset(np.arange(min(len(train), 256))).inputs)
         original[name] = onnx_accuracy(model, test)
         runner, cache = None, {}
         if "tp" in methods:
@@ -431,7 +437,8 @@ def main() -> None:
     recipe = RecoveryRecipe(steps=0, lr=args.lr)
     header = (f"seeds {' '.join(map(str, args.seeds))} | steps {' '.join(map(str, args.steps))} | darp "
               f"{args.search_share:g} of them searching | channel multiple {args.channel_multiple} | batch "
-              f"{args.batch_size} | CPU, {torch.get_num_threads()} torch thread(s)")
+              f"{args.batch_size} | CPU, {torch.get_num_threads()} torch thread(s)"
+              f"{' | BatchNorm unfolded (a node after each Conv)' if args.unfold_bn else ''}")
     console.print(header, markup=False)
     cnn, dense = recipe.optimizer_with(True), recipe.optimizer_with(False, dense=True)
     notes.append(f"recovery (all methods, Torch-Pruning included): {cnn[0]} lr {cnn[1]:g} "

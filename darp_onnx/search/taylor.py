@@ -60,7 +60,8 @@ def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, d
              config, device: torch.device | str = "cpu", on_step=None, deadline: float | None = None):
     """The DARP search as `prune` runs it: with `config.init == "taylor"`, a share of the steps (at most
     8, a quarter) estimates Taylor importance to start the logits from; with `config.batchnorm`, the
-    weights train with BatchNorm re-inserted (folded back before returning). In a dense model that BatchNorm
+    weights train with BatchNorm re-inserted (folded back before returning) and, on real data, the graph's
+    own BatchNormalization nodes on batch statistics. In a dense model that BatchNorm
     does not normalise (transformers), one forward pass per residual branch measures what switching it off
     costs (`branch_ablation`, when that fits in a quarter of the steps left), and the search decides the
     branches by it. Elsewhere the relaxed gates decide them as before: the normalised CNNs recover from a
@@ -79,6 +80,8 @@ def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, d
                                         batch_size=config.batch_size, seed=config.seed, device=device)
             config = replace(config, steps=config.steps - batches)
     handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device) if config.batchnorm else None
+    if handle is not None:
+        handle.train_graph_batchnorm(dataset)
     normalised = handle is not None and handle.normalises_most()
     try:
         branch_losses = {}

@@ -41,6 +41,10 @@ class Dataset:
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
 
+    @property
+    def synthetic(self) -> bool:
+        return self.source == SYNTHETIC_SOURCE
+
     def subset(self, indices: np.ndarray) -> Dataset:
         labels = None if self.labels is None else self.labels[indices]
         return replace(self, inputs={k: v[indices] for k, v in self.inputs.items()}, labels=labels)

@@ -21,7 +21,6 @@ from darp_onnx.search.loss import is_class_scores, per_sample
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import (
-    batch_outputs,
     make_weight_optimizer,
     mostly_dense,
     run_steps,
@@ -30,8 +29,6 @@ from darp_onnx.training.steps import (
 )
 
 SCHEDULES = ("cosine", "onecycle", "constant")
-BN_STARTS = ("auto", "original", "pruned")
-START_SAMPLES = 64  # samples the BatchNorm starts are compared on
 
 
 @dataclass(frozen=True)
@@ -45,7 +42,6 @@ class RecoveryRecipe:
     weight_decay: float = 0.0
     batchnorm: bool = True  # re-insert BatchNorm after foldable convolutions while training
     adaptive_bn: bool = True  # re-estimate its statistics on the pruned model before and after training
-    bn_start: str = "original"  # layers put back to the original's moments, left at the pruned model's, or the better
     distill: float = 0.5  # weight of the distillation term when there are labels (0: labels only)
     temperature: float = 2.0
     batch_size: int = 32
@@ -135,13 +131,13 @@ def recover(
     handle: BatchNormHandle | None = None
     if config.batchnorm:
         handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device)
+        handle.train_graph_batchnorm(dataset)
     if set_pruned is not None:
         set_pruned()
     try:
-        loss_fn = RecoveryLoss(dataset.labels, teacher, config.distill, config.temperature)
         if handle is not None and config.adaptive_bn:
-            _start_batchnorm(proxy, handle, dataset, loss_fn, config, device)
-        losses = _train(proxy, dataset, loss_fn, config, handle, device, on_step, deadline)
+            handle.recalibrate(dataset, seed=config.seed, device=device, training_batch=config.batch_size)
+        losses = _train(proxy, dataset, teacher, config, handle, device, on_step, deadline)
         if handle is not None and config.adaptive_bn and config.steps > 0:
             handle.recalibrate(dataset, seed=config.seed + 1, device=device, training_batch=config.batch_size)
     finally:
@@ -151,52 +147,14 @@ def recover(
     return losses
 
 
-def _start_batchnorm(proxy: ProxyModel, handle: BatchNormHandle, dataset: Dataset, loss_fn: RecoveryLoss,
-                     config: RecoveryRecipe, device) -> str:
-    """Where training starts, on the pruned model: "original", every layer put back to the original
-    model's output moments (adaptive BatchNorm: `gamma`, `beta` from the original, running statistics
-    re-estimated), or "pruned", every layer left at the pruned model's own moments (training on batch
-    statistics then starts from the pruned model as it is). "auto": the one with the lower loss over up to
-    START_SAMPLES samples. Measured in docs/results.md ("Where recovery starts"): the original's moments
-    win on classifiers pruned hard; on a detector trained on synthetic feeds they raised the loss 15-fold."""
-    choice = config.bn_start
-    handle.recalibrate(dataset, seed=config.seed, device=device, training_batch=config.batch_size)
-    if choice == "original":
-        return choice
-    if choice == "auto":
-        order = np.random.default_rng(config.seed).permutation(len(dataset))[:START_SAMPLES]
-        original, original_loss = handle.states(), _eval_loss(proxy, dataset, loss_fn, order, device)
-    handle.match_model(dataset, seed=config.seed, device=device)
-    if choice == "auto":
-        if not _eval_loss(proxy, dataset, loss_fn, order, device) < original_loss:
-            handle.load_states(original)
-            return "original"
-    return "pruned"
-
-
-@torch.no_grad()
-def _eval_loss(proxy: ProxyModel, dataset: Dataset, loss_fn: RecoveryLoss, order: np.ndarray, device) -> float:
-    """The loss over the samples `order` in eval mode (running statistics); inf where it is not finite."""
-    was_training = proxy.training
-    proxy.eval()
-    try:
-        total = 0.0
-        for start in range(0, len(order), 32):
-            part = order[start:start + 32]
-            total += float(loss_fn(batch_outputs(proxy, dataset, part, device), part)) * len(part)
-    finally:
-        proxy.train(was_training)
-    loss = total / max(len(order), 1)
-    return loss if math.isfinite(loss) else math.inf
-
-
-def _train(proxy, dataset, loss_fn, config, handle, device, on_step, deadline) -> list[float]:
+def _train(proxy, dataset, teacher, config, handle, device, on_step, deadline) -> list[float]:
     if config.steps <= 0:
         return []
     params = trainable_parameters(proxy) + ([] if handle is None else handle.parameters())
     optimizer = make_optimizer(params, config, handle is not None and handle.normalises_most(), mostly_dense(proxy))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(config.schedule, step, config.steps, config.warmup))
+    loss_fn = RecoveryLoss(dataset.labels, teacher, config.distill, config.temperature)
     return run_steps(proxy, dataset, loss_fn, optimizer, schedule, params, steps=config.steps,
                      batch_size=config.batch_size, seed=config.seed, device=device, on_step=on_step,
                      deadline=deadline)
