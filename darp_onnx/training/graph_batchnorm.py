@@ -20,11 +20,9 @@ from darp_onnx.proxy.ops.normalization import BatchNormModule
 
 @dataclass
 class GraphBatchNorm:
-    """One BatchNormalization node of the graph: its module and its proxy tensors (scale, bias, mean, var)."""
+    """One BatchNormalization node of the graph: its module and its running statistics (proxy tensors)."""
 
     module: BatchNormModule
-    scale: torch.Tensor
-    bias: torch.Tensor
     mean: torch.Tensor
     var: torch.Tensor
 
@@ -51,7 +49,7 @@ def train_graph_batchnorm(proxy: ProxyModel) -> list[GraphBatchNorm]:
     for step, module in zip(proxy.steps, proxy.nodes, strict=True):
         if not isinstance(module, BatchNormModule) or len(step.inputs) < 5:
             continue
-        names = step.inputs[1:5]
+        names = step.inputs[3:5]  # running mean and variance
         if not all(name and proxy.parameter_key(name) and readers[name] == 1 for name in names):
             continue
         tensors = [proxy.tensor(name) for name in names]
