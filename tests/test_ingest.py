@@ -98,6 +98,21 @@ def test_observed_shapes_fill_in_when_symbolic_inference_fails(monkeypatch):
     assert cost.full_macs == 1 * 4 * 8 * 8 * 6 * 9 + 1 * 6 * 8 * 8 * 3 * 9
 
 
+def test_observed_shapes_are_written_with_their_element_type(monkeypatch):
+    """A tensor static inference left without a value_info gets one from the onnxruntime run: with its
+    element type, or onnxruntime refuses the model ('Invalid tensor data type 0'; a YOLOv5 from PyPI, whose
+    un-shared shape vectors had no value_info, failed so at validation after its whole search)."""
+    import onnxruntime as ort
+
+    import darp_onnx.load.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "_symbolic", lambda model: None)
+    ingested = ingest(runtime_reshape(), {})
+    assert ingested.shape_sources["onnxruntime"] > 0
+    assert all(v.type.tensor_type.elem_type != onnx.TensorProto.UNDEFINED for v in ingested.model.graph.value_info)
+    ort.InferenceSession(ingested.model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
 def test_unknown_shape_is_a_one_line_error_not_a_key_error():
     model = runtime_reshape()
     analysis = analyse(model)

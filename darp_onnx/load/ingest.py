@@ -24,7 +24,7 @@ import onnx
 from darp_onnx.errors import first_line
 from darp_onnx.load.inputs import synthetic_inputs
 from darp_onnx.load.naming import has_unique_names, name_nodes
-from darp_onnx.load.observed import observe_shapes
+from darp_onnx.load.observed import observe_tensors
 from darp_onnx.load.refusals import refuse_unprunable
 from darp_onnx.load.unshare import unshare_constants
 
@@ -83,7 +83,9 @@ def _symbolic(model: onnx.ModelProto) -> onnx.ModelProto | None:
 
 
 def _set_shape(model: onnx.ModelProto, name: str, source: onnx.ValueInfoProto | None,
-               dims: tuple[int, ...] | None = None) -> None:
+               dims: tuple[int, ...] | None = None, elem_type: int | None = None) -> None:
+    """`name`'s type from `source`, or the observed `dims` (and `elem_type` where the graph has none: a
+    value_info of type 0, as for the copies `unshare_shapes` makes, fails onnxruntime's load)."""
     graph = model.graph
     target = next((v for v in graph.output if v.name == name), None)
     if target is None:
@@ -93,6 +95,12 @@ def _set_shape(model: onnx.ModelProto, name: str, source: onnx.ValueInfoProto | 
         target.type.CopyFrom(source.type)
         return
     ttype = target.type.tensor_type
+    if ttype.elem_type == onnx.TensorProto.UNDEFINED:
+        if elem_type is None:  # no type to give it: no value_info rather than an invalid one
+            if target in graph.value_info:
+                graph.value_info.remove(target)
+            return
+        ttype.elem_type = elem_type
     ttype.ClearField("shape")
     ttype.shape.SetInParent()
     for d in dims:
@@ -124,13 +132,14 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
                 sources["symbolic"] += 1
             missing = [n for n in missing if n not in found]
     shapes: dict[str, tuple[int, ...]] = {}
+    types: dict[str, int] = {}
     try:
-        shapes = observe_shapes(work, synthetic_inputs(work, batch=1, seed=seed, shapes=input_shapes),
-                                dict(input_shapes or {}))
+        shapes, types = observe_tensors(work, synthetic_inputs(work, batch=1, seed=seed, shapes=input_shapes),
+                                        dict(input_shapes or {}))
     except Exception as exc:  # any onnxruntime failure: the static shapes are all there is
         notes.append(f"onnxruntime could not run the model at the given input shapes ({first_line(exc)})")
     for name in [n for n in missing if n in shapes]:
-        _set_shape(work, name, None, shapes[name])
+        _set_shape(work, name, None, shapes[name], types.get(name))
         sources["onnxruntime"] += 1
     unknown = [n for n in missing if n not in shapes]
     return Ingested(model=work, shapes=shapes, renamed=renamed, unshared=unshared, shape_sources=sources,

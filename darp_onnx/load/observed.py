@@ -34,14 +34,29 @@ def observe_shapes(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray],
                    input_shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
     """Shape of every node output (and input) in one onnxruntime CPU run on `feeds` (graph optimisations
     off, so no tensor is fused away). Raises what onnxruntime raises."""
+    return observe_tensors(model, feeds, input_shapes)[0]
+
+
+def observe_tensors(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], input_shapes: Mapping[str, tuple[int, ...]]
+                    ) -> tuple[dict[str, tuple[int, ...]], dict[str, int]]:
+    """`observe_shapes`, and each tensor's ONNX element type (a value_info written from the observed shape
+    needs one: onnxruntime refuses type 0)."""
     probe = _with_every_output(model, input_shapes)
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     session = ort.InferenceSession(probe.SerializeToString(), options, providers=["CPUExecutionProvider"])
     names = [o.name for o in session.get_outputs()]
-    values = session.run(None, dict(feeds))
-    shapes = {name: tuple(int(d) for d in np.shape(v)) for name, v in zip(names, values, strict=True)
-              if isinstance(v, np.ndarray)}
-    shapes.update({name: tuple(int(d) for d in v.shape) for name, v in feeds.items()})
-    return shapes
+    values = dict(zip(names, session.run(None, dict(feeds)), strict=True))
+    arrays = {name: v for name, v in values.items() if isinstance(v, np.ndarray)}
+    arrays.update({name: np.asarray(v) for name, v in feeds.items()})
+    shapes = {name: tuple(int(d) for d in v.shape) for name, v in arrays.items()}
+    types = {name: _elem_type(v.dtype) for name, v in arrays.items()}
+    return shapes, {name: t for name, t in types.items() if t is not None}
+
+
+def _elem_type(dtype: np.dtype) -> int | None:
+    try:
+        return int(onnx.helper.np_dtype_to_tensor_dtype(dtype))
+    except (KeyError, ValueError, TypeError):
+        return None
