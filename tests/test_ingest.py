@@ -37,11 +37,11 @@ def paddle_like_names() -> onnx.ModelProto:
     return model
 
 
-def runtime_reshape() -> onnx.ModelProto:
+def runtime_reshape(batch: int | str = 1) -> onnx.ModelProto:
     """A Reshape target computed at run time through a float detour that static inference cannot follow
     (Shape -> Cast -> Mul -> Cast -> Reshape), feeding a Conv: its output has no static shape."""
     b = GraphBuilder(12)
-    h = b.cbr(b.input("x", [1, 3, 8, 8]), 3, 6)
+    h = b.cbr(b.input("x", [batch, 3, 8, 8]), 3, 6)
     shape = b.op("Cast", b.op("Mul", b.op("Cast", b.op("Shape", h), to=1), b.const(np.float32(1.0))), to=7)
     r = b.op("Reshape", h, shape)
     return _loose(b, b.conv(r, 6, 4))
@@ -111,6 +111,43 @@ def test_observed_shapes_are_written_with_their_element_type(monkeypatch):
     assert ingested.shape_sources["onnxruntime"] > 0
     assert all(v.type.tensor_type.elem_type != onnx.TensorProto.UNDEFINED for v in ingested.model.graph.value_info)
     ort.InferenceSession(ingested.model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
+def test_observed_shapes_leave_the_batch_axis_free(monkeypatch):
+    """Shapes observed at batch 1 and written with that batch fixed made onnxruntime expect batch 1 from
+    every run of the model (a warning per run, and the fixed size propagates through its shape inference)."""
+    import onnxruntime as ort
+
+    import darp_onnx.load.ingest as ingest_module
+
+    monkeypatch.setattr(ingest_module, "_symbolic", lambda model: None)
+    ingested = ingest(runtime_reshape(batch="N"), {"x": (1, 3, 8, 8)})
+    observed = [v for v in ingested.model.graph.value_info if v.name in ingested.shapes and v.name != "x"]
+    reshaped = [v for v in observed if v.name.startswith("reshape")]
+    assert reshaped and all(not v.type.tensor_type.shape.dim[0].HasField("dim_value") for v in reshaped)
+    assert [d.dim_value for d in reshaped[0].type.tensor_type.shape.dim[1:]] == [6, 8, 8]
+    session = ort.InferenceSession(ingested.model.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": np.zeros((3, 3, 8, 8), np.float32)})[0].shape == (3, 4, 8, 8)
+
+
+def test_a_dynamic_dimension_declared_as_minus_one_loads(tmp_path):
+    """paddle2onnx writes dynamic dims as -1 ([-1, 3, -1, -1]); onnx's inference made 0-sized value_info of
+    them, which onnxruntime refused ("Invalid Target shape product of 0", a PaddleOCR direction classifier)."""
+    import onnxruntime as ort
+
+    from darp_onnx.load.io import load_model
+
+    b = GraphBuilder(25)
+    h = b.op("GlobalAveragePool", b.cbr(b.input("x", [-1, 3, -1, -1]), 3, 8))
+    flat = b.op("Reshape", h, b.const(np.array([0, -1], dtype=np.int64)))
+    model = b.build(b.op("Gemm", flat, b.weight(8, 2)))
+    path = tmp_path / "paddle_like.onnx"
+    onnx.save(model, path)
+    loaded = load_model(path)
+    dims = [d for v in [*loaded.graph.input, *loaded.graph.value_info] for d in v.type.tensor_type.shape.dim]
+    assert not any(d.HasField("dim_value") and d.dim_value <= 0 for d in dims)
+    session = ort.InferenceSession(loaded.SerializeToString(), providers=["CPUExecutionProvider"])
+    assert session.run(None, {"x": np.zeros((2, 3, 16, 20), np.float32)})[0].shape == (2, 2)
 
 
 def test_unknown_shape_is_a_one_line_error_not_a_key_error():

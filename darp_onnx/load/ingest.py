@@ -19,12 +19,14 @@ import tempfile
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 
+import numpy as np
 import onnx
 
 from darp_onnx.errors import first_line
 from darp_onnx.load.inputs import synthetic_inputs
+from darp_onnx.load.io import with_dynamic_dims
 from darp_onnx.load.naming import has_unique_names, name_nodes
-from darp_onnx.load.observed import observe_tensors
+from darp_onnx.load.observed import batch_axes, observe_tensors
 from darp_onnx.load.refusals import refuse_unprunable
 from darp_onnx.load.unshare import unshare_constants
 
@@ -83,28 +85,35 @@ def _symbolic(model: onnx.ModelProto) -> onnx.ModelProto | None:
 
 
 def _set_shape(model: onnx.ModelProto, name: str, source: onnx.ValueInfoProto | None,
-               dims: tuple[int, ...] | None = None, elem_type: int | None = None) -> None:
+               dims: tuple[int, ...] | None = None, elem_type: int | None = None,
+               free_axes: tuple[int, ...] = ()) -> None:
     """`name`'s type from `source`, or the observed `dims` (and `elem_type` where the graph has none: a
-    value_info of type 0, as for the copies `unshare_shapes` makes, fails onnxruntime's load)."""
+    value_info of type 0, as for the copies `unshare_shapes` makes, fails onnxruntime's load). Axes that
+    follow the batch (`free_axes`) are left unknown: fixed at the batch observed, they made onnxruntime
+    expect that batch from every run. A graph output gets its element type only: its declaration (the
+    written model's too) stays as general as the exporter wrote it."""
     graph = model.graph
-    target = next((v for v in graph.output if v.name == name), None)
-    if target is None:
-        target = next((v for v in graph.value_info if v.name == name), None) or graph.value_info.add()
-        target.name = name
+    output = next((v for v in graph.output if v.name == name), None)
+    target = output or next((v for v in graph.value_info if v.name == name), None) or graph.value_info.add()
+    target.name = name
     if source is not None:
         target.type.CopyFrom(source.type)
         return
     ttype = target.type.tensor_type
     if ttype.elem_type == onnx.TensorProto.UNDEFINED:
         if elem_type is None:  # no type to give it: no value_info rather than an invalid one
-            if target in graph.value_info:
+            if output is None:
                 graph.value_info.remove(target)
             return
         ttype.elem_type = elem_type
+    if output is not None:
+        return
     ttype.ClearField("shape")
     ttype.shape.SetInParent()
-    for d in dims:
-        ttype.shape.dim.add().dim_value = int(d)
+    for axis, d in enumerate(dims):
+        dim = ttype.shape.dim.add()
+        if axis not in free_axes:
+            dim.dim_value = int(d)
 
 
 def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] | None = None, *,
@@ -114,6 +123,7 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
     refuse_unprunable(model, source)
     renamed = not has_unique_names(model)
     work = name_nodes(model) if renamed else model
+    work = with_dynamic_dims(work)  # a ModelProto given directly did not pass load_model
     work, unshared = unshare_constants(work)
     sources = {"onnx": 0, "symbolic": 0, "onnxruntime": 0}
     notes: list[str] = []
@@ -133,13 +143,16 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
             missing = [n for n in missing if n not in found]
     shapes: dict[str, tuple[int, ...]] = {}
     types: dict[str, int] = {}
+    feeds: dict[str, np.ndarray] = {}
     try:
-        shapes, types = observe_tensors(work, synthetic_inputs(work, batch=1, seed=seed, shapes=input_shapes),
-                                        dict(input_shapes or {}))
+        feeds = synthetic_inputs(work, batch=1, seed=seed, shapes=input_shapes)
+        shapes, types = observe_tensors(work, feeds, dict(input_shapes or {}))
     except Exception as exc:  # any onnxruntime failure: the static shapes are all there is
         notes.append(f"onnxruntime could not run the model at the given input shapes ({first_line(exc)})")
-    for name in [n for n in missing if n in shapes]:
-        _set_shape(work, name, None, shapes[name], types.get(name))
+    observed = [n for n in missing if n in shapes]
+    following_batch = batch_axes(work, feeds, dict(input_shapes or {}), shapes) if observed else {}
+    for name in observed:
+        _set_shape(work, name, None, shapes[name], types.get(name), following_batch.get(name, ()))
         sources["onnxruntime"] += 1
     unknown = [n for n in missing if n not in shapes]
     return Ingested(model=work, shapes=shapes, renamed=renamed, unshared=unshared, shape_sources=sources,

@@ -51,6 +51,7 @@ def load_model(path: str | os.PathLike, *, infer_shapes: bool = True) -> onnx.Mo
         ) from None
     _check_structure(model, path)
     _check_opset(model, path)
+    model = with_dynamic_dims(model)
     if infer_shapes:
         # Shape inference runs before external weights are attached: it needs only dims, and this keeps
         # models over 2 GiB out of the protobuf serialiser.
@@ -88,6 +89,29 @@ def _check_opset(model: onnx.ModelProto, path: Path) -> None:
             f"(up to {max_known_opset()}); upgrade onnx (pip install -U onnx) or export with "
             f"opset {max_known_opset()} or lower"
         )
+
+
+def with_dynamic_dims(model: onnx.ModelProto) -> onnx.ModelProto:
+    """paddle2onnx (and older exporters) declare a dynamic dimension as dim_value -1. onnx's shape inference
+    carries that -1 on and computes sizes like 0 from it (a convolution of a [-1, 3, -1, -1] input: [-1, 8,
+    0, 0]), which onnxruntime then refuses ("Invalid Target shape product of 0"). Negative dims become
+    unknown ones; value_info holding them is dropped (inference recomputes it). `model` is not modified."""
+    def negative(value: onnx.ValueInfoProto) -> bool:
+        return any(d.HasField("dim_value") and d.dim_value < 0 for d in value.type.tensor_type.shape.dim)
+
+    graph = model.graph
+    if not any(negative(v) for v in [*graph.input, *graph.output, *graph.value_info]):
+        return model
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in [*fixed.graph.input, *fixed.graph.output]:
+        for dim in value.type.tensor_type.shape.dim:
+            if dim.HasField("dim_value") and dim.dim_value < 0:
+                dim.ClearField("dim_value")
+    kept = [v for v in fixed.graph.value_info if not negative(v)]
+    del fixed.graph.value_info[:]
+    fixed.graph.value_info.extend(kept)
+    return fixed
 
 
 def _infer_shapes(model: onnx.ModelProto, path: Path) -> onnx.ModelProto:

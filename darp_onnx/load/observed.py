@@ -60,3 +60,24 @@ def _elem_type(dtype: np.dtype) -> int | None:
         return int(onnx.helper.np_dtype_to_tensor_dtype(dtype))
     except (KeyError, ValueError, TypeError):
         return None
+
+
+def batch_axes(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], input_shapes: Mapping[str, tuple[int, ...]],
+               shapes: Mapping[str, tuple[int, ...]]) -> dict[str, tuple[int, ...]]:
+    """Per tensor, the axes whose size follows the batch: those that change when every input's first axis
+    doubles (`shapes`: observed at `feeds`). Empty where the model does not run at the doubled batch (a
+    fixed batch): its observed shapes are then the only ones."""
+    doubled = {name: np.concatenate([v, v]) if np.ndim(v) > 0 else v for name, v in feeds.items()}
+    sizes = {name: tuple(np.shape(v)) for name, v in doubled.items()}
+    try:
+        twice = observe_shapes(model, doubled, {**dict(input_shapes), **sizes})
+    except Exception:  # onnxruntime refuses the doubled batch
+        return {}
+    axes = {}
+    for name, dims in shapes.items():
+        other = twice.get(name)
+        if other is not None and len(other) == len(dims):
+            varying = tuple(i for i, (a, b) in enumerate(zip(dims, other, strict=True)) if a != b)
+            if varying:
+                axes[name] = varying
+    return axes
