@@ -46,6 +46,7 @@ from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
 from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
 from darp_onnx.training.steps import predict
+from darp_onnx.training.synthetic_check import saturated_outputs
 from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, MIN_BATCH, finetune_steps_left
 from darp_onnx.validation.checks import baseline_gaps, fidelity, run_model
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
@@ -237,6 +238,9 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
     with run.timings.stage("reference_outputs"):
         batch = max(1, min(128, 2 * run.plan.memory.max_batch))
         run.reference = predict(run.proxy, run.dataset, batch_size=batch, device=run.device.torch_device)
+        empty = saturated_outputs(run.model, run.reference) if run.dataset.synthetic else None
+        if empty is not None:
+            run.progress("note", {"message": empty})
         if run.dataset.labels is not None:
             check_labels_fit(run.dataset.labels, run.reference, run.dataset.source)
             run.loss_fn = TaskLoss(labels=run.dataset.labels)

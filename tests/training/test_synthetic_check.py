@@ -1,0 +1,42 @@
+"""Data-free runs say when the original model's Sigmoid outputs are empty on the synthetic inputs."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from darp_onnx.training.synthetic_check import saturated_outputs, sigmoid_outputs
+from tests.groups.builder import GraphBuilder
+
+
+def _score_map(bias: float):
+    """A Conv then a Sigmoid score map (through a Reshape), and the Conv's raw output beside it."""
+    b = GraphBuilder(41)
+    h = b.cbr(b.input("x", ["N", 3, 8, 8]), 3, 8)
+    logits = b.op("Conv", h, b.weight(1, 8, 1, 1), b.const(np.full(1, bias, np.float32)), kernel_shape=[1, 1])
+    scores = b.op("Reshape", b.op("Sigmoid", logits), b.const(np.array([0, 64], np.int64)))
+    return b.build(scores, logits)
+
+
+def test_sigmoid_outputs_are_found_through_reshapes():
+    assert sigmoid_outputs(_score_map(0.0)) == [True, False]
+
+
+def test_an_empty_score_map_is_named_and_a_live_one_is_not():
+    model = _score_map(-30.0)
+    empty = [np.full((4, 64), 1e-9, np.float32), np.full((4, 1, 8, 8), -30.0, np.float32)]
+    line = saturated_outputs(model, empty)
+    assert line is not None and model.graph.output[0].name in line and "--data" in line
+    assert model.graph.output[1].name not in line  # not a Sigmoid: its values say nothing about detections
+    live = [np.linspace(0.0, 0.6, 256, dtype=np.float32).reshape(4, 64), empty[1]]  # crosses 0.5 somewhere
+    assert saturated_outputs(model, live) is None
+
+
+def test_prune_says_so_before_searching(tmp_path):
+    import darp_onnx
+
+    notes = []
+    darp_onnx.prune(_score_map(-30.0), output=tmp_path / "p.onnx", target_flops=0.7, search_steps=2,
+                    finetune_steps=1, synthetic_samples=8, latency_runs=1, channel_multiple=1,
+                    input_shapes={"x": (1, 3, 8, 8)},
+                    progress=lambda stage, info: notes.append(info["message"]) if stage == "note" else None)
+    assert any("Sigmoid" in note and "--data" in note for note in notes)
