@@ -113,6 +113,28 @@ def test_observed_shapes_are_written_with_their_element_type(monkeypatch):
     ort.InferenceSession(ingested.model.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
+def test_an_ingested_model_onnxruntime_refuses_is_caught_at_ingest(monkeypatch):
+    """Whatever the written shapes get wrong, the model that leaves ingest loads in onnxruntime: a copy it
+    refused used to fail only at validation, after the whole search, as an error about the user's model."""
+    import onnxruntime as ort
+
+    import darp_onnx.load.ingest as ingest_module
+
+    def untyped(model, name, source, dims=None, elem_type=None, free_axes=()):
+        value = model.graph.value_info.add()  # the old bug: dims without an element type
+        value.name = name
+        value.type.tensor_type.shape.dim.add().dim_value = 1
+
+    monkeypatch.setattr(ingest_module, "_symbolic", lambda model: None)
+    monkeypatch.setattr(ingest_module, "_set_shape", untyped)
+    model = runtime_reshape()
+    model.graph.output[0].type.tensor_type.elem_type = onnx.TensorProto.FLOAT
+    ingested = ingest(model, {})
+    assert any("kept out of the model's value_info" in note for note in ingested.notes)
+    assert ingested.shapes and not ingested.unknown  # the table the cost model reads is still there
+    ort.InferenceSession(ingested.model.SerializeToString(), providers=["CPUExecutionProvider"])
+
+
 def test_observed_shapes_leave_the_batch_axis_free(monkeypatch):
     """Shapes observed at batch 1 and written with that batch fixed made onnxruntime expect batch 1 from
     every run of the model (a warning per run, and the fixed size propagates through its shape inference)."""

@@ -116,6 +116,20 @@ def _set_shape(model: onnx.ModelProto, name: str, source: onnx.ValueInfoProto | 
             dim.dim_value = int(d)
 
 
+def _onnxruntime_refuses(model: onnx.ModelProto) -> str | None:
+    """Why onnxruntime will not load `model`, or None. Checked here, or a bad value_info surfaces only at
+    validation, after the whole search, as an error about the user's model."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.log_severity_level = 3
+    try:
+        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    except Exception as exc:
+        return first_line(exc)
+    return None
+
+
 def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] | None = None, *,
            seed: int = 0, source: str = "the model") -> Ingested:
     """The model as the analysis needs it (never modifies `model`); see the module docstring. Quantized
@@ -154,6 +168,12 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
     for name in observed:
         _set_shape(work, name, None, shapes[name], types.get(name), following_batch.get(name, ()))
         sources["onnxruntime"] += 1
+    refused = _onnxruntime_refuses(work) if observed else None
+    if refused is not None:  # the written shapes contradict onnxruntime's own inference: keep them as a table only
+        kept = [v for v in work.graph.value_info if v.name not in set(observed)]
+        del work.graph.value_info[:]
+        work.graph.value_info.extend(kept)
+        notes.append(f"shapes observed by onnxruntime kept out of the model's value_info ({refused})")
     unknown = [n for n in missing if n not in shapes]
     return Ingested(model=work, shapes=shapes, renamed=renamed, unshared=unshared, shape_sources=sources,
                     unknown=unknown, notes=notes)
