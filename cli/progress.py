@@ -88,6 +88,7 @@ def _plan_line(info: dict[str, float]) -> str:
     measured = "" if step is None else f" (a step takes {step:.2f} s at batch {int(info['batch_size'])})"
     tail = "" if info.get("estimate_s") is None else f"; the run should end in about {_minutes(info['estimate_s'])}"
     if info.get("over_budget"):
-        tail += " [yellow](over the budget even with the fewest steps: give a longer --time-budget)[/]"
+        tail += (" [yellow](training alone outruns its share of the budget even with the fewest steps: give a longer "
+                 "--time-budget)[/]")
     return (f"{head}: {int(info['search_steps'])} search + {int(info['finetune_steps'])} fine-tune steps at batch "
             f"{int(info['batch_size'])} on {int(info['samples'])} samples{measured}{tail}")
