@@ -46,3 +46,14 @@ def test_verbose_adds_detail():
 def test_quiet_and_verbose_together_are_bad_input(command):
     result = runner.invoke(app, [command, str(RESNET), "-q", "-v"])
     assert result.exit_code == 1 and "exclude each other" in result.stderr
+
+
+def test_the_summary_warns_when_the_outputs_are_far_from_the_original():
+    """basic-pitch's note model, pruned data-free, was written with outputs 3.6x their size away from the
+    original's (constant whatever the input); the JSON had the number, the terminal said nothing."""
+    from darp_onnx.cli.commands.prune import far_from_original
+
+    assert far_from_original(0.12, synthetic=True) is None
+    data_free = far_from_original(3.6, synthetic=True)
+    assert data_free is not None and "3.6" in data_free and "--data" in data_free
+    assert "--data" not in far_from_original(0.9, synthetic=False)

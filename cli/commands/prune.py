@@ -22,6 +22,7 @@ from darp_onnx.search.schedule import SCHEDULES
 from darp_onnx.workflows.config import ExtractionConfig, PruneConfig, RecoveryConfig, ResourceConfig, SearchConfig
 
 # library parameter -> flag, where the names differ (the others: `--` and dashes, see `flag_namer`)
+FAR_FROM_ORIGINAL = 0.5  # relative output error above which the summary warns
 FLAGS = {"search_steps": "--steps", "input_shapes": "--input-shape", "output": "-o/--output"}
 
 
@@ -197,6 +198,16 @@ def _pair(text: str, parameter: str) -> tuple[float, float]:
     return start, end
 
 
+def far_from_original(relative_error: float, synthetic: bool) -> str | None:
+    """A warning when the written model's outputs are far from the original's on the data prune used."""
+    if relative_error <= FAR_FROM_ORIGINAL:
+        return None
+    where = ("the synthetic inputs; data-free pruning only keeps what they show: pass --data with real samples"
+             if synthetic else "your data; try a larger budget or more --finetune-steps")
+    return (f"the pruned model's outputs differ from the original's by {relative_error:.3g} of their size on "
+            f"{where}, and check it on your task before deploying it")
+
+
 def _summary(doc: dict) -> None:
     v = doc["validation"]
     fid = v["fidelity"]
@@ -207,8 +218,14 @@ def _summary(doc: dict) -> None:
         f"{doc['params_after']:,}, nodes {doc['nodes_before']} -> {doc['nodes_after']}, "
         f"{doc['channels_removed']} channels removed; onnxruntime {v['provider']}: latency "
         f"{v['latency_ms_before']:.2f} -> {v['latency_ms_after']:.2f} ms{agreement}, "
-        f"max |pruned - masked proxy| {v['max_abs_diff']:.2g}"
+        f"max |pruned - masked proxy| {v['max_abs_diff']:.2g}; output error against the original "
+        f"{fid['relative_error']:.3g} (relative)"
     )
+    from darp_onnx.training.dataset import SYNTHETIC_SOURCE
+
+    warning = far_from_original(fid["relative_error"], doc.get("data", {}).get("source") == SYNTHETIC_SOURCE)
+    if warning:
+        console_err.print(f"[yellow]{warning}[/]")
 
 
 def _group_table(doc: dict) -> None:
