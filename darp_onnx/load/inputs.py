@@ -61,8 +61,12 @@ def synthetic_inputs(
     seed: int = 0,
     shapes: Mapping[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
-    """Random inputs matching the input spec: standard normal floats, small non-negative ints."""
+    """Random inputs matching the input spec: standard normal floats; integers that index an embedding table
+    drawn from all its rows (`index_inputs`), other integers 0 or 1 (valid ids and masks)."""
+    from darp_onnx.load.index_inputs import index_bounds
+
     rng = np.random.default_rng(seed)
+    bounds = index_bounds(model)
     feeds: dict[str, np.ndarray] = {}
     for value in graph_inputs(model):
         elem = value.type.tensor_type.elem_type
@@ -78,7 +82,7 @@ def synthetic_inputs(
         elif dtype == np.bool_:
             feeds[value.name] = rng.integers(0, 2, size=shape).astype(np.bool_)
         else:
-            feeds[value.name] = rng.integers(0, 2, size=shape).astype(dtype)  # 0/1: valid ids and masks
+            feeds[value.name] = rng.integers(0, bounds.get(value.name, 2), size=shape).astype(dtype)
     return feeds
 
 

@@ -1,0 +1,30 @@
+"""Synthetic token ids cover the embedding table they index; other integer inputs stay 0/1."""
+
+from __future__ import annotations
+
+import numpy as np
+from onnx import TensorProto, helper
+
+from darp_onnx.load.index_inputs import index_bounds
+from darp_onnx.load.inputs import synthetic_inputs
+from tests.groups.builder import GraphBuilder
+
+
+def _encoder():
+    """input_ids -> Cast -> Gather(table of 50 rows); attention_mask -> Cast -> Mul (a mask, not ids)."""
+    b = GraphBuilder(43)
+    b.inputs.append(helper.make_tensor_value_info("input_ids", TensorProto.INT64, ["N", 6]))
+    b.inputs.append(helper.make_tensor_value_info("attention_mask", TensorProto.INT64, ["N", 6]))
+    ids = b.op("Cast", "input_ids", to=TensorProto.INT32)
+    embedded = b.op("Gather", b.weight(50, 4), ids, axis=0)
+    mask = b.op("Unsqueeze", b.op("Cast", "attention_mask", to=TensorProto.FLOAT), b.const(np.array([2])))
+    return b.build(b.op("Mul", embedded, mask))
+
+
+def test_ids_are_drawn_from_every_row_of_their_table():
+    model = _encoder()
+    assert index_bounds(model) == {"input_ids": 50}
+    feeds = synthetic_inputs(model, batch=64, seed=0)
+    ids, mask = feeds["input_ids"], feeds["attention_mask"]
+    assert ids.min() >= 0 and ids.max() < 50 and len(np.unique(ids)) > 40  # before: 0 and 1 only
+    assert set(np.unique(mask)) <= {0, 1}
