@@ -170,7 +170,8 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
         sources["onnxruntime"] += 1
     refused = _onnxruntime_refuses(work) if observed else None
     if refused is not None:  # the written shapes contradict onnxruntime's own inference: keep them as a table only
-        kept = [v for v in work.graph.value_info if v.name not in set(observed)]
+        written = set(observed)
+        kept = [v for v in work.graph.value_info if v.name not in written]
         del work.graph.value_info[:]
         work.graph.value_info.extend(kept)
         notes.append(f"shapes observed by onnxruntime kept out of the model's value_info ({refused})")
