@@ -186,7 +186,9 @@ def finetune(
     least 10 steps); training stops after `patience` evaluations without a lower validation loss and
     the best weights are written. Deterministic for a seed. `batchnorm` (not with `freeze_backbone`)
     trains with BatchNorm re-inserted after each foldable convolution and folds it back
-    (`training.batchnorm`): exported graphs have it folded away. Under torchrun the ranks train on
+    (`training.batchnorm`): exported graphs have it folded away; with inherited weights the graph's own
+    BatchNormalization nodes train on batch statistics too, and all their statistics are re-estimated on
+    the data after training. Under torchrun the ranks train on
     shards of a global batch of `batch_size` per rank; rank 0 checks, writes and returns the result, the
     other ranks return None."""
     _check_options(steps, epochs, lr, batch_size, init, new_head, val_fraction, patience, eval_every)
@@ -236,12 +238,16 @@ def finetune(
         if batchnorm and not freeze_backbone else None
     if inserted is not None:
         params = params + inserted.parameters()
+        if not batch_stats:  # inherit: the graph's own BatchNorm nodes train as the inserted ones do
+            inserted.train_graph_batchnorm(train)
     per_epoch = -(-len(train) // (batch_size * distributed.world_size()))
     max_steps = epochs * per_epoch if epochs is not None else (200 if steps is None else steps)
     config = LoopConfig(steps=max_steps, lr=lr, batch_size=batch_size, patience=patience,
                         eval_every=eval_every or max(per_epoch, 10), seed=seed)
     loop = train_with_early_stopping(proxy, train, val, params, config, device=choice.torch_device,
                                      progress=progress)
+    if inserted is not None and loop.steps_run > 0:  # statistics of the weights as trained, not a lagging average
+        inserted.recalibrate(train, seed=seed + 1, device=choice.torch_device, training_batch=batch_size)
     set_batchnorm_mode(proxy, "inference")
     proxy.eval()
     if inserted is not None:

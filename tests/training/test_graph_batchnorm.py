@@ -61,3 +61,26 @@ def test_recovery_trains_graph_batchnorm_on_batch_statistics_and_writes_them_bac
     assert not any(getattr(m, "batch_statistics", False) for m in proxy.nodes)
     np.testing.assert_allclose(_ort(proxy.to_onnx(), data.inputs["x"]), predict(proxy, data)[0], rtol=1e-4,
                                atol=1e-4)
+
+
+def test_finetune_trains_graph_batchnorm_and_writes_the_statistics(tmp_path):
+    """`finetune` with inherited weights: the graph's BatchNormalization nodes train on batch statistics and
+    end with statistics re-estimated on the data (the written model is checked against the proxy inside)."""
+    from onnx import numpy_helper
+
+    from darp_onnx.workflows.finetune import finetune
+
+    b = GraphBuilder(44)
+    h = b.op("Flatten", b.op("GlobalAveragePool", b.cbr(b.cbr(b.input("x", ["N", 3, 8, 8]), 3, 8), 8, 8)))
+    model = b.build(b.op("Gemm", h, b.weight(8, 3)))
+    rng = np.random.default_rng(0)
+    path, data = tmp_path / "m.onnx", tmp_path / "d.npz"
+    import onnx
+
+    onnx.save(model, path)
+    np.savez(data, x=rng.normal(2.0, 3.0, (48, 3, 8, 8)).astype(np.float32), labels=rng.integers(0, 3, 48))
+    finetune(path, data=data, output=tmp_path / "t.onnx", steps=6, batch_size=16, val_fraction=0.0, device="cpu")
+    before = {t.name: numpy_helper.to_array(t) for t in model.graph.initializer}
+    after = {t.name: numpy_helper.to_array(t) for t in onnx.load(tmp_path / "t.onnx").graph.initializer}
+    means = [n.input[3] for n in model.graph.node if n.op_type == "BatchNormalization"]
+    assert all(not np.allclose(before[m], after[m]) for m in means)
