@@ -33,6 +33,7 @@ from darp_onnx.training.steps import (
     batch_outputs,
     make_weight_optimizer,
     mostly_dense,
+    restore_weights,
     trainable_parameters,
     warmup_schedule,
     weight_optimizer,
@@ -173,6 +174,7 @@ def darp_search(
     history: list[dict[str, float]] = []
     handle = attach_gates(proxy, analysis)
     proxy.train()
+    last_good: list[torch.Tensor] | None = None
     try:
         for count in range(config.steps):
             step = clock.position(count)
@@ -194,6 +196,11 @@ def darp_search(
             loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
             record = {"step": float(step), "loss": distributed.mean_scalar(float(loss.detach())),
                       "tau_sample": tau_s, "tau_penalty": tau_p, "penalty": penalty}
+            if not math.isfinite(record["loss"]):  # the last weight step overflowed: undo it, keep the logits
+                restore_weights(weights, last_good)
+                break
+            if config.joint or not logit_step:  # this step updates the weights
+                last_good = [w.detach().clone() for w in weights]
             if logit_step:
                 probs = {gid: keep_probabilities(th, tau_p) for gid, th in theta.items()}
                 cost = budget.expected(probs) / full

@@ -157,7 +157,7 @@ def warmup_schedule(optimizer: torch.optim.Optimizer, steps: int, share: float =
 
 
 @torch.no_grad()
-def _restore(params: list[torch.nn.Parameter], saved: list[torch.Tensor] | None) -> None:
+def restore_weights(params: list[torch.nn.Parameter], saved: list[torch.Tensor] | None) -> None:
     for param, value in zip(params, saved or [], strict=False):
         param.copy_(value)
 
@@ -194,7 +194,7 @@ def run_steps(
         idx = distributed.shard(next(batches))
         loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
         if not math.isfinite(distributed.mean_scalar(float(loss.detach()))):
-            _restore(params, last_good)  # diverged (the previous step's weights overflow): keep the last good ones
+            restore_weights(params, last_good)  # diverged (the last step overflowed): keep the last good weights
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

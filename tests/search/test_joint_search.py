@@ -46,3 +46,22 @@ def test_alternating_steps_update_the_logits_on_every_second_step_only():
     result, changed, total = _search(joint=False)
     assert ["expected_cost" in record for record in result.history] == [False, True] * 3
     assert 0 < changed <= total
+
+
+def test_a_search_whose_weights_overflow_stops_with_the_last_finite_weights():
+    """CenterFace (torch 1.2, a fixed batch of 10) overflowed in the search's weight training; the search went
+    on with NaN weights, and the pruned model failed validation. The search now undoes the step that
+    overflowed and stops there, keeping the logits learnt so far."""
+    torch.set_num_threads(1)
+    model = load_model(SAMPLES / "resnet.onnx")
+    data = load_dataset(SAMPLES / "data" / "digits_source.npz", model).subset(np.arange(48))
+    analysis = analyse(model)
+    cost_model = CostModel(model, analysis, resolve_input_shapes(model, {}))
+    proxy = build_proxy(model)
+    config = DarpConfig(steps=12, batch_size=8, init="constant", batchnorm=False, weight_optimizer="adam",
+                        lr_weights=1e30)  # Adam is not clipped: every weight moves by about 1e30
+    result = darp_search(proxy, analysis, cost_model, make_budget(cost_model, target_flops=0.5), data,
+                         TaskLoss(labels=data.labels), config)
+    assert result.skipped > 0  # it stopped early
+    assert all(torch.isfinite(p).all() for p in proxy.weights.values())
+    assert all(np.all(np.isfinite(s)) for s in result.scores.values())
