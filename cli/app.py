@@ -27,8 +27,10 @@ class DarpGroup(TyperGroup):
             code = super().main(args, prog_name, complete_var, standalone_mode=False, **extra)
             code = code if isinstance(code, int) else 0
         except BaseException as exc:  # noqa: B036 - KeyboardInterrupt included: it too ends in one line
-            if isinstance(exc, SystemExit) or (debug and not is_expected(exc)):
+            if isinstance(exc, SystemExit):
                 raise
+            if debug and not is_expected(exc):  # the traceback, then the same line and exit code as without
+                traceback.print_exception(exc, file=sys.stderr)
             if is_help_request(exc):  # a bare `darp-onnx`: the help is already printed
                 return sys.exit(0) if standalone_mode else 0
             failure = describe(exc, prog_name or "darp-onnx")

@@ -57,3 +57,19 @@ def test_the_summary_warns_when_the_outputs_are_far_from_the_original():
     data_free = far_from_original(3.6, synthetic=True)
     assert data_free is not None and "3.6" in data_free and "--data" in data_free
     assert "--data" not in far_from_original(0.9, synthetic=False)
+
+
+def test_debug_keeps_the_documented_exit_code(monkeypatch, tmp_path):
+    """--debug adds the traceback; the exit code stays the documented one (a validation failure: 2; it was 1,
+    the interpreter's, when the traceback was re-raised)."""
+    import darp_onnx.api
+    from darp_onnx.errors import ValidationFailedError
+
+    def failing(*args, **kwargs):
+        raise ValidationFailedError("pruned.onnx vs the masked proxy: output 'y' contains NaN or Inf")
+
+    monkeypatch.setattr(darp_onnx.api, "check_model", failing)
+    plain = runner.invoke(app, ["check", str(RESNET)])
+    debug = runner.invoke(app, ["check", str(RESNET), "--debug"])
+    assert plain.exit_code == debug.exit_code == 2
+    assert "Traceback" in debug.output and "Traceback" not in plain.output
