@@ -3,9 +3,9 @@
 Exporters that keep BatchNorm as a node (paddle2onnx writes Conv without bias, then
 BatchNormalization) leave nothing for `training.batchnorm.insert_batchnorm` to insert: those convolutions
 have no bias to fold into. Trained with their stored statistics, the pruned layers train unnormalised.
-Here such nodes switch to batch statistics while the recovery trains (their running mean and variance
-are proxy tensors, updated in place, and written back with the weights) and join the adaptive
-re-estimation, as inserted layers do.
+Here such nodes switch to batch statistics while the search, the recovery and `finetune` train (their
+running mean and variance are proxy tensors, updated in place, and written back with the weights) and
+join the adaptive re-estimation, as inserted layers do.
 """
 
 from __future__ import annotations
