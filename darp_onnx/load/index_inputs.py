@@ -12,7 +12,7 @@ from collections import defaultdict
 
 import onnx
 
-KEEPS_VALUES = {"Cast", "Unsqueeze", "Squeeze", "Reshape", "Identity", "Flatten"}
+from darp_onnx.groups.const_views import VIEW_OPS  # ops that keep the values (and their order)
 
 
 def index_bounds(model: onnx.ModelProto) -> dict[str, int]:
@@ -47,6 +47,6 @@ def _gathered_rows(name: str, readers, tables, seen: set[str]) -> list[int]:
             axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
             if dims:
                 rows.append(int(dims[axis % len(dims)]))
-        elif node.op_type in KEEPS_VALUES and position == 0:
+        elif node.op_type in VIEW_OPS and position == 0:
             rows.extend(_gathered_rows(node.output[0], readers, tables, seen))
     return rows

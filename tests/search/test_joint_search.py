@@ -19,7 +19,9 @@ from darp_onnx.training.dataset import load_dataset
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample_models"
 
 
-def _search(joint: bool):
+def _run(config: DarpConfig):
+    """The search on the resnet sample (48 labelled digits, 50% MACs); returns its result, the proxy after it
+    and the weights before it."""
     torch.set_num_threads(1)
     model = load_model(SAMPLES / "resnet.onnx")
     data = load_dataset(SAMPLES / "data" / "digits_source.npz", model).subset(np.arange(48))
@@ -27,9 +29,14 @@ def _search(joint: bool):
     cost_model = CostModel(model, analysis, resolve_input_shapes(model, {}))
     proxy = build_proxy(model)
     before = {k: p.detach().clone() for k, p in proxy.weights.items()}
-    config = DarpConfig(steps=6, batch_size=8, joint=joint, init="constant", batchnorm=False)
     result = darp_search(proxy, analysis, cost_model, make_budget(cost_model, target_flops=0.5), data,
                          TaskLoss(labels=data.labels), config)
+    return result, proxy, before
+
+
+def _search(joint: bool):
+    config = DarpConfig(steps=6, batch_size=8, joint=joint, init="constant", batchnorm=False)
+    result, proxy, before = _run(config)
     changed = sum(not torch.equal(before[k], p.detach()) for k, p in proxy.weights.items())
     return result, changed, len(before)
 
@@ -52,16 +59,9 @@ def test_a_search_whose_weights_overflow_stops_with_the_last_finite_weights():
     """CenterFace (torch 1.2, a fixed batch of 10) overflowed in the search's weight training; the search went
     on with NaN weights, and the pruned model failed validation. The search now undoes the step that
     overflowed and stops there, keeping the logits learnt so far."""
-    torch.set_num_threads(1)
-    model = load_model(SAMPLES / "resnet.onnx")
-    data = load_dataset(SAMPLES / "data" / "digits_source.npz", model).subset(np.arange(48))
-    analysis = analyse(model)
-    cost_model = CostModel(model, analysis, resolve_input_shapes(model, {}))
-    proxy = build_proxy(model)
     config = DarpConfig(steps=12, batch_size=8, init="constant", batchnorm=False, weight_optimizer="adam",
                         lr_weights=1e30)  # Adam is not clipped: every weight moves by about 1e30
-    result = darp_search(proxy, analysis, cost_model, make_budget(cost_model, target_flops=0.5), data,
-                         TaskLoss(labels=data.labels), config)
+    result, proxy, _ = _run(config)
     assert result.skipped > 0  # it stopped early
     assert all(torch.isfinite(p).all() for p in proxy.weights.values())
     assert all(np.all(np.isfinite(s)) for s in result.scores.values())
