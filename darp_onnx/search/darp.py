@@ -30,6 +30,7 @@ from darp_onnx.search.schedule import temperature
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.schedule_clock import ScheduleClock
 from darp_onnx.training.steps import (
+    DivergenceGuard,
     batch_outputs,
     make_weight_optimizer,
     mostly_dense,
@@ -175,6 +176,7 @@ def darp_search(
     handle = attach_gates(proxy, analysis)
     proxy.train()
     last_good: list[torch.Tensor] | None = None
+    guard = DivergenceGuard(opt_w)
     try:
         for count in range(config.steps):
             step = clock.position(count)
@@ -196,8 +198,10 @@ def darp_search(
             loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
             record = {"step": float(step), "loss": distributed.mean_scalar(float(loss.detach())),
                       "tau_sample": tau_s, "tau_penalty": tau_p, "penalty": penalty}
-            if not math.isfinite(record["loss"]):  # the last weight step overflowed: undo it, keep the logits
+            if guard.diverged(record["loss"]):  # the last weight step blew the weights up: undo it, keep the logits
                 restore_weights(weights, last_good)
+                if guard.go_on():
+                    continue
                 break
             if config.joint or not logit_step:  # this step updates the weights
                 last_good = [w.detach().clone() for w in weights]

@@ -74,8 +74,47 @@ def make_weight_optimizer(params: list[torch.nn.Parameter], name: str, lr: float
         return torch.optim.Adam(params, lr=lr, weight_decay=weight_decay)
     optimizer = torch.optim.SGD(params, lr=lr, momentum=momentum, nesterov=True, weight_decay=weight_decay)
     if clip:
-        optimizer.register_step_pre_hook(lambda opt, args, kwargs: clip_relative_steps(opt))
+        start_clipping(optimizer)
     return optimizer
+
+
+def start_clipping(optimizer: torch.optim.Optimizer) -> None:
+    """SGD's steps clipped by `clip_relative_steps` from now on."""
+    optimizer.register_step_pre_hook(lambda opt, args, kwargs: clip_relative_steps(opt))
+    optimizer.darp_clipped = True
+
+
+# A batch loss this many times the first one (and above the floor: relative output errors of 1 are a
+# sub-network that outputs nothing, not a divergence) means the weights are blowing up. DNSMOS (a tf2onnx
+# speech-quality CNN, data-free): re-inserted BatchNorm normalised its convolutions, so SGD ran at 0.03
+# unclipped, and its dense layers, which nothing normalises, took the search loss from 5.6 to 3e7 in one
+# step and to 6e23 three steps later (docs/results.md, stop 27).
+DIVERGED_FACTOR = 1e3
+DIVERGED_FLOOR = 1.0
+
+
+class DivergenceGuard:
+    """Watches one training loop's batch losses. `diverged(loss)`: the loss is not finite, or far above
+    the first one. The loop then undoes the last weight step and asks `go_on()`: unclipped SGD goes on
+    with its steps clipped and its momentum cleared; anything else stops."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer) -> None:
+        self.optimizer = optimizer
+        self.first: float | None = None
+
+    def diverged(self, loss: float) -> bool:
+        if not math.isfinite(loss):
+            return True
+        if self.first is None:
+            self.first = loss
+        return loss > DIVERGED_FACTOR * max(self.first, DIVERGED_FLOOR)
+
+    def go_on(self) -> bool:
+        if not isinstance(self.optimizer, torch.optim.SGD) or getattr(self.optimizer, "darp_clipped", False):
+            return False
+        self.optimizer.state.clear()
+        start_clipping(self.optimizer)
+        return True
 
 
 def weighted_steps(proxy: ProxyModel) -> list:
@@ -187,14 +226,17 @@ def run_steps(
     proxy.train()
     last_good: list[torch.Tensor] | None = None
     clock = ScheduleClock(steps, deadline)
+    guard = DivergenceGuard(optimizer)
     for count in range(steps):
         step = _agreed(clock.position(count), deadline)
         if step >= steps:
             break
         idx = distributed.shard(next(batches))
         loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
-        if not math.isfinite(distributed.mean_scalar(float(loss.detach()))):
-            restore_weights(params, last_good)  # diverged (the last step overflowed): keep the last good weights
+        if guard.diverged(distributed.mean_scalar(float(loss.detach()))):
+            restore_weights(params, last_good)  # the last step blew the weights up: undo it
+            if guard.go_on():
+                continue
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -20,7 +20,18 @@ from darp_onnx.search.gates import attach_gates
 from darp_onnx.training.batchnorm import insert_batchnorm
 from darp_onnx.training.dataset import load_dataset
 from darp_onnx.training.recovery import RecoveryRecipe, lr_factor, recover
-from darp_onnx.training.steps import MAX_RELATIVE_STEP, accuracy, make_weight_optimizer, mostly_dense, predict
+from darp_onnx.training.steps import (
+    DIVERGED_FACTOR,
+    DIVERGED_FLOOR,
+    MAX_RELATIVE_STEP,
+    DivergenceGuard,
+    accuracy,
+    make_weight_optimizer,
+    mostly_dense,
+    predict,
+    run_steps,
+    trainable_parameters,
+)
 
 SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample_models"
 DATA = SAMPLES / "data" / "digits_source.npz"
@@ -162,3 +173,40 @@ def test_recovery_loss_reads_micro_batch_class_scores_as_class_scores():
     idx = np.arange(6)
     expected = float(flat((torch.from_numpy(student),), idx))
     assert float(stacked((torch.from_numpy(student[:, None]),), idx)) == pytest.approx(expected, rel=1e-6)
+
+
+def test_a_loss_far_above_the_first_is_a_divergence():
+    guard = DivergenceGuard(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]))
+    assert not guard.diverged(5.6)  # the first loss sets the scale
+    assert not guard.diverged(5.6 * DIVERGED_FACTOR * 0.99)
+    assert guard.diverged(5.6 * DIVERGED_FACTOR * 1.01) and guard.diverged(float("nan"))
+    small = DivergenceGuard(torch.optim.Adam([torch.nn.Parameter(torch.zeros(1))]))
+    small.diverged(1e-4)  # a near-perfect start: a sub-network that outputs nothing (loss ~1) is no divergence
+    assert not small.diverged(DIVERGED_FLOOR * DIVERGED_FACTOR * 0.99)
+    assert not guard.go_on()  # Adam's steps cannot be clipped: the loop stops
+
+
+def test_unclipped_sgd_goes_on_clipped_after_a_divergence():
+    """Unclipped SGD (as on layers BatchNorm normalises) at an absurd rate blows the weights up at its first
+    step; the loop undoes that step, clips the rest and runs them, and ends finite (before, it stopped at
+    a non-finite loss, or, where the loss stayed finite, went on from weights that gave 6e23)."""
+    from darp_onnx.training.dataset import synthetic_dataset
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(41, opset=17)
+    model = b.build(b.conv(b.cbr(b.input("x", ["n", 3, 8, 8]), 3, 8), 8, 4))
+    proxy = build_proxy(model)
+    data = synthetic_dataset(model, samples=16, shapes={"x": (1, 3, 8, 8)})
+    teacher = [o * 10 for o in predict(proxy, data)]
+    params = trainable_parameters(proxy)
+    optimizer = make_weight_optimizer(params, "sgd", 1e4)
+    schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+
+    def loss_fn(outputs, idx):
+        return torch.nn.functional.mse_loss(outputs[0], torch.from_numpy(teacher[0][idx]))
+
+    losses = run_steps(proxy, data, loss_fn, optimizer, schedule, params, steps=20, batch_size=8)
+    assert getattr(optimizer, "darp_clipped", False)
+    assert len(losses) == 19 and all(np.isfinite(losses))  # the diverged step is not counted
+    assert max(losses) < DIVERGED_FACTOR * max(losses[0], DIVERGED_FLOOR)
+    assert np.isfinite(predict(proxy, data)[0]).all()
