@@ -30,6 +30,7 @@ class CorpusModel:
     inputs: str
     expect: str = "prune"
     external_data: bool = False
+    preprocess: str = ""  # the package's own picture preprocessing ("" : not an image model)
 
     @property
     def input_shapes(self) -> list[str]:
@@ -39,6 +40,29 @@ class CorpusModel:
 
 def cache_dir() -> Path:
     return Path(os.environ.get("DARP_ONNX_MODELS", Path.home() / ".cache" / "darp-onnx" / "models"))
+
+
+def photos_dir() -> Path:
+    return Path(os.environ.get("DARP_ONNX_PHOTOS", cache_dir().parent / "photos"))
+
+
+PHOTOS_PACKAGE = "scikit-image==0.26.0"  # its wheel ships real photographs and scans under skimage/data/
+PHOTO_MIN_BYTES = 16_000  # leaves out the tiny drawn test patterns (chessboard, phantom)
+
+
+def fetch_photos() -> Path:
+    """Real pictures for measuring output errors, extracted once from `PHOTOS_PACKAGE`'s wheel."""
+    target = photos_dir()
+    if target.exists() and any(target.iterdir()):
+        return target
+    archive = _download(PHOTOS_PACKAGE, cache_dir() / "packages")
+    target.mkdir(parents=True, exist_ok=True)
+    with zipfile.ZipFile(archive) as z:
+        for info in z.infolist():
+            if (info.filename.startswith("skimage/data/") and info.filename.endswith((".png", ".jpg"))
+                    and info.file_size >= PHOTO_MIN_BYTES):
+                (target / Path(info.filename).name).write_bytes(z.read(info))
+    return target
 
 
 def load_manifest(path: Path = MANIFEST) -> list[CorpusModel]:
@@ -116,6 +140,11 @@ def main() -> int:
         except (OSError, subprocess.CalledProcessError, KeyError, IndexError) as exc:
             failed += 1
             print(f"{model.name:28s} FAILED: {exc}", file=sys.stderr)
+    try:
+        print(f"{'photos':28s} {fetch_photos()}")
+    except (OSError, subprocess.CalledProcessError, IndexError) as exc:
+        failed += 1
+        print(f"{'photos':28s} FAILED: {exc}", file=sys.stderr)
     return 1 if failed else 0
 
 

@@ -1,9 +1,10 @@
 """Real third-party models: prune every model of the corpus (benchmarks/real_models.toml, fetched by
 scripts/fetch_real_models.sh) at 0.7 and 0.5 of its MACs, data-free, and print one row per model and
 budget: status, MACs before/after (recounted from the shapes onnxruntime observes, not from the cost
-model), share of channels prunable, output relative error, seconds per stage, onnxruntime CPU latency
-before/after (one thread, min of --runs interleaved runs, on one sample: smooth pictures for image
-inputs, `--feeds`) and speedup x MACs ratio (1.0: the speedup the MACs cut promises).
+model), share of channels prunable, output relative error (on one synthetic sample, and on real photos
+prepared as the model's package prepares pictures, `preprocess` in the manifest), seconds per stage,
+onnxruntime CPU latency before/after (one thread, min of --runs interleaved runs, on one sample: smooth
+pictures for image inputs, `--feeds`) and speedup x MACs ratio (1.0: the speedup the MACs cut promises).
 
 A row is 'pruned' when the written model runs in onnxruntime with the same output names and shapes,
 has fewer MACs by the independent count and passed prune's checks (equivalence with the masked proxy
@@ -28,7 +29,7 @@ import numpy as np
 import onnx
 
 import darp_onnx
-from benchmarks.corpus import CorpusModel, load_manifest, model_path
+from benchmarks.corpus import CorpusModel, load_manifest, model_path, photos_dir
 from darp_onnx.cost.count import MAC_OPS, node_macs
 from darp_onnx.errors import DarpError, first_line
 from darp_onnx.load.input_shapes import parse_input_shapes, resolve_input_shapes
@@ -37,6 +38,7 @@ from darp_onnx.load.io import load_model
 from darp_onnx.load.observed import observe_shapes
 from darp_onnx.runtime.session import make_session
 from darp_onnx.runtime.timer import min_interleaved_ms
+from darp_onnx.training.dataset import load_dataset
 
 
 def observed_macs(model: onnx.ModelProto, feeds, shapes) -> int:
@@ -59,6 +61,20 @@ def benchmark_feeds(model: onnx.ModelProto, shapes, kind: str, seed: int = 1) ->
     it branches on each value's sign), which would mistime the models that use them."""
     feeds = synthetic_inputs(model, batch=1, seed=seed, shapes=shapes)
     return with_smooth_images(feeds, seed) if kind == "image" else feeds
+
+
+def photo_error(entry: CorpusModel, original: onnx.ModelProto, sessions, shapes, count: int) -> float | None:
+    """The largest output's relative error over `count` photos (one feed each) prepared the way the model's
+    package prepares pictures; None for models that take no pictures or when no photos were fetched."""
+    folder = photos_dir()
+    if not entry.preprocess or not folder.is_dir():
+        return None
+    photos = load_dataset(folder, original, preprocess=entry.preprocess, input_shapes=shapes, max_samples=count)
+    name, samples = next(iter(photos.inputs.items()))
+    before, after = ([s.run(None, {name: samples[i : i + 1]}) for i in range(len(samples))] for s in sessions)
+    stacked = [[np.concatenate([np.ravel(run[k]) for run in runs]) for k in range(len(runs[0]))]
+               for runs in (before, after)]
+    return rel_error(*stacked)
 
 
 def rel_error(before: list[np.ndarray], after: list[np.ndarray]) -> float:
@@ -114,6 +130,7 @@ def prune_row(entry: CorpusModel, budget: float, args, workdir: Path) -> dict:
     same_io = ([o.name for o in s_before.get_outputs()] == [o.name for o in s_after.get_outputs()]
                and [b.shape for b in before] == [a.shape for a in after])
     row["rel_error"] = rel_error(before, after)
+    row["photo_error"] = photo_error(entry, original, (s_before, s_after), shapes, args.photos)
     row["latency_before"], row["latency_after"] = min_interleaved_ms([s_before, s_after], feeds, runs=args.runs)
     ratio = row["macs_after"] / max(row["macs_before"], 1)
     row["speedup_x_macs"] = row["latency_before"] / row["latency_after"] * ratio
@@ -129,14 +146,16 @@ def _fmt(row: dict) -> str:
         return f"{row['model']:26s} {row['budget']:4.2f} {row['status']:8s} {row['reason'][:150]}"
     sec = row["seconds"]
     stages = "/".join(f"{sec[k]:.0f}" for k in GROUPED_STAGES)
+    photo = "-" if row.get("photo_error") is None else f"{row['photo_error']:.3f}"
     return (f"{row['model']:26s} {row['budget']:4.2f} {row['status']:8s} {row['macs_before'] / 1e6:9.1f} "
             f"{row['macs_after'] / 1e6:9.1f} {row['macs_after'] / row['macs_before']:6.1%} {row['prunable']:6.1%} "
-            f"{row['rel_error']:8.3f} {stages:>21s} {row['latency_before']:8.2f} {row['latency_after']:8.2f} "
+            f"{row['rel_error']:8.3f} {photo:>7s} {stages:>21s} {row['latency_before']:8.2f} "
+            f"{row['latency_after']:8.2f} "
             f"{row['speedup_x_macs']:6.2f} {row['reason']}")
 
 
 HEADER = (f"{'model':26s} {'bud':4s} {'status':8s} {'MMACs':>9s} {'->MMACs':>9s} {'ratio':>6s} {'prun%':>6s} "
-          f"{'relerr':>8s} {'s prep/srch/ft/rw/val':>21s} {'ms bef':>8s} {'ms aft':>8s} {'spd*r':>6s}")
+          f"{'relerr':>8s} {'photos':>7s} {'s prep/srch/ft/rw/val':>21s} {'ms bef':>8s} {'ms aft':>8s} {'spd*r':>6s}")
 
 
 def main() -> None:
@@ -150,6 +169,8 @@ def main() -> None:
     parser.add_argument("--runs", type=int, default=20, help="latency runs, taking turns (min reported)")
     parser.add_argument("--feeds", choices=("image", "normal"), default="image",
                         help="the timed sample: 4-D float inputs as smooth pictures (image) or random normal")
+    parser.add_argument("--photos", type=int, default=8,
+                        help="photos the 'photos' error column runs (from $DARP_ONNX_PHOTOS, fetched with the corpus)")
     parser.add_argument("--json", type=Path, default=None, help="also write the rows here")
     args = parser.parse_args()
     wanted = {m for m in args.models.split(",") if m}

@@ -1,4 +1,4 @@
-"""Synthetic token ids cover the embedding table they index; other integer inputs stay 0/1."""
+"""Synthetic token ids cover the embedding table they index; lengths are full; other integers stay 0/1."""
 
 from __future__ import annotations
 
@@ -28,3 +28,19 @@ def test_ids_are_drawn_from_every_row_of_their_table():
     ids, mask = feeds["input_ids"], feeds["attention_mask"]
     assert ids.min() >= 0 and ids.max() < 50 and len(np.unique(ids)) > 40  # before: 0 and 1 only
     assert set(np.unique(mask)) <= {0, 1}
+
+
+def test_one_integer_per_sample_is_a_length_and_gets_the_full_one():
+    """trueocr's recogniser takes `widths` [N] beside its picture [N, 1, 96, W]: with 0 or 1 it read nothing
+    and every output was constant; the full width makes every sample whole."""
+    x = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 1, 8, 40])
+    widths = helper.make_tensor_value_info("widths", TensorProto.INT64, ["N"])
+    mask = helper.make_tensor_value_info("mask", TensorProto.INT64, ["N", 40])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    nodes = [helper.make_node("Cast", ["widths"], ["w"], to=TensorProto.FLOAT),
+             helper.make_node("Cast", ["mask"], ["m"], to=TensorProto.FLOAT),
+             helper.make_node("Sum", ["x", "w", "m"], ["y"])]
+    model = helper.make_model(helper.make_graph(nodes, "g", [x, widths, mask], [y]))
+    feeds = synthetic_inputs(model, batch=3, seed=0)
+    assert feeds["widths"].tolist() == [40, 40, 40]
+    assert set(np.unique(feeds["mask"])) <= {0, 1}  # a mask per position stays 0 or 1

@@ -62,28 +62,55 @@ def synthetic_inputs(
     shapes: Mapping[str, tuple[int, ...]] | None = None,
 ) -> dict[str, np.ndarray]:
     """Random inputs matching the input spec: standard normal floats; integers that index an embedding table
-    drawn from all its rows (`index_inputs`), other integers 0 or 1 (valid ids and masks)."""
+    drawn from all its rows (`index_inputs`); one integer per sample (a length) the full length
+    (`full_length`); other integers 0 or 1 (valid ids and masks)."""
     from darp_onnx.load.index_inputs import index_bounds
 
     rng = np.random.default_rng(seed)
     bounds = index_bounds(model)
-    feeds: dict[str, np.ndarray] = {}
-    for value in graph_inputs(model):
+    values = graph_inputs(model)
+    for value in values:
         elem = value.type.tensor_type.elem_type
         if elem not in _NP_TYPES:
             raise BadInputError(
                 f"input '{value.name}' has element type {onnx.TensorProto.DataType.Name(elem)}; "
                 "darp-onnx cannot make synthetic data for it, pass --data"
             )
-        shape = input_shape(value, batch, shapes)
-        dtype = _NP_TYPES[elem]
-        if np.issubdtype(dtype, np.floating):
-            feeds[value.name] = rng.standard_normal(shape).astype(dtype)
-        elif dtype == np.bool_:
-            feeds[value.name] = rng.integers(0, 2, size=shape).astype(np.bool_)
+    concrete = {v.name: input_shape(v, batch, shapes) for v in values}
+    length = full_length(values, concrete)
+    feeds: dict[str, np.ndarray] = {}
+    for value in values:
+        dtype, shape = _NP_TYPES[value.type.tensor_type.elem_type], concrete[value.name]
+        if length is not None and value.name not in bounds and _one_per_sample(dtype, shape, batch):
+            feeds[value.name] = np.full(shape, length, dtype)
         else:
-            feeds[value.name] = rng.integers(0, bounds.get(value.name, 2), size=shape).astype(dtype)
+            feeds[value.name] = draw_values(shape, dtype, rng, bounds.get(value.name, 2))
     return feeds
+
+
+def _one_per_sample(dtype: type, shape: tuple[int, ...], batch: int) -> bool:
+    return np.issubdtype(dtype, np.integer) and len(shape) in (1, 2) and shape[0] == batch and shape[-1:] in (
+        (batch,), (1,))
+
+
+def full_length(values: list[onnx.ValueInfoProto], shapes: Mapping[str, tuple[int, ...]]) -> int | None:
+    """What an integer input with one value per sample (`lengths`, `widths`) gets: the last axis of the
+    first float input of rank 2 or more (its time steps or width), so every sample counts as whole. With
+    0 or 1 there, trueocr's text recogniser read nothing in any sample and every output was constant."""
+    for value in values:
+        shape = shapes[value.name]
+        if np.issubdtype(input_dtype(value), np.floating) and len(shape) >= 2:
+            return int(shape[-1])
+    return None
+
+
+def draw_values(shape: tuple[int, ...], dtype: type, rng: np.random.Generator, bound: int = 2) -> np.ndarray:
+    """Standard normal floats, random booleans, or integers in [0, `bound`)."""
+    if np.issubdtype(dtype, np.floating):
+        return rng.standard_normal(shape).astype(dtype)
+    if dtype == np.bool_:
+        return rng.integers(0, 2, size=shape).astype(np.bool_)
+    return rng.integers(0, bound, size=shape).astype(dtype)
 
 
 def smooth_image(shape: tuple[int, ...], rng: np.random.Generator, cell: int = 16) -> np.ndarray:

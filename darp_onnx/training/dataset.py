@@ -17,10 +17,19 @@ import onnx
 import torch
 
 from darp_onnx.errors import BadInputError
-from darp_onnx.load.inputs import graph_inputs, input_dtype, input_shape, synthetic_inputs, with_smooth_images
+from darp_onnx.load.index_inputs import index_bounds
+from darp_onnx.load.inputs import (
+    draw_values,
+    graph_inputs,
+    input_dtype,
+    input_shape,
+    synthetic_inputs,
+    with_smooth_images,
+)
 from darp_onnx.training.dtypes import conform_inputs, conform_labels
 from darp_onnx.training.images import image_files, is_image_file, load_images
 from darp_onnx.training.loader import read_feeds
+from darp_onnx.training.pictures import default_preset, picture_inputs, pixel_ranges, synthetic_pictures
 from darp_onnx.training.preprocess import Preprocess, input_layout, parse_preprocess
 
 SYNTHETIC_SOURCE = "<synthetic>"
@@ -97,17 +106,25 @@ class Dataset:
 def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 0,
                       shapes: Mapping[str, tuple[int, ...]] | None = None, micro_batches: bool = False) -> Dataset:
     """Random samples; `micro_batches` (forced by a scalar input, which has no batch axis): each sample is a
-    whole feed at the given input shapes."""
+    whole feed at the given input shapes. Picture inputs get synthetic pictures (`pictures`), other float
+    inputs standard normal values, token ids a new draw per sample; other integers keep one draw."""
     feeds = synthetic_inputs(model, batch=1, seed=seed, shapes=shapes)
     micro_batches = micro_batches or any(v.ndim == 0 for v in feeds.values())
-    single = feeds if micro_batches else {k: v[0] for k, v in feeds.items()}
     rng = np.random.default_rng(seed)
+    picture_axes = picture_inputs(model, {k: tuple(v.shape) for k, v in feeds.items()})
+    bounds = index_bounds(model)
     inputs = {}
-    for name, example in single.items():
-        if np.issubdtype(example.dtype, np.floating):
-            inputs[name] = rng.standard_normal((samples, *example.shape)).astype(example.dtype)
-        else:
-            inputs[name] = np.stack([example] * samples)
+    for name, example in feeds.items():
+        shape = example.shape if micro_batches else example.shape[1:]
+        if name in picture_axes:
+            per_feed = example.shape[0]
+            drawn = synthetic_pictures(samples * per_feed, example.shape[1:], picture_axes[name],
+                                       pixel_ranges(model, name, picture_axes[name]), rng, example.dtype)
+            inputs[name] = drawn.reshape(samples, *shape)
+        elif np.issubdtype(example.dtype, np.floating) or name in bounds:
+            inputs[name] = draw_values((samples, *shape), example.dtype.type, rng, bounds.get(name, 2))
+        else:  # masks, flags, sample rates: one value for every sample
+            inputs[name] = np.stack([example if micro_batches else example[0]] * samples)
     return Dataset(inputs, None, SYNTHETIC_SOURCE, micro_batches=micro_batches)
 
 
@@ -149,8 +166,7 @@ def load_dataset(path: str | Path, model: onnx.ModelProto, *, split: str | None 
     if not path.exists():
         raise BadInputError(f"{path}: no such data file or folder; check --data")
     if is_image_file(path) or (path.is_dir() and not any(path.glob("*.np[yz]"))):
-        dataset = _load_images(path, model, parse_preprocess(preprocess), max_samples or image_samples, input_shapes,
-                               seed)
+        dataset = _load_images(path, model, preprocess, max_samples or image_samples, input_shapes, seed)
         check_dataset(dataset, model)
         return dataset
     try:
@@ -178,10 +194,19 @@ def _single_input(model: onnx.ModelProto, what: str) -> onnx.ValueInfoProto:
     return inputs[0]
 
 
-def _load_images(path: Path, model: onnx.ModelProto, spec: Preprocess, max_samples: int | None,
+def _load_images(path: Path, model: onnx.ModelProto, preprocess: str | Preprocess | None, max_samples: int | None,
                  input_shapes: Mapping[str, tuple[int, ...]] | None, seed: int) -> Dataset:
+    """Decode image files for the model's single input; without a `preprocess` the preset is the one the
+    graph's own input normalisation expects (`pictures.default_preset`), else the default."""
     value = _single_input(model, str(path))
-    layout = input_layout(value.name, input_shape(value, 1, input_shapes), input_dtype(value), spec.layout)
+    shape = input_shape(value, 1, input_shapes)
+    if preprocess is None:
+        found = default_preset(model, value.name, input_layout(value.name, shape, input_dtype(value), "auto")
+                               .channels_last)
+        spec = parse_preprocess(found)
+    else:
+        spec = parse_preprocess(preprocess)
+    layout = input_layout(value.name, shape, input_dtype(value), spec.layout)
     files = [path] if path.is_file() else image_files(path)
     decoded = load_images(files, spec, layout, source=str(path), max_samples=max_samples, seed=seed)
     return Dataset({value.name: decoded.samples}, None, str(path), skipped=decoded.skipped,

@@ -48,3 +48,24 @@ def saturated_outputs(model: onnx.ModelProto, reference: Sequence[np.ndarray]) -
             f"and {high:.2g} on every synthetic input, never crossing {THRESHOLD:g}: data-free, the pruned model "
             "learns from inputs where nothing is detected and may detect nothing; pass --data with a few real "
             "samples")
+
+
+CONSTANT = 1e-6  # an output whose spread over the samples is under this share of its size does not vary
+
+
+def constant_outputs(model: onnx.ModelProto, reference: Sequence[np.ndarray]) -> str | None:
+    """What to tell the user when every output of the original is the same for every synthetic sample
+    (trueocr's recogniser, with a width input of 0 or 1, read nothing in any of them): there is nothing to
+    distil, and the pruned model matches the original only because both are constant. None otherwise."""
+    varying = []
+    for values in reference:
+        if values.size == 0 or values.shape[0] < 2 or not np.issubdtype(values.dtype, np.number):
+            continue
+        values = values.astype(np.float64)
+        spread = float(np.abs(values - values[:1]).max())
+        varying.append(spread > CONSTANT * max(float(np.abs(values).max()), 1e-12))
+    if not varying or any(varying):
+        return None
+    names = ", ".join(f"'{o.name}'" for o in model.graph.output)
+    return (f"the original model's outputs ({names}) are the same for every synthetic input: data-free there is "
+            "nothing to fit, and agreement with the original means nothing; pass --data with real samples")

@@ -165,7 +165,7 @@ class IOConfig:
     report: str | os.PathLike | None = None  # a folder for report.json/.md/.html, written with the model
     allow_nonfinite: bool = False  # go on when weights hold NaN or Inf
     data_loader: str | None = None  # FILE.py[:FUNCTION] yielding feed dicts (training.loader), instead of data
-    preprocess: str | None = None  # how image files become inputs (training.preprocess); None: the 'unit' preset
+    preprocess: str | None = None  # how image files become inputs (training.preprocess); None: default_preset
     max_samples: int | None = None  # keep at most this many samples (a seeded random choice)
 
     def __post_init__(self) -> None:

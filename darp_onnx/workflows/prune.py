@@ -43,10 +43,11 @@ from darp_onnx.training.batching import is_batch_major
 from darp_onnx.training.data_shapes import shapes_from_data
 from darp_onnx.training.dataset import SYNTHETIC_SOURCE, Dataset, load_dataset, load_from_loader, synthetic_dataset
 from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
+from darp_onnx.training.pictures import pictures_note
 from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
 from darp_onnx.training.steps import predict
-from darp_onnx.training.synthetic_check import saturated_outputs
+from darp_onnx.training.synthetic_check import constant_outputs, saturated_outputs
 from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, MIN_BATCH, finetune_steps_left
 from darp_onnx.validation.checks import baseline_gaps, fidelity, run_model
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
@@ -238,9 +239,8 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
     with run.timings.stage("reference_outputs"):
         batch = max(1, min(128, 2 * run.plan.memory.max_batch))
         run.reference = predict(run.proxy, run.dataset, batch_size=batch, device=run.device.torch_device)
-        empty = saturated_outputs(run.model, run.reference) if run.dataset.synthetic else None
-        if empty is not None:
-            run.progress("note", {"message": empty})
+        if run.dataset.synthetic:
+            _note_synthetic_data(run)
         if run.dataset.labels is not None:
             check_labels_fit(run.dataset.labels, run.reference, run.dataset.source)
             run.loss_fn = TaskLoss(labels=run.dataset.labels)
@@ -252,6 +252,16 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
                                TaskLoss(teacher=predict(run.proxy, small, batch_size=batch,
                                                         device=run.device.torch_device)))
     return run
+
+
+def _note_synthetic_data(run: PruneRun) -> None:
+    """Say what the synthetic pictures are, and when the outputs do not vary or a score stays empty on them."""
+    feed_shapes = {k: tuple(v.shape[1:]) if run.dataset.micro_batches else (1, *v.shape[1:])
+                   for k, v in run.dataset.inputs.items()}
+    for message in (pictures_note(run.model, feed_shapes), constant_outputs(run.model, run.reference),
+                    saturated_outputs(run.model, run.reference)):
+        if message is not None:
+            run.progress("note", {"message": message})
 
 
 def _as_micro_batches(run: PruneRun) -> Dataset:

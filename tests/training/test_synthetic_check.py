@@ -40,3 +40,15 @@ def test_prune_says_so_before_searching(tmp_path):
                     input_shapes={"x": (1, 3, 8, 8)},
                     progress=lambda stage, info: notes.append(info["message"]) if stage == "note" else None)
     assert any("Sigmoid" in note and "--data" in note for note in notes)
+
+
+def test_outputs_that_never_vary_over_the_samples_are_named():
+    from darp_onnx.training.synthetic_check import constant_outputs
+
+    model = _score_map(0.0)
+    same = [np.full((4, 64), 0.3, np.float32), np.full((4, 1, 8, 8), 2.0, np.float32)]
+    line = constant_outputs(model, same)
+    assert line is not None and model.graph.output[0].name in line and "--data" in line
+    one_varies = [same[0], same[1] + np.arange(4, dtype=np.float32).reshape(4, 1, 1, 1)]
+    assert constant_outputs(model, one_varies) is None
+    assert constant_outputs(model, [v[:1] for v in same]) is None  # one sample shows no spread
