@@ -257,3 +257,15 @@ def test_widths_are_aligned_to_the_kernel_block_by_default(small_data, monkeypat
     for group in result.groups:
         if group["kind"] == "channel" and group["frozen"] is None:
             assert group["kept"] == group["size"] or group["kept"] % 8 == 0
+
+
+def test_top1_agreement_is_only_taken_over_class_scores():
+    """trueocr's recogniser outputs decoded character ids (int64 [N, T]): an argmax over them is no class
+    decision, and the report said 100% agreement for a model that read nothing."""
+    from darp_onnx.validation.checks import fidelity
+
+    ids_before = np.array([[3, 0, 7], [5, 5, 0]], np.int64)
+    ids_after = np.zeros_like(ids_before)
+    assert fidelity([ids_after], [ids_before]).top1_agreement is None
+    scores = np.array([[0.1, 0.9], [0.8, 0.2]], np.float32)
+    assert fidelity([scores[::-1]], [scores]).top1_agreement == 0.0

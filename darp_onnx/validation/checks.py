@@ -87,7 +87,7 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
     den = sum(float(np.linalg.norm(np.asarray(b, np.float64))) for b in before)
     agreement = None
     acc_b = acc_a = None
-    if first_b.ndim == 2 and first_b.shape[1] > 1:
+    if first_b.ndim == 2 and first_b.shape[1] > 1 and np.issubdtype(first_b.dtype, np.floating):  # class scores
         agreement = float((first_a.argmax(1) == first_b.argmax(1)).mean())
         if labels is not None:
             acc_b = float((first_b.argmax(1) == labels).mean())
