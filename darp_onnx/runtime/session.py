@@ -12,13 +12,16 @@ import torch
 from darp_onnx.errors import OptionError
 
 
-def make_session(model: onnx.ModelProto | str, device: str = "cpu", threads: int = 0) -> ort.InferenceSession:
+def make_session(model: onnx.ModelProto | str, device: str = "cpu", threads: int = 0, *,
+                 optimized: bool = True) -> ort.InferenceSession:
     """A session on `device` ('cpu' or 'cuda'), with `threads` intra-op threads (0: onnxruntime's
-    default). For 'cuda' the session must really run on CUDA: onnxruntime-gpu lists CUDA as available
-    even where no GPU exists and silently falls back."""
+    default); `optimized` False runs the graph as written (no fusions). For 'cuda' the session must really
+    run on CUDA: onnxruntime-gpu lists CUDA as available even where no GPU exists and silently falls back."""
     options = ort.SessionOptions()
     options.log_severity_level = 3
     options.intra_op_num_threads = max(0, int(threads))
+    if not optimized:
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
     providers = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
     payload = model if isinstance(model, str) else model.SerializeToString()
     session = ort.InferenceSession(payload, options, providers=providers)

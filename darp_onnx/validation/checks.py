@@ -115,10 +115,11 @@ def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,
 
 
 def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], device: str = "cpu",
-              label: str = "model", batch_size: int = 64, micro: bool = False) -> tuple[list[np.ndarray], str, object]:
-    """Outputs over `feeds` (in batches), the provider used and the session."""
+              label: str = "model", batch_size: int = 64, micro: bool = False,
+              optimized: bool = True) -> tuple[list[np.ndarray], str, object]:
+    """Outputs over `feeds` (in batches), the provider used and the session (`optimized`: see make_session)."""
     try:
-        session = make_session(model, device)
+        session = make_session(model, device, optimized=optimized)
     except BadInputError:
         raise
     except Exception as exc:

@@ -3,6 +3,7 @@ against the proxy it came from, save it. `prune` and `finetune` both compose the
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -11,9 +12,9 @@ from pathlib import Path
 import numpy as np
 import onnx
 
-from darp_onnx.errors import OptionError
+from darp_onnx.errors import OptionError, ValidationFailedError
 from darp_onnx.load.io import load_model, same_file, save_model
-from darp_onnx.validation.checks import check_equivalence, check_structure, run_model
+from darp_onnx.validation.checks import baseline_gaps, check_equivalence, check_structure, run_model
 
 
 @dataclass(frozen=True)
@@ -75,8 +76,26 @@ def check_written(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], expe
     check_structure(model, label)
     actual, provider, session = run_model(model, inputs, device, label, micro=micro)
     names = [o.name for o in model.graph.output]
-    max_diff = check_equivalence(actual, expected, names, f"{label} vs {against}", baseline=baseline)
+    try:
+        max_diff = check_equivalence(actual, expected, names, f"{label} vs {against}", baseline=baseline)
+    except ValidationFailedError:
+        own = own_rounding(model, inputs, actual, device=device, label=label, micro=micro)
+        known = baseline or [math.nan] * len(own)
+        tolerated = [max((v for v in pair if not math.isnan(v)), default=math.nan)
+                     for pair in zip(known, own, strict=True)]
+        max_diff = check_equivalence(actual, expected, names, f"{label} vs {against}", baseline=tolerated)
     return WrittenCheck(max_diff, provider, actual, session)
+
+
+def own_rounding(model: onnx.ModelProto, inputs: Mapping[str, np.ndarray], actual: Sequence[np.ndarray], *,
+                 device: str, label: str, micro: bool) -> list[float]:
+    """Per output, how far onnxruntime's own two evaluations of the written graph differ (with its fusions
+    and without): float32 rounding at these weights, which no rewrite can be held below. A rewrite error is
+    far larger. PicoDet's layout detector, fine-tuned on synthetic pictures, feeds ReLU6 layers behind
+    BatchNorm scales of up to 290: its proxy and onnxruntime differed by 1.8e-3 on an output of size 6.6,
+    onnxruntime's two evaluations by 8.8e-4 (and by 3e-3 on another)."""
+    plain = run_model(model, inputs, device, label, micro=micro, optimized=False)[0]
+    return baseline_gaps(plain, actual)
 
 
 def save(model: onnx.ModelProto, path: Path | None, source: Source, *, force: bool) -> Path | None:
