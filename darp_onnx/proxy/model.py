@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -192,6 +192,16 @@ class ProxyModel(nn.Module):
     @property
     def steps(self) -> Sequence[Step]:
         return self._steps
+
+    def add_outputs(self, names: Sequence[str]) -> list[str]:
+        """Also return these intermediate tensors, after the graph outputs (training targets that the graph
+        does not output); names no step writes are left out. Returns the names added."""
+        written = {name for step in self._steps for name in step.outputs}
+        added = [n for n in dict.fromkeys(names) if n in written and n not in self.output_names]
+        self.output_names = [*self.output_names, *added]
+        self._steps = [replace(step, free_after=tuple(n for n in step.free_after if n not in added))
+                       for step in self._steps]
+        return added
 
     def tensor(self, onnx_name: str) -> torch.Tensor:
         """The parameter or buffer that holds an ONNX constant tensor."""

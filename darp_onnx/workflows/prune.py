@@ -42,6 +42,7 @@ from darp_onnx.search.taylor import TAYLOR_BATCHES, run_darp, taylor_scores
 from darp_onnx.training.batching import is_batch_major
 from darp_onnx.training.data_shapes import shapes_from_data
 from darp_onnx.training.dataset import SYNTHETIC_SOURCE, Dataset, load_dataset, load_from_loader, synthetic_dataset
+from darp_onnx.training.decode_targets import decoded_scores
 from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
 from darp_onnx.training.pictures import pictures_note
 from darp_onnx.training.recovery import RecoveryRecipe
@@ -238,6 +239,8 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
                               "estimate_s": run.plan.expected_s, "over_budget": steps.over_budget})
     with run.timings.stage("reference_outputs"):
         batch = max(1, min(128, 2 * run.plan.memory.max_batch))
+        if run.dataset.labels is None:
+            _add_decoded_scores(run)
         run.reference = predict(run.proxy, run.dataset, batch_size=batch, device=run.device.torch_device)
         if run.dataset.synthetic:
             _note_synthetic_data(run)
@@ -252,6 +255,15 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
                                TaskLoss(teacher=predict(run.proxy, small, batch_size=batch,
                                                         device=run.device.torch_device)))
     return run
+
+
+def _add_decoded_scores(run: PruneRun) -> None:
+    """Distil the scores an in-graph ArgMax/TopK decodes as well (`training.decode_targets`); they come after
+    the graph outputs, which every check zips against, so the checks see the graph's own outputs only."""
+    added = run.proxy.add_outputs(decoded_scores(run.model, run.observed_shapes, len(run.dataset)))
+    if added:
+        run.progress("note", {"message": f"the graph decodes {', '.join(repr(n) for n in added)} in itself "
+                                         "(ArgMax/TopK); distillation also fits those scores"})
 
 
 def _note_synthetic_data(run: PruneRun) -> None:

@@ -1,0 +1,33 @@
+"""Scores behind a decode: what distillation reads where the graph ends in ArgMax or TopK.
+
+An export that decodes in the graph (a CTC recogniser's greedy ArgMax, a segmenter's per-pixel ArgMax, a
+classifier that outputs its label) gives integer outputs, and integers carry no gradient: the search and
+the fine-tune then learn from nothing, or only from a confidence beside them. trueocr's recogniser, pruned
+data-free, read nothing in any line the original read exactly. The float tensors those ops decode are added
+as distillation targets (`ProxyModel.add_outputs`); the written model keeps its own outputs.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+import numpy as np
+import onnx
+
+DECODE_OPS = ("ArgMax", "ArgMin", "TopK")
+MAX_TARGET_BYTES = 256 * 2**20  # the targets are held for every sample: a segmentation map may not fit
+
+
+def decoded_scores(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]], samples: int) -> list[str]:
+    """The float tensors that ArgMax/ArgMin/TopK nodes of the main graph decode, when they are not graph
+    outputs already and all of them fit MAX_TARGET_BYTES over `samples` samples (`shapes`: per sample)."""
+    outputs = {o.name for o in model.graph.output}
+    types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.input]}
+    names = [name for name in dict.fromkeys(node.input[0] for node in model.graph.node
+                                            if node.op_type in DECODE_OPS and node.input)
+             if name not in outputs and types.get(name, onnx.TensorProto.FLOAT) in FLOAT_TYPES]
+    size = sum(int(np.prod(shapes[n])) for n in names if n in shapes) * 4 * samples
+    return names if names and size <= MAX_TARGET_BYTES else []
+
+
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
