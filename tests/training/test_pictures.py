@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 from onnx import TensorProto, helper, numpy_helper
 
+from darp_onnx.load.input_normalisation import graph_normalisation
 from darp_onnx.training.dataset import load_dataset, synthetic_dataset
 from darp_onnx.training.pictures import (
     IMAGENET,
@@ -14,7 +15,6 @@ from darp_onnx.training.pictures import (
     UNIT,
     UNNORMALISED_GRAPH,
     channel_axis,
-    graph_normalisation,
     pictures,
     pixel_ranges,
     raw_range_for,
