@@ -59,6 +59,14 @@ def test_the_summary_warns_when_the_outputs_are_far_from_the_original():
     assert "--data" not in far_from_original(0.9, synthetic=False)
 
 
+def test_the_summary_warns_when_the_pruned_model_is_slower():
+    from darp_onnx.cli.commands.prune import slower_than_original
+
+    assert slower_than_original(7.06, 8.43) is not None and "--channel-multiple 8" in slower_than_original(7.06, 8.43)
+    assert slower_than_original(7.06, 7.2) is None  # within run-to-run noise
+    assert slower_than_original(7.06, 2.75) is None
+
+
 def test_debug_keeps_the_documented_exit_code(monkeypatch, tmp_path):
     """--debug adds the traceback; the exit code stays the documented one (a validation failure: 2; it was 1,
     the interpreter's, when the traceback was re-raised)."""
