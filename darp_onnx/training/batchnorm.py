@@ -285,7 +285,8 @@ def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256,
     layers: dict[int, NormalisedConv] = {}
     for idx in indices:
         channels = proxy.tensor(proxy.steps[idx].inputs[1]).shape[0]
-        layer = NormalisedConv(proxy.nodes[idx], channels, batch_stats=not dataset.micro_batches).to(device)
+        batch_stats = not (dataset.micro_batches or dataset.mixed_ranges)
+        layer = NormalisedConv(proxy.nodes[idx], channels, batch_stats=batch_stats).to(device)
         proxy.nodes[idx] = layer
         layers[idx] = layer
     handle = BatchNormHandle(proxy, layers)

@@ -46,6 +46,7 @@ class Dataset:
     skipped: list[str] = field(default_factory=list)  # image files that did not decode, 'file: reason'
     preprocess: dict | None = None  # how images became arrays, for the report
     micro_batches: bool = False
+    mixed_ranges: bool = False  # synthetic pictures in several value ranges (`pictures.UNNORMALISED_GRAPH`)
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
@@ -114,18 +115,21 @@ def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 
     picture_axes = picture_inputs(model, {k: tuple(v.shape) for k, v in feeds.items()})
     bounds = index_bounds(model)
     inputs = {}
+    mixed = False
     for name, example in feeds.items():
         shape = example.shape if micro_batches else example.shape[1:]
         if name in picture_axes:
             per_feed = example.shape[0]
-            drawn = synthetic_pictures(samples * per_feed, example.shape[1:], picture_axes[name],
-                                       pixel_ranges(model, name, picture_axes[name]), rng, example.dtype)
+            ranges = pixel_ranges(model, name, picture_axes[name])
+            mixed = mixed or len(ranges) > 1
+            drawn = synthetic_pictures(samples * per_feed, example.shape[1:], picture_axes[name], ranges, rng,
+                                       example.dtype)
             inputs[name] = drawn.reshape(samples, *shape)
         elif np.issubdtype(example.dtype, np.floating) or name in bounds:
             inputs[name] = draw_values((samples, *shape), example.dtype.type, rng, bounds.get(name, 2))
         else:  # masks, flags, sample rates: one value for every sample
             inputs[name] = np.stack([example if micro_batches else example[0]] * samples)
-    return Dataset(inputs, None, SYNTHETIC_SOURCE, micro_batches=micro_batches)
+    return Dataset(inputs, None, SYNTHETIC_SOURCE, micro_batches=micro_batches, mixed_ranges=mixed)
 
 
 def _pick(arrays: Mapping[str, np.ndarray], name: str, split: str | None) -> np.ndarray | None:
