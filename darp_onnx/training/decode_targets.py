@@ -16,6 +16,7 @@ import onnx
 
 DECODE_OPS = ("ArgMax", "ArgMin", "TopK")
 MAX_TARGET_BYTES = 256 * 2**20  # the targets are held for every sample: a segmentation map may not fit
+FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
 
 
 def decoded_scores(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]], samples: int) -> list[str]:
@@ -28,6 +29,3 @@ def decoded_scores(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]]
              if name not in outputs and types.get(name, onnx.TensorProto.FLOAT) in FLOAT_TYPES]
     size = sum(int(np.prod(shapes[n])) for n in names if n in shapes) * 4 * samples
     return names if names and size <= MAX_TARGET_BYTES else []
-
-
-FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
