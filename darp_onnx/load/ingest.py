@@ -119,12 +119,10 @@ def _set_shape(model: onnx.ModelProto, name: str, source: onnx.ValueInfoProto | 
 def _onnxruntime_refuses(model: onnx.ModelProto) -> str | None:
     """Why onnxruntime will not load `model`, or None. Checked here, or a bad value_info surfaces only at
     validation, after the whole search, as an error about the user's model."""
-    import onnxruntime as ort
+    from darp_onnx.runtime.session import make_session
 
-    options = ort.SessionOptions()
-    options.log_severity_level = 3
     try:
-        ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        make_session(model, "cpu")
     except Exception as exc:
         return first_line(exc)
     return None

@@ -46,7 +46,12 @@ class Dataset:
     skipped: list[str] = field(default_factory=list)  # image files that did not decode, 'file: reason'
     preprocess: dict | None = None  # how images became arrays, for the report
     micro_batches: bool = False
-    mixed_ranges: bool = False  # synthetic pictures in several value ranges (`pictures.UNNORMALISED_GRAPH`)
+    picture_ranges: dict[str, tuple[str, ...]] = field(default_factory=dict)  # synthetic: picture input -> ranges
+
+    @property
+    def mixed_ranges(self) -> bool:
+        """Synthetic pictures in several value ranges (`pictures.UNNORMALISED_GRAPH`)."""
+        return any(len(ranges) > 1 for ranges in self.picture_ranges.values())
 
     def __len__(self) -> int:
         return len(next(iter(self.inputs.values())))
@@ -115,13 +120,13 @@ def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 
     picture_axes = picture_inputs(model, {k: tuple(v.shape) for k, v in feeds.items()})
     bounds = index_bounds(model)
     inputs = {}
-    mixed = False
+    drawn_ranges = {}
     for name, example in feeds.items():
         shape = example.shape if micro_batches else example.shape[1:]
         if name in picture_axes:
             per_feed = example.shape[0]
             ranges = pixel_ranges(model, name, picture_axes[name])
-            mixed = mixed or len(ranges) > 1
+            drawn_ranges[name] = tuple(r.name for r in ranges)
             drawn = synthetic_pictures(samples * per_feed, example.shape[1:], picture_axes[name], ranges, rng,
                                        example.dtype)
             inputs[name] = drawn.reshape(samples, *shape)
@@ -129,7 +134,7 @@ def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 
             inputs[name] = draw_values((samples, *shape), example.dtype.type, rng, bounds.get(name, 2))
         else:  # masks, flags, sample rates: one value for every sample
             inputs[name] = np.stack([example if micro_batches else example[0]] * samples)
-    return Dataset(inputs, None, SYNTHETIC_SOURCE, micro_batches=micro_batches, mixed_ranges=mixed)
+    return Dataset(inputs, None, SYNTHETIC_SOURCE, micro_batches=micro_batches, picture_ranges=drawn_ranges)
 
 
 def _pick(arrays: Mapping[str, np.ndarray], name: str, split: str | None) -> np.ndarray | None:

@@ -11,6 +11,7 @@ has one; without one, each sample takes one of the usual conventions in turn ([0
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import numpy as np
@@ -165,16 +166,16 @@ def raw_range_for(affine: tuple[np.ndarray, np.ndarray]) -> PixelRange:
     return min((RAW, UNIT, SIGNED), key=misfit)
 
 
-def pictures_note(model: onnx.ModelProto, feed_shapes: dict[str, tuple[int, ...]]) -> str | None:
-    """What the synthetic data feed each picture input, for the user (None without picture inputs)."""
+def pictures_note(picture_ranges: Mapping[str, tuple[str, ...]]) -> str | None:
+    """What the synthetic data fed each picture input (input -> the names of the ranges drawn), for the user;
+    None without picture inputs."""
     parts = []
-    for name, axis in picture_inputs(model, feed_shapes).items():
-        ranges = pixel_ranges(model, name, axis)
+    for name, ranges in picture_ranges.items():
         if len(ranges) == 1:
-            parts.append(f"'{name}' gets synthetic pictures in {ranges[0].name} (the graph's own normalisation)")
+            parts.append(f"'{name}' gets synthetic pictures in {ranges[0]} (the graph's own normalisation)")
         else:
-            parts.append(f"'{name}' gets synthetic pictures in {', '.join(r.name for r in ranges[:-1])} and "
-                         f"{ranges[-1].name} in turn (the graph does not normalise its input)")
+            parts.append(f"'{name}' gets synthetic pictures in {', '.join(ranges[:-1])} and {ranges[-1]} in turn "
+                         "(the graph does not normalise its input)")
     if not parts:
         return None
     return "data-free: " + "; ".join(parts) + "; --data with your own pictures fits the model to them"

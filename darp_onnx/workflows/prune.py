@@ -268,9 +268,7 @@ def _add_decoded_scores(run: PruneRun) -> None:
 
 def _note_synthetic_data(run: PruneRun) -> None:
     """Say what the synthetic pictures are, and when the outputs do not vary or a score stays empty on them."""
-    feed_shapes = {k: tuple(v.shape[1:]) if run.dataset.micro_batches else (1, *v.shape[1:])
-                   for k, v in run.dataset.inputs.items()}
-    for message in (pictures_note(run.model, feed_shapes), constant_outputs(run.model, run.reference),
+    for message in (pictures_note(run.dataset.picture_ranges), constant_outputs(run.model, run.reference),
                     saturated_outputs(run.model, run.reference)):
         if message is not None:
             run.progress("note", {"message": message})
