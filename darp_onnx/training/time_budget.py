@@ -3,7 +3,9 @@
 The planner is a pure function of the seconds left and a `step_seconds(batch)` measurement: defaults
 (200 search, 100 fine-tune steps at the requested batch) when they fit; otherwise the batch halves while
 the search would get fewer than PREFERRED_SEARCH_STEPS steps (down to MIN_BATCH), and the step counts
-shrink in proportion (search 2 : fine-tune 1). Step counts given explicitly are kept as they are.
+shrink in proportion (search 2 : fine-tune 1). Where even the fewest steps at MIN_BATCH outrun the budget
+(large activations: a 256x256 video frame, a 9-second waveform), the batch goes on halving down to
+SMALLEST_BATCH: noisier steps, but the run ends when the user asked. Step counts given explicitly are kept.
 """
 
 from __future__ import annotations
@@ -24,8 +26,12 @@ PREFERRED_SEARCH_STEPS = 100
 MIN_SEARCH_STEPS = 20
 MIN_FINETUNE_STEPS = 5
 MIN_BATCH = 8
-DATA_PASS_SHARE = 0.2  # at most this share of the time goes to full passes over the data (reference, validation)
-MIN_SAMPLES = 64
+SMALLEST_BATCH = 2  # below MIN_BATCH only to meet the budget; 1 would leave batch statistics undefined
+DATA_PASS_SHARE = 0.4  # at most this share of the time goes to full passes over the data (see DATA_PASSES)
+DATA_PASSES = 10  # full passes outside the training steps: reference outputs, BatchNorm statistics and their
+# re-estimates in the search (2) and recovery (4, with the loss before it), the outputs after, onnxruntime twice
+MIN_SAMPLES = 64  # the fewest samples while the passes fit their share
+FEWEST_SAMPLES = 16  # where even MIN_SAMPLES do not (a forward pass of seconds): the budget first
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}
 
 
@@ -97,9 +103,14 @@ def plan_steps(*, seconds: float | None, step_seconds: Callable[[int], float], b
         planned_finetune = _scaled(finetune_steps, DEFAULT_FINETUNE_STEPS, scale, MIN_FINETUNE_STEPS)
         total = step * planned_search + tune * planned_finetune
         short = search and search_steps is None and planned_search < PREFERRED_SEARCH_STEPS
-        if not (short or total > seconds) or fixed_batch or batch <= MIN_BATCH:
+        if fixed_batch:
             break
-        batch = max(MIN_BATCH, batch // 2)
+        if batch > MIN_BATCH and (short or total > seconds):
+            batch = max(MIN_BATCH, batch // 2)
+        elif batch > SMALLEST_BATCH and total > seconds:
+            batch = max(SMALLEST_BATCH, batch // 2)
+        else:
+            break
     return StepPlan(planned_search, planned_finetune, batch, tune, total, total > seconds * 1.05)
 
 
@@ -110,10 +121,11 @@ def finetune_steps_left(seconds_left: float | None, step_seconds: float, planned
     return min(planned, max(int(seconds_left / step_seconds), MIN_FINETUNE_STEPS))
 
 
-def plan_samples(samples: int, *, seconds: float | None, forward_seconds: float, passes: int = 4) -> int:
-    """How many samples to keep so the full passes over the data (reference outputs, masked proxy, onnxruntime
-    before and after) take at most DATA_PASS_SHARE of `seconds`; at least MIN_SAMPLES."""
+def plan_samples(samples: int, *, seconds: float | None, forward_seconds: float, passes: int = DATA_PASSES) -> int:
+    """How many samples to keep so the full passes over the data take at most DATA_PASS_SHARE of `seconds`:
+    at least MIN_SAMPLES where their passes take at most all of `seconds`, else at least FEWEST_SAMPLES."""
     if seconds is None or forward_seconds <= 0:
         return samples
     cap = int(DATA_PASS_SHARE * seconds / (passes * forward_seconds))
-    return min(samples, max(cap, MIN_SAMPLES))
+    floor = MIN_SAMPLES if MIN_SAMPLES * passes * forward_seconds <= seconds else FEWEST_SAMPLES
+    return min(samples, max(cap, floor))

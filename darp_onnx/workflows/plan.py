@@ -20,11 +20,17 @@ from darp_onnx.runtime.memory import MemoryPlan, activation_bytes_per_sample, pe
 from darp_onnx.search.resolution import reduced_search_data
 from darp_onnx.search.step_time import measure_forward_seconds, measure_step_seconds
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.time_budget import MIN_BATCH, StepPlan, plan_samples, plan_steps
+from darp_onnx.training.time_budget import MIN_BATCH, SMALLEST_BATCH, StepPlan, plan_samples, plan_steps
 
+PROBE_STEP_S = 2.0  # a step is timed at a batch smaller than MIN_BATCH where one at MIN_BATCH would take longer
 GRAPH_PASSES = 2.0  # rewrite + checks cost about this many times loading and analysing the model
 CANDIDATE_SHARE = 0.5  # a latency-aware extraction times its candidates in about this share of the table's time
-SAFETY_SHARE = 0.2  # this share of the budget is kept back: unplanned costs (BatchNorm passes) and load on the machine
+SAFETY_SHARE = 0.2  # this share of the budget is kept back: unplanned costs and load on the machine
+# Full passes over the data besides the training steps (their sum is time_budget.DATA_PASSES); on a model whose
+# forward pass takes seconds they are most of the run (RivaGAN at 256x256 ran 3.2x its budget without them).
+SEARCH_PASSES = 2  # BatchNorm statistics for the search, re-estimated before it is folded back
+RECOVERY_PASSES = 3  # before the fine-tune's first step: the loss over the data, BatchNorm statistics, re-estimate
+TAIL_PASSES = 4  # after its last: statistics re-estimated, the proxy's outputs, onnxruntime before and after
 
 
 def usable_seconds(budget: float | None) -> float | None:
@@ -59,15 +65,30 @@ class RunPlan:
 
 
 def tail_seconds(forward: float, samples: int, latency_runs: int, graph_seconds: float) -> float:
-    """After the fine-tune: the masked outputs, onnxruntime before and after over the data, the latency runs,
-    rewrite and checks."""
-    return forward * (3 * samples + 2 * latency_runs) + GRAPH_PASSES * graph_seconds
+    """After the fine-tune: TAIL_PASSES over the data, the latency runs, rewrite and checks."""
+    return forward * (TAIL_PASSES * samples + 2 * latency_runs) + GRAPH_PASSES * graph_seconds
+
+
+def recovery_start_seconds(forward: float, samples: int) -> float:
+    """Before the fine-tune's first step (RECOVERY_PASSES)."""
+    return forward * RECOVERY_PASSES * samples
 
 
 def _linear(measured: float, at: int):
     """Seconds at batch b from a measurement at batch `at`: proportional, an upper bound (steps get cheaper per
     sample as the batch grows)."""
     return lambda batch: measured * max(batch, 1) / at
+
+
+def _step_timers(run, dataset: Dataset, search_data: Dataset | None, batch: int, warm_up: bool = True):
+    """Seconds of a fine-tune step and of a search step as functions of the batch, measured at `batch`."""
+    device = run.device.torch_device
+    tune = _linear(measure_step_seconds(run.proxy, run.analysis, dataset, batch, device=device, warm_up=warm_up),
+                   batch)
+    if search_data is None:
+        return tune, tune
+    return tune, _linear(measure_step_seconds(run.proxy, run.analysis, search_data, batch, device=device,
+                                              warm_up=False), batch)
 
 
 def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
@@ -92,22 +113,28 @@ def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
         return RunPlan(started, seconds, memory, steps, search_data=search_data, resolution_note=note), dataset
     probe = max(1, min(MIN_BATCH, batch, len(dataset)))
     forward = measure_forward_seconds(run.proxy, dataset, batch=probe, device=device)
+    probe = min(probe, max(SMALLEST_BATCH, int(PROBE_STEP_S / (3 * forward))))  # a step costs about 3 forwards
     samples = plan_samples(len(dataset), seconds=seconds, forward_seconds=forward)
     if samples < len(dataset):
         dataset = dataset.limited(samples, config.seed)
         if search_data is not None:
             search_data = search_data.limited(samples, config.seed)
-    tune = _linear(measure_step_seconds(run.proxy, run.analysis, dataset, probe, device=device), probe)
-    search = tune if search_data is None else _linear(
-        measure_step_seconds(run.proxy, run.analysis, search_data, probe, device=device, warm_up=False), probe)
+    tune, search = _step_timers(run, dataset, search_data, probe)
     graph = sum(run.timings.get(s, 0.0) for s in ("load", "analysis", "shapes"))
     elapsed = time.perf_counter() - started
-    training = usable_seconds(seconds) - elapsed - forward * len(dataset) - tail_seconds(
+    passes = forward * len(dataset) * (1 + SEARCH_PASSES) + recovery_start_seconds(forward, len(dataset))
+    training = usable_seconds(seconds) - elapsed - passes - tail_seconds(
         forward, len(dataset), config.validation.latency_runs, graph) - CANDIDATE_SHARE * run.timings.get(
         "latency_table", 0.0)
     steps = plan_steps(seconds=max(training, 0.0), step_seconds=tune, search_step_seconds=search, batch_size=batch,
                        max_batch=memory.max_batch, search_steps=config.search.steps,
                        finetune_steps=config.recovery.steps, fixed_batch=requested_batch is not None)
+    if steps.batch_size < probe:  # per-sample cost grows below the probe's batch: plan on a measurement there
+        small = steps.batch_size
+        tune, search = _step_timers(run, dataset, search_data, small, warm_up=False)
+        steps = plan_steps(seconds=max(training - (time.perf_counter() - started - elapsed), 0.0), step_seconds=tune,
+                           search_step_seconds=search, batch_size=small, search_steps=config.search.steps,
+                           finetune_steps=config.recovery.steps, fixed_batch=True)
     return RunPlan(started, seconds, memory, steps, forward, search_data, note), dataset
 
 
@@ -116,5 +143,6 @@ def expected_total(plan: RunPlan, samples: int, latency_runs: int) -> float | No
     if plan.seconds is None or math.isnan(plan.steps.training_seconds):
         return None
     done = time.perf_counter() - plan.started
-    return done + plan.forward_seconds * samples + plan.steps.training_seconds + tail_seconds(
+    return done + plan.forward_seconds * samples * (1 + SEARCH_PASSES) + recovery_start_seconds(
+        plan.forward_seconds, samples) + plan.steps.training_seconds + tail_seconds(
         plan.forward_seconds, samples, latency_runs, 0.0)

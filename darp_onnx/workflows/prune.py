@@ -65,7 +65,15 @@ from darp_onnx.workflows.config import (
     prune_config,
 )
 from darp_onnx.workflows.outputs import check_paths_first, write_prune_outputs
-from darp_onnx.workflows.plan import RunPlan, expected_total, plan_run, tail_seconds, usable_seconds
+from darp_onnx.workflows.plan import (
+    SEARCH_PASSES,
+    RunPlan,
+    expected_total,
+    plan_run,
+    recovery_start_seconds,
+    tail_seconds,
+    usable_seconds,
+)
 from darp_onnx.workflows.results import Extraction, PruneResult, StageTimings, Validation
 
 ProgressFn = Callable[[str, dict[str, float]], None]
@@ -494,9 +502,10 @@ def _recovery_steps(run: PruneRun, scores: Scores) -> tuple[int, int]:
         return planned + unused, batch
     step_seconds = plan.step_seconds
     if config.search.method == "darp" and run.plan.search_data is None and scores.search_steps > 0:
-        step_seconds = run.timings["search"] / scores.search_steps  # measured over the whole search: more recent
+        passes = SEARCH_PASSES * len(run.dataset) * run.plan.forward_seconds  # not steps: its BatchNorm passes
+        step_seconds = max(run.timings["search"] - passes, 0.5 * run.timings["search"]) / scores.search_steps
     most = (DEFAULT_FINETUNE_STEPS if config.recovery.steps is None else planned) + unused
-    left = run.plan.seconds_left() - _tail_seconds(run)
+    left = run.plan.seconds_left() - _tail_seconds(run) - _recovery_start_seconds(run)
     return finetune_steps_left(left, step_seconds, most, config.recovery.steps), batch
 
 
@@ -512,7 +521,8 @@ def _deadline(run: PruneRun, explicit_steps: int | None) -> float | None:
 def _search_deadline(run: PruneRun) -> float | None:
     """The search's: `_deadline`, less the planned fine-tune."""
     deadline = _deadline(run, run.config.search.steps)
-    return None if deadline is None else deadline - run.plan.steps.step_seconds * run.plan.steps.finetune_steps
+    return None if deadline is None else (deadline - run.plan.steps.step_seconds * run.plan.steps.finetune_steps
+                                          - _recovery_start_seconds(run))
 
 
 def _finetune_deadline(run: PruneRun) -> float | None:
@@ -524,6 +534,10 @@ def _tail_seconds(run: PruneRun) -> float:
     return tail_seconds(run.plan.forward_seconds, len(run.dataset), run.config.validation.latency_runs, 0.0)
 
 
+def _recovery_start_seconds(run: PruneRun) -> float:
+    return recovery_start_seconds(run.plan.forward_seconds, len(run.dataset))
+
+
 def _eta(run: PruneRun, finetune_steps: int | None = None) -> float | None:
     """Seconds until the run should end (None without a time budget): as planned, or from the fine-tune's steps."""
     plan = run.plan
@@ -531,7 +545,7 @@ def _eta(run: PruneRun, finetune_steps: int | None = None) -> float | None:
         return None
     if finetune_steps is None:
         return max(plan.expected_s - (time.perf_counter() - run.started), 0.0)
-    return finetune_steps * plan.steps.step_seconds + _tail_seconds(run)
+    return finetune_steps * plan.steps.step_seconds + _recovery_start_seconds(run) + _tail_seconds(run)
 
 
 # rewrite, validate, write -------------------------------------------------------------------------

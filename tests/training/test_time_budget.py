@@ -8,7 +8,10 @@ from darp_onnx.errors import BadInputError
 from darp_onnx.training.time_budget import (
     DEFAULT_FINETUNE_STEPS,
     DEFAULT_SEARCH_STEPS,
+    FEWEST_SAMPLES,
     MIN_BATCH,
+    MIN_SAMPLES,
+    SMALLEST_BATCH,
     finetune_steps_left,
     parse_duration,
     plan_samples,
@@ -73,7 +76,21 @@ def test_fine_tune_replanned_from_time_left():
 def test_samples_capped_for_slow_forward_passes():
     assert plan_samples(1000, seconds=300, forward_seconds=1.0) < plan_samples(1000, seconds=300,
                                                                               forward_seconds=0.01)
-    assert plan_samples(50, seconds=300, forward_seconds=10.0) == 50
+    assert plan_samples(50, seconds=300, forward_seconds=0.01) == 50  # fewer than the floor: all of them
+
+
+def test_samples_floor_gives_way_to_the_budget_only_when_their_passes_outrun_it():
+    assert plan_samples(1000, seconds=300, forward_seconds=0.3) == MIN_SAMPLES  # 64 samples' passes: 192 s
+    assert plan_samples(1000, seconds=300, forward_seconds=10.0) == FEWEST_SAMPLES
+
+
+def test_batch_goes_below_the_minimum_only_to_meet_the_budget():
+    fits_at_min = plan_steps(seconds=300, step_seconds=_linear(0.2), batch_size=32)  # short search, fits at 8
+    assert fits_at_min.batch_size == MIN_BATCH
+    tight = plan_steps(seconds=30, step_seconds=_linear(0.2), batch_size=32)  # the fewest steps at 8: 40 s
+    assert tight.batch_size < MIN_BATCH and tight.training_seconds <= 30 and not tight.over_budget
+    hopeless = plan_steps(seconds=1, step_seconds=_linear(0.2), batch_size=32)
+    assert hopeless.batch_size == SMALLEST_BATCH and hopeless.over_budget
 
 
 @pytest.mark.parametrize(("text", "seconds"), [("5m", 300), ("90s", 90), ("1h30m", 5400), ("45", 45), ("off", None)])
