@@ -15,6 +15,7 @@ import onnx
 from onnx import external_data_helper, shape_inference
 
 from darp_onnx.errors import BadInputError, first_line
+from darp_onnx.load.order import sort_nodes
 from darp_onnx.load.staging import StagedWrites
 
 MIN_OPSET = 7
@@ -51,6 +52,7 @@ def load_model(path: str | os.PathLike, *, infer_shapes: bool = True) -> onnx.Mo
         ) from None
     _check_structure(model, path)
     _check_opset(model, path)
+    sort_nodes(model.graph)  # onnxruntime runs graphs whose nodes are out of order; so do we
     model = with_dynamic_dims(model)
     if infer_shapes:
         # Shape inference runs before external weights are attached: it needs only dims, and this keeps

@@ -14,6 +14,7 @@ import onnx
 
 from darp_onnx.errors import OptionError, ValidationFailedError
 from darp_onnx.load.io import load_model, same_file, save_model
+from darp_onnx.load.order import out_of_order, sort_nodes
 from darp_onnx.validation.checks import baseline_gaps, check_equivalence, check_structure, run_model
 
 
@@ -32,7 +33,12 @@ class Source:
 
 def open_source(model_or_path: str | os.PathLike | onnx.ModelProto) -> Source:
     if isinstance(model_or_path, onnx.ModelProto):
-        return Source(model_or_path, "<model>", ())
+        model = model_or_path
+        if out_of_order(model.graph):  # sorted as load_model sorts a file, on a copy: the caller's stays as it is
+            model = onnx.ModelProto()
+            model.CopyFrom(model_or_path)
+            sort_nodes(model.graph)
+        return Source(model, "<model>", ())
     return Source(load_model(model_or_path), str(model_or_path), (model_or_path,))
 
 

@@ -16,6 +16,7 @@ from typing import Any
 
 import torch
 
+from darp_onnx.errors import OptionError
 from darp_onnx.runtime.memory import MemoryPlan, activation_bytes_per_sample, peak_rss_bytes, plan_memory
 from darp_onnx.search.resolution import reduced_search_data
 from darp_onnx.search.step_time import measure_forward_seconds, measure_step_seconds
@@ -25,6 +26,7 @@ from darp_onnx.training.time_budget import MIN_BATCH, SMALLEST_BATCH, StepPlan, 
 PROBE_STEP_S = 2.0  # a step is timed at a batch smaller than MIN_BATCH where one at MIN_BATCH would take longer
 GRAPH_PASSES = 2.0  # rewrite + checks cost about this many times loading and analysing the model
 CANDIDATE_SHARE = 0.5  # a latency-aware extraction times its candidates in about this share of the table's time
+HOPELESS_OVERRUN = 2.0  # a run planned to take more than this times its budget is refused before the search
 SAFETY_SHARE = 0.2  # this share of the budget is kept back: unplanned costs and load on the machine
 # Full passes over the data besides the training steps (their sum is time_budget.DATA_PASSES); on a model whose
 # forward pass takes seconds they are most of the run (RivaGAN at 256x256 ran 3.2x its budget without them).
@@ -146,3 +148,18 @@ def expected_total(plan: RunPlan, samples: int, latency_runs: int) -> float | No
     return done + plan.forward_seconds * samples * (1 + SEARCH_PASSES) + recovery_start_seconds(
         plan.forward_seconds, samples) + plan.steps.training_seconds + tail_seconds(
         plan.forward_seconds, samples, latency_runs, 0.0)
+
+
+def refuse_hopeless_budget(plan: RunPlan, samples: int) -> None:
+    """OptionError when even the smallest plan is expected to take over HOPELESS_OVERRUN times the time budget
+    (ISNet at 1024x1024 on two cores: about 40 min against 2): said before the search, not after the budget."""
+    if plan.seconds is None or plan.expected_s is None or plan.expected_s <= HOPELESS_OVERRUN * plan.seconds:
+        return
+    steps = plan.steps
+    minutes = math.ceil(1.25 * plan.expected_s / 60)
+    raise OptionError("time_budget", (
+        f"{{option}} {plan.seconds / 60:.1f} min is far too short for this model here: the fewest steps "
+        f"({steps.search_steps} search + {steps.finetune_steps} fine-tune at batch {steps.batch_size}, "
+        f"{steps.step_seconds:.1f} s a step, on {samples} samples) need about {plan.expected_s / 60:.1f} min; "
+        f"give {{option}} {minutes}m (or off), or prune at a smaller {{option:input_shapes}} where the model "
+        "allows it"))

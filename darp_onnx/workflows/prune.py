@@ -49,7 +49,7 @@ from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
 from darp_onnx.training.steps import predict
 from darp_onnx.training.synthetic_check import constant_outputs, saturated_outputs
-from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, MIN_BATCH, finetune_steps_left
+from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, SMALLEST_BATCH, finetune_steps_left
 from darp_onnx.validation.checks import baseline_gaps, fidelity, run_model
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
 from darp_onnx.workflows.config import (
@@ -71,6 +71,7 @@ from darp_onnx.workflows.plan import (
     expected_total,
     plan_run,
     recovery_start_seconds,
+    refuse_hopeless_budget,
     tail_seconds,
     usable_seconds,
 )
@@ -216,7 +217,7 @@ def _check_memory(run: PruneRun, tensor_shapes: Mapping[str, tuple[int, ...]]) -
     io = run.config.io
     check_run_memory(run.model, tensor_shapes, run.input_shapes,
                      batch_size=max([b for b in (run.config.search.batch_size, run.config.recovery.batch_size)
-                                     if b] or [MIN_BATCH]),  # None: planned later, at least MIN_BATCH
+                                     if b] or [SMALLEST_BATCH]),  # None: planned later, at least this
                      synthetic_samples=io.synthetic_samples if io.data is None else 0)
 
 
@@ -240,6 +241,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         run.plan, run.dataset = plan_run(run, run.started)
         run.plan.expected_s = expected_total(run.plan, len(run.dataset), config.validation.latency_runs)
         steps = run.plan.steps
+        refuse_hopeless_budget(run.plan, len(run.dataset))
         run.progress("plan", {"search_steps": steps.search_steps, "finetune_steps": steps.finetune_steps,
                               "batch_size": steps.batch_size, "samples": len(run.dataset),
                               "time_budget_s": run.plan.seconds,

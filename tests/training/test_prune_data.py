@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 from typer.testing import CliRunner
@@ -69,3 +70,15 @@ def test_slow_steps_plan_fewer_steps(tmp_path, monkeypatch):
     plan = json.loads(result.stdout)["resources"]["plan"]
     assert plan["batch_size"] < 8 and plan["search_steps"] + plan["finetune_steps"] < 60
     assert plan["step_seconds"] == pytest.approx(0.4)
+
+
+def test_a_budget_far_too_short_is_refused_before_the_search(tmp_path, monkeypatch):
+    """Even the fewest steps (25 at 4 s) take five times the 20-second budget: one line, exit 1, nothing
+    written, with the budget that would do (the helper's ISNet at 1024x1024 started a 40-minute run against 2)."""
+    monkeypatch.setattr(plan_module, "measure_step_seconds", lambda *args, **kwargs: 4.0)
+    monkeypatch.setattr(plan_module, "measure_forward_seconds", lambda *args, **kwargs: 0.001)
+    result = _prune(tmp_path, "--time-budget", "20s", "--max-samples", "16")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert "--time-budget 0.3 min is far too short" in result.stderr
+    assert re.search(r"need about [0-9.]+ min; give --time-budget [0-9]+m \(or off\)", result.stderr)
+    assert not (tmp_path / "out.onnx").exists()
