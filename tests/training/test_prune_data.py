@@ -82,3 +82,21 @@ def test_a_budget_far_too_short_is_refused_before_the_search(tmp_path, monkeypat
     assert "--time-budget 0.3 min is far too short" in result.stderr
     assert re.search(r"need about [0-9.]+ min; give --time-budget [0-9]+m \(or off\)", result.stderr)
     assert not (tmp_path / "out.onnx").exists()
+
+
+def test_max_drift_gates_what_is_written(tmp_path):
+    """A pipeline's quality gate: over --max-drift, exit 2 and nothing written; 'off' writes it whatever."""
+    strict = _prune(tmp_path, "--max-drift", "0", *FEW)
+    assert strict.exit_code == 2 and "Traceback" not in strict.stderr
+    assert "over --max-drift 0 (the limit asked for); nothing written" in strict.stderr
+    assert not (tmp_path / "out.onnx").exists()
+    relaxed = _prune(tmp_path, "--max-drift", "off", *FEW)
+    assert relaxed.exit_code == 0, relaxed.stderr
+    assert (tmp_path / "out.onnx").exists()
+
+
+@pytest.mark.parametrize("value", ["-1", "lots", "nan"])
+def test_bad_max_drift_is_one_line(tmp_path, value):
+    result = _prune(tmp_path, "--max-drift", value, *FEW)
+    assert result.exit_code == 1 and "--max-drift" in result.stderr and "Traceback" not in result.stderr
+    assert len(result.stderr.strip().splitlines()) == 1
