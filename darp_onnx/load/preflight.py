@@ -195,7 +195,7 @@ def check_convertible(model: onnx.ModelProto, source: str) -> None:
             op = f"{node.domain}::{node.op_type}" if domain else f"{node.op_type} (opset {opset})"
             raise PreflightError(
                 f"{source}: node '{node.name}' uses op {op}, which darp-onnx cannot run in its proxy; "
-                "`darp-onnx inspect` lists the supported ops (replace the op or export without it)"
+                "`darp-onnx inspect` marks which of its ops are supported (replace the op or export without it)"
             )
 
 

@@ -51,6 +51,7 @@ from darp_onnx.training.steps import predict
 from darp_onnx.training.synthetic_check import constant_outputs, saturated_outputs
 from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, SMALLEST_BATCH, finetune_steps_left
 from darp_onnx.validation.checks import baseline_gaps, fidelity, run_model
+from darp_onnx.workflows.advice import written_model_warnings
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
 from darp_onnx.workflows.config import (
     NO_SIGNAL_DRIFT,
@@ -654,6 +655,10 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
         loss=run.loss_fn.mode, extraction=extraction, timings=run.timings, masks=masks, model=pruned,
         data=run.dataset.describe(), resources=run.plan.describe() if run.plan is not None else {},
         original=run.model, input_shapes=dict(run.input_shapes),
+        warnings=written_model_warnings(
+            relative_error=validation.fidelity.relative_error, top1=validation.fidelity.top1_agreement,
+            synthetic=run.dataset.synthetic, latency_ms_before=validation.latency_ms_before,
+            latency_ms_after=validation.latency_ms_after),
     )
 
 

