@@ -245,7 +245,7 @@ def prune_onnx(model, method, budget, total, train, args, seed, **options):
     start = time.perf_counter()
     result = prune(model, method=method, target_flops=budget, data=train, search_steps=search,
                    finetune_steps=finetune, batch_size=args.batch_size, seed=seed, device="cpu",
-                   write=False, latency_runs=1, latency_aware=args.latency_aware,
+                   write=False, latency_runs=1, latency_aware=args.latency_aware, holdout=0,  # scored on its test split
                    channel_multiple=args.channel_multiple, **({} if args.lr is None else {"lr": args.lr}), **options)
     seconds = time.perf_counter() - start
     steps = result.search_steps + result.finetune_steps

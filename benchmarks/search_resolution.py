@@ -72,7 +72,7 @@ def main() -> None:
             for scale in (1.0, args.scale):
                 runs[scale] = prune(ROOT_MODELS.format(name), data=train, target_flops=args.budget,
                                     search_steps=args.steps, finetune_steps=args.finetune_steps, seed=seed,
-                                    write=False, time_budget="off", search_resolution=scale)
+                                    write=False, time_budget="off", search_resolution=scale, holdout=0)
             full, reduced = runs[1.0], runs[args.scale]
             note = reduced.resources.get("search_resolution", "")
             differ, channels, bdiff, branches = decisions_differ(full.groups, full.masks, reduced.masks)

@@ -99,7 +99,7 @@ def search(model, source, source_test, method, budget, seed, args) -> Arch:
     search = round(args.search_steps * args.search_share) if method == "darp" else args.search_steps
     result = prune(model, target_flops=budget, method=method, data=source, search_steps=search,
                    finetune_steps=args.search_steps - search, batch_size=args.batch_size, seed=seed, device="cpu",
-                   write=False, latency_runs=1, channel_multiple=args.channel_multiple)
+                   write=False, latency_runs=1, channel_multiple=args.channel_multiple, holdout=0)  # test split scores
     return Arch(method, budget, result.model, result.flops_after / result.flops_before, result.params_after,
                 result.params_before, accuracy(result.model, *source_test), time.perf_counter() - start)
 

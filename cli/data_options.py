@@ -41,6 +41,12 @@ MaxDrift = Annotated[
                       "the data by more than this relative L2 error, e.g. 0.3; 'off': write it whatever. Default "
                       "'auto': 0.99 (refuse only a model that keeps no signal) without labels, no limit with them."),
 ]
+Holdout = Annotated[
+    float,
+    typer.Option("--holdout", min=0.0, max=0.5,
+                 help="Share of --data kept out of search and fine-tune; the output error and agreement are "
+                      "measured on it (with 40 samples or more; 0: on the samples trained on)."),
+]
 MaxMemory = Annotated[
     str | None,
     typer.Option("--max-memory",
@@ -54,4 +60,5 @@ SearchResolution = Annotated[
                       "convolutional; extraction, fine-tune and validation stay at full size. 1: full size."),
 ]
 
-__all__ = ["DataLoader", "MaxDrift", "MaxMemory", "MaxSamples", "Preprocess", "SearchResolution", "TimeBudget"]
+__all__ = ["DataLoader", "Holdout", "MaxDrift", "MaxMemory", "MaxSamples", "Preprocess", "SearchResolution",
+           "TimeBudget"]

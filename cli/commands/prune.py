@@ -13,6 +13,7 @@ from darp_onnx.cli.app import app
 from darp_onnx.cli.config import ConfigFile
 from darp_onnx.cli.data_options import (
     DataLoader,
+    Holdout,
     MaxDrift,
     MaxMemory,
     MaxSamples,
@@ -29,6 +30,7 @@ from darp_onnx.runtime import distributed
 from darp_onnx.search.schedule import SCHEDULES
 from darp_onnx.workflows.config import (
     ExtractionConfig,
+    IOConfig,
     PruneConfig,
     RecoveryConfig,
     ResourceConfig,
@@ -149,6 +151,7 @@ def prune_command(
     max_samples: MaxSamples = None,
     time_budget: TimeBudget = None,
     max_drift: MaxDrift = None,
+    holdout: Holdout = IOConfig.holdout,
     max_memory: MaxMemory = None,
     search_resolution: SearchResolution = ResourceConfig.search_resolution,
     json_out: JsonOut = False,
@@ -187,7 +190,7 @@ def prune_command(
         data_loader=data_loader, preprocess=preprocess, max_samples=max_samples,
         time_budget=ResourceConfig.time_budget if time_budget is None else time_budget, max_memory=max_memory,
         search_resolution=search_resolution,
-        max_drift=ValidationConfig.max_drift if max_drift is None else max_drift,
+        max_drift=ValidationConfig.max_drift if max_drift is None else max_drift, holdout=holdout,
     )
     with SearchProgress(enabled=not quiet, total=(config.search.steps or 0) if config.search.method == "darp" else 0,
                         finetune_total=config.recovery.steps or 0) as progress:
@@ -237,7 +240,7 @@ def _summary(doc: dict) -> None:
         f"{units_removed(doc)} removed; onnxruntime {v['provider']}: latency "
         f"{v['latency_ms_before']:.2f} -> {v['latency_ms_after']:.2f} ms{agreement}, "
         f"max |pruned - masked proxy| {v['max_abs_diff']:.2g}; output error against the original "
-        f"{fid['relative_error']:.3g} (relative)"
+        f"{fid['relative_error']:.3g} (relative, on {v.get('fidelity_on') or 'the data'})"
     )
     for warning in doc.get("warnings", []):
         console_err.print(f"[yellow]{escape(warning)}[/]")

@@ -193,6 +193,9 @@ class IOConfig:
     data_loader: str | None = None  # FILE.py[:FUNCTION] yielding feed dicts (training.loader), instead of data
     preprocess: str | None = None  # how image files become inputs (training.preprocess); None: default_preset
     max_samples: int | None = None  # keep at most this many samples (a seeded random choice)
+    # Share of real data kept out of search and fine-tune, on which the output error and agreement are measured
+    # (training.holdout); 0: measured on the samples the model was fitted to.
+    holdout: float = 0.2
 
     def __post_init__(self) -> None:
         self.validate()
@@ -200,6 +203,7 @@ class IOConfig:
     def validate(self) -> None:
         """Numbers here; paths are checked by the load stage before the model is read (`load.preflight`)."""
         check_number(self.synthetic_samples, "synthetic_samples", low=2, whole=True)
+        check_number(self.holdout, "holdout", low=0, high=0.5, what="a share of the data such as 0.2 (0: none)")
         if self.data is not None and self.data_loader is not None:
             raise OptionError("data_loader", "{option}: give --data or --data-loader, not both")
         _check_count("max_samples", self.max_samples, 1)
@@ -317,6 +321,7 @@ def prune_config(
     allow_nonfinite: bool = IOConfig.allow_nonfinite,
     latency_runs: int = ValidationConfig.latency_runs,
     max_drift: float | str | None = ValidationConfig.max_drift,
+    holdout: float = IOConfig.holdout,
 ) -> PruneConfig:
     """The config from flat keyword settings (the names `prune()` and the CLI use)."""
     return PruneConfig(
@@ -332,7 +337,7 @@ def prune_config(
         validation=ValidationConfig(latency_runs=latency_runs, max_drift=max_drift),
         io=IOConfig(output=output, force=force, write=write, data=data, input_shapes=dict(input_shapes or {}),
                     synthetic_samples=synthetic_samples, report=report, allow_nonfinite=allow_nonfinite,
-                    data_loader=data_loader, preprocess=preprocess, max_samples=max_samples),
+                    data_loader=data_loader, preprocess=preprocess, max_samples=max_samples, holdout=holdout),
         resources=ResourceConfig(time_budget=time_budget, max_memory=max_memory, search_resolution=search_resolution),
         device=device,
         seed=seed,

@@ -43,6 +43,7 @@ from darp_onnx.training.batching import is_batch_major
 from darp_onnx.training.data_shapes import shapes_from_data
 from darp_onnx.training.dataset import SYNTHETIC_SOURCE, Dataset, load_dataset, load_from_loader, synthetic_dataset
 from darp_onnx.training.decode_targets import decoded_scores
+from darp_onnx.training.holdout import split_holdout
 from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
 from darp_onnx.training.pictures import pictures_note
 from darp_onnx.training.recovery import RecoveryRecipe
@@ -50,7 +51,7 @@ from darp_onnx.training.recovery import recover as recover_weights
 from darp_onnx.training.steps import predict
 from darp_onnx.training.synthetic_check import constant_outputs, saturated_outputs
 from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, SMALLEST_BATCH, finetune_steps_left
-from darp_onnx.validation.checks import baseline_gaps, fidelity, run_model
+from darp_onnx.validation.checks import baseline_gaps, fidelity, run_batches, run_model
 from darp_onnx.workflows.advice import written_model_warnings
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
 from darp_onnx.workflows.config import (
@@ -111,6 +112,7 @@ class PruneRun:
     started: float = field(default_factory=time.perf_counter)  # the time budget counts from here
     plan: RunPlan | None = None  # memory, samples, steps and batch (plan stage)
     search_loss: TaskLoss | None = None  # the loss on plan.search_data (reduced resolution)
+    holdout: Dataset | None = None  # real samples kept out of training, for the reported fidelity
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -240,6 +242,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         if not is_batch_major(run.proxy, run.model, run.input_shapes, device=run.device.torch_device,
                               seed=config.seed):  # a fixed batch or outputs not indexed by sample
             run.dataset = _as_micro_batches(run)
+        run.dataset, run.holdout = split_holdout(run.dataset, config.io.holdout, config.seed)
         run.plan, run.dataset = plan_run(run, run.started)
         run.plan.expected_s = expected_total(run.plan, len(run.dataset), config.validation.latency_runs)
         steps = run.plan.steps
@@ -582,17 +585,29 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
                 f"{expected_macs} / {expected_params}"
             )
         one = run.dataset.timing_feed()
-        kept = fidelity(written.outputs, before, run.dataset.labels)
+        kept, measured_on = _fidelity(run, written, before, session_before, label)
         limit = run.config.validation.drift_limit(labelled=run.dataset.labels is not None)
-        check_drift(kept.relative_error, limit, label, run.dataset.synthetic)
+        check_drift(kept.relative_error, limit, f"{label} ({measured_on})", run.dataset.synthetic)
         return Validation(
             provider=written.provider, max_abs_diff=written.max_abs_diff, fidelity=kept,
             latency_ms_before=measure_latency(session_before, one, runs=runs).median_ms,
             latency_ms_after=measure_latency(written.session, one, runs=runs).median_ms,
             latency_runs=runs, macs=counted.macs, params=counted.params,
             checks=["onnx.checker(full)", "strict shape inference", f"onnxruntime ({written.provider})",
-                    "equivalence with masked proxy", "MACs/params recount"],
+                    "equivalence with masked proxy", "MACs/params recount"], fidelity_on=measured_on,
         )
+
+
+def _fidelity(run: PruneRun, written, before: list[np.ndarray], session_before, label: str):
+    """Fidelity to the original on the held-out samples where there are any, else on the training data; and
+    which samples those were."""
+    held, micro = run.holdout, run.dataset.micro_batches
+    if held is None:
+        kind = "synthetic" if run.dataset.synthetic else "fitted (no holdout)"
+        return fidelity(written.outputs, before, run.dataset.labels), f"{len(run.dataset)} {kind} samples"
+    original = run_batches(session_before, held.inputs, "original model", micro=micro)
+    pruned = run_batches(written.session, held.inputs, label, micro=micro)
+    return fidelity(pruned, original, held.labels), f"{len(held)} held-out samples"
 
 
 def check_drift(relative_error: float, limit: float | None, label: str, synthetic: bool) -> None:
@@ -711,6 +726,7 @@ def prune(
     allow_nonfinite: bool = IOConfig.allow_nonfinite,
     latency_runs: int = ValidationConfig.latency_runs,
     max_drift: float | str | None = ValidationConfig.max_drift,
+    holdout: float = IOConfig.holdout,
     progress: ProgressFn | None = None,
 ) -> PruneResult | None:
     """Prune a model to a MACs (`target_flops`), parameter or latency budget and write the validated result.
@@ -736,7 +752,8 @@ def prune(
     a preset and overrides, see `training.preprocess`); `data_loader` ('FILE.py:FUNCTION') yields feed dicts.
     `max_drift` ('auto', the default: 0.99, no signal kept, when distilling, none with labels; 'off': none):
     a written model whose outputs differ from the original's on the data by more (relative L2) fails
-    validation and is not written."""
+    validation and is not written. `holdout` (default 0.2) of real data with at least 40 samples is kept out
+    of training, and the output error and agreement are measured on it (0: on the training samples)."""
     options = dict(output=output, target_flops=target_flops, target_params=target_params,
                    target_latency=target_latency, method=method, data=data, input_shapes=input_shapes,
                    search_steps=search_steps, finetune_steps=finetune_steps, batch_size=batch_size, lr=lr,
@@ -747,7 +764,8 @@ def prune(
                    device=device, seed=seed, force=force, write=write, report=report,
                    allow_nonfinite=allow_nonfinite, data_loader=data_loader,
                    preprocess=preprocess, max_samples=max_samples, time_budget=time_budget, max_memory=max_memory,
-                   search_resolution=search_resolution, latency_runs=latency_runs, max_drift=max_drift)
+                   search_resolution=search_resolution, latency_runs=latency_runs, max_drift=max_drift,
+                   holdout=holdout)
     if config is None:
         config = prune_config(**options)
     else:

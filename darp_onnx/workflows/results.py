@@ -59,6 +59,7 @@ class Validation(_Mapping):
     macs: int
     params: int
     checks: list[str]
+    fidelity_on: str = ""  # which samples `fidelity` was measured on ('24 held-out samples', ...)
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)

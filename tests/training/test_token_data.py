@@ -50,5 +50,6 @@ def test_prune_text_model_with_token_data_and_no_input_shape(tmp_path):
                                  "-o", str(out), "-q", "--json"])
     assert result.exit_code == 0, result.stderr
     document = json.loads(result.stdout)
-    assert document["data"]["samples"] == 64 and document["data"]["labels"] is True
+    assert document["data"]["samples"] == 64 - 13 and document["data"]["labels"] is True  # 20% held out
+    assert document["validation"]["fidelity_on"] == "13 held-out samples"
     assert out.exists()

@@ -1,5 +1,6 @@
 """`darp-onnx prune --json` keeps every key it printed before the staged workflow, and adds `timings`, `data`
-(where the samples came from) and `resources` (time budget, plan, memory, peak RSS)."""
+(where the samples came from), `resources` (time budget, plan, memory, peak RSS), `warnings` and, in
+`validation`, `fidelity_on` (which samples the output error was measured on)."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ BEFORE_KEYS = ["input", "output", "method", "metric", "budget", "flops_before", 
                "params_after", "nodes_before", "nodes_after", "channels_removed", "groups", "validation", "device",
                "seed", "search_steps", "finetune_steps", "loss", "extraction"]
 VALIDATION_KEYS = ["provider", "max_abs_diff", "fidelity", "latency_ms_before", "latency_ms_after", "latency_runs",
-                   "macs", "params", "checks"]
+                   "macs", "params", "checks", "fidelity_on"]
 
 
 def test_json_keys_are_the_old_ones_plus_timings_data_resources_and_warnings(tmp_path):
