@@ -50,11 +50,15 @@ class SearchProgress(RichProgress):
             self._totals = (int(info["search_steps"]), int(info["finetune_steps"]))
             console_err.print(_plan_line(info))
         elif stage == "stage":
+            replanned = ""
             if info["name"] == "finetune" and "steps" in info:
+                if self._totals[1] and int(info["steps"]) != self._totals[1]:  # nsnet2: plan 87, ran 60, then 25
+                    replanned = (f", {int(info['steps'])} steps (planned {self._totals[1]}; re-planned from the "
+                                 "time left)")
                 self._totals = (self._totals[0], int(info["steps"]))
             left = info.get("eta_s")
-            console_err.print(f"[dim]{info['name']}" + ("" if left is None else f" (the run ends in about "
-                                                         f"{_minutes(left)})") + "[/]")
+            console_err.print(f"[dim]{info['name']}{replanned}" + ("" if left is None else f" (the run ends in about "
+                                                                   f"{_minutes(left)})") + "[/]")
         elif stage == "start":
             console_err.print(
                 f"{int(info['groups'])} prunable groups, budget {info['budget_fraction']:.1%} of the full cost"

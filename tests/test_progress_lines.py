@@ -1,0 +1,23 @@
+"""The progress lines on stderr say when the fine-tune was re-planned (the plan's count is not what ran)."""
+
+from __future__ import annotations
+
+from darp_onnx.cli.progress import SearchProgress
+
+
+def test_a_replanned_fine_tune_says_so(capsys):
+    progress = SearchProgress(enabled=True, total=0, finetune_total=0)
+    progress.update("plan", {"search_steps": 174, "finetune_steps": 87, "batch_size": 8, "samples": 64,
+                             "time_budget_s": 120.0, "step_seconds": 0.5, "estimate_s": 100.0, "over_budget": False})
+    progress.update("stage", {"name": "finetune", "steps": 60, "eta_s": 30.0})
+    err = capsys.readouterr().err
+    assert "174 search + 87 fine-tune steps" in err
+    assert "60 steps (planned 87; re-planned from the time left)" in " ".join(err.split())
+
+
+def test_a_fine_tune_as_planned_adds_nothing(capsys):
+    progress = SearchProgress(enabled=True, total=0, finetune_total=0)
+    progress.update("plan", {"search_steps": 20, "finetune_steps": 5, "batch_size": 2, "samples": 16,
+                             "time_budget_s": None, "step_seconds": None, "estimate_s": None, "over_budget": False})
+    progress.update("stage", {"name": "finetune", "steps": 5})
+    assert "re-planned" not in capsys.readouterr().err
