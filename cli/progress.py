@@ -91,7 +91,8 @@ def _plan_line(info: dict[str, float]) -> str:
     step = info.get("step_seconds")
     measured = "" if step is None else f" (a step takes {step:.2f} s at batch {int(info['batch_size'])})"
     tail = "" if info.get("estimate_s") is None else f"; the run should end in about {_minutes(info['estimate_s'])}"
-    if info.get("over_budget"):
+    if info.get("over_budget") and (budget is None or info.get("estimate_s") is None
+                                    or info["estimate_s"] > budget):  # the margin absorbs a small overrun
         tail += (" [yellow](training alone outruns its share of the budget even with the fewest steps: give a longer "
                  "--time-budget)[/]")
     return (f"{head}: {int(info['search_steps'])} search + {int(info['finetune_steps'])} fine-tune steps at batch "

@@ -21,3 +21,14 @@ def test_a_fine_tune_as_planned_adds_nothing(capsys):
                              "time_budget_s": None, "step_seconds": None, "estimate_s": None, "over_budget": False})
     progress.update("stage", {"name": "finetune", "steps": 5})
     assert "re-planned" not in capsys.readouterr().err
+
+
+def test_the_plan_line_asks_for_more_time_only_when_the_estimate_is_over_the_budget(capsys):
+    """The fewest steps outran the training share, but the estimate (1.7 min) was within the 2-minute budget."""
+    progress = SearchProgress(enabled=True, total=0, finetune_total=0)
+    plan = {"search_steps": 20, "finetune_steps": 5, "batch_size": 2, "samples": 16, "time_budget_s": 120.0,
+            "step_seconds": 2.0, "estimate_s": 102.0, "over_budget": True}
+    progress.update("plan", plan)
+    assert "give a longer" not in capsys.readouterr().err
+    progress.update("plan", {**plan, "estimate_s": 168.0})
+    assert "give a longer" in " ".join(capsys.readouterr().err.split())

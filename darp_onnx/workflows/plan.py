@@ -150,9 +150,10 @@ def expected_total(plan: RunPlan, samples: int, latency_runs: int) -> float | No
         plan.forward_seconds, samples, latency_runs, 0.0)
 
 
-def refuse_hopeless_budget(plan: RunPlan, samples: int) -> None:
+def refuse_hopeless_budget(plan: RunPlan, samples: int, *, resizable: bool) -> None:
     """OptionError when even the smallest plan is expected to take over HOPELESS_OVERRUN times the time budget
-    (ISNet at 1024x1024 on two cores: about 40 min against 2): said before the search, not after the budget."""
+    (ISNet at 1024x1024 on two cores: about 40 min against 2): said before the search, not after the budget.
+    `resizable`: an input has a free size besides the batch, so a smaller --input-shape is a way out."""
     if plan.seconds is None or plan.expected_s is None or plan.expected_s <= HOPELESS_OVERRUN * plan.seconds:
         return
     steps = plan.steps
@@ -161,5 +162,5 @@ def refuse_hopeless_budget(plan: RunPlan, samples: int) -> None:
         f"{{option}} {plan.seconds / 60:.1f} min is far too short for this model here: the fewest steps "
         f"({steps.search_steps} search + {steps.finetune_steps} fine-tune at batch {steps.batch_size}, "
         f"{steps.step_seconds:.1f} s a step, on {samples} samples) need about {plan.expected_s / 60:.1f} min; "
-        f"give {{option}} {minutes}m (or off), or prune at a smaller {{option:input_shapes}} where the model "
-        "allows it"))
+        f"give {{option}} {minutes}m (or off)"
+        + (", or prune at a smaller {option:input_shapes}" if resizable else "")))

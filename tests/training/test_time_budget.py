@@ -114,3 +114,17 @@ def test_search_clock_follows_the_deadline_but_keeps_a_minimum():
     assert all(p < 200 for p in positions[:-1]) and positions[-1] >= 200  # the minimum runs, then it stops
     assert ScheduleClock(200, None).position(7) == 7
     assert ScheduleClock(200, time.perf_counter() + 1e4).position(7) == 7
+
+
+def test_a_hopeless_budget_names_a_smaller_input_only_where_the_model_takes_one():
+    from darp_onnx.errors import OptionError
+    from darp_onnx.runtime.memory import MemoryPlan
+    from darp_onnx.workflows.plan import RunPlan, refuse_hopeless_budget
+
+    steps = plan_steps(seconds=1, step_seconds=_linear(10.0), batch_size=32)
+    plan = RunPlan(0.0, 120.0, MemoryPlan(1, 0, 1, 8), steps, expected_s=2238.0)
+    with pytest.raises(OptionError, match=r"need about 37.3 min; give time_budget 47m \(or off\)$"):
+        refuse_hopeless_budget(plan, 16, resizable=False)
+    with pytest.raises(OptionError, match="or prune at a smaller input_shapes$"):
+        refuse_hopeless_budget(plan, 16, resizable=True)
+    refuse_hopeless_budget(RunPlan(0.0, 120.0, MemoryPlan(1, 0, 1, 8), steps, expected_s=230.0), 16, resizable=True)
