@@ -33,7 +33,7 @@ from darp_onnx.proxy import ProxyModel, build_proxy
 from darp_onnx.rewrite import rewrite
 from darp_onnx.runtime import distributed
 from darp_onnx.runtime.device import DeviceChoice, choose_device, exact_float32
-from darp_onnx.runtime.session import kernel_channel_multiple
+from darp_onnx.runtime.session import kernel_channel_multiple, make_session
 from darp_onnx.runtime.timer import time_sessions
 from darp_onnx.search import BASELINES, Budget, extract_masks, make_budget
 from darp_onnx.search.gates import attach_gates
@@ -68,6 +68,7 @@ from darp_onnx.workflows.config import (
     parse_channel_multiple,
     prune_config,
 )
+from darp_onnx.workflows.multiple_speed import TimedCandidate, choose_for_speed, speed_note
 from darp_onnx.workflows.outputs import check_paths_first, write_prune_outputs
 from darp_onnx.workflows.plan import (
     SEARCH_PASSES,
@@ -139,6 +140,7 @@ def default_output_path(path: str | os.PathLike) -> Path:
     return derived_path(path, ".pruned")
 
 
+SPEED_CHECK_RUNS = 15  # timed runs per candidate (taking turns) when 'auto' checks a finer multiple's speed
 CLOSE_TO_BUDGET = 0.9  # an 'auto' channel multiple is kept when its cost is at least this share of the budget
 
 
@@ -378,22 +380,46 @@ def _extract_auto(run: PruneRun, scores: Scores, budget: Budget, options: Extrac
     overhead per layer, speed per MAC removed; the largest multiple within CLOSE_TO_BUDGET of it wins, or the
     closest."""
     best: Extraction | None = None
+    found_at: list[Extraction] = []
     while True:
         try:
             found = _extract_at(run, scores, budget, options, multiple)
         except OptionError as exc:
             if multiple == 1 or exc.parameter != budget.option:
                 if best is not None:
-                    return best
+                    return _fast_enough(run, found_at, best)
                 raise
         else:
+            found_at.append(found)
             if best is None or budget.cost(found.masks) > budget.cost(best.masks):
                 best = found
             if budget.cost(found.masks) >= CLOSE_TO_BUDGET * budget.limit or multiple == 1:
-                return best
+                return _fast_enough(run, found_at, best)
         multiple //= 2
         run.progress("note", {"message": f"channel multiple 'auto': the budget is unreachable or far undershot at "
                                          f"{multiple * 2} channels, trying {multiple}"})
+
+
+def _fast_enough(run: PruneRun, found: list[Extraction], chosen: Extraction) -> Extraction:
+    """`chosen`, unless it came from a finer multiple than another candidate and onnxruntime times it slow for
+    its MACs (`multiple_speed`); the coarsest candidate is never timed."""
+    if len(found) < 2 or chosen is found[0]:
+        return chosen
+    models = [run.model] + [rewrite(run.model, run.analysis, e.masks) for e in found]
+    feed = run.dataset.timing_feed() if run.dataset is not None else {k: v[:1] for k, v in _feeds(run).items()}
+    with run.timings.stage("extraction"):
+        sessions = [make_session(m, run.device.ort_device, threads=run.config.extraction.latency_threads)
+                    for m in models]
+        original_ms, *times = time_sessions(sessions, feed, runs=SPEED_CHECK_RUNS, rounds=SPEED_CHECK_RUNS)
+    full = run.cost_model.full_macs
+    timed = [TimedCandidate(e.channel_multiple, run.cost_model.macs(e.masks) / full, ms)
+             for e, ms in zip(found, times, strict=True)]
+    preferred = next(t for t in timed if t.multiple == chosen.channel_multiple)
+    kept = choose_for_speed(timed, original_ms, chosen.channel_multiple)
+    if kept is preferred:
+        return chosen
+    run.progress("note", {"message": speed_note(kept, preferred, original_ms)})
+    return next(e for e in found if e.channel_multiple == kept.multiple)
 
 
 def _extract_at(run: PruneRun, scores: Scores, budget: Budget, options: ExtractionConfig,
