@@ -653,7 +653,7 @@ def check_drift(relative_error: float, limit: float | None, label: str, syntheti
     advice = ("pass --data with real samples" if synthetic else "try a larger budget") + \
         ", more steps (--time-budget, --finetune-steps)"
     raise ValidationFailedError(
-        f"{label}: its outputs differ from the original's by {relative_error:.3g} of their size on {where}, over "
+        f"{label}: its outputs differ from the original's by {relative_error:.3f} of their size on {where}, over "
         f"--max-drift {limit:g} ({'no signal kept' if limit >= NO_SIGNAL_DRIFT else 'the limit asked for'}); "
         f"nothing written: {advice}, or --max-drift off to write it anyway")
 
