@@ -5,8 +5,8 @@ from __future__ import annotations
 import pytest
 
 from darp_onnx.errors import OptionError, ValidationFailedError
+from darp_onnx.workflows.advice import check_drift
 from darp_onnx.workflows.config import NO_SIGNAL_DRIFT, ValidationConfig, parse_max_drift
-from darp_onnx.workflows.prune import check_drift
 
 
 def test_auto_limits_distillation_only():

@@ -27,6 +27,12 @@ def graph_inputs(model: onnx.ModelProto) -> list[onnx.ValueInfoProto]:
     return [i for i in model.graph.input if i.name not in initializers]
 
 
+def has_free_sizes(model: onnx.ModelProto) -> bool:
+    """An input declares a symbolic or unknown size besides its first (batch) axis."""
+    return any(not d.HasField("dim_value") or d.dim_value <= 0
+               for v in graph_inputs(model) for d in v.type.tensor_type.shape.dim[1:])
+
+
 def input_dtype(value: onnx.ValueInfoProto) -> np.dtype:
     """The numpy dtype of a graph input (float32 for types numpy has no match for)."""
     return np.dtype(_NP_TYPES.get(value.type.tensor_type.elem_type, np.float32))

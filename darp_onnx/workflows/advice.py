@@ -1,10 +1,14 @@
-"""Warnings on a written model: what a user should check before deploying it.
+"""Warnings on a written model, what a user should check before deploying it, and the gate on its output error.
 
-They go into the result (`PruneResult.warnings`, the JSON document's "warnings") so a pipeline reading
-`--json` sees what the summary prints; the hard limit on the output error is `--max-drift` (exit 2).
+The warnings go into the result (`PruneResult.warnings`, the JSON document's "warnings") so a pipeline
+reading `--json` sees what the summary prints; the hard limit on the output error is `--max-drift`
+(`check_drift`: exit 2, nothing written).
 """
 
 from __future__ import annotations
+
+from darp_onnx.errors import ValidationFailedError
+from darp_onnx.workflows.config import NO_SIGNAL_DRIFT
 
 FAR_FROM_ORIGINAL = 0.5  # relative output error above which a warning is given
 LOW_AGREEMENT = 0.8  # top-1 agreement with the original below which a warning is given
@@ -48,3 +52,16 @@ def written_model_warnings(*, relative_error: float, top1: float | None, synthet
     found = (far_from_original(relative_error, synthetic), low_agreement(top1, synthetic),
              slower_than_original(latency_ms_before, latency_ms_after))
     return [w for w in found if w]
+
+
+def check_drift(relative_error: float, limit: float | None, label: str, synthetic: bool) -> None:
+    """ValidationFailedError when the written model's outputs are further from the original's than `limit`."""
+    if limit is None or not relative_error > limit:
+        return
+    where = "the synthetic inputs" if synthetic else "your data"
+    advice = ("pass --data with real samples" if synthetic else "try a larger budget") + \
+        ", more steps (--time-budget, --finetune-steps)"
+    raise ValidationFailedError(
+        f"{label}: its outputs differ from the original's by {relative_error:.3f} of their size on {where}, over "
+        f"--max-drift {limit:g} ({'no signal kept' if limit >= NO_SIGNAL_DRIFT else 'the limit asked for'}); "
+        f"nothing written: {advice}, or --max-drift off to write it anyway")

@@ -26,7 +26,7 @@ from darp_onnx.groups import ChannelAnalysis, analyse
 from darp_onnx.load.control_flow import inline_static_ifs, refuse_data_dependent
 from darp_onnx.load.ingest import ingest
 from darp_onnx.load.input_shapes import resolve_input_shapes
-from darp_onnx.load.inputs import graph_inputs
+from darp_onnx.load.inputs import has_free_sizes
 from darp_onnx.load.preflight import check_loaded_model, check_run_memory
 from darp_onnx.load.refusals import refuse_unprunable
 from darp_onnx.proxy import ProxyModel, build_proxy
@@ -53,10 +53,9 @@ from darp_onnx.training.steps import predict
 from darp_onnx.training.synthetic_check import constant_outputs, saturated_outputs
 from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, SMALLEST_BATCH, finetune_steps_left
 from darp_onnx.validation.checks import baseline_gaps, fidelity, run_batches, run_model
-from darp_onnx.workflows.advice import written_model_warnings
+from darp_onnx.workflows.advice import check_drift, written_model_warnings
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
 from darp_onnx.workflows.config import (
-    NO_SIGNAL_DRIFT,
     BudgetConfig,
     ExtractionConfig,
     IOConfig,
@@ -249,7 +248,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         run.plan, run.dataset = plan_run(run, run.started)
         run.plan.expected_s = expected_total(run.plan, len(run.dataset), config.validation.latency_runs)
         steps = run.plan.steps
-        refuse_hopeless_budget(run.plan, len(run.dataset), resizable=_has_free_sizes(run.source.model))
+        refuse_hopeless_budget(run.plan, len(run.dataset), resizable=has_free_sizes(run.source.model))
         run.progress("plan", {"search_steps": steps.search_steps, "finetune_steps": steps.finetune_steps,
                               "batch_size": steps.batch_size, "samples": len(run.dataset),
                               "time_budget_s": run.plan.seconds,
@@ -273,12 +272,6 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
                                TaskLoss(teacher=predict(run.proxy, small, batch_size=batch,
                                                         device=run.device.torch_device)))
     return run
-
-
-def _has_free_sizes(model: onnx.ModelProto) -> bool:
-    """An input declares a symbolic or unknown size besides its first (batch) axis."""
-    return any(not d.HasField("dim_value") or d.dim_value <= 0
-               for v in graph_inputs(model) for d in v.type.tensor_type.shape.dim[1:])
 
 
 def _add_decoded_scores(run: PruneRun) -> None:
@@ -643,19 +636,6 @@ def _fidelity(run: PruneRun, written, before: list[np.ndarray], session_before, 
     original = run_batches(session_before, held.inputs, "original model", micro=micro)
     pruned = run_batches(written.session, held.inputs, label, micro=micro)
     return fidelity(pruned, original, held.labels), f"{len(held)} held-out samples"
-
-
-def check_drift(relative_error: float, limit: float | None, label: str, synthetic: bool) -> None:
-    """ValidationFailedError when the written model's outputs are further from the original's than `limit`."""
-    if limit is None or not relative_error > limit:
-        return
-    where = "the synthetic inputs" if synthetic else "your data"
-    advice = ("pass --data with real samples" if synthetic else "try a larger budget") + \
-        ", more steps (--time-budget, --finetune-steps)"
-    raise ValidationFailedError(
-        f"{label}: its outputs differ from the original's by {relative_error:.3f} of their size on {where}, over "
-        f"--max-drift {limit:g} ({'no signal kept' if limit >= NO_SIGNAL_DRIFT else 'the limit asked for'}); "
-        f"nothing written: {advice}, or --max-drift off to write it anyway")
 
 
 def write(run: PruneRun, result: PruneResult) -> dict[str, Path]:
