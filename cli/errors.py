@@ -1,5 +1,6 @@
 """One error path: every failure is one line on stderr, a documented exit code and, with --json, a JSON
-document on stdout (`{"error": {"code", "message", "stage"}}`).
+document on stdout (`{"error": {"code", "message", "stage"}}`, and `details` where the error has numbers a
+script can act on: the drift gate's measured error).
 
 Exit codes: 0 success; 1 bad input, a usage error, an unsupported model, an infeasible request or any
 other error; 2 a validation failure (nothing written); 130 interrupted (nothing written). An error that
@@ -31,6 +32,7 @@ class Failure:
     code: int
     message: str
     stage: str
+    details: dict | None = None  # numbers a script can act on (an error's `details`), in the JSON document only
 
 
 def one_line(text: str) -> str:
@@ -52,7 +54,8 @@ def describe(exc: BaseException, command: str = "darp-onnx") -> Failure:
     if isinstance(exc, DarpError):
         default = "validation" if isinstance(exc, ValidationFailedError) else "input"
         message = getattr(exc, "cli_message", None) or str(exc)  # a parameter error, spelled as the CLI flag
-        return Failure(exc.exit_code, one_line(message) or type(exc).__name__, getattr(exc, "stage", None) or default)
+        return Failure(exc.exit_code, one_line(message) or type(exc).__name__, getattr(exc, "stage", None) or default,
+                       getattr(exc, "details", None))
     if isinstance(exc, click_exc.UsageError):
         where = exc.ctx.command_path if exc.ctx is not None else command
         return Failure(EXIT_BAD_INPUT, one_line(f"{where}: {exc.format_message()} (see {where} --help)"), "usage")
@@ -75,7 +78,8 @@ def emit(failure: Failure, *, json_out: bool) -> None:
     from darp_onnx.cli.output import console_err
 
     if json_out:
-        sys.stdout.write(json.dumps({"error": asdict(failure)}) + "\n")
+        document = {k: v for k, v in asdict(failure).items() if k != "details" or v is not None}
+        sys.stdout.write(json.dumps({"error": document}) + "\n")
         sys.stdout.flush()
     console_err.print(f"[bold red]error:[/] {escape(failure.message)}", soft_wrap=True, highlight=False)
 

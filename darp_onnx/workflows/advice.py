@@ -54,14 +54,18 @@ def written_model_warnings(*, relative_error: float, top1: float | None, synthet
     return [w for w in found if w]
 
 
-def check_drift(relative_error: float, limit: float | None, label: str, synthetic: bool) -> None:
-    """ValidationFailedError when the written model's outputs are further from the original's than `limit`."""
+def check_drift(relative_error: float, limit: float | None, label: str, synthetic: bool,
+                details: dict | None = None) -> None:
+    """ValidationFailedError when the written model's outputs are further from the original's than `limit`;
+    `details` (what was measured, on which samples) go with it into `--json`'s error document."""
     if limit is None or not relative_error > limit:
         return
     where = "the synthetic inputs" if synthetic else "your data"
     advice = ("pass --data with real samples" if synthetic else "try a larger budget") + \
         ", more steps (--time-budget, --finetune-steps)"
-    raise ValidationFailedError(
+    error = ValidationFailedError(
         f"{label}: its outputs differ from the original's by {relative_error:.3f} of their size on {where}, over "
         f"--max-drift {limit:g} ({'no signal kept' if limit >= NO_SIGNAL_DRIFT else 'the limit asked for'}); "
         f"nothing written: {advice}, or --max-drift off to write it anyway")
+    error.details = {"relative_error": relative_error, "max_drift": limit, **(details or {})}
+    raise error

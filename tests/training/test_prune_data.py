@@ -90,6 +90,9 @@ def test_max_drift_gates_what_is_written(tmp_path):
     assert strict.exit_code == 2 and "Traceback" not in strict.stderr
     assert "over --max-drift 0 (the limit asked for); nothing written" in strict.stderr
     assert not (tmp_path / "out.onnx").exists()
+    details = json.loads(strict.stdout)["error"]["details"]  # what a script needs to decide on a retry
+    assert details["max_drift"] == 0 and details["relative_error"] > 0 and details["fidelity_on"]
+    assert 0 < details["macs_after"] < details["macs_before"]
     relaxed = _prune(tmp_path, "--max-drift", "off", *FEW)
     assert relaxed.exit_code == 0, relaxed.stderr
     assert (tmp_path / "out.onnx").exists()
