@@ -77,7 +77,10 @@ class SearchProgress(RichProgress):
         elif stage == "finetune":
             if self._finetune is None:
                 self._finetune = self.add_task("fine-tune", total=self._totals[1] or None, info="")
-            self._progress.update(self._finetune, completed=int(info["step"]) + 1, info=f"loss {info['loss']:.3f}")
+            # advance by the steps run: `step` is the schedule's position, which runs ahead when the clock does
+            # (the bar read 83/83 where 70 steps ran and the JSON said 70)
+            self._progress.advance(self._finetune)
+            self._progress.update(self._finetune, info=f"loss {info['loss']:.3f}")
 
 
 def _minutes(seconds: float) -> str:

@@ -32,3 +32,12 @@ def test_the_plan_line_asks_for_more_time_only_when_the_estimate_is_over_the_bud
     assert "give a longer" not in capsys.readouterr().err
     progress.update("plan", {**plan, "estimate_s": 168.0})
     assert "give a longer" in " ".join(capsys.readouterr().err.split())
+
+
+def test_the_fine_tune_bar_counts_the_steps_run_not_the_clock_position():
+    progress = SearchProgress(enabled=True, total=0, finetune_total=83)
+    with progress:
+        for position in (0, 5, 40, 82):  # the schedule's positions when the clock runs ahead: 4 steps ran
+            progress.update("finetune", {"step": position, "loss": 0.5})
+        task = progress._progress.tasks[0]
+    assert (task.completed, task.total) == (4, 83)

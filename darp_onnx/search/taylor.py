@@ -73,6 +73,7 @@ def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, d
     from darp_onnx.training.batchnorm import insert_batchnorm
 
     init_scores = None
+    all_steps = config.steps
     if config.init == "taylor":
         batches = min(TAYLOR_BATCHES, config.steps // 4)
         if batches > 0:
@@ -89,8 +90,10 @@ def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, d
         if config.init == "taylor" and not normalised and mostly_dense(proxy) and 0 < ablation <= config.steps // 4:
             branch_losses = _measure_branches(proxy, analysis, dataset, loss_fn, config, handle, device)
             config = replace(config, steps=config.steps - ablation)
+        offset = all_steps - config.steps  # Taylor batches and branch ablations count as steps (the plan's)
+        counted = None if on_step is None else (lambda record: on_step({**record, "step": record["step"] + offset}))
         return darp_search(proxy, analysis, cost_model, budget, dataset, loss_fn, config, device=device,
-                           on_step=on_step, init_scores=init_scores, deadline=deadline, branch_losses=branch_losses,
+                           on_step=counted, init_scores=init_scores, deadline=deadline, branch_losses=branch_losses,
                            extra_parameters=None if handle is None else handle.parameters(), batchnorm=normalised)
     finally:
         if handle is not None:

@@ -111,3 +111,13 @@ def test_ablation_runs_only_where_batchnorm_does_not_normalise_most_layers():
                           config)
         steps[name] = len(result.history)
     assert steps == {"vit": 16 - 4 - 3, "resnet": 16 - 4}  # Taylor's 4 passes; the ViT's 8 branches: 3 steps
+
+
+def test_progress_counts_the_taylor_and_ablation_steps_as_the_plan_does():
+    """The bar's total is the plan's search steps, Taylor batches and branch ablations included; the steps it
+    was told ended 7 short of it on the ViT (a user read '121/129' as a search cut short)."""
+    proxy, analysis, cost_model, data, loss_fn = _setup("vit", samples=32)
+    seen = []
+    run_darp(proxy, analysis, cost_model, make_budget(cost_model, target_flops=0.5), data, loss_fn,
+             DarpConfig(steps=16, batch_size=8), on_step=lambda record: seen.append(record["step"]))
+    assert seen[0] == 4 + 3 and seen[-1] + 1 == 16
