@@ -55,16 +55,19 @@ def _array_shapes(data: object) -> dict[str, tuple[int, ...]]:
 def shapes_from_data(data: object, model: onnx.ModelProto, given: Mapping[str, tuple[int, ...]],
                      split: str = "train") -> dict[str, tuple[int, ...]]:
     """`given`, plus (1, *sample shape) for each input that has a symbolic dim past the batch axis, no
-    given shape, and an array in `data` (named `<split>_<input>` or `<input>`, as load_dataset reads)."""
-    wanted = [v for v in graph_inputs(model) if v.name not in given and _symbolic_past_batch(v)]
-    if not wanted:
-        return dict(given)
+    given shape, and an array in `data` (named `<split>_<input>` or `<input>`, as load_dataset reads); where
+    the arrays stack whole feeds (one axis more than every input: a model without a batch axis), the feed's
+    shape for every input without a given one."""
+    inputs = [v for v in graph_inputs(model) if v.name not in given]
     arrays = _array_shapes(data)
+    found = {v.name: next((arrays[k] for k in (f"{split}_{v.name}", v.name) if k in arrays), None) for v in inputs}
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in graph_inputs(model)}
     shapes = dict(given)
-    for value in wanted:
-        rank = len(value.type.tensor_type.shape.dim)
-        for key in (f"{split}_{value.name}", value.name):
-            if key in arrays and len(arrays[key]) == rank and rank > 1:
-                shapes[value.name] = (1, *arrays[key][1:])
-                break
+    stacked = bool(found) and all(s is not None and len(s) == ranks[n] + 1 for n, s in found.items())
+    for value in inputs:
+        shape, rank = found[value.name], ranks[value.name]
+        if stacked:
+            shapes[value.name] = tuple(shape[1:])
+        elif shape is not None and _symbolic_past_batch(value) and len(shape) == rank and rank > 1:
+            shapes[value.name] = (1, *shape[1:])
     return shapes

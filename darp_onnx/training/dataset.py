@@ -250,6 +250,13 @@ def _load_folder(folder: Path, model: onnx.ModelProto, split: str | None) -> Dat
     raise BadInputError(f"{folder}: holds no .npz (or, for a one-input model, .npy) files; check --data")
 
 
+def stacks_whole_feeds(dataset: Dataset, model: onnx.ModelProto) -> bool:
+    """Every array has one axis more than its input: whole feeds stacked along a first axis. A model without a
+    batch axis (madmom's [frames, bins] spectrogram models) can be given its data no other way."""
+    inputs = [v for v in graph_inputs(model) if v.name in dataset.inputs]
+    return bool(inputs) and all(dataset.inputs[v.name].ndim == len(v.type.tensor_type.shape.dim) + 1 for v in inputs)
+
+
 def check_dataset(dataset: Dataset, model: onnx.ModelProto) -> None:
     """Shapes match the model's declared dims, sample counts agree, no NaN or Inf, labels are ints.
     Arrays are cast to the model's dtypes in place where nothing is lost (see `dtypes`)."""
@@ -260,19 +267,22 @@ def check_dataset(dataset: Dataset, model: onnx.ModelProto) -> None:
         raise BadInputError(
             f"{dataset.source}: inputs must have the same, non-zero number of samples (found {sorted(counts)})"
         )
+    dataset.micro_batches = dataset.micro_batches or stacks_whole_feeds(dataset, model)
     for value in graph_inputs(model):
         array = dataset.inputs[value.name]
         dims = value.type.tensor_type.shape.dim
-        if array.ndim != len(dims):
+        if array.ndim != len(dims) + int(dataset.micro_batches):
             raise BadInputError(
                 f"{dataset.source}: array for input '{value.name}' has shape {array.shape}, the model expects "
-                f"rank {len(dims)} (samples first)"
+                f"rank {len(dims)} (samples first), or rank {len(dims) + 1} for every input (whole feeds stacked)"
             )
         for axis, dim in enumerate(dims):
-            if axis > 0 and dim.HasField("dim_value") and dim.dim_value != array.shape[axis]:
+            size = array.shape[axis + 1] if dataset.micro_batches else array.shape[axis]
+            if (axis > 0 or dataset.micro_batches) and dim.HasField("dim_value") and dim.dim_value > 0 and \
+                    dim.dim_value != size:
                 raise BadInputError(
-                    f"{dataset.source}: array for input '{value.name}' has shape {array.shape}; axis {axis} "
-                    f"must be {dim.dim_value}"
+                    f"{dataset.source}: array for input '{value.name}' has shape {array.shape}; axis "
+                    f"{axis + int(dataset.micro_batches)} must be {dim.dim_value}"
                 )
         if np.issubdtype(array.dtype, np.floating) and not np.isfinite(array).all():
             raise BadInputError(f"{dataset.source}: input '{value.name}' contains NaN or Inf; clean the data")
