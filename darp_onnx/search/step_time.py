@@ -60,8 +60,9 @@ def measure_step_seconds(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: 
 def measure_forward_seconds(proxy: ProxyModel, dataset: Dataset, *, batch: int = 8,
                             device: torch.device | str = "cpu") -> float:
     """Seconds per sample of a plain forward pass (the reference outputs and validation passes); a data set in
-    micro-batches (a model that is not batch-major) runs one whole feed at a time. A warm-up slower than
-    SLOW_STEP_S is the measurement (RivaGAN's 256x256 frames: 3.4 s a pass of 8)."""
+    micro-batches (a model that is not batch-major) runs one whole feed at a time. A first sample, or a
+    warm-up, slower than SLOW_STEP_S is the measurement (RivaGAN's 256x256 frames: 3.4 s a pass of 8;
+    CenterNet at 1024x1024: 4.5 s a sample, 36 s a pass of 8)."""
     idx = np.arange(min(batch, len(dataset)))
     if dataset.micro_batches:
         feeds_list = [dataset.feed(int(i), device) for i in idx]
@@ -72,6 +73,12 @@ def measure_forward_seconds(proxy: ProxyModel, dataset: Dataset, *, batch: int =
         for feeds in feeds_list:
             proxy.run(feeds)
 
+    start = time.perf_counter()
+    proxy.run(feeds_list[0] if dataset.micro_batches else batch_inputs(dataset, idx[:1], device))
+    _sync(device)
+    one = time.perf_counter() - start
+    if one >= SLOW_STEP_S:  # one sample this slow is the measurement (an over-estimate): a batch would cost more
+        return one
     start = time.perf_counter()
     run_all()  # warm-up
     _sync(device)

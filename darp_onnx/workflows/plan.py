@@ -17,12 +17,23 @@ from typing import Any
 import torch
 
 from darp_onnx.errors import OptionError
+from darp_onnx.load.inputs import has_free_sizes
 from darp_onnx.runtime.memory import MemoryPlan, activation_bytes_per_sample, peak_rss_bytes, plan_memory
 from darp_onnx.search.resolution import reduced_search_data
 from darp_onnx.search.step_time import measure_forward_seconds, measure_step_seconds
 from darp_onnx.training.dataset import Dataset
-from darp_onnx.training.time_budget import MIN_BATCH, SMALLEST_BATCH, StepPlan, plan_samples, plan_steps
+from darp_onnx.training.time_budget import (
+    DATA_PASSES,
+    MIN_BATCH,
+    MIN_FINETUNE_STEPS,
+    MIN_SEARCH_STEPS,
+    SMALLEST_BATCH,
+    StepPlan,
+    plan_samples,
+    plan_steps,
+)
 
+STEP_FORWARDS = 2.0  # a training step costs at least this many forward passes (forward + backward)
 PROBE_STEP_S = 2.0  # a step is timed at a batch smaller than MIN_BATCH where one at MIN_BATCH would take longer
 GRAPH_PASSES = 2.0  # rewrite + checks cost about this many times loading and analysing the model
 CANDIDATE_SHARE = 0.5  # a latency-aware extraction times its candidates in about this share of the table's time
@@ -121,6 +132,8 @@ def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
         dataset = dataset.limited(samples, config.seed)
         if search_data is not None:
             search_data = search_data.limited(samples, config.seed)
+    refuse_before_timing_steps(seconds, time.perf_counter() - started, forward, len(dataset),
+                               requested_batch or SMALLEST_BATCH, resizable=has_free_sizes(run.model))
     tune, search = _step_timers(run, dataset, search_data, probe)
     graph = sum(run.timings.get(s, 0.0) for s in ("load", "analysis", "shapes"))
     elapsed = time.perf_counter() - started
@@ -157,10 +170,29 @@ def refuse_hopeless_budget(plan: RunPlan, samples: int, *, resizable: bool) -> N
     if plan.seconds is None or plan.expected_s is None or plan.expected_s <= HOPELESS_OVERRUN * plan.seconds:
         return
     steps = plan.steps
-    minutes = math.ceil(1.25 * plan.expected_s / 60)
-    raise OptionError("time_budget", (
-        f"{{option}} {plan.seconds / 60:.1f} min is far too short for this model here: the fewest steps "
-        f"({steps.search_steps} search + {steps.finetune_steps} fine-tune at batch {steps.batch_size}, "
-        f"{steps.step_seconds:.1f} s a step, on {samples} samples) need about {plan.expected_s / 60:.1f} min; "
-        f"give {{option}} {minutes}m (or off)"
+    raise _too_short(plan.seconds, plan.expected_s, "about", (
+        f"{steps.search_steps} search + {steps.finetune_steps} fine-tune at batch {steps.batch_size}, "
+        f"{steps.step_seconds:.1f} s a step, on {samples} samples"), resizable)
+
+
+def _too_short(seconds: float, needed: float, about: str, what: str, resizable: bool) -> OptionError:
+    minutes = math.ceil(1.25 * needed / 60)
+    return OptionError("time_budget", (
+        f"{{option}} {seconds / 60:.1f} min is far too short for this model here: the fewest steps ({what}) need "
+        f"{about} {needed / 60:.1f} min; give {{option}} {minutes}m (or off)"
         + (", or prune at a smaller {option:input_shapes}" if resizable else "")))
+
+
+def refuse_before_timing_steps(seconds: float | None, elapsed: float, forward: float, samples: int, batch: int,
+                               *, resizable: bool) -> None:
+    """The same refusal from the forward pass alone, before a training step is timed: at 1024x1024 a step took
+    26-36 s to time, and the refusal came after 75-84 s of a 2-minute budget. A step costs at least
+    STEP_FORWARDS forward passes per sample, so this bound is low and refuses only what the full plan would."""
+    if seconds is None:
+        return
+    fewest = (MIN_SEARCH_STEPS + MIN_FINETUNE_STEPS) * batch * STEP_FORWARDS * forward
+    needed = elapsed + DATA_PASSES * samples * forward + fewest
+    if needed > HOPELESS_OVERRUN * seconds:
+        raise _too_short(seconds, needed, "at least", (
+            f"{MIN_SEARCH_STEPS} search + {MIN_FINETUNE_STEPS} fine-tune at batch {batch}, on {samples} samples; "
+            f"a forward pass takes {forward:.2f} s a sample"), resizable)

@@ -115,3 +115,16 @@ def test_the_json_document_carries_the_warnings_the_summary_prints(tmp_path):
     assert doc["warnings"] == written_model_warnings(
         relative_error=v["fidelity"]["relative_error"], top1=v["fidelity"]["top1_agreement"], synthetic=True,
         latency_ms_before=v["latency_ms_before"], latency_ms_after=v["latency_ms_after"])
+
+
+def test_a_forward_pass_that_slow_refuses_before_a_step_is_timed(tmp_path, monkeypatch):
+    """CenterNet at 1024x1024: timing one step took 75 s of a 2-minute budget before the refusal."""
+    def no_step(*args, **kwargs):
+        raise AssertionError("a training step was timed")
+
+    monkeypatch.setattr(plan_module, "measure_step_seconds", no_step)
+    monkeypatch.setattr(plan_module, "measure_forward_seconds", lambda *args, **kwargs: 2.0)
+    result = _prune(tmp_path, "--time-budget", "20s", "--max-samples", "16")
+    assert result.exit_code == 1 and "Traceback" not in result.stderr
+    assert "far too short" in result.stderr and "need at least" in result.stderr
+    assert "a forward pass takes 2.00 s a sample" in " ".join(result.stderr.split())
