@@ -18,6 +18,10 @@ ADVICE = {
     "analysis": "run `darp-onnx inspect` on the model to see its channel groups",
     "shapes": "give --input-shape for every input",
     "proxy": "run `darp-onnx check` on the model; the op may need a converter",
+    "plan": "check that the --data arrays fit the model's inputs (samples first; for a model without a batch "
+            "axis, whole feeds stacked along a first axis) or give --input-shape",
+    "reference_outputs": "check that the --data arrays fit the model's inputs (samples first; for a model without "
+                         "a batch axis, whole feeds stacked along a first axis)",
     "search": "try --method l1 (no search) or fewer --steps",
     "extraction": "try another budget",
     "finetune": "try --finetune-steps 0",

@@ -374,3 +374,11 @@ def test_step_timer_runs_micro_batches_as_the_search_does():
     assert data.micro_batches
     assert measure_step_seconds(proxy, analyse(model), data, 8) > 0
     assert measure_forward_seconds(proxy, data, batch=8) > 0
+
+
+def test_a_proxy_failure_on_the_data_points_at_the_data():
+    """madmom's key CNN given spectrogram rows as samples ([4800, 105] for an input [frames, bins]): a Conv saw
+    2 frames; the message said only 'please report it'."""
+    with pytest.raises(StageError, match="plan failed: RuntimeError: .*check that the --data arrays fit the "
+                                         "model's inputs .*whole feeds stacked"), in_stage("plan"):
+        raise RuntimeError("Kernel size can't be greater than actual input size")
