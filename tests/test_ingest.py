@@ -382,3 +382,13 @@ def test_a_proxy_failure_on_the_data_points_at_the_data():
     with pytest.raises(StageError, match="plan failed: RuntimeError: .*check that the --data arrays fit the "
                                          "model's inputs .*whole feeds stacked"), in_stage("plan"):
         raise RuntimeError("Kernel size can't be greater than actual input size")
+
+
+def test_sizes_the_model_cannot_take_are_named_at_ingest():
+    """madmom's chroma MLP at --input-shape input=1x1000 (its MatMul takes 1575) ended in 'the shape of
+    matmul_2 is unknown; give --input-shape' although one was given."""
+    b = GraphBuilder(44, opset=17)
+    model = b.build(b.op("Relu", b.op("MatMul", b.input("x", ["n", "k"]), b.weight(8, 4))))
+    with pytest.raises(BadInputError, match=r"onnxruntime cannot run the model at x=1x6 .*--input-shape"):
+        ingest(model, {"x": (1, 6)}, source="chroma.onnx")
+    assert ingest(model, {"x": (1, 8)}).unknown == []

@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 import numpy as np
 import onnx
 
-from darp_onnx.errors import first_line
+from darp_onnx.errors import BadInputError, first_line
 from darp_onnx.load.inputs import synthetic_inputs
 from darp_onnx.load.io import with_dynamic_dims
 from darp_onnx.load.naming import has_unique_names, name_nodes
@@ -128,6 +128,13 @@ def _onnxruntime_refuses(model: onnx.ModelProto) -> str | None:
     return None
 
 
+def _about_shapes(exc: BaseException) -> bool:
+    """onnxruntime refused the sizes (madmom's chroma MLP at 1x1000 where its MatMul takes 1575 went on to 'the
+    shape of matmul_2 is unknown; give --input-shape', a GRU at the wrong width to a budget refusal)."""
+    text = str(exc).lower()
+    return any(word in text for word in ("shape", "dimension", "rank"))
+
+
 def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] | None = None, *,
            seed: int = 0, source: str = "the model") -> Ingested:
     """The model as the analysis needs it (never modifies `model`); see the module docstring. Quantized
@@ -160,6 +167,10 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
         feeds = synthetic_inputs(work, batch=1, seed=seed, shapes=input_shapes)
         shapes, types = observe_tensors(work, feeds, dict(input_shapes or {}))
     except Exception as exc:  # any onnxruntime failure: the static shapes are all there is
+        if input_shapes and _about_shapes(exc):  # the sizes asked for do not fit: say so now, not a symptom later
+            sizes = ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in input_shapes.items())
+            raise BadInputError(f"{source}: onnxruntime cannot run the model at {sizes} ({first_line(exc)}); give "
+                                "the sizes the model takes in --input-shape (or --data arrays of that shape)") from None
         notes.append(f"onnxruntime could not run the model at the given input shapes ({first_line(exc)})")
     observed = [n for n in missing if n in shapes]
     following_batch = batch_axes(work, feeds, dict(input_shapes or {}), shapes) if observed else {}
