@@ -69,3 +69,24 @@ def constant_outputs(model: onnx.ModelProto, reference: Sequence[np.ndarray]) ->
     names = ", ".join(f"'{o.name}'" for o in model.graph.output)
     return (f"the original model's outputs ({names}) are the same for every synthetic input: data-free there is "
             "nothing to fit, and agreement with the original means nothing; pass --data with real samples")
+
+
+def unpictured_floats(model: onnx.ModelProto, picture_inputs: Sequence[str]) -> list[str]:
+    """Float inputs that synthetic data fills with standard normal values (not pictures, not ids or lengths)."""
+    floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    initializers = {t.name for t in model.graph.initializer}
+    return [v.name for v in model.graph.input if v.name not in initializers and v.name not in picture_inputs
+            and v.type.tensor_type.elem_type in floats]
+
+
+def normal_values_note(names: Sequence[str]) -> str | None:
+    """Said before the search when a float input gets standard normal values: madmom's spectrogram models
+    (values 0..3 with strong structure) pruned data-free reported errors of 0.23-0.77 and a chroma MLP 98%
+    agreement on such values, and on music-like spectrograms one picked one key for every song, another
+    switched every note on, the MLP agreed on 67%."""
+    if not names:
+        return None
+    listed = ", ".join(f"'{n}'" for n in names)
+    return (f"data-free: {listed} {'gets' if len(names) == 1 else 'get'} standard normal values (not a picture); "
+            "where the real values lie elsewhere (spectrograms, features) the model is fitted and measured on the "
+            "wrong range: pass --data with real samples")

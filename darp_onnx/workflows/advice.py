@@ -47,10 +47,20 @@ def slower_than_original(before_ms: float, after_ms: float) -> str | None:
             "or a --target-latency budget")
 
 
+def measured_on_normal_values(names: list[str]) -> str | None:
+    """The fidelity of a data-free run whose float inputs got standard normal values says little about real
+    inputs (madmom's chroma MLP: 98.4% agreement and error 0.07 on them, 67% and 0.41 on spectrogram frames)."""
+    if not names:
+        return None
+    listed = ", ".join(f"'{n}'" for n in names)
+    return (f"the output error and agreement were measured on standard normal values for {listed}, not on real "
+            "inputs; pass --data with real samples, and check it on your task before deploying it")
+
+
 def written_model_warnings(*, relative_error: float, top1: float | None, synthetic: bool, latency_ms_before: float,
-                           latency_ms_after: float) -> list[str]:
+                           latency_ms_after: float, normal_inputs: list[str] | None = None) -> list[str]:
     found = (far_from_original(relative_error, synthetic), low_agreement(top1, synthetic),
-             slower_than_original(latency_ms_before, latency_ms_after))
+             measured_on_normal_values(normal_inputs or []), slower_than_original(latency_ms_before, latency_ms_after))
     return [w for w in found if w]
 
 

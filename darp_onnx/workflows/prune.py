@@ -50,7 +50,12 @@ from darp_onnx.training.pictures import pictures_note
 from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
 from darp_onnx.training.steps import predict
-from darp_onnx.training.synthetic_check import constant_outputs, saturated_outputs
+from darp_onnx.training.synthetic_check import (
+    constant_outputs,
+    normal_values_note,
+    saturated_outputs,
+    unpictured_floats,
+)
 from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, SMALLEST_BATCH, finetune_steps_left
 from darp_onnx.validation.checks import baseline_gaps, fidelity, run_batches, run_model
 from darp_onnx.workflows.advice import check_drift, written_model_warnings
@@ -285,7 +290,8 @@ def _add_decoded_scores(run: PruneRun) -> None:
 
 def _note_synthetic_data(run: PruneRun) -> None:
     """Say what the synthetic pictures are, and when the outputs do not vary or a score stays empty on them."""
-    for message in (pictures_note(run.dataset.picture_ranges), constant_outputs(run.model, run.reference),
+    normal = normal_values_note(unpictured_floats(run.model, list(run.dataset.picture_ranges)))
+    for message in (pictures_note(run.dataset.picture_ranges), normal, constant_outputs(run.model, run.reference),
                     saturated_outputs(run.model, run.reference)):
         if message is not None:
             run.progress("note", {"message": message})
@@ -690,7 +696,9 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
         warnings=written_model_warnings(
             relative_error=validation.fidelity.relative_error, top1=validation.fidelity.top1_agreement,
             synthetic=run.dataset.synthetic, latency_ms_before=validation.latency_ms_before,
-            latency_ms_after=validation.latency_ms_after),
+            latency_ms_after=validation.latency_ms_after,
+            normal_inputs=unpictured_floats(run.model, list(run.dataset.picture_ranges)) if run.dataset.synthetic
+            else []),
     )
 
 
