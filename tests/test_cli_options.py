@@ -99,3 +99,4 @@ def test_the_summary_counts_whole_units_besides_channels():
               {"kind": "branch", "kept": 0, "size": 1}, {"kind": "head", "kept": 2, "size": 4}]
     assert units_removed({"channels_removed": 0, "groups": groups}) == "0 channels, 2 branches and 2 heads"
     assert units_removed({"channels_removed": 88, "groups": groups[:1]}) == "88 channels"
+    assert units_removed({"channels_removed": 112, "groups": groups[:2]}) == "112 channels and 1 branch"

@@ -224,8 +224,10 @@ def units_removed(doc: dict) -> str:
     for g in doc["groups"]:
         if g["kind"] != "channel" and g["kept"] < g["size"]:
             others[g["kind"]] = others.get(g["kind"], 0) + g["size"] - g["kept"]
-    parts = [f"{doc['channels_removed']} channels"] + [
-        f"{n} {kind}{'es' if kind.endswith(('ch', 'sh', 's')) else 's'}" for kind, n in sorted(others.items())]
+    def counted(n: int, kind: str) -> str:
+        return f"{n} {kind}" if n == 1 else f"{n} {kind}{'es' if kind.endswith(('ch', 'sh', 's')) else 's'}"
+
+    parts = [counted(doc["channels_removed"], "channel")] + [counted(n, kind) for kind, n in sorted(others.items())]
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
