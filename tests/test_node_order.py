@@ -78,3 +78,20 @@ def test_a_truly_dangling_edge_is_still_refused(tmp_path):
     onnx.save_model(model, str(path))
     with pytest.raises(BadInputError, match="nobody_makes_this"):
         darp_onnx.prune(str(path), output=tmp_path / "p.onnx", search_steps=2, finetune_steps=1)
+
+
+def test_what_a_sub_graph_reads_from_outside_orders_its_node():
+    """An If whose branch reads 'b', produced by a node written after it: the producer is moved first."""
+    from onnx import TensorProto, helper
+
+    branch = helper.make_graph([helper.make_node("Identity", ["b"], ["out"])], "then",
+                               [], [helper.make_tensor_value_info("out", TensorProto.FLOAT, [2])])
+    other = helper.make_graph([helper.make_node("Identity", ["x"], ["out2"])], "else",
+                              [], [helper.make_tensor_value_info("out2", TensorProto.FLOAT, [2])])
+    nodes = [helper.make_node("If", ["c"], ["y"], name="if", then_branch=branch, else_branch=other),
+             helper.make_node("Neg", ["x"], ["b"], name="neg")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("c", TensorProto.BOOL, []),
+                                           helper.make_tensor_value_info("x", TensorProto.FLOAT, [2])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [2])])
+    assert topological_order(graph) == [1, 0] and sort_nodes(graph)
+    assert [n.name for n in graph.node] == ["neg", "if"]

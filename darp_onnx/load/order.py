@@ -15,24 +15,26 @@ import heapq
 import onnx
 
 
+def _subgraphs(node: onnx.NodeProto) -> list[onnx.GraphProto]:
+    return [g for attr in node.attribute
+            for g in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs))]
+
+
 def _subgraph_reads(graph: onnx.GraphProto) -> set[str]:
     """Names a sub-graph reads from its enclosing scopes."""
     local = {v.name for v in graph.input} | {t.name for t in graph.initializer}
     reads: set[str] = set()
     for node in graph.node:
-        reads.update(name for name in node.input if name)
-        for attr in node.attribute:
-            for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
-                reads |= _subgraph_reads(sub)
+        reads |= _reads(node)
         local.update(node.output)
     return reads - local
 
 
 def _reads(node: onnx.NodeProto) -> set[str]:
+    """The names a node reads: its inputs and what its sub-graphs read from outside them."""
     names = {name for name in node.input if name}
-    for attr in node.attribute:
-        for sub in ([attr.g] if attr.type == onnx.AttributeProto.GRAPH else list(attr.graphs)):
-            names |= _subgraph_reads(sub)
+    for sub in _subgraphs(node):
+        names |= _subgraph_reads(sub)
     return names
 
 
