@@ -17,8 +17,8 @@ MAX_HELD_OUT = 256
 
 
 def split_holdout(dataset: Dataset, share: float, seed: int) -> tuple[Dataset, Dataset | None]:
-    """(training part, held-out part or None). Synthetic data need none: new samples cost nothing, but they
-    are what the search fits, so the validation passes draw on the same distribution either way."""
+    """(training part, held-out part or None). Synthetic data are not split: their fidelity is labelled as
+    measured on synthetic samples, which says little about real inputs either way."""
     if dataset.synthetic or share <= 0 or len(dataset) < MIN_SAMPLES_FOR_HOLDOUT:
         return dataset, None
     held = min(max(int(round(share * len(dataset))), MIN_HELD_OUT), MAX_HELD_OUT)
