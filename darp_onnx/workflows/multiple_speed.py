@@ -5,10 +5,11 @@ far under the budget (`prune._extract_auto`), because a coarse rounding that kee
 70% was asked costs accuracy. A finer multiple can cost speed instead: tf2onnx's BlazeFace at 70% went to
 multiples of 2, its 18-channel depthwise layers left onnxruntime's blocked kernels, and the pruned model
 ran slower than the original (8.6 -> 11.0 ms), while multiples of 8 gave 59% MACs at 2.4x the speed.
-So where the finer candidate is timed slow for its MACs (speedup x MACs ratio under GOOD_SPEED_PER_MAC),
-the candidates are timed against the original on onnxruntime and the one closest to the budget among
-those fast enough for their MACs is kept; with none fast enough, or a model that runs under MIN_TIMED_MS
-(per-op overhead, not MACs, sets its time: silero's VADs run in 0.1 ms), the budget's choice stays.
+So where 'auto' went finer, the candidates are timed against the original on onnxruntime; the finer one
+stays unless it is slow for its MACs (speedup x MACs ratio under GOOD_SPEED_PER_MAC), and then the one
+closest to the budget among those fast enough for their MACs is kept; with none fast enough, or a model
+that runs under MIN_TIMED_MS (per-op overhead, not MACs, sets its time: silero's VADs run in 0.1 ms), the
+budget's choice stays.
 """
 
 from __future__ import annotations
