@@ -87,6 +87,11 @@ def recovery_start_seconds(forward: float, samples: int) -> float:
     return forward * RECOVERY_PASSES * samples
 
 
+def passes_before_tail_seconds(forward: float, samples: int) -> float:
+    """The passes over the data before the tail: reference outputs, the search's, the recovery's start."""
+    return forward * samples * (1 + SEARCH_PASSES) + recovery_start_seconds(forward, samples)
+
+
 def _linear(measured: float, at: int):
     """Seconds at batch b from a measurement at batch `at`: proportional, an upper bound (steps get cheaper per
     sample as the batch grows)."""
@@ -137,8 +142,7 @@ def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
     tune, search = _step_timers(run, dataset, search_data, probe)
     graph = sum(run.timings.get(s, 0.0) for s in ("load", "analysis", "shapes"))
     elapsed = time.perf_counter() - started
-    passes = forward * len(dataset) * (1 + SEARCH_PASSES) + recovery_start_seconds(forward, len(dataset))
-    training = usable_seconds(seconds) - elapsed - passes - tail_seconds(
+    training = usable_seconds(seconds) - elapsed - passes_before_tail_seconds(forward, len(dataset)) - tail_seconds(
         forward, len(dataset), config.validation.latency_runs, graph) - CANDIDATE_SHARE * run.timings.get(
         "latency_table", 0.0)
     steps = plan_steps(seconds=max(training, 0.0), step_seconds=tune, search_step_seconds=search, batch_size=batch,
@@ -158,9 +162,8 @@ def expected_total(plan: RunPlan, samples: int, latency_runs: int) -> float | No
     if plan.seconds is None or math.isnan(plan.steps.training_seconds):
         return None
     done = time.perf_counter() - plan.started
-    return done + plan.forward_seconds * samples * (1 + SEARCH_PASSES) + recovery_start_seconds(
-        plan.forward_seconds, samples) + plan.steps.training_seconds + tail_seconds(
-        plan.forward_seconds, samples, latency_runs, 0.0)
+    return done + passes_before_tail_seconds(plan.forward_seconds, samples) + plan.steps.training_seconds + \
+        tail_seconds(plan.forward_seconds, samples, latency_runs, 0.0)
 
 
 def refuse_hopeless_budget(plan: RunPlan, samples: int, *, resizable: bool) -> None:
