@@ -231,6 +231,13 @@ def units_removed(doc: dict) -> str:
     return parts[0] if len(parts) == 1 else ", ".join(parts[:-1]) + " and " + parts[-1]
 
 
+def _positives(fid: dict) -> str:
+    """', values above 0.5 kept (F1) 0.93 in 'hm'' for a model with an output of probabilities."""
+    if fid.get("positives_kept") is None:
+        return ""
+    return f", values above 0.5 kept (F1) {fid['positives_kept']:.2f} in '{escape(fid['positives_output'])}'"
+
+
 def _summary(doc: dict) -> None:
     v = doc["validation"]
     fid = v["fidelity"]
@@ -242,7 +249,7 @@ def _summary(doc: dict) -> None:
         f"{units_removed(doc)} removed; onnxruntime {v['provider']}: latency "
         f"{v['latency_ms_before']:.2f} -> {v['latency_ms_after']:.2f} ms{agreement}, "
         f"max |pruned - masked proxy| {v['max_abs_diff']:.2g}; output error against the original "
-        f"{fid['relative_error']:.3g} (relative, on {v.get('fidelity_on') or 'the data'})"
+        f"{fid['relative_error']:.3g} (relative, on {v.get('fidelity_on') or 'the data'}){_positives(fid)}"
     )
     for warning in doc.get("warnings", []):
         console_err.print(f"[yellow]{escape(warning)}[/]")

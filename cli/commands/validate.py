@@ -111,6 +111,9 @@ def _table(result: dict[str, Any]) -> Table:
     if fid["top1_agreement"] is not None:
         table.add_row("top-1 agreement", "", f"{fid['top1_agreement']:.1%}", "")
     table.add_row("relative output error", "", f"{fid['relative_error']:.3g}", "")
+    if fid.get("positives_kept") is not None:
+        table.add_row(f"values > 0.5 kept (F1), '{escape(fid['positives_output'])}'", "",
+                      f"{fid['positives_kept']:.3f}", "")
     table.add_row("max abs diff", "", f"{result['max_abs_diff']:.3g}", "")
     return table
 

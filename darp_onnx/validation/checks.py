@@ -12,6 +12,7 @@ from onnx import shape_inference
 
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
 from darp_onnx.runtime.session import make_session, session_provider
+from darp_onnx.validation.outputs_kept import fewest_positives, outputs_kept, worst_error
 
 EQUIVALENCE_ATOL = 1e-4
 EQUIVALENCE_RTOL = 1e-3
@@ -77,10 +78,16 @@ class Fidelity:
     relative_error: float
     accuracy_before: float | None = None
     accuracy_after: float | None = None
+    worst_output: str | None = None  # with several outputs, the one furthest from the original's
+    worst_output_error: float | None = None
+    positives_output: str | None = None  # the output of probabilities whose positives are kept worst
+    positives_kept: float | None = None  # F1 of its elements above 0.5 against the original's (outputs_kept)
 
 
 def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
-             labels: np.ndarray | None = None) -> Fidelity:
+             labels: np.ndarray | None = None, names: Sequence[str] | None = None) -> Fidelity:
+    """Closeness to the original: relative L2 error over all outputs, top-1 agreement (and accuracy with
+    labels) on class scores, and output by output the worst error and the positives kept."""
     first_a, first_b = np.asarray(after[0]), np.asarray(before[0])
     num = sum(float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
               for a, b in zip(after, before, strict=False))
@@ -92,7 +99,13 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
         if labels is not None:
             acc_b = float((first_b.argmax(1) == labels).mean())
             acc_a = float((first_a.argmax(1) == labels).mean())
-    return Fidelity(agreement, num / max(den, 1e-12), acc_b, acc_a)
+    rows = outputs_kept(after, before, names)
+    worst, fewest = worst_error(rows), fewest_positives(rows)
+    return Fidelity(agreement, num / max(den, 1e-12), acc_b, acc_a,
+                    worst_output=None if worst is None else worst.name,
+                    worst_output_error=None if worst is None else worst.relative_error,
+                    positives_output=None if fewest is None else fewest.name,
+                    positives_kept=None if fewest is None else fewest.positives_kept)
 
 
 def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,

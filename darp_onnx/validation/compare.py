@@ -215,7 +215,7 @@ def validate_models(
     before = run_batches(session_o, dataset.inputs, label_o, BadInputError)
     after = run_batches(session_p, dataset.inputs, label_p, ValidationFailedError)
     rows = _compare(names, after, before, label_p)
-    fid = fidelity(after, before, dataset.labels)
+    fid = fidelity(after, before, dataset.labels, names)
     timings["run_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -8,11 +8,14 @@ reading `--json` sees what the summary prints; the hard limit on the output erro
 from __future__ import annotations
 
 from darp_onnx.errors import ValidationFailedError
+from darp_onnx.validation.checks import Fidelity
 from darp_onnx.workflows.config import NO_SIGNAL_DRIFT
 
 FAR_FROM_ORIGINAL = 0.5  # relative output error above which a warning is given
 LOW_AGREEMENT = 0.8  # top-1 agreement with the original below which a warning is given
 SLOWER_MARGIN = 1.05  # measured latencies move by a few percent from run to run
+FEW_POSITIVES_KEPT = 0.5  # F1 of an output's values above 0.5 against the original's, below which a warning is given
+NO_POSITIVES_KEPT = 0.05  # ... below which the output keeps no signal: the gate refuses it as it refuses zeros
 
 
 def _where(synthetic: bool) -> str:
@@ -57,9 +60,32 @@ def measured_on_normal_values(names: list[str]) -> str | None:
             "inputs; pass --data with real samples, and check it on your task before deploying it")
 
 
-def written_model_warnings(*, relative_error: float, top1: float | None, synthetic: bool, latency_ms_before: float,
-                           latency_ms_after: float, normal_inputs: list[str] | None = None) -> list[str]:
-    found = (far_from_original(relative_error, synthetic), low_agreement(top1, synthetic),
+def worst_output_far(fid: Fidelity, synthetic: bool) -> str | None:
+    """A warning when one output is far from the original's while the error over all outputs is not: a large
+    output (box coordinates, a background-dominated map) hides a small one."""
+    if fid.worst_output_error is None or fid.worst_output_error <= FAR_FROM_ORIGINAL:
+        return None
+    if fid.relative_error > FAR_FROM_ORIGINAL:
+        return None  # far_from_original says it
+    return (f"the pruned model's output '{fid.worst_output}' differs from the original's by "
+            f"{fid.worst_output_error:.3g} of its size on {_where(synthetic)}, and check it on your task before "
+            "deploying it")
+
+
+def positives_lost(fid: Fidelity, synthetic: bool) -> str | None:
+    """A warning when an output of probabilities keeps few of the original's values above 0.5 (a CenterNet
+    table detector pruned data-free lost every heatmap peak at an overall error of 0.66)."""
+    if fid.positives_kept is None or fid.positives_kept >= FEW_POSITIVES_KEPT:
+        return None
+    return (f"output '{fid.positives_output}' keeps few of the original's values above 0.5 (its detections, mask "
+            f"pixels or active scores; F1 {fid.positives_kept:.2f}) on {_where(synthetic)}, and check it on your "
+            "task before deploying it")
+
+
+def written_model_warnings(fid: Fidelity, *, synthetic: bool, latency_ms_before: float, latency_ms_after: float,
+                           normal_inputs: list[str] | None = None) -> list[str]:
+    found = (far_from_original(fid.relative_error, synthetic), worst_output_far(fid, synthetic),
+             positives_lost(fid, synthetic), low_agreement(fid.top1_agreement, synthetic),
              measured_on_normal_values(normal_inputs or []), slower_than_original(latency_ms_before, latency_ms_after))
     return [w for w in found if w]
 
@@ -78,4 +104,21 @@ def check_drift(relative_error: float, limit: float | None, label: str, syntheti
         f"--max-drift {limit:g} ({'no signal kept' if limit >= NO_SIGNAL_DRIFT else 'the limit asked for'}); "
         f"nothing written: {advice}, or --max-drift off to write it anyway")
     error.details = {"relative_error": relative_error, "max_drift": limit, **(details or {})}
+    raise error
+
+
+def check_positives(fid: Fidelity, limit: float | None, label: str, synthetic: bool, details: dict | None = None) -> None:
+    """Under a drift gate, ValidationFailedError when an output of probabilities keeps none of the original's
+    values above 0.5: a detector that finds nothing keeps no signal, however small its error over all outputs."""
+    if limit is None or fid.positives_kept is None or fid.positives_kept >= NO_POSITIVES_KEPT:
+        return
+    where = "the synthetic inputs" if synthetic else "your data"
+    advice = "pass --data with real samples" if synthetic else "try a larger budget"
+    error = ValidationFailedError(
+        f"{label}: output '{fid.positives_output}' keeps none of the original's values above 0.5 on {where} "
+        f"(F1 {fid.positives_kept:.3f}: no signal kept, though the error over all outputs is "
+        f"{fid.relative_error:.3f}); nothing written: {advice}, more steps (--time-budget, --finetune-steps), or "
+        "--max-drift off to write it anyway")
+    error.details = {"relative_error": fid.relative_error, "max_drift": limit, "positives_output": fid.positives_output,
+                     "positives_kept": fid.positives_kept, **(details or {})}
     raise error

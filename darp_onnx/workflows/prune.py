@@ -58,7 +58,7 @@ from darp_onnx.training.synthetic_check import (
 )
 from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, SMALLEST_BATCH, finetune_steps_left
 from darp_onnx.validation.checks import baseline_gaps, fidelity, run_batches, run_model
-from darp_onnx.workflows.advice import check_drift, written_model_warnings
+from darp_onnx.workflows.advice import check_drift, check_positives, written_model_warnings
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
 from darp_onnx.workflows.config import (
     BudgetConfig,
@@ -619,9 +619,10 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
         one = run.dataset.timing_feed()
         kept, measured_on = _fidelity(run, written, before, session_before, label)
         limit = run.config.validation.drift_limit(labelled=run.dataset.labels is not None)
-        check_drift(kept.relative_error, limit, f"{label} ({measured_on})", run.dataset.synthetic,
-                    details={"top1_agreement": kept.top1_agreement, "fidelity_on": measured_on,
-                             "macs_after": counted.macs, "macs_before": run.cost_model.full_macs})
+        details = {"top1_agreement": kept.top1_agreement, "fidelity_on": measured_on,
+                   "macs_after": counted.macs, "macs_before": run.cost_model.full_macs}
+        check_drift(kept.relative_error, limit, f"{label} ({measured_on})", run.dataset.synthetic, details=details)
+        check_positives(kept, limit, f"{label} ({measured_on})", run.dataset.synthetic, details=details)
         # the two models take turns run by run: load on the machine then hits both alike (timed one after the
         # other, a busy machine made a faster nsnet2 look 70% slower, and prune warned of it)
         before_ms, after_ms = time_sessions([session_before, written.session], one, runs=runs, rounds=runs, warmup=3)
@@ -638,12 +639,13 @@ def _fidelity(run: PruneRun, written, before: list[np.ndarray], session_before, 
     """Fidelity to the original on the held-out samples where there are any, else on the training data; and
     which samples those were."""
     held, micro = run.holdout, run.dataset.micro_batches
+    names = [o.name for o in run.model.graph.output]
     if held is None:
         kind = "synthetic" if run.dataset.synthetic else "fitted (no holdout)"
-        return fidelity(written.outputs, before, run.dataset.labels), f"{len(run.dataset)} {kind} samples"
+        return fidelity(written.outputs, before, run.dataset.labels, names), f"{len(run.dataset)} {kind} samples"
     original = run_batches(session_before, held.inputs, "original model", micro=micro)
     pruned = run_batches(written.session, held.inputs, label, micro=micro)
-    return fidelity(pruned, original, held.labels), f"{len(held)} held-out samples"
+    return fidelity(pruned, original, held.labels, names), f"{len(held)} held-out samples"
 
 
 def write(run: PruneRun, result: PruneResult) -> dict[str, Path]:
@@ -694,8 +696,7 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
         data=run.dataset.describe(), resources=run.plan.describe() if run.plan is not None else {},
         original=run.model, input_shapes=dict(run.input_shapes),
         warnings=written_model_warnings(
-            relative_error=validation.fidelity.relative_error, top1=validation.fidelity.top1_agreement,
-            synthetic=run.dataset.synthetic, latency_ms_before=validation.latency_ms_before,
+            validation.fidelity, synthetic=run.dataset.synthetic, latency_ms_before=validation.latency_ms_before,
             latency_ms_after=validation.latency_ms_after,
             normal_inputs=unpictured_floats(run.model, list(run.dataset.picture_ranges)) if run.dataset.synthetic
             else []),

@@ -106,6 +106,7 @@ def test_bad_max_drift_is_one_line(tmp_path, value):
 
 
 def test_the_json_document_carries_the_warnings_the_summary_prints(tmp_path):
+    from darp_onnx.validation.checks import Fidelity
     from darp_onnx.workflows.advice import written_model_warnings
 
     result = _prune(tmp_path, "--max-drift", "off", *FEW)
@@ -113,8 +114,7 @@ def test_the_json_document_carries_the_warnings_the_summary_prints(tmp_path):
     doc = json.loads(result.stdout)
     v = doc["validation"]
     assert doc["warnings"] == written_model_warnings(
-        relative_error=v["fidelity"]["relative_error"], top1=v["fidelity"]["top1_agreement"], synthetic=True,
-        latency_ms_before=v["latency_ms_before"], latency_ms_after=v["latency_ms_after"])
+        Fidelity(**v["fidelity"]), synthetic=True, latency_ms_before=v["latency_ms_before"], latency_ms_after=v["latency_ms_after"])
 
 
 def test_a_forward_pass_that_slow_refuses_before_a_step_is_timed(tmp_path, monkeypatch):
@@ -128,3 +128,18 @@ def test_a_forward_pass_that_slow_refuses_before_a_step_is_timed(tmp_path, monke
     assert result.exit_code == 1 and "Traceback" not in result.stderr
     assert "far too short" in result.stderr and "need at least" in result.stderr
     assert "a forward pass takes 2.00 s a sample" in " ".join(result.stderr.split())
+
+
+def test_an_output_that_keeps_no_positives_is_not_written(tmp_path, monkeypatch):
+    """The gate reads the positives measured in validation (CenterNet's heatmap: every peak lost at 0.66)."""
+    import darp_onnx.workflows.prune as prune_module
+    from darp_onnx.validation.checks import Fidelity
+
+    def dead_heatmap(after, before, labels=None, names=None):
+        return Fidelity(None, 0.2, positives_output=names[0], positives_kept=0.0)
+
+    monkeypatch.setattr(prune_module, "fidelity", dead_heatmap)
+    result = _prune(tmp_path, *FEW)
+    assert result.exit_code == 2 and "keeps none of the original's values above 0.5" in result.stderr
+    assert not (tmp_path / "out.onnx").exists()
+    assert json.loads(result.stdout)["error"]["details"]["positives_kept"] == 0.0

@@ -1,0 +1,82 @@
+"""Fidelity output by output: a small output's error and a heatmap's lost peaks are not hidden by the rest."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from darp_onnx.errors import ValidationFailedError
+from darp_onnx.validation.checks import Fidelity, fidelity
+from darp_onnx.validation.outputs_kept import is_probabilities, outputs_kept, positives_kept
+from darp_onnx.workflows.advice import check_positives, written_model_warnings
+from darp_onnx.workflows.config import NO_SIGNAL_DRIFT
+
+
+def _heatmap(peaks: int, seed: int = 0) -> np.ndarray:
+    """Background near 0.02, `peaks` cells at 0.9: a CenterNet-style sigmoid map [N, 2, 16, 16]."""
+    rng = np.random.default_rng(seed)
+    hm = rng.uniform(0.0, 0.04, size=(4, 2, 16, 16)).astype(np.float32)
+    flat = hm.reshape(-1)
+    flat[rng.choice(flat.size, size=peaks, replace=False)] = 0.9
+    return hm
+
+
+def test_a_heatmap_that_lost_its_peaks_keeps_a_small_overall_error():
+    """The case: boxes dominate the norm, the heatmap's peaks all gone, the overall error looks fine."""
+    hm = _heatmap(40)
+    boxes = np.random.default_rng(1).normal(0, 100.0, size=(4, 4, 16, 16)).astype(np.float32)
+    dead = np.full_like(hm, 0.02)
+    fid = fidelity([boxes * 1.01, dead], [boxes, hm], names=["boxes", "hm"])
+    assert fid.relative_error < 0.05
+    assert fid.positives_output == "hm" and fid.positives_kept == 0.0
+    assert fid.worst_output == "hm" and fid.worst_output_error > 0.9
+
+
+def test_positives_are_compared_as_sets():
+    hm = _heatmap(40)
+    assert positives_kept(hm, hm) == 1.0
+    half = hm.copy()
+    half[half > 0.5] = np.where(np.arange(int((hm > 0.5).sum())) % 2 == 0, 0.9, 0.1)
+    assert positives_kept(half, hm) == pytest.approx(2 * 20 / (40 + 20))
+    assert positives_kept(np.full_like(hm, 0.99), hm) == pytest.approx(2 * 40 / (40 + hm.size))
+
+
+def test_outputs_that_are_not_probabilities_or_have_few_positives_are_not_judged():
+    logits = np.random.default_rng(0).normal(size=(8, 10)).astype(np.float32)
+    assert not is_probabilities(logits) and positives_kept(logits, logits) is None
+    assert positives_kept(_heatmap(3), _heatmap(3)) is None  # 3 positives say nothing
+    assert not is_probabilities(np.zeros((4, 4), np.float32))  # one value throughout
+    assert not is_probabilities(np.array([0, 1, 1], np.int64))
+    rows = outputs_kept([logits], [logits], ["scores"])
+    assert rows[0].name == "scores" and rows[0].relative_error == 0.0 and rows[0].positives_kept is None
+
+
+def test_one_output_has_no_worst_output():
+    scores = np.random.default_rng(0).normal(size=(8, 10)).astype(np.float32)
+    fid = fidelity([scores], [scores], names=["logits"])
+    assert fid.worst_output is None and fid.worst_output_error is None and fid.positives_kept is None
+
+
+def _fid(**fields) -> Fidelity:
+    return Fidelity(top1_agreement=None, relative_error=fields.pop("relative_error", 0.1), **fields)
+
+
+def test_warnings_name_the_output():
+    lost = _fid(positives_output="hm", positives_kept=0.2, worst_output="hm", worst_output_error=0.8)
+    warnings = written_model_warnings(lost, synthetic=True, latency_ms_before=1.0, latency_ms_after=0.5)
+    assert any("output 'hm' keeps few of the original's values above 0.5" in w and "F1 0.20" in w for w in warnings)
+    assert any("output 'hm' differs from the original's by 0.8" in w for w in warnings)
+    kept = _fid(positives_output="hm", positives_kept=0.9, worst_output="hm", worst_output_error=0.3)
+    assert written_model_warnings(kept, synthetic=False, latency_ms_before=1.0, latency_ms_after=0.5) == []
+    far = _fid(relative_error=0.7, worst_output="hm", worst_output_error=0.8)  # said once, by the overall warning
+    assert len(written_model_warnings(far, synthetic=False, latency_ms_before=1.0, latency_ms_after=0.5)) == 1
+
+
+def test_the_gate_refuses_an_output_that_keeps_no_positives():
+    dead = _fid(positives_output="hm", positives_kept=0.0)
+    with pytest.raises(ValidationFailedError, match="output 'hm' keeps none of the original's values above 0.5") as exc:
+        check_positives(dead, NO_SIGNAL_DRIFT, "m.onnx", synthetic=True, details={"fidelity_on": "8 samples"})
+    assert exc.value.details["positives_kept"] == 0.0 and exc.value.details["fidelity_on"] == "8 samples"
+    check_positives(dead, None, "m.onnx", synthetic=True)  # --max-drift off (or labels): no gate
+    check_positives(_fid(positives_output="hm", positives_kept=0.3), NO_SIGNAL_DRIFT, "m.onnx", synthetic=True)
+    check_positives(_fid(), NO_SIGNAL_DRIFT, "m.onnx", synthetic=True)  # nothing to judge
