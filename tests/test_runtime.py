@@ -49,3 +49,21 @@ def test_min_interleaved_takes_turns_run_by_run_and_reports_the_fastest(monkeypa
     ms = timer.min_interleaved_ms([a, b], {}, runs=3, warmup=1)
     assert log == ["a", "b", "a", "b", "a", "b", "a", "b"]  # one warm-up each, then turns
     assert ms == pytest.approx([10.0, 1.0])
+
+
+def test_validate_times_the_two_models_in_turns(monkeypatch):
+    """One run of each in turn: noise on a busy machine hits both alike (it made a faster model look slower)."""
+    from darp_onnx.runtime import timer
+
+    order: list[str] = []
+
+    class Session:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, outputs, feeds):
+            order.append(self.name)
+
+    first, second = timer.measure_latencies([Session("a"), Session("b")], {}, warmup=1, runs=4)
+    assert order == ["a", "b"] + ["a", "b"] * 4
+    assert first.runs == second.runs == 4 and first.p10_ms <= first.median_ms <= first.p90_ms

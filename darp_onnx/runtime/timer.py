@@ -32,12 +32,6 @@ class Latency:
     runs: int
 
 
-def measure_latency(session, feeds: Mapping[str, np.ndarray], *, warmup: int = 3, runs: int = 20) -> Latency:
-    """Median and spread of `runs` timed runs."""
-    times = time_runs(session, feeds, runs, warmup=warmup)
-    return Latency(float(np.median(times)), float(np.percentile(times, 10)), float(np.percentile(times, 90)), runs)
-
-
 def adaptive_median_ms(session, feeds: Mapping[str, np.ndarray], *, target_ms: float = 50.0, fewest: int = 3,
                        most: int = 15) -> float:
     """Median of enough runs to fill about `target_ms` (between `fewest` and `most`), for timing many
@@ -47,10 +41,10 @@ def adaptive_median_ms(session, feeds: Mapping[str, np.ndarray], *, target_ms: f
     return statistics.median(time_runs(session, feeds, runs))
 
 
-def time_sessions(sessions: Sequence, feeds: Mapping[str, np.ndarray], *, runs: int = 15, rounds: int = 3,
-                  warmup: int = 2, statistic: Callable[[list[float]], float] = statistics.median) -> list[float]:
-    """`statistic` (median by default) of each session's ms on the same inputs; the sessions take turns in
-    `rounds` chunks so that machine noise hits all alike."""
+def interleaved_times(sessions: Sequence, feeds: Mapping[str, np.ndarray], *, runs: int = 15, rounds: int = 3,
+                      warmup: int = 2) -> list[list[float]]:
+    """About `runs` ms per session on the same inputs; the sessions take turns in `rounds` chunks so that
+    machine noise hits all alike."""
     for session in sessions:
         time_runs(session, feeds, 0, warmup=warmup)
     times: list[list[float]] = [[] for _ in sessions]
@@ -58,7 +52,23 @@ def time_sessions(sessions: Sequence, feeds: Mapping[str, np.ndarray], *, runs: 
     for _ in range(rounds):
         for session, bucket in zip(sessions, times, strict=True):
             bucket.extend(time_runs(session, feeds, per_round))
+    return times
+
+
+def time_sessions(sessions: Sequence, feeds: Mapping[str, np.ndarray], *, runs: int = 15, rounds: int = 3,
+                  warmup: int = 2, statistic: Callable[[list[float]], float] = statistics.median) -> list[float]:
+    """`statistic` (median by default) of each session's ms, the sessions taking turns (`interleaved_times`)."""
+    times = interleaved_times(sessions, feeds, runs=runs, rounds=rounds, warmup=warmup)
     return [float(statistic(t)) for t in times]
+
+
+def measure_latencies(sessions: Sequence, feeds: Mapping[str, np.ndarray], *, warmup: int = 3,
+                      runs: int = 20) -> list[Latency]:
+    """Median and spread of each session's ms, the sessions taking turns run by run: timed one after the
+    other, a busy machine made a faster pruned model look slower (issue 10, nsnet2)."""
+    times = interleaved_times(sessions, feeds, runs=runs, rounds=runs, warmup=warmup)
+    return [Latency(float(np.median(t)), float(np.percentile(t, 10)), float(np.percentile(t, 90)), len(t))
+            for t in times]
 
 
 def min_interleaved_ms(sessions: Sequence, feeds: Mapping[str, np.ndarray], *, runs: int,

@@ -32,7 +32,7 @@ from darp_onnx.load.numbers import check_validate_numbers
 from darp_onnx.load.preflight import check_memory, check_run_paths, check_weights, synthetic_data_bytes
 from darp_onnx.runtime.device import choose_device
 from darp_onnx.runtime.session import make_session, session_provider
-from darp_onnx.runtime.timer import measure_latency
+from darp_onnx.runtime.timer import measure_latencies
 from darp_onnx.training.dataset import Dataset, check_dataset, load_dataset, synthetic_dataset
 from darp_onnx.validation.checks import (
     EQUIVALENCE_ATOL,
@@ -222,8 +222,7 @@ def validate_models(
     latency = None
     if latency_runs:
         one = dataset.timing_feed()
-        lat_o = measure_latency(session_o, one, runs=latency_runs)
-        lat_p = measure_latency(session_p, one, runs=latency_runs)
+        lat_o, lat_p = measure_latencies([session_o, session_p], one, runs=latency_runs)
         latency = {"before": asdict(lat_o), "after": asdict(lat_p), "runs": latency_runs, "batch": 1,
                    "speedup": lat_o.median_ms / lat_p.median_ms if lat_p.median_ms else float("nan")}
     timings["latency_s"] = time.perf_counter() - clock
