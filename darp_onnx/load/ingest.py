@@ -1,7 +1,7 @@
 """Ingestion: make what other exporters wrote usable by the analysis, without asking the user for help.
 
-1. Nodes get unique names (`naming`), 2. constants shared between readers are copied per reader
-(`unshare`), 3. every tensor gets a shape: onnx's shape inference (done by `load_model`), then
+1. Nodes get unique names (`naming`), 2. constants shared between readers are copied per reader (`unshare`),
+weights computed from initializers (a Cast of float16 weights) are computed once (`stored_weights`), 3. every tensor gets a shape: onnx's shape inference (done by `load_model`), then
 onnxruntime's symbolic shape inference, then the shapes onnxruntime observes in one run at the given
 input shapes (`observed`). Shapes found by the later sources are written into the model's value_info
 only where the earlier ones left a tensor without a complete shape; the observed shapes are also kept
@@ -28,6 +28,7 @@ from darp_onnx.load.io import with_dynamic_dims
 from darp_onnx.load.naming import has_unique_names, name_nodes
 from darp_onnx.load.observed import batch_axes, observe_tensors
 from darp_onnx.load.refusals import refuse_unprunable
+from darp_onnx.load.stored_weights import fold_stored_weights
 from darp_onnx.load.unshare import unshare_constants
 
 
@@ -37,6 +38,7 @@ class Ingested:
     shapes: dict[str, tuple[int, ...]]  # observed by onnxruntime at the given input shapes
     renamed: bool = False
     unshared: int = 0
+    folded: int = 0  # nodes computing weights from initializers, folded (stored_weights)
     shape_sources: dict[str, int] = field(default_factory=dict)  # tensors completed by each source
     unknown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -144,6 +146,7 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
     work = name_nodes(model) if renamed else model
     work = with_dynamic_dims(work)  # a ModelProto given directly did not pass load_model
     work, unshared = unshare_constants(work)
+    work, folded = fold_stored_weights(work)
     sources = {"onnx": 0, "symbolic": 0, "onnxruntime": 0}
     notes: list[str] = []
     known = _known(work)
@@ -185,5 +188,5 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
         work.graph.value_info.extend(kept)
         notes.append(f"shapes observed by onnxruntime kept out of the model's value_info ({refused})")
     unknown = [n for n in missing if n not in shapes]
-    return Ingested(model=work, shapes=shapes, renamed=renamed, unshared=unshared, shape_sources=sources,
-                    unknown=unknown, notes=notes)
+    return Ingested(model=work, shapes=shapes, renamed=renamed, unshared=unshared, folded=folded,
+                    shape_sources=sources, unknown=unknown, notes=notes)

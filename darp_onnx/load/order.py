@@ -25,12 +25,12 @@ def _subgraph_reads(graph: onnx.GraphProto) -> set[str]:
     local = {v.name for v in graph.input} | {t.name for t in graph.initializer}
     reads: set[str] = set()
     for node in graph.node:
-        reads |= _reads(node)
+        reads |= node_reads(node)
         local.update(node.output)
     return reads - local
 
 
-def _reads(node: onnx.NodeProto) -> set[str]:
+def node_reads(node: onnx.NodeProto) -> set[str]:
     """The names a node reads: its inputs and what its sub-graphs read from outside them."""
     names = {name for name in node.input if name}
     for sub in _subgraphs(node):
@@ -45,7 +45,7 @@ def topological_order(graph: onnx.GraphProto) -> list[int] | None:
     waiting: list[set[int]] = []
     readers: dict[int, list[int]] = {}
     for i, node in enumerate(graph.node):
-        needs = {producer[name] for name in _reads(node) if name not in available and name in producer}
+        needs = {producer[name] for name in node_reads(node) if name not in available and name in producer}
         needs.discard(i)  # a name nothing produces is left for `check_edges` to name
         waiting.append(needs)
         for j in needs:

@@ -35,6 +35,8 @@ def taylor_scores(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: Dataset
     groups = [g for g in analysis.prunable() if g.kind != "branch"]
     gates = {g.id: torch.ones(g.size, device=device, requires_grad=True) for g in groups}
     totals = {g.id: np.zeros(g.size) for g in groups}
+    if not gates:  # only whole branches are prunable (weights behind a Cast of float16 tensors: MobileNetV4)
+        return finish_scores(analysis, totals, normalise=True)
     # under torchrun: one global batch of batch_size per rank, each rank its share, gradients averaged
     stream = dataset.batches(min(batch_size * distributed.world_size(), len(dataset)), np.random.default_rng(seed))
     handle = attach_gates(proxy, analysis)

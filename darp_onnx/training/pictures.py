@@ -48,8 +48,9 @@ UNNORMALISED_GRAPH = (UNIT, IMAGENET, SIGNED)
 
 
 def channel_axis(shape: tuple[int, ...], dtype: np.dtype) -> int | None:
-    """1 (NCHW) or 3 (NHWC) when a feed of `shape` looks like a picture batch, else None."""
-    if len(shape) != 4 or not np.issubdtype(dtype, np.floating):
+    """1 (NCHW) or 3 (NHWC) when a feed of `shape` looks like a picture batch, else None. Floats, or bytes
+    (an image input taking uint8 pixels: a MobileNetV4 export casts and normalises inside)."""
+    if len(shape) != 4 or not (np.issubdtype(dtype, np.floating) or np.dtype(dtype) == np.uint8):
         return None
     for axis, spatial in ((1, (2, 3)), (3, (1, 2))):
         if shape[axis] in PICTURE_CHANNELS and min(shape[a] for a in spatial) >= MIN_SIDE:
@@ -129,6 +130,8 @@ def synthetic_pictures(count: int, shape: tuple[int, ...], axis: int, ranges: tu
         chunk = pictures(min(CHUNK, count - start), channels, height, width, rng)
         for i in range(len(chunk)):
             chunk[i] = in_model_range(chunk[i : i + 1], ranges[(start + i) % len(ranges)])[0]
+        if not np.issubdtype(dtype, np.floating):  # uint8 pixels
+            chunk = np.clip(np.rint(chunk), 0, 255)
         out[start : start + len(chunk)] = chunk.transpose(0, 2, 3, 1) if axis == 3 else chunk
     return out
 
@@ -145,7 +148,9 @@ def picture_inputs(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -
 
 def pixel_ranges(model: onnx.ModelProto, name: str, axis: int) -> tuple[PixelRange, ...]:
     """The value ranges to draw input `name`'s pictures in: the one the graph's own normalisation expects
-    where it has one (`graph_normalisation`), else every usual convention."""
+    where it has one (`graph_normalisation`), else every usual convention; bytes are 0-255."""
+    if any(v.name == name and input_dtype(v) == np.uint8 for v in graph_inputs(model)):
+        return (RAW,)
     affine = graph_normalisation(model, name, axis)
     return (raw_range_for(affine),) if affine is not None else UNNORMALISED_GRAPH
 

@@ -144,6 +144,7 @@ def recover(
         proxy.eval()
         if handle is not None:
             handle.fold()
+        proxy.round_to_stored()
     return losses
 
 

@@ -252,6 +252,7 @@ def finetune(
     proxy.eval()
     if inserted is not None:
         inserted.fold()
+    proxy.round_to_stored()
 
     def check_and_write() -> FinetuneResult:
         """Export, check against onnxruntime, write: rank 0 only under torchrun."""

@@ -48,3 +48,18 @@ def test_initial_logits_follow_the_rank_within_each_group():
     for g in groups:
         assert logits[g.id][0] == 5.0 and logits[g.id][-1] == 1.0
         assert np.all(np.diff(logits[g.id]) < 0)
+
+
+def test_a_model_whose_only_prunable_units_are_branches_scores_without_a_gradient():
+    """A MobileNetV4 with its weights behind Casts had no prunable channel, only residual branches: the
+    Taylor pass asked autograd for the gradient of nothing and the search ended in an internal error."""
+    model = load_model(SAMPLES / "resnet.onnx")
+    data = load_dataset(SAMPLES / "data" / "digits_source.npz", model).subset(np.arange(16))
+    analysis = analyse(model)
+    for group in analysis.prunable():
+        if group.kind != "branch":
+            group.frozen = "frozen for the test"
+    assert analysis.prunable()  # branches left
+    scores = taylor_scores(build_proxy(model).eval(), analysis, data, TaskLoss(labels=data.labels), batches=1,
+                           batch_size=8)
+    assert {gid for gid in scores if analysis.groups[gid].kind == "branch"} == {g.id for g in analysis.prunable()}

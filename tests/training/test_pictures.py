@@ -137,3 +137,21 @@ def test_pictures_in_several_ranges_keep_reinserted_batchnorm_on_fixed_statistic
     assert not one_range.mixed_ranges
     handle = insert_batchnorm(build_proxy(divides), one_range, samples=6, batch_size=6)
     assert all(layer.batch_stats for layer in handle.layers.values())
+
+
+def test_an_input_of_bytes_gets_pictures_in_0_255():
+    """A MobileNetV4 export takes uint8 NHWC pixels and normalises inside: its synthetic inputs were 0 or 1,
+    and every one gave the same output."""
+    from onnx import TensorProto, helper
+
+    from darp_onnx.training.dataset import synthetic_dataset
+
+    x = helper.make_tensor_value_info("image", TensorProto.UINT8, [1, 32, 32, 3])
+    y = helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 32, 32, 3])
+    graph = helper.make_graph([helper.make_node("Cast", ["image"], ["y"], to=TensorProto.FLOAT)], "g", [x], [y])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    data = synthetic_dataset(model, samples=4, seed=0)
+    pixels = data.inputs["image"]
+    assert pixels.dtype == np.uint8 and pixels.shape == (4, 32, 32, 3)
+    assert pixels.max() > 150 and len(np.unique(pixels)) > 50
+    assert data.picture_ranges == {"image": ("0-255",)}

@@ -1,0 +1,79 @@
+"""Weights stored in another type: computed once from their initializers, so the analysis can prune them.
+
+Some exports keep weights in a smaller type and compute the float weight at run time: a float16
+initializer behind `Cast(to=float)` (a MobileNetV4 exported from a half-precision student), or an int8
+one behind `Cast` -> `Mul(scale)` (weight-only quantization in a PP-OCRv6 recogniser). The channel analysis
+slices constants, and a Conv whose weight is a node's output has no constant to slice: both models showed
+0 prunable channels. Elementwise arithmetic on initializers only (Cast, Mul, Div, Add, Sub) is folded here
+into one initializer named after the node's output, as onnxruntime folds it when it loads the model (run
+after `unshare`, which makes an Identity of an initializer one). The written model then stores those
+weights in the computed type (float32: larger on disk than float16 or int8, the same work at run time).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+from onnx import helper, numpy_helper
+
+from darp_onnx.load.order import node_reads
+
+FOLDED_OPS = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract}
+
+
+def _value(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray | None:
+    if node.op_type == "Cast":
+        to = next((a.i for a in node.attribute if a.name == "to"), None)
+        target = None if to is None else helper.tensor_dtype_to_np_dtype(to)
+        return None if target is None or not np.issubdtype(target, np.floating) else inputs[0].astype(target)
+    if len(inputs) != 2 or inputs[0].dtype != inputs[1].dtype or not np.issubdtype(inputs[0].dtype, np.floating):
+        return None
+    out = FOLDED_OPS[node.op_type](inputs[0], inputs[1])
+    return out if out.size <= max(a.size for a in inputs) else None  # never grow a constant by broadcasting
+
+
+def _foldable(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], outputs: set[str]) -> bool:
+    return (node.domain in ("", "ai.onnx") and (node.op_type == "Cast" or node.op_type in FOLDED_OPS)
+            and len(node.output) == 1 and node.output[0] not in outputs
+            and all(name in inits for name in node.input) and len(node.input) > 0)
+
+
+def fold_stored_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
+    """A copy of `model` with elementwise arithmetic on initializers folded (repeated: Cast, then Mul), and
+    the number of nodes folded; `model` itself is returned unchanged where there is none."""
+    out: onnx.ModelProto | None = None
+    folded = 0
+    while True:
+        graph = (out or model).graph
+        inits = {t.name: t for t in graph.initializer}
+        outputs = {o.name for o in graph.output}
+        done = []
+        for node in graph.node:
+            if not _foldable(node, inits, outputs):
+                continue
+            value = _value(node, [numpy_helper.to_array(inits[n]) for n in node.input])
+            if value is not None:
+                done.append((node, value))
+        if not done:
+            return out or model, folded
+        if out is None:
+            out = onnx.ModelProto()
+            out.CopyFrom(model)
+            continue  # find the nodes again in the copy
+        _replace(out.graph, done)
+        folded += len(done)
+
+
+def _replace(graph: onnx.GraphProto, done: list[tuple[onnx.NodeProto, np.ndarray]]) -> None:
+    """Each node becomes an initializer named after its output; initializers no node reads any more go."""
+    for node, value in done:
+        graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(value), node.output[0]))
+        graph.node.remove(node)
+    read = {name for n in graph.node for name in node_reads(n)} | {o.name for o in graph.output}
+    unused = [t for t in graph.initializer if t.name not in read]
+    for tensor in unused:
+        graph.initializer.remove(tensor)
+    stale = {node.output[0] for node, _ in done}  # value_info of a tensor that is now an initializer
+    kept = [v for v in graph.value_info if v.name not in stale]
+    del graph.value_info[:]
+    graph.value_info.extend(kept)

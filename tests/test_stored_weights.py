@@ -1,0 +1,90 @@
+"""Weights stored as float16 or int8 and converted at run time: computed once, then pruned like any other."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+
+import darp_onnx
+from darp_onnx.groups import analyse
+from darp_onnx.load.ingest import ingest
+from darp_onnx.load.stored_weights import fold_stored_weights
+from tests.groups.builder import GraphBuilder
+from tests.onnx_case import run_ort
+
+
+def _stored_conv(b: GraphBuilder, x: str, cin: int, cout: int, how: str) -> str:
+    rng = np.random.default_rng(cin * 100 + cout)
+    w = rng.normal(0, 0.3, (cout, cin, 3, 3)).astype(np.float32)
+    if how == "float16":  # a half-precision export: Cast(to=float) of each weight
+        weight = b.op("Cast", b.const(w.astype(np.float16), "w16"), to=onnx.TensorProto.FLOAT)
+    else:  # weight-only int8: Cast, then Mul by a per-channel scale
+        scale = (np.abs(w).reshape(cout, -1).max(axis=1) / 127).astype(np.float32).reshape(cout, 1, 1, 1)
+        q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
+        weight = b.op("Mul", b.op("Cast", b.const(q, "w8"), to=onnx.TensorProto.FLOAT), b.const(scale, "scale"))
+    return b.op("Relu", b.op("Conv", x, weight, b.const(np.zeros(cout, np.float32), "bias"), pads=[1] * 4))
+
+
+def stored_model(how: str) -> onnx.ModelProto:
+    b = GraphBuilder(21)
+    h = _stored_conv(b, b.input("x", ["n", 3, 8, 8]), 3, 8, how)
+    h = _stored_conv(b, h, 8, 8, how)
+    return b.build(b.conv(h, 8, 4))
+
+
+def test_folded_weights_compute_the_same_and_become_prunable():
+    feeds = {"x": np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)}
+    for how in ("float16", "int8"):
+        model = stored_model(how)
+        assert not [g for g in analyse(model).groups if not g.frozen]  # the weights are node outputs: nothing
+        folded, count = fold_stored_weights(model)
+        assert count == (2 if how == "float16" else 4)
+        assert not [n for n in folded.graph.node if n.op_type in ("Cast", "Mul")]
+        np.testing.assert_array_equal(run_ort(folded, feeds)[0], run_ort(model, feeds)[0])
+        assert ingest(model, {"x": (1, 3, 8, 8)}).folded == count
+        assert sorted(g.size for g in analyse(folded).groups if not g.frozen) == [8, 8]
+        assert [n.op_type for n in model.graph.node].count("Cast") == 2  # the caller's model is not changed
+
+
+def test_a_model_without_stored_weights_comes_back_as_it_is():
+    b = GraphBuilder(22)
+    model = b.build(b.conv(b.input("x", [1, 3, 8, 8]), 3, 4))
+    same, count = fold_stored_weights(model)
+    assert same is model and count == 0
+
+
+def test_a_half_precision_model_prunes_and_equals_its_proxy(tmp_path):
+    """The written float16 weights are the trained ones rounded: the proxy computes with the rounded values."""
+    b = GraphBuilder(23)
+    x = b.input("x", ["n", 3, 8, 8])
+    rng = np.random.default_rng(1)
+    w1 = b.const(rng.normal(0, 0.3, (8, 3, 3, 3)).astype(np.float16), "w16")
+    h = b.op("Relu", b.op("Conv", b.op("Cast", x, to=onnx.TensorProto.FLOAT16), w1, pads=[1] * 4))
+    w2 = b.const(rng.normal(0, 0.3, (4, 8, 3, 3)).astype(np.float16), "w16")
+    out = b.op("Cast", b.op("Conv", h, w2, pads=[1] * 4), to=onnx.TensorProto.FLOAT)
+    result = darp_onnx.prune(b.build(out), output=tmp_path / "p.onnx", target_flops=0.6,
+                             input_shapes={"x": (1, 3, 8, 8)}, search_steps=4, finetune_steps=3, batch_size=4,
+                             synthetic_samples=8, latency_runs=2, channel_multiple=1, max_drift="off")
+    assert result.flops_after < result.flops_before and result.finetune_steps == 3
+    written = onnx.load(str(tmp_path / "p.onnx"))
+    assert {t.data_type for t in written.graph.initializer if t.name.startswith("w16")} == {onnx.TensorProto.FLOAT16}
+
+
+def test_weights_stored_below_float32_are_rounded_to_what_will_be_written():
+    import torch
+
+    from darp_onnx.proxy import build_proxy
+
+    b = GraphBuilder(24)
+    x = b.input("x", [1, 3, 4, 4])
+    w16 = b.const(np.ones((2, 3, 1, 1), np.float16), "w16")
+    w32 = b.const(np.ones((2, 2, 1, 1), np.float32), "w32")
+    h = b.op("Conv", b.op("Cast", x, to=onnx.TensorProto.FLOAT16), w16)
+    proxy = build_proxy(b.build(b.op("Conv", b.op("Cast", h, to=onnx.TensorProto.FLOAT), w32)))
+    half, full = proxy.tensor(w16), proxy.tensor(w32)  # parameters: read through .detach()
+    with torch.no_grad():
+        half.fill_(1.0001)  # between two float16 values (1 and 1.000977)
+        full.fill_(1.0001)
+    proxy.round_to_stored()
+    assert float(half.detach().flatten()[0]) == 1.0 and half.dtype == torch.float32
+    assert float(full.detach().flatten()[0]) == np.float32(1.0001)
