@@ -392,3 +392,45 @@ def test_sizes_the_model_cannot_take_are_named_at_ingest():
     with pytest.raises(BadInputError, match=r"onnxruntime cannot run the model at x=1x6 .*--input-shape"):
         ingest(model, {"x": (1, 6)}, source="chroma.onnx")
     assert ingest(model, {"x": (1, 8)}).unknown == []
+
+
+def test_a_string_input_is_refused_in_one_line():
+    from onnx import TensorProto, helper
+
+    from darp_onnx.load.refusals import refuse_unprunable
+
+    graph = helper.make_graph([helper.make_node("Identity", ["phs"], ["y"], name="id")], "g",
+                              [helper.make_tensor_value_info("phs", TensorProto.STRING, [16])],
+                              [helper.make_tensor_value_info("y", TensorProto.STRING, [16])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    with pytest.raises(UnsupportedOpError, match="input 'phs' takes strings"):
+        refuse_unprunable(model, "vogen.onnx")
+
+
+def test_a_loop_is_refused_with_advice_for_loops():
+    from onnx import TensorProto, helper
+
+    from darp_onnx.load.refusals import refuse_unprunable
+
+    body = helper.make_graph([], "body", [], [])
+    node = helper.make_node("Loop", ["n", ""], [], name="lstm_loop", body=body)
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("n", TensorProto.INT64, [])], [])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10)
+    with pytest.raises(UnsupportedOpError, match="as an ONNX LSTM/GRU op"):
+        refuse_unprunable(model, "crnn.onnx")
+
+
+def test_a_large_weight_handed_to_several_readers_through_identities_stays_one_tensor():
+    """A weight-shared transformer layer (run 8 times, TorchScript: an Identity per use) grew 8-fold when each
+    Identity became a copy of the weight."""
+    b = GraphBuilder(17)
+    big = b.const(np.random.default_rng(0).normal(size=(300, 300)).astype(np.float32), "shared")
+    h = b.input("x", [1, 300])
+    for _ in range(3):
+        h = b.op("Relu", b.op("MatMul", h, b.op("Identity", big)))
+    model = b.build(h)
+    ingested = ingest(model, {})
+    inits = [t for t in ingested.model.graph.initializer if t.name.startswith("shared")]
+    assert len(inits) == 1
+    assert [n.input[1] for n in ingested.model.graph.node if n.op_type == "MatMul"] == [inits[0].name] * 3
+    assert not [n for n in ingested.model.graph.node if n.op_type == "Identity"]

@@ -12,8 +12,16 @@ QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", 
 CONTROL_FLOW_OPS = {"If", "Loop", "Scan"}
 
 
+CONTROL_FLOW_ADVICE = {
+    "If": "re-export the model without it (e.g. trace the branch your inputs take)",
+    "Loop": "re-export it without (tf2onnx writes a Keras LSTM as a Loop: export it as an ONNX LSTM/GRU op, or "
+            "unrolled at a fixed length)",
+}
+
+
 def refuse_unprunable(model: onnx.ModelProto, source: str = "the model") -> None:
-    """Raise UnsupportedOpError for a quantized graph or one with control flow."""
+    """Raise UnsupportedOpError for a quantized graph, one with control flow, or one that takes strings."""
+    _refuse_strings(model, source)
     for node in model.graph.node:
         where = f"{source}: node '{node.name or '#' + node.output[0]}' ({node.op_type})"
         if node.op_type in QUANTIZED_OPS:
@@ -22,5 +30,15 @@ def refuse_unprunable(model: onnx.ModelProto, source: str = "the model") -> None
                 "then quantize the pruned one")
         if node.op_type in CONTROL_FLOW_OPS and node.domain in ("", "ai.onnx"):
             raise UnsupportedOpError(
-                f"{where}: control flow (a sub-graph run at run time) cannot be pruned; re-export the model "
-                "without it (e.g. trace the branch your inputs take)")
+                f"{where}: control flow (a sub-graph run at run time) cannot be pruned; "
+                f"{CONTROL_FLOW_ADVICE.get(node.op_type, CONTROL_FLOW_ADVICE['Loop'])}")
+
+
+def _refuse_strings(model: onnx.ModelProto, source: str) -> None:
+    """A string input cannot reach the torch proxy (a phoneme model's 'phs' was reported as a tensor of
+    unknown shape after every --input-shape was given)."""
+    for value in model.graph.input:
+        if value.type.tensor_type.elem_type == onnx.TensorProto.STRING:
+            raise UnsupportedOpError(
+                f"{source}: input '{value.name}' takes strings, which darp-onnx cannot train on; prune the part "
+                "after the string lookup (onnx.utils.extract_model from the first numeric tensors)")

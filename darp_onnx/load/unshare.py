@@ -39,19 +39,35 @@ def _all_names(graph: onnx.GraphProto) -> set[str]:
 
 
 def _fold_constant_identities(graph: onnx.GraphProto) -> int:
-    """`Identity(initializer)` -> an initializer named after the Identity's output (graph outputs kept)."""
+    """`Identity(initializer)` -> an initializer named after the Identity's output (graph outputs kept). A
+    large initializer handed to several readers this way (a weight-shared transformer layer run 8 times) is
+    not copied: its readers read it directly, so it stays one tensor (copied, an 84 MB model grew to 640 MB
+    and its parameters were counted 8 times)."""
     inits = {t.name: t for t in graph.initializer}
     outputs = {o.name for o in graph.output}
     folded = [n for n in graph.node if n.op_type == "Identity" and n.domain in ("", "ai.onnx")
               and n.input and n.input[0] in inits and n.output[0] not in outputs]
+    identities_of = defaultdict(list)
     for node in folded:
-        copy = onnx.TensorProto()
-        copy.CopyFrom(inits[node.input[0]])
-        copy.name = node.output[0]
-        graph.initializer.append(copy)
-        graph.node.remove(node)
+        identities_of[node.input[0]].append(node)
+    renamed: dict[str, str] = {}
+    for source, nodes in identities_of.items():
+        shared = len(nodes) > 1 and int(np.prod(inits[source].dims)) > MAX_COPIED_ELEMENTS
+        for node in nodes:
+            if shared:
+                renamed[node.output[0]] = source
+            else:
+                copy = onnx.TensorProto()
+                copy.CopyFrom(inits[source])
+                copy.name = node.output[0]
+                graph.initializer.append(copy)
+            graph.node.remove(node)
+    for node in graph.node:
+        for pos, name in enumerate(node.input):
+            if name in renamed:
+                node.input[pos] = renamed[name]
     still_read = {name for n in graph.node for name in n.input} | outputs
-    for source in {n.input[0] for n in folded} - still_read:
+    for source in set(identities_of) - still_read:
         graph.initializer.remove(inits[source])
     return len(folded)
 
