@@ -37,9 +37,18 @@ class ValidationFailedError(DarpError):
 
 
 def first_line(exc: BaseException) -> str:
-    """The first line of an exception's message (or its type name), for one-line errors."""
+    """The first line of an exception's message (or its type name), for one-line errors, with the indented
+    lines that continue it: onnxruntime writes "Got invalid dimensions for input: roles for the following
+    indices" and then, indented on the next line, " index: 0 Got: 64 Expected: 1"."""
     lines = str(exc).strip().splitlines()
-    return lines[0] if lines else type(exc).__name__
+    if not lines:
+        return type(exc).__name__
+    kept = [lines[0].rstrip()]
+    for line in lines[1:]:
+        if not line[:1].isspace() or not line.strip():
+            break
+        kept.append(line.strip())
+    return " ".join(kept)
 
 
 class OptionError(BadInputError):

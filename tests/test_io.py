@@ -186,3 +186,18 @@ def test_save_large_model_uses_external_data(tmp_path, monkeypatch):
 def test_save_into_missing_folder(tmp_path):
     with pytest.raises(BadInputError, match="does not exist"):
         io.save_model(_mul_model(), tmp_path / "no" / "out.onnx")
+
+
+def test_the_input_shape_example_has_the_inputs_own_rank():
+    """A [1, 2, seq_len] token input was told to give --input-shape input=1x3x224x224."""
+    from onnx import TensorProto, helper
+
+    from darp_onnx.errors import BadInputError
+    from darp_onnx.load.inputs import input_shape
+
+    tokens = helper.make_tensor_value_info("input", TensorProto.INT64, [1, 2, "seq_len"])
+    with pytest.raises(BadInputError, match=r"--input-shape input=1x2x64 \(your sizes\)"):
+        input_shape(tokens, batch=1)
+    picture = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
+    with pytest.raises(BadInputError, match=r"--input-shape x=1x3x224x224 \(your sizes\)"):
+        input_shape(picture, batch=1)

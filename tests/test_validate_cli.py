@@ -131,3 +131,26 @@ def test_quiet_and_verbose_exclude_each_other():
 def test_missing_pruned_path_is_bad_input(tmp_path):
     result = _invoke(RESNET, tmp_path / "missing.onnx")
     assert result.exit_code == 1 and "missing.onnx" in result.stderr
+
+
+def test_a_model_with_a_declared_batch_of_one_runs_one_sample_at_a_time(tmp_path):
+    """A transformer exported at batch 1 failed validate: 64 samples were stacked on its fixed batch axis."""
+    from tests.test_ingest import fixed_batch
+
+    model = fixed_batch()
+    model.graph.input[0].type.tensor_type.shape.dim[0].dim_value = 1
+    path = tmp_path / "fixed.onnx"
+    onnx.save(model, str(path))
+    result = runner.invoke(app, ["validate", str(path), str(path), "--json", "--samples", "8", *FAST])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["fidelity"]["relative_error"] == 0.0
+
+
+def test_continued_onnxruntime_messages_keep_their_indented_lines():
+    from darp_onnx.errors import first_line
+
+    error = RuntimeError("Got invalid dimensions for input: roles for the following indices\n index: 0 Got: 64 "
+                         "Expected: 1\nPlease fix either the inputs/outputs or the model.")
+    assert first_line(error) == ("Got invalid dimensions for input: roles for the following indices index: 0 Got: 64 "
+                                 "Expected: 1")
+    assert first_line(ValueError("")) == "ValueError"

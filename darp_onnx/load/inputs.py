@@ -55,9 +55,26 @@ def input_shape(
         else:
             raise BadInputError(
                 f"input '{value.name}' has a symbolic dim '{dim.dim_param or '?'}' on axis {axis}; "
-                f"give its shape with --input-shape {value.name}=1x3x224x224 (your sizes)"
+                f"give its shape with --input-shape {value.name}={example_shape(value)} (your sizes)"
             )
     return tuple(shape)
+
+
+def example_shape(value: onnx.ValueInfoProto) -> str:
+    """An --input-shape example of the input's own rank: its fixed dims, 1 for the batch, and a size for each
+    free one (224 for a picture's sides, 64 for a sequence); '1x3x224x224' was shown for a [1, 2, seq_len]
+    token input."""
+    dims = value.type.tensor_type.shape.dim
+    picture = len(dims) == 4 and np.issubdtype(input_dtype(value), np.floating)
+    sizes = []
+    for axis, dim in enumerate(dims):
+        if dim.HasField("dim_value") and dim.dim_value > 0:
+            sizes.append(int(dim.dim_value))
+        elif axis == 0:
+            sizes.append(1)
+        else:
+            sizes.append(3 if picture and axis == 1 else 224 if picture else 64)
+    return "x".join(map(str, sizes)) or "1"
 
 
 def synthetic_inputs(
@@ -90,7 +107,7 @@ def synthetic_inputs(
         if length is not None and value.name not in bounds and _one_per_sample(dtype, shape, batch):
             feeds[value.name] = np.full(shape, length, dtype)
         else:
-            feeds[value.name] = draw_values(shape, dtype, rng, bounds.get(value.name, 2))
+            feeds[value.name] = draw_values(shape, dtype, rng, bounds.get(value.name))
     return feeds
 
 
@@ -110,13 +127,17 @@ def full_length(values: list[onnx.ValueInfoProto], shapes: Mapping[str, tuple[in
     return None
 
 
-def draw_values(shape: tuple[int, ...], dtype: type, rng: np.random.Generator, bound: int = 2) -> np.ndarray:
-    """Standard normal floats, random booleans, or integers in [0, `bound`)."""
+def draw_values(shape: tuple[int, ...], dtype: type, rng: np.random.Generator, bound: int | None = None
+                ) -> np.ndarray:
+    """Integers in [0, `bound`) where a bound is given (token ids, also in a float input that the graph casts
+    to an index: tf2onnx's Keras Embedding), else standard normal floats, random booleans, integers 0 or 1."""
+    if bound is not None and dtype != np.bool_:
+        return rng.integers(0, bound, size=shape).astype(dtype)
     if np.issubdtype(dtype, np.floating):
         return rng.standard_normal(shape).astype(dtype)
     if dtype == np.bool_:
         return rng.integers(0, 2, size=shape).astype(np.bool_)
-    return rng.integers(0, bound, size=shape).astype(dtype)
+    return rng.integers(0, 2, size=shape).astype(dtype)
 
 
 def smooth_image(shape: tuple[int, ...], rng: np.random.Generator, cell: int = 16) -> np.ndarray:

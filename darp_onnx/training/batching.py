@@ -26,7 +26,7 @@ def is_batch_major(proxy: ProxyModel, model: onnx.ModelProto, input_shapes: Mapp
     """True when the proxy at batch 2 equals two batch-1 runs concatenated along axis 0, and no input
     declares a fixed first dimension (onnxruntime refuses any other size there, though the proxy of a
     convolutional graph would run a batch)."""
-    if _fixes_first_dimension(model):
+    if fixes_first_dimension(model):
         return False
     a = synthetic_inputs(model, batch=1, seed=seed, shapes=input_shapes)
     b = synthetic_inputs(model, batch=1, seed=seed + 1, shapes=input_shapes)
@@ -47,7 +47,7 @@ def is_batch_major(proxy: ProxyModel, model: onnx.ModelProto, input_shapes: Mapp
     return True
 
 
-def _fixes_first_dimension(model: onnx.ModelProto) -> bool:
+def fixes_first_dimension(model: onnx.ModelProto) -> bool:
     """A positive first dimension; paddle2onnx writes -1 (dim_value) for a dynamic one, which onnxruntime
     runs at any size."""
     return any(len(dims) > 0 and dims[0].HasField("dim_value") and dims[0].dim_value > 0

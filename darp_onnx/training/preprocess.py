@@ -165,7 +165,8 @@ def input_layout(name: str, shape: tuple[int | None, ...], dtype: np.dtype, layo
     c, h, w = (shape[3], shape[1], shape[2]) if layout == "nhwc" else (shape[1], shape[2], shape[3])
     if not all(isinstance(d, int) and d > 0 for d in (c, h, w)):
         raise BadInputError(f"input '{name}' has shape {shape} with unknown channels/height/width; give them "
-                            f"with --input-shape {name}=1x3x224x224 (your sizes)")
+                            f"with --input-shape {name}={'1x224x224x3' if layout == 'nhwc' else '1x3x224x224'} "
+                            "(your sizes)")
     if c not in (1, 3):
         raise BadInputError(f"input '{name}' has {c} channels; image data fills 1 (grey) or 3 (colour); "
                             "check --preprocess layout= or use --data-loader")

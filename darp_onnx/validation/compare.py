@@ -33,12 +33,14 @@ from darp_onnx.load.preflight import check_memory, check_run_paths, check_weight
 from darp_onnx.runtime.device import choose_device
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.runtime.timer import measure_latencies
+from darp_onnx.training.batching import fixes_first_dimension
 from darp_onnx.training.dataset import Dataset, check_dataset, load_dataset, synthetic_dataset
 from darp_onnx.validation.checks import (
     EQUIVALENCE_ATOL,
     EQUIVALENCE_RTOL,
     check_structure,
     fidelity,
+    fixed_classes,
     run_batches,
 )
 
@@ -205,6 +207,9 @@ def validate_models(
         check_dataset(dataset, model_p)
     except BadInputError as exc:
         raise ValidationFailedError(f"{label_p}: does not accept the original's inputs ({exc})") from None
+    if fixes_first_dimension(model_o):  # a batch of 64 on a declared batch of 1: one sample a run, as prune does
+        dataset = dataset.as_micro_batches()
+    micro = dataset.micro_batches
     timings["load_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -212,10 +217,10 @@ def validate_models(
     target, reason = choice.ort_device, choice.reason
     session_o = _session(model_o, target, label_o, BadInputError)
     session_p = _session(model_p, target, label_p, ValidationFailedError)
-    before = run_batches(session_o, dataset.inputs, label_o, BadInputError)
-    after = run_batches(session_p, dataset.inputs, label_p, ValidationFailedError)
+    before = run_batches(session_o, dataset.inputs, label_o, BadInputError, micro=micro)
+    after = run_batches(session_p, dataset.inputs, label_p, ValidationFailedError, micro=micro)
     rows = _compare(names, after, before, label_p)
-    fid = fidelity(after, before, dataset.labels, names)
+    fid = fidelity(after, before, dataset.labels, names, fixed_classes(model_o))
     timings["run_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
