@@ -44,3 +44,19 @@ def test_one_integer_per_sample_is_a_length_and_gets_the_full_one():
     feeds = synthetic_inputs(model, batch=3, seed=0)
     assert feeds["widths"].tolist() == [40, 40, 40]
     assert set(np.unique(feeds["mask"])) <= {0, 1}  # a mask per position stays 0 or 1
+
+
+def test_ids_in_a_float_input_are_whole_rows_of_their_table():
+    """tf2onnx's Keras Embedding: a float input cast to an index. It got standard normal values (rows -2..2
+    after the cast), and a note said so, though the table was known."""
+    from darp_onnx.training.dataset import synthetic_dataset
+    from darp_onnx.training.synthetic_check import unpictured_floats
+
+    b = GraphBuilder(44)
+    b.inputs.append(helper.make_tensor_value_info("chars", TensorProto.FLOAT, ["N", 21]))
+    model = b.build(b.op("Gather", b.weight(178, 4), b.op("Cast", "chars", to=TensorProto.INT64), axis=0))
+    assert index_bounds(model) == {"chars": 178}
+    for ids in (synthetic_inputs(model, batch=64, seed=0)["chars"], synthetic_dataset(model, samples=64).inputs["chars"]):
+        assert ids.dtype == np.float32 and ids.min() >= 0 and ids.max() < 178
+        assert np.array_equal(ids, np.round(ids)) and len(np.unique(ids)) > 100
+    assert unpictured_floats(model, []) == []

@@ -8,7 +8,7 @@ import pytest
 from darp_onnx.errors import ValidationFailedError
 from darp_onnx.validation.checks import Fidelity, fidelity
 from darp_onnx.validation.outputs_kept import is_probabilities, outputs_kept, positives_kept
-from darp_onnx.workflows.advice import check_positives, written_model_warnings
+from darp_onnx.workflows.advice import check_signal, written_model_warnings
 from darp_onnx.workflows.config import NO_SIGNAL_DRIFT
 
 
@@ -75,8 +75,61 @@ def test_warnings_name_the_output():
 def test_the_gate_refuses_an_output_that_keeps_no_positives():
     dead = _fid(positives_output="hm", positives_kept=0.0)
     with pytest.raises(ValidationFailedError, match="output 'hm' keeps none of the original's values above 0.5") as exc:
-        check_positives(dead, NO_SIGNAL_DRIFT, "m.onnx", synthetic=True, details={"fidelity_on": "8 samples"})
+        check_signal(dead, NO_SIGNAL_DRIFT, "m.onnx", synthetic=True, details={"fidelity_on": "8 samples"})
     assert exc.value.details["positives_kept"] == 0.0 and exc.value.details["fidelity_on"] == "8 samples"
-    check_positives(dead, None, "m.onnx", synthetic=True)  # --max-drift off (or labels): no gate
-    check_positives(_fid(positives_output="hm", positives_kept=0.3), NO_SIGNAL_DRIFT, "m.onnx", synthetic=True)
-    check_positives(_fid(), NO_SIGNAL_DRIFT, "m.onnx", synthetic=True)  # nothing to judge
+    check_signal(dead, None, "m.onnx", synthetic=True)  # --max-drift off (or labels): no gate
+    check_signal(_fid(positives_output="hm", positives_kept=0.3), NO_SIGNAL_DRIFT, "m.onnx", synthetic=True)
+    check_signal(_fid(), NO_SIGNAL_DRIFT, "m.onnx", synthetic=True)  # nothing to judge
+
+
+def test_unit_length_embeddings_are_not_class_scores():
+    rng = np.random.default_rng(0)
+    emb = rng.normal(size=(16, 32))
+    emb /= np.linalg.norm(emb, axis=1, keepdims=True)
+    assert fidelity([emb[::-1].astype(np.float32)], [emb.astype(np.float32)]).top1_agreement is None
+    probs = np.exp(emb) / np.exp(emb).sum(axis=1, keepdims=True)  # softmax rows: sum 1, not length 1
+    assert fidelity([probs], [probs]).top1_agreement == 1.0
+
+
+def test_scores_along_a_free_sequence_axis_are_not_classes():
+    """attacut's [1, seq_len] per-character scores: argmax over the sequence is not a class."""
+    from onnx import TensorProto, helper
+
+    from darp_onnx.validation.checks import fixed_classes
+
+    def model(dims):
+        out = helper.make_tensor_value_info("y", TensorProto.FLOAT, dims)
+        graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "g",
+                                  [helper.make_tensor_value_info("x", TensorProto.FLOAT, dims)], [out])
+        return helper.make_model(graph)
+
+    assert not fixed_classes(model([1, "seq_len"])) and not fixed_classes(model(["seq_len"]))
+    assert fixed_classes(model(["n", 10])) and fixed_classes(model(["n", 3, 8, 8]))
+    scores = np.random.default_rng(0).normal(size=(4, 12)).astype(np.float32)
+    assert fidelity([scores], [scores], classes=False).top1_agreement is None
+
+
+def test_an_output_that_no_longer_follows_its_input_is_seen():
+    """PP-OCRv6's recogniser pruned data-free: 'blank' with probability 1 everywhere, error 0.255, F1 0.96."""
+    from darp_onnx.validation.outputs_kept import variation_kept
+
+    rng = np.random.default_rng(0)
+    before = rng.normal(size=(16, 10)).astype(np.float32) + 5.0
+    assert variation_kept(before, before) == pytest.approx(1.0)
+    constant = np.broadcast_to(before.mean(axis=0), before.shape).copy()
+    assert variation_kept(constant, before) == pytest.approx(0.0, abs=1e-6)
+    assert variation_kept(before * 0.5 + 2.5, before) == pytest.approx(0.5)
+    assert variation_kept(constant, constant) is None  # the original does not vary: nothing to judge
+    fid = fidelity([before, constant], [before, before], names=["a", "b"])
+    assert fid.least_varying_output == "b" and fid.variation_kept == pytest.approx(0.0, abs=1e-6)
+
+
+def test_an_output_that_ignores_its_input_is_warned_and_gated():
+    flat = _fid(least_varying_output="probs", variation_kept=0.2)
+    warnings = written_model_warnings(flat, synthetic=True, latency_ms_before=1.0, latency_ms_after=0.5)
+    assert any("output 'probs' hardly depends on the input any more" in w and "20%" in w for w in warnings)
+    check_signal(flat, NO_SIGNAL_DRIFT, "m.onnx", synthetic=True)  # it varies a little: written, with the warning
+    constant = _fid(least_varying_output="probs", variation_kept=0.01)
+    with pytest.raises(ValidationFailedError, match="output 'probs' is about the same for every input") as exc:
+        check_signal(constant, NO_SIGNAL_DRIFT, "m.onnx", synthetic=True)
+    assert exc.value.details["variation_kept"] == 0.01

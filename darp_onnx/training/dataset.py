@@ -131,7 +131,7 @@ def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 
                                        example.dtype)
             inputs[name] = drawn.reshape(samples, *shape)
         elif np.issubdtype(example.dtype, np.floating) or name in bounds:
-            inputs[name] = draw_values((samples, *shape), example.dtype.type, rng, bounds.get(name, 2))
+            inputs[name] = draw_values((samples, *shape), example.dtype.type, rng, bounds.get(name))
         else:  # masks, flags, sample rates: one value for every sample
             inputs[name] = np.stack([example if micro_batches else example[0]] * samples)
     return Dataset(inputs, None, SYNTHETIC_SOURCE, micro_batches=micro_batches, picture_ranges=drawn_ranges)

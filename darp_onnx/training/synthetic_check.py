@@ -14,6 +14,8 @@ from collections.abc import Sequence
 import numpy as np
 import onnx
 
+from darp_onnx.load.index_inputs import index_bounds
+
 MOVES_VALUES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten"}
 THRESHOLD = 0.5  # a score that never crosses it on the synthetic feeds: nothing detected in any of them
 
@@ -74,9 +76,8 @@ def constant_outputs(model: onnx.ModelProto, reference: Sequence[np.ndarray]) ->
 def unpictured_floats(model: onnx.ModelProto, picture_inputs: Sequence[str]) -> list[str]:
     """Float inputs that synthetic data fills with standard normal values (not pictures, not ids or lengths)."""
     floats = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
-    initializers = {t.name for t in model.graph.initializer}
-    return [v.name for v in model.graph.input if v.name not in initializers and v.name not in picture_inputs
-            and v.type.tensor_type.elem_type in floats]
+    skipped = {t.name for t in model.graph.initializer} | set(picture_inputs) | set(index_bounds(model))
+    return [v.name for v in model.graph.input if v.name not in skipped and v.type.tensor_type.elem_type in floats]
 
 
 def normal_values_note(names: Sequence[str]) -> str | None:

@@ -12,7 +12,7 @@ from onnx import shape_inference
 
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
 from darp_onnx.runtime.session import make_session, session_provider
-from darp_onnx.validation.outputs_kept import fewest_positives, outputs_kept, worst_error
+from darp_onnx.validation.outputs_kept import fewest_positives, least_variation, outputs_kept, worst_error
 
 EQUIVALENCE_ATOL = 1e-4
 EQUIVALENCE_RTOL = 1e-3
@@ -82,30 +82,56 @@ class Fidelity:
     worst_output_error: float | None = None
     positives_output: str | None = None  # the output of probabilities whose positives are kept worst
     positives_kept: float | None = None  # F1 of its elements above 0.5 against the original's (outputs_kept)
+    least_varying_output: str | None = None  # the output whose spread over the samples shrank most
+    variation_kept: float | None = None  # its spread against the original's (1: follows the input, 0: constant)
+
+
+def _class_scores(values: np.ndarray) -> bool:
+    """[samples, classes] floats, not unit-length embeddings (an image-copy detector's L2-normalised
+    descriptor read as class scores gave '31% top-1 agreement', which means nothing)."""
+    if values.ndim != 2 or values.shape[1] < 2 or not np.issubdtype(values.dtype, np.floating):
+        return False
+    norms = np.linalg.norm(np.asarray(values, np.float64), axis=1)
+    return not (len(norms) and np.allclose(norms, 1.0, atol=1e-3) and (values < 0).any())
+
+
+def fixed_classes(model: onnx.ModelProto) -> bool:
+    """False when the first output's last axis is declared free in a [samples, scores] or per-sample [scores]
+    output: a sequence (attacut's per-character scores [seq_len], stacked per sample, read as classes gave a
+    meaningless top-1 agreement)."""
+    outputs = model.graph.output
+    if not outputs:
+        return True
+    dims = outputs[0].type.tensor_type.shape.dim
+    return not (len(dims) in (1, 2) and dims[-1].HasField("dim_param"))
 
 
 def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
-             labels: np.ndarray | None = None, names: Sequence[str] | None = None) -> Fidelity:
+             labels: np.ndarray | None = None, names: Sequence[str] | None = None,
+             classes: bool = True) -> Fidelity:
     """Closeness to the original: relative L2 error over all outputs, top-1 agreement (and accuracy with
-    labels) on class scores, and output by output the worst error and the positives kept."""
+    labels) on class scores (`classes`: the first output may hold them, `fixed_classes`), and output by
+    output the worst error and the positives kept."""
     first_a, first_b = np.asarray(after[0]), np.asarray(before[0])
     num = sum(float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
               for a, b in zip(after, before, strict=False))
     den = sum(float(np.linalg.norm(np.asarray(b, np.float64))) for b in before)
     agreement = None
     acc_b = acc_a = None
-    if first_b.ndim == 2 and first_b.shape[1] > 1 and np.issubdtype(first_b.dtype, np.floating):  # class scores
+    if classes and _class_scores(first_b):
         agreement = float((first_a.argmax(1) == first_b.argmax(1)).mean())
         if labels is not None:
             acc_b = float((first_b.argmax(1) == labels).mean())
             acc_a = float((first_a.argmax(1) == labels).mean())
     rows = outputs_kept(after, before, names)
-    worst, fewest = worst_error(rows), fewest_positives(rows)
+    worst, fewest, flat = worst_error(rows), fewest_positives(rows), least_variation(rows)
     return Fidelity(agreement, num / max(den, 1e-12), acc_b, acc_a,
                     worst_output=None if worst is None else worst.name,
                     worst_output_error=None if worst is None else worst.relative_error,
                     positives_output=None if fewest is None else fewest.name,
-                    positives_kept=None if fewest is None else fewest.positives_kept)
+                    positives_kept=None if fewest is None else fewest.positives_kept,
+                    least_varying_output=None if flat is None else flat.name,
+                    variation_kept=None if flat is None else flat.variation_kept)
 
 
 def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,

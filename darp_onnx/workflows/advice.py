@@ -16,6 +16,8 @@ LOW_AGREEMENT = 0.8  # top-1 agreement with the original below which a warning i
 SLOWER_MARGIN = 1.05  # measured latencies move by a few percent from run to run
 FEW_POSITIVES_KEPT = 0.5  # F1 of an output's values above 0.5 against the original's, below which a warning is given
 NO_POSITIVES_KEPT = 0.05  # ... below which the output keeps no signal: the gate refuses it as it refuses zeros
+LITTLE_VARIATION = 0.3  # an output's spread over the samples against the original's, below which a warning is given
+NO_VARIATION = 0.05  # ... below which the output is about constant: no signal kept, the gate refuses it
 
 
 def _where(synthetic: bool) -> str:
@@ -82,10 +84,20 @@ def positives_lost(fid: Fidelity, synthetic: bool) -> str | None:
             "task before deploying it")
 
 
+def input_ignored(fid: Fidelity, synthetic: bool) -> str | None:
+    """A warning when an output hardly varies from sample to sample any more (an ImageNet-style classifier
+    pruned data-free: its class margin's spread over photos fell from 3.3 to 0.45 at a top-1 agreement of 100%)."""
+    if fid.variation_kept is None or fid.variation_kept >= LITTLE_VARIATION:
+        return None
+    return (f"output '{fid.least_varying_output}' hardly depends on the input any more: it varies from sample to "
+            f"sample {fid.variation_kept:.0%} as much as the original's on {_where(synthetic)}, and check it on your "
+            "task before deploying it")
+
+
 def written_model_warnings(fid: Fidelity, *, synthetic: bool, latency_ms_before: float, latency_ms_after: float,
                            normal_inputs: list[str] | None = None) -> list[str]:
     found = (far_from_original(fid.relative_error, synthetic), worst_output_far(fid, synthetic),
-             positives_lost(fid, synthetic), low_agreement(fid.top1_agreement, synthetic),
+             positives_lost(fid, synthetic), input_ignored(fid, synthetic), low_agreement(fid.top1_agreement, synthetic),
              measured_on_normal_values(normal_inputs or []), slower_than_original(latency_ms_before, latency_ms_after))
     return [w for w in found if w]
 
@@ -107,18 +119,27 @@ def check_drift(relative_error: float, limit: float | None, label: str, syntheti
     raise error
 
 
-def check_positives(fid: Fidelity, limit: float | None, label: str, synthetic: bool, details: dict | None = None) -> None:
-    """Under a drift gate, ValidationFailedError when an output of probabilities keeps none of the original's
-    values above 0.5: a detector that finds nothing keeps no signal, however small its error over all outputs."""
-    if limit is None or fid.positives_kept is None or fid.positives_kept >= NO_POSITIVES_KEPT:
+def check_signal(fid: Fidelity, limit: float | None, label: str, synthetic: bool, details: dict | None = None) -> None:
+    """Under a drift gate, ValidationFailedError when an output keeps no signal however small its error over
+    all outputs: an output of probabilities with none of the original's values above 0.5 (a detector that
+    finds nothing), or one that no longer varies with the input (a recogniser that says 'blank' for every
+    picture)."""
+    if limit is None:
+        return
+    if fid.positives_kept is not None and fid.positives_kept < NO_POSITIVES_KEPT:
+        name, what = fid.positives_output, f"keeps none of the original's values above 0.5 (F1 {fid.positives_kept:.3f})"
+    elif fid.variation_kept is not None and fid.variation_kept < NO_VARIATION:
+        name, what = fid.least_varying_output, (f"is about the same for every input (its spread over the samples "
+                                                f"is {fid.variation_kept:.1%} of the original's)")
+    else:
         return
     where = "the synthetic inputs" if synthetic else "your data"
     advice = "pass --data with real samples" if synthetic else "try a larger budget"
     error = ValidationFailedError(
-        f"{label}: output '{fid.positives_output}' keeps none of the original's values above 0.5 on {where} "
-        f"(F1 {fid.positives_kept:.3f}: no signal kept, though the error over all outputs is "
-        f"{fid.relative_error:.3f}); nothing written: {advice}, more steps (--time-budget, --finetune-steps), or "
+        f"{label}: output '{name}' {what} on {where}: no signal kept, though the error over all outputs is "
+        f"{fid.relative_error:.3f}; nothing written: {advice}, more steps (--time-budget, --finetune-steps), or "
         "--max-drift off to write it anyway")
     error.details = {"relative_error": fid.relative_error, "max_drift": limit, "positives_output": fid.positives_output,
-                     "positives_kept": fid.positives_kept, **(details or {})}
+                     "positives_kept": fid.positives_kept, "least_varying_output": fid.least_varying_output,
+                     "variation_kept": fid.variation_kept, **(details or {})}
     raise error

@@ -57,8 +57,8 @@ from darp_onnx.training.synthetic_check import (
     unpictured_floats,
 )
 from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, SMALLEST_BATCH, finetune_steps_left
-from darp_onnx.validation.checks import baseline_gaps, fidelity, run_batches, run_model
-from darp_onnx.workflows.advice import check_drift, check_positives, written_model_warnings
+from darp_onnx.validation.checks import baseline_gaps, fidelity, fixed_classes, run_batches, run_model
+from darp_onnx.workflows.advice import check_drift, check_signal, written_model_warnings
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
 from darp_onnx.workflows.config import (
     BudgetConfig,
@@ -199,6 +199,10 @@ def analyse_costs(run: PruneRun) -> PruneRun:
         ingested = ingest(run.model, run.input_shapes, seed=run.config.seed, source=run.source.name)
         run.source = replace(run.source, model=ingested.model)
         run.observed_shapes = ingested.shapes
+        if ingested.folded:
+            run.progress("note", {"message": f"{ingested.folded} nodes computed weights from initializers stored in "
+                                             "another type (Cast, Mul: float16 or int8 weights); they were computed "
+                                             "once to prune them, and the written model stores them as float32"})
     with run.timings.stage("analysis"):
         run.analysis = analyse(run.model)
         keep_unit_kinds(run.analysis, run.config.extraction.keep_kinds)
@@ -489,6 +493,7 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
 
 def _masked_outputs(run: PruneRun, handle, masks: Masks) -> list[np.ndarray]:
     handle.set_masks(masks)
+    run.proxy.round_to_stored()  # what the written model will compute
     with exact_float32():
         return predict(run.proxy, run.dataset, device=run.device.torch_device)
 
@@ -622,7 +627,7 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
         details = {"top1_agreement": kept.top1_agreement, "fidelity_on": measured_on,
                    "macs_after": counted.macs, "macs_before": run.cost_model.full_macs}
         check_drift(kept.relative_error, limit, f"{label} ({measured_on})", run.dataset.synthetic, details=details)
-        check_positives(kept, limit, f"{label} ({measured_on})", run.dataset.synthetic, details=details)
+        check_signal(kept, limit, f"{label} ({measured_on})", run.dataset.synthetic, details=details)
         # the two models take turns run by run: load on the machine then hits both alike (timed one after the
         # other, a busy machine made a faster nsnet2 look 70% slower, and prune warned of it)
         before_ms, after_ms = time_sessions([session_before, written.session], one, runs=runs, rounds=runs, warmup=3)
@@ -639,13 +644,14 @@ def _fidelity(run: PruneRun, written, before: list[np.ndarray], session_before, 
     """Fidelity to the original on the held-out samples where there are any, else on the training data; and
     which samples those were."""
     held, micro = run.holdout, run.dataset.micro_batches
-    names = [o.name for o in run.model.graph.output]
+    names, classes = [o.name for o in run.model.graph.output], fixed_classes(run.model)
     if held is None:
         kind = "synthetic" if run.dataset.synthetic else "fitted (no holdout)"
-        return fidelity(written.outputs, before, run.dataset.labels, names), f"{len(run.dataset)} {kind} samples"
+        kept = fidelity(written.outputs, before, run.dataset.labels, names, classes)
+        return kept, f"{len(run.dataset)} {kind} samples"
     original = run_batches(session_before, held.inputs, "original model", micro=micro)
     pruned = run_batches(written.session, held.inputs, label, micro=micro)
-    return fidelity(pruned, original, held.labels, names), f"{len(held)} held-out samples"
+    return fidelity(pruned, original, held.labels, names, classes), f"{len(held)} held-out samples"
 
 
 def write(run: PruneRun, result: PruneResult) -> dict[str, Path]:

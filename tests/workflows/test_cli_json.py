@@ -1,7 +1,7 @@
 """`darp-onnx prune --json` keeps every key it printed before the staged workflow, and adds `timings`, `data`
 (where the samples came from), `resources` (time budget, plan, memory, peak RSS), `warnings` and, in
 `validation`, `fidelity_on` (which samples the output error was measured on) and, in its `fidelity`, the
-worst output's error and the positives kept (validation/outputs_kept.py)."""
+worst output's error, the positives kept and the variation kept (validation/outputs_kept.py)."""
 
 from __future__ import annotations
 
@@ -34,7 +34,8 @@ def test_json_keys_are_the_old_ones_plus_timings_data_resources_and_warnings(tmp
     assert list(doc["validation"]) == VALIDATION_KEYS
     assert set(doc["validation"]["fidelity"]) == {"top1_agreement", "relative_error", "accuracy_before",
                                                   "accuracy_after", "worst_output", "worst_output_error",
-                                                  "positives_output", "positives_kept"}
+                                                  "positives_output", "positives_kept", "least_varying_output",
+                                                  "variation_kept"}
     assert doc["extraction"] == {"ranking": "score", "channel_multiple": 1}
     assert set(doc["timings"]) <= set(STAGES) and {"load", "search", "validation", "write"} <= set(doc["timings"])
     assert doc["resources"]["peak_rss_mib"] > 0 and doc["data"]["samples"] > 0
