@@ -31,7 +31,7 @@ import onnx
 import darp_onnx
 from benchmarks.corpus import CorpusModel, load_manifest, model_path, photos_dir
 from darp_onnx.cost.count import MAC_OPS, node_macs
-from darp_onnx.errors import DarpError, first_line
+from darp_onnx.errors import DarpError, ValidationFailedError, first_line
 from darp_onnx.load.input_shapes import parse_input_shapes, resolve_input_shapes
 from darp_onnx.load.inputs import synthetic_inputs, with_smooth_images
 from darp_onnx.load.io import load_model
@@ -39,6 +39,7 @@ from darp_onnx.load.observed import observe_shapes
 from darp_onnx.runtime.session import make_session
 from darp_onnx.runtime.timer import min_interleaved_ms
 from darp_onnx.training.dataset import load_dataset
+from darp_onnx.workflows.advice import check_drift, check_signal
 from darp_onnx.workflows.config import NO_SIGNAL_DRIFT
 
 
@@ -102,6 +103,17 @@ def _channels_prunable(result) -> float:
     return sum(g["size"] for g in rows if g["frozen"] is None) / total if total else 0.0
 
 
+def default_gate(result) -> str | None:
+    """Why prune's default --max-drift would refuse this result (the benchmark runs with it off), or None."""
+    fid = result.validation.fidelity
+    try:
+        check_drift(fid.relative_error, NO_SIGNAL_DRIFT, result.input, synthetic=True)
+        check_signal(fid, NO_SIGNAL_DRIFT, result.input, synthetic=True)
+    except ValidationFailedError as exc:
+        return first_line(exc)
+    return None
+
+
 def prune_row(entry: CorpusModel, budget: float, args, workdir: Path) -> dict:
     path = model_path(entry)
     row = {"model": entry.name, "exporter": entry.exporter, "budget": budget, "expect": entry.expect}
@@ -121,6 +133,7 @@ def prune_row(entry: CorpusModel, budget: float, args, workdir: Path) -> dict:
         return {**row, "status": "CRASH", "reason": f"{type(exc).__name__}: {first_line(exc)}",
                 "traceback": traceback.format_exc(limit=-4)}
     row["timings"] = dict(result.timings)
+    row["gate"] = default_gate(result)
     row["seconds"] = stage_seconds(result.timings)
     row["prunable"] = _channels_prunable(result)
     pruned = onnx.load(str(out))
@@ -198,8 +211,11 @@ def main() -> None:
     crashes = sum(1 for r in rows if r["status"] == "CRASH")
     print(f"models: {len(by_model)}; pruned at some budget: {pruned} ({pruned / max(len(by_model), 1):.0%}); "
           f"rows refused: {sum(1 for r in rows if r['status'] == 'refused')}; tracebacks: {crashes}; "
-          f"rows prune's default --max-drift would refuse (relerr > {NO_SIGNAL_DRIFT}): "
-          f"{sum(1 for r in rows if r.get('rel_error', 0.0) > NO_SIGNAL_DRIFT)}")
+          f"rows prune's default --max-drift would refuse (no signal kept on its synthetic samples: error over "
+          f"{NO_SIGNAL_DRIFT}, no positives, or an output constant): {sum(1 for r in rows if r.get('gate'))}")
+    for row in rows:
+        if row.get("gate"):
+            print(f"  gate: {row['model']} {row['budget']:.2f}: {row['gate'][:160]}")
     if args.json:
         args.json.write_text(json.dumps(rows, indent=1, default=str))
 
