@@ -358,12 +358,3 @@ def parse_channel_multiple(value: int | str | None) -> int | None:
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:
         raise OptionError("channel_multiple", f"{{option}} {value}: give a whole number >= 1 or 'auto'")
     return int(value)
-
-
-def resolve_channel_multiple(value: int | str | None, ort_device: str) -> int:
-    """An int >= 1 from an int, or from 'auto' or None (the default): the runtime's kernel block on
-    `ort_device`, see `runtime.session.kernel_channel_multiple`."""
-    from darp_onnx.runtime import session
-
-    parsed = parse_channel_multiple(value)
-    return session.kernel_channel_multiple(ort_device) if parsed is None else parsed
