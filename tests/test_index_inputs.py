@@ -56,7 +56,8 @@ def test_ids_in_a_float_input_are_whole_rows_of_their_table():
     b.inputs.append(helper.make_tensor_value_info("chars", TensorProto.FLOAT, ["N", 21]))
     model = b.build(b.op("Gather", b.weight(178, 4), b.op("Cast", "chars", to=TensorProto.INT64), axis=0))
     assert index_bounds(model) == {"chars": 178}
-    for ids in (synthetic_inputs(model, batch=64, seed=0)["chars"], synthetic_dataset(model, samples=64).inputs["chars"]):
+    drawn = (synthetic_inputs(model, batch=64, seed=0)["chars"], synthetic_dataset(model, samples=64).inputs["chars"])
+    for ids in drawn:
         assert ids.dtype == np.float32 and ids.min() >= 0 and ids.max() < 178
         assert np.array_equal(ids, np.round(ids)) and len(np.unique(ids)) > 100
     assert unpictured_floats(model, []) == []

@@ -88,3 +88,12 @@ def test_weights_stored_below_float32_are_rounded_to_what_will_be_written():
     proxy.round_to_stored()
     assert float(half.detach().flatten()[0]) == 1.0 and half.dtype == torch.float32
     assert float(full.detach().flatten()[0]) == np.float32(1.0001)
+
+
+def test_an_initializer_declared_as_an_input_is_not_folded():
+    """IR 3 lists initializers as graph inputs, which a caller may feed: folding one would make it required."""
+    model = stored_model("float16")
+    w16 = next(t for t in model.graph.initializer if t.name.startswith("w16"))
+    model.graph.input.append(onnx.helper.make_tensor_value_info(w16.name, onnx.TensorProto.FLOAT16, list(w16.dims)))
+    folded, count = fold_stored_weights(model)
+    assert count == 1 and w16.name in {t.name for t in folded.graph.initializer}

@@ -1,7 +1,8 @@
 """Ingestion: make what other exporters wrote usable by the analysis, without asking the user for help.
 
 1. Nodes get unique names (`naming`), 2. constants shared between readers are copied per reader (`unshare`),
-weights computed from initializers (a Cast of float16 weights) are computed once (`stored_weights`), 3. every tensor gets a shape: onnx's shape inference (done by `load_model`), then
+weights computed from initializers (a Cast of float16 weights) are computed once (`stored_weights`), 3. every
+tensor gets a shape: onnx's shape inference (done by `load_model`), then
 onnxruntime's symbolic shape inference, then the shapes onnxruntime observes in one run at the given
 input shapes (`observed`). Shapes found by the later sources are written into the model's value_info
 only where the earlier ones left a tensor without a complete shape; the observed shapes are also kept

@@ -45,7 +45,8 @@ def fold_stored_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
     folded = 0
     while True:
         graph = (out or model).graph
-        inits = {t.name: t for t in graph.initializer}
+        declared = {v.name for v in graph.input}  # an initializer listed as an input may be fed: not a constant
+        inits = {t.name: t for t in graph.initializer if t.name not in declared}
         outputs = {o.name for o in graph.output}
         done = []
         for node in graph.node:

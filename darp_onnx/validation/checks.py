@@ -111,7 +111,7 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
              classes: bool = True) -> Fidelity:
     """Closeness to the original: relative L2 error over all outputs, top-1 agreement (and accuracy with
     labels) on class scores (`classes`: the first output may hold them, `fixed_classes`), and output by
-    output the worst error and the positives kept."""
+    output the worst error, the positives kept and the spread over the samples kept (`outputs_kept`)."""
     first_a, first_b = np.asarray(after[0]), np.asarray(before[0])
     num = sum(float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
               for a, b in zip(after, before, strict=False))

@@ -97,7 +97,8 @@ def input_ignored(fid: Fidelity, synthetic: bool) -> str | None:
 def written_model_warnings(fid: Fidelity, *, synthetic: bool, latency_ms_before: float, latency_ms_after: float,
                            normal_inputs: list[str] | None = None) -> list[str]:
     found = (far_from_original(fid.relative_error, synthetic), worst_output_far(fid, synthetic),
-             positives_lost(fid, synthetic), input_ignored(fid, synthetic), low_agreement(fid.top1_agreement, synthetic),
+             positives_lost(fid, synthetic), input_ignored(fid, synthetic),
+             low_agreement(fid.top1_agreement, synthetic),
              measured_on_normal_values(normal_inputs or []), slower_than_original(latency_ms_before, latency_ms_after))
     return [w for w in found if w]
 
@@ -127,7 +128,8 @@ def check_signal(fid: Fidelity, limit: float | None, label: str, synthetic: bool
     if limit is None:
         return
     if fid.positives_kept is not None and fid.positives_kept < NO_POSITIVES_KEPT:
-        name, what = fid.positives_output, f"keeps none of the original's values above 0.5 (F1 {fid.positives_kept:.3f})"
+        name = fid.positives_output
+        what = f"keeps none of the original's values above 0.5 (F1 {fid.positives_kept:.3f})"
     elif fid.variation_kept is not None and fid.variation_kept < NO_VARIATION:
         name, what = fid.least_varying_output, (f"is about the same for every input (its spread over the samples "
                                                 f"is {fid.variation_kept:.1%} of the original's)")

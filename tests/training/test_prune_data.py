@@ -114,7 +114,8 @@ def test_the_json_document_carries_the_warnings_the_summary_prints(tmp_path):
     doc = json.loads(result.stdout)
     v = doc["validation"]
     assert doc["warnings"] == written_model_warnings(
-        Fidelity(**v["fidelity"]), synthetic=True, latency_ms_before=v["latency_ms_before"], latency_ms_after=v["latency_ms_after"])
+        Fidelity(**v["fidelity"]), synthetic=True, latency_ms_before=v["latency_ms_before"],
+        latency_ms_after=v["latency_ms_after"])
 
 
 def test_a_forward_pass_that_slow_refuses_before_a_step_is_timed(tmp_path, monkeypatch):
