@@ -41,8 +41,8 @@ def _all_names(graph: onnx.GraphProto) -> set[str]:
 def _fold_constant_identities(graph: onnx.GraphProto) -> int:
     """`Identity(initializer)` -> an initializer named after the Identity's output (graph outputs kept). A
     large initializer handed to several readers this way (a weight-shared transformer layer run 8 times) is
-    not copied: its readers read it directly, so it stays one tensor (copied, an 84 MB model grew to 640 MB
-    and its parameters were counted 8 times)."""
+    not copied: its readers read it directly, so it stays one tensor (copied, an 85 MB model pruned to half
+    its MACs was written as 322 MB, its parameters counted once per use)."""
     inits = {t.name: t for t in graph.initializer}
     outputs = {o.name for o in graph.output}
     folded = [n for n in graph.node if n.op_type == "Identity" and n.domain in ("", "ai.onnx")
