@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import onnx
 
 from darp_onnx.errors import UnsupportedOpError
@@ -14,8 +16,9 @@ CONTROL_FLOW_OPS = {"If", "Loop", "Scan"}
 
 CONTROL_FLOW_ADVICE = {
     "If": "re-export the model without it (e.g. trace the branch your inputs take)",
-    "Loop": "re-export it without (tf2onnx writes a Keras LSTM as a Loop: export it as an ONNX LSTM/GRU op, or "
-            "unrolled at a fixed length)",
+    "Loop": "re-export it without (a Keras LSTM that tf2onnx wrote as a Loop: as an ONNX LSTM/GRU op, or unrolled "
+            "at a fixed length), or, where the loop is a front end with no weights before it (a tf.map_fn "
+            "computing spectrograms), prune the part after it (onnx.utils.extract_model from the loop's outputs)",
 }
 
 
@@ -30,8 +33,19 @@ def refuse_unprunable(model: onnx.ModelProto, source: str = "the model") -> None
                 "then quantize the pruned one")
         if node.op_type in CONTROL_FLOW_OPS and node.domain in ("", "ai.onnx"):
             raise UnsupportedOpError(
-                f"{where}: control flow (a sub-graph run at run time) cannot be pruned; "
+                f"{where}: control flow (a sub-graph run at run time{_body_ops(node)}) cannot be pruned; "
                 f"{CONTROL_FLOW_ADVICE.get(node.op_type, CONTROL_FLOW_ADVICE['Loop'])}")
+
+
+def _body_ops(node: onnx.NodeProto) -> str:
+    """'; its body runs Conv x3, MatMul, ...' (the most frequent ops of its sub-graphs), so a user can tell
+    a recurrent layer from a front end."""
+    ops = Counter(n.op_type for attr in node.attribute if attr.type == onnx.AttributeProto.GRAPH
+                  for n in attr.g.node if n.op_type not in ("Constant", "Identity"))
+    if not ops:
+        return ""
+    listed = ", ".join(op if count == 1 else f"{op} x{count}" for op, count in ops.most_common(6))
+    return f"; its body runs {listed}"
 
 
 def _refuse_strings(model: onnx.ModelProto, source: str) -> None:

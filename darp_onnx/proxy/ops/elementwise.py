@@ -193,6 +193,15 @@ _UNARY: dict[str, Callable[..., torch.Tensor]] = {
     "Ceil": torch.ceil,
     "Sin": torch.sin,
     "Cos": torch.cos,
+    "Tan": torch.tan,
+    "Asin": torch.asin,
+    "Acos": torch.acos,
+    "Atan": torch.atan,  # tf2onnx writes Atan2 with it (a fingerprint net's direction head)
+    "Sinh": torch.sinh,
+    "Cosh": torch.cosh,
+    "Asinh": torch.asinh,
+    "Acosh": torch.acosh,
+    "Atanh": torch.atanh,
     "Round": torch.round,  # round half to even, like ONNX
     "Sign": torch.sign,
 }
