@@ -61,3 +61,15 @@ def test_ids_in_a_float_input_are_whole_rows_of_their_table():
         assert ids.dtype == np.float32 and ids.min() >= 0 and ids.max() < 178
         assert np.array_equal(ids, np.round(ids)) and len(np.unique(ids)) > 100
     assert unpictured_floats(model, []) == []
+
+
+def test_ids_selected_from_an_input_before_the_lookup_keep_their_table():
+    """attacut's [1, 2, seq] input: Gather(input, 0, axis=1) and Gather(input, 1, axis=1) pick the character
+    and syllable ids, each indexing its own table; the input got one 0/1 draw for every sample."""
+    b = GraphBuilder(45)
+    b.inputs.append(helper.make_tensor_value_info("input", TensorProto.INT64, [1, 2, "seq"]))
+    chars = b.op("Gather", "input", b.const(np.array(0, np.int64)), axis=1)
+    sylls = b.op("Gather", "input", b.const(np.array(1, np.int64)), axis=1)
+    model = b.build(b.op("Add", b.op("Gather", b.weight(180, 4), chars, axis=0),
+                         b.op("Gather", b.weight(40, 4), sylls, axis=0)))
+    assert index_bounds(model) == {"input": 40}

@@ -14,6 +14,10 @@ import onnx
 
 from darp_onnx.groups.const_views import VIEW_OPS  # ops that keep the values (and their order)
 
+# ops whose outputs hold some of their data input's values: attacut's [1, 2, seq] input is split by two
+# Gathers (axis 1) into character and syllable ids, each indexing its own table
+SELECTING_OPS = ("Gather", "Slice", "Split")
+
 
 def index_bounds(model: onnx.ModelProto) -> dict[str, int]:
     """Input name -> rows of the smallest constant table it indexes (Gather's data, on its axis)."""
@@ -47,6 +51,7 @@ def _gathered_rows(name: str, readers, tables, seen: set[str]) -> list[int]:
             axis = next((a.i for a in node.attribute if a.name == "axis"), 0)
             if dims:
                 rows.append(int(dims[axis % len(dims)]))
-        elif node.op_type in VIEW_OPS and position == 0:
-            rows.extend(_gathered_rows(node.output[0], readers, tables, seen))
+        elif (node.op_type in VIEW_OPS or node.op_type in SELECTING_OPS) and position == 0:
+            for output in node.output:
+                rows.extend(_gathered_rows(output, readers, tables, seen))
     return rows

@@ -7,6 +7,8 @@ reading `--json` sees what the summary prints; the hard limit on the output erro
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from darp_onnx.errors import ValidationFailedError
 from darp_onnx.validation.checks import Fidelity
 from darp_onnx.workflows.config import NO_SIGNAL_DRIFT
@@ -52,14 +54,15 @@ def slower_than_original(before_ms: float, after_ms: float) -> str | None:
             "or a --target-latency budget")
 
 
-def measured_on_normal_values(names: list[str]) -> str | None:
-    """The fidelity of a data-free run whose float inputs got standard normal values says little about real
-    inputs (madmom's chroma MLP: 98.4% agreement and error 0.07 on them, 67% and 0.41 on spectrogram frames)."""
-    if not names:
+def measured_on_stand_ins(stand_ins: Mapping[str, str]) -> str | None:
+    """The fidelity of a data-free run whose inputs got stand-in values (`synthetic_check.stand_in_inputs`)
+    says little about real inputs (madmom's chroma MLP: 98.4% agreement and error 0.07 on standard normal
+    values, 67% and 0.41 on spectrogram frames)."""
+    if not stand_ins:
         return None
-    listed = ", ".join(f"'{n}'" for n in names)
-    return (f"the output error and agreement were measured on standard normal values for {listed}, not on real "
-            "inputs; pass --data with real samples, and check it on your task before deploying it")
+    listed = ", ".join(f"{what} for '{name}'" for name, what in stand_ins.items())
+    return (f"the output error and agreement were measured on {listed}, not on real inputs; pass --data with real "
+            "samples, and check it on your task before deploying it")
 
 
 def worst_output_far(fid: Fidelity, synthetic: bool) -> str | None:
@@ -95,11 +98,11 @@ def input_ignored(fid: Fidelity, synthetic: bool) -> str | None:
 
 
 def written_model_warnings(fid: Fidelity, *, synthetic: bool, latency_ms_before: float, latency_ms_after: float,
-                           normal_inputs: list[str] | None = None) -> list[str]:
+                           stand_ins: Mapping[str, str] | None = None) -> list[str]:
     found = (far_from_original(fid.relative_error, synthetic), worst_output_far(fid, synthetic),
              positives_lost(fid, synthetic), input_ignored(fid, synthetic),
              low_agreement(fid.top1_agreement, synthetic),
-             measured_on_normal_values(normal_inputs or []), slower_than_original(latency_ms_before, latency_ms_after))
+             measured_on_stand_ins(stand_ins or {}), slower_than_original(latency_ms_before, latency_ms_after))
     return [w for w in found if w]
 
 

@@ -52,9 +52,9 @@ from darp_onnx.training.recovery import recover as recover_weights
 from darp_onnx.training.steps import predict
 from darp_onnx.training.synthetic_check import (
     constant_outputs,
-    normal_values_note,
     saturated_outputs,
-    unpictured_floats,
+    stand_in_inputs,
+    stand_ins_note,
 )
 from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, SMALLEST_BATCH, finetune_steps_left
 from darp_onnx.validation.checks import baseline_gaps, fidelity, fixed_classes, run_batches, run_model
@@ -294,8 +294,8 @@ def _add_decoded_scores(run: PruneRun) -> None:
 
 def _note_synthetic_data(run: PruneRun) -> None:
     """Say what the synthetic pictures are, and when the outputs do not vary or a score stays empty on them."""
-    normal = normal_values_note(unpictured_floats(run.model, list(run.dataset.picture_ranges)))
-    for message in (pictures_note(run.dataset.picture_ranges), normal, constant_outputs(run.model, run.reference),
+    normal = stand_ins_note(stand_in_inputs(run.model, list(run.dataset.picture_ranges)))
+    for message in (pictures_note(run.dataset.picture_ranges), normal, constant_outputs(run.model, run.reference, run.dataset.inputs),
                     saturated_outputs(run.model, run.reference)):
         if message is not None:
             run.progress("note", {"message": message})
@@ -704,8 +704,8 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
         warnings=written_model_warnings(
             validation.fidelity, synthetic=run.dataset.synthetic, latency_ms_before=validation.latency_ms_before,
             latency_ms_after=validation.latency_ms_after,
-            normal_inputs=unpictured_floats(run.model, list(run.dataset.picture_ranges)) if run.dataset.synthetic
-            else []),
+            stand_ins=stand_in_inputs(run.model, list(run.dataset.picture_ranges)) if run.dataset.synthetic
+            else {}),
     )
 
 
