@@ -133,3 +133,12 @@ def test_an_output_that_ignores_its_input_is_warned_and_gated():
     with pytest.raises(ValidationFailedError, match="output 'probs' is about the same for every input") as exc:
         check_signal(constant, NO_SIGNAL_DRIFT, "m.onnx", synthetic=True)
     assert exc.value.details["variation_kept"] == 0.01
+
+
+def test_a_written_model_larger_than_the_original_is_said():
+    """PP-OCRv6's int8 weights, computed at run time, written as float32: 1.27 MB -> 2.79 MB."""
+    from darp_onnx.workflows.advice import larger_than_original
+
+    assert "int8 initializers (Cast, Mul) are stored as float32" in larger_than_original(1_269_595, 2_789_285, 4)
+    assert "copied to prune them apart" in larger_than_original(1_000, 1_100)
+    assert larger_than_original(3_514_854, 2_958_554, 92) is None

@@ -68,6 +68,14 @@ def test_a_half_precision_model_prunes_and_equals_its_proxy(tmp_path):
     assert result.flops_after < result.flops_before and result.finetune_steps == 3
     written = onnx.load(str(tmp_path / "p.onnx"))
     assert {t.data_type for t in written.graph.initializer if t.name.startswith("w16")} == {onnx.TensorProto.FLOAT16}
+    assert not [w for w in result.warnings if "larger than the original" in w]
+
+
+def test_prune_says_when_folded_weights_make_the_written_file_larger(tmp_path):
+    result = darp_onnx.prune(stored_model("int8"), output=tmp_path / "p.onnx", target_flops=0.8,
+                             input_shapes={"x": (1, 3, 8, 8)}, search_steps=2, finetune_steps=1, batch_size=4,
+                             synthetic_samples=8, latency_runs=2, channel_multiple=1, max_drift="off")
+    assert any("larger than the original" in w and "int8" in w for w in result.warnings)
 
 
 def test_weights_stored_below_float32_are_rounded_to_what_will_be_written():

@@ -58,7 +58,12 @@ from darp_onnx.training.synthetic_check import (
 )
 from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, SMALLEST_BATCH, finetune_steps_left
 from darp_onnx.validation.checks import baseline_gaps, fidelity, fixed_classes, run_batches, run_model
-from darp_onnx.workflows.advice import check_drift, check_signal, written_model_warnings
+from darp_onnx.workflows.advice import (
+    check_drift,
+    check_signal,
+    larger_than_original,
+    written_model_warnings,
+)
 from darp_onnx.workflows.common import Source, check_written, derived_path, open_source, output_path
 from darp_onnx.workflows.config import (
     BudgetConfig,
@@ -119,6 +124,8 @@ class PruneRun:
     plan: RunPlan | None = None  # memory, samples, steps and batch (plan stage)
     search_loss: TaskLoss | None = None  # the loss on plan.search_data (reduced resolution)
     holdout: Dataset | None = None  # real samples kept out of training, for the reported fidelity
+    original_bytes: int = 0  # the serialized model as given, before ingest
+    folded_weights: int = 0  # nodes computing weights from initializers that ingest folded (stored_weights)
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -196,7 +203,9 @@ def analyse_costs(run: PruneRun) -> PruneRun:
     the cost model, the layer timings (when latency-aware) and the budget."""
     with run.timings.stage("ingest"):
         _check_memory(run, run.input_shapes)  # the inputs alone, before onnxruntime runs the model at that size
+        run.original_bytes = run.model.ByteSize()
         ingested = ingest(run.model, run.input_shapes, seed=run.config.seed, source=run.source.name)
+        run.folded_weights = ingested.folded
         run.source = replace(run.source, model=ingested.model)
         run.observed_shapes = ingested.shapes
         if ingested.folded:
@@ -294,8 +303,9 @@ def _add_decoded_scores(run: PruneRun) -> None:
 
 def _note_synthetic_data(run: PruneRun) -> None:
     """Say what the synthetic pictures are, and when the outputs do not vary or a score stays empty on them."""
-    normal = stand_ins_note(stand_in_inputs(run.model, list(run.dataset.picture_ranges)))
-    for message in (pictures_note(run.dataset.picture_ranges), normal, constant_outputs(run.model, run.reference, run.dataset.inputs),
+    stand_ins = stand_ins_note(stand_in_inputs(run.model, list(run.dataset.picture_ranges)))
+    constant = constant_outputs(run.model, run.reference, run.dataset.inputs)
+    for message in (pictures_note(run.dataset.picture_ranges), stand_ins, constant,
                     saturated_outputs(run.model, run.reference)):
         if message is not None:
             run.progress("note", {"message": message})
@@ -701,12 +711,18 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
         loss=run.loss_fn.mode, extraction=extraction, timings=run.timings, masks=masks, model=pruned,
         data=run.dataset.describe(), resources=run.plan.describe() if run.plan is not None else {},
         original=run.model, input_shapes=dict(run.input_shapes),
-        warnings=written_model_warnings(
-            validation.fidelity, synthetic=run.dataset.synthetic, latency_ms_before=validation.latency_ms_before,
-            latency_ms_after=validation.latency_ms_after,
-            stand_ins=stand_in_inputs(run.model, list(run.dataset.picture_ranges)) if run.dataset.synthetic
-            else {}),
+        warnings=_warnings(run, validation, pruned),
     )
+
+
+def _warnings(run: PruneRun, validation: Validation, pruned: onnx.ModelProto) -> list[str]:
+    """What the user should check before deploying the written model (advice.py)."""
+    found = written_model_warnings(
+        validation.fidelity, synthetic=run.dataset.synthetic, latency_ms_before=validation.latency_ms_before,
+        latency_ms_after=validation.latency_ms_after,
+        stand_ins=stand_in_inputs(run.model, list(run.dataset.picture_ranges)) if run.dataset.synthetic else {})
+    larger = larger_than_original(run.original_bytes, pruned.ByteSize(), run.folded_weights)
+    return found + ([larger] if larger else [])
 
 
 def group_rows(analysis: ChannelAnalysis, masks: Mapping[int, np.ndarray]) -> list[dict[str, Any]]:
