@@ -89,6 +89,7 @@ def test_max_drift_gates_what_is_written(tmp_path):
     strict = _prune(tmp_path, "--max-drift", "0", *FEW)
     assert strict.exit_code == 2 and "Traceback" not in strict.stderr
     assert "over --max-drift 0 (the limit asked for); nothing written" in strict.stderr
+    assert "the pruned model (" in strict.stderr and "out.onnx" not in strict.stderr  # a path never written
     assert not (tmp_path / "out.onnx").exists()
     details = json.loads(strict.stdout)["error"]["details"]  # what a script needs to decide on a retry
     assert details["max_drift"] == 0 and details["relative_error"] > 0 and details["fidelity_on"]
