@@ -37,8 +37,9 @@ def test_folded_weights_compute_the_same_and_become_prunable():
     for how in ("float16", "int8"):
         model = stored_model(how)
         assert not [g for g in analyse(model).groups if not g.frozen]  # the weights are node outputs: nothing
-        folded, count = fold_stored_weights(model)
+        folded, count, stored = fold_stored_weights(model)
         assert count == (2 if how == "float16" else 4)
+        assert len(stored) == (2 if how == "float16" else 0)  # int8 weights scaled: not restorable
         assert not [n for n in folded.graph.node if n.op_type in ("Cast", "Mul")]
         np.testing.assert_array_equal(run_ort(folded, feeds)[0], run_ort(model, feeds)[0])
         assert ingest(model, {"x": (1, 3, 8, 8)}).folded == count
@@ -49,8 +50,8 @@ def test_folded_weights_compute_the_same_and_become_prunable():
 def test_a_model_without_stored_weights_comes_back_as_it_is():
     b = GraphBuilder(22)
     model = b.build(b.conv(b.input("x", [1, 3, 8, 8]), 3, 4))
-    same, count = fold_stored_weights(model)
-    assert same is model and count == 0
+    same, count, stored = fold_stored_weights(model)
+    assert same is model and count == 0 and stored == {}
 
 
 def test_a_half_precision_model_prunes_and_equals_its_proxy(tmp_path):
@@ -103,5 +104,21 @@ def test_an_initializer_declared_as_an_input_is_not_folded():
     model = stored_model("float16")
     w16 = next(t for t in model.graph.initializer if t.name.startswith("w16"))
     model.graph.input.append(onnx.helper.make_tensor_value_info(w16.name, onnx.TensorProto.FLOAT16, list(w16.dims)))
-    folded, count = fold_stored_weights(model)
+    folded, count, _ = fold_stored_weights(model)
     assert count == 1 and w16.name in {t.name for t in folded.graph.initializer}
+
+
+def test_float16_weights_behind_a_cast_are_written_as_float16_again(tmp_path):
+    """The MobileNetV4 (float16 weights behind Cast) was written with float32 weights: a larger file."""
+    model = stored_model("float16")
+    result = darp_onnx.prune(model, output=tmp_path / "p.onnx", target_flops=0.6, input_shapes={"x": (1, 3, 8, 8)},
+                             search_steps=4, finetune_steps=3, batch_size=4, synthetic_samples=8, latency_runs=2,
+                             channel_multiple=1, max_drift="off")
+    written = onnx.load(str(tmp_path / "p.onnx"))
+    convs = [n for n in written.graph.node if n.op_type == "Conv"]
+    producers = {o: n for n in written.graph.node for o in n.output}
+    inits = {t.name: t for t in written.graph.initializer}
+    casts = [producers[c.input[1]] for c in convs[:2]]
+    assert [c.op_type for c in casts] == ["Cast", "Cast"]
+    assert {inits[c.input[0]].data_type for c in casts} == {onnx.TensorProto.FLOAT16}
+    assert result.flops_after < result.flops_before and not [w for w in result.warnings if "larger" in w]

@@ -40,6 +40,7 @@ class Ingested:
     renamed: bool = False
     unshared: int = 0
     folded: int = 0  # nodes computing weights from initializers, folded (stored_weights)
+    stored_types: dict[str, int] = field(default_factory=dict)  # float16 weights folded to float32, to restore
     shape_sources: dict[str, int] = field(default_factory=dict)  # tensors completed by each source
     unknown: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
@@ -147,7 +148,7 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
     work = name_nodes(model) if renamed else model
     work = with_dynamic_dims(work)  # a ModelProto given directly did not pass load_model
     work, unshared = unshare_constants(work)
-    work, folded = fold_stored_weights(work)
+    work, folded, stored_types = fold_stored_weights(work)
     sources = {"onnx": 0, "symbolic": 0, "onnxruntime": 0}
     notes: list[str] = []
     known = _known(work)
@@ -190,4 +191,4 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
         notes.append(f"shapes observed by onnxruntime kept out of the model's value_info ({refused})")
     unknown = [n for n in missing if n not in shapes]
     return Ingested(model=work, shapes=shapes, renamed=renamed, unshared=unshared, folded=folded,
-                    shape_sources=sources, unknown=unknown, notes=notes)
+                    stored_types=stored_types, shape_sources=sources, unknown=unknown, notes=notes)

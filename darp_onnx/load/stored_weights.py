@@ -6,8 +6,9 @@ one behind `Cast` -> `Mul(scale)` (weight-only quantization in a PP-OCRv6 recogn
 slices constants, and a Conv whose weight is a node's output has no constant to slice: both models showed
 0 prunable channels. Elementwise arithmetic on initializers only (Cast, Mul, Div, Add, Sub) is folded here
 into one initializer named after the node's output, as onnxruntime folds it when it loads the model (run
-after `unshare`, which makes an Identity of an initializer one). The written model then stores those
-weights in the computed type (float32: larger on disk than float16 or int8, the same work at run time).
+after `unshare`, which makes an Identity of an initializer one). A float16 weight that was only cast is
+stored as float16 again in the written model (`restore_stored_types`, the proxy computing with the rounded
+values); the others are written in the computed type (float32: larger on disk than int8).
 """
 
 from __future__ import annotations
@@ -38,11 +39,13 @@ def _foldable(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], outputs:
             and all(name in inits for name in node.input) and len(node.input) > 0)
 
 
-def fold_stored_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
-    """A copy of `model` with elementwise arithmetic on initializers folded (repeated: Cast, then Mul), and
-    the number of nodes folded; `model` itself is returned unchanged where there is none."""
+def fold_stored_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, dict[str, int]]:
+    """A copy of `model` with elementwise arithmetic on initializers folded (repeated: Cast, then Mul), the
+    number of nodes folded, and the float16 weights that were only cast (name -> stored ONNX type); `model`
+    itself is returned unchanged where there is none."""
     out: onnx.ModelProto | None = None
     folded = 0
+    stored: dict[str, int] = {}
     while True:
         graph = (out or model).graph
         declared = {v.name for v in graph.input}  # an initializer listed as an input may be fed: not a constant
@@ -56,13 +59,45 @@ def fold_stored_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]:
             if value is not None:
                 done.append((node, value))
         if not done:
-            return out or model, folded
+            return out or model, folded, stored
         if out is None:
             out = onnx.ModelProto()
             out.CopyFrom(model)
             continue  # find the nodes again in the copy
+        stored.update(_cast_from_float16(done, inits))
         _replace(out.graph, done)
         folded += len(done)
+
+
+def _cast_from_float16(done, inits: dict[str, onnx.TensorProto]) -> dict[str, int]:
+    """The folds that only widened a float16 initializer to float32 (nothing else computed)."""
+    found = {}
+    for node, value in done:
+        source = inits[node.input[0]]
+        if node.op_type == "Cast" and source.data_type == onnx.TensorProto.FLOAT16 and value.dtype == np.float32:
+            found[node.output[0]] = onnx.TensorProto.FLOAT16
+    return found
+
+
+def restore_stored_types(model: onnx.ModelProto, stored: dict[str, int]) -> int:
+    """Store each weight of `stored` still in `model` (changed in place) in its original type again, cast back
+    at run time as in the model given (`name__stored` -> Cast -> name); the number restored."""
+    graph = model.graph
+    taken = {t.name for t in graph.initializer} | {o for n in graph.node for o in n.output}
+    casts = []
+    for init in graph.initializer:
+        if init.name not in stored or stored[init.name] != onnx.TensorProto.FLOAT16:
+            continue
+        name, narrow = init.name, numpy_helper.to_array(init).astype(np.float16)
+        fresh = f"{name}__stored"
+        while fresh in taken:
+            fresh += "_"
+        taken.add(fresh)
+        init.CopyFrom(numpy_helper.from_array(narrow, fresh))
+        casts.append(helper.make_node("Cast", [fresh], [name], name=f"{fresh}_cast", to=onnx.TensorProto.FLOAT))
+    for cast in reversed(casts):
+        graph.node.insert(0, cast)
+    return len(casts)
 
 
 def _replace(graph: onnx.GraphProto, done: list[tuple[onnx.NodeProto, np.ndarray]]) -> None:

@@ -130,6 +130,7 @@ class ProxyModel(nn.Module):
         self._steps = self._plan(steps)
         self.input_transforms: dict[int, InputTransform] = {}
         self._onnx_model = model  # read only, for writing trained weights back
+        self.stored_types: dict[str, int] = {}  # ONNX name -> the type a weight is written in, where narrower
 
     def to_onnx(self) -> onnx.ModelProto:
         """A copy of the source ONNX model carrying this proxy's current weights."""
@@ -216,7 +217,8 @@ class ProxyModel(nn.Module):
         float32 and the written model stores it rounded, so the proxy must compute with the rounded values for
         the written model to equal it (a float16 MobileNetV4 fine-tuned differed by 4e-4 after the write)."""
         for key, weight in self.weights.items():
-            stored = onnx_to_torch_dtype(self.param_sources[key].onnx_dtype, compute=False)
+            source = self.param_sources[key]
+            stored = onnx_to_torch_dtype(self.stored_types.get(source.name, source.onnx_dtype), compute=False)
             if stored.is_floating_point and stored.itemsize < weight.dtype.itemsize:
                 weight.copy_(weight.to(stored).to(weight.dtype))
 

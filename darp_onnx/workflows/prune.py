@@ -29,6 +29,7 @@ from darp_onnx.load.input_shapes import resolve_input_shapes
 from darp_onnx.load.inputs import has_free_sizes
 from darp_onnx.load.preflight import check_loaded_model, check_run_memory
 from darp_onnx.load.refusals import refuse_unprunable
+from darp_onnx.load.stored_weights import restore_stored_types
 from darp_onnx.proxy import ProxyModel, build_proxy
 from darp_onnx.rewrite import rewrite
 from darp_onnx.runtime import distributed
@@ -126,6 +127,7 @@ class PruneRun:
     holdout: Dataset | None = None  # real samples kept out of training, for the reported fidelity
     original_bytes: int = 0  # the serialized model as given, before ingest
     folded_weights: int = 0  # nodes computing weights from initializers that ingest folded (stored_weights)
+    stored_types: dict[str, int] = field(default_factory=dict)  # float16 weights ingest widened, written narrow
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -206,12 +208,14 @@ def analyse_costs(run: PruneRun) -> PruneRun:
         run.original_bytes = run.model.ByteSize()
         ingested = ingest(run.model, run.input_shapes, seed=run.config.seed, source=run.source.name)
         run.folded_weights = ingested.folded
+        run.stored_types = ingested.stored_types
         run.source = replace(run.source, model=ingested.model)
         run.observed_shapes = ingested.shapes
         if ingested.folded:
             run.progress("note", {"message": f"{ingested.folded} nodes computed weights from initializers stored in "
                                              "another type (Cast, Mul: float16 or int8 weights); they were computed "
-                                             "once to prune them, and the written model stores them as float32"})
+                                             "once to prune them, and the written model stores float16 ones as "
+                                             "float16 again, others as float32"})
     with run.timings.stage("analysis"):
         run.analysis = analyse(run.model)
         keep_unit_kinds(run.analysis, run.config.extraction.keep_kinds)
@@ -258,6 +262,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         run.dataset = _load_data(run, config.io.data if data is None else data)
     with run.timings.stage("plan"):
         run.proxy = build_proxy(run.model, source=run.source.name).to(run.device.torch_device)
+        run.proxy.stored_types = dict(run.stored_types)
         run.proxy.eval()
         if not is_batch_major(run.proxy, run.model, run.input_shapes, device=run.device.torch_device,
                               seed=config.seed):  # a fixed batch or outputs not indexed by sample
@@ -609,7 +614,9 @@ def rewrite_model(run: PruneRun, masks: Masks, *, source: onnx.ModelProto | None
     with run.timings.stage("rewrite"):
         if source is None:
             source = run.proxy.to_onnx() if run.proxy is not None else run.model
-        return rewrite(source, run.analysis, masks)
+        pruned = rewrite(source, run.analysis, masks)
+        restore_stored_types(pruned, run.stored_types)
+        return pruned
 
 
 def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_outputs: list[np.ndarray]) -> Validation:
