@@ -122,3 +122,10 @@ def test_float16_weights_behind_a_cast_are_written_as_float16_again(tmp_path):
     assert [c.op_type for c in casts] == ["Cast", "Cast"]
     assert {inits[c.input[0]].data_type for c in casts} == {onnx.TensorProto.FLOAT16}
     assert result.flops_after < result.flops_before and not [w for w in result.warnings if "larger" in w]
+
+
+def test_folding_leaves_initializers_it_did_not_read_alone():
+    model = stored_model("float16")
+    model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros(3, np.float32), "unread"))
+    folded, _, _ = fold_stored_weights(model)
+    assert "unread" in {t.name for t in folded.graph.initializer}

@@ -101,12 +101,14 @@ def restore_stored_types(model: onnx.ModelProto, stored: dict[str, int]) -> int:
 
 
 def _replace(graph: onnx.GraphProto, done: list[tuple[onnx.NodeProto, np.ndarray]]) -> None:
-    """Each node becomes an initializer named after its output; initializers no node reads any more go."""
+    """Each node becomes an initializer named after its output; the initializers they read that no node reads
+    any more go (others are left as they are)."""
+    consumed = {name for node, _ in done for name in node.input}
     for node, value in done:
         graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(value), node.output[0]))
         graph.node.remove(node)
     read = {name for n in graph.node for name in node_reads(n)} | {o.name for o in graph.output}
-    unused = [t for t in graph.initializer if t.name not in read]
+    unused = [t for t in graph.initializer if t.name in consumed and t.name not in read]
     for tensor in unused:
         graph.initializer.remove(tensor)
     stale = {node.output[0] for node, _ in done}  # value_info of a tensor that is now an initializer
