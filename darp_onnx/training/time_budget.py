@@ -28,8 +28,9 @@ MIN_FINETUNE_STEPS = 5
 MIN_BATCH = 8
 SMALLEST_BATCH = 2  # below MIN_BATCH only to meet the budget; 1 would leave batch statistics undefined
 DATA_PASS_SHARE = 0.4  # at most this share of the time goes to full passes over the data (see DATA_PASSES)
-DATA_PASSES = 10  # full passes outside the training steps: reference outputs, BatchNorm statistics and their
-# re-estimates in the search (2) and recovery (4, with the loss before it), the outputs after, onnxruntime twice
+DATA_PASSES = 11  # full passes outside the training steps: reference outputs, BatchNorm statistics and their
+# re-estimates in the search (2) and recovery (4, with the loss before it), the outputs after, onnxruntime twice,
+# and once more on fresh samples (data-free fidelity)
 MIN_SAMPLES = 64  # the fewest samples while the passes fit their share
 FEWEST_SAMPLES = 16  # where even MIN_SAMPLES do not (a forward pass of seconds): the budget first
 _UNIT_SECONDS = {"h": 3600.0, "m": 60.0, "s": 1.0}

@@ -43,7 +43,8 @@ SAFETY_SHARE = 0.2  # this share of the budget is kept back: unplanned costs and
 # forward pass takes seconds they are most of the run (RivaGAN at 256x256 ran 3.2x its budget without them).
 SEARCH_PASSES = 2  # BatchNorm statistics for the search, re-estimated before it is folded back
 RECOVERY_PASSES = 3  # before the fine-tune's first step: the loss over the data, BatchNorm statistics, re-estimate
-TAIL_PASSES = 4  # after its last: statistics re-estimated, the proxy's outputs, onnxruntime before and after
+TAIL_PASSES = 5  # after its last: statistics re-estimated, the proxy's outputs, onnxruntime before and after,
+# and both again on fresh synthetic samples (half as many) where there are no real ones to hold out
 
 
 def usable_seconds(budget: float | None) -> float | None:

@@ -45,7 +45,7 @@ from darp_onnx.training.batching import is_batch_major
 from darp_onnx.training.data_shapes import shapes_from_data
 from darp_onnx.training.dataset import SYNTHETIC_SOURCE, Dataset, load_dataset, load_from_loader, synthetic_dataset
 from darp_onnx.training.decode_targets import decoded_scores
-from darp_onnx.training.holdout import split_holdout
+from darp_onnx.training.holdout import MIN_HELD_OUT, split_holdout
 from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
 from darp_onnx.training.pictures import pictures_note
 from darp_onnx.training.recovery import RecoveryRecipe
@@ -93,6 +93,7 @@ from darp_onnx.workflows.plan import (
 from darp_onnx.workflows.results import Extraction, PruneResult, StageTimings, Validation
 
 ProgressFn = Callable[[str, dict[str, float]], None]
+FRESH_SEED_OFFSET = 7919  # the fresh synthetic samples' seed, away from the training samples' (seed, seed + 1)
 Masks = dict[int, np.ndarray]
 
 
@@ -663,13 +664,24 @@ def _fidelity(run: PruneRun, written, before: list[np.ndarray], session_before, 
     which samples those were."""
     held, micro = run.holdout, run.dataset.micro_batches
     names, classes = [o.name for o in run.model.graph.output], fixed_classes(run.model)
+    if held is None and run.dataset.synthetic:
+        held = fresh_synthetic(run)
     if held is None:
-        kind = "synthetic" if run.dataset.synthetic else "fitted (no holdout)"
         kept = fidelity(written.outputs, before, run.dataset.labels, names, classes)
-        return kept, f"{len(run.dataset)} {kind} samples"
+        return kept, f"{len(run.dataset)} fitted (no holdout) samples"
     original = run_batches(session_before, held.inputs, "original model", micro=micro)
     pruned = run_batches(written.session, held.inputs, label, micro=micro)
-    return fidelity(pruned, original, held.labels, names, classes), f"{len(held)} held-out samples"
+    kind = "fresh synthetic samples (not fitted)" if held.synthetic else "held-out samples"
+    return fidelity(pruned, original, held.labels, names, classes), f"{len(held)} {kind}"
+
+
+def fresh_synthetic(run: PruneRun) -> Dataset:
+    """Synthetic samples drawn anew (another seed, half as many, at least MIN_HELD_OUT) for the data-free
+    fidelity: measured on the samples it was fitted to, a pruned model can look closer than it is on any
+    other input (a speech-embedding CNN: 0.126 reported, 0.435 on speech-like inputs)."""
+    count = min(len(run.dataset), max(MIN_HELD_OUT, len(run.dataset) // 2))
+    return synthetic_dataset(run.model, samples=count, seed=run.config.seed + FRESH_SEED_OFFSET,
+                             shapes=run.input_shapes, micro_batches=run.dataset.micro_batches)
 
 
 def write(run: PruneRun, result: PruneResult) -> dict[str, Path]:
