@@ -72,15 +72,43 @@ def variation_kept(after: np.ndarray, before: np.ndarray) -> float | None:
     return float(np.linalg.norm(a - a.mean(axis=0))) / spread
 
 
+def score_rows(before: np.ndarray) -> tuple[int, np.ndarray] | None:
+    """(axis, indices) of the slices within [0, 1] where an output packs them beside slices that are not
+    (axis 1 or the last): a detection head's class scores beside its box coordinates. YOLOv8's [N, 4 + 18,
+    2100] output, pruned data-free, kept its boxes (error 0.12 on photos) and lost every score (0.998, no
+    detection left) at an error of 0.09 over the whole tensor. None where there is no such split."""
+    b = np.asarray(before)
+    if b.ndim < 3 or not np.issubdtype(b.dtype, np.floating) or not np.isfinite(b).all():
+        return None
+    for axis in dict.fromkeys((1, b.ndim - 1)):
+        rows = np.moveaxis(b, axis, 0).reshape(b.shape[axis], -1)
+        inside = (rows.min(axis=1) >= 0.0) & (rows.max(axis=1) <= 1.0)
+        if inside.sum() >= 2 and (~inside).any():
+            return axis, np.flatnonzero(inside)
+    return None
+
+
+def _kept(name: str, a: np.ndarray, b: np.ndarray) -> OutputKept:
+    return OutputKept(name, relative_error(a, b), positives_kept(a, b), variation_kept(a, b))
+
+
 def outputs_kept(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
                  names: Sequence[str] | None = None) -> list[OutputKept]:
+    """One row per output, and one more for the score slices of an output that packs them with others."""
     names = list(names) if names is not None else [f"output {i}" for i in range(len(before))]
-    return [OutputKept(name, relative_error(a, b), positives_kept(a, b), variation_kept(a, b))
-            for name, a, b in zip(names, after, before, strict=False)]
+    rows = []
+    for name, a, b in zip(names, after, before, strict=False):
+        rows.append(_kept(name, a, b))
+        split = score_rows(b) if np.shape(a) == np.shape(b) else None
+        if split is not None:
+            axis, index = split
+            label = f"{name} (values in [0, 1] on axis {axis})"
+            rows.append(_kept(label, np.take(a, index, axis=axis), np.take(b, index, axis=axis)))
+    return rows
 
 
 def worst_error(rows: Sequence[OutputKept]) -> OutputKept | None:
-    """The output furthest from the original's, where there are several outputs."""
+    """The output (or score slices of one) furthest from the original's, where there are several rows."""
     return max(rows, key=lambda r: r.relative_error) if len(rows) > 1 else None
 
 
