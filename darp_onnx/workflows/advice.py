@@ -118,21 +118,29 @@ def written_model_warnings(fid: Fidelity, *, synthetic: bool, latency_ms_before:
     return [w for w in found if w]
 
 
+def _refuse(label: str, reason: str, synthetic: bool, details: dict) -> None:
+    """The gate's ValidationFailedError: `reason`, then what to do; `details` (what was measured, on which
+    samples) go with it into `--json`'s error document."""
+    advice = "pass --data with real samples" if synthetic else "try a larger budget"
+    error = ValidationFailedError(f"{label}: {reason}; nothing written: {advice}, more steps (--time-budget, "
+                                  "--finetune-steps), or --max-drift off to write it anyway")
+    error.details = details
+    raise error
+
+
+def _on(synthetic: bool) -> str:
+    return "the synthetic inputs" if synthetic else "your data"
+
+
 def check_drift(relative_error: float, limit: float | None, label: str, synthetic: bool,
                 details: dict | None = None) -> None:
-    """ValidationFailedError when the written model's outputs are further from the original's than `limit`;
-    `details` (what was measured, on which samples) go with it into `--json`'s error document."""
+    """ValidationFailedError when the written model's outputs are further from the original's than `limit`."""
     if limit is None or not relative_error > limit:
         return
-    where = "the synthetic inputs" if synthetic else "your data"
-    advice = ("pass --data with real samples" if synthetic else "try a larger budget") + \
-        ", more steps (--time-budget, --finetune-steps)"
-    error = ValidationFailedError(
-        f"{label}: its outputs differ from the original's by {relative_error:.3f} of their size on {where}, over "
-        f"--max-drift {limit:g} ({'no signal kept' if limit >= NO_SIGNAL_DRIFT else 'the limit asked for'}); "
-        f"nothing written: {advice}, or --max-drift off to write it anyway")
-    error.details = {"relative_error": relative_error, "max_drift": limit, **(details or {})}
-    raise error
+    kind = "no signal kept" if limit >= NO_SIGNAL_DRIFT else "the limit asked for"
+    _refuse(label, f"its outputs differ from the original's by {relative_error:.3f} of their size on "
+                   f"{_on(synthetic)}, over --max-drift {limit:g} ({kind})", synthetic,
+            {"relative_error": relative_error, "max_drift": limit, **(details or {})})
 
 
 def check_signal(fid: Fidelity, limit: float | None, label: str, synthetic: bool, details: dict | None = None) -> None:
@@ -150,13 +158,8 @@ def check_signal(fid: Fidelity, limit: float | None, label: str, synthetic: bool
                                                 f"is {fid.variation_kept:.1%} of the original's)")
     else:
         return
-    where = "the synthetic inputs" if synthetic else "your data"
-    advice = "pass --data with real samples" if synthetic else "try a larger budget"
-    error = ValidationFailedError(
-        f"{label}: output '{name}' {what} on {where}: no signal kept, though the error over all outputs is "
-        f"{fid.relative_error:.3f}; nothing written: {advice}, more steps (--time-budget, --finetune-steps), or "
-        "--max-drift off to write it anyway")
-    error.details = {"relative_error": fid.relative_error, "max_drift": limit, "positives_output": fid.positives_output,
-                     "positives_kept": fid.positives_kept, "least_varying_output": fid.least_varying_output,
-                     "variation_kept": fid.variation_kept, **(details or {})}
-    raise error
+    _refuse(label, f"output '{name}' {what} on {_on(synthetic)}: no signal kept, though the error over all outputs is "
+                   f"{fid.relative_error:.3f}", synthetic,
+            {"relative_error": fid.relative_error, "max_drift": limit, "positives_output": fid.positives_output,
+             "positives_kept": fid.positives_kept, "least_varying_output": fid.least_varying_output,
+             "variation_kept": fid.variation_kept, **(details or {})})
