@@ -126,6 +126,15 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     input_shapes = resolve_input_shapes(model, dict(input_shapes or {}))
     supported = set(supported_ops()) | {"Constant"}
     ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node)
+    coverage = {
+        "model": str(path),
+        "opset": default_opset(model),
+        "nodes": len(model.graph.node),
+        "ops": [{"op": op, "count": n, "supported": op in supported} for op, n in sorted(ops.items())],
+        "unsupported_ops": sorted(op for op in ops if op not in supported),
+    }
+    if coverage["unsupported_ops"]:
+        return _coverage_only(model, coverage)
     ingested = ingest(model, input_shapes)
     model = ingested.model
     analysis = analyse(model)
@@ -136,11 +145,8 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         groups.append({"id": g.id, "label": g.label, "kind": g.kind, "size": g.size, "min_keep": g.min_keep,
                        "frozen": g.frozen, "members": members})
     return {
-        "model": str(path),
-        "opset": default_opset(model),
-        "nodes": len(model.graph.node),
-        "ops": [{"op": op, "count": n, "supported": op in supported} for op, n in sorted(ops.items())],
-        "unsupported_ops": sorted(op for op in ops if op not in supported),
+        **coverage,
+        "analysed": True,
         "macs": cost.full_macs,
         "params": cost.full_params,
         "smallest_macs": cost.macs(cost.smallest_masks()),
@@ -151,6 +157,20 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         "branches": len(analysis.branches),
         "frozen_reasons": list(analysis.frozen_reasons),
     }
+
+
+def _coverage_only(model: onnx.ModelProto, coverage: dict[str, Any]) -> dict[str, Any]:
+    """The report of a model with ops the proxy cannot convert: op coverage and stored parameters only
+    (the channel analysis would take long, and `prune` refuses such a model anyway)."""
+    import numpy as np
+
+    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type in _FLOAT_TYPES)
+    return {**coverage, "analysed": False, "macs": None, "params": params, "smallest_macs": None, "groups": [],
+            "prunable_groups": 0, "prunable_channels": 0, "prunable_heads": 0, "branches": 0,
+            "frozen_reasons": [f"not analysed: ops the proxy cannot convert ({', '.join(coverage['unsupported_ops'])})"]}
+
+
+_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
 
 
 def validate(

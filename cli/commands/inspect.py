@@ -36,6 +36,13 @@ def inspect_command(
         print_json(report)
         say.elapsed("inspected")
         return
+    if not report["analysed"]:
+        say.info(f"{model}: opset {report['opset']}, {report['nodes']} nodes, {report['params']:,} stored "
+                 f"parameters; not analysed: `prune` cannot run it, its proxy cannot convert "
+                 f"{', '.join(report['unsupported_ops'])} (replace the op or export without it)")
+        _print_ops(say, report, verbose)
+        say.elapsed("inspected")
+        return
     say.info(
         f"{model}: opset {report['opset']}, {report['nodes']} nodes, {report['macs']:,} MACs, "
         f"{report['params']:,} parameters; {report['prunable_groups']} prunable groups "
@@ -44,13 +51,7 @@ def inspect_command(
     )
     if report["unsupported_ops"]:
         say.info(f"[yellow]ops the proxy cannot convert:[/] {', '.join(report['unsupported_ops'])}")
-    if verbose:
-        ops = Table(title="ops", title_justify="left")
-        for column in ("op", "count", "supported"):
-            ops.add_column(column)
-        for op in report["ops"]:
-            ops.add_row(escape(op["op"]), str(op["count"]), "yes" if op["supported"] else "[yellow]no[/]")
-        say.detail(ops)
+    _print_ops(say, report, verbose)
     table = Table(title="channel groups", show_lines=False)
     for column in ("id", "kind", "size", "label", "status", *(("members",) if verbose else ())):
         table.add_column(column)
@@ -60,3 +61,15 @@ def inspect_command(
         table.add_row(str(g["id"]), g["kind"], str(g["size"]), escape(g["label"]), escape(status), *members)
     say.info(table)
     say.elapsed("inspected")
+
+
+def _print_ops(say: Verbosity, report: dict, verbose: bool) -> None:
+    """The table of ops and whether the proxy converts each (with -v)."""
+    if not verbose:
+        return
+    ops = Table(title="ops", title_justify="left")
+    for column in ("op", "count", "supported"):
+        ops.add_column(column)
+    for op in report["ops"]:
+        ops.add_row(escape(op["op"]), str(op["count"]), "yes" if op["supported"] else "[yellow]no[/]")
+    say.detail(ops)
