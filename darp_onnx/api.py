@@ -162,15 +162,12 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
 def _coverage_only(model: onnx.ModelProto, coverage: dict[str, Any]) -> dict[str, Any]:
     """The report of a model with ops the proxy cannot convert: op coverage and stored parameters only
     (the channel analysis would take long, and `prune` refuses such a model anyway)."""
-    import numpy as np
+    from darp_onnx.cost import count_graph_params
 
-    params = sum(int(np.prod(t.dims)) for t in model.graph.initializer if t.data_type in _FLOAT_TYPES)
-    return {**coverage, "analysed": False, "macs": None, "params": params, "smallest_macs": None, "groups": [],
-            "prunable_groups": 0, "prunable_channels": 0, "prunable_heads": 0, "branches": 0,
-            "frozen_reasons": [f"not analysed: ops the proxy cannot convert ({', '.join(coverage['unsupported_ops'])})"]}
-
-
-_FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
+    missing = ", ".join(coverage["unsupported_ops"])
+    return {**coverage, "analysed": False, "macs": None, "params": count_graph_params(model), "smallest_macs": None,
+            "groups": [], "prunable_groups": 0, "prunable_channels": 0, "prunable_heads": 0, "branches": 0,
+            "frozen_reasons": [f"not analysed: ops the proxy cannot convert ({missing})"]}
 
 
 def validate(

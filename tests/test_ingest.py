@@ -435,3 +435,15 @@ def test_a_large_weight_handed_to_several_readers_through_identities_stays_one_t
     assert len(inits) == 1
     assert [n.input[1] for n in ingested.model.graph.node if n.op_type == "MatMul"] == [inits[0].name] * 3
     assert not [n for n in ingested.model.graph.node if n.op_type == "Identity"]
+
+
+def test_parameters_before_are_counted_as_stored_not_as_ingest_copied_them(tmp_path):
+    """A bias stored once and read by two convolutions was reported as two biases before pruning (the cost
+    model counts the copies ingest makes), so 'parameters before' disagreed with the file."""
+    import darp_onnx
+    from darp_onnx.cost import count_graph_params
+
+    model = shared_bias()
+    result = darp_onnx.prune(model, output=tmp_path / "p.onnx", target_flops=0.7, search_steps=2, finetune_steps=1,
+                             batch_size=4, synthetic_samples=8, latency_runs=2, channel_multiple=1, max_drift="off")
+    assert result.params_before == count_graph_params(model) == 3 * 6 * 9 + 6 * 6 * 9 + 6 * 4 * 9 + 6 + 4

@@ -87,6 +87,12 @@ def weight_tensors(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
     return found
 
 
+def count_graph_params(model: onnx.ModelProto) -> int:
+    """Parameters as `count_graph` counts them: the elements of the float constants some node reads, each
+    stored tensor once however many nodes read it."""
+    return sum(prod(dims) for dims in weight_tensors(model).values())
+
+
 def _observed(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] | None):
     """Shapes from one onnxruntime run, where static inference leaves MAC nodes without shapes."""
     from darp_onnx.load.inputs import synthetic_inputs
@@ -112,5 +118,4 @@ def count_graph(
         if macs is None:
             raise ValueError(f"node '{node.name}' ({node.op_type}): shapes unknown, cannot count MACs")
         per_node[node.name or f"#{index}"] = macs
-    params = sum(prod(dims) for dims in weight_tensors(model).values())
-    return GraphCount(macs=sum(per_node.values()), params=params, node_macs=per_node)
+    return GraphCount(macs=sum(per_node.values()), params=count_graph_params(model), node_macs=per_node)

@@ -12,13 +12,12 @@ import heapq
 from collections import Counter
 from collections.abc import Mapping
 from difflib import SequenceMatcher
-from math import prod
 from typing import Any
 
 import onnx
 from onnx import helper
 
-from darp_onnx.cost import GraphCount, count_graph
+from darp_onnx.cost import GraphCount, count_graph, count_graph_params
 from darp_onnx.cost.count import weight_tensors
 from darp_onnx.errors import BadInputError
 from darp_onnx.load.attributes import int_attribute
@@ -91,7 +90,8 @@ def diff_models(
     ops_b = Counter(n.op_type for n in b.graph.node)
     diff.op_types = {op: Change(ops_a.get(op, 0), ops_b.get(op, 0)) for op in sorted(ops_a | ops_b)}
     diff.macs = Change(count_a.macs if count_a else None, count_b.macs if count_b else None)
-    diff.params = Change(count_a.params if count_a else _params(a), count_b.params if count_b else _params(b))
+    diff.params = Change(count_a.params if count_a else count_graph_params(a),
+                         count_b.params if count_b else count_graph_params(b))
     diff.serialized_bytes = Change(a.ByteSize(), b.ByteSize())
     return diff
 
@@ -286,6 +286,4 @@ def _node_macs(count: GraphCount | None, node: onnx.NodeProto, index: int) -> in
     return count.node_macs.get(_display(node, index))
 
 
-def _params(model: onnx.ModelProto) -> int:
-    """Parameters as `count_graph` counts them (float constants some node reads)."""
-    return sum(prod(dims) for dims in weight_tensors(model).values())
+

@@ -19,7 +19,7 @@ import numpy as np
 import onnx
 import torch
 
-from darp_onnx.cost import CostModel, count_graph
+from darp_onnx.cost import CostModel, count_graph, count_graph_params
 from darp_onnx.cost.latency import LatencyModel, compare_latencies
 from darp_onnx.errors import OptionError, ValidationFailedError
 from darp_onnx.groups import ChannelAnalysis, analyse
@@ -127,6 +127,7 @@ class PruneRun:
     search_loss: TaskLoss | None = None  # the loss on plan.search_data (reduced resolution)
     holdout: Dataset | None = None  # real samples kept out of training, for the reported fidelity
     original_bytes: int = 0  # the serialized model as given, before ingest
+    original_params: int = 0  # its stored parameters, counted as the written model's are (before ingest copies any)
     folded_weights: int = 0  # nodes computing weights from initializers that ingest folded (stored_weights)
     stored_types: dict[str, int] = field(default_factory=dict)  # float16 weights ingest widened, written narrow
 
@@ -207,6 +208,7 @@ def analyse_costs(run: PruneRun) -> PruneRun:
     with run.timings.stage("ingest"):
         _check_memory(run, run.input_shapes)  # the inputs alone, before onnxruntime runs the model at that size
         run.original_bytes = run.model.ByteSize()
+        run.original_params = count_graph_params(run.model)
         ingested = ingest(run.model, run.input_shapes, seed=run.config.seed, source=run.source.name)
         run.folded_weights = ingested.folded
         run.stored_types = ingested.stored_types
@@ -723,7 +725,7 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
     return PruneResult(
         input=run.source.name, output=None if output is None else str(output), method=run.config.search.method,
         metric=run.budget.metric, budget=run.budget.limit, flops_before=run.cost_model.full_macs,
-        flops_after=validation.macs, params_before=run.cost_model.full_params, params_after=validation.params,
+        flops_after=validation.macs, params_before=run.original_params, params_after=validation.params,
         nodes_before=len(run.model.graph.node), nodes_after=len(pruned.graph.node),
         channels_removed=int(sum(m.size - np.count_nonzero(m) for g, m in masks.items()
                                  if analysis.groups[g].unit.counts_as_channels)),
