@@ -162,3 +162,15 @@ def test_scores_packed_beside_boxes_are_judged_on_their_own():
     assert fid.relative_error < 0.05
     assert fid.worst_output == "output0 (values in [0, 1] on axis 1)" and fid.worst_output_error > 0.9
     assert fid.positives_output == "output0 (values in [0, 1] on axis 1)" and fid.positives_kept == 0.0
+
+
+def test_scores_packed_beside_boxes_are_found_in_micro_batched_outputs():
+    """A detector with a fixed batch of 1 runs one sample at a time in validation; its outputs stack as
+    [samples, 1, 4 + classes, anchors], where axis 1 is that batch of 1 and the scores were never looked for."""
+    from darp_onnx.validation.outputs_kept import score_rows
+
+    rng = np.random.default_rng(1)
+    stacked = np.concatenate([rng.uniform(0, 320, size=(8, 1, 4, 50)), rng.uniform(0, 1, size=(8, 1, 6, 50))],
+                             axis=2).astype(np.float32)
+    axis, index = score_rows(stacked)
+    assert axis == 2 and index.tolist() == [4, 5, 6, 7, 8, 9]

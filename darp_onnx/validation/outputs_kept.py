@@ -74,13 +74,14 @@ def variation_kept(after: np.ndarray, before: np.ndarray) -> float | None:
 
 def score_rows(before: np.ndarray) -> tuple[int, np.ndarray] | None:
     """(axis, indices) of the slices within [0, 1] where an output packs them beside slices that are not
-    (axis 1 or the last): a detection head's class scores beside its box coordinates. YOLOv8's [N, 4 + 18,
+    (the first after the batch that is not 1 wide, or the last): a detection head's class scores beside its box coordinates. YOLOv8's [N, 4 + 18,
     2100] output, pruned data-free, kept its boxes (error 0.12 on photos) and lost every score (0.998, no
     detection left) at an error of 0.09 over the whole tensor. None where there is no such split."""
     b = np.asarray(before)
     if b.ndim < 3 or not np.issubdtype(b.dtype, np.floating) or not np.isfinite(b).all():
         return None
-    for axis in dict.fromkeys((1, b.ndim - 1)):
+    first = next((a for a in range(1, b.ndim) if b.shape[a] > 1), 1)  # micro-batched outputs stack as [N, 1, ...]
+    for axis in dict.fromkeys((first, b.ndim - 1)):
         rows = np.moveaxis(b, axis, 0).reshape(b.shape[axis], -1)
         inside = (rows.min(axis=1) >= 0.0) & (rows.max(axis=1) <= 1.0)
         if inside.sum() >= 2 and (~inside).any():
