@@ -82,6 +82,8 @@ def conv(t: Tracer, node: onnx.NodeProto) -> None:
 def conv_transpose(t: Tracer, node: onnx.NodeProto) -> None:
     x, w = node.input[0], node.input[1]
     weight = t.const(w)
+    if weight is not None and _depthwise_transpose(t, node, weight.shape):
+        return
     if weight is None or int(attr(node, "group", 1)) != 1 or attr(node, "output_shape") is not None:
         unknown(t, node)
         if weight is not None:
@@ -95,6 +97,22 @@ def conv_transpose(t: Tracer, node: onnx.NodeProto) -> None:
     t.bind_const(w, 1, out, node)
     _bias(t, node, 2, out)
     t.set(node.output[0], out)
+
+
+def _depthwise_transpose(t: Tracer, node: onnx.NodeProto, w_shape: tuple[int, ...]) -> bool:
+    """A depthwise ConvTranspose (weight [C, 1, k...], group C: a learned per-channel upsampling, as in
+    CenterNet-style heads): channels pass through, as in a depthwise Conv. False where it is not one."""
+    x, w = node.input[0], node.input[1]
+    lay, groups = t.layout(x), int(attr(node, "group", 1))
+    if (groups == 1 or len(w_shape) < 3 or w_shape[0] != groups or w_shape[1] != 1 or lay is None
+            or lay.axis != 1 or lay.size != groups or attr(node, "output_shape") is not None):
+        return False
+    t.depthwise.append(node.name)
+    t.edit(ShapeEdit(node.name, -1, -1, (w, 0), 0, groups, attr="group"))
+    t.bind_const(w, 0, lay, node)
+    _bias(t, node, 2, lay)
+    t.set(node.output[0], lay)
+    return True
 
 
 def gemm(t: Tracer, node: onnx.NodeProto) -> None:

@@ -115,6 +115,14 @@ def channel_output() -> onnx.ModelProto:
     return b.build(b.conv(h2, 5, 2), h)
 
 
+def depthwise_upsample() -> onnx.ModelProto:
+    """A learned per-channel upsampling (CenterNet-style heads): a depthwise ConvTranspose with a bias."""
+    b = GraphBuilder(13)
+    h = b.cbr(b.input("x", [1, 3, 6, 6]), 3, 6)
+    up = b.op("ConvTranspose", h, b.weight(6, 1, 2, 2), b.weight(6), group=6, strides=[2, 2], kernel_shape=[2, 2])
+    return b.build(b.conv(b.op("Relu", up), 6, 2))
+
+
 MODELS = {f.__name__: f for f in (conv_chain, residual, c2f, equal_split, depthwise_se, flatten_gemm,
                                   reshape_matmul, reshape_flatten_const, resize_concat, slice_channels,
-                                  unknown_op, channel_output)}
+                                  unknown_op, channel_output, depthwise_upsample)}

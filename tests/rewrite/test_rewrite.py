@@ -73,6 +73,18 @@ def test_depthwise_group_attribute_follows_the_kept_channels():
     assert onnx.helper.get_attribute_value(next(a for a in dw.attribute if a.name == "group")) == 4
 
 
+def test_a_depthwise_conv_transpose_passes_channels_through():
+    """It froze its channels ("op not understood"): a per-channel upsampling keeps one channel per channel."""
+    model = MODELS["depthwise_upsample"]()
+    analysis = analyse(model)
+    assert [g.size for g in analysis.prunable()] == [6]
+    mask = np.array([1, 0, 1, 1, 0, 1], bool)
+    pruned = rewrite(model, analysis, {analysis.prunable()[0].id: mask})
+    up = next(n for n in pruned.graph.node if n.op_type == "ConvTranspose")
+    assert onnx.helper.get_attribute_value(next(a for a in up.attribute if a.name == "group")) == 4
+    assert_equivalent(model, analysis, {analysis.prunable()[0].id: mask})
+
+
 def test_pruning_a_frozen_group_is_refused():
     model = MODELS["conv_chain"]()
     analysis = analyse(model)
