@@ -74,9 +74,10 @@ def variation_kept(after: np.ndarray, before: np.ndarray) -> float | None:
 
 def score_rows(before: np.ndarray) -> tuple[int, np.ndarray] | None:
     """(axis, indices) of the slices within [0, 1] where an output packs them beside slices that are not
-    (the first after the batch that is not 1 wide, or the last): a detection head's class scores beside its box coordinates. YOLOv8's [N, 4 + 18,
-    2100] output, pruned data-free, kept its boxes (error 0.12 on photos) and lost every score (0.998, no
-    detection left) at an error of 0.09 over the whole tensor. None where there is no such split."""
+    (the first axis after the batch wider than 1, or the last): a detection head's class scores beside its
+    box coordinates. YOLOv8's [N, 4 + 18, 2100] output, pruned data-free, kept its boxes (error 0.12 on
+    photos) and lost every score (0.998, no detection left) at an error of 0.09 over the whole tensor. None
+    where there is no such split."""
     b = np.asarray(before)
     if b.ndim < 3 or not np.issubdtype(b.dtype, np.floating) or not np.isfinite(b).all():
         return None
