@@ -38,8 +38,8 @@ class StageError(BadInputError):
         node = getattr(exc, NODE_ATTRIBUTE, None)
         self.node = node
         where = f" at node '{node[0]}' ({node[1]})" if node else ""
-        advice = ADVICE.get(stage, "re-run with --debug for the traceback")
-        super().__init__(f"{stage} failed{where}: {type(exc).__name__}: {first_line(exc)}; {advice} "
+        advice = f"{ADVICE[stage]} " if stage in ADVICE else ""
+        super().__init__(f"{stage} failed{where}: {type(exc).__name__}: {first_line(exc)}; {advice}"
                          "(--debug shows the traceback; please report it)")
 
 

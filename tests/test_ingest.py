@@ -447,3 +447,23 @@ def test_parameters_before_are_counted_as_stored_not_as_ingest_copied_them(tmp_p
     result = darp_onnx.prune(model, output=tmp_path / "p.onnx", target_flops=0.7, search_steps=2, finetune_steps=1,
                              batch_size=4, synthetic_samples=8, latency_runs=2, channel_multiple=1, max_drift="off")
     assert result.params_before == count_graph_params(model) == 3 * 6 * 9 + 6 * 6 * 9 + 6 * 4 * 9 + 6 + 4
+
+
+def samples_in_groups_of_four() -> onnx.ModelProto:
+    """MNE's ICLabel: a batch of 4 views of one sample, reshaped to [4, -1] and averaged (batch 1 fails)."""
+    b = GraphBuilder(45)
+    h = b.cbr(b.cbr(b.input("x", ["batch", 2, 3, 3]), 2, 8), 8, 5)  # 45 values a sample: [4, -1] needs 4
+    views = b.op("Reshape", h, b.const(np.array([4, -1], dtype=np.int64)))
+    return b.build(b.op("ReduceMean", views, axes=[0], keepdims=1))
+
+
+def test_a_model_whose_batch_cannot_be_one_names_the_batch_it_runs_at(tmp_path):
+    """It failed in the plan with "shape '[4, -1]' is invalid for input of size 7 ... please report it"."""
+    import darp_onnx
+
+    with pytest.raises(BadInputError, match=r"runs it at batch 4: .* --input-shape x=4x2x3x3"):
+        ingest(samples_in_groups_of_four(), {}, source="iclabel.onnx")
+    result = darp_onnx.prune(samples_in_groups_of_four(), output=tmp_path / "p.onnx", target_flops=0.7,
+                             input_shapes={"x": (4, 2, 3, 3)}, search_steps=4, finetune_steps=2, batch_size=4,
+                             synthetic_samples=8, latency_runs=2, channel_multiple=1, max_drift="off")
+    assert result.flops_after < result.flops_before and (tmp_path / "p.onnx").exists()

@@ -139,6 +139,25 @@ def _about_shapes(exc: BaseException) -> bool:
     return any(word in text for word in ("shape", "dimension", "rank"))
 
 
+GROUP_BATCHES = (2, 3, 4, 6, 8, 16)  # batches tried where batch 1 fails: models that take samples in groups
+
+
+def refuse_batch_of_one(model: onnx.ModelProto, exc: BaseException, seed: int, source: str) -> None:
+    """A model whose free batch cannot be 1 (MNE's ICLabel reshapes its batch to [4, -1]: each sample comes
+    as 4 views) failed later in the plan with 'shape [4, -1] is invalid for input of size 7 ... please report
+    it'. Where onnxruntime runs it at a larger batch, name that batch and the --input-shape that gives it."""
+    for batch in GROUP_BATCHES:
+        try:
+            feeds = synthetic_inputs(model, batch=batch, seed=seed)
+            observe_tensors(model, feeds, {n: v.shape for n, v in feeds.items()})
+        except Exception:  # not at this batch either (or not a batch axis at all)
+            continue
+        flags = " ".join(f"--input-shape {n}={'x'.join(map(str, v.shape))}" for n, v in feeds.items())
+        raise BadInputError(f"{source}: onnxruntime cannot run the model at batch 1 ({first_line(exc)}), but runs "
+                            f"it at batch {batch}: its samples come in groups of {batch}; give {flags} (one group "
+                            "is then one sample)") from None
+
+
 def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] | None = None, *,
            seed: int = 0, source: str = "the model") -> Ingested:
     """The model as the analysis needs it (never modifies `model`); see the module docstring. Quantized
@@ -176,6 +195,8 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
             sizes = ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in input_shapes.items())
             raise BadInputError(f"{source}: onnxruntime cannot run the model at {sizes} ({first_line(exc)}); give "
                                 "the sizes the model takes in --input-shape (or --data arrays of that shape)") from None
+        if _about_shapes(exc):
+            refuse_batch_of_one(work, exc, seed, source)
         notes.append(f"onnxruntime could not run the model at the given input shapes ({first_line(exc)})")
     observed = [n for n in missing if n in shapes]
     following_batch = batch_axes(work, feeds, dict(input_shapes or {}), shapes) if observed else {}

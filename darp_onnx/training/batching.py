@@ -32,6 +32,8 @@ def is_batch_major(proxy: ProxyModel, model: onnx.ModelProto, input_shapes: Mapp
     b = synthetic_inputs(model, batch=1, seed=seed + 1, shapes=input_shapes)
     if any(v.ndim == 0 for v in a.values()):
         return False  # a scalar input has no batch axis
+    if any(v.shape[0] > 1 for v in a.values()):
+        return False  # --input-shape gave a batch of several: one such feed is one sample (ICLabel's 4 views)
     both = {k: np.concatenate([a[k], b[k]]) for k in a}
     try:
         single = [torch.cat(pair) for pair in zip(_run(proxy, a, device), _run(proxy, b, device), strict=True)]

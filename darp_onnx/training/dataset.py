@@ -124,7 +124,7 @@ def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 
     for name, example in feeds.items():
         shape = example.shape if micro_batches else example.shape[1:]
         if name in picture_axes:
-            per_feed = example.shape[0]
+            per_feed = example.shape[0] if micro_batches else 1  # pictures per sample
             ranges = pixel_ranges(model, name, picture_axes[name])
             drawn_ranges[name] = tuple(r.name for r in ranges)
             drawn = synthetic_pictures(samples * per_feed, example.shape[1:], picture_axes[name], ranges, rng,
