@@ -467,3 +467,13 @@ def test_a_model_whose_batch_cannot_be_one_names_the_batch_it_runs_at(tmp_path):
                              input_shapes={"x": (4, 2, 3, 3)}, search_steps=4, finetune_steps=2, batch_size=4,
                              synthetic_samples=8, latency_runs=2, channel_multiple=1, max_drift="off")
     assert result.flops_after < result.flops_before and (tmp_path / "p.onnx").exists()
+
+
+def test_a_failing_run_leaves_no_onnxruntime_log_line(capfd):
+    """onnxruntime logged '[E:onnxruntime:, sequential_executor.cc ...]' to stderr beside our one-line error."""
+    from darp_onnx.runtime.session import make_session
+
+    session = make_session(samples_in_groups_of_four(), optimized=False)
+    with pytest.raises(Exception, match="Reshape"):
+        session.run(None, {"x": np.zeros((1, 2, 3, 3), np.float32)})
+    assert "onnxruntime" not in capfd.readouterr().err

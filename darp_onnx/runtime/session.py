@@ -18,7 +18,7 @@ def make_session(model: onnx.ModelProto | str, device: str = "cpu", threads: int
     default); `optimized` False runs the graph as written (no fusions). For 'cuda' the session must really
     run on CUDA: onnxruntime-gpu lists CUDA as available even where no GPU exists and silently falls back."""
     options = ort.SessionOptions()
-    options.log_severity_level = 3
+    options.log_severity_level = 4  # failures come back as exceptions, reported in our words; no log lines
     options.intra_op_num_threads = max(0, int(threads))
     if not optimized:
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
