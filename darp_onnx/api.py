@@ -123,7 +123,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     check_edges(model, str(path))
     check_weights(model, str(path), allow_nonfinite=True)
     check_spec(model, str(path))
-    input_shapes = resolve_input_shapes(model, dict(input_shapes or {}))
+    input_shapes, sizes_from = _inspect_sizes(model, resolve_input_shapes(model, dict(input_shapes or {})))
     supported = set(supported_ops()) | {"Constant"}
     ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node)
     coverage = {
@@ -147,6 +147,8 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     return {
         **coverage,
         "analysed": True,
+        "input_shapes": {name: list(dims) for name, dims in input_shapes.items()},
+        "input_shapes_from": sizes_from,
         "macs": cost.full_macs,
         "params": cost.full_params,
         "smallest_macs": cost.macs(cost.smallest_masks()),
@@ -157,6 +159,25 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         "branches": len(analysis.branches),
         "frozen_reasons": list(analysis.frozen_reasons),
     }
+
+
+def _inspect_sizes(model: onnx.ModelProto, given: dict[str, tuple[int, ...]]
+                   ) -> tuple[dict[str, tuple[int, ...]], str | None]:
+    """The sizes to count a model at, and where they came from: those given; else, for inputs with free
+    dims after the batch, the sizes `prune` recorded in the model, or example sizes (224 for a picture's
+    sides, 64 for a sequence). `inspect` of a PP-OCR model with a free height ended in 'give --input-shape'."""
+    from darp_onnx.load.input_shapes import recorded_input_shapes
+    from darp_onnx.load.inputs import example_shape, graph_inputs
+
+    free = [v for v in graph_inputs(model) if v.name not in given
+            and any(not (d.HasField("dim_value") and d.dim_value > 0) for d in v.type.tensor_type.shape.dim[1:])]
+    if not free:
+        return given, "--input-shape" if given else None
+    recorded = recorded_input_shapes(model)
+    if all(v.name in recorded for v in free):
+        return {**given, **{v.name: recorded[v.name] for v in free}}, "the sizes the model was pruned at"
+    examples = {v.name: tuple(int(d) for d in example_shape(v).split("x")) for v in free}
+    return {**given, **examples}, "example sizes for its free dims (give --input-shape for yours)"
 
 
 def _coverage_only(model: onnx.ModelProto, coverage: dict[str, Any]) -> dict[str, Any]:

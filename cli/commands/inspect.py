@@ -28,7 +28,7 @@ def inspect_command(
 
     Exit codes: 0 success, 1 bad input (unreadable model, bad --input-shape)."""
     from darp_onnx.api import inspect
-    from darp_onnx.load.input_shapes import parse_input_shapes
+    from darp_onnx.load.input_shapes import parse_input_shapes, shapes_text
 
     say = Verbosity(quiet=quiet, verbose=verbose)
     report = inspect(model, input_shapes=parse_input_shapes(input_shape or []))
@@ -49,6 +49,8 @@ def inspect_command(
         f"({report['prunable_channels']} channels, {report['prunable_heads']} attention heads, "
         f"{report['branches']} residual branches)"
     )
+    if report["input_shapes_from"] not in (None, "--input-shape"):
+        say.info(f"counted at {shapes_text(report['input_shapes'])}: {report['input_shapes_from']}")
     if report["unsupported_ops"]:
         say.info(f"[yellow]ops the proxy cannot convert:[/] {', '.join(report['unsupported_ops'])}")
     _print_ops(say, report, verbose)

@@ -14,7 +14,7 @@ from darp_onnx.cli.app import app
 from darp_onnx.cli.errors import JSON_ATTRIBUTE, describe
 from darp_onnx.cli.options import AllowNonfinite, JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import handle_errors, print_json
-from darp_onnx.load.input_shapes import parse_input_shapes
+from darp_onnx.load.input_shapes import parse_input_shapes, shapes_text
 
 
 @app.command("validate")
@@ -80,9 +80,10 @@ def _show(result: dict[str, Any], json_out: bool, say: Verbosity) -> None:
     if say.quiet or (json_out and not say.verbose):
         return
     provider = result["provider"]
+    sizes = f" at {shapes_text(result['input_shapes'])}" if result["input_shapes"] else ""
     say.info(escape(f"{result['original']} → {result['pruned']}: onnxruntime {provider['pruned']} "
                     f"({provider['reason']}), {result['data']['samples']} samples from "
-                    f"{result['data']['source']}"), soft_wrap=True)
+                    f"{result['data']['source']}{sizes}"), soft_wrap=True)
     say.info(_table(result))
     if say.verbose:
         _details(result, say)

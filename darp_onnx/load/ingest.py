@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 
 from darp_onnx.errors import BadInputError, first_line
+from darp_onnx.load.input_shapes import shapes_text
 from darp_onnx.load.inputs import synthetic_inputs
 from darp_onnx.load.io import with_dynamic_dims
 from darp_onnx.load.naming import has_unique_names, name_nodes
@@ -192,7 +193,7 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
         shapes, types = observe_tensors(work, feeds, dict(input_shapes or {}))
     except Exception as exc:  # any onnxruntime failure: the static shapes are all there is
         if input_shapes and _about_shapes(exc):  # the sizes asked for do not fit: say so now, not a symptom later
-            sizes = ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in input_shapes.items())
+            sizes = shapes_text(input_shapes)
             raise BadInputError(f"{source}: onnxruntime cannot run the model at {sizes} ({first_line(exc)}); give "
                                 "the sizes the model takes in --input-shape (or --data arrays of that shape)") from None
         if _about_shapes(exc):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 
 import onnx
@@ -85,3 +86,38 @@ def check_fixed_dims(name: str, dims: tuple[int, ...], declared, what: str) -> N
                 f"{INPUT_SHAPE_FLAG} {name}={'x'.join(map(str, dims))}: axis {axis} of input '{name}' is fixed "
                 f"at {dim.dim_value} in {what} (declared {fixed}); only symbolic dims can be set"
             )
+
+
+RECORDED_SHAPES_KEY = "darp_onnx.input_shapes"  # metadata of a written model: the sizes it was pruned at
+
+
+def record_input_shapes(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -> None:
+    """Write the input sizes a model was pruned at into its metadata, so `validate` and `inspect` run it at
+    them when no --input-shape is given (a PP-OCR recogniser with a free height ended in 'give
+    --input-shape' in `validate` after `prune` had been told the sizes)."""
+    kept = [p for p in model.metadata_props if p.key != RECORDED_SHAPES_KEY]
+    del model.metadata_props[:]
+    model.metadata_props.extend(kept)
+    if shapes:
+        entry = model.metadata_props.add()
+        entry.key, entry.value = RECORDED_SHAPES_KEY, json.dumps({n: list(map(int, s)) for n, s in shapes.items()})
+
+
+def recorded_input_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """The sizes `record_input_shapes` wrote, for inputs the model has at those ranks ({} if none)."""
+    text = next((p.value for p in model.metadata_props if p.key == RECORDED_SHAPES_KEY), None)
+    try:
+        recorded = json.loads(text) if text else {}
+    except ValueError:
+        return {}
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in graph_inputs(model)}
+    if not isinstance(recorded, dict):
+        return {}
+    return {name: tuple(dims) for name, dims in recorded.items()
+            if isinstance(dims, list) and ranks.get(name) == len(dims)
+            and all(isinstance(d, int) and d > 0 for d in dims)}
+
+
+def shapes_text(shapes: dict[str, tuple[int, ...]]) -> str:
+    """{'x': (1, 3, 48, 320)} -> 'x=1x3x48x320' (as --input-shape takes them)."""
+    return ", ".join(f"{name}={'x'.join(map(str, dims))}" for name, dims in shapes.items())

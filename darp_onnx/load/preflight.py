@@ -18,6 +18,7 @@ import onnx
 from onnx import numpy_helper
 
 from darp_onnx.errors import PreflightError, first_line
+from darp_onnx.load.input_shapes import shapes_text
 from darp_onnx.runtime.memory import available_bytes, gib
 
 PathLike = str | os.PathLike
@@ -279,7 +280,7 @@ def check_run_memory(model: onnx.ModelProto, tensor_shapes: Mapping[str, tuple[i
     weights = {t.name for t in model.graph.initializer}
     batch = activation_bytes(tensor_shapes, weights, batch_size)
     if data + batch:
-        sizes = ", ".join(f"{n}={'x'.join(map(str, s))}" for n, s in input_shapes.items()) or "the declared shapes"
+        sizes = shapes_text(input_shapes) or "the declared shapes"
         check_memory(data + batch, f"a batch of {batch_size} at {sizes} ({gib(batch)})"
                      + (f" and {synthetic_samples} synthetic samples ({gib(data)})" if data else ""),
                      "lower --batch-size or the sizes in --input-shape")

@@ -25,7 +25,7 @@ import onnxruntime as ort
 
 from darp_onnx.cost import count_graph
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
-from darp_onnx.load.input_shapes import resolve_input_shapes
+from darp_onnx.load.input_shapes import recorded_input_shapes, resolve_input_shapes
 from darp_onnx.load.inputs import graph_inputs
 from darp_onnx.load.io import load_model
 from darp_onnx.load.numbers import check_validate_numbers
@@ -157,6 +157,12 @@ def _change(before: float, after: float) -> dict[str, float]:
     return {"before": before, "after": after, "ratio": after / before if before else float("nan")}
 
 
+def _pruned_at(pruned: onnx.ModelProto, original: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """The input sizes `prune` recorded in the pruned model, where the original has those inputs."""
+    names = {v.name for v in graph_inputs(original)}
+    return {name: dims for name, dims in recorded_input_shapes(pruned).items() if name in names}
+
+
 def validate_models(
     original: str | os.PathLike,
     pruned: str | os.PathLike,
@@ -198,7 +204,8 @@ def validate_models(
         raise ValidationFailedError(str(exc)) from None
     check_structure(model_p, label_p)
     names = _same_interface(model_o, model_p, label_p)
-    shapes = resolve_input_shapes(model_o, dict(input_shapes or {}), what=label_o, check_fixed=True)
+    shapes = resolve_input_shapes(model_o, dict(input_shapes or {}) or _pruned_at(model_p, model_o), what=label_o,
+                                  check_fixed=True)
     if data is None:
         check_memory(synthetic_data_bytes(model_o, shapes, samples), f"{samples} synthetic samples",
                      "lower --samples or the sizes in --input-shape")
@@ -254,6 +261,7 @@ def validate_models(
         "macs": _change(count_o.macs, count_p.macs),
         "file_bytes": _change(os.path.getsize(original), os.path.getsize(pruned)),
         "timings": timings,
+        "input_shapes": {name: list(dims) for name, dims in shapes.items()},
         "note": "equivalence with the masked proxy is only checked inside `prune`, where the masks are known",
     }
     if failures:

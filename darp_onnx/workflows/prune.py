@@ -25,7 +25,7 @@ from darp_onnx.errors import OptionError, ValidationFailedError
 from darp_onnx.groups import ChannelAnalysis, analyse
 from darp_onnx.load.control_flow import inline_static_ifs, refuse_data_dependent
 from darp_onnx.load.ingest import ingest
-from darp_onnx.load.input_shapes import resolve_input_shapes
+from darp_onnx.load.input_shapes import record_input_shapes, resolve_input_shapes
 from darp_onnx.load.inputs import has_free_sizes
 from darp_onnx.load.preflight import check_loaded_model, check_run_memory
 from darp_onnx.load.refusals import refuse_unprunable
@@ -619,6 +619,7 @@ def rewrite_model(run: PruneRun, masks: Masks, *, source: onnx.ModelProto | None
             source = run.proxy.to_onnx() if run.proxy is not None else run.model
         pruned = rewrite(source, run.analysis, masks)
         restore_stored_types(pruned, run.stored_types)
+        record_input_shapes(pruned, run.input_shapes)
         return pruned
 
 

@@ -1,0 +1,54 @@
+"""The input sizes a model was pruned at travel with it (metadata), so `validate` and `inspect` need no
+--input-shape again; `inspect` of a model with free sizes counts it at example sizes."""
+
+from __future__ import annotations
+
+import onnx
+import pytest
+
+import darp_onnx
+from darp_onnx.load.input_shapes import record_input_shapes, recorded_input_shapes
+from tests.groups.builder import GraphBuilder
+
+
+def free_height_model() -> onnx.ModelProto:
+    """A recogniser-like CNN whose height and width are free (PP-OCR exports: 'DynamicDimension.1')."""
+    b = GraphBuilder(46)
+    h = b.cbr(b.cbr(b.input("x", ["n", 3, "height", "width"]), 3, 8), 8, 8)
+    return b.build(b.op("GlobalAveragePool", b.conv(h, 8, 4)))
+
+
+def test_recorded_sizes_round_trip_and_ignore_what_does_not_fit():
+    model = free_height_model()
+    assert recorded_input_shapes(model) == {}
+    record_input_shapes(model, {"x": (1, 3, 48, 96), "gone": (1, 2)})
+    assert recorded_input_shapes(model) == {"x": (1, 3, 48, 96)}  # an input the model lacks is dropped
+    record_input_shapes(model, {"x": (1, 3, 48)})  # replaced, and of the wrong rank: not used
+    assert recorded_input_shapes(model) == {} and len(model.metadata_props) == 1
+    model.metadata_props[0].value = "{not json"
+    assert recorded_input_shapes(model) == {}
+
+
+def test_validate_runs_a_pruned_model_at_the_sizes_it_was_pruned_at(tmp_path):
+    original = tmp_path / "rec.onnx"
+    onnx.save(free_height_model(), original)
+    with pytest.raises(darp_onnx.BadInputError, match="--input-shape"):
+        darp_onnx.validate(original, original, latency_runs=0, samples=2)
+    darp_onnx.prune(original, output=tmp_path / "p.onnx", target_flops=0.7, input_shapes={"x": (1, 3, 12, 20)},
+                    search_steps=2, finetune_steps=1, batch_size=4, synthetic_samples=8, latency_runs=2,
+                    channel_multiple=1, max_drift="off")
+    result = darp_onnx.validate(original, tmp_path / "p.onnx", latency_runs=0, samples=4)
+    assert result["input_shapes"] == {"x": [1, 3, 12, 20]} and result["macs"]["after"] < result["macs"]["before"]
+    report = darp_onnx.inspect(tmp_path / "p.onnx")
+    assert report["input_shapes"] == {"x": [1, 3, 12, 20]}
+    assert report["input_shapes_from"] == "the sizes the model was pruned at"
+
+
+def test_inspect_counts_a_model_with_free_sizes_at_example_sizes(tmp_path):
+    path = tmp_path / "rec.onnx"
+    onnx.save(free_height_model(), path)
+    report = darp_onnx.inspect(path)
+    assert report["input_shapes"] == {"x": [1, 3, 224, 224]} and report["macs"] > 0
+    assert report["input_shapes_from"].startswith("example sizes")
+    given = darp_onnx.inspect(path, input_shapes={"x": (1, 3, 48, 96)})
+    assert given["input_shapes_from"] == "--input-shape" and given["macs"] < report["macs"]
