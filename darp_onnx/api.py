@@ -97,14 +97,15 @@ def diff(
 ):
     """What changed from `before` to `after` (paths or models): a `report.GraphDiff` (nodes removed,
     added and resized, MACs, parameters); `report.to_json/to_markdown/to_html` render it."""
-    from darp_onnx.load.input_shapes import resolve_input_shapes
+    from darp_onnx.load.input_shapes import recorded_input_shapes, resolve_input_shapes
     from darp_onnx.report import diff_models
 
     models = [m if isinstance(m, onnx.ModelProto) else load_model(m) for m in (before, after)]
     names = labels or tuple("<model>" if isinstance(m, onnx.ModelProto) else str(m) for m in (before, after))
+    given = dict(input_shapes or {}) or recorded_input_shapes(models[1])  # the sizes the pruned one was pruned at
     shapes: dict[str, tuple[int, ...]] = {}
     for model, name in zip(models, names, strict=True):
-        shapes.update(resolve_input_shapes(model, dict(input_shapes or {}), what=name))
+        shapes.update(resolve_input_shapes(model, given, what=name))
     return diff_models(models[0], models[1], input_shapes=shapes, labels=names)
 
 

@@ -52,3 +52,14 @@ def test_inspect_counts_a_model_with_free_sizes_at_example_sizes(tmp_path):
     assert report["input_shapes_from"].startswith("example sizes")
     given = darp_onnx.inspect(path, input_shapes={"x": (1, 3, 48, 96)})
     assert given["input_shapes_from"] == "--input-shape" and given["macs"] < report["macs"]
+
+
+def test_diff_counts_both_models_at_the_sizes_the_pruned_one_was_pruned_at(tmp_path):
+    original = tmp_path / "rec.onnx"
+    onnx.save(free_height_model(), original)
+    darp_onnx.prune(original, output=tmp_path / "p.onnx", target_flops=0.7, input_shapes={"x": (1, 3, 12, 20)},
+                    search_steps=2, finetune_steps=1, batch_size=4, synthetic_samples=8, latency_runs=2,
+                    channel_multiple=1, max_drift="off")
+    diff = darp_onnx.diff(original, tmp_path / "p.onnx")
+    assert diff.macs.before == darp_onnx.inspect(original, input_shapes={"x": (1, 3, 12, 20)})["macs"]
+    assert 0 < diff.macs.after < diff.macs.before
