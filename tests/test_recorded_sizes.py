@@ -63,3 +63,19 @@ def test_diff_counts_both_models_at_the_sizes_the_pruned_one_was_pruned_at(tmp_p
     diff = darp_onnx.diff(original, tmp_path / "p.onnx")
     assert diff.macs.before == darp_onnx.inspect(original, input_shapes={"x": (1, 3, 12, 20)})["macs"]
     assert 0 < diff.macs.after < diff.macs.before
+
+
+def test_validate_runs_a_model_that_takes_samples_in_groups(tmp_path):
+    """ICLabel (4 views a sample, Reshape to [4, -1]) pruned at batch 4: validate ended in 'internal error'
+    when it timed one row; without the sizes it now says what to give."""
+    from tests.test_ingest import samples_in_groups_of_four
+
+    original = tmp_path / "iclabel.onnx"
+    onnx.save(samples_in_groups_of_four(), original)
+    with pytest.raises(darp_onnx.BadInputError, match="one sample .*--input-shape"):
+        darp_onnx.validate(original, original, samples=8, latency_runs=2)
+    darp_onnx.prune(original, output=tmp_path / "p.onnx", target_flops=0.7, input_shapes={"x": (4, 2, 3, 3)},
+                    search_steps=2, finetune_steps=1, batch_size=4, synthetic_samples=8, latency_runs=2,
+                    channel_multiple=1, max_drift="off")
+    result = darp_onnx.validate(original, tmp_path / "p.onnx", samples=8, latency_runs=2)
+    assert result["input_shapes"] == {"x": [4, 2, 3, 3]} and result["latency_ms"]["after"]["median_ms"] > 0

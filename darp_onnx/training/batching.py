@@ -26,14 +26,12 @@ def is_batch_major(proxy: ProxyModel, model: onnx.ModelProto, input_shapes: Mapp
     """True when the proxy at batch 2 equals two batch-1 runs concatenated along axis 0, and no input
     declares a fixed first dimension (onnxruntime refuses any other size there, though the proxy of a
     convolutional graph would run a batch)."""
-    if fixes_first_dimension(model):
+    if fixes_first_dimension(model) or feeds_of_several(input_shapes):
         return False
     a = synthetic_inputs(model, batch=1, seed=seed, shapes=input_shapes)
     b = synthetic_inputs(model, batch=1, seed=seed + 1, shapes=input_shapes)
     if any(v.ndim == 0 for v in a.values()):
         return False  # a scalar input has no batch axis
-    if any(v.shape[0] > 1 for v in a.values()):
-        return False  # --input-shape gave a batch of several: one such feed is one sample (ICLabel's 4 views)
     both = {k: np.concatenate([a[k], b[k]]) for k in a}
     try:
         single = [torch.cat(pair) for pair in zip(_run(proxy, a, device), _run(proxy, b, device), strict=True)]
@@ -54,3 +52,9 @@ def fixes_first_dimension(model: onnx.ModelProto) -> bool:
     runs at any size."""
     return any(len(dims) > 0 and dims[0].HasField("dim_value") and dims[0].dim_value > 0
                for dims in (value.type.tensor_type.shape.dim for value in graph_inputs(model)))
+
+
+def feeds_of_several(input_shapes: Mapping[str, tuple[int, ...]]) -> bool:
+    """--input-shape gave some input a first axis of several: one such feed is one sample (ICLabel takes 4
+    views of a sample and reshapes them to [4, -1]; it cannot run one row at a time)."""
+    return any(len(dims) > 0 and dims[0] > 1 for dims in input_shapes.values())

@@ -33,7 +33,7 @@ from darp_onnx.load.preflight import check_memory, check_run_paths, check_weight
 from darp_onnx.runtime.device import choose_device
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.runtime.timer import measure_latencies
-from darp_onnx.training.batching import fixes_first_dimension
+from darp_onnx.training.batching import feeds_of_several, fixes_first_dimension
 from darp_onnx.training.dataset import Dataset, check_dataset, load_dataset, synthetic_dataset
 from darp_onnx.validation.checks import (
     EQUIVALENCE_ATOL,
@@ -90,7 +90,8 @@ def _session(model: onnx.ModelProto, device: str, label: str, error: type[DarpEr
 def _dataset(data, original: onnx.ModelProto, shapes, samples: int, seed: int) -> Dataset:
     """The test split of `data` when it has one, else its train split; synthetic inputs without data."""
     if data is None:
-        return synthetic_dataset(original, samples=samples, seed=seed, shapes=shapes)
+        return synthetic_dataset(original, samples=samples, seed=seed, shapes=shapes,
+                                 micro_batches=feeds_of_several(shapes))
     try:
         return load_dataset(data, original, split="test")
     except BadInputError as first:
@@ -234,7 +235,11 @@ def validate_models(
     latency = None
     if latency_runs:
         one = dataset.timing_feed()
-        lat_o, lat_p = measure_latencies([session_o, session_p], one, runs=latency_runs)
+        try:
+            lat_o, lat_p = measure_latencies([session_o, session_p], one, runs=latency_runs)
+        except Exception as exc:  # onnxruntime ran the batch but not one sample: ICLabel takes groups of 4
+            raise BadInputError(f"{label_o}: onnxruntime cannot run the models on one sample ({first_line(exc)}); "
+                                "give --input-shape with the batch one sample takes") from None
         latency = {"before": asdict(lat_o), "after": asdict(lat_p), "runs": latency_runs, "batch": 1,
                    "speedup": lat_o.median_ms / lat_p.median_ms if lat_p.median_ms else float("nan")}
     timings["latency_s"] = time.perf_counter() - clock
