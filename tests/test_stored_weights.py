@@ -6,6 +6,7 @@ import numpy as np
 import onnx
 
 import darp_onnx
+from darp_onnx.cost import count_graph
 from darp_onnx.groups import analyse
 from darp_onnx.load.ingest import ingest
 from darp_onnx.load.stored_weights import fold_stored_weights
@@ -80,6 +81,7 @@ def test_prune_says_when_folded_weights_make_the_written_file_larger(tmp_path):
     # int8 weights are parameters too: 'params 52 -> 600' was reported (the int8 ones went uncounted)
     assert result.params_before == 8 * 3 * 9 + 8 * 8 * 9 + 4 * 8 * 9 + 8 + 8 + 4  # weights (scales folded in), biases
     assert result.params_after < result.params_before
+    assert count_graph(stored_model("int8"), {"x": (1, 3, 8, 8)}).params == result.params_before  # validate, diff
 
 
 def test_weights_stored_below_float32_are_rounded_to_what_will_be_written():

@@ -29,7 +29,7 @@ from darp_onnx.load.input_shapes import record_input_shapes, resolve_input_shape
 from darp_onnx.load.inputs import has_free_sizes
 from darp_onnx.load.preflight import check_loaded_model, check_run_memory
 from darp_onnx.load.refusals import refuse_unprunable
-from darp_onnx.load.stored_weights import fold_stored_weights, restore_stored_types
+from darp_onnx.load.stored_weights import restore_stored_types
 from darp_onnx.proxy import ProxyModel, build_proxy
 from darp_onnx.rewrite import rewrite
 from darp_onnx.runtime import distributed
@@ -208,7 +208,7 @@ def analyse_costs(run: PruneRun) -> PruneRun:
     with run.timings.stage("ingest"):
         _check_memory(run, run.input_shapes)  # the inputs alone, before onnxruntime runs the model at that size
         run.original_bytes = run.model.ByteSize()
-        run.original_params = count_graph_params(fold_stored_weights(run.model)[0])  # int8 weights count too
+        run.original_params = count_graph_params(run.model)
         ingested = ingest(run.model, run.input_shapes, seed=run.config.seed, source=run.source.name)
         run.folded_weights = ingested.folded
         run.stored_types = ingested.stored_types
