@@ -125,6 +125,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     check_weights(model, str(path), allow_nonfinite=True)
     check_spec(model, str(path))
     input_shapes, sizes_from = _inspect_sizes(model, resolve_input_shapes(model, dict(input_shapes or {})))
+    model, ifs_note = _without_static_ifs(model, input_shapes, str(path))
     supported = set(supported_ops()) | {"Constant"}
     ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node)
     coverage = {
@@ -150,6 +151,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         "analysed": True,
         "input_shapes": {name: list(dims) for name, dims in input_shapes.items()},
         "input_shapes_from": sizes_from,
+        "control_flow": ifs_note,
         "macs": cost.full_macs,
         "params": cost.full_params,
         "smallest_macs": cost.macs(cost.smallest_masks()),
@@ -179,6 +181,22 @@ def _inspect_sizes(model: onnx.ModelProto, given: dict[str, tuple[int, ...]]
         return {**given, **{v.name: recorded[v.name] for v in free}}, "the sizes the model was pruned at"
     examples = {v.name: tuple(int(d) for d in example_shape(v).split("x")) for v in free}
     return {**given, **examples}, "example sizes for its free dims (give --input-shape for yours)"
+
+
+def _without_static_ifs(model: onnx.ModelProto, input_shapes, source: str) -> tuple[onnx.ModelProto, str | None]:
+    """The model with its shape-decided `If`s replaced by their branch, as `prune` does (inspect said an
+    SVTRv2 could not be analysed for its `If`s, which prune inlined and pruned), and what was done; an `If`
+    that onnxruntime cannot decide stays, and is reported as an op the proxy cannot run."""
+    from darp_onnx.errors import DarpError
+    from darp_onnx.load.control_flow import inline_static_ifs
+
+    if not any(n.op_type == "If" for n in model.graph.node):
+        return model, None
+    try:
+        inlined = inline_static_ifs(model, input_shapes, source)
+    except DarpError:
+        return model, None
+    return inlined.model, inlined.describe()
 
 
 def _coverage_only(model: onnx.ModelProto, coverage: dict[str, Any]) -> dict[str, Any]:

@@ -74,6 +74,17 @@ def test_prune_takes_the_branch_and_prunes(tmp_path):
     assert not any(n.op_type == "If" for n in written.graph.node)
 
 
+def test_inspect_takes_the_branch_as_prune_does(tmp_path):
+    """inspect said an SVTRv2 could not be analysed ('If' not convertible) that prune inlined and pruned."""
+    path = tmp_path / "if.onnx"
+    onnx.save(if_model(), path)
+    report = darp_onnx.inspect(path)
+    assert report["analysed"] and "If" not in report["unsupported_ops"] and report["prunable_groups"] > 0
+    assert "then" in report["control_flow"]
+    onnx.save(if_model(on_shape=False), path)
+    assert darp_onnx.inspect(path)["unsupported_ops"] == ["If"]  # decided by an input's value: stays
+
+
 def recurrent_state_model(with_scalar: bool) -> onnx.ModelProto:
     """silero-vad (spox export) in small: a fixed-batch input, a state [2, 1, C] whose first axis indexes h and
     c (not samples) and a scalar int64 input, as the sample-rate input of the VAD models."""

@@ -51,6 +51,8 @@ def inspect_command(
     )
     if report["input_shapes_from"] not in (None, "--input-shape"):
         say.info(f"counted at {shapes_text(report['input_shapes'])}: {report['input_shapes_from']}")
+    if report.get("control_flow"):
+        say.info(report["control_flow"])
     if report["unsupported_ops"]:
         say.info(f"[yellow]ops the proxy cannot convert:[/] {', '.join(report['unsupported_ops'])}")
     _print_ops(say, report, verbose)
