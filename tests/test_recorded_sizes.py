@@ -79,3 +79,4 @@ def test_validate_runs_a_model_that_takes_samples_in_groups(tmp_path):
                     channel_multiple=1, max_drift="off")
     result = darp_onnx.validate(original, tmp_path / "p.onnx", samples=8, latency_runs=2)
     assert result["input_shapes"] == {"x": [4, 2, 3, 3]} and result["latency_ms"]["after"]["median_ms"] > 0
+

@@ -29,7 +29,13 @@ from darp_onnx.load.inputs import (
 from darp_onnx.training.dtypes import conform_inputs, conform_labels
 from darp_onnx.training.images import image_files, is_image_file, load_images
 from darp_onnx.training.loader import read_feeds
-from darp_onnx.training.pictures import default_preset, picture_inputs, pixel_ranges, synthetic_pictures
+from darp_onnx.training.pictures import (
+    PixelRange,
+    default_preset,
+    picture_inputs,
+    pixel_ranges,
+    synthetic_pictures,
+)
 from darp_onnx.training.preprocess import Preprocess, input_layout, parse_preprocess
 
 SYNTHETIC_SOURCE = "<synthetic>"
@@ -110,10 +116,12 @@ class Dataset:
 
 
 def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 0,
-                      shapes: Mapping[str, tuple[int, ...]] | None = None, micro_batches: bool = False) -> Dataset:
+                      shapes: Mapping[str, tuple[int, ...]] | None = None, micro_batches: bool = False,
+                      pixel_range: PixelRange | None = None) -> Dataset:
     """Random samples; `micro_batches` (forced by a scalar input, which has no batch axis): each sample is a
-    whole feed at the given input shapes. Picture inputs get synthetic pictures (`pictures`), other float
-    inputs standard normal values, token ids a new draw per sample; other integers keep one draw."""
+    whole feed at the given input shapes. Picture inputs get synthetic pictures (`pictures`; in `pixel_range`
+    where given, else the graph's or the usual ranges), other float inputs standard normal values, token ids
+    a new draw per sample; other integers keep one draw."""
     feeds = synthetic_inputs(model, batch=1, seed=seed, shapes=shapes)
     micro_batches = micro_batches or any(v.ndim == 0 for v in feeds.values())
     rng = np.random.default_rng(seed)
@@ -125,7 +133,7 @@ def synthetic_dataset(model: onnx.ModelProto, *, samples: int = 64, seed: int = 
         shape = example.shape if micro_batches else example.shape[1:]
         if name in picture_axes:
             per_feed = example.shape[0] if micro_batches else 1  # pictures per sample
-            ranges = pixel_ranges(model, name, picture_axes[name])
+            ranges = (pixel_range,) if pixel_range is not None else pixel_ranges(model, name, picture_axes[name])
             drawn_ranges[name] = tuple(r.name for r in ranges)
             drawn = synthetic_pictures(samples * per_feed, example.shape[1:], picture_axes[name], ranges, rng,
                                        example.dtype)

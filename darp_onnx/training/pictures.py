@@ -146,6 +146,15 @@ def picture_inputs(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]]) -
     return found
 
 
+def range_of_preprocess(name: str, scale: float, mean: tuple[float, ...], std: tuple[float, ...]) -> PixelRange:
+    """The values a `--preprocess` spec gives pixels 0-255 (x * scale - mean) / std, as a PixelRange of pictures
+    in [0, 1]: data-free, the spec the user names decides the range (it was ignored without --data, so a
+    detector taking 0-255 was fitted on pictures in [0, 1], where it detects nothing)."""
+    channels = max(len(mean), len(std))
+    mean, std = np.resize(np.asarray(mean, np.float64), channels), np.resize(np.asarray(std, np.float64), channels)
+    return PixelRange(name, tuple(float(v) for v in 255.0 * scale / std), tuple(float(v) for v in -mean / std))
+
+
 def pixel_ranges(model: onnx.ModelProto, name: str, axis: int) -> tuple[PixelRange, ...]:
     """The value ranges to draw input `name`'s pictures in: the one the graph's own normalisation expects
     where it has one (`graph_normalisation`), else every usual convention; bytes are 0-255."""
@@ -171,16 +180,18 @@ def raw_range_for(affine: tuple[np.ndarray, np.ndarray]) -> PixelRange:
     return min((RAW, UNIT, SIGNED), key=misfit)
 
 
-def pictures_note(picture_ranges: Mapping[str, tuple[str, ...]]) -> str | None:
+def pictures_note(picture_ranges: Mapping[str, tuple[str, ...]], chosen_by: str | None = None) -> str | None:
     """What the synthetic data fed each picture input (input -> the names of the ranges drawn), for the user;
-    None without picture inputs."""
+    `chosen_by`: why one range was used (--preprocess, the original's response), else the graph's own
+    normalisation decided; None without picture inputs."""
     parts = []
     for name, ranges in picture_ranges.items():
         if len(ranges) == 1:
-            parts.append(f"'{name}' gets synthetic pictures in {ranges[0]} (the graph's own normalisation)")
+            why = chosen_by or "the graph's own normalisation"
+            parts.append(f"'{name}' gets synthetic pictures in {ranges[0]} ({why})")
         else:
             parts.append(f"'{name}' gets synthetic pictures in {', '.join(ranges[:-1])} and {ranges[-1]} in turn "
-                         "(the graph does not normalise its input)")
+                         "(the graph does not normalise its input; --preprocess PRESET picks one range)")
     if not parts:
         return None
     return "data-free: " + "; ".join(parts) + "; --data with your own pictures fits the model to them"

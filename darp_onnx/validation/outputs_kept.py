@@ -82,12 +82,15 @@ def score_rows(before: np.ndarray) -> tuple[int, np.ndarray] | None:
     if b.ndim < 3 or not np.issubdtype(b.dtype, np.floating) or not np.isfinite(b).all():
         return None
     first = next((a for a in range(1, b.ndim) if b.shape[a] > 1), 1)  # micro-batched outputs stack as [N, 1, ...]
+    found = []
     for axis in dict.fromkeys((first, b.ndim - 1)):
         rows = np.moveaxis(b, axis, 0).reshape(b.shape[axis], -1)
         inside = (rows.min(axis=1) >= 0.0) & (rows.max(axis=1) <= 1.0)
         if inside.sum() >= 2 and (~inside).any():
-            return axis, np.flatnonzero(inside)
-    return None
+            found.append((axis, np.flatnonzero(inside)))
+    # the narrower axis is the one that packs fields (4 + 1 + classes); on the anchor axis of an undecoded YOLOX
+    # output ([N, 3549, 6], small box offsets) some anchors fall within [0, 1] by chance
+    return min(found, key=lambda split: b.shape[split[0]], default=None)
 
 
 def _kept(name: str, a: np.ndarray, b: np.ndarray) -> OutputKept:

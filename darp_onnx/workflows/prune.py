@@ -47,7 +47,8 @@ from darp_onnx.training.dataset import SYNTHETIC_SOURCE, Dataset, load_dataset, 
 from darp_onnx.training.decode_targets import decoded_scores
 from darp_onnx.training.holdout import MIN_HELD_OUT, split_holdout
 from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
-from darp_onnx.training.pictures import pictures_note
+from darp_onnx.training.pictures import PixelRange, pictures_note, range_of_preprocess
+from darp_onnx.training.preprocess import parse_preprocess
 from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
 from darp_onnx.training.steps import predict
@@ -130,6 +131,8 @@ class PruneRun:
     original_params: int = 0  # its stored parameters (each shared tensor once, int8 ones too), as written ones count
     folded_weights: int = 0  # nodes computing weights from initializers that ingest folded (stored_weights)
     stored_types: dict[str, int] = field(default_factory=dict)  # float16 weights ingest widened, written narrow
+    pixel_range: PixelRange | None = None  # data-free pictures in the range --preprocess gives, or None
+    pixel_reason: str | None = None  # why that range
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -313,7 +316,7 @@ def _note_synthetic_data(run: PruneRun) -> None:
     """Say what the synthetic pictures are, and when the outputs do not vary or a score stays empty on them."""
     stand_ins = stand_ins_note(stand_in_inputs(run.model, list(run.dataset.picture_ranges)))
     constant = constant_outputs(run.model, run.reference, run.dataset.inputs)
-    for message in (pictures_note(run.dataset.picture_ranges), stand_ins, constant,
+    for message in (pictures_note(run.dataset.picture_ranges, run.pixel_reason), stand_ins, constant,
                     saturated_outputs(run.model, run.reference)):
         if message is not None:
             run.progress("note", {"message": message})
@@ -324,7 +327,7 @@ def _as_micro_batches(run: PruneRun) -> Dataset:
     whose first axis is not the batch (a recurrent state [2, 1, 128]) cannot be cut into samples."""
     if run.dataset.source == SYNTHETIC_SOURCE and not run.dataset.micro_batches:
         return synthetic_dataset(run.model, samples=len(run.dataset), seed=run.config.seed,
-                                 shapes=run.input_shapes, micro_batches=True)
+                                 shapes=run.input_shapes, micro_batches=True, pixel_range=run.pixel_range)
     return run.dataset.as_micro_batches()
 
 
@@ -334,8 +337,13 @@ def _load_data(run: PruneRun, data: str | os.PathLike | Dataset | None) -> Datas
     if io.data_loader is not None:
         return load_from_loader(io.data_loader, run.model, max_samples=io.max_samples)
     if data is None:
+        if io.preprocess is not None:
+            spec = parse_preprocess(io.preprocess)
+            run.pixel_range = range_of_preprocess(f"the range of --preprocess {io.preprocess}", spec.scale, spec.mean,
+                                                  spec.std)
+            run.pixel_reason = "as --preprocess asks"
         return synthetic_dataset(run.model, samples=io.max_samples or io.synthetic_samples, seed=seed,
-                                 shapes=run.input_shapes)
+                                 shapes=run.input_shapes, pixel_range=run.pixel_range)
     if isinstance(data, Dataset):
         return data.limited(io.max_samples, seed)
     return load_dataset(data, run.model, preprocess=io.preprocess, max_samples=io.max_samples,
@@ -685,7 +693,8 @@ def fresh_synthetic(run: PruneRun) -> Dataset:
     constant on fresh ones)."""
     count = min(len(run.dataset), max(MIN_HELD_OUT, len(run.dataset) // 2))
     return synthetic_dataset(run.model, samples=count, seed=run.config.seed + FRESH_SEED_OFFSET,
-                             shapes=run.input_shapes, micro_batches=run.dataset.micro_batches)
+                             shapes=run.input_shapes, micro_batches=run.dataset.micro_batches,
+                             pixel_range=run.pixel_range)
 
 
 def write(run: PruneRun, result: PruneResult) -> dict[str, Path]:
