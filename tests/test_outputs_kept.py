@@ -187,3 +187,18 @@ def test_scores_are_looked_for_on_the_narrower_axis():
     out = np.concatenate([offsets, rng.uniform(0, 1, size=(4, 300, 2))], axis=2).astype(np.float32)
     axis, index = score_rows(out)
     assert axis == 2 and index.tolist() == [4, 5]
+
+
+def test_top1_agreement_is_measured_on_the_output_of_class_probabilities():
+    """MTCNN's ONet outputs box offsets [N, 4] first and face probabilities [N, 2] last; top-1 agreement and
+    accuracy were taken on the box offsets ('picks the original's top class on only 76.5%')."""
+    rng = np.random.default_rng(3)
+    boxes = rng.normal(size=(40, 4)).astype(np.float32)
+    logits = rng.normal(size=(40, 2))
+    probs = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    labels = probs.argmax(axis=1)
+    fid = fidelity([rng.normal(size=(40, 4)).astype(np.float32), probs], [boxes, probs], labels,
+                   names=["conv6-2", "prob1"])
+    assert fid.top1_output == "prob1" and fid.top1_agreement == 1.0 and fid.accuracy_before == 1.0
+    logits_only = fidelity([boxes], [boxes], names=["logits"])  # no probabilities: the first output, as before
+    assert logits_only.top1_output == "logits" and logits_only.top1_agreement == 1.0

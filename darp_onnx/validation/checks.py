@@ -84,6 +84,7 @@ class Fidelity:
     positives_kept: float | None = None  # F1 of its elements above 0.5 against the original's (outputs_kept)
     least_varying_output: str | None = None  # the output whose spread over the samples shrank most
     variation_kept: float | None = None  # its spread against the original's (1: follows the input, 0: constant)
+    top1_output: str | None = None  # the output top-1 agreement and accuracy are measured on
 
 
 def _class_scores(values: np.ndarray) -> bool:
@@ -93,6 +94,23 @@ def _class_scores(values: np.ndarray) -> bool:
         return False
     norms = np.linalg.norm(np.asarray(values, np.float64), axis=1)
     return not (len(norms) and np.allclose(norms, 1.0, atol=1e-3) and (values < 0).any())
+
+
+def _probabilities(values: np.ndarray) -> bool:
+    """Rows of non-negative values that sum to 1 (a Softmax)."""
+    values = np.asarray(values, np.float64)
+    return bool(values.size) and (values >= 0).all() and np.allclose(values.sum(axis=1), 1.0, atol=1e-3)
+
+
+def class_output(before: Sequence[np.ndarray], first_is_classes: bool = True) -> int | None:
+    """Which output holds the class scores: the first [samples, classes] output of probabilities, else the first
+    output where it looks like class scores (`first_is_classes`: `fixed_classes`). MTCNN's ONet outputs box
+    offsets [N, 4] first and face probabilities [N, 2] last: its 'top-1 agreement' was the box offsets'."""
+    scores = [i for i, values in enumerate(before) if _class_scores(np.asarray(values))]
+    softmax = [i for i in scores if _probabilities(before[i])]
+    if softmax:
+        return softmax[0]
+    return 0 if first_is_classes and 0 in scores else None
 
 
 def fixed_classes(model: onnx.ModelProto) -> bool:
@@ -110,19 +128,20 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
              labels: np.ndarray | None = None, names: Sequence[str] | None = None,
              classes: bool = True) -> Fidelity:
     """Closeness to the original: relative L2 error over all outputs, top-1 agreement (and accuracy with
-    labels) on class scores (`classes`: the first output may hold them, `fixed_classes`), and output by
+    labels) on the class scores (`class_output`; `classes`: the first output may hold them), and output by
     output the worst error, the positives kept and the spread over the samples kept (`outputs_kept`)."""
-    first_a, first_b = np.asarray(after[0]), np.asarray(before[0])
     num = sum(float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
               for a, b in zip(after, before, strict=False))
     den = sum(float(np.linalg.norm(np.asarray(b, np.float64))) for b in before)
-    agreement = None
-    acc_b = acc_a = None
-    if classes and _class_scores(first_b):
-        agreement = float((first_a.argmax(1) == first_b.argmax(1)).mean())
+    agreement = acc_b = acc_a = top1 = None
+    index = class_output(before, classes)
+    if index is not None:
+        scores_a, scores_b = np.asarray(after[index]), np.asarray(before[index])
+        agreement = float((scores_a.argmax(1) == scores_b.argmax(1)).mean())
+        top1 = names[index] if names is not None else f"output {index}"
         if labels is not None:
-            acc_b = float((first_b.argmax(1) == labels).mean())
-            acc_a = float((first_a.argmax(1) == labels).mean())
+            acc_b = float((scores_b.argmax(1) == labels).mean())
+            acc_a = float((scores_a.argmax(1) == labels).mean())
     rows = outputs_kept(after, before, names)
     worst, fewest, flat = worst_error(rows), fewest_positives(rows), least_variation(rows)
     return Fidelity(agreement, num / max(den, 1e-12), acc_b, acc_a,
@@ -131,7 +150,7 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
                     positives_output=None if fewest is None else fewest.name,
                     positives_kept=None if fewest is None else fewest.positives_kept,
                     least_varying_output=None if flat is None else flat.name,
-                    variation_kept=None if flat is None else flat.variation_kept)
+                    variation_kept=None if flat is None else flat.variation_kept, top1_output=top1)
 
 
 def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,
