@@ -50,14 +50,38 @@ def is_probabilities(values: np.ndarray) -> bool:
 
 def positives_kept(after: np.ndarray, before: np.ndarray) -> float | None:
     """F1 of the pruned model's positives against the original's (1: the same elements above 0.5, 0: none
-    of them); None where `before` is not probabilities or has fewer than MIN_POSITIVES positives."""
+    of them), and over the classes but the one that holds most positives where that F1 is lower (a CTC
+    recogniser's blank, a segmenter's background: a PP-OCRv5 recogniser that read 0 of 60 lines kept F1 0.76,
+    all of it blank, 0.00 on the characters); None where `before` is not probabilities or has fewer than
+    MIN_POSITIVES positives."""
     if not is_probabilities(before) or np.shape(after) != np.shape(before):
         return None
     truth, found = np.asarray(before) > POSITIVE, np.asarray(after) > POSITIVE
     if int(truth.sum()) < MIN_POSITIVES:
         return None
+    overall = _f1(truth, found)
+    axis = _class_axis(np.asarray(before))
+    if axis is None:
+        return overall
+    truth, found = np.moveaxis(truth, axis, -1), np.moveaxis(found, axis, -1)
+    counts = truth.reshape(-1, truth.shape[-1]).sum(axis=0)
+    others = np.arange(len(counts)) != int(counts.argmax())
+    if counts.max() <= counts.sum() / 2 or int(truth[..., others].sum()) < MIN_POSITIVES:
+        return overall
+    return min(overall, _f1(truth[..., others], found[..., others]))
+
+
+def _f1(truth: np.ndarray, found: np.ndarray) -> float:
     both = int(np.logical_and(truth, found).sum())
-    return 2.0 * both / (int(truth.sum()) + int(found.sum()))
+    return 2.0 * both / max(int(truth.sum()) + int(found.sum()), 1)
+
+
+def _class_axis(values: np.ndarray) -> int | None:
+    """The axis (last or 1) along which the values sum to 1 (a Softmax over classes), or None."""
+    for axis in dict.fromkeys((values.ndim - 1, 1)):
+        if values.ndim >= 2 and values.shape[axis] > 1 and np.allclose(values.sum(axis=axis), 1.0, atol=1e-3):
+            return axis
+    return None
 
 
 def variation_kept(after: np.ndarray, before: np.ndarray) -> float | None:
