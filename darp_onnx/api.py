@@ -215,6 +215,7 @@ def validate(
     pruned: str | os.PathLike,
     *,
     data: str | os.PathLike | None = None,
+    preprocess: str | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     device: str = "auto",
     atol: float | None = None,
@@ -228,6 +229,6 @@ def validate(
     """Validate PRUNED against ORIGINAL (see `darp_onnx.validation.compare.validate_models`)."""
     from darp_onnx.validation.compare import validate_models
 
-    return validate_models(original, pruned, data=data, input_shapes=input_shapes, device=device, atol=atol,
-                           rtol=rtol, max_drift=max_drift, latency_runs=latency_runs, samples=samples, seed=seed,
-                           allow_nonfinite=allow_nonfinite)
+    return validate_models(original, pruned, data=data, preprocess=preprocess, input_shapes=input_shapes,
+                           device=device, atol=atol, rtol=rtol, max_drift=max_drift, latency_runs=latency_runs,
+                           samples=samples, seed=seed, allow_nonfinite=allow_nonfinite)

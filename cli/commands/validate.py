@@ -15,6 +15,7 @@ from darp_onnx.cli.errors import JSON_ATTRIBUTE, describe
 from darp_onnx.cli.options import AllowNonfinite, JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import handle_errors, print_json
 from darp_onnx.load.input_shapes import parse_input_shapes, shapes_text
+from darp_onnx.training.images import images_note
 
 
 @app.command("validate")
@@ -23,9 +24,11 @@ def validate_command(
     original: Annotated[Path, typer.Argument(help="The model PRUNED was made from.")],
     pruned: Annotated[Path, typer.Argument(help="The pruned (or otherwise rewritten) model to check.")],
     data: Annotated[Path | None, typer.Option(help=".npz (arrays named after the inputs, or test_<input>; "
-                                                   "optional labels / test_labels) or a folder of .npz; "
-                                                   "its test split when it has one. Default: synthetic "
-                                                   "inputs.")] = None,
+                                                   "optional labels / test_labels), a folder of .npz, or a "
+                                                   "folder of images (--preprocess); its test split when it "
+                                                   "has one. Default: synthetic inputs.")] = None,
+    preprocess: Annotated[str | None, typer.Option(help="How image files in --data become inputs, as in "
+                                                        "prune (PRESET[,key=value...]).")] = None,
     input_shape: Annotated[list[str] | None, typer.Option("--input-shape", help="NAME=1x3x32x32 (or a bare "
                                                           "shape for one-input models) for symbolic dims; "
                                                           "repeatable.")] = None,
@@ -62,7 +65,8 @@ def validate_command(
 
     say = Verbosity(quiet=quiet, verbose=verbose)
     try:
-        result = validate(original, pruned, data=data, input_shapes=parse_input_shapes(input_shape),
+        result = validate(original, pruned, data=data, preprocess=preprocess,
+                          input_shapes=parse_input_shapes(input_shape),
                           device=device, atol=atol, rtol=rtol, max_drift=max_drift, latency_runs=latency_runs,
                           samples=samples, seed=seed, allow_nonfinite=allow_nonfinite)
     except ToleranceExceeded as exc:
@@ -84,6 +88,9 @@ def _show(result: dict[str, Any], json_out: bool, say: Verbosity) -> None:
     say.info(escape(f"{result['original']} → {result['pruned']}: onnxruntime {provider['pruned']} "
                     f"({provider['reason']}), {result['data']['samples']} samples from "
                     f"{result['data']['source']}{sizes}"), soft_wrap=True)
+    if result["data"].get("preprocess"):
+        pre = result["data"]["preprocess"]
+        say.info(escape(images_note(result["data"]["source"], result["data"]["samples"], [], pre)))
     say.info(_table(result))
     if say.verbose:
         _details(result, say)

@@ -36,7 +36,7 @@ from darp_onnx.training.pictures import (
     pixel_ranges,
     synthetic_pictures,
 )
-from darp_onnx.training.preprocess import Preprocess, input_layout, parse_preprocess
+from darp_onnx.training.preprocess import DEFAULT_PRESET, Preprocess, input_layout, parse_preprocess
 
 SYNTHETIC_SOURCE = "<synthetic>"
 
@@ -220,14 +220,16 @@ def _load_images(path: Path, model: onnx.ModelProto, preprocess: str | Preproces
     if preprocess is None:
         found = default_preset(model, value.name, input_layout(value.name, shape, input_dtype(value), "auto")
                                .channels_last)
-        spec = parse_preprocess(found)
+        spec, chosen = parse_preprocess(found), (f"{found}: the graph's own normalisation" if found else
+                                                 f"{DEFAULT_PRESET}: the default; the graph does not normalise "
+                                                 "its input")
     else:
-        spec = parse_preprocess(preprocess)
+        spec, chosen = parse_preprocess(preprocess), f"{preprocess}: --preprocess"
     layout = input_layout(value.name, shape, input_dtype(value), spec.layout)
     files = [path] if path.is_file() else image_files(path)
     decoded = load_images(files, spec, layout, source=str(path), max_samples=max_samples, seed=seed)
     return Dataset({value.name: decoded.samples}, None, str(path), skipped=decoded.skipped,
-                   preprocess=spec.describe())
+                   preprocess={**spec.describe(), "chosen": chosen, "size": f"{layout.height}x{layout.width}"})
 
 
 def load_from_loader(spec: str, model: onnx.ModelProto, *, max_samples: int | None = None) -> Dataset:

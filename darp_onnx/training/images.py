@@ -69,3 +69,16 @@ def load_images(files: list[Path], spec: Preprocess, layout: InputLayout, *, sou
         raise BadInputError(f"{source}: none of its {len(files)} image file(s) could be decoded "
                             f"(first: {skipped[0]}); check --data")
     return DecodedImages(np.stack(samples), used, skipped)
+
+
+def images_note(source: str, samples: int, skipped: list[str], preprocess: dict) -> str:
+    """How image files became samples, said before the search: a folder read in a range the model does not
+    take is fitted and measured on the wrong values without any error (opennsfw, which takes BGR 0-255 minus
+    the Caffe mean, was fed RGB in [0, 1]: its score on those inputs did not follow the real one)."""
+    scale, mean, std = preprocess["scale"], preprocess["mean"], preprocess["std"]
+    values = f"pixel x {scale:.4g}" + (f" - mean {'/'.join(f'{m:g}' for m in mean)}" if any(mean) else "")
+    values += f", / std {'/'.join(f'{v:g}' for v in std)}" if any(v != 1 for v in std) else ""
+    dropped = f" ({len(skipped)} could not be decoded, first: {skipped[0]})" if skipped else ""
+    return (f"{samples} images from {source}{dropped}: {preprocess['channels'].upper()}, resized "
+            f"({preprocess['resize']}) to {preprocess['size']} (height x width), values {values} (preset "
+            f"{preprocess['chosen']}); check that this is what your deployment feeds the model, or give --preprocess")

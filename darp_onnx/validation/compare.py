@@ -87,16 +87,17 @@ def _session(model: onnx.ModelProto, device: str, label: str, error: type[DarpEr
         raise error(f"{label}: onnxruntime cannot load it ({first_line(exc)})") from None
 
 
-def _dataset(data, original: onnx.ModelProto, shapes, samples: int, seed: int) -> Dataset:
-    """The test split of `data` when it has one, else its train split; synthetic inputs without data."""
+def _dataset(data, original: onnx.ModelProto, shapes, samples: int, seed: int, preprocess: str | None) -> Dataset:
+    """The test split of `data` when it has one, else its train split (image files: `preprocess`); synthetic
+    inputs without data."""
     if data is None:
         return synthetic_dataset(original, samples=samples, seed=seed, shapes=shapes,
                                  micro_batches=feeds_of_several(shapes))
     try:
-        return load_dataset(data, original, split="test")
+        return load_dataset(data, original, split="test", preprocess=preprocess, input_shapes=shapes)
     except BadInputError as first:
         try:
-            return load_dataset(data, original, split="train")
+            return load_dataset(data, original, split="train", preprocess=preprocess, input_shapes=shapes)
         except BadInputError:
             raise first from None
 
@@ -169,6 +170,7 @@ def validate_models(
     pruned: str | os.PathLike,
     *,
     data: str | os.PathLike | None = None,
+    preprocess: str | None = None,
     input_shapes: Mapping[str, tuple[int, ...]] | None = None,
     device: str = "auto",
     atol: float | None = None,
@@ -210,7 +212,7 @@ def validate_models(
     if data is None:
         check_memory(synthetic_data_bytes(model_o, shapes, samples), f"{samples} synthetic samples",
                      "lower --samples or the sizes in --input-shape")
-    dataset = _dataset(data, model_o, shapes, samples, seed)
+    dataset = _dataset(data, model_o, shapes, samples, seed, preprocess)
     try:
         check_dataset(dataset, model_p)
     except BadInputError as exc:
@@ -255,7 +257,8 @@ def validate_models(
         "failures": failures,
         "provider": {"original": session_provider(session_o), "pruned": session_provider(session_p),
                      "requested": device, "reason": reason},
-        "data": {"source": dataset.source, "samples": len(dataset), "labels": dataset.labels is not None},
+        "data": {"source": dataset.source, "samples": len(dataset), "labels": dataset.labels is not None,
+                 "preprocess": dataset.preprocess},
         "checks": [*CHECKS, f"onnxruntime ({session_provider(session_p)})"],
         "outputs": rows,
         "max_abs_diff": max((r["max_abs_diff"] for r in rows), default=0.0),

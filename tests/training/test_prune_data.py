@@ -145,3 +145,20 @@ def test_an_output_that_keeps_no_positives_is_not_written(tmp_path, monkeypatch)
     assert result.exit_code == 2 and "keeps none of the original's values above 0.5" in result.stderr
     assert not (tmp_path / "out.onnx").exists()
     assert json.loads(result.stdout)["error"]["details"]["positives_kept"] == 0.0
+
+
+def test_prune_and_validate_say_how_image_files_became_inputs(tmp_path):
+    """A folder read in a range the model does not take was fitted and measured on the wrong values without a
+    word (opennsfw, BGR 0-255 minus the Caffe mean, fed RGB in [0, 1]); validate could not be told how."""
+    write_pngs(tmp_path / "images", 8)
+    (tmp_path / "images" / "broken.png").write_bytes(b"\x89PNG not really")
+    result = runner.invoke(app, ["prune", str(RESNET), "-o", str(tmp_path / "out.onnx"), "--force",
+                                 "--data", str(tmp_path / "images"), *FEW, "--max-drift", "off"])
+    assert result.exit_code == 0, result.stderr
+    said = " ".join(result.stderr.split())
+    assert "8 images from" in said and "1 could not be decoded" in said and "preset unit: the default" in said
+    checked = runner.invoke(app, ["validate", str(RESNET), str(tmp_path / "out.onnx"), "--data",
+                                  str(tmp_path / "images"), "--preprocess", "inception", "--latency-runs", "1",
+                                  "--json"])
+    assert checked.exit_code == 0, checked.stderr
+    assert json.loads(checked.stdout)["data"]["preprocess"]["chosen"] == "inception: --preprocess"
