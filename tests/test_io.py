@@ -201,3 +201,6 @@ def test_the_input_shape_example_has_the_inputs_own_rank():
     picture = helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 3, "h", "w"])
     with pytest.raises(BadInputError, match=r"--input-shape x=1x3x224x224 \(your sizes\)"):
         input_shape(picture, batch=1)
+    channels_last = helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["n", "h", "w", 3])  # keras2onnx
+    with pytest.raises(BadInputError, match=r"--input-shape input_1=1x224x224x3 \(your sizes\)"):
+        input_shape(channels_last, batch=1)

@@ -66,6 +66,7 @@ def example_shape(value: onnx.ValueInfoProto) -> str:
     token input."""
     dims = value.type.tensor_type.shape.dim
     picture = len(dims) == 4 and np.issubdtype(input_dtype(value), np.floating)
+    channels_last = picture and dims[3].HasField("dim_value") and dims[3].dim_value in (1, 3)  # [N, H, W, 3]
     sizes = []
     for axis, dim in enumerate(dims):
         if dim.HasField("dim_value") and dim.dim_value > 0:
@@ -73,7 +74,7 @@ def example_shape(value: onnx.ValueInfoProto) -> str:
         elif axis == 0:
             sizes.append(1)
         else:
-            sizes.append(3 if picture and axis == 1 else 224 if picture else 64)
+            sizes.append(3 if picture and axis == 1 and not channels_last else 224 if picture else 64)
     return "x".join(map(str, sizes)) or "1"
 
 
