@@ -182,8 +182,8 @@ def raw_range_for(affine: tuple[np.ndarray, np.ndarray]) -> PixelRange:
 
 def pictures_note(picture_ranges: Mapping[str, tuple[str, ...]], chosen_by: str | None = None) -> str | None:
     """What the synthetic data fed each picture input (input -> the names of the ranges drawn), for the user;
-    `chosen_by`: why one range was used (--preprocess, the original's response), else the graph's own
-    normalisation decided; None without picture inputs."""
+    `chosen_by`: why one range was used (--preprocess), else the graph's own normalisation decided; None
+    without picture inputs."""
     parts = []
     for name, ranges in picture_ranges.items():
         if len(ranges) == 1:

@@ -12,7 +12,13 @@ from onnx import shape_inference
 
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
 from darp_onnx.runtime.session import make_session, session_provider
-from darp_onnx.validation.outputs_kept import fewest_positives, least_variation, outputs_kept, worst_error
+from darp_onnx.validation.outputs_kept import (
+    fewest_positives,
+    is_softmax,
+    least_variation,
+    outputs_kept,
+    worst_error,
+)
 
 EQUIVALENCE_ATOL = 1e-4
 EQUIVALENCE_RTOL = 1e-3
@@ -96,18 +102,12 @@ def _class_scores(values: np.ndarray) -> bool:
     return not (len(norms) and np.allclose(norms, 1.0, atol=1e-3) and (values < 0).any())
 
 
-def _probabilities(values: np.ndarray) -> bool:
-    """Rows of non-negative values that sum to 1 (a Softmax)."""
-    values = np.asarray(values, np.float64)
-    return bool(values.size) and (values >= 0).all() and np.allclose(values.sum(axis=1), 1.0, atol=1e-3)
-
-
 def class_output(before: Sequence[np.ndarray], first_is_classes: bool = True) -> int | None:
     """Which output holds the class scores: the first [samples, classes] output of probabilities, else the first
     output where it looks like class scores (`first_is_classes`: `fixed_classes`). MTCNN's ONet outputs box
     offsets [N, 4] first and face probabilities [N, 2] last: its 'top-1 agreement' was the box offsets'."""
     scores = [i for i, values in enumerate(before) if _class_scores(np.asarray(values))]
-    softmax = [i for i in scores if _probabilities(before[i])]
+    softmax = [i for i in scores if is_softmax(before[i])]
     if softmax:
         return softmax[0]
     return 0 if first_is_classes and 0 in scores else None

@@ -76,6 +76,11 @@ def _f1(truth: np.ndarray, found: np.ndarray) -> float:
     return 2.0 * both / max(int(truth.sum()) + int(found.sum()), 1)
 
 
+def is_softmax(values: np.ndarray) -> bool:
+    """Probabilities that sum to 1 along the last axis or axis 1 (a Softmax over classes)."""
+    return is_probabilities(values) and _class_axis(np.asarray(values)) is not None
+
+
 def _class_axis(values: np.ndarray) -> int | None:
     """The axis (last or 1) along which the values sum to 1 (a Softmax over classes), or None."""
     for axis in dict.fromkeys((values.ndim - 1, 1)):
