@@ -18,6 +18,13 @@ def free_height_model() -> onnx.ModelProto:
     return b.build(b.op("GlobalAveragePool", b.conv(h, 8, 4)))
 
 
+def _quick_prune(original, output, shape: tuple[int, ...]) -> None:
+    """A few steps of prune at `shape` for input 'x' (what is recorded is tested, not the fit)."""
+    darp_onnx.prune(original, output=output, target_flops=0.7, input_shapes={"x": shape}, search_steps=2,
+                    finetune_steps=1, batch_size=4, synthetic_samples=8, latency_runs=2, channel_multiple=1,
+                    max_drift="off")
+
+
 def test_recorded_sizes_round_trip_and_ignore_what_does_not_fit():
     model = free_height_model()
     assert recorded_input_shapes(model) == {}
@@ -34,9 +41,7 @@ def test_validate_runs_a_pruned_model_at_the_sizes_it_was_pruned_at(tmp_path):
     onnx.save(free_height_model(), original)
     with pytest.raises(darp_onnx.BadInputError, match="--input-shape"):
         darp_onnx.validate(original, original, latency_runs=0, samples=2)
-    darp_onnx.prune(original, output=tmp_path / "p.onnx", target_flops=0.7, input_shapes={"x": (1, 3, 12, 20)},
-                    search_steps=2, finetune_steps=1, batch_size=4, synthetic_samples=8, latency_runs=2,
-                    channel_multiple=1, max_drift="off")
+    _quick_prune(original, tmp_path / "p.onnx", (1, 3, 12, 20))
     result = darp_onnx.validate(original, tmp_path / "p.onnx", latency_runs=0, samples=4)
     assert result["input_shapes"] == {"x": [1, 3, 12, 20]} and result["macs"]["after"] < result["macs"]["before"]
     report = darp_onnx.inspect(tmp_path / "p.onnx")
@@ -57,9 +62,7 @@ def test_inspect_counts_a_model_with_free_sizes_at_example_sizes(tmp_path):
 def test_diff_counts_both_models_at_the_sizes_the_pruned_one_was_pruned_at(tmp_path):
     original = tmp_path / "rec.onnx"
     onnx.save(free_height_model(), original)
-    darp_onnx.prune(original, output=tmp_path / "p.onnx", target_flops=0.7, input_shapes={"x": (1, 3, 12, 20)},
-                    search_steps=2, finetune_steps=1, batch_size=4, synthetic_samples=8, latency_runs=2,
-                    channel_multiple=1, max_drift="off")
+    _quick_prune(original, tmp_path / "p.onnx", (1, 3, 12, 20))
     diff = darp_onnx.diff(original, tmp_path / "p.onnx")
     assert diff.macs.before == darp_onnx.inspect(original, input_shapes={"x": (1, 3, 12, 20)})["macs"]
     assert 0 < diff.macs.after < diff.macs.before
@@ -74,9 +77,7 @@ def test_validate_runs_a_model_that_takes_samples_in_groups(tmp_path):
     onnx.save(samples_in_groups_of_four(), original)
     with pytest.raises(darp_onnx.BadInputError, match="one sample .*--input-shape"):
         darp_onnx.validate(original, original, samples=8, latency_runs=2)
-    darp_onnx.prune(original, output=tmp_path / "p.onnx", target_flops=0.7, input_shapes={"x": (4, 2, 3, 3)},
-                    search_steps=2, finetune_steps=1, batch_size=4, synthetic_samples=8, latency_runs=2,
-                    channel_multiple=1, max_drift="off")
+    _quick_prune(original, tmp_path / "p.onnx", (4, 2, 3, 3))
     result = darp_onnx.validate(original, tmp_path / "p.onnx", samples=8, latency_runs=2)
     assert result["input_shapes"] == {"x": [4, 2, 3, 3]} and result["latency_ms"]["after"]["median_ms"] > 0
 

@@ -110,9 +110,9 @@ def recorded_input_shapes(model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
         recorded = json.loads(text) if text else {}
     except ValueError:
         return {}
-    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in graph_inputs(model)}
     if not isinstance(recorded, dict):
         return {}
+    ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in graph_inputs(model)}
     return {name: tuple(dims) for name, dims in recorded.items()
             if isinstance(dims, list) and ranks.get(name) == len(dims)
             and all(isinstance(d, int) and d > 0 for d in dims)}

@@ -132,7 +132,6 @@ class PruneRun:
     folded_weights: int = 0  # nodes computing weights from initializers that ingest folded (stored_weights)
     stored_types: dict[str, int] = field(default_factory=dict)  # float16 weights ingest widened, written narrow
     pixel_range: PixelRange | None = None  # data-free pictures in the range --preprocess gives, or None
-    pixel_reason: str | None = None  # why that range
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -319,7 +318,8 @@ def _note_synthetic_data(run: PruneRun) -> None:
     """Say what the synthetic pictures are, and when the outputs do not vary or a score stays empty on them."""
     stand_ins = stand_ins_note(stand_in_inputs(run.model, list(run.dataset.picture_ranges)))
     constant = constant_outputs(run.model, run.reference, run.dataset.inputs)
-    for message in (pictures_note(run.dataset.picture_ranges, run.pixel_reason), stand_ins, constant,
+    chosen_by = "as --preprocess asks" if run.pixel_range is not None else None
+    for message in (pictures_note(run.dataset.picture_ranges, chosen_by), stand_ins, constant,
                     saturated_outputs(run.model, run.reference)):
         if message is not None:
             run.progress("note", {"message": message})
@@ -344,7 +344,6 @@ def _load_data(run: PruneRun, data: str | os.PathLike | Dataset | None) -> Datas
             spec = parse_preprocess(io.preprocess)
             run.pixel_range = range_of_preprocess(f"the range of --preprocess {io.preprocess}", spec.scale, spec.mean,
                                                   spec.std)
-            run.pixel_reason = "as --preprocess asks"
         return synthetic_dataset(run.model, samples=io.max_samples or io.synthetic_samples, seed=seed,
                                  shapes=run.input_shapes, pixel_range=run.pixel_range)
     if isinstance(data, Dataset):
