@@ -7,10 +7,10 @@ from typing import Annotated, Any
 
 import typer
 
-from darp_onnx.cli.output import console_err
+from darp_onnx.cli.output import console_err, console_out
 from darp_onnx.errors import BadInputError
 
-Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing on stderr but errors (no progress, "
+Quiet = Annotated[bool, typer.Option("-q", "--quiet", help="Print nothing but errors (no progress, "
                                                             "tables or summary).")]
 Verbose = Annotated[bool, typer.Option("-v", "--verbose", help="Print more detail (tables, timings).")]
 JsonOut = Annotated[bool, typer.Option("--json", help="Print one JSON document on stdout (diagnostics go to "
@@ -21,7 +21,7 @@ AllowNonfinite = Annotated[bool, typer.Option("--allow-nonfinite", help="Go on w
 
 
 class Verbosity:
-    """What a command prints on stderr: `info` unless quiet, `detail` only when verbose."""
+    """What a command prints: `info` on stderr unless quiet, `detail` only when verbose, `report` on stdout."""
 
     def __init__(self, *, quiet: bool = False, verbose: bool = False) -> None:
         if quiet and verbose:
@@ -32,6 +32,11 @@ class Verbosity:
     def info(self, *objects: Any, **kwargs: Any) -> None:
         if not self.quiet:
             console_err.print(*objects, **kwargs)
+
+    def report(self, *objects: Any, **kwargs: Any) -> None:
+        """What the command is for (inspect's tables): on stdout, unless quiet."""
+        if not self.quiet:
+            console_out.print(*objects, **kwargs)
 
     def detail(self, *objects: Any, **kwargs: Any) -> None:
         if self.verbose:

@@ -1,4 +1,5 @@
-"""Where output goes: data (JSON) to stdout, diagnostics, progress and tables (rich) to stderr."""
+"""Where output goes: a report command's report (the tables of `inspect` and `diff`, or with --json one JSON
+document) to stdout, so it pipes and redirects; progress, notes, warnings and errors to stderr."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from darp_onnx.cli.errors import JSON_ATTRIBUTE
 from darp_onnx.errors import DarpError, OptionError
 
 console_err = Console(stderr=True, highlight=False)
+console_out = Console(highlight=False)
 
 F = TypeVar("F", bound=Callable[..., Any])
 

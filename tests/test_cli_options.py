@@ -39,7 +39,13 @@ def test_verbose_adds_detail():
     plain = runner.invoke(app, ["inspect", str(RESNET)])
     verbose = runner.invoke(app, ["inspect", str(RESNET), "-v"])
     assert plain.exit_code == verbose.exit_code == 0
-    assert "members" not in plain.stderr and "members" in verbose.stderr and "inspected in" in verbose.stderr
+    assert "members" not in plain.stdout and "members" in verbose.stdout and "inspected in" in verbose.stderr
+
+
+def test_inspect_report_goes_to_stdout_so_it_pipes():
+    result = runner.invoke(app, ["inspect", str(RESNET)])
+    assert result.exit_code == 0 and "channel groups" in result.stdout and "prunable groups" in result.stdout
+    assert "channel groups" not in result.stderr
 
 
 @pytest.mark.parametrize("command", ["check", "inspect"])
@@ -125,4 +131,4 @@ def test_inspect_of_a_model_with_unconvertible_ops_reports_coverage_without_the_
     assert doc.exit_code == 0 and report["analysed"] is False and report["params"] == 12
     assert report["unsupported_ops"] == ["ai.onnx.ml::Scaler"] and report["groups"] == []
     plain = runner.invoke(app, ["inspect", str(path)])
-    assert plain.exit_code == 0 and "not analysed" in plain.stderr and "ai.onnx.ml::Scaler" in plain.stderr
+    assert plain.exit_code == 0 and "not analysed" in plain.stdout and "ai.onnx.ml::Scaler" in plain.stdout

@@ -12,7 +12,7 @@ from rich.table import Table
 
 from darp_onnx.cli.app import app
 from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
-from darp_onnx.cli.output import console_err, handle_errors, print_json
+from darp_onnx.cli.output import console_err, console_out, handle_errors, print_json
 from darp_onnx.errors import BadInputError
 from darp_onnx.load.input_shapes import parse_input_shapes, resolve_input_shapes
 from darp_onnx.report.model import Change, GraphDiff
@@ -73,11 +73,11 @@ def diff_command(
 
 
 def render_terminal(diff: GraphDiff, rows: int | None = SHOW_ROWS) -> None:
-    """Rich tables on stderr: the summary, then resized layers and removed / added nodes (the first
+    """Rich tables on stdout: the summary, then resized layers and removed / added nodes (the first
     `rows` of each; all of them, and the attribute changes, when `rows` is None)."""
     from darp_onnx.report import fmt
 
-    console_err.print(escape(f"{diff.label_before} → {diff.label_after}"), soft_wrap=True)
+    console_out.print(escape(f"{diff.label_before} → {diff.label_after}"), soft_wrap=True)
     summary = Table()
     for col, justify in (("Metric", "left"), ("Before", "right"), ("After", "right"), ("Change", "right")):
         summary.add_column(col, justify=justify)
@@ -85,9 +85,9 @@ def render_terminal(diff: GraphDiff, rows: int | None = SHOW_ROWS) -> None:
         summary.add_row(label, render(change.before), render(change.after), fmt.percent(change))
     for key, before, after, change in fmt.fidelity_rows(diff.fidelity):
         summary.add_row(escape(f"fidelity: {key}"), before, after, change)
-    console_err.print(summary)
+    console_out.print(summary)
     if diff.unchanged:
-        console_err.print("No structural change: same nodes, weight shapes and attributes.")
+        console_out.print("No structural change: same nodes, weight shapes and attributes.")
     if diff.resized:
         table = Table(title=f"Resized layers ({len(diff.resized)})", title_justify="left")
         for col in ("Layer", "Op", "Out channels", "In channels"):
@@ -100,23 +100,23 @@ def render_terminal(diff: GraphDiff, rows: int | None = SHOW_ROWS) -> None:
                 fmt.ratio(ch.out_before, ch.out_after) if ch else "—",
                 fmt.ratio(ch.in_before, ch.in_after) if ch else "—",
             )
-        console_err.print(table)
+        console_out.print(table)
         _more(len(diff.resized), rows)
     for title, nodes in (("Removed", diff.removed), ("Added", diff.added)):
         if nodes:
             listed = ", ".join(escape(f"{n.name} ({n.op_type})") for n in nodes[:rows])
-            console_err.print(f"{title} nodes ({len(nodes)}): {listed}", soft_wrap=True)
+            console_out.print(f"{title} nodes ({len(nodes)}): {listed}", soft_wrap=True)
             _more(len(nodes), rows)
     if diff.attribute_changes and rows is None:
         for ch in diff.attribute_changes:
-            console_err.print(escape(f"attribute {ch.node} ({ch.op_type}).{ch.attribute}: {ch.before} -> {ch.after}"),
+            console_out.print(escape(f"attribute {ch.node} ({ch.op_type}).{ch.attribute}: {ch.before} -> {ch.after}"),
                               soft_wrap=True)
     elif diff.attribute_changes:
-        console_err.print(f"Attribute changes: {len(diff.attribute_changes)} (see -v, --json or the reports)")
+        console_out.print(f"Attribute changes: {len(diff.attribute_changes)} (see -v, --json or the reports)")
     for warning in diff.warnings:
         console_err.print(f"[yellow]warning:[/] {escape(warning)}", soft_wrap=True)
 
 
 def _more(total: int, rows: int | None) -> None:
     if rows is not None and total > rows:
-        console_err.print(f"… and {total - rows} more (see -v, --json, --markdown or --html)")
+        console_out.print(f"… and {total - rows} more (see -v, --json, --markdown or --html)")

@@ -37,24 +37,24 @@ def inspect_command(
         say.elapsed("inspected")
         return
     if not report["analysed"]:
-        say.info(f"{model}: opset {report['opset']}, {report['nodes']} nodes, {report['params']:,} stored "
-                 f"parameters; not analysed: `prune` cannot run it, its proxy cannot convert "
-                 f"{', '.join(report['unsupported_ops'])} (replace the op or export without it)")
+        say.report(f"{model}: opset {report['opset']}, {report['nodes']} nodes, {report['params']:,} stored "
+                   f"parameters; not analysed: `prune` cannot run it, its proxy cannot convert "
+                   f"{', '.join(report['unsupported_ops'])} (replace the op or export without it)")
         _print_ops(say, report, verbose)
         say.elapsed("inspected")
         return
-    say.info(
+    say.report(
         f"{model}: opset {report['opset']}, {report['nodes']} nodes, {report['macs']:,} MACs, "
         f"{report['params']:,} parameters; {report['prunable_groups']} prunable groups "
         f"({report['prunable_channels']} channels, {report['prunable_heads']} attention heads, "
         f"{report['branches']} residual branches)"
     )
     if report["input_shapes_from"] not in (None, "--input-shape"):
-        say.info(f"counted at {shapes_text(report['input_shapes'])}: {report['input_shapes_from']}")
+        say.report(f"counted at {shapes_text(report['input_shapes'])}: {report['input_shapes_from']}")
     if report.get("control_flow"):
-        say.info(report["control_flow"])
+        say.report(report["control_flow"])
     if report["unsupported_ops"]:
-        say.info(f"[yellow]ops the proxy cannot convert:[/] {', '.join(report['unsupported_ops'])}")
+        say.report(f"[yellow]ops the proxy cannot convert:[/] {', '.join(report['unsupported_ops'])}")
     _print_ops(say, report, verbose)
     table = Table(title="channel groups", show_lines=False)
     for column in ("id", "kind", "size", "label", "status", *(("members",) if verbose else ())):
@@ -63,7 +63,7 @@ def inspect_command(
         status = "prunable" if g["frozen"] is None else f"frozen: {g['frozen']}"
         members = (escape(", ".join(g["members"])),) if verbose else ()
         table.add_row(str(g["id"]), g["kind"], str(g["size"]), escape(g["label"]), escape(status), *members)
-    say.info(table)
+    say.report(table)
     say.elapsed("inspected")
 
 
@@ -76,4 +76,4 @@ def _print_ops(say: Verbosity, report: dict, verbose: bool) -> None:
         ops.add_column(column)
     for op in report["ops"]:
         ops.add_row(escape(op["op"]), str(op["count"]), "yes" if op["supported"] else "[yellow]no[/]")
-    say.detail(ops)
+    say.report(ops)
