@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from rich.markup import escape
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
 
 from darp_onnx.cli.output import console_err
@@ -71,7 +72,7 @@ class SearchProgress(RichProgress):
                     f"tau_p {info['tau_penalty']:.3f}  lambda {info['penalty']:.3f}")
             self._progress.update(self._search, completed=int(info["step"]) + 1, info=text)
         elif stage == "note":
-            console_err.print(f"[yellow]{info['message']}[/]")
+            console_err.print(f"[yellow]{escape(info['message'])}[/]")
         elif stage == "latency":
             console_err.print(f"timing the layers on onnxruntime ({info['device']}) for the latency-aware extraction")
         elif stage == "finetune":

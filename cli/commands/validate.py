@@ -15,7 +15,6 @@ from darp_onnx.cli.errors import JSON_ATTRIBUTE, describe
 from darp_onnx.cli.options import AllowNonfinite, JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import handle_errors, print_json
 from darp_onnx.load.input_shapes import parse_input_shapes, shapes_text
-from darp_onnx.training.images import images_note
 
 
 @app.command("validate")
@@ -81,6 +80,8 @@ def validate_command(
 def _show(result: dict[str, Any], json_out: bool, say: Verbosity) -> None:
     if json_out:
         print_json(result)
+    for note in result["data"]["notes"]:  # diagnostics: on stderr with --json too, as prune says them
+        say.info(escape(f"note: {note}"), soft_wrap=True)
     if say.quiet or (json_out and not say.verbose):
         return
     provider = result["provider"]
@@ -88,9 +89,6 @@ def _show(result: dict[str, Any], json_out: bool, say: Verbosity) -> None:
     say.info(escape(f"{result['original']} → {result['pruned']}: onnxruntime {provider['pruned']} "
                     f"({provider['reason']}), {result['data']['samples']} samples from "
                     f"{result['data']['source']}{sizes}"), soft_wrap=True)
-    if result["data"].get("preprocess"):
-        pre = result["data"]["preprocess"]
-        say.info(escape(images_note(result["data"]["source"], result["data"]["samples"], [], pre)))
     say.info(_table(result))
     if say.verbose:
         _details(result, say)

@@ -27,7 +27,7 @@ from darp_onnx.load.inputs import (
     with_smooth_images,
 )
 from darp_onnx.training.dtypes import conform_inputs, conform_labels
-from darp_onnx.training.images import image_files, is_image_file, load_images
+from darp_onnx.training.images import image_files, images_note, is_image_file, load_images
 from darp_onnx.training.loader import read_feeds
 from darp_onnx.training.pictures import (
     PixelRange,
@@ -53,6 +53,7 @@ class Dataset:
     preprocess: dict | None = None  # how images became arrays, for the report
     micro_batches: bool = False
     picture_ranges: dict[str, tuple[str, ...]] = field(default_factory=dict)  # synthetic: picture input -> ranges
+    notes: list[str] = field(default_factory=list)  # what the user should know about how the data was read
 
     @property
     def mixed_ranges(self) -> bool:
@@ -79,7 +80,8 @@ class Dataset:
     def describe(self) -> dict:
         """Where the samples came from, for --json and the report."""
         return {"source": self.source, "samples": len(self), "labels": self.labels is not None,
-                "skipped": len(self.skipped), "skipped_files": self.skipped[:10], "preprocess": self.preprocess}
+                "skipped": len(self.skipped), "skipped_files": self.skipped[:10], "preprocess": self.preprocess,
+                "notes": data_notes(self)}
 
     def feed(self, index: int, device: torch.device | str = "cpu") -> dict[str, torch.Tensor]:
         """Sample `index` as one whole feed (micro-batch data sets)."""
@@ -156,12 +158,15 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], model: onnx.ModelProto, sourc
                  split: str | None) -> Dataset:
     names = [v.name for v in graph_inputs(model)]
     inputs: dict[str, np.ndarray] = {}
+    notes = []
     for name in names:
         value = _pick(arrays, name, split)
         if value is None:
             candidates = [k for k in arrays if not k.endswith("labels")]
             if len(names) == 1 and len(candidates) == 1:
                 value = arrays[candidates[0]]
+                notes.append(f"{source}: array '{candidates[0]}' feeds input '{name}' (the only array); name it "
+                             f"'{name}' to say so")
             else:
                 raise BadInputError(
                     f"{source}: no array for model input '{name}' (found {', '.join(sorted(arrays)) or 'none'}); "
@@ -169,7 +174,7 @@ def _from_arrays(arrays: Mapping[str, np.ndarray], model: onnx.ModelProto, sourc
                 )
         inputs[name] = np.asarray(value)
     labels = _pick(arrays, "labels", split)
-    return Dataset(inputs, None if labels is None else np.asarray(labels), source)
+    return Dataset(inputs, None if labels is None else np.asarray(labels), source, notes=notes)
 
 
 def load_dataset(path: str | Path, model: onnx.ModelProto, *, split: str | None = "train",
@@ -201,6 +206,14 @@ def load_dataset(path: str | Path, model: onnx.ModelProto, *, split: str | None 
     dataset = dataset.limited(max_samples, seed)
     check_dataset(dataset, model)
     return dataset
+
+
+def data_notes(dataset: Dataset) -> list[str]:
+    """What prune and validate say before they use the data: how image files became inputs, arrays fed to an
+    input of another name, integers cast to floats."""
+    notes = [] if dataset.preprocess is None else [
+        images_note(dataset.source, len(dataset), dataset.skipped, dataset.preprocess)]
+    return notes + dataset.notes
 
 
 def _single_input(model: onnx.ModelProto, what: str) -> onnx.ValueInfoProto:
@@ -253,7 +266,8 @@ def _load_folder(folder: Path, model: onnx.ModelProto, split: str | None) -> Dat
         inputs = {k: np.concatenate([p.inputs[k] for p in parts]) for k in parts[0].inputs}
         has_labels = all(p.labels is not None for p in parts)
         labels = np.concatenate([p.labels for p in parts]) if has_labels else None
-        return Dataset(inputs, labels, str(folder))
+        notes = list(dict.fromkeys(n.replace(p.source, str(folder)) for p in parts for n in p.notes))
+        return Dataset(inputs, labels, str(folder), notes=notes)
     if npy and len(graph_inputs(model)) == 1:
         samples = [np.load(f, allow_pickle=False) for f in npy]
         return Dataset({graph_inputs(model)[0].name: np.stack(samples)}, None, str(folder))
@@ -270,7 +284,7 @@ def stacks_whole_feeds(dataset: Dataset, model: onnx.ModelProto) -> bool:
 def check_dataset(dataset: Dataset, model: onnx.ModelProto) -> None:
     """Shapes match the model's declared dims, sample counts agree, no NaN or Inf, labels are ints.
     Arrays are cast to the model's dtypes in place where nothing is lost (see `dtypes`)."""
-    conform_inputs(dataset.inputs, model, dataset.source)
+    dataset.notes.extend(conform_inputs(dataset.inputs, model, dataset.source))
     dataset.labels = conform_labels(dataset.labels, dataset.source)
     counts = {len(v) for v in dataset.inputs.values()}
     if len(counts) != 1 or 0 in counts:

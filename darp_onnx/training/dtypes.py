@@ -40,10 +40,12 @@ def cast_lossless(array: np.ndarray, target: np.dtype, where: str) -> np.ndarray
     return cast
 
 
-def conform_inputs(inputs: dict[str, np.ndarray], model: onnx.ModelProto, source: str) -> None:
-    """Cast each input array (in place in `inputs`) to its model input's dtype; refuse scalars."""
+def conform_inputs(inputs: dict[str, np.ndarray], model: onnx.ModelProto, source: str) -> list[str]:
+    """Cast each input array (in place in `inputs`) to its model input's dtype; refuse scalars. Returns a note
+    for each integer array made float: 0-255 pixels cast as they are reach a model that may take [0, 1]."""
     from darp_onnx.load.inputs import graph_inputs
 
+    notes = []
     for value in graph_inputs(model):
         if value.name not in inputs:
             continue
@@ -55,7 +57,12 @@ def conform_inputs(inputs: dict[str, np.ndarray], model: onnx.ModelProto, source
         if elem_type == onnx.TensorProto.UNDEFINED:
             inputs[value.name] = array
             continue
-        inputs[value.name] = cast_lossless(array, onnx.helper.tensor_dtype_to_np_dtype(elem_type), where)
+        target = onnx.helper.tensor_dtype_to_np_dtype(elem_type)
+        inputs[value.name] = cast_lossless(array, target, where)
+        if array.dtype.kind in "iu" and np.dtype(target).kind == "f" and array.size:
+            notes.append(f"{where} holds {array.dtype} values ({array.min()} to {array.max()}), cast to "
+                         f"{np.dtype(target).name} as they are; scale them first if the model takes another range")
+    return notes
 
 
 def conform_labels(labels: np.ndarray | None, source: str) -> np.ndarray | None:

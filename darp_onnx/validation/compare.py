@@ -34,7 +34,7 @@ from darp_onnx.runtime.device import choose_device
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.runtime.timer import measure_latencies
 from darp_onnx.training.batching import feeds_of_several, fixes_first_dimension
-from darp_onnx.training.dataset import Dataset, check_dataset, load_dataset, synthetic_dataset
+from darp_onnx.training.dataset import Dataset, check_dataset, data_notes, load_dataset, synthetic_dataset
 from darp_onnx.validation.checks import (
     EQUIVALENCE_ATOL,
     EQUIVALENCE_RTOL,
@@ -258,7 +258,7 @@ def validate_models(
         "provider": {"original": session_provider(session_o), "pruned": session_provider(session_p),
                      "requested": device, "reason": reason},
         "data": {"source": dataset.source, "samples": len(dataset), "labels": dataset.labels is not None,
-                 "preprocess": dataset.preprocess},
+                 "preprocess": dataset.preprocess, "skipped_files": dataset.skipped, "notes": data_notes(dataset)},
         "checks": [*CHECKS, f"onnxruntime ({session_provider(session_p)})"],
         "outputs": rows,
         "max_abs_diff": max((r["max_abs_diff"] for r in rows), default=0.0),

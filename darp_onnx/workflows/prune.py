@@ -43,10 +43,17 @@ from darp_onnx.search.loss import TaskLoss, check_labels_fit
 from darp_onnx.search.taylor import TAYLOR_BATCHES, run_darp, taylor_scores
 from darp_onnx.training.batching import is_batch_major
 from darp_onnx.training.data_shapes import shapes_from_data
-from darp_onnx.training.dataset import SYNTHETIC_SOURCE, Dataset, load_dataset, load_from_loader, synthetic_dataset
+from darp_onnx.training.dataset import (
+    SYNTHETIC_SOURCE,
+    Dataset,
+    data_notes,
+    load_dataset,
+    load_from_loader,
+    synthetic_dataset,
+)
 from darp_onnx.training.decode_targets import decoded_scores
 from darp_onnx.training.holdout import MIN_HELD_OUT, split_holdout
-from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT, images_note
+from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
 from darp_onnx.training.pictures import PixelRange, pictures_note, range_of_preprocess
 from darp_onnx.training.preprocess import parse_preprocess
 from darp_onnx.training.recovery import RecoveryRecipe
@@ -265,9 +272,8 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
     config = run.config
     with run.timings.stage("data"):
         run.dataset = _load_data(run, config.io.data if data is None else data)
-        if run.dataset.preprocess is not None:
-            run.progress("note", {"message": images_note(run.dataset.source, len(run.dataset), run.dataset.skipped,
-                                                         run.dataset.preprocess)})
+        for note in data_notes(run.dataset):
+            run.progress("note", {"message": note})
     with run.timings.stage("plan"):
         run.proxy = build_proxy(run.model, source=run.source.name).to(run.device.torch_device)
         run.proxy.stored_types = dict(run.stored_types)

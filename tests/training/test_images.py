@@ -89,6 +89,23 @@ def test_bad_image_is_counted_and_skipped(tmp_path):
     assert dataset.describe()["skipped"] == 1
 
 
+def test_an_array_named_otherwise_is_said_to_feed_the_only_input(tmp_path):
+    np.savez(tmp_path / "d.npz", input=np.zeros((2, 1, 32, 32), np.float32))
+    dataset = load_dataset(tmp_path / "d.npz", image_model(["N", 1, 32, 32]))
+    assert dataset.notes == [f"{tmp_path / 'd.npz'}: array 'input' feeds input 'x' (the only array); name it 'x' "
+                             "to say so"]
+    np.savez(tmp_path / "named.npz", x=np.zeros((2, 1, 32, 32), np.float32))
+    assert load_dataset(tmp_path / "named.npz", image_model(["N", 1, 32, 32])).notes == []
+
+
+def test_integer_pixels_cast_to_float_are_noted_with_their_range(tmp_path):
+    pixels = np.arange(2 * 32 * 32, dtype=np.uint8).reshape(2, 1, 32, 32)
+    np.savez(tmp_path / "d.npz", x=pixels)
+    dataset = load_dataset(tmp_path / "d.npz", image_model(["N", 1, 32, 32]))
+    assert dataset.inputs["x"].dtype == np.float32
+    assert any("holds uint8 values (0 to 255), cast to float32 as they are" in n for n in dataset.describe()["notes"])
+
+
 def test_max_samples_picks_a_seeded_subset(tmp_path):
     write_pngs(tmp_path, 6)
     first = load_dataset(tmp_path, image_model(["N", 1, 32, 32]), max_samples=4, seed=1).inputs["x"]

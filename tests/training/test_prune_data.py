@@ -162,3 +162,5 @@ def test_prune_and_validate_say_how_image_files_became_inputs(tmp_path):
                                   "--json"])
     assert checked.exit_code == 0, checked.stderr
     assert json.loads(checked.stdout)["data"]["preprocess"]["chosen"] == "inception: --preprocess"
+    told = " ".join(checked.stderr.split())
+    assert "8 images from" in told and "1 could not be decoded, first:" in told and "broken.png" in told
