@@ -61,6 +61,7 @@ from darp_onnx.training.recovery import recover as recover_weights
 from darp_onnx.training.steps import predict
 from darp_onnx.training.synthetic_check import (
     constant_outputs,
+    one_decision_outputs,
     saturated_outputs,
     stand_in_inputs,
     stand_ins_note,
@@ -326,7 +327,7 @@ def _note_synthetic_data(run: PruneRun) -> None:
     constant = constant_outputs(run.model, run.reference, run.dataset.inputs)
     chosen_by = "as --preprocess asks" if run.pixel_range is not None else None
     for message in (pictures_note(run.dataset.picture_ranges, chosen_by), stand_ins, constant,
-                    saturated_outputs(run.model, run.reference)):
+                    saturated_outputs(run.model, run.reference), one_decision_outputs(run.model, run.reference)):
         if message is not None:
             run.progress("note", {"message": message})
 
@@ -763,7 +764,8 @@ def _warnings(run: PruneRun, validation: Validation, pruned: onnx.ModelProto) ->
         latency_ms_after=validation.latency_ms_after,
         stand_ins=stand_in_inputs(run.model, list(run.dataset.picture_ranges)) if run.dataset.synthetic else {})
     larger = larger_than_original(run.original_bytes, pruned.ByteSize(), run.folded_weights)
-    return found + ([larger] if larger else [])
+    unjudged = one_decision_outputs(run.model, run.reference) if run.dataset.synthetic else None
+    return found + [w for w in (unjudged, larger) if w]
 
 
 def group_rows(analysis: ChannelAnalysis, masks: Mapping[int, np.ndarray]) -> list[dict[str, Any]]:

@@ -81,3 +81,55 @@ def test_float_inputs_that_are_not_pictures_are_said_to_get_normal_values():
     assert "'spec' gets standard normal values" in note and "'ids' gets ids drawn uniformly" in note
     assert stand_ins_note({}) is None and measured_on_stand_ins({}) is None
     assert "measured on standard normal values for 'spec'" in measured_on_stand_ins(stand_ins)
+
+
+def _classifier_heads():
+    """Class scores three ways: a linear layer's logits [N, T, 5] (MatMul + bias), a Softmax over axis 1 of
+    [N, 5] behind an Identity, and the same logits transposed (the class axis moved: not judged)."""
+    from darp_onnx.training.synthetic_check import class_heads
+
+    b = GraphBuilder(43)
+    x = b.input("x", ["N", 7, 6])
+    logits = b.op("Add", b.op("MatMul", x, b.const(np.ones((6, 5), np.float32))), b.const(np.zeros(5, np.float32)))
+    pooled = b.op("ReduceMean", logits, axes=[1], keepdims=0)
+    probs = b.op("Identity", b.op("Softmax", pooled, axis=1))
+    moved = b.op("Transpose", logits, perm=[0, 2, 1])
+    model = b.build(logits, probs, moved)
+    return model, [None if h is None else h.axis for h in class_heads(model)]
+
+
+def test_class_axes_follow_softmax_and_linear_layers_but_not_a_moved_axis():
+    _, axes = _classifier_heads()
+    assert axes == [-1, -1, None]
+
+
+def test_class_outputs_that_pick_one_class_everywhere_are_named():
+    """vtop's CTC recogniser says blank at every step of every synthetic picture; pruned data-free it read
+    nothing on real captchas at a reported error of 0.11."""
+    from darp_onnx.training.synthetic_check import one_decision_outputs
+
+    model, _ = _classifier_heads()
+    blank = np.zeros((4, 7, 5), np.float32)
+    blank[..., 0] = 3.0
+    varied = np.random.default_rng(0).normal(size=(4, 5)).astype(np.float32)
+    line = one_decision_outputs(model, [blank, varied, blank.transpose(0, 2, 1)])
+    names = [o.name for o in model.graph.output]
+    assert line is not None and f"'{names[0]}' (if it holds class scores) picks class 0 of 5 at all 28" in line
+    assert names[1] not in line and names[2] not in line and "--data" in line
+    one_answer = np.tile(np.eye(5, dtype=np.float32)[3], (4, 1))
+    line = one_decision_outputs(model, [varied[:, None], one_answer, blank])
+    assert f"'{names[1]}' picks class 3 of 5 at all 4 positions" in line
+    assert one_decision_outputs(model, [np.random.default_rng(1).normal(size=(4, 7, 5)), varied, blank]) is None
+
+
+def test_prune_warns_in_its_result_when_the_original_gives_one_answer(tmp_path):
+    import darp_onnx
+
+    b = GraphBuilder(44)
+    x = b.input("x", ["N", 6])
+    hidden = b.op("Relu", b.op("MatMul", x, b.weight(6, 16)))
+    bias = np.array([50.0, 0, 0, 0, 0], np.float32)  # class 0 wins for every input
+    model = b.build(b.op("Add", b.op("MatMul", hidden, b.weight(16, 5)), b.const(bias)))
+    result = darp_onnx.prune(model, output=tmp_path / "p.onnx", target_flops=0.7, search_steps=2, finetune_steps=1,
+                             synthetic_samples=8, latency_runs=1, channel_multiple=1, max_drift="off")
+    assert any("picks class 0 of 5" in w and "--data" in w for w in result.warnings)
