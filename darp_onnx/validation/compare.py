@@ -236,7 +236,7 @@ def validate_models(
     clock = time.perf_counter()
     latency = None
     if latency_runs:
-        one = dataset.timing_feed()
+        one = dataset.timing_feeds()
         try:
             lat_o, lat_p = measure_latencies([session_o, session_p], one, runs=latency_runs)
         except Exception as exc:  # onnxruntime ran the batch but not one sample: ICLabel takes groups of 4

@@ -659,7 +659,7 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
                 f"{label}: counted {counted.macs} MACs / {counted.params} params, the cost model predicted "
                 f"{expected_macs} / {expected_params}"
             )
-        one = run.dataset.timing_feed()
+        one = run.dataset.timing_feeds()
         kept, measured_on = _fidelity(run, written, before, session_before, label)
         limit = run.config.validation.drift_limit(labelled=run.dataset.labels is not None)
         details = {"top1_agreement": kept.top1_agreement, "fidelity_on": measured_on,

@@ -37,3 +37,13 @@ def test_real_samples_and_non_image_inputs_are_timed_as_they_are():
     assert np.array_equal(real.timing_feed()["x"], images[:1])
     sequence = Dataset({"s": np.random.default_rng(2).standard_normal((4, 576)).astype(np.float32)})
     assert np.array_equal(sequence.timing_feed()["s"], sequence.first_feed()["s"])
+
+
+def test_several_samples_are_timed_in_turn():
+    images = np.random.default_rng(3).standard_normal((6, 3, 32, 32)).astype(np.float32)
+    feeds = Dataset({"x": images}, None, "photos.npz").timing_feeds(count=4)
+    assert len(feeds) == 4 and all(np.array_equal(f["x"], images[i:i + 1]) for i, f in enumerate(feeds))
+    data = synthetic_dataset(_conv_model(), samples=3, shapes={"x": (1, 3, 32, 32)})
+    smooth = data.timing_feeds(count=4)
+    assert len(smooth) == 3 and np.array_equal(smooth[0]["x"], data.timing_feed()["x"])
+    assert not np.array_equal(smooth[0]["x"], smooth[1]["x"])
