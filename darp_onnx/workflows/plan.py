@@ -66,6 +66,13 @@ class RunPlan:
     expected_s: float | None = None  # seconds from the start to the planned end (set after planning)
     threads: int = field(default_factory=torch.get_num_threads)
 
+    def note_full_pass(self, seconds: float, samples: int) -> None:
+        """A whole pass over the data, timed: where it cost more per sample than the plan's probe measured (a
+        transformer at the pass's larger batch: SVTRv2, 94 ms planned, 130 ms a sample in the passes), the
+        deadlines and estimates after it count the passes at the measured cost."""
+        if samples > 0 and math.isfinite(self.forward_seconds) and seconds / samples > self.forward_seconds:
+            self.forward_seconds = seconds / samples
+
     def seconds_left(self) -> float | None:
         usable = usable_seconds(self.seconds)
         return None if usable is None else usable - (time.perf_counter() - self.started)

@@ -296,7 +296,9 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         batch = max(1, min(128, 2 * run.plan.memory.max_batch))
         if run.dataset.labels is None:
             _add_decoded_scores(run)
+        clock = time.perf_counter()
         run.reference = predict(run.proxy, run.dataset, batch_size=batch, device=run.device.torch_device)
+        run.plan.note_full_pass(time.perf_counter() - clock, len(run.dataset))
         if run.dataset.synthetic:
             _note_synthetic_data(run)
         if run.dataset.labels is not None:
@@ -506,7 +508,8 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
         handle = attach_gates(run.proxy, run.analysis)
         untrained = {k: v.detach().clone() for k, v in run.proxy.state_dict().items()}
         try:
-            loss_before = _loss_of(run, _masked_outputs(run, handle, masks)) if steps > 0 else None
+            untuned = _masked_outputs(run, handle, masks) if steps > 0 else None  # kept where the fine-tune harms
+            loss_before = _loss_of(run, untuned) if untuned is not None else None
             handle.clear()  # recovery initialises its BatchNorm on the unpruned proxy, then sets the masks
             deadline = _finetune_deadline(run)
             outputs, steps_run = _recover_once(run, handle, masks, steps, batch, deadline)
@@ -520,7 +523,7 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
                                                  f"({steps} steps dropped)"})
                 run.proxy.load_state_dict(untrained)
                 steps = 0
-                outputs = _masked_outputs(run, handle, masks)
+                outputs = untuned
         finally:
             handle.remove()
     return Recovered(outputs, steps)

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 
 from darp_onnx.errors import BadInputError
@@ -79,8 +81,10 @@ def test_samples_capped_for_slow_forward_passes():
     assert plan_samples(50, seconds=300, forward_seconds=0.01) == 50  # fewer than the floor: all of them
 
 
-def test_samples_floor_gives_way_to_the_budget_only_when_their_passes_outrun_it():
-    assert plan_samples(1000, seconds=300, forward_seconds=0.3) == MIN_SAMPLES  # 64 samples' passes: 192 s
+def test_samples_floor_gives_way_to_the_budget_only_when_their_passes_take_over_half_of_it():
+    assert plan_samples(1000, seconds=300, forward_seconds=0.2) == MIN_SAMPLES  # 64 samples' passes: 141 s
+    assert plan_samples(1000, seconds=300, forward_seconds=0.3) == 36  # 211 s: the share's cap, 36 x 11 x 0.3 s
+    assert plan_samples(1000, seconds=120, forward_seconds=0.094) == 46  # SVTRv2: 64 samples ran 138 s of 120
     assert plan_samples(1000, seconds=300, forward_seconds=10.0) == FEWEST_SAMPLES
 
 
@@ -128,3 +132,18 @@ def test_a_hopeless_budget_names_a_smaller_input_only_where_the_model_takes_one(
     with pytest.raises(OptionError, match="or prune at a smaller input_shapes$"):
         refuse_hopeless_budget(plan, 16, resizable=True)
     refuse_hopeless_budget(RunPlan(0.0, 120.0, MemoryPlan(1, 0, 1, 8), steps, expected_s=230.0), 16, resizable=True)
+
+
+def test_a_timed_pass_dearer_than_the_probe_raises_the_per_sample_cost_and_a_cheaper_one_does_not():
+    from darp_onnx.runtime.memory import MemoryPlan
+    from darp_onnx.workflows.plan import RunPlan
+
+    steps = plan_steps(seconds=None, step_seconds=_linear(1.0), batch_size=8)
+    plan = RunPlan(0.0, 120.0, MemoryPlan(1, 0, 1, 8), steps, forward_seconds=0.094)
+    plan.note_full_pass(8.3, 64)  # SVTRv2's reference pass: 130 ms a sample
+    assert plan.forward_seconds == pytest.approx(8.3 / 64)
+    plan.note_full_pass(1.0, 64)
+    assert plan.forward_seconds == pytest.approx(8.3 / 64)
+    unplanned = RunPlan(0.0, None, MemoryPlan(1, 0, 1, 8), steps)
+    unplanned.note_full_pass(8.3, 64)
+    assert math.isnan(unplanned.forward_seconds)
