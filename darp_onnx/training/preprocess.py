@@ -18,7 +18,7 @@ from PIL import Image, ImageOps
 from darp_onnx.errors import BadInputError
 
 PREPROCESS_FLAG = "--preprocess"
-RESIZE_MODES = ("stretch", "letterbox", "crop")
+RESIZE_MODES = ("stretch", "letterbox", "topleft", "crop", "stretch-crop")
 CHANNEL_ORDERS = ("rgb", "bgr")
 LAYOUTS = ("auto", "nchw", "nhwc")
 DTYPES = ("auto", "float32", "float16", "float64", "uint8", "int8", "int32", "int64")
@@ -28,8 +28,11 @@ DTYPES = ("auto", "float32", "float16", "float64", "uint8", "int8", "int32", "in
 class Preprocess:
     """How an image file becomes one sample of a model input.
 
-    resize: `stretch` to the input size, `letterbox` (keep the aspect ratio, pad with `pad`), or `crop`
-    (keep the centre `crop` share of the shorter side, as `Resize(256) + CenterCrop(224)` does, then resize).
+    resize: `stretch` to the input size; `letterbox` (keep the aspect ratio, centred, pad with `pad`);
+    `topleft` (the same with the image in the top-left corner, padded on the right and bottom: text lines
+    padded on the right, detectors that pad to a square before resizing); `crop` (keep the centre `crop`
+    share of the shorter side, as `Resize(256) + CenterCrop(224)` does, then resize); `stretch-crop` (keep
+    the centre `crop` share of each side, as `Resize((256, 256)) + CenterCrop(224)` does, then resize).
     dtype `auto` is the model input's element type; layout `auto` reads it from the input's shape."""
 
     resize: str = "stretch"
@@ -177,11 +180,17 @@ def _resized(image: Image.Image, spec: Preprocess, size: tuple[int, int]) -> Ima
     """`size` is (width, height), as Pillow takes it."""
     if spec.resize == "crop":
         return ImageOps.fit(image, size, method=Image.Resampling.BILINEAR, bleed=(1.0 - spec.crop) / 2.0)
+    if spec.resize == "stretch-crop":
+        width, height = image.size
+        margin_w, margin_h = width * (1.0 - spec.crop) / 2.0, height * (1.0 - spec.crop) / 2.0
+        box = (margin_w, margin_h, width - margin_w, height - margin_h)
+        return image.resize(size, Image.Resampling.BILINEAR, box=box)
     if image.size == size:
         return image
-    if spec.resize == "letterbox":
+    if spec.resize in ("letterbox", "topleft"):
         fill = int(round(spec.pad)) if image.mode == "L" else (int(round(spec.pad)),) * 3
-        return ImageOps.pad(image, size, method=Image.Resampling.BILINEAR, color=fill)
+        centering = (0.0, 0.0) if spec.resize == "topleft" else (0.5, 0.5)
+        return ImageOps.pad(image, size, method=Image.Resampling.BILINEAR, color=fill, centering=centering)
     return image.resize(size, Image.Resampling.BILINEAR)
 
 

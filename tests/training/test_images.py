@@ -43,6 +43,29 @@ def test_yolo_letterboxes_with_grey_114(tmp_path):
     np.testing.assert_allclose(x[0], want.transpose(2, 0, 1), atol=1e-6)
 
 
+def test_topleft_pads_on_the_right_and_bottom_as_text_recognisers_do(tmp_path):
+    line = colour(digit_pixels(1)[0])[:16]  # 32 wide, 16 high: into 16 x 64 it fits at full size
+    Image.fromarray(line).save(tmp_path / "line.png")
+    x = _load(tmp_path, [1, 3, 16, 64], "unit,resize=topleft,pad=0")
+    want = np.zeros((16, 64, 3))
+    want[:, :32] = line / 255.0
+    np.testing.assert_allclose(x[0], want.transpose(2, 0, 1), atol=1e-6)
+    tall = colour(digit_pixels(1)[0])[:, :16]  # 16 wide, 32 high, into 32 x 32: padded on the right
+    Image.fromarray(tall).save(tmp_path / "line.png")
+    x = _load(tmp_path, [1, 3, 32, 32], "unit,resize=topleft,pad=255")
+    assert np.allclose(x[0][:, :, 16:], 1.0) and np.allclose(x[0][:, :, :16], tall.transpose(2, 0, 1) / 255.0)
+
+
+def test_stretch_crop_keeps_the_centre_share_of_each_side(tmp_path):
+    wide = np.zeros((20, 40), np.uint8)
+    wide[2:18, 4:36] = 200  # the centre 0.8 of each side is bright, the margins dark
+    Image.fromarray(wide).save(tmp_path / "wide.png")
+    x = _load(tmp_path, [1, 1, 16, 32], "unit,resize=stretch-crop,crop=0.8")
+    np.testing.assert_allclose(x[0, 0], np.full((16, 32), 200 / 255.0), atol=1e-6)
+    square = _load(tmp_path, [1, 1, 32, 32], "unit,resize=stretch-crop,crop=0.8")  # stretched, not cut to 1:1
+    np.testing.assert_allclose(square[0, 0], np.full((32, 32), 200 / 255.0), atol=1e-6)
+
+
 def test_caffe_is_bgr_minus_mean_unscaled(tmp_path):
     pixels = write_pngs(tmp_path, 2, rgb=True)
     x = _load(tmp_path, ["N", 3, 32, 32], "caffe")
