@@ -62,8 +62,12 @@ def test_stretch_crop_keeps_the_centre_share_of_each_side(tmp_path):
     Image.fromarray(wide).save(tmp_path / "wide.png")
     x = _load(tmp_path, [1, 1, 16, 32], "unit,resize=stretch-crop,crop=0.8")
     np.testing.assert_allclose(x[0, 0], np.full((16, 32), 200 / 255.0), atol=1e-6)
-    square = _load(tmp_path, [1, 1, 32, 32], "unit,resize=stretch-crop,crop=0.8")  # stretched, not cut to 1:1
-    np.testing.assert_allclose(square[0, 0, 2:-2, 2:-2], np.full((28, 28), 200 / 255.0), atol=1e-6)  # edges blend
+    ramp = np.tile((np.arange(40) * 5).astype(np.uint8), (20, 1))  # value = 5 x column
+    Image.fromarray(ramp).save(tmp_path / "wide.png")
+    stretched = _load(tmp_path, [1, 1, 32, 32], "unit,resize=stretch-crop,crop=0.8")[0, 0, 16] * 255 / 5
+    cut = _load(tmp_path, [1, 1, 32, 32], "unit,resize=crop,crop=0.8")[0, 0, 16] * 255 / 5
+    assert 3 < stretched[0] < 6 and 34 < stretched[-1] < 37  # columns 4-36 of the source, squeezed to 1:1
+    assert 11 < cut[0] < 14 and 26 < cut[-1] < 29  # the centre square, columns 12-28
 
 
 def test_caffe_is_bgr_minus_mean_unscaled(tmp_path):
