@@ -43,8 +43,8 @@ def test_model_against_itself_passes_with_labels():
     assert doc["passed"] and doc["failures"] == []
     assert doc["fidelity"]["top1_agreement"] == 1.0
     assert doc["fidelity"]["accuracy_before"] == doc["fidelity"]["accuracy_after"] > 0.9
-    assert doc["data"] == {"source": str(DIGITS), "samples": 271, "labels": True,
-                           "preprocess": None}  # the test split (not images)
+    assert doc["data"] == {"source": str(DIGITS), "samples": 271, "labels": True, "preprocess": None,
+                           "skipped_files": [], "notes": []}  # the test split (not images)
     assert doc["provider"]["pruned"] == "CPUExecutionProvider"
     assert doc["macs"]["ratio"] == 1.0 and doc["params"]["before"] == doc["params"]["after"] > 0
     assert doc["latency_ms"]["runs"] == 2 and doc["latency_ms"]["after"]["median_ms"] > 0
