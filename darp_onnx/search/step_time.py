@@ -44,7 +44,9 @@ def measure_step_seconds(proxy: ProxyModel, analysis: ChannelAnalysis, dataset: 
             logits = {g.id: torch.full((g.size,), 3.0, device=device, requires_grad=True) for g in analysis.prunable()}
             handle.set({gid: sample_gates(th, 0.5, generator=generator) for gid, th in logits.items()})
             outputs = batch_outputs(proxy, dataset, idx, device)  # micro-batches too, as the search runs them
-            sum(o.float().square().mean() for o in outputs if o.is_floating_point()).backward()
+            loss = sum(o.float().square().mean() for o in outputs if o.is_floating_point())
+            if isinstance(loss, torch.Tensor) and loss.requires_grad:  # integer outputs alone: a forward only
+                loss.backward()
             _sync(device)
             times.append(time.perf_counter() - start)
             if warm_up and len(times) == 1 and times[0] >= SLOW_STEP_S:

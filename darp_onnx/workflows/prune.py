@@ -279,6 +279,8 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         run.proxy = build_proxy(run.model, source=run.source.name).to(run.device.torch_device)
         run.proxy.stored_types = dict(run.stored_types)
         run.proxy.eval()
+        if run.dataset.labels is None:  # before the steps are timed: integer outputs alone carry no gradient
+            _add_decoded_scores(run)
         if not is_batch_major(run.proxy, run.model, run.input_shapes, device=run.device.torch_device,
                               seed=config.seed):  # a fixed batch or outputs not indexed by sample
             run.dataset = _as_micro_batches(run)
@@ -294,8 +296,6 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
                               "estimate_s": run.plan.expected_s, "over_budget": steps.over_budget})
     with run.timings.stage("reference_outputs"):
         batch = max(1, min(128, 2 * run.plan.memory.max_batch))
-        if run.dataset.labels is None:
-            _add_decoded_scores(run)
         clock = time.perf_counter()
         run.reference = predict(run.proxy, run.dataset, batch_size=batch, device=run.device.torch_device)
         run.plan.note_full_pass(time.perf_counter() - clock, len(run.dataset))
