@@ -230,3 +230,25 @@ def test_an_output_further_from_the_original_than_zeros_is_refused():
     check_signal(Fidelity(None, 0.067, worst_output="o", worst_output_error=0.8), NO_SIGNAL_DRIFT, "m",
                  synthetic=False)  # far, and warned about, but not refused
     check_signal(fid, None, "m", synthetic=False)  # no gate: written (with a warning)
+
+
+def test_decoded_ids_are_judged_by_the_share_that_agree():
+    """An ALBERT tagger outputs tag ids (ArgMax in the graph): a relative error of 0.44 on ids said nothing;
+    the share of equal tags (76%) does, and it is what the low-agreement warning reads."""
+    from darp_onnx.validation.checks import label_outputs
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(46)
+    x = b.input("x", ["N", 6, 5])
+    tags = b.op("Cast", b.op("ArgMax", x, axis=2, keepdims=0), to=7)
+    model = b.build(tags, b.op("Relu", x))
+    assert label_outputs(model) == [model.graph.output[0].name]
+    before = np.random.default_rng(0).integers(0, 5, size=(4, 6))
+    after = before.copy()
+    after[:, :2] = (after[:, :2] + 1) % 5  # 8 of 24 tags changed
+    floats = np.zeros((4, 6, 5), np.float32)
+    fid = fidelity([after, floats], [before, floats], names=["tags", "h"], ids=["tags"])
+    assert fid.top1_agreement == pytest.approx(16 / 24) and fid.top1_output == "tags"
+    assert fidelity([after, floats], [before, floats], names=["tags", "h"]).top1_agreement is None
+    warned = written_model_warnings(fid, synthetic=False, latency_ms_before=1.0, latency_ms_after=1.0)
+    assert any("top class on only 66.7%" in w for w in warned)

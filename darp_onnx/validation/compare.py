@@ -41,6 +41,7 @@ from darp_onnx.validation.checks import (
     check_structure,
     fidelity,
     fixed_classes,
+    label_outputs,
     run_batches,
 )
 
@@ -230,7 +231,7 @@ def validate_models(
     before = run_batches(session_o, dataset.inputs, label_o, BadInputError, micro=micro)
     after = run_batches(session_p, dataset.inputs, label_p, ValidationFailedError, micro=micro)
     rows = _compare(names, after, before, label_p)
-    fid = fidelity(after, before, dataset.labels, names, fixed_classes(model_o))
+    fid = fidelity(after, before, dataset.labels, names, fixed_classes(model_o), label_outputs(model_o))
     timings["run_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

@@ -67,7 +67,14 @@ from darp_onnx.training.synthetic_check import (
     stand_ins_note,
 )
 from darp_onnx.training.time_budget import DEFAULT_FINETUNE_STEPS, SMALLEST_BATCH, finetune_steps_left
-from darp_onnx.validation.checks import baseline_gaps, fidelity, fixed_classes, run_batches, run_model
+from darp_onnx.validation.checks import (
+    baseline_gaps,
+    fidelity,
+    fixed_classes,
+    label_outputs,
+    run_batches,
+    run_model,
+)
 from darp_onnx.workflows.advice import (
     check_drift,
     check_signal,
@@ -686,16 +693,16 @@ def _fidelity(run: PruneRun, written, before: list[np.ndarray], session_before, 
     """Fidelity to the original on the held-out samples where there are any, else on the training data; and
     which samples those were."""
     held, micro = run.holdout, run.dataset.micro_batches
-    names, classes = [o.name for o in run.model.graph.output], fixed_classes(run.model)
+    names, classes, ids = [o.name for o in run.model.graph.output], fixed_classes(run.model), label_outputs(run.model)
     if held is None and run.dataset.synthetic:
         held = fresh_synthetic(run)
     if held is None:
-        kept = fidelity(written.outputs, before, run.dataset.labels, names, classes)
+        kept = fidelity(written.outputs, before, run.dataset.labels, names, classes, ids)
         return kept, f"{len(run.dataset)} fitted (no holdout) samples"
     original = run_batches(session_before, held.inputs, "original model", micro=micro)
     pruned = run_batches(written.session, held.inputs, label, micro=micro)
     kind = "fresh synthetic samples (not fitted)" if held.synthetic else "held-out samples"
-    return fidelity(pruned, original, held.labels, names, classes), f"{len(held)} {kind}"
+    return fidelity(pruned, original, held.labels, names, classes, ids), f"{len(held)} {kind}"
 
 
 def fresh_synthetic(run: PruneRun) -> Dataset:
