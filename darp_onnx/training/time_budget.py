@@ -85,14 +85,15 @@ def plan_steps(*, seconds: float | None, step_seconds: Callable[[int], float], b
                max_batch: int | None = None, search_steps: int | None = None, finetune_steps: int | None = None,
                search: bool = True, fixed_batch: bool = False,
                search_step_seconds: Callable[[int], float] | None = None) -> StepPlan:
-    """Steps and batch that fit `seconds` of training (None: no budget, the defaults). `search` False plans a
-    recovery fine-tune only (baselines); `fixed_batch` keeps `batch_size` (capped by `max_batch`);
+    """Steps and batch that fit `seconds` of training (None: no budget, the defaults); step counts given are
+    kept, and the batch shrinks to fit them. `search` False plans a recovery fine-tune only (baselines);
+    `fixed_batch` keeps `batch_size` (capped by `max_batch`);
     `search_step_seconds` times a search step when it differs from a fine-tune step (reduced resolution)."""
     batch = max(1, min(batch_size, max_batch or batch_size))
     default_search = DEFAULT_SEARCH_STEPS if search else 0
     wanted_search = default_search if search_steps is None else search_steps
     wanted_finetune = DEFAULT_FINETUNE_STEPS if finetune_steps is None else finetune_steps
-    if seconds is None or (search_steps is not None and finetune_steps is not None):
+    if seconds is None or (search_steps is not None and finetune_steps is not None and fixed_batch):
         return StepPlan(wanted_search, wanted_finetune, batch, math.nan, math.nan, False)
     search_timer = search_step_seconds or step_seconds
     while True:

@@ -132,7 +132,9 @@ def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
     search_data, note = None, "full resolution"
     if config.search.method == "darp":
         search_data, note = reduced_search_data(run.proxy, dataset, config.resources.search_resolution, device)
-    planned_all = config.search.steps is not None and config.recovery.steps is not None
+    # step counts and batch all given: nothing to plan; counts alone: the batch that fits the budget (a PP-OCR
+    # detector at 640x640 given 30 + 10 steps ran at batch 29, the memory's cap, far past --time-budget)
+    planned_all = None not in (config.search.steps, config.recovery.steps, requested_batch)
     if seconds is None or planned_all:
         steps = plan_steps(seconds=None, step_seconds=lambda b: math.nan, batch_size=batch,
                            search_steps=config.search.steps, finetune_steps=config.recovery.steps)

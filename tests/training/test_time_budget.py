@@ -147,3 +147,13 @@ def test_a_timed_pass_dearer_than_the_probe_raises_the_per_sample_cost_and_a_che
     unplanned = RunPlan(0.0, None, MemoryPlan(1, 0, 1, 8), steps)
     unplanned.note_full_pass(8.3, 64)
     assert math.isnan(unplanned.forward_seconds)
+
+
+def test_step_counts_given_without_a_batch_get_the_batch_that_fits_the_budget():
+    """A 640x640 detector given 30 + 10 steps ran at batch 29 (the memory's cap) long past its budget."""
+    fitted = plan_steps(seconds=60, step_seconds=_linear(0.5), batch_size=32, search_steps=30, finetune_steps=10)
+    assert (fitted.search_steps, fitted.finetune_steps) == (30, 10)
+    assert fitted.batch_size < 32 and fitted.training_seconds <= 60 and not fitted.over_budget
+    kept = plan_steps(seconds=60, step_seconds=_linear(0.5), batch_size=32, search_steps=30, finetune_steps=10,
+                      fixed_batch=True)
+    assert kept.batch_size == 32
