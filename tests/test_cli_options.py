@@ -132,3 +132,15 @@ def test_inspect_of_a_model_with_unconvertible_ops_reports_coverage_without_the_
     assert report["unsupported_ops"] == ["ai.onnx.ml::Scaler"] and report["groups"] == []
     plain = runner.invoke(app, ["inspect", str(path)])
     assert plain.exit_code == 0 and "not analysed" in plain.stdout and "ai.onnx.ml::Scaler" in plain.stdout
+
+
+def test_the_summary_names_an_output_far_worse_than_the_whole():
+    """A DocLayNet YOLOv8 written with --max-drift off: 'output error 0.134' while its class scores were at
+    1.0 and no page kept a detection; the headline alone misled."""
+    from darp_onnx.cli.commands.prune import _positives
+
+    fid = {"relative_error": 0.134, "worst_output": "output0 (values in [0, 1] on axis 2)", "worst_output_error": 1.0,
+           "positives_kept": 0.0, "positives_output": "output0 (values in [0, 1] on axis 2)"}
+    said = _positives(fid)
+    assert said.startswith(", worst output 'output0 (values in [0, 1] on axis 2)' 1") and "(F1) 0.00" in said
+    assert _positives({**fid, "worst_output_error": 0.2, "positives_kept": None}) == ""
