@@ -13,6 +13,8 @@ from onnx import shape_inference
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.validation.outputs_kept import (
+    class_axis,
+    fewest_decisions,
     fewest_positives,
     is_softmax,
     least_variation,
@@ -92,6 +94,8 @@ class Fidelity:
     least_varying_output: str | None = None  # the output whose spread over the samples shrank most
     variation_kept: float | None = None  # its spread against the original's (1: follows the input, 0: constant)
     top1_output: str | None = None  # the output top-1 agreement and accuracy are measured on
+    decisions_output: str | None = None  # the Softmax output whose other-than-usual picks are kept worst
+    decisions_kept: float | None = None  # the share of them kept (outputs_kept.decisions_kept)
 
 
 def _class_scores(values: np.ndarray) -> bool:
@@ -143,10 +147,16 @@ def label_outputs(model: onnx.ModelProto) -> list[str]:
 def _top1(after: Sequence[np.ndarray], before: Sequence[np.ndarray], names: Sequence[str], classes: bool,
           ids: Sequence[str]) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(output index, pruned picks, original picks) of the output top-1 agreement is measured on: the class
-    scores (`class_output`), else the first output of decoded ids (`label_outputs`)."""
+    scores (`class_output`), else the first Softmax output with more axes (a recogniser's [N, steps, classes]:
+    one pick per step), else the first output of decoded ids (`label_outputs`)."""
     index = class_output(before, classes)
     if index is not None:
         return index, np.asarray(after[index]).argmax(1), np.asarray(before[index]).argmax(1)
+    index = next((i for i, b in enumerate(before) if np.ndim(b) >= 3 and is_softmax(b)
+                  and np.shape(after[i]) == np.shape(b)), None)
+    if index is not None:
+        axis = class_axis(np.asarray(before[index]))
+        return index, np.asarray(after[index]).argmax(axis), np.asarray(before[index]).argmax(axis)
     index = next((i for i, name in enumerate(names) if name in ids and np.shape(after[i]) == np.shape(before[i])),
                  None)
     return None if index is None else (index, np.asarray(after[index]), np.asarray(before[index]))
@@ -174,13 +184,16 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
             acc_a = float((picks_a == labels).mean())
     rows = outputs_kept(after, before, names)
     worst, fewest, flat = worst_error(rows), fewest_positives(rows), least_variation(rows)
+    picks = fewest_decisions(rows)
     return Fidelity(agreement, num / max(den, 1e-12), acc_b, acc_a,
                     worst_output=None if worst is None else worst.name,
                     worst_output_error=None if worst is None else worst.relative_error,
                     positives_output=None if fewest is None else fewest.name,
                     positives_kept=None if fewest is None else fewest.positives_kept,
                     least_varying_output=None if flat is None else flat.name,
-                    variation_kept=None if flat is None else flat.variation_kept, top1_output=top1)
+                    variation_kept=None if flat is None else flat.variation_kept, top1_output=top1,
+                    decisions_output=None if picks is None else picks.name,
+                    decisions_kept=None if picks is None else picks.decisions_kept)
 
 
 def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,

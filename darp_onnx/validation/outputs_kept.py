@@ -33,6 +33,7 @@ class OutputKept:
     relative_error: float
     positives_kept: float | None  # F1 of the elements above POSITIVE; None: not probabilities, or too few
     variation_kept: float | None  # spread over the samples against the original's; None: it does not vary
+    decisions_kept: float | None = None  # share of the original's other-than-usual picks kept (`decisions_kept`)
 
 
 def relative_error(after: np.ndarray, before: np.ndarray) -> float:
@@ -60,7 +61,7 @@ def positives_kept(after: np.ndarray, before: np.ndarray) -> float | None:
     if int(truth.sum()) < MIN_POSITIVES:
         return None
     overall = _f1(truth, found)
-    axis = _class_axis(np.asarray(before))
+    axis = class_axis(np.asarray(before))
     if axis is None:
         return overall
     truth, found = np.moveaxis(truth, axis, -1), np.moveaxis(found, axis, -1)
@@ -78,15 +79,33 @@ def _f1(truth: np.ndarray, found: np.ndarray) -> float:
 
 def is_softmax(values: np.ndarray) -> bool:
     """Probabilities that sum to 1 along the last axis or axis 1 (a Softmax over classes)."""
-    return is_probabilities(values) and _class_axis(np.asarray(values)) is not None
+    return is_probabilities(values) and class_axis(np.asarray(values)) is not None
 
 
-def _class_axis(values: np.ndarray) -> int | None:
+def class_axis(values: np.ndarray) -> int | None:
     """The axis (last or 1) along which the values sum to 1 (a Softmax over classes), or None."""
     for axis in dict.fromkeys((values.ndim - 1, 1)):
         if values.ndim >= 2 and values.shape[axis] > 1 and np.allclose(values.sum(axis=axis), 1.0, atol=1e-3):
             return axis
     return None
+
+
+def decisions_kept(after: np.ndarray, before: np.ndarray) -> float | None:
+    """For a Softmax output: where the original picks another class than the one it picks most often (a
+    recogniser's characters, not its blank), the share of those picks the pruned model makes too; None where
+    `before` is not a Softmax or makes fewer than MIN_POSITIVES such picks. A PP-OCRv6 recogniser fitted on
+    200 text lines kept 2.5% of them (its top-1 agreement, 36%, barely above the 35% of always saying blank)
+    at an F1 of 0.31 over its probabilities above 0.5, and read 0 of 30 fresh lines."""
+    b = np.asarray(before)
+    axis = class_axis(b) if is_probabilities(b) else None
+    if axis is None or np.shape(after) != b.shape:
+        return None
+    picks_b, picks_a = b.argmax(axis=axis), np.asarray(after).argmax(axis=axis)
+    usual = np.bincount(picks_b.ravel()).argmax()
+    other = picks_b != usual
+    if int(other.sum()) < MIN_POSITIVES:
+        return None
+    return float((picks_a[other] == picks_b[other]).mean())
 
 
 def variation_kept(after: np.ndarray, before: np.ndarray) -> float | None:
@@ -123,7 +142,7 @@ def score_rows(before: np.ndarray) -> tuple[int, np.ndarray] | None:
 
 
 def _kept(name: str, a: np.ndarray, b: np.ndarray) -> OutputKept:
-    return OutputKept(name, relative_error(a, b), positives_kept(a, b), variation_kept(a, b))
+    return OutputKept(name, relative_error(a, b), positives_kept(a, b), variation_kept(a, b), decisions_kept(a, b))
 
 
 def outputs_kept(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
@@ -150,6 +169,12 @@ def fewest_positives(rows: Sequence[OutputKept]) -> OutputKept | None:
     """The output of probabilities whose positives are kept worst."""
     judged = [r for r in rows if r.positives_kept is not None]
     return min(judged, key=lambda r: r.positives_kept) if judged else None
+
+
+def fewest_decisions(rows: Sequence[OutputKept]) -> OutputKept | None:
+    """The Softmax output whose other-than-usual picks are kept worst."""
+    judged = [r for r in rows if r.decisions_kept is not None]
+    return min(judged, key=lambda r: r.decisions_kept) if judged else None
 
 
 def least_variation(rows: Sequence[OutputKept]) -> OutputKept | None:

@@ -99,6 +99,14 @@ def positives_lost(fid: Fidelity, synthetic: bool) -> str | None:
             "task before deploying it")
 
 
+def decisions_lost(fid: Fidelity, synthetic: bool) -> str | None:
+    """A warning when a Softmax output keeps few of the original's picks other than its most frequent class."""
+    if fid.decisions_kept is None or fid.decisions_kept >= FEW_POSITIVES_KEPT:
+        return None
+    return (f"output '{fid.decisions_output}' keeps {fid.decisions_kept:.1%} of the original's picks other than "
+            f"the class it picks most on {_where(synthetic)}, and check it on your task before deploying it")
+
+
 def input_ignored(fid: Fidelity, synthetic: bool) -> str | None:
     """A warning when an output hardly varies from sample to sample any more (an ImageNet-style classifier
     pruned data-free: its class margin's spread over photos fell from 3.3 to 0.45 at a top-1 agreement of 100%)."""
@@ -112,7 +120,7 @@ def input_ignored(fid: Fidelity, synthetic: bool) -> str | None:
 def written_model_warnings(fid: Fidelity, *, synthetic: bool, latency_ms_before: float, latency_ms_after: float,
                            stand_ins: Mapping[str, str] | None = None) -> list[str]:
     found = (far_from_original(fid.relative_error, synthetic), worst_output_far(fid, synthetic),
-             positives_lost(fid, synthetic), input_ignored(fid, synthetic),
+             positives_lost(fid, synthetic), decisions_lost(fid, synthetic), input_ignored(fid, synthetic),
              low_agreement(fid.top1_agreement, synthetic),
              measured_on_stand_ins(stand_ins or {}), slower_than_original(latency_ms_before, latency_ms_after))
     return [w for w in found if w]
@@ -154,6 +162,9 @@ def check_signal(fid: Fidelity, limit: float | None, label: str, synthetic: bool
     if fid.positives_kept is not None and fid.positives_kept < NO_POSITIVES_KEPT:
         name = fid.positives_output
         what = f"keeps none of the original's values above 0.5 (F1 {fid.positives_kept:.3f})"
+    elif fid.decisions_kept is not None and fid.decisions_kept < NO_POSITIVES_KEPT:
+        name, what = fid.decisions_output, (f"keeps {fid.decisions_kept:.1%} of the original's picks other than "
+                                            "the class it picks most (a recogniser's characters beside its blank)")
     elif fid.variation_kept is not None and fid.variation_kept < NO_VARIATION:
         name, what = fid.least_varying_output, (f"is about the same for every input (its spread over the samples "
                                                 f"is {fid.variation_kept:.1%} of the original's)")
@@ -165,6 +176,7 @@ def check_signal(fid: Fidelity, limit: float | None, label: str, synthetic: bool
     _refuse(label, f"output '{name}' {what} on {_on(synthetic)}: no signal kept, though the error over all outputs is "
                    f"{fid.relative_error:.3f}", synthetic,
             {"relative_error": fid.relative_error, "max_drift": limit, "positives_output": fid.positives_output,
-             "positives_kept": fid.positives_kept, "least_varying_output": fid.least_varying_output,
+             "positives_kept": fid.positives_kept, "decisions_output": fid.decisions_output,
+             "decisions_kept": fid.decisions_kept, "least_varying_output": fid.least_varying_output,
              "variation_kept": fid.variation_kept, "worst_output": fid.worst_output,
              "worst_output_error": fid.worst_output_error, **(details or {})})
