@@ -81,14 +81,14 @@ def class_heads(model: onnx.ModelProto) -> list[ClassHead | None]:
             continue
         axis = next((a.i for a in node.attribute if a.name == "axis"), -1) if node.op_type in SOFTMAX else -1
         direct = moves <= {"Identity"}
-        rank = len(node_rank_dims(model, node.output[0]) or (node_rank_dims(model, output.name) if direct else []))
+        rank = len(recorded_dims(model, node.output[0]) or (recorded_dims(model, output.name) if direct else []))
         axis = axis - rank if axis >= 0 and rank else axis
         kept = direct or (axis == -1 and "Transpose" not in moves)  # reshapes keep the last axis last
         heads.append(ClassHead(axis, node.op_type in SOFTMAX) if axis < 0 and kept else None)
     return heads
 
 
-def node_rank_dims(model: onnx.ModelProto, name: str) -> list:
+def recorded_dims(model: onnx.ModelProto, name: str) -> list:
     """The dims onnx records for tensor `name` (a graph output's or a value_info's), [] where none."""
     for value in (*model.graph.output, *model.graph.value_info):
         if value.name == name and value.type.tensor_type.HasField("shape"):
