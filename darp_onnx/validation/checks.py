@@ -94,8 +94,9 @@ class Fidelity:
     least_varying_output: str | None = None  # the output whose spread over the samples shrank most
     variation_kept: float | None = None  # its spread against the original's (1: follows the input, 0: constant)
     top1_output: str | None = None  # the output top-1 agreement and accuracy are measured on
-    decisions_output: str | None = None  # the Softmax output whose other-than-usual picks are kept worst
+    decisions_output: str | None = None  # the Softmax output whose picks are kept worst
     decisions_kept: float | None = None  # the share of them kept (outputs_kept.decisions_kept)
+    decisions_class: int | None = None  # the class whose picks those are; None: all but the most frequent
 
 
 def _class_scores(values: np.ndarray) -> bool:
@@ -193,7 +194,8 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
                     least_varying_output=None if flat is None else flat.name,
                     variation_kept=None if flat is None else flat.variation_kept, top1_output=top1,
                     decisions_output=None if picks is None else picks.name,
-                    decisions_kept=None if picks is None else picks.decisions_kept)
+                    decisions_kept=None if picks is None else picks.decisions_kept,
+                    decisions_class=None if picks is None else picks.decisions_class)
 
 
 def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 
 from darp_onnx.errors import ValidationFailedError
 from darp_onnx.validation.checks import Fidelity
+from darp_onnx.validation.outputs_kept import NO_DECISIONS_KEPT
 from darp_onnx.workflows.config import NO_SIGNAL_DRIFT
 
 FAR_FROM_ORIGINAL = 0.5  # relative output error above which a warning is given
@@ -99,12 +100,19 @@ def positives_lost(fid: Fidelity, synthetic: bool) -> str | None:
             "task before deploying it")
 
 
+def _whose_picks(fid: Fidelity) -> str:
+    if fid.decisions_class is None:
+        return "the original's picks other than the class it picks most (a recogniser's characters beside its blank)"
+    return f"the original's picks of class {fid.decisions_class}"
+
+
 def decisions_lost(fid: Fidelity, synthetic: bool) -> str | None:
-    """A warning when a Softmax output keeps few of the original's picks other than its most frequent class."""
+    """A warning when a Softmax output keeps under half of the original's picks of one class, or of those other
+    than its most frequent class (`outputs_kept.decisions_kept`)."""
     if fid.decisions_kept is None or fid.decisions_kept >= FEW_POSITIVES_KEPT:
         return None
-    return (f"output '{fid.decisions_output}' keeps {fid.decisions_kept:.1%} of the original's picks other than "
-            f"the class it picks most on {_where(synthetic)}, and check it on your task before deploying it")
+    return (f"output '{fid.decisions_output}' keeps {fid.decisions_kept:.1%} of {_whose_picks(fid)} on "
+            f"{_where(synthetic)}, and check it on your task before deploying it")
 
 
 def input_ignored(fid: Fidelity, synthetic: bool) -> str | None:
@@ -162,9 +170,9 @@ def check_signal(fid: Fidelity, limit: float | None, label: str, synthetic: bool
     if fid.positives_kept is not None and fid.positives_kept < NO_POSITIVES_KEPT:
         name = fid.positives_output
         what = f"keeps none of the original's values above 0.5 (F1 {fid.positives_kept:.3f})"
-    elif fid.decisions_kept is not None and fid.decisions_kept < NO_POSITIVES_KEPT:
-        name, what = fid.decisions_output, (f"keeps {fid.decisions_kept:.1%} of the original's picks other than "
-                                            "the class it picks most (a recogniser's characters beside its blank)")
+    elif fid.decisions_kept is not None and fid.decisions_kept < NO_DECISIONS_KEPT:
+        name, what = fid.decisions_output, (f"keeps {fid.decisions_kept:.1%} of {_whose_picks(fid)}, fewer than "
+                                            "one in four")
     elif fid.variation_kept is not None and fid.variation_kept < NO_VARIATION:
         name, what = fid.least_varying_output, (f"is about the same for every input (its spread over the samples "
                                                 f"is {fid.variation_kept:.1%} of the original's)")
@@ -177,6 +185,7 @@ def check_signal(fid: Fidelity, limit: float | None, label: str, synthetic: bool
                    f"{fid.relative_error:.3f}", synthetic,
             {"relative_error": fid.relative_error, "max_drift": limit, "positives_output": fid.positives_output,
              "positives_kept": fid.positives_kept, "decisions_output": fid.decisions_output,
-             "decisions_kept": fid.decisions_kept, "least_varying_output": fid.least_varying_output,
+             "decisions_kept": fid.decisions_kept, "decisions_class": fid.decisions_class,
+             "least_varying_output": fid.least_varying_output,
              "variation_kept": fid.variation_kept, "worst_output": fid.worst_output,
              "worst_output_error": fid.worst_output_error, **(details or {})})
