@@ -20,7 +20,7 @@ Preprocess = Annotated[
     typer.Option("--preprocess",
                  help=f"How --data images become inputs: a preset ({', '.join(PRESETS)}; default unit) and "
                       "key=value overrides, e.g. 'yolo,channels=bgr' or 'unit,mean=0.5/0.5/0.5,std=0.5/0.5/0.5'. "
-                      "Keys: resize (stretch|letterbox|topleft|crop|stretch-crop), scale, mean, std, "
+                      "Keys: resize (stretch|letterbox|topleft|height|crop|stretch-crop), scale, mean, std, "
                       "channels (rgb|bgr), layout (auto|nchw|nhwc), dtype, pad, crop. In a --config file: a "
                       "[preprocess] table."),
 ]

@@ -8,6 +8,7 @@ are `(pixel * scale - mean) / std`, per channel in the model's channel order (af
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
 from typing import Any
@@ -18,7 +19,7 @@ from PIL import Image, ImageOps
 from darp_onnx.errors import BadInputError
 
 PREPROCESS_FLAG = "--preprocess"
-RESIZE_MODES = ("stretch", "letterbox", "topleft", "crop", "stretch-crop")
+RESIZE_MODES = ("stretch", "letterbox", "topleft", "height", "crop", "stretch-crop")
 CHANNEL_ORDERS = ("rgb", "bgr")
 LAYOUTS = ("auto", "nchw", "nhwc")
 DTYPES = ("auto", "float32", "float16", "float64", "uint8", "int8", "int32", "int64")
@@ -29,9 +30,11 @@ class Preprocess:
     """How an image file becomes one sample of a model input.
 
     resize: `stretch` to the input size; `letterbox` (keep the aspect ratio, centred, pad with `pad`);
-    `topleft` (the same with the image in the top-left corner, padded on the right and bottom: text lines
-    padded on the right, detectors that pad to a square before resizing); `crop` (keep the centre `crop`
-    share of the shorter side, as `Resize(256) + CenterCrop(224)` does, then resize); `stretch-crop` (keep
+    `topleft` (the same with the image in the top-left corner, padded on the right and bottom: detectors
+    that pad to a square before resizing); `height` (a text line as PaddleOCR's and CRNN recognisers and
+    classifiers take it: the input's height, the width its aspect ratio gives, squeezed to the input's width
+    when longer, padded on the right; `topleft` shrank a 9:1 line to 21 of 48 pixels high); `crop` (keep the
+    centre `crop` share of the shorter side, as `Resize(256) + CenterCrop(224)` does, then resize); `stretch-crop` (keep
     the centre `crop` share of each side, as `Resize((256, 256)) + CenterCrop(224)` does, then resize).
     dtype `auto` is the model input's element type; layout `auto` reads it from the input's shape."""
 
@@ -176,6 +179,10 @@ def input_layout(name: str, shape: tuple[int | None, ...], dtype: np.dtype, layo
     return InputLayout(h, w, c, layout == "nhwc", np.dtype(dtype))
 
 
+def _fill(spec: Preprocess, image: Image.Image) -> int | tuple[int, ...]:
+    return int(round(spec.pad)) if image.mode == "L" else (int(round(spec.pad)),) * 3
+
+
 def _resized(image: Image.Image, spec: Preprocess, size: tuple[int, int]) -> Image.Image:
     """`size` is (width, height), as Pillow takes it."""
     if spec.resize == "crop":
@@ -187,10 +194,14 @@ def _resized(image: Image.Image, spec: Preprocess, size: tuple[int, int]) -> Ima
         return image.resize(size, Image.Resampling.BILINEAR, box=box)
     if image.size == size:
         return image
+    if spec.resize == "height":
+        width = min(size[0], max(1, math.ceil(size[1] * image.width / image.height)))
+        line = image.resize((width, size[1]), Image.Resampling.BILINEAR)
+        return ImageOps.pad(line, size, method=Image.Resampling.BILINEAR, color=_fill(spec, image), centering=(0, 0))
     if spec.resize in ("letterbox", "topleft"):
-        fill = int(round(spec.pad)) if image.mode == "L" else (int(round(spec.pad)),) * 3
         centering = (0.0, 0.0) if spec.resize == "topleft" else (0.5, 0.5)
-        return ImageOps.pad(image, size, method=Image.Resampling.BILINEAR, color=fill, centering=centering)
+        return ImageOps.pad(image, size, method=Image.Resampling.BILINEAR, color=_fill(spec, image),
+                            centering=centering)
     return image.resize(size, Image.Resampling.BILINEAR)
 
 

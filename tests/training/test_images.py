@@ -56,6 +56,16 @@ def test_topleft_pads_on_the_right_and_bottom_as_text_recognisers_do(tmp_path):
     assert np.allclose(x[0][:, :, 16:], 1.0) and np.allclose(x[0][:, :, :16], tall.transpose(2, 0, 1) / 255.0)
 
 
+def test_height_keeps_a_text_line_at_the_input_height_and_squeezes_only_a_long_one(tmp_path):
+    """PaddleOCR's direction classifier takes a 9:1 line at 48 x 192 (squeezed), not shrunk to 21 pixels high."""
+    line = np.tile(np.linspace(0, 250, 40).astype(np.uint8), (10, 1))  # 40 x 10: 4:1
+    Image.fromarray(line).save(tmp_path / "line.png")
+    short = _load(tmp_path, [1, 1, 20, 200], "unit,resize=height,pad=0")[0, 0]
+    assert np.all(short[:, 80:] == 0) and short[:, :80].min() >= 0 and short[:, 79].max() > 0.9  # 80 wide, padded
+    squeezed = _load(tmp_path, [1, 1, 20, 40], "unit,resize=height,pad=0")[0, 0]  # 80 would not fit: squeezed
+    np.testing.assert_allclose(squeezed, _load(tmp_path, [1, 1, 20, 40], "unit,resize=stretch")[0, 0], atol=1e-6)
+
+
 def test_stretch_crop_keeps_the_centre_share_of_each_side(tmp_path):
     wide = np.zeros((20, 40), np.uint8)
     wide[2:18, 4:36] = 200  # the centre 0.8 of each side is bright, the margins dark
