@@ -16,6 +16,7 @@ import numpy as np
 import onnx
 
 from darp_onnx.load.index_inputs import index_bounds
+from darp_onnx.load.output_sources import output_sources
 
 MOVES_VALUES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten"}
 THRESHOLD = 0.5  # a score that never crosses it on the synthetic feeds: nothing detected in any of them
@@ -23,14 +24,7 @@ THRESHOLD = 0.5  # a score that never crosses it on the synthetic feeds: nothing
 
 def sigmoid_outputs(model: onnx.ModelProto) -> list[bool]:
     """Per graph output: computed by a Sigmoid (through ops that only move or reshape values)."""
-    producer = {name: node for node in model.graph.node for name in node.output}
-    found = []
-    for output in model.graph.output:
-        node = producer.get(output.name)
-        while node is not None and node.op_type in MOVES_VALUES and node.input:
-            node = producer.get(node.input[0])
-        found.append(node is not None and node.op_type == "Sigmoid")
-    return found
+    return [node is not None and node.op_type == "Sigmoid" for node, _ in output_sources(model, MOVES_VALUES)]
 
 
 def saturated_outputs(model: onnx.ModelProto, reference: Sequence[np.ndarray]) -> str | None:
@@ -69,11 +63,7 @@ def class_heads(model: onnx.ModelProto) -> list[ClassHead | None]:
     stored = {t.name for t in model.graph.initializer} | {
         n.output[0] for n in model.graph.node if n.op_type == "Constant"}
     heads: list[ClassHead | None] = []
-    for output in model.graph.output:
-        node, moves = producer.get(output.name), set()
-        while node is not None and node.op_type in MOVES_VALUES and node.input:
-            moves.add(node.op_type)
-            node = producer.get(node.input[0])
+    for output, (node, moves) in zip(model.graph.output, output_sources(model, MOVES_VALUES), strict=True):
         if node is not None and node.op_type == "Add" and any(i in stored for i in node.input):
             node = next((producer.get(i) for i in node.input if i not in stored), None)
         if node is None or node.op_type not in LINEAR | SOFTMAX:

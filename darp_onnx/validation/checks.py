@@ -11,6 +11,7 @@ import onnx
 from onnx import shape_inference
 
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
+from darp_onnx.load.output_sources import output_sources
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.validation.outputs_kept import (
     class_axis,
@@ -134,15 +135,9 @@ def label_outputs(model: onnx.ModelProto) -> list[str]:
     """Graph outputs that an ArgMax/ArgMin computes (through ops that only move or cast values): class ids the
     graph decodes itself, where top-1 agreement is their share of equal ids (an ALBERT tagger's tag ids were
     judged by a relative error of 0.44, 'ids' 1 apart counted as near; 76% of its tags agreed)."""
-    producer = {name: node for node in model.graph.node for name in node.output}
-    found = []
-    for output in model.graph.output:
-        node = producer.get(output.name)
-        while node is not None and node.op_type in ID_MOVES and node.input:
-            node = producer.get(node.input[0])
-        if node is not None and node.op_type in ("ArgMax", "ArgMin"):
-            found.append(output.name)
-    return found
+    sources = output_sources(model, ID_MOVES)
+    return [output.name for output, (node, _) in zip(model.graph.output, sources, strict=True)
+            if node is not None and node.op_type in ("ArgMax", "ArgMin")]
 
 
 def _top1(after: Sequence[np.ndarray], before: Sequence[np.ndarray], names: Sequence[str], classes: bool,
