@@ -14,6 +14,7 @@ from darp_onnx.errors import BadInputError, first_line
 from darp_onnx.load.inputs import synthetic_inputs
 from darp_onnx.load.io import default_opset, load_model
 from darp_onnx.load.numbers import check_number, check_seed
+from darp_onnx.load.post_processing import split_post_processing
 from darp_onnx.load.preflight import (
     check_edges,
     check_loaded_model,
@@ -21,6 +22,7 @@ from darp_onnx.load.preflight import (
     check_run_paths,
     check_spec,
     check_weights,
+    convertible_in,
 )
 from darp_onnx.load.shapes import static_shapes
 from darp_onnx.proxy import build_proxy
@@ -135,8 +137,13 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         "ops": [{"op": op, "count": n, "supported": op in supported} for op, n in sorted(ops.items())],
         "unsupported_ops": sorted(op for op in ops if op not in supported),
     }
-    if coverage["unsupported_ops"]:
+    network, post, _ = split_post_processing(model, convertible_in(model))
+    coverage["post_processing"] = None if post is None else post.describe()
+    if coverage["unsupported_ops"] and post is None:
         return _coverage_only(model, coverage)
+    if post is not None:  # counted and analysed as prune does: the network before it
+        model = network
+        input_shapes = {k: v for k, v in input_shapes.items() if k in post.network_inputs}
     ingested = ingest(model, input_shapes)
     model = ingested.model
     analysis = analyse(model)

@@ -118,8 +118,9 @@ def test_inspect_of_a_model_with_unconvertible_ops_reports_coverage_without_the_
     import darp_onnx.load.ingest as ingest_module
 
     weight = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
-    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
-             helper.make_node("Scaler", ["h"], ["y"], name="scale", domain="ai.onnx.ml", scale=[2.0] * 3)]
+    # the op it cannot convert comes first (as sklearn's Scaler before an MLP): no network before it to analyse
+    nodes = [helper.make_node("Scaler", ["x"], ["h"], name="scale", domain="ai.onnx.ml", scale=[2.0] * 4),
+             helper.make_node("MatMul", ["h", "w"], ["y"], name="mm")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
                               [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [weight])
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])

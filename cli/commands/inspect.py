@@ -53,7 +53,9 @@ def inspect_command(
         say.report(f"counted at {shapes_text(report['input_shapes'])}: {report['input_shapes_from']}")
     if report.get("control_flow"):
         say.report(report["control_flow"])
-    if report["unsupported_ops"]:
+    if report.get("post_processing"):
+        say.report(report["post_processing"])
+    elif report["unsupported_ops"]:
         say.report(f"[yellow]ops the proxy cannot convert:[/] {', '.join(report['unsupported_ops'])}")
     _print_ops(say, report, verbose)
     table = Table(title="channel groups", show_lines=False)

@@ -80,8 +80,9 @@ def validate_command(
 def _show(result: dict[str, Any], json_out: bool, say: Verbosity) -> None:
     if json_out:
         print_json(result)
-    for note in result["data"]["notes"]:  # diagnostics: on stderr with --json too, as prune says them
-        say.info(escape(f"note: {note}"), soft_wrap=True)
+    post = result.get("post_processing") or {}
+    for note in [*result["data"]["notes"], *([post["kept"], *post["notes"]] if post else [])]:
+        say.info(escape(f"note: {note}"), soft_wrap=True)  # diagnostics: on stderr with --json too, as prune says
     if say.quiet or (json_out and not say.verbose):
         return
     provider = result["provider"]

@@ -182,21 +182,37 @@ def check_edges(model: onnx.ModelProto, source: str) -> None:
         raise PreflightError(f"{source}: graph output '{missing[0]}' is produced by no node; re-export the model")
 
 
-def check_convertible(model: onnx.ModelProto, source: str) -> None:
-    """Every node has a proxy converter (checked up front: the search cannot run a graph it cannot convert)."""
+def convertible_in(model: onnx.ModelProto):
+    """A predicate: the proxy has a converter for this node of `model` (Constants are folded, not converted)."""
     from darp_onnx.load.io import default_opset
     from darp_onnx.proxy.registry import get_converter, normalise_domain
 
     opset = default_opset(model)
-    for node in model.graph.node:
+
+    def convertible(node: onnx.NodeProto) -> bool:
         domain = normalise_domain(node.domain)
         if node.op_type == "Constant" and not domain:
-            continue
-        if domain or get_converter(node.op_type, opset) is None:
-            op = f"{node.domain}::{node.op_type}" if domain else f"{node.op_type} (opset {opset})"
+            return True
+        return not domain and get_converter(node.op_type, opset) is not None
+
+    return convertible
+
+
+def check_convertible(model: onnx.ModelProto, source: str, why: str | None = None) -> None:
+    """Every node has a proxy converter (checked up front: the search cannot run a graph it cannot convert);
+    `why` the network before such a node cannot be pruned alone (load.post_processing), where that was tried."""
+    from darp_onnx.load.io import default_opset
+    from darp_onnx.load.post_processing import node_label
+
+    convertible = convertible_in(model)
+    for index, node in enumerate(model.graph.node):
+        if not convertible(node):
+            op = f"{node.domain}::{node.op_type}" if node.domain not in ("", "ai.onnx") else \
+                f"{node.op_type} (opset {default_opset(model)})"
             raise PreflightError(
-                f"{source}: node '{node.name}' uses op {op}, which darp-onnx cannot run in its proxy; "
-                "`darp-onnx inspect` marks which of its ops are supported (replace the op or export without it)"
+                f"{source}: node {node_label(node, index)} uses op {op}, which darp-onnx cannot run in its proxy"
+                + (f" ({why})" if why else "") + "; `darp-onnx inspect` marks which of its ops are supported "
+                "(replace the op or export without it)"
             )
 
 
@@ -248,11 +264,12 @@ def check_run_paths(*, model: PathLike | None, output: PathLike | None, force: b
         check_distinct({"-o/--output": output, "--report": report})
 
 
-def check_loaded_model(model: onnx.ModelProto, source: str, *, allow_nonfinite: bool = False) -> None:
+def check_loaded_model(model: onnx.ModelProto, source: str, *, allow_nonfinite: bool = False,
+                       unconvertible_why: str | None = None) -> None:
     """What must hold before the model is analysed or run: edges connect, every op converts, weights
     are finite (unless allowed)."""
     check_edges(model, source)
-    check_convertible(model, source)
+    check_convertible(model, source, unconvertible_why)
     check_weights(model, source, allow_nonfinite=allow_nonfinite)
     check_spec(model, source)
 

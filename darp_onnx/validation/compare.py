@@ -29,7 +29,14 @@ from darp_onnx.load.input_shapes import recorded_input_shapes, resolve_input_sha
 from darp_onnx.load.inputs import graph_inputs
 from darp_onnx.load.io import load_model
 from darp_onnx.load.numbers import check_validate_numbers
-from darp_onnx.load.preflight import check_memory, check_run_paths, check_weights, synthetic_data_bytes
+from darp_onnx.load.post_processing import PostProcessing, split_post_processing
+from darp_onnx.load.preflight import (
+    check_memory,
+    check_run_paths,
+    check_weights,
+    convertible_in,
+    synthetic_data_bytes,
+)
 from darp_onnx.runtime.device import choose_device
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.runtime.timer import measure_latencies
@@ -44,6 +51,7 @@ from darp_onnx.validation.checks import (
     label_outputs,
     run_batches,
 )
+from darp_onnx.validation.post_processing import check_whole, whole_feeds
 
 CHECKS = ("onnx.checker(full)", "strict shape inference", "same inputs and outputs", "finite outputs")
 
@@ -121,6 +129,20 @@ def _same_interface(original: onnx.ModelProto, pruned: onnx.ModelProto, label: s
     if outputs_o != outputs_p:
         raise ValidationFailedError(f"{label}: outputs {outputs_p} differ from the original's {outputs_o}")
     return outputs_o
+
+
+def _networks(original: onnx.ModelProto, pruned: onnx.ModelProto, label: str
+              ) -> tuple[onnx.ModelProto, onnx.ModelProto, PostProcessing | None]:
+    """Both models compared before their post-processing (load.post_processing) where the original has some:
+    its outputs (kept boxes, indices) change length with any change of the scores before them."""
+    network_o, post, _ = split_post_processing(original, convertible_in(original))
+    if post is None:
+        return original, pruned, None
+    network_p, post_p, _ = split_post_processing(pruned, convertible_in(pruned))
+    if post_p is None or post_p.cut != post.cut:
+        raise ValidationFailedError(f"{label}: its post-processing (the nodes after the network, from "
+                                    f"{post.blocking[0]}) differs from the original's")
+    return network_o, network_p, post
 
 
 def _compare(names, after, before, label: str) -> list[dict[str, Any]]:
@@ -207,7 +229,10 @@ def validate_models(
     except BadInputError as exc:
         raise ValidationFailedError(str(exc)) from None
     check_structure(model_p, label_p)
-    names = _same_interface(model_o, model_p, label_p)
+    _same_interface(model_o, model_p, label_p)
+    whole_o, whole_p = model_o, model_p
+    model_o, model_p, post = _networks(model_o, model_p, label_p)
+    names = [o.name for o in model_o.graph.output]
     shapes = resolve_input_shapes(model_o, dict(input_shapes or {}) or _pruned_at(model_p, model_o), what=label_o,
                                   check_fixed=True)
     if data is None:
@@ -231,6 +256,9 @@ def validate_models(
     before = run_batches(session_o, dataset.inputs, label_o, BadInputError, micro=micro)
     after = run_batches(session_p, dataset.inputs, label_p, ValidationFailedError, micro=micro)
     rows = _compare(names, after, before, label_p)
+    if post is not None:  # the whole pruned model runs, its post-processing back in place
+        post_notes = check_whole(whole_p, whole_o, whole_feeds(whole_o, dataset.timing_feeds(1)[0], shapes, seed),
+                                 device=target, label=label_p)
     fid = fidelity(after, before, dataset.labels, names, fixed_classes(model_o), label_outputs(model_o))
     timings["run_s"] = time.perf_counter() - clock
 
@@ -272,6 +300,7 @@ def validate_models(
         "timings": timings,
         "input_shapes": {name: list(dims) for name, dims in shapes.items()},
         "note": "equivalence with the masked proxy is only checked inside `prune`, where the masks are known",
+        "post_processing": None if post is None else {"kept": post.describe(), "notes": post_notes},
     }
     if failures:
         raise ToleranceExceeded(failures[0], result)

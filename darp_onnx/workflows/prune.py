@@ -27,7 +27,8 @@ from darp_onnx.load.control_flow import inline_static_ifs, refuse_data_dependent
 from darp_onnx.load.ingest import ingest
 from darp_onnx.load.input_shapes import record_input_shapes, resolve_input_shapes
 from darp_onnx.load.inputs import has_free_sizes
-from darp_onnx.load.preflight import check_loaded_model, check_run_memory
+from darp_onnx.load.post_processing import PostProcessing, attach_post_processing, split_post_processing
+from darp_onnx.load.preflight import check_loaded_model, check_run_memory, convertible_in
 from darp_onnx.load.refusals import refuse_unprunable
 from darp_onnx.load.stored_weights import restore_stored_types
 from darp_onnx.proxy import ProxyModel, build_proxy
@@ -75,6 +76,7 @@ from darp_onnx.validation.checks import (
     run_batches,
     run_model,
 )
+from darp_onnx.validation.post_processing import check_whole, whole_feeds
 from darp_onnx.workflows.advice import (
     check_drift,
     check_signal,
@@ -147,6 +149,7 @@ class PruneRun:
     folded_weights: int = 0  # nodes computing weights from initializers that ingest folded (stored_weights)
     stored_types: dict[str, int] = field(default_factory=dict)  # float16 weights ingest widened, written narrow
     pixel_range: PixelRange | None = None  # data-free pictures in the range --preprocess gives, or None
+    post: PostProcessing | None = None  # post-processing kept as it is, written back after the pruned network
 
     @property
     def model(self) -> onnx.ModelProto:
@@ -198,25 +201,39 @@ def load(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneConfig
         if io.data_loader is None:  # a sequence length (or other symbolic dim) the data fixes
             input_shapes = shapes_from_data(io.data, source.model, input_shapes)
         source = _without_static_ifs(source, input_shapes, progress or _silent)
+        source, post, why = _network_of(source, input_shapes, progress or _silent)
+        input_shapes = {k: v for k, v in input_shapes.items() if post is None or k in post.network_inputs}
+        refuse_data_dependent(source.model, source.name)
         refuse_unprunable(source.model, source.name)  # quantized: say so, not just 'op not supported'
-        check_loaded_model(source.model, source.name, allow_nonfinite=io.allow_nonfinite)
+        check_loaded_model(source.model, source.name, allow_nonfinite=io.allow_nonfinite, unconvertible_why=why)
         out_path = output_path(source, io.output, write=io.write, force=io.force, suffix=".pruned")
         device = choose_device(config.device)
         multiple = resolve_channel_multiple(config.extraction.channel_multiple, device.ort_device)
     return PruneRun(config=config, source=source, out_path=out_path, input_shapes=input_shapes, device=device,
                     channel_multiple=multiple, progress=progress or _silent, timings=timings,
-                    started=started)
+                    started=started, post=post)
 
 
 def _without_static_ifs(source: Source, input_shapes: Mapping[str, tuple[int, ...]], progress: ProgressFn) -> Source:
-    """`If`s decided by the input shapes replaced by their branch (see `load.control_flow`); any other `If`
-    refused in one line."""
+    """`If`s decided by the input shapes replaced by their branch (see `load.control_flow`); any other `If` is
+    refused in one line after `_network_of`, unless it is post-processing."""
     if not any(n.op_type == "If" for n in source.model.graph.node):
         return source
     inlined = inline_static_ifs(source.model, input_shapes, source.name)
-    refuse_data_dependent(inlined.model, source.name)
     progress("note", {"message": inlined.describe()})
     return replace(source, model=inlined.model)
+
+
+def _network_of(source: Source, input_shapes: Mapping[str, tuple[int, ...]], progress: ProgressFn
+                ) -> tuple[Source, PostProcessing | None, str | None]:
+    """The network before post-processing the proxy cannot run (NonMaxSuppression and what reads it), the
+    post-processing (with every input's shape), and why there is no such split where nodes the proxy cannot
+    run remain."""
+    network, post, why = split_post_processing(source.model, convertible_in(source.model))
+    if post is None:
+        return source, None, why
+    progress("note", {"message": post.describe()})
+    return replace(source, model=network), replace(post, input_shapes=dict(input_shapes)), None
 
 
 def analyse_costs(run: PruneRun) -> PruneRun:
@@ -689,6 +706,27 @@ def validate(run: PruneRun, pruned: onnx.ModelProto, masks: Masks, masked_output
         )
 
 
+def with_post_processing(run: PruneRun, pruned: onnx.ModelProto, validation: Validation) -> onnx.ModelProto:
+    """The pruned network with the post-processing split off at load written back after it, checked whole
+    (validation.post_processing); the pruned model itself where there was none."""
+    if run.post is None:
+        return pruned
+    label = str(run.out_path or "pruned model")
+    with run.timings.stage("validation"):
+        whole = attach_post_processing(pruned, run.post)
+        feeds = whole_feeds(run.post.original, run.dataset.timing_feeds(1)[0], run.post.input_shapes,
+                            run.config.seed)
+        for note in check_whole(whole, run.post.original, feeds, device=run.device.ort_device, label=label):
+            run.progress("note", {"message": note})
+    validation.checks.append("post-processing written back: onnx.checker(full), onnxruntime")
+    return whole
+
+
+def original_model(run: PruneRun) -> onnx.ModelProto:
+    """The model as given (with its post-processing), for the counts and the diff."""
+    return run.model if run.post is None else run.post.original
+
+
 def _fidelity(run: PruneRun, written, before: list[np.ndarray], session_before, label: str):
     """Fidelity to the original on the held-out samples where there are any, else on the training data; and
     which samples those were."""
@@ -741,6 +779,7 @@ def run_prune(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneC
     def finish() -> PruneResult:
         pruned = rewrite_model(run, extraction.masks)
         validation = validate(run, pruned, extraction.masks, recovered.outputs)
+        pruned = with_post_processing(run, pruned, validation)
         result = result_of(run, scores, extraction, recovered, pruned, validation, run.out_path)
         result.reports = write(run, result)
         return result
@@ -755,14 +794,14 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
         input=run.source.name, output=None if output is None else str(output), method=run.config.search.method,
         metric=run.budget.metric, budget=run.budget.limit, flops_before=run.cost_model.full_macs,
         flops_after=validation.macs, params_before=run.original_params, params_after=validation.params,
-        nodes_before=len(run.model.graph.node), nodes_after=len(pruned.graph.node),
+        nodes_before=len(original_model(run).graph.node), nodes_after=len(pruned.graph.node),
         channels_removed=int(sum(m.size - np.count_nonzero(m) for g, m in masks.items()
                                  if analysis.groups[g].unit.counts_as_channels)),
         groups=group_rows(analysis, masks), validation=validation, device=run.device.torch_device,
         seed=run.config.seed, search_steps=scores.search_steps, finetune_steps=recovered.steps,
         loss=run.loss_fn.mode, extraction=extraction, timings=run.timings, masks=masks, model=pruned,
         data=run.dataset.describe(), resources=run.plan.describe() if run.plan is not None else {},
-        original=run.model, input_shapes=dict(run.input_shapes),
+        original=original_model(run), input_shapes=dict(run.input_shapes),
         warnings=_warnings(run, validation, pruned),
     )
 
