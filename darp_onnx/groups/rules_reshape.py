@@ -8,6 +8,7 @@ by name.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from math import prod
 
 import onnx
@@ -75,13 +76,16 @@ def _regroup(t: Tracer, node: onnx.NodeProto, target=None) -> Layout | None:
     return new
 
 
-def _target_shape(in_shape, target, allowzero: int):
+def _target_shape(in_shape, target, allowzero: int, resolve=lambda symbol: symbol):
     """The output shape a Reshape target vector gives, where shape inference left dims unknown:
-    integers and single symbols; None for a dim we cannot name."""
+    integers and single symbols; None for a dim we cannot name. `resolve` names each symbol as the tracer
+    knows it (aliases)."""
     if in_shape is None or None in in_shape:
         return None
     dims: list = []
     for j, e in enumerate(target):
+        if e.symbols:
+            e = replace(e, symbols=tuple(resolve(s) for s in e.symbols))
         if e.literal and e.coef == 0 and not allowzero and j < len(in_shape):
             dims.append(_Prod([in_shape[j]]))
         elif e.literal and e.coef == -1:
@@ -128,7 +132,9 @@ def reshape(t: Tracer, node: onnx.NodeProto) -> None:
     target = sv.value_of(t, node.input[1], (node.name, 1))
     out_shape = t.shape(node.output[0])
     if target is not None:
-        computed = _target_shape(t.shape(node.input[0]), target, int(attr(node, "allowzero", 0)))
+        _unify_copied_dims(t, out_shape, target)
+        out_shape = t.shape(node.output[0])
+        computed = _target_shape(t.shape(node.input[0]), target, int(attr(node, "allowzero", 0)), t._resolved)
         if computed is not None and None not in computed:
             if out_shape is None or None in out_shape:  # shape inference gave up
                 t.shapes[node.output[0]] = computed
@@ -162,6 +168,17 @@ def reshape(t: Tracer, node: onnx.NodeProto) -> None:
         sv.freeze_refs(t, target, f"Reshape '{node.name}' {problem}")
         return
     t.set(node.output[0], new)
+
+
+def _unify_copied_dims(t: Tracer, out_shape, target) -> None:
+    """A target element that is one symbolic dim read at run time (the sequence length, from a Shape) names the
+    output dim shape inference put there: TorchScript's BERT merges its heads back with [batch, -1, seq, 64]
+    where seq was read as 'unk__3' and the tensor's dim is named 'unk__19'."""
+    if out_shape is None or len(out_shape) != len(target):
+        return
+    for dim, e in zip(out_shape, target, strict=True):
+        if isinstance(dim, str) and len(e.symbols) == 1 and e.coef == 1 and not e.refs:
+            t.unify((dim,), (e.symbols[0],))
 
 
 def target_problem(t: Tracer, node: onnx.NodeProto, target, lay: Layout, new: Layout) -> str:

@@ -68,6 +68,7 @@ class Tracer:
         self.shapes: dict[str, tuple[Dim | None, ...]] = {}  # as inferred; read them through `shape`
         self.merged: dict[str, tuple[Layout, tuple]] = {}  # heads merged into axis 0 (rules_attention)
         self.aliases: dict[str, str] = {}  # symbolic dim -> another name of the same dim (see `unify`)
+        self.sizes: dict[str, int] = {}  # symbolic dim -> the number it is (a Reshape's -1 computed, see `unify`)
         for vi in [*graph.input, *graph.value_info, *graph.output]:
             if vi.type.HasField("tensor_type") and vi.type.tensor_type.HasField("shape"):
                 self.shapes[vi.name] = tuple(
@@ -105,9 +106,13 @@ class Tracer:
 
     def shape(self, name: str) -> tuple[Dim | None, ...] | None:
         shape = self.shapes.get(name)
-        if shape is None or not self.aliases:
+        if shape is None or not (self.aliases or self.sizes):
             return shape
-        return tuple(self._symbol(d) if isinstance(d, str) else d for d in shape)
+        return tuple(self._resolved(d) if isinstance(d, str) else d for d in shape)
+
+    def _resolved(self, name: str) -> Dim:
+        symbol = self._symbol(name)
+        return self.sizes.get(symbol, symbol)
 
     def _symbol(self, name: str) -> str:
         while name in self.aliases:
@@ -126,7 +131,7 @@ class Tracer:
         width = max(len(s) for s in shapes) - skip
         for k in range(1, width + 1):
             dims = [s[len(s) - skip - k] for s in shapes if len(s) - skip - k >= 0]
-            symbols = [d for d in dims if isinstance(d, str)]
+            symbols = [d for d in dims if isinstance(d, str) and self._resolved(d) != 1]  # 1: a broadcast
             for a in symbols[1:]:
                 self.unify((symbols[0],), (a,))
 
@@ -137,7 +142,14 @@ class Tracer:
             return
         for a, b in zip(shape, same, strict=True):
             if isinstance(a, str) and isinstance(b, str) and self._symbol(a) != self._symbol(b):
-                self.aliases[self._symbol(a)] = self._symbol(b)
+                old, new = self._symbol(a), self._symbol(b)
+                if self.sizes.get(old, self.sizes.get(new)) != self.sizes.get(new, self.sizes.get(old)):
+                    continue  # two numbers: not one dim
+                self.aliases[old] = new
+                if old in self.sizes:  # the number stays with the dim under its new name
+                    self.sizes.setdefault(new, self.sizes[old])
+            elif isinstance(a, str) and isinstance(b, int) and b > 0:  # a Reshape's -1 that is a number: HF's
+                self.sizes[self._symbol(a)] = b  # view(*shape, -1, head_dim) through TorchScript named it 'unk__3'
 
     def rank(self, name: str) -> int | None:
         shape = self.shapes.get(name)

@@ -58,6 +58,25 @@ class FusedAttention(nn.Module):
         return self.out(context.transpose(1, 2).reshape(b, s, DIM))
 
 
+class ViewAttention(nn.Module):
+    """transformers >= 4.48 style: `view(*input_shape, -1, head_dim)`, so the graph never holds num_heads; the
+    merge back is `reshape(*input_shape, -1)`. TorchScript names the heads dim afresh ('unk__3')."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.head_dim = DIM // HEADS
+        self.query, self.key, self.value = nn.Linear(DIM, DIM), nn.Linear(DIM, DIM), nn.Linear(DIM, DIM)
+        self.out = nn.Linear(DIM, DIM)
+
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+        input_shape = x.shape[:-1]
+        hidden = (*input_shape, -1, self.head_dim)
+        q, k, v = (p(x).view(hidden).transpose(1, 2) for p in (self.query, self.key, self.value))
+        scores = torch.matmul(q, k.transpose(2, 3)) * self.head_dim ** -0.5 + mask_bias
+        context = torch.matmul(scores.softmax(dim=-1), v).transpose(1, 2).contiguous()
+        return self.out(context.reshape(*input_shape, -1).contiguous())
+
+
 class Layer(nn.Module):
     def __init__(self, attention: nn.Module, pre_ln: bool) -> None:
         super().__init__()
@@ -80,7 +99,7 @@ class Encoder(nn.Module):
     def __init__(self, kind: str) -> None:
         super().__init__()
         make = {"split": SplitAttention, "fused": lambda: FusedAttention(False),
-                "sdpa": lambda: FusedAttention(True)}[kind]
+                "sdpa": lambda: FusedAttention(True), "view": ViewAttention}[kind]
         self.layers = nn.ModuleList(Layer(make(), pre_ln=kind != "split") for _ in range(LAYERS))
         self.head = nn.Linear(DIM, 3)
 
@@ -91,7 +110,7 @@ class Encoder(nn.Module):
         return self.head(x.mean(dim=1))
 
 
-KINDS = ("split", "fused", "sdpa")
+KINDS = ("split", "fused", "sdpa")  # "view" (ViewAttention) has its own tests: no num_heads literal to edit
 
 try:  # the dynamo exporter writes its graphs through onnxscript (in the dev extra)
     import onnxscript  # noqa: F401
