@@ -44,7 +44,7 @@ def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0, allow
     model = load_model(path)
     check_loaded_model(model, str(path), allow_nonfinite=allow_nonfinite)
     check_run_memory(model, static_shapes(model, batch=batch), {}, batch_size=1, synthetic_samples=0)
-    proxy = build_proxy(model, source=str(path))
+    proxy = build_proxy(model, source=str(path), front_ends=True)
     feeds = synthetic_inputs(model, batch=batch, seed=seed)
     try:
         expected = run_session(make_session(model), feeds)

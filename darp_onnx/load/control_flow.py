@@ -137,8 +137,11 @@ def inline_static_ifs(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[i
 
 def refuse_data_dependent(model: onnx.ModelProto, source: str = "the model") -> None:
     """One line for an `If` left after inlining: its condition reads input values."""
+    from darp_onnx.load.front_end import front_end_nodes, has_converter_in
+
+    front = front_end_nodes(model, has_converter_in(model))  # run as written by onnxruntime (load.front_end)
     for node in model.graph.node:
-        if node.op_type != "If":
+        if node.op_type != "If" or (node.output and node.output[0] in front):
             continue
         reads = data_inputs_of(node.input[0], model.graph)
         why = (f"its condition reads the values of input(s) {', '.join(sorted(reads))}, not only the input shapes"

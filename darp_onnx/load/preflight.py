@@ -183,19 +183,13 @@ def check_edges(model: onnx.ModelProto, source: str) -> None:
 
 
 def convertible_in(model: onnx.ModelProto):
-    """A predicate: the proxy has a converter for this node of `model` (Constants are folded, not converted)."""
-    from darp_onnx.load.io import default_opset
-    from darp_onnx.proxy.registry import get_converter, normalise_domain
+    """A predicate: the proxy can run this node of `model`, converted, or with onnxruntime as a front end
+    (load.front_end)."""
+    from darp_onnx.load.front_end import front_end_nodes, has_converter_in
 
-    opset = default_opset(model)
-
-    def convertible(node: onnx.NodeProto) -> bool:
-        domain = normalise_domain(node.domain)
-        if node.op_type == "Constant" and not domain:
-            return True
-        return not domain and get_converter(node.op_type, opset) is not None
-
-    return convertible
+    has_converter = has_converter_in(model)
+    front = front_end_nodes(model, has_converter)
+    return lambda node: has_converter(node) or (bool(node.output) and node.output[0] in front)
 
 
 def check_convertible(model: onnx.ModelProto, source: str, why: str | None = None) -> None:

@@ -15,10 +15,12 @@ from torch import nn
 from darp_onnx.errors import BadInputError, DarpError, UnsupportedOpError
 from darp_onnx.failures import at_node, mark_node
 from darp_onnx.load.constants import TensorSource, collect_constants
+from darp_onnx.load.front_end import front_end_nodes, has_converter_in
 from darp_onnx.load.io import default_opset
 from darp_onnx.proxy.context import ConvertContext, is_supported_elem_type, numpy_to_torch, onnx_to_torch_dtype
 from darp_onnx.proxy.export import proxy_to_onnx
 from darp_onnx.proxy.fusion import find_fusions
+from darp_onnx.proxy.ops.runtime_node import runtime_node_result
 from darp_onnx.proxy.registry import (
     MAX_TESTED_OPSET,
     claimed_versions,
@@ -78,7 +80,7 @@ class ProxyModel(nn.Module):
     tensors are buffers. `forward` returns one tensor for a one-output graph, else a tuple.
     """
 
-    def __init__(self, model: onnx.ModelProto, *, source: str = "<model>") -> None:
+    def __init__(self, model: onnx.ModelProto, *, source: str = "<model>", front_ends: bool = False) -> None:
         super().__init__()
         self.source = source
         self.opset = default_opset(model)
@@ -90,6 +92,8 @@ class ProxyModel(nn.Module):
         self.input_elem_types = {i.name: int(i.type.tensor_type.elem_type) for i in graph.input}
         value_info = {v.name: v for v in [*graph.input, *graph.value_info, *graph.output]}
         ctx = ConvertContext(opset=self.opset, constants=values, value_info=value_info, source=source)
+        self._front_end = front_end_nodes(model, has_converter_in(model)) if front_ends else set()
+        self._opsets = tuple(model.opset_import)
 
         self.nodes = nn.ModuleList()
         steps: list[tuple[onnx.NodeProto, tuple[str, ...], tuple[str, ...]]] = []
@@ -139,6 +143,8 @@ class ProxyModel(nn.Module):
     def _convert(self, node: onnx.NodeProto, ctx: ConvertContext):
         domain = normalise_domain(node.domain)
         opset = self.opset
+        if node.output and node.output[0] in self._front_end:  # no converter, nothing trained before it
+            return runtime_node_result(node, ctx, self._opsets)
         if domain:
             raise UnsupportedOpError(
                 f"{self.source}: node '{node.name}' uses op {node.domain}::{node.op_type}, a custom-domain "
@@ -311,15 +317,19 @@ def _check_elem_type(elem_type: int, what: str, source: str) -> None:
         )
 
 
-def build_proxy(model: onnx.ModelProto, *, source: str = "<model>") -> ProxyModel:
-    """Convert a loaded ONNX model into a trainable `ProxyModel` (see `darp_onnx.load.io.load_model`)."""
-    if any(node.op_type in ("If", "Loop", "Scan") for node in model.graph.node):
-        node = next(n for n in model.graph.node if n.op_type in ("If", "Loop", "Scan"))
+def build_proxy(model: onnx.ModelProto, *, source: str = "<model>", front_ends: bool = False) -> ProxyModel:
+    """Convert a loaded ONNX model into a trainable `ProxyModel` (see `darp_onnx.load.io.load_model`).
+    `front_ends`: nodes without a converter that no layer with weights comes before run with onnxruntime
+    (load.front_end); without it they are refused as every op without a converter is."""
+    front = front_end_nodes(model, has_converter_in(model)) if front_ends else set()
+    flow = [n for n in model.graph.node if n.op_type in ("If", "Loop", "Scan") and not (n.output and n.output[0] in front)]
+    if flow:
+        node = flow[0]
         raise UnsupportedOpError(
             f"{source}: node '{node.name}' uses control flow ({node.op_type}), which darp-onnx cannot "
             "convert; export the model without data-dependent control flow"
         )
-    return ProxyModel(model, source=source)
+    return ProxyModel(model, source=source, front_ends=front_ends)
 
 
 def _arguments(step: Step, env: dict[str, torch.Tensor], transform: Callable | None) -> list[Any]:

@@ -210,7 +210,7 @@ def finetune(
     head = find_head(model) if (freeze_backbone or new_head is not None) else None
     choice = choose_device(device)
     torch.manual_seed(seed)
-    proxy = build_proxy(model, source=source)
+    proxy = build_proxy(model, source=source, front_ends=True)
     if init == "reinit":
         reinit_weights(proxy, seed)
     proxy.to(choice.torch_device).eval()

@@ -300,7 +300,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         for note in data_notes(run.dataset):
             run.progress("note", {"message": note})
     with run.timings.stage("plan"):
-        run.proxy = build_proxy(run.model, source=run.source.name).to(run.device.torch_device)
+        run.proxy = build_proxy(run.model, source=run.source.name, front_ends=True).to(run.device.torch_device)
         run.proxy.stored_types = dict(run.stored_types)
         run.proxy.eval()
         if run.dataset.labels is None:  # before the steps are timed: integer outputs alone carry no gradient
