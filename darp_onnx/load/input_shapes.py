@@ -73,7 +73,32 @@ def resolve_input_shapes(
         if ttype.HasField("shape") and check_fixed:
             check_fixed_dims(name, dims, ttype.shape.dim, what)
         resolved[name] = dims
-    return resolved
+    return {**resolved, **shared_dims(inputs, resolved)}
+
+
+def shared_dims(inputs: dict[str, onnx.ValueInfoProto], given: dict[str, tuple[int, ...]]
+                ) -> dict[str, tuple[int, ...]]:
+    """Shapes for inputs not given whose free dims other inputs' given shapes name: input_ids=1x64 sets
+    'batch' and 'sequence' for attention_mask and token_type_ids too (a user was asked for them one by one)."""
+    sizes: dict[str, int] = {}
+    for name, dims in given.items():
+        declared = inputs[name].type.tensor_type.shape.dim
+        for dim, size in zip(declared, dims, strict=False):
+            if dim.dim_param:
+                sizes.setdefault(dim.dim_param, int(size))
+    found = {}
+    for name, value in inputs.items():
+        declared = value.type.tensor_type.shape.dim
+        free = [d for d in declared if not (d.HasField("dim_value") and d.dim_value > 0)]
+        if name in given or not declared or not any(not _fixed(d) for d in declared[1:]):
+            continue
+        if all(d.dim_param in sizes for d in free):
+            found[name] = tuple(int(d.dim_value) if _fixed(d) else sizes[d.dim_param] for d in declared)
+    return found
+
+
+def _fixed(dim) -> bool:
+    return dim.HasField("dim_value") and dim.dim_value > 0
 
 
 def check_fixed_dims(name: str, dims: tuple[int, ...], declared, what: str) -> None:
