@@ -19,6 +19,11 @@ def _stored_conv(b: GraphBuilder, x: str, cin: int, cout: int, how: str) -> str:
     w = rng.normal(0, 0.3, (cout, cin, 3, 3)).astype(np.float32)
     if how == "float16":  # a half-precision export: Cast(to=float) of each weight
         weight = b.op("Cast", b.const(w.astype(np.float16), "w16"), to=onnx.TensorProto.FLOAT)
+    elif how == "dequantize":  # weight-only uint8 as ONNX spells it (tf2onnx's TFLite models): DequantizeLinear
+        scale = (np.abs(w).reshape(cout, -1).max(axis=1) / 127).astype(np.float32)
+        q = np.clip(np.rint(w / scale.reshape(cout, 1, 1, 1)) + 128, 0, 255).astype(np.uint8)
+        weight = b.op("DequantizeLinear", b.const(q, "w8"), b.const(scale, "scale"),
+                      b.const(np.full(cout, 128, np.uint8), "zero"), axis=0)
     else:  # weight-only int8: Cast, then Mul by a per-channel scale
         scale = (np.abs(w).reshape(cout, -1).max(axis=1) / 127).astype(np.float32).reshape(cout, 1, 1, 1)
         q = np.clip(np.rint(w / scale), -127, 127).astype(np.int8)
@@ -134,3 +139,29 @@ def test_folding_leaves_initializers_it_did_not_read_alone():
     model.graph.initializer.append(onnx.numpy_helper.from_array(np.zeros(3, np.float32), "unread"))
     folded, _, _ = fold_stored_weights(model)
     assert "unread" in {t.name for t in folded.graph.initializer}
+
+
+def test_dequantized_constant_weights_are_folded_and_pruned(tmp_path):
+    """facex's TFLite model through tf2onnx: 49 DequantizeLinear of uint8 initializers, refused as a quantized
+    graph; the weights are constants, and a float model computes the same."""
+    model = stored_model("dequantize")
+    feeds = {"x": np.random.default_rng(0).normal(size=(2, 3, 8, 8)).astype(np.float32)}
+    folded, count, _ = fold_stored_weights(model)
+    assert count == 2 and not [n for n in folded.graph.node if n.op_type == "DequantizeLinear"]
+    np.testing.assert_allclose(run_ort(folded, feeds)[0], run_ort(model, feeds)[0], rtol=1e-5, atol=1e-5)
+    result = darp_onnx.prune(model, output=tmp_path / "p.onnx", target_flops=0.6, input_shapes={"x": (1, 3, 8, 8)},
+                             search_steps=2, finetune_steps=1, batch_size=4, synthetic_samples=8, latency_runs=2,
+                             channel_multiple=1, max_drift="off")
+    assert result.flops_after < result.flops_before
+
+
+def test_a_dequantized_activation_is_still_a_quantized_graph():
+    import pytest
+
+    from darp_onnx.errors import UnsupportedOpError
+
+    b = GraphBuilder(25)
+    q = b.op("QuantizeLinear", b.input("x", [1, 3, 8, 8]), b.const(np.array(0.1, np.float32), "s"))
+    model = b.build(b.conv(b.op("DequantizeLinear", q, b.const(np.array(0.1, np.float32), "s2")), 3, 4))
+    with pytest.raises(UnsupportedOpError, match="quantized graph"):
+        ingest(model, {"x": (1, 3, 8, 8)})

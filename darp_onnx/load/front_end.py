@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import onnx
 
-from darp_onnx.load.post_processing import WEIGHTED_OPS, node_reads
+from darp_onnx.load.post_processing import constant_tensors, node_reads, weighted_layer
 
 QUANTIZED = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger",
              "QLinearConv", "QLinearMatMul"}
@@ -22,14 +22,16 @@ QUANTIZED = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "Con
 def has_converter_in(model: onnx.ModelProto):
     """A predicate: the proxy has a converter for this node of `model` (Constants are folded, not converted)."""
     from darp_onnx.load.io import default_opset
+    from darp_onnx.load.stored_weights import dequantizes_a_constant
     from darp_onnx.proxy.registry import get_converter, normalise_domain
 
     opset = default_opset(model)
+    initializers = {t.name for t in model.graph.initializer} - {i.name for i in model.graph.input}
 
     def has_converter(node: onnx.NodeProto) -> bool:
         domain = normalise_domain(node.domain)
-        if node.op_type == "Constant" and not domain:
-            return True
+        if (node.op_type == "Constant" and not domain) or dequantizes_a_constant(node, initializers):
+            return True  # folded before the proxy is built (load.stored_weights)
         return not domain and get_converter(node.op_type, opset) is not None
 
     return has_converter
@@ -37,13 +39,13 @@ def has_converter_in(model: onnx.ModelProto):
 
 def front_end_nodes(model: onnx.ModelProto, has_converter) -> set[str]:
     """First output names of the nodes without a converter (`has_converter(node)` False) that no layer with
-    weights comes before and a layer with weights comes after: the proxy runs them with onnxruntime. Quantized ops are never front ends (a quantized
-    graph is refused as such)."""
+    weights comes before and a layer with weights comes after: the proxy runs them with onnxruntime. Quantized
+    ops are never front ends (a quantized graph is refused as such)."""
     initializers = {t.name: t for t in model.graph.initializer}
+    constants = constant_tensors(model)
 
     def weighted(node: onnx.NodeProto) -> bool:
-        return node.op_type in WEIGHTED_OPS and any(
-            len(initializers[n].dims) >= 2 for n in node.input if n in initializers)
+        return weighted_layer(node, initializers, constants)
 
     before_weights: set[str] = set()  # tensors a layer with weights reads, directly or through other nodes
     for node in reversed(model.graph.node):

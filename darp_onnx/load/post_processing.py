@@ -105,9 +105,21 @@ def _tail_indices(model: onnx.ModelProto, blocking: set[int]) -> set[int]:
 SHAPE_OPS = {"Shape", "Size"}  # outputs that depend on a tensor's shape only
 
 
-def _weighted(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto]) -> bool:
+def constant_tensors(model: onnx.ModelProto) -> set[str]:
+    """Initializers (not fed as inputs) and what nodes compute from them alone: a weight behind a Cast or a
+    DequantizeLinear is one too."""
+    constants = {t.name for t in model.graph.initializer} - {i.name for i in model.graph.input}
+    for node in model.graph.node:
+        if node_reads(node) <= constants:
+            constants.update(node.output)
+    return constants
+
+
+def weighted_layer(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProto], constants: set[str]) -> bool:
+    """A layer with weights: a Conv, Gemm, MatMul, recurrent layer... with a constant operand (a matrix where
+    it is an initializer)."""
     return node.op_type in WEIGHTED_OPS and any(
-        len(initializers[n].dims) >= 2 for n in node.input if n in initializers)
+        (len(initializers[n].dims) >= 2 if n in initializers else n in constants) for n in node.input[1:] if n)
 
 
 def split_post_processing(model: onnx.ModelProto, convertible) -> tuple[onnx.ModelProto, PostProcessing | None,
@@ -122,7 +134,8 @@ def split_post_processing(model: onnx.ModelProto, convertible) -> tuple[onnx.Mod
     initializers = {t.name: t for t in graph.initializer}
     outputs = {o.name for o in graph.output}
     tail = _tail_indices(model, blocking)
-    weighted = next((i for i in sorted(tail) if _weighted(nodes[i], initializers)), None)
+    constants = constant_tensors(model)
+    weighted = next((i for i in sorted(tail) if weighted_layer(nodes[i], initializers, constants)), None)
     if weighted is not None:
         return model, None, (f"and a layer with weights, {nodes[weighted].op_type} node "
                              f"{node_label(nodes[weighted], weighted)}, comes after it")

@@ -26,16 +26,19 @@ def refuse_unprunable(model: onnx.ModelProto, source: str = "the model") -> None
     """Raise UnsupportedOpError for a quantized graph, one with control flow (other than in a front end with no
     weights before it, which onnxruntime runs), or one that takes strings."""
     from darp_onnx.load.front_end import front_end_nodes, has_converter_in
+    from darp_onnx.load.stored_weights import dequantizes_a_constant
 
     _refuse_strings(model, source)
     front = front_end_nodes(model, has_converter_in(model))  # run as written by onnxruntime (load.front_end)
+    initializers = {t.name for t in model.graph.initializer} - {i.name for i in model.graph.input}
     for node in model.graph.node:
         where = f"{source}: node '{node.name or '#' + node.output[0]}' ({node.op_type})"
-        if node.op_type in QUANTIZED_OPS:
+        if node.op_type in QUANTIZED_OPS and not dequantizes_a_constant(node, initializers):
             raise UnsupportedOpError(
                 f"{where}: this is a quantized graph; darp-onnx prunes float models: prune the float model, "
                 "then quantize the pruned one")
-        if node.op_type in CONTROL_FLOW_OPS and node.domain in ("", "ai.onnx") and not (node.output and node.output[0] in front):
+        in_front = bool(node.output) and node.output[0] in front
+        if node.op_type in CONTROL_FLOW_OPS and node.domain in ("", "ai.onnx") and not in_front:
             raise UnsupportedOpError(
                 f"{where}: control flow (a sub-graph run at run time{_body_ops(node)}) cannot be pruned; "
                 f"{CONTROL_FLOW_ADVICE.get(node.op_type, CONTROL_FLOW_ADVICE['Loop'])}")

@@ -4,7 +4,9 @@ Some exports keep weights in a smaller type and compute the float weight at run 
 initializer behind `Cast(to=float)` (a MobileNetV4 exported from a half-precision student), or an int8
 one behind `Cast` -> `Mul(scale)` (weight-only quantization in a PP-OCRv6 recogniser). The channel analysis
 slices constants, and a Conv whose weight is a node's output has no constant to slice: both models showed
-0 prunable channels. Elementwise arithmetic on initializers only (Cast, Mul, Div, Add, Sub) is folded here
+0 prunable channels. The same holds for ONNX's own spelling of it, DequantizeLinear of an initializer (tf2onnx's
+TFLite models with uint8 weights, refused as quantized before). Elementwise arithmetic on initializers only
+(Cast, Mul, Div, Add, Sub) and DequantizeLinear of initializers are folded here
 into one initializer named after the node's output, as onnxruntime folds it when it loads the model (run
 after `unshare`, which makes an Identity of an initializer one). A float16 weight that was only cast is
 stored as float16 again in the written model (`restore_stored_types`, the proxy computing with the rounded
@@ -22,7 +24,24 @@ from darp_onnx.load.order import node_reads
 FOLDED_OPS = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract}
 
 
+def _dequantized(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray | None:
+    """DequantizeLinear of a constant: (x - zero_point) * scale, per tensor or per axis (blocked: not folded)."""
+    attrs = {a.name: a.i for a in node.attribute}
+    x, scale = inputs[0], inputs[1]
+    zero = inputs[2] if len(inputs) > 2 else np.zeros((), x.dtype)
+    if attrs.get("block_size") or not np.issubdtype(x.dtype, np.integer) or not np.issubdtype(scale.dtype,
+                                                                                                np.floating):
+        return None
+    if scale.ndim == 1 and scale.size > 1:  # per axis
+        shape = [1] * x.ndim
+        shape[attrs.get("axis", 1) % x.ndim] = scale.size
+        scale, zero = scale.reshape(shape), zero.reshape(shape) if zero.ndim else zero
+    return ((x.astype(np.float64) - zero.astype(np.float64)) * scale).astype(scale.dtype)
+
+
 def _value(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray | None:
+    if node.op_type == "DequantizeLinear":
+        return _dequantized(node, inputs)
     if node.op_type == "Cast":
         to = next((a.i for a in node.attribute if a.name == "to"), None)
         target = None if to is None else helper.tensor_dtype_to_np_dtype(to)
@@ -34,9 +53,16 @@ def _value(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray | None:
 
 
 def _foldable(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], outputs: set[str]) -> bool:
-    return (node.domain in ("", "ai.onnx") and (node.op_type == "Cast" or node.op_type in FOLDED_OPS)
+    return (node.domain in ("", "ai.onnx") and node.op_type in ("Cast", "DequantizeLinear", *FOLDED_OPS)
             and len(node.output) == 1 and node.output[0] not in outputs
-            and all(name in inits for name in node.input) and len(node.input) > 0)
+            and all(name in inits for name in node.input if name) and len(node.input) > 0)
+
+
+def dequantizes_a_constant(node: onnx.NodeProto, initializers: set[str]) -> bool:
+    """Weight-only quantization as ONNX spells it (tf2onnx's TFLite models with uint8 weights): a
+    DequantizeLinear of initializers only, folded here to a float weight."""
+    return (node.op_type == "DequantizeLinear" and node.domain in ("", "ai.onnx")
+            and all(name in initializers for name in node.input if name))
 
 
 def fold_stored_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, dict[str, int]]:
@@ -55,7 +81,7 @@ def fold_stored_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, d
         for node in graph.node:
             if not _foldable(node, inits, outputs):
                 continue
-            value = _value(node, [numpy_helper.to_array(inits[n]) for n in node.input])
+            value = _value(node, [numpy_helper.to_array(inits[n]) for n in node.input if n])
             if value is not None:
                 done.append((node, value))
         if not done:

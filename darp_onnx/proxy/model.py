@@ -322,7 +322,8 @@ def build_proxy(model: onnx.ModelProto, *, source: str = "<model>", front_ends: 
     `front_ends`: nodes without a converter that no layer with weights comes before run with onnxruntime
     (load.front_end); without it they are refused as every op without a converter is."""
     front = front_end_nodes(model, has_converter_in(model)) if front_ends else set()
-    flow = [n for n in model.graph.node if n.op_type in ("If", "Loop", "Scan") and not (n.output and n.output[0] in front)]
+    flow = [n for n in model.graph.node
+            if n.op_type in ("If", "Loop", "Scan") and not (n.output and n.output[0] in front)]
     if flow:
         node = flow[0]
         raise UnsupportedOpError(

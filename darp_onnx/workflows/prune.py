@@ -541,6 +541,11 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
                 run.progress("note", {"message": f"the fine-tune ran {steps_run} of its {steps} steps: the time "
                                                  "budget ran out (its schedule followed the clock)"})
                 steps = steps_run
+            elif steps_run < steps:  # training.steps.DivergenceGuard stopped it
+                run.progress("note", {"message": f"the fine-tune stopped after {steps_run} of its {steps} steps: "
+                                                 "its loss diverged (the weights before the step that blew up are "
+                                                 "kept); a lower --lr may let it run"})
+                steps = steps_run
             harm = _fine_tune_harm(run, outputs, loss_before) if steps > 0 else None
             if harm is not None:  # the masked model as it was
                 run.progress("note", {"message": f"the fine-tune {harm}; kept the pruned weights without it "

@@ -173,3 +173,14 @@ def test_symbolic_image_size_asks_for_input_shape(tmp_path):
         load_dataset(tmp_path, image_model(["N", 1, "H", "W"]))
     x = load_dataset(tmp_path, image_model(["N", 1, "H", "W"]), input_shapes={"x": (1, 1, 32, 32)}).inputs["x"]
     assert x.shape == (1, 1, 32, 32)
+
+
+def test_the_note_says_grey_for_a_one_channel_input(tmp_path):
+    """A face-expression model taking [N, 64, 64, 1] was told its images were read as RGB."""
+    from darp_onnx.training.dataset import data_notes
+
+    write_pngs(tmp_path, 2, rgb=True)
+    grey = load_dataset(tmp_path, image_model(["N", 1, 32, 32], TensorProto.FLOAT), preprocess="inception")
+    colour_ = load_dataset(tmp_path, image_model(["N", 3, 32, 32], TensorProto.FLOAT), preprocess="inception")
+    assert ": GREY, resized" in data_notes(grey)[0]
+    assert ": RGB, resized" in data_notes(colour_)[0]

@@ -180,3 +180,21 @@ def test_a_fine_tune_that_overflows_or_raises_the_loss_is_dropped():
     assert _fine_tune_harm(run, [np.ones((4, 2), np.float32)], 0.5) is None
     assert "raised the loss over the data (0.5 -> 1)" in _fine_tune_harm(run, [np.zeros((4, 2), np.float32)], 0.5)
     assert "overflow" in _fine_tune_harm(run, [np.full((4, 2), np.inf, np.float32)], 0.5)
+
+
+def test_a_fine_tune_stopped_by_divergence_says_so_and_counts_the_steps_it_ran(monkeypatch):
+    """A face-mesh prune reported 51 fine-tune steps in --json after 3 ran (the loss diverged), and said
+    nothing."""
+    import darp_onnx.workflows.prune as prune_module
+
+    real = prune_module.recover_weights
+
+    def three_steps(proxy, dataset, teacher, recipe, **kwargs):
+        return real(proxy, dataset, teacher, replace(recipe, steps=3), **{**kwargs, "deadline": None})
+
+    monkeypatch.setattr(prune_module, "recover_weights", three_steps)
+    notes = []
+    result = prune(RESNET, method="l1", target_flops=0.6, finetune_steps=8, synthetic_samples=8, latency_runs=1,
+                   write=False, max_drift="off", progress=lambda stage, info: notes.append(info.get("message", "")))
+    assert result.finetune_steps == 3
+    assert any("stopped after 3 of its 8 steps: its loss diverged" in n for n in notes)
