@@ -311,3 +311,21 @@ def test_picks_are_not_judged_on_probabilities_that_are_not_a_softmax_or_on_few_
     few[:, 0] = 1.0
     few[0] = np.eye(6, dtype=np.float32)[2]  # one pick other than the usual class: too few to judge
     assert decisions_kept(few, few) is None
+
+
+def test_an_output_further_than_its_mean_is_flagged_on_real_samples_only():
+    """Landmarks in pixels: a small relative error, yet the original's mean face would be closer."""
+    from darp_onnx.validation.outputs_kept import error_over_spread
+    from darp_onnx.workflows.advice import no_closer_than_its_mean
+
+    rng = np.random.default_rng(0)
+    before = 100.0 + rng.normal(size=(20, 936))  # positions near 100 px, moving by about 1 px from face to face
+    useless = 100.0 + rng.normal(size=(20, 936))  # as far off as a fresh face: no better than the mean
+    useful = before + 0.2 * rng.normal(size=(20, 936))
+    assert error_over_spread(useless, before) > 1.0 > error_over_spread(useful, before)
+    assert error_over_spread(before[:1], before[:1]) is None  # one sample: no spread to judge by
+    fid = fidelity([useless], [before], names=["landmarks"])
+    assert fid.relative_error < 0.02 and fid.spread_output == "landmarks"
+    assert "further from the original's than the original's own mean" in no_closer_than_its_mean(fid, False)
+    assert no_closer_than_its_mean(fid, True) is None
+    assert no_closer_than_its_mean(fidelity([useful], [before]), False) is None

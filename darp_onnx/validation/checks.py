@@ -17,6 +17,7 @@ from darp_onnx.validation.outputs_kept import (
     class_axis,
     fewest_decisions,
     fewest_positives,
+    furthest_for_its_spread,
     is_softmax,
     least_variation,
     outputs_kept,
@@ -98,6 +99,8 @@ class Fidelity:
     decisions_output: str | None = None  # the Softmax output whose picks are kept worst
     decisions_kept: float | None = None  # the share of them kept (outputs_kept.decisions_kept)
     decisions_class: int | None = None  # the class whose picks those are; None: all but the most frequent
+    spread_output: str | None = None  # the output furthest from the original's for its spread over the samples
+    spread_error: float | None = None  # its error over that spread (above 1: the original's mean would be closer)
 
 
 def _class_scores(values: np.ndarray) -> bool:
@@ -180,7 +183,7 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
             acc_a = float((picks_a == labels).mean())
     rows = outputs_kept(after, before, names)
     worst, fewest, flat = worst_error(rows), fewest_positives(rows), least_variation(rows)
-    picks = fewest_decisions(rows)
+    picks, far = fewest_decisions(rows), furthest_for_its_spread(rows)
     return Fidelity(agreement, num / max(den, 1e-12), acc_b, acc_a,
                     worst_output=None if worst is None else worst.name,
                     worst_output_error=None if worst is None else worst.relative_error,
@@ -190,7 +193,9 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
                     variation_kept=None if flat is None else flat.variation_kept, top1_output=top1,
                     decisions_output=None if picks is None else picks.name,
                     decisions_kept=None if picks is None else picks.decisions_kept,
-                    decisions_class=None if picks is None else picks.decisions_class)
+                    decisions_class=None if picks is None else picks.decisions_class,
+                    spread_output=None if far is None else far.name,
+                    spread_error=None if far is None else far.spread_error)
 
 
 def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,

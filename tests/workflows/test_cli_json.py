@@ -36,7 +36,8 @@ def test_json_keys_are_the_old_ones_plus_timings_data_resources_and_warnings(tmp
                                                   "accuracy_after", "worst_output", "worst_output_error",
                                                   "positives_output", "positives_kept", "least_varying_output",
                                                   "variation_kept", "top1_output", "decisions_output",
-                                                  "decisions_kept", "decisions_class"}
+                                                  "decisions_kept", "decisions_class", "spread_output",
+                                                  "spread_error"}
     assert doc["extraction"] == {"ranking": "score", "channel_multiple": 1}
     assert set(doc["timings"]) <= set(STAGES) and {"load", "search", "validation", "write"} <= set(doc["timings"])
     assert doc["resources"]["peak_rss_mib"] > 0 and doc["data"]["samples"] > 0
