@@ -71,3 +71,27 @@ def test_smallest_masks_are_below_any_other():
     smallest = cost.macs(cost.smallest_masks())
     assert 0 < smallest < cost.full_macs
     assert smallest <= cost.macs(random_masks(analysis, np.random.default_rng(1)))
+
+
+def test_a_constant_only_dropped_branches_read_goes_with_them():
+    """wav2vec2 through dynamo computes its attention scale once, from two scalar initializers, outside the
+    branches that read it: dropping every one of them removed the scale, and the recount found 2 parameters
+    fewer than the cost model predicted (the prune failed validation)."""
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(5)
+    h = b.conv(b.input("x", [1, 8, 6, 6]), 8, 8)
+    scale = b.op("Mul", b.const(np.array(0.5, np.float32), "s"), b.const(np.array(0.25, np.float32), "t"))
+    for _ in range(2):
+        h = b.op("Add", h, b.op("Mul", b.conv(b.op("Relu", h), 8, 8), scale))
+    model = b.build(h)
+    analysis = analyse(model)
+    cost = CostModel(model, analysis, {"x": (1, 8, 6, 6)})
+    branches = [br.group for br in analysis.branches]
+    assert len(branches) == 2
+    masks = analysis.all_kept()
+    for group in branches:
+        masks[group] = np.zeros_like(masks[group])
+    rewritten = rewrite(model, analysis, masks)
+    assert count_graph(rewritten, {"x": (1, 8, 6, 6)}).params == cost.params(masks)
+    assert "Mul" not in {n.op_type for n in rewritten.graph.node}

@@ -50,13 +50,14 @@ class CostModel:
             for name in branch.nodes:
                 node_branches[name] = (*node_branches.get(name, ()), branch.group)
         self.node_branches = node_branches  # node name -> the branch groups it lives in
+        self.presence = node_presence(model, node_branches)
         self.node_terms = []
         for node in model.graph.node:
             with at_node(node):
-                term = self._node_term(node, node_branches)
+                term = self._node_term(node, self.presence)
             if term is not None:
                 self.node_terms.append(term)
-        self.param_terms = self._param_terms(model, node_branches)
+        self.param_terms = self._param_terms(model, self.presence)
         everything = analysis.all_kept()
         self.full_macs = self.macs(everything)
         self.full_params = self.params(everything)
@@ -77,7 +78,7 @@ class CostModel:
     def _all_axes(self, tensor: str) -> tuple[Affine, ...]:
         return tuple(self.count(tensor, i) for i in range(len(self.shapes[tensor])))
 
-    def _node_term(self, node: onnx.NodeProto, node_branches) -> NodeCostTerm | None:
+    def _node_term(self, node: onnx.NodeProto, presence) -> NodeCostTerm | None:
         op = node.op_type
         if op in MAC_OPS:
             unknown = [t for t in (*node.input[:2], node.output[0]) if t not in self.shapes]
@@ -86,7 +87,7 @@ class CostModel:
                     f"node '{node.name}' ({op}): the shape of '{unknown[0]}' is unknown (no shape inference "
                     "resolves it and onnxruntime could not run the model); give --input-shape for every input"
                 )
-        presence = (node_branches[node.name],) if node.name in node_branches else ()
+        presence = presence.get(node.name, ())
         if op == "Conv":
             w = self.shapes[node.input[1]]
             factors = (*self._all_axes(node.output[0]), self.count(node.input[1], 1))
@@ -112,7 +113,7 @@ class CostModel:
             return None
         return NodeCostTerm(node.name, op, Monomial(coef, factors, presence))
 
-    def _param_terms(self, model: onnx.ModelProto, node_branches) -> dict[str, Monomial]:
+    def _param_terms(self, model: onnx.ModelProto, presence) -> dict[str, Monomial]:
         consumers: dict[str, list[str]] = {}
         for node in model.graph.node:
             for name in node.input:
@@ -122,9 +123,8 @@ class CostModel:
         for name, dims in weight_tensors(model).items():
             factors = tuple(self.count(name, i) for i in range(len(dims)))
             users = consumers.get(name, [])
-            always = name in graph_outputs or any(u not in node_branches for u in users)
-            presence = () if always else tuple(node_branches[u] for u in users)
-            terms[name] = Monomial(1, factors, presence)
+            always = name in graph_outputs or not users
+            terms[name] = Monomial(1, factors, () if always else _union([presence.get(u, ()) for u in users]))
         return terms
 
     # evaluation -----------------------------------------------------------------------------------
@@ -155,3 +155,39 @@ class CostModel:
 
 def _as_tensor(value) -> torch.Tensor:
     return value if isinstance(value, torch.Tensor) else torch.tensor(float(value))
+
+
+MAX_ALTERNATIVES = 64  # beyond this many ways of being computed, a node is counted as always computed
+
+
+def _union(alternatives: list[tuple[tuple[int, ...], ...]]) -> tuple[tuple[int, ...], ...]:
+    """Present when any of them is; () (always) when one of them is always, or when there are too many."""
+    if any(alt == () for alt in alternatives):
+        return ()
+    merged = tuple(dict.fromkeys(a for alt in alternatives for a in alt))
+    return () if len(merged) > MAX_ALTERNATIVES else merged
+
+
+def node_presence(model: onnx.ModelProto, node_branches: Mapping[str, tuple[int, ...]]
+                  ) -> dict[str, tuple[tuple[int, ...], ...]]:
+    """Per node, the alternatives (branch groups that must all be kept) under which the rewritten model still
+    computes it; () for always. A node outside every branch that only dropped branches read is removed with them:
+    dynamo's attention scale, computed once from two scalar initializers for all of a wav2vec2's attention
+    branches, went with the last of them, and the recount found 2 parameters fewer than this model predicted."""
+    readers: dict[str, list[str]] = {}
+    for node in model.graph.node:
+        for name in node.input:
+            readers.setdefault(name, []).append(node.name)
+    outputs = {o.name for o in model.graph.output}
+    presence: dict[str, tuple[tuple[int, ...], ...]] = {}
+    for node in reversed(model.graph.node):
+        users = [u for o in node.output for u in readers.get(o, [])]
+        feeds_output = any(o in outputs for o in node.output) or not users
+        down = () if feeds_output else _union([presence.get(u, ()) for u in users])
+        own = node_branches.get(node.name)
+        if own is None:
+            presence[node.name] = down
+        else:
+            alts = down or ((),)
+            presence[node.name] = tuple(dict.fromkeys(tuple(sorted({*own, *alt})) for alt in alts))
+    return presence
