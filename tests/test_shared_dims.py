@@ -35,3 +35,14 @@ def test_a_wrong_rank_is_still_refused():
     model = _model(("ids", ["batch", "seq"]), ("mask", ["batch", "seq"]))
     with pytest.raises(BadInputError, match="has 2 dims, not 3"):
         resolve_input_shapes(model, {"ids": (1, 2, 3)})
+
+
+def test_written_outputs_keep_the_names_of_their_free_dims():
+    from darp_onnx.load.input_shapes import name_output_dims
+
+    given = _model(("ids", ["batch_size", "sequence_length"]))
+    written = _model(("ids", ["unk__56", None]))
+    written.graph.output[0].type.tensor_type.shape.dim[1].dim_value = 0
+    name_output_dims(written, {o.name: o for o in given.graph.output})
+    assert [d.dim_param for d in written.graph.output[0].type.tensor_type.shape.dim] == ["batch_size",
+                                                                                        "sequence_length"]

@@ -165,3 +165,21 @@ def test_a_dequantized_activation_is_still_a_quantized_graph():
     model = b.build(b.conv(b.op("DequantizeLinear", q, b.const(np.array(0.1, np.float32), "s2")), 3, 4))
     with pytest.raises(UnsupportedOpError, match="quantized graph"):
         ingest(model, {"x": (1, 3, 8, 8)})
+
+
+def test_a_transposed_shared_weight_is_folded_and_its_readers_prune_alike():
+    """ALBERT through dynamo stores its one layer's weights once as [out, in] and transposes each at run time
+    for the four uses: every projection was a MatMul of two activations, nothing but branches prunable."""
+    b = GraphBuilder(26)
+    rng = np.random.default_rng(2)
+    up = b.op("Transpose", b.const(rng.normal(0, 0.3, (32, 16)).astype(np.float32), "up"), perm=[1, 0])
+    down = b.op("Transpose", b.const(rng.normal(0, 0.3, (16, 32)).astype(np.float32), "down"), perm=[1, 0])
+    h = b.input("x", ["n", 16])
+    for _ in range(2):  # one shared FFN run twice
+        h = b.op("Add", h, b.op("MatMul", b.op("Relu", b.op("MatMul", h, up)), down))
+    model = b.build(h)
+    folded, count, _ = fold_stored_weights(model)
+    assert count == 2 and "Transpose" not in {n.op_type for n in folded.graph.node}
+    feeds = {"x": rng.normal(size=(3, 16)).astype(np.float32)}
+    np.testing.assert_allclose(run_ort(folded, feeds)[0], run_ort(model, feeds)[0], rtol=1e-5, atol=1e-5)
+    assert [g.size for g in analyse(folded).prunable() if g.kind == "channel"] == [32]  # one group, both uses

@@ -113,6 +113,22 @@ def check_fixed_dims(name: str, dims: tuple[int, ...], declared, what: str) -> N
             )
 
 
+def name_output_dims(model: onnx.ModelProto, given: dict[str, onnx.ValueInfoProto]) -> None:
+    """The graph outputs' free dims named as in the model given (changed in place): shape inference renamed a
+    BERT's ['batch', 'sequence', 256] to ['unk__56', 'unk__57', 256], and code that binds outputs by the
+    names optimum declared lost the link between the output's batch and the input's."""
+    for output in model.graph.output:
+        source = given.get(output.name)
+        if source is None:
+            continue
+        dims, names = output.type.tensor_type.shape.dim, source.type.tensor_type.shape.dim
+        if len(dims) != len(names):
+            continue
+        for dim, name in zip(dims, names, strict=True):
+            if name.dim_param and not (dim.HasField("dim_value") and dim.dim_value > 0):
+                dim.dim_param = name.dim_param
+
+
 RECORDED_SHAPES_KEY = "darp_onnx.input_shapes"  # metadata of a written model: the sizes it was pruned at
 
 

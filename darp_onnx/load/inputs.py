@@ -65,17 +65,26 @@ def example_shape(value: onnx.ValueInfoProto) -> str:
     free one (224 for a picture's sides, 64 for a sequence); '1x3x224x224' was shown for a [1, 2, seq_len]
     token input."""
     dims = value.type.tensor_type.shape.dim
-    picture = len(dims) == 4 and np.issubdtype(input_dtype(value), np.floating)
+    floats = np.issubdtype(input_dtype(value), np.floating)
+    picture = len(dims) == 4 and floats
     channels_last = picture and dims[3].HasField("dim_value") and dims[3].dim_value in (1, 3)  # [N, H, W, 3]
+    # a waveform, [N, samples] or [N, 1, samples]: a wav2vec2's convolutions need 400 samples, 64 failed
+    one_channel = len(dims) == 3 and dims[1].HasField("dim_value") and dims[1].dim_value == 1
+    waveform = floats and (len(dims) == 2 or one_channel)
     sizes = []
     for axis, dim in enumerate(dims):
         if dim.HasField("dim_value") and dim.dim_value > 0:
             sizes.append(int(dim.dim_value))
         elif axis == 0:
             sizes.append(1)
+        elif waveform and axis == len(dims) - 1:
+            sizes.append(WAVEFORM_SAMPLES)
         else:
             sizes.append(3 if picture and axis == 1 and not channels_last else 224 if picture else 64)
     return "x".join(map(str, sizes)) or "1"
+
+
+WAVEFORM_SAMPLES = 16000  # one second at 16 kHz
 
 
 def synthetic_inputs(

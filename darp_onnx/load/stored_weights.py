@@ -6,7 +6,8 @@ one behind `Cast` -> `Mul(scale)` (weight-only quantization in a PP-OCRv6 recogn
 slices constants, and a Conv whose weight is a node's output has no constant to slice: both models showed
 0 prunable channels. The same holds for ONNX's own spelling of it, DequantizeLinear of an initializer (tf2onnx's
 TFLite models with uint8 weights, refused as quantized before). Elementwise arithmetic on initializers only
-(Cast, Mul, Div, Add, Sub) and DequantizeLinear of initializers are folded here
+(Cast, Mul, Div, Add, Sub), DequantizeLinear and Transpose of initializers (ALBERT's shared weights through
+dynamo: stored once, transposed at run time, read as activations) are folded here
 into one initializer named after the node's output, as onnxruntime folds it when it loads the model (run
 after `unshare`, which makes an Identity of an initializer one). A float16 weight that was only cast is
 stored as float16 again in the written model (`restore_stored_types`, the proxy computing with the rounded
@@ -42,6 +43,9 @@ def _dequantized(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray |
 def _value(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray | None:
     if node.op_type == "DequantizeLinear":
         return _dequantized(node, inputs)
+    if node.op_type == "Transpose":  # dynamo's shared weights: stored [out, in] once, transposed per use
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), None)
+        return np.transpose(inputs[0], perm) if np.issubdtype(inputs[0].dtype, np.floating) else None
     if node.op_type == "Cast":
         to = next((a.i for a in node.attribute if a.name == "to"), None)
         target = None if to is None else helper.tensor_dtype_to_np_dtype(to)
@@ -53,7 +57,7 @@ def _value(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray | None:
 
 
 def _foldable(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], outputs: set[str]) -> bool:
-    return (node.domain in ("", "ai.onnx") and node.op_type in ("Cast", "DequantizeLinear", *FOLDED_OPS)
+    return (node.domain in ("", "ai.onnx") and node.op_type in ("Cast", "DequantizeLinear", "Transpose", *FOLDED_OPS)
             and len(node.output) == 1 and node.output[0] not in outputs
             and all(name in inits for name in node.input if name) and len(node.input) > 0)
 

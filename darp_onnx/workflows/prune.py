@@ -25,7 +25,7 @@ from darp_onnx.errors import OptionError, ValidationFailedError
 from darp_onnx.groups import ChannelAnalysis, analyse
 from darp_onnx.load.control_flow import inline_static_ifs, refuse_data_dependent
 from darp_onnx.load.ingest import ingest
-from darp_onnx.load.input_shapes import record_input_shapes, resolve_input_shapes
+from darp_onnx.load.input_shapes import name_output_dims, record_input_shapes, resolve_input_shapes
 from darp_onnx.load.inputs import has_free_sizes
 from darp_onnx.load.post_processing import PostProcessing, attach_post_processing, split_post_processing
 from darp_onnx.load.preflight import check_loaded_model, check_run_memory, convertible_in
@@ -149,6 +149,7 @@ class PruneRun:
     folded_weights: int = 0  # nodes computing weights from initializers that ingest folded (stored_weights)
     stored_types: dict[str, int] = field(default_factory=dict)  # float16 weights ingest widened, written narrow
     pixel_range: PixelRange | None = None  # data-free pictures in the range --preprocess gives, or None
+    given_outputs: dict[str, onnx.ValueInfoProto] = field(default_factory=dict)  # as loaded: their dims' names
     post: PostProcessing | None = None  # post-processing kept as it is, written back after the pruned network
 
     @property
@@ -242,6 +243,7 @@ def analyse_costs(run: PruneRun) -> PruneRun:
     with run.timings.stage("ingest"):
         _check_memory(run, run.input_shapes)  # the inputs alone, before onnxruntime runs the model at that size
         run.original_bytes = run.model.ByteSize()
+        run.given_outputs = {o.name: o for o in run.model.graph.output}
         run.original_params = count_graph_params(run.model)
         ingested = ingest(run.model, run.input_shapes, seed=run.config.seed, source=run.source.name)
         run.folded_weights = ingested.folded
@@ -249,10 +251,10 @@ def analyse_costs(run: PruneRun) -> PruneRun:
         run.source = replace(run.source, model=ingested.model)
         run.observed_shapes = ingested.shapes
         if ingested.folded:
-            run.progress("note", {"message": f"{ingested.folded} nodes computed weights from initializers stored in "
-                                             "another type (Cast, Mul: float16 or int8 weights); they were computed "
-                                             "once to prune them, and the written model stores float16 ones as "
-                                             "float16 again, others as float32"})
+            run.progress("note", {"message": f"{ingested.folded} nodes computed weights from initializers (Cast, "
+                                             "Mul, DequantizeLinear: float16 or int8 weights; Transpose: a stored "
+                                             "layout); they were computed once to prune them, and the written model "
+                                             "stores float16 ones as float16 again, others as float32"})
     with run.timings.stage("analysis"):
         run.analysis = analyse(run.model)
         keep_unit_kinds(run.analysis, run.config.extraction.keep_kinds)
@@ -667,6 +669,7 @@ def rewrite_model(run: PruneRun, masks: Masks, *, source: onnx.ModelProto | None
         if source is None:
             source = run.proxy.to_onnx() if run.proxy is not None else run.model
         pruned = rewrite(source, run.analysis, masks)
+        name_output_dims(pruned, run.given_outputs)
         restore_stored_types(pruned, run.stored_types)
         record_input_shapes(pruned, run.input_shapes)
         return pruned
