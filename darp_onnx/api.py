@@ -34,18 +34,23 @@ from darp_onnx.workflows.prune import PruneResult, prune
 __all__ = ["check_model", "diff", "finetune", "inspect", "prune", "prune_diff", "validate", "write_prune_report"]
 
 
-def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0, allow_nonfinite: bool = False
-                ) -> dict[str, Any]:
-    """Load a model, build its proxy and compare the proxy's outputs with onnxruntime on CPU. Weights
-    holding NaN or Inf are refused unless `allow_nonfinite` (the comparison would mean nothing)."""
+def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0, allow_nonfinite: bool = False,
+                input_shapes: Mapping[str, tuple[int, ...]] | None = None) -> dict[str, Any]:
+    """Load a model, build its proxy and compare the proxy's outputs with onnxruntime on CPU, at `input_shapes`
+    or, for free dims after the batch, at example sizes (as `inspect`). Weights holding NaN or Inf are refused
+    unless `allow_nonfinite` (the comparison would mean nothing)."""
+    from darp_onnx.load.input_shapes import resolve_input_shapes
+
     check_number(batch, "batch", low=1, whole=True)
     check_seed(seed)
     check_run_paths(model=path, output=None, force=False)
     model = load_model(path)
     check_loaded_model(model, str(path), allow_nonfinite=allow_nonfinite)
-    check_run_memory(model, static_shapes(model, batch=batch), {}, batch_size=1, synthetic_samples=0)
+    given = resolve_input_shapes(model, dict(input_shapes or {}), check_fixed=True)
+    shapes = _at_batch(model, _inspect_sizes(model, given)[0], given, batch)
+    check_run_memory(model, static_shapes(model, shapes, batch=batch), {}, batch_size=1, synthetic_samples=0)
     proxy = build_proxy(model, source=str(path), front_ends=True)
-    feeds = synthetic_inputs(model, batch=batch, seed=seed)
+    feeds = synthetic_inputs(model, batch=batch, seed=seed, shapes=shapes)
     try:
         expected = run_session(make_session(model), feeds)
     except Exception as exc:  # onnxruntime's own checks: a model it refuses is bad input here
@@ -188,6 +193,16 @@ def _inspect_sizes(model: onnx.ModelProto, given: dict[str, tuple[int, ...]]
         return {**given, **{v.name: recorded[v.name] for v in free}}, "the sizes the model was pruned at"
     examples = {v.name: tuple(int(d) for d in example_shape(v).split("x")) for v in free}
     return {**given, **examples}, "example sizes for its free dims (give --input-shape for yours)"
+
+
+def _at_batch(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], given, batch: int
+              ) -> dict[str, tuple[int, ...]]:
+    """Example sizes with `batch` on a free leading dim (shapes the user gave stay as given)."""
+    from darp_onnx.load.inputs import graph_inputs
+
+    free = {v.name for v in graph_inputs(model) if v.type.tensor_type.shape.dim
+            and not v.type.tensor_type.shape.dim[0].dim_value}
+    return {name: (batch, *dims[1:]) if name in free and name not in given else dims for name, dims in shapes.items()}
 
 
 def _without_static_ifs(model: onnx.ModelProto, input_shapes, source: str) -> tuple[onnx.ModelProto, str | None]:

@@ -146,3 +146,21 @@ def test_the_summary_names_an_output_far_worse_than_the_whole():
     said = _positives(fid)
     assert said.startswith(", worst output 'output0 (values in [0, 1] on axis 2)' 1") and "(F1) 0.00" in said
     assert _positives({**fid, "worst_output_error": 0.2, "positives_kept": None}) == ""
+
+
+def test_check_runs_a_model_with_a_free_sequence_length(tmp_path):
+    """`check` of every Hugging Face text export said 'give --input-shape', an option it did not have."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weight = numpy_helper.from_array(np.ones((8, 4), np.float32), "w")
+    graph = helper.make_graph([helper.make_node("MatMul", ["x", "w"], ["y"], name="mm")], "g",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", "seq", 8])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", "seq", 4])], [weight])
+    path = tmp_path / "seq.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=10), path)
+    assert runner.invoke(app, ["check", str(path)]).exit_code == 0
+    shaped = runner.invoke(app, ["check", str(path), "--input-shape", "x=3x5x8", "--json"])
+    assert shaped.exit_code == 0 and json.loads(shaped.stdout)["max_abs_diff"] < 1e-5
+    assert runner.invoke(app, ["check", str(path), "--input-shape", "x=3x5x9"]).exit_code == 1  # fixed dim 8

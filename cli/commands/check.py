@@ -17,6 +17,9 @@ from darp_onnx.cli.output import handle_errors, print_json
 def check_command(
     model: Annotated[Path, typer.Argument(help="The ONNX model to read.")],
     batch: Annotated[int, typer.Option(help="Batch size for symbolic leading dims.")] = 2,
+    input_shape: Annotated[list[str] | None, typer.Option(
+        "--input-shape", help="NAME=1x3x320x320 for symbolic dims (repeatable; a bare shape for one-input "
+                              "models); default: example sizes, as `inspect` counts at.")] = None,
     allow_nonfinite: AllowNonfinite = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,
@@ -26,9 +29,11 @@ def check_command(
 
     Exit codes: 0 success, 1 bad input (unreadable model, unsupported op)."""
     from darp_onnx.api import check_model
+    from darp_onnx.load.input_shapes import parse_input_shapes
 
     say = Verbosity(quiet=quiet, verbose=verbose)
-    summary = check_model(model, batch=batch, allow_nonfinite=allow_nonfinite)
+    summary = check_model(model, batch=batch, allow_nonfinite=allow_nonfinite,
+                          input_shapes=parse_input_shapes(input_shape or []))
     if json_out:
         print_json(summary)
     else:
