@@ -134,7 +134,7 @@ def reshape(t: Tracer, node: onnx.NodeProto) -> None:
     if target is not None:
         _unify_copied_dims(t, out_shape, target)
         out_shape = t.shape(node.output[0])
-        computed = _target_shape(t.shape(node.input[0]), target, int(attr(node, "allowzero", 0)), t._resolved)
+        computed = _target_shape(t.shape(node.input[0]), target, int(attr(node, "allowzero", 0)), t.resolved)
         if computed is not None and None not in computed:
             if out_shape is None or None in out_shape:  # shape inference gave up
                 t.shapes[node.output[0]] = computed

@@ -108,9 +108,9 @@ class Tracer:
         shape = self.shapes.get(name)
         if shape is None or not (self.aliases or self.sizes):
             return shape
-        return tuple(self._resolved(d) if isinstance(d, str) else d for d in shape)
+        return tuple(self.resolved(d) if isinstance(d, str) else d for d in shape)
 
-    def _resolved(self, name: str) -> Dim:
+    def resolved(self, name: str) -> Dim:
         symbol = self._symbol(name)
         return self.sizes.get(symbol, symbol)
 
@@ -131,7 +131,7 @@ class Tracer:
         width = max(len(s) for s in shapes) - skip
         for k in range(1, width + 1):
             dims = [s[len(s) - skip - k] for s in shapes if len(s) - skip - k >= 0]
-            symbols = [d for d in dims if isinstance(d, str) and self._resolved(d) != 1]  # 1: a broadcast
+            symbols = [d for d in dims if isinstance(d, str) and self.resolved(d) != 1]  # 1: a broadcast
             for a in symbols[1:]:
                 self.unify((symbols[0],), (a,))
 

@@ -14,9 +14,7 @@ from __future__ import annotations
 import onnx
 
 from darp_onnx.load.post_processing import constant_tensors, node_reads, weighted_layer
-
-QUANTIZED = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "ConvInteger", "MatMulInteger",
-             "QLinearConv", "QLinearMatMul"}
+from darp_onnx.load.refusals import QUANTIZED_OPS
 
 
 def has_converter_in(model: onnx.ModelProto):
@@ -57,7 +55,7 @@ def front_end_nodes(model: onnx.ModelProto, has_converter) -> set[str]:
         if weighted(node) or node_reads(node) & after_weights:
             after_weights.update(node.output)
             continue
-        if (not has_converter(node) and node.op_type not in QUANTIZED and node.output
+        if (not has_converter(node) and node.op_type not in QUANTIZED_OPS and node.output
                 and set(node.output) & before_weights):
             found.add(node.output[0])
     return found

@@ -119,7 +119,7 @@ def weighted_layer(node: onnx.NodeProto, initializers: dict[str, onnx.TensorProt
     """A layer with weights: a Conv, Gemm, MatMul, recurrent layer... with a constant operand (a matrix where
     it is an initializer)."""
     return node.op_type in WEIGHTED_OPS and any(
-        (len(initializers[n].dims) >= 2 if n in initializers else n in constants) for n in node.input[1:] if n)
+        (len(initializers[n].dims) >= 2 if n in initializers else n in constants) for n in node.input if n)
 
 
 def split_post_processing(model: onnx.ModelProto, convertible) -> tuple[onnx.ModelProto, PostProcessing | None,
@@ -179,7 +179,8 @@ def _is_float(infos: dict[str, onnx.ValueInfoProto], name: str) -> bool:
 
 
 def _cut_info(name: str, infos: dict[str, onnx.ValueInfoProto]) -> onnx.ValueInfoProto:
-    """The cut tensor's type as an output (a free dim per axis where only the rank is known)."""
+    """The cut tensor's type as an output. Where shape inference gave not even its rank, a scalar's empty shape
+    stands in (onnx requires a shape on a graph output; onnxruntime only warns when the run's differs)."""
     info = infos.get(name)
     if info is not None and info.type.tensor_type.HasField("shape"):
         return copy.deepcopy(info)
