@@ -143,7 +143,7 @@ class Tracer:
         for a, b in zip(shape, same, strict=True):
             if isinstance(a, str) and isinstance(b, str) and self._symbol(a) != self._symbol(b):
                 old, new = self._symbol(a), self._symbol(b)
-                if self.sizes.get(old, self.sizes.get(new)) != self.sizes.get(new, self.sizes.get(old)):
+                if None not in (self.sizes.get(old), self.sizes.get(new)) and self.sizes[old] != self.sizes[new]:
                     continue  # two numbers: not one dim
                 self.aliases[old] = new
                 if old in self.sizes:  # the number stays with the dim under its new name

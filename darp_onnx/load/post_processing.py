@@ -144,7 +144,8 @@ def split_post_processing(model: onnx.ModelProto, convertible) -> tuple[onnx.Mod
     made = {o for n in body_nodes for o in n.output}
     cut = _ordered(n for node in tail_nodes for n in sorted(node_reads(node), key=_order_in(tail_nodes))
                    if n in made)
-    if not any(_is_float(_value_infos(model), n) for n in cut):
+    infos = _value_infos(model)
+    if not any(_is_float(infos, n) for n in cut):
         return model, None, "and no network with float outputs comes before it"
     cut = tuple(c for c in cut if c not in outputs)
     network = network_model(model, body_nodes, cut)

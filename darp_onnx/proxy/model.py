@@ -80,7 +80,8 @@ class ProxyModel(nn.Module):
     tensors are buffers. `forward` returns one tensor for a one-output graph, else a tuple.
     """
 
-    def __init__(self, model: onnx.ModelProto, *, source: str = "<model>", front_ends: bool = False) -> None:
+    def __init__(self, model: onnx.ModelProto, *, source: str = "<model>", front_end: frozenset[str] = frozenset()
+                 ) -> None:
         super().__init__()
         self.source = source
         self.opset = default_opset(model)
@@ -92,7 +93,7 @@ class ProxyModel(nn.Module):
         self.input_elem_types = {i.name: int(i.type.tensor_type.elem_type) for i in graph.input}
         value_info = {v.name: v for v in [*graph.input, *graph.value_info, *graph.output]}
         ctx = ConvertContext(opset=self.opset, constants=values, value_info=value_info, source=source)
-        self._front_end = front_end_nodes(model, has_converter_in(model)) if front_ends else set()
+        self._front_end = front_end  # first outputs of the nodes onnxruntime runs (load.front_end)
         self._opsets = tuple(model.opset_import)
 
         self.nodes = nn.ModuleList()
@@ -321,7 +322,7 @@ def build_proxy(model: onnx.ModelProto, *, source: str = "<model>", front_ends: 
     """Convert a loaded ONNX model into a trainable `ProxyModel` (see `darp_onnx.load.io.load_model`).
     `front_ends`: nodes without a converter that no layer with weights comes before run with onnxruntime
     (load.front_end); without it they are refused as every op without a converter is."""
-    front = front_end_nodes(model, has_converter_in(model)) if front_ends else set()
+    front = frozenset(front_end_nodes(model, has_converter_in(model)) if front_ends else ())
     flow = [n for n in model.graph.node
             if n.op_type in ("If", "Loop", "Scan") and not (n.output and n.output[0] in front)]
     if flow:
@@ -330,7 +331,7 @@ def build_proxy(model: onnx.ModelProto, *, source: str = "<model>", front_ends: 
             f"{source}: node '{node.name}' uses control flow ({node.op_type}), which darp-onnx cannot "
             "convert; export the model without data-dependent control flow"
         )
-    return ProxyModel(model, source=source, front_ends=front_ends)
+    return ProxyModel(model, source=source, front_end=front)
 
 
 def _arguments(step: Step, env: dict[str, torch.Tensor], transform: Callable | None) -> list[Any]:

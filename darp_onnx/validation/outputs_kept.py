@@ -116,8 +116,9 @@ def decisions_kept(after: np.ndarray, before: np.ndarray) -> tuple[float, int | 
     return min(kept, key=lambda pair: pair[0]) if kept else None
 
 
-def variation_kept(after: np.ndarray, before: np.ndarray) -> float | None:
-    """The pruned output's spread around its mean over the samples (axis 0), over the original's."""
+def _with_spread(after: np.ndarray, before: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
+    """Both outputs as [samples, values] float64 and the original's spread around its mean over the samples;
+    None where they differ in shape, are not floats, or the original does not vary."""
     a, b = np.asarray(after), np.asarray(before)
     if a.shape != b.shape or a.ndim == 0 or len(b) < 2 or not np.issubdtype(b.dtype, np.floating):
         return None
@@ -125,6 +126,15 @@ def variation_kept(after: np.ndarray, before: np.ndarray) -> float | None:
     spread = float(np.linalg.norm(b - b.mean(axis=0)))
     if not np.isfinite(spread) or spread <= MIN_SPREAD * float(np.linalg.norm(b)):
         return None
+    return a, b, spread
+
+
+def variation_kept(after: np.ndarray, before: np.ndarray) -> float | None:
+    """The pruned output's spread around its mean over the samples (axis 0), over the original's."""
+    found = _with_spread(after, before)
+    if found is None:
+        return None
+    a, _, spread = found
     return float(np.linalg.norm(a - a.mean(axis=0))) / spread
 
 
@@ -133,13 +143,10 @@ def error_over_spread(after: np.ndarray, before: np.ndarray) -> float | None:
     mean output, one constant, would be closer than the pruned model. A face mesh's 468 landmarks (pixels, 25-175)
     moved by 0.21 of the eye distance at a relative error of 0.14, worse than the mean face mesh (0.12); the
     relative error is small because the mean position dominates the output's size. None where it does not vary."""
-    a, b = np.asarray(after), np.asarray(before)
-    if a.shape != b.shape or a.ndim == 0 or len(b) < 2 or not np.issubdtype(b.dtype, np.floating):
+    found = _with_spread(after, before)
+    if found is None:
         return None
-    a, b = a.reshape(len(a), -1).astype(np.float64), b.reshape(len(b), -1).astype(np.float64)
-    spread = float(np.linalg.norm(b - b.mean(axis=0)))
-    if not np.isfinite(spread) or spread <= MIN_SPREAD * float(np.linalg.norm(b)):
-        return None
+    a, b, spread = found
     return float(np.linalg.norm(a - b)) / spread
 
 
