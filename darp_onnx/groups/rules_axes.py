@@ -9,6 +9,7 @@ import onnx
 
 from darp_onnx.groups import const_views as cv
 from darp_onnx.groups import shape_values as sv
+from darp_onnx.groups.model import ShapeEdit
 from darp_onnx.groups.rules_basic import HIDDEN_SIZE, attr
 from darp_onnx.groups.tracer import Layout, Tracer
 
@@ -153,12 +154,41 @@ def pad(t: Tracer, node: onnx.NodeProto) -> None:
         return
     axes = list(range(rank)) if axes is None else [int(a) % rank for a in np.ravel(axes)]
     n = len(axes)
-    if lay.axis in axes:
-        j = axes.index(lay.axis)
-        if int(pads[j]) != 0 or int(pads[j + n]) != 0:
-            t.freeze(lay.units, f"Pad '{node.name}' pads the channel axis")
-            return
+    if lay.axis in axes and (int(pads[axes.index(lay.axis)]) or int(pads[axes.index(lay.axis) + n])):
+        _pad_channels(t, node, lay, axes.index(lay.axis), n, pads)
+        return
     t.set(node.output[0], lay)
+
+
+def _pad_channels(t: Tracer, node: onnx.NodeProto, lay: Layout, j: int, n: int, pads) -> None:
+    """Constant channels padded on (a shortcut widened to its block's width: MediaPipe's BlazeBlocks,
+    dlib's ResNets) are channels of their own: each one goes with whatever it is added to, and the pad
+    counts become the numbers of padded channels kept."""
+    before, after = int(pads[j]), int(pads[j + n])
+    mode = attr(node, "mode", b"constant")
+    source = _pads_source(t, node)
+    problem = ("its mode is not constant" if mode not in (b"constant", "constant")
+               else "it crops" if min(before, after) < 0
+               else "channels interleaved with other axes" if lay.repeat != 1 or lay.tile != 1
+               else "its pads are computed at run time" if source is None else "")
+    if problem:
+        t.freeze(lay.units, f"Pad '{node.name}' pads the channel axis and {problem}")
+        return
+    units = [t.new_atom(before, f"{node.name} padded before ({before})", node.name)] if before else []
+    units += [lay.units]
+    units += [t.new_atom(after, f"{node.name} padded ({after})", node.name)] if after else []
+    out = Layout(lay.axis, np.concatenate(units))
+    t.set(node.output[0], out)
+    key, end = (node.output[0], lay.axis), before + lay.size
+    for element, lo, hi in ((j, 0, before), (j + n, end, end + after)):
+        t.edit(ShapeEdit(source[0], source[1], element, key, lo, hi, attr=source[2]))
+
+
+def _pads_source(t: Tracer, node: onnx.NodeProto) -> tuple[str, int, str] | None:
+    """Where the pad counts can be rewritten: the `pads` attribute (opset < 11) or a constant input."""
+    if t.opset < 11:
+        return node.name, -1, "pads"
+    return (node.name, 1, "") if t.const(node.input[1]) is not None else None
 
 
 def expand(t: Tracer, node: onnx.NodeProto) -> None:

@@ -181,3 +181,17 @@ MODELS = {f.__name__: f for f in (view_batch_flatten, flatten_by_products, inter
                                   gru_after_linear, channels_last, channels_last_flatten,
                                   paddle_bias_reshape, tokens_into_channels, unrolled_lstm_cell,
                                   slice_view_bounds)}
+
+
+def channel_padding_shortcut(opset: int = 17, before: int = 0, mode: str = "constant") -> onnx.ModelProto:
+    """A shortcut widened by zero channels to its block's width (MediaPipe's BlazeBlocks through
+    tf2onnx, dlib's ResNets): Pad on the channel axis, then Add with the block's output."""
+    b = GraphBuilder(31, opset)
+    h = b.cbr(b.input("x", ["N", 3, 6, 6]), 3, 4)
+    pads = [0, before, 0, 0, 0, 4 - before, 0, 0]
+    if opset < 11:
+        shortcut = b.op("Pad", h, pads=pads, mode=mode)
+    else:
+        shortcut = b.op("Pad", h, b.const(_i64(*pads)), mode=mode)
+    block = b.op("Relu", b.conv(h, 4, 8))
+    return b.build(b.cbr(b.op("Add", shortcut, block), 8, 3))

@@ -9,6 +9,7 @@ from darp_onnx.groups import analyse
 from darp_onnx.groups.rules_reshape import map_reshape
 from darp_onnx.groups.tracer import Layout
 from tests.groups import models_exported as models
+from tests.groups.harness import assert_equivalent, random_masks
 
 
 def _prunable_sizes(analysis) -> list[int]:
@@ -109,3 +110,22 @@ def test_map_reshape_finds_the_channel_axis(in_shape, axis, out_shape, expected)
 def test_map_reshape_refuses_to_split_the_channel_axis():
     new, reason = map_reshape((1, 8, 4), Layout(1, np.arange(8)), (1, 2, 4, 4))
     assert new is None and "splits" in reason
+
+
+@pytest.mark.parametrize(("opset", "before"), [(17, 0), (17, 1), (10, 3)])
+def test_channels_padded_on_a_shortcut_go_with_what_they_are_added_to(opset, before):
+    model = models.channel_padding_shortcut(opset, before)
+    analysis = analyse(model)
+    assert sorted(_prunable_sizes(analysis)) == sorted([4, 4 - before] + ([before] if before else []))
+    pad = next(n for n in model.graph.node if n.op_type == "Pad")
+    assert {(e.node, e.element) for e in analysis.shape_edits} == {(pad.name, 1), (pad.name, 5)}
+    for seed in range(3):
+        masks = random_masks(analysis, np.random.default_rng(seed))
+        pruned = assert_equivalent(model, analysis, masks, seed)
+        pruned_pad = next(n for n in pruned.graph.node if n.op_type == "Pad")
+        assert pruned_pad.name == pad.name
+
+
+def test_a_channel_axis_padded_by_reflection_stays_frozen():
+    analysis = analyse(models.channel_padding_shortcut(mode="reflect"))
+    assert "its mode is not constant" in analysis.groups[0].frozen
