@@ -120,7 +120,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     """Op coverage, channel groups (size, members, frozen reasons), MACs and parameters of a model."""
     from collections import Counter
 
-    from darp_onnx.cost import CostModel
+    from darp_onnx.cost import CostModel, count_graph_params
     from darp_onnx.groups import analyse
     from darp_onnx.groups.head_units import HEAD
     from darp_onnx.load.ingest import ingest
@@ -149,6 +149,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     if post is not None:  # counted and analysed as prune does: the network before it
         model = network
         input_shapes = {k: v for k, v in input_shapes.items() if k in post.network_inputs}
+    params = count_graph_params(model)  # as prune counts it: before ingestion copies shared constants
     ingested = ingest(model, input_shapes)
     model = ingested.model
     analysis = analyse(model)
@@ -165,7 +166,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         "input_shapes_from": sizes_from,
         "control_flow": ifs_note,
         "macs": cost.full_macs,
-        "params": cost.full_params,
+        "params": params,
         "smallest_macs": cost.macs(cost.smallest_masks()),
         "groups": groups,
         "prunable_groups": len(analysis.prunable()),

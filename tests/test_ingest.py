@@ -495,3 +495,14 @@ def test_a_failing_run_leaves_no_onnxruntime_log_line(capfd):
     with pytest.raises(Exception, match="Reshape"):
         session.run(None, {"x": np.zeros((1, 2, 3, 3), np.float32)})
     assert "onnxruntime" not in capfd.readouterr().err
+
+
+def test_inspect_counts_parameters_as_stored_like_prune(tmp_path):
+    """The copies ingestion makes of a shared bias are not parameters of the model the user has."""
+    import darp_onnx
+    from darp_onnx.cost import count_graph_params
+
+    model = shared_bias()
+    onnx.save(model, tmp_path / "m.onnx")
+    assert count_graph_params(ingest(model, {}).model) == count_graph_params(model) + 6
+    assert darp_onnx.inspect(tmp_path / "m.onnx")["params"] == count_graph_params(model)
