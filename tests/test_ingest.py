@@ -506,3 +506,13 @@ def test_inspect_counts_parameters_as_stored_like_prune(tmp_path):
     onnx.save(model, tmp_path / "m.onnx")
     assert count_graph_params(ingest(model, {}).model) == count_graph_params(model) + 6
     assert darp_onnx.inspect(tmp_path / "m.onnx")["params"] == count_graph_params(model)
+
+
+def test_the_node_count_before_is_the_given_models(tmp_path):
+    """Ingestion drops the Identity nodes that hand a shared bias on; the report counts the user's nodes."""
+    import darp_onnx
+
+    model = shared_bias()
+    result = darp_onnx.prune(model, output=tmp_path / "p.onnx", target_flops=0.7, search_steps=2, finetune_steps=0,
+                             batch_size=4, synthetic_samples=8, latency_runs=2, channel_multiple=1, max_drift="off")
+    assert result.nodes_before == len(model.graph.node) == len(ingest(model, {}).model.graph.node) + 2

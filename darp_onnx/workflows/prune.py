@@ -146,6 +146,7 @@ class PruneRun:
     holdout: Dataset | None = None  # real samples kept out of training, for the reported fidelity
     original_bytes: int = 0  # the serialized model as given, before ingest
     original_params: int = 0  # its stored parameters (each shared tensor once, int8 ones too), as written ones count
+    original_nodes: int = 0  # its nodes (with its post-processing), before ingest removes Identity and folds weights
     folded_weights: int = 0  # nodes computing weights from initializers that ingest folded (stored_weights)
     stored_types: dict[str, int] = field(default_factory=dict)  # float16 weights ingest widened, written narrow
     pixel_range: PixelRange | None = None  # data-free pictures in the range --preprocess gives, or None
@@ -245,6 +246,7 @@ def analyse_costs(run: PruneRun) -> PruneRun:
         run.original_bytes = run.model.ByteSize()
         run.given_outputs = {o.name: o for o in run.model.graph.output}
         run.original_params = count_graph_params(run.model)
+        run.original_nodes = len((run.model if run.post is None else run.post.original).graph.node)
         ingested = ingest(run.model, run.input_shapes, seed=run.config.seed, source=run.source.name)
         run.folded_weights = ingested.folded
         run.stored_types = ingested.stored_types
@@ -802,7 +804,7 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
         input=run.source.name, output=None if output is None else str(output), method=run.config.search.method,
         metric=run.budget.metric, budget=run.budget.limit, flops_before=run.cost_model.full_macs,
         flops_after=validation.macs, params_before=run.original_params, params_after=validation.params,
-        nodes_before=len(original_model(run).graph.node), nodes_after=len(pruned.graph.node),
+        nodes_before=run.original_nodes, nodes_after=len(pruned.graph.node),
         channels_removed=int(sum(m.size - np.count_nonzero(m) for g, m in masks.items()
                                  if analysis.groups[g].unit.counts_as_channels)),
         groups=group_rows(analysis, masks), validation=validation, device=run.device.torch_device,
