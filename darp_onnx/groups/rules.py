@@ -47,6 +47,7 @@ RULES: dict[str, Rule] = {
     "PRelu": basic.couple,
     "BatchNormalization": basic.channel_norm,
     "InstanceNormalization": basic.channel_norm,
+    "GridSample": basic.grid_sample,
     "Conv": lin.conv,
     "ConvTranspose": lin.conv_transpose,
     "Gemm": lin.gemm,

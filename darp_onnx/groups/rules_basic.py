@@ -83,6 +83,20 @@ def pooling(t: Tracer, node: onnx.NodeProto) -> None:
         t.freeze(lay.units, f"pooling indices of node '{node.name}' encode the channel count")
 
 
+def grid_sample(t: Tracer, node: onnx.NodeProto) -> None:
+    """GridSample moves each channel's values in space alike: channel axis 1 of X passes through; a grid
+    computed from tracked channels holds coordinates, not channels."""
+    lay, grid = t.layout(node.input[0]), t.layout(node.input[1])
+    if grid is not None:
+        t.freeze(grid.units, f"GridSample '{node.name}' reads them as sampling coordinates")
+    if lay is None:
+        return
+    if lay.axis != 1:
+        t.freeze(lay.units, f"GridSample '{node.name}' samples along the channel axis")
+        return
+    t.set(node.output[0], lay)
+
+
 def prelu(t: Tracer, node: onnx.NodeProto) -> None:
     couple(t, node)
 

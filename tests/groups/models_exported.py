@@ -195,3 +195,12 @@ def channel_padding_shortcut(opset: int = 17, before: int = 0, mode: str = "cons
         shortcut = b.op("Pad", h, b.const(_i64(*pads)), mode=mode)
     block = b.op("Relu", b.conv(h, 4, 8))
     return b.build(b.cbr(b.op("Add", shortcut, block), 8, 3))
+
+
+def spatial_transformer() -> onnx.ModelProto:
+    """Features warped by a grid the network predicts from them (a spatial transformer, a flow warp)."""
+    b = GraphBuilder(32, 16)
+    h = b.cbr(b.input("x", ["N", 3, 6, 6]), 3, 4)
+    grid = b.op("Tanh", b.op("Transpose", b.conv(h, 4, 2), perm=[0, 2, 3, 1]))
+    warped = b.op("GridSample", h, grid, align_corners=0, mode="bilinear", padding_mode="border")
+    return b.build(b.cbr(warped, 4, 3))

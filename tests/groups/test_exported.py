@@ -129,3 +129,13 @@ def test_channels_padded_on_a_shortcut_go_with_what_they_are_added_to(opset, bef
 def test_a_channel_axis_padded_by_reflection_stays_frozen():
     analysis = analyse(models.channel_padding_shortcut(mode="reflect"))
     assert "its mode is not constant" in analysis.groups[0].frozen
+
+
+def test_grid_sample_moves_channels_and_freezes_its_coordinates():
+    model = models.spatial_transformer()
+    analysis = analyse(model)
+    assert _prunable_sizes(analysis) == [4]
+    coordinates = next(g for g in analysis.groups if g.size == 2)
+    assert "sampling coordinates" in coordinates.frozen
+    for seed in range(2):
+        assert_equivalent(model, analysis, random_masks(analysis, np.random.default_rng(seed)), seed)

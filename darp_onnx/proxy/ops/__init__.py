@@ -6,6 +6,7 @@ from darp_onnx.proxy.ops import (  # noqa: F401
     conv,
     elementwise,
     gather,
+    grid_sample,
     linear,
     logic,
     normalization,
