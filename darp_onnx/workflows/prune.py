@@ -530,9 +530,9 @@ def _feeds(run: PruneRun) -> dict[str, np.ndarray]:
 def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
     """Fine-tune the proxy with the hard masks (a baseline also gets the search steps it did not use),
     then its outputs in exact float32: what the rewritten model must reproduce."""
-    steps, batch = _recovery_steps(run, scores)
+    steps, batch, step_seconds = _recovery_steps(run, scores)
     with run.timings.stage("finetune"):
-        run.progress("stage", {"name": "finetune", "steps": steps, "eta_s": _eta(run, steps)})
+        run.progress("stage", {"name": "finetune", "steps": steps, "eta_s": _eta(run, steps, step_seconds)})
         handle = attach_gates(run.proxy, run.analysis)
         untrained = {k: v.detach().clone() for k, v in run.proxy.state_dict().items()}
         try:
@@ -601,8 +601,9 @@ def _recover_once(run: PruneRun, handle, masks: Masks, steps: int, batch: int, d
         return predict(run.proxy, run.dataset, device=run.device.torch_device), len(losses)
 
 
-def _recovery_steps(run: PruneRun, scores: Scores) -> tuple[int, int]:
-    """Fine-tune steps and batch: as planned, cut to the time left (baselines add the unused search steps)."""
+def _recovery_steps(run: PruneRun, scores: Scores) -> tuple[int, int, float | None]:
+    """Fine-tune steps, batch and the seconds a step takes (as the search measured them where it ran): as
+    planned, cut to the time left (baselines add the unused search steps)."""
     plan = run.plan.steps if run.plan is not None else None
     config = run.config
     if plan is None:
@@ -614,14 +615,14 @@ def _recovery_steps(run: PruneRun, scores: Scores) -> tuple[int, int]:
     if config.recovery.steps is not None and config.search.steps is None:
         unused = 0  # fine-tune steps asked for, search steps not: exactly those (`--method l1 --finetune-steps 0`)
     if plan is None or run.plan.seconds is None:
-        return planned + unused, batch
+        return planned + unused, batch, None
     step_seconds = plan.step_seconds
     if config.search.method == "darp" and run.plan.search_data is None and scores.search_steps > 0:
         passes = SEARCH_PASSES * len(run.dataset) * run.plan.forward_seconds  # not steps: its BatchNorm passes
         step_seconds = max(run.timings["search"] - passes, 0.5 * run.timings["search"]) / scores.search_steps
     most = (DEFAULT_FINETUNE_STEPS if config.recovery.steps is None else planned) + unused
     left = run.plan.seconds_left() - _tail_seconds(run) - _recovery_start_seconds(run)
-    return finetune_steps_left(left, step_seconds, most, config.recovery.steps), batch
+    return finetune_steps_left(left, step_seconds, most, config.recovery.steps), batch, step_seconds
 
 
 def _deadline(run: PruneRun, explicit_steps: int | None) -> float | None:
@@ -653,14 +654,16 @@ def _recovery_start_seconds(run: PruneRun) -> float:
     return recovery_start_seconds(run.plan.forward_seconds, len(run.dataset))
 
 
-def _eta(run: PruneRun, finetune_steps: int | None = None) -> float | None:
-    """Seconds until the run should end (None without a time budget): as planned, or from the fine-tune's steps."""
+def _eta(run: PruneRun, finetune_steps: int | None = None, step_seconds: float | None = None) -> float | None:
+    """Seconds until the run should end (None without a time budget): as planned, or from the fine-tune's steps
+    (each taking `step_seconds`, else the planned time)."""
     plan = run.plan
     if plan is None or plan.seconds is None or plan.expected_s is None:
         return None
     if finetune_steps is None:
         return max(plan.expected_s - (time.perf_counter() - run.started), 0.0)
-    return finetune_steps * plan.steps.step_seconds + _recovery_start_seconds(run) + _tail_seconds(run)
+    per_step = plan.steps.step_seconds if step_seconds is None else step_seconds
+    return finetune_steps * per_step + _recovery_start_seconds(run) + _tail_seconds(run)
 
 
 # rewrite, validate, write -------------------------------------------------------------------------
