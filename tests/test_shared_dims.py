@@ -28,7 +28,15 @@ def test_a_given_shape_wins_and_other_names_are_not_guessed():
     model = _model(("ids", ["batch", "seq"]), ("mask", ["batch", "seq"]), ("other", ["batch", "len"]),
                    ("fixed", ["batch", 4]))
     shapes = resolve_input_shapes(model, {"ids": (1, 32), "mask": (1, 16)}, check_fixed=True)
-    assert shapes == {"ids": (1, 32), "mask": (1, 16)}  # 'len' is nobody's; 'fixed' needs only its batch
+    assert shapes == {"ids": (1, 32), "mask": (1, 16), "fixed": (1, 4)}  # 'len' is nobody's
+
+
+def test_a_named_first_axis_is_shared_too():
+    """A graph network's inputs share 'num_atoms' on their first axis, which is not a batch."""
+    model = _model(("element", ["num_atoms"]), ("pos", ["num_atoms", 3]), ("edges", [2, "num_edges"]),
+                   ("dist", ["num_edges"]))
+    shapes = resolve_input_shapes(model, {"element": (32,), "edges": (2, 64)}, check_fixed=True)
+    assert shapes == {"element": (32,), "edges": (2, 64), "pos": (32, 3), "dist": (64,)}
 
 
 def test_a_wrong_rank_is_still_refused():

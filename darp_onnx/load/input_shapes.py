@@ -79,7 +79,9 @@ def resolve_input_shapes(
 def shared_dims(inputs: dict[str, onnx.ValueInfoProto], given: dict[str, tuple[int, ...]]
                 ) -> dict[str, tuple[int, ...]]:
     """Shapes for inputs not given whose free dims other inputs' given shapes name: input_ids=1x64 sets
-    'batch' and 'sequence' for attention_mask and token_type_ids too (a user was asked for them one by one)."""
+    'batch' and 'sequence' for attention_mask and token_type_ids too (a user was asked for them one by one);
+    element=32 sets 'num_atoms' for a graph network's positions [num_atoms, 3] (a first axis is not always
+    a batch)."""
     sizes: dict[str, int] = {}
     for name, dims in given.items():
         declared = inputs[name].type.tensor_type.shape.dim
@@ -90,7 +92,7 @@ def shared_dims(inputs: dict[str, onnx.ValueInfoProto], given: dict[str, tuple[i
     for name, value in inputs.items():
         declared = value.type.tensor_type.shape.dim
         free = [d for d in declared if not (d.HasField("dim_value") and d.dim_value > 0)]
-        if name in given or not declared or not any(not _fixed(d) for d in declared[1:]):
+        if name in given or not free:
             continue
         if all(d.dim_param in sizes for d in free):
             found[name] = tuple(int(d.dim_value) if _fixed(d) else sizes[d.dim_param] for d in declared)

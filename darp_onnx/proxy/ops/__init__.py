@@ -15,6 +15,7 @@ from darp_onnx.proxy.ops import (  # noqa: F401
     recurrent,
     reduce,
     resize,
+    scatter_elements,
     shape_ops,
     tensor,
 )

@@ -9,10 +9,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from darp_onnx.load.attributes import node_attributes
-from darp_onnx.proxy.ops.common import result_for
+from darp_onnx.proxy.ops.common import result_for, to_int_list
 from darp_onnx.proxy.registry import add_converter, schema_versions
 
-__all__ = ["GridSampleModule"]
+__all__ = ["AffineGridModule", "GridSampleModule"]
 
 _MODES = {"bilinear": "bilinear", "linear": "bilinear", "nearest": "nearest", "bicubic": "bicubic", "cubic": "bicubic"}
 _PADDING = ("zeros", "border", "reflection")
@@ -42,3 +42,23 @@ def convert_grid_sample(node, ctx):
     if mode not in _MODES or padding not in _PADDING:
         raise NotImplementedError(f"GridSample mode={mode!r} padding_mode={padding!r}")
     return result_for(node, GridSampleModule(_MODES[mode], padding, bool(attrs.get("align_corners", 0))))
+
+
+class AffineGridModule(nn.Module):
+    """AffineGrid (opset 20): the sampling grid of affine matrices theta for an output of `size`."""
+
+    def __init__(self, align_corners: bool) -> None:
+        super().__init__()
+        self.align_corners = align_corners
+
+    def forward(self, theta: torch.Tensor, size: torch.Tensor) -> torch.Tensor:
+        return F.affine_grid(theta, to_int_list(size), align_corners=self.align_corners)
+
+    def extra_repr(self) -> str:
+        return f"align_corners={self.align_corners}"
+
+
+@add_converter("AffineGrid", versions=schema_versions("AffineGrid"))
+def convert_affine_grid(node, ctx):
+    align = bool(node_attributes(node).get("align_corners", 0))
+    return result_for(node, AffineGridModule(align), static_inputs=(1,))
