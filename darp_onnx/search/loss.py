@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 
 from darp_onnx.errors import BadInputError
+from darp_onnx.validation.nonfinite import finite_target
 
 # what the search and its scorers call: (the proxy's outputs for a batch, the batch's sample indices) -> loss
 LossFn = Callable[[tuple[torch.Tensor, ...], np.ndarray], torch.Tensor]
@@ -41,7 +42,7 @@ class TaskLoss:
         self.output_index = output_index
         self.scales = None
         if self.teacher is not None:
-            self.scales = [float(t.var().clamp_min(1e-8)) for t in self.teacher]
+            self.scales = [_finite_variance(t) for t in self.teacher]
 
     @property
     def mode(self) -> str:
@@ -56,14 +57,26 @@ class TaskLoss:
         for out, ref, scale in zip(outputs, self.teacher, self.scales, strict=False):
             if not out.is_floating_point():  # integer outputs (token ids, argmax) carry no gradient
                 continue
-            target = per_sample(ref[idx].to(out.device))
+            target, finite = finite_target(per_sample(ref[idx].to(out.device)))
             out = per_sample(out)
-            if is_class_scores(target):
+            if finite is not None:  # elements the original leaves NaN or infinite: nothing to match there
+                total = total + _masked_mse(out.float(), target, finite) / scale
+            elif is_class_scores(target):
                 total = total + F.kl_div(F.log_softmax(out, dim=1), F.log_softmax(target, dim=1),
                                          reduction="batchmean", log_target=True)
             else:
                 total = total + F.mse_loss(out.float(), target) / scale
         return total / len(outputs)
+
+
+def _finite_variance(teacher: torch.Tensor) -> float:
+    finite = teacher[torch.isfinite(teacher)]
+    return float(finite.var().clamp_min(1e-8)) if finite.numel() > 1 else 1.0
+
+
+def _masked_mse(out: torch.Tensor, target: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+    diff = torch.where(finite, out - target, torch.zeros_like(out))
+    return diff.square().sum() / finite.sum().clamp_min(1)
 
 
 def check_labels_fit(labels: np.ndarray, outputs: Sequence[np.ndarray], source: str) -> None:

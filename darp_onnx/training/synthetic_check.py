@@ -124,8 +124,9 @@ def constant_outputs(model: onnx.ModelProto, reference: Sequence[np.ndarray],
         if values.size == 0 or values.shape[0] < 2 or not np.issubdtype(values.dtype, np.number):
             continue
         values = values.astype(np.float64)
-        spread = float(np.abs(values - values[:1]).max())
-        varying.append(spread > CONSTANT * max(float(np.abs(values).max()), 1e-12))
+        with np.errstate(invalid="ignore"):  # NaN or inf the model writes on purpose: not compared
+            spread = _finite_max(np.abs(values - values[:1]))
+        varying.append(spread > CONSTANT * max(_finite_max(np.abs(values)), 1e-12))
     if not varying or any(varying):
         return None
     names = ", ".join(f"'{o.name}'" for o in model.graph.output)
@@ -134,6 +135,11 @@ def constant_outputs(model: onnx.ModelProto, reference: Sequence[np.ndarray],
             "synthetic sample: integers darp-onnx cannot tell from masks or flags)") if fixed else ""
     return (f"the original model's outputs ({names}) are the same for every synthetic input{held}: data-free there "
             "is nothing to fit, and agreement with the original means nothing; pass --data with real samples")
+
+
+def _finite_max(values: np.ndarray) -> float:
+    finite = values[np.isfinite(values)]
+    return float(finite.max()) if finite.size else 0.0
 
 
 def unpictured_floats(model: onnx.ModelProto, picture_inputs: Sequence[str],

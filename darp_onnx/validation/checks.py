@@ -13,6 +13,7 @@ from onnx import shape_inference
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
 from darp_onnx.load.output_sources import output_sources
 from darp_onnx.runtime.session import make_session, session_provider
+from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite
 from darp_onnx.validation.outputs_kept import (
     class_axis,
     fewest_decisions,
@@ -64,6 +65,7 @@ def check_equivalence(actual: Sequence[np.ndarray], expected: Sequence[np.ndarra
     (per output, see `baseline_gaps`): the gap the original model already shows; BASELINE_FACTOR times it is
     tolerated too, so a rewrite is held to the exactness of the proxy it came from, not beyond."""
     worst = 0.0
+    actual, expected = blank_where_reference_nonfinite(actual, expected)
     for index, (name, a, e) in enumerate(zip(names, actual, expected, strict=False)):
         a64, e64 = np.asarray(a, np.float64), np.asarray(e, np.float64)
         if a64.shape != e64.shape:
@@ -169,6 +171,7 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
     ids an ArgMax output decodes (`ids`: `label_outputs`), and output by output the worst error, the
     positives kept and the spread over the samples kept (`outputs_kept`)."""
     names = list(names) if names is not None else [f"output {i}" for i in range(len(before))]
+    after, before = blank_where_reference_nonfinite(after, before)
     num = sum(float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
               for a, b in zip(after, before, strict=False))
     den = sum(float(np.linalg.norm(np.asarray(b, np.float64))) for b in before)

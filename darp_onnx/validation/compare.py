@@ -51,6 +51,7 @@ from darp_onnx.validation.checks import (
     label_outputs,
     run_batches,
 )
+from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite
 from darp_onnx.validation.post_processing import check_whole, whole_feeds
 
 CHECKS = ("onnx.checker(full)", "strict shape inference", "same inputs and outputs", "finite outputs")
@@ -255,6 +256,7 @@ def validate_models(
     session_p = _session(model_p, target, label_p, ValidationFailedError)
     before = run_batches(session_o, dataset.inputs, label_o, BadInputError, micro=micro)
     after = run_batches(session_p, dataset.inputs, label_p, ValidationFailedError, micro=micro)
+    after, before = blank_where_reference_nonfinite(after, before)  # the original's own NaN: "no value"
     rows = _compare(names, after, before, label_p)
     if post is not None:  # the whole pruned model runs, its post-processing back in place
         post_notes = check_whole(whole_p, whole_o, whole_feeds(whole_o, dataset.timing_feeds(1)[0], shapes, seed),

@@ -76,6 +76,7 @@ from darp_onnx.validation.checks import (
     run_batches,
     run_model,
 )
+from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite
 from darp_onnx.validation.post_processing import check_whole, whole_feeds
 from darp_onnx.workflows.advice import (
     check_drift,
@@ -580,7 +581,8 @@ def _fine_tune_harm(run: PruneRun, outputs: list[np.ndarray], loss_before: float
     two steps on synthetic data. A higher loss over the data: the same detector, data-free, with SGD's
     steps clipped, went from 0.76 to 1.49 in three steps (its output error on pictures from 1.7 to 8.3).
     Costs one pass over the data before the fine-tune."""
-    if not all(np.isfinite(o).all() for o in outputs if np.issubdtype(o.dtype, np.floating)):
+    kept = outputs if run.reference is None else blank_where_reference_nonfinite(outputs, run.reference)[0]
+    if not all(np.isfinite(o).all() for o in kept if np.issubdtype(o.dtype, np.floating)):
         return "made the outputs overflow (NaN/Inf)"
     after = _loss_of(run, outputs)
     if loss_before is not None and math.isfinite(loss_before) and after > loss_before:

@@ -1,0 +1,67 @@
+"""Outputs the original leaves NaN on purpose (a graph network's targets its mask switches off): nothing is
+fitted or compared there, and the pruned model is written. Before, the fine-tune's loss was NaN from its
+first step and validation refused the written model ("output 'pred_mean' contains NaN or Inf")."""
+
+from __future__ import annotations
+
+import numpy as np
+import onnx
+import pytest
+import torch
+
+from darp_onnx.errors import ValidationFailedError
+from darp_onnx.search.loss import TaskLoss
+from darp_onnx.validation.checks import check_equivalence
+from tests.groups.builder import GraphBuilder
+
+
+def masked_output_model() -> onnx.ModelProto:
+    """-inf wherever the input's first channel is negative (a masked log-probability), the network's output
+    elsewhere."""
+    b = GraphBuilder(41)
+    x = b.input("x", ["N", 3, 6, 6])
+    y = b.conv(b.op("Relu", b.conv(b.op("Relu", b.conv(x, 3, 8)), 8, 8)), 8, 2)
+    first = b.op("Slice", x, b.const(np.array([0], np.int64)), b.const(np.array([1], np.int64)),
+                 b.const(np.array([1], np.int64)))
+    off = b.op("Less", first, b.const(np.array(0.0, np.float32)))
+    return b.build(b.op("Where", off, b.const(np.array(-np.inf, np.float32)), y))
+
+
+def test_the_loss_ignores_what_the_teacher_leaves_nan():
+    teacher = np.array([[1.0, np.nan], [3.0, 4.0]], np.float32)
+    loss = TaskLoss(teacher=[teacher])
+    out = torch.tensor([[2.0, np.nan], [3.0, 5.0]], requires_grad=True)
+    value = loss((out,), np.array([0, 1]))
+    value.backward()
+    value = value.detach()
+    assert torch.isfinite(value) and torch.isfinite(out.grad).all()
+    assert float(value) == pytest.approx((1.0 + 0.0 + 1.0) / 3 / np.var([1.0, 3.0, 4.0], ddof=1))
+
+
+def test_nan_where_the_reference_has_nan_is_equivalent_and_a_new_nan_is_not():
+    expected = np.array([1.0, np.nan, 2.0])
+    check_equivalence([np.array([1.0, np.nan, 2.0])], [expected], ["y"], "pruned")
+    with pytest.raises(ValidationFailedError, match="contains NaN or Inf"):
+        check_equivalence([np.array([np.nan, np.nan, 2.0])], [expected], ["y"], "pruned")
+
+
+def test_a_model_with_nan_by_design_is_pruned_and_written(tmp_path):
+    import darp_onnx
+
+    model = masked_output_model()
+    result = darp_onnx.prune(model, output=tmp_path / "p.onnx", target_flops=0.6, search_steps=4, finetune_steps=2,
+                             batch_size=4, synthetic_samples=8, latency_runs=2, channel_multiple=1, max_drift="off")
+    assert result.flops_after < result.flops_before
+    assert np.isfinite(result.validation.fidelity.relative_error)
+    onnx.save(model, tmp_path / "m.onnx")
+    report = darp_onnx.validate(tmp_path / "m.onnx", tmp_path / "p.onnx", latency_runs=2, samples=8)
+    assert np.isfinite(report["fidelity"]["relative_error"])
+
+
+def test_an_output_with_nan_that_varies_elsewhere_is_not_called_constant():
+    from darp_onnx.training.synthetic_check import constant_outputs
+
+    model = masked_output_model()
+    varying = np.array([[np.nan, 1.0], [np.nan, 2.0]])
+    assert constant_outputs(model, [varying]) is None
+    assert constant_outputs(model, [np.array([[np.nan, 1.0], [np.nan, 1.0]])]) is not None
