@@ -65,3 +65,15 @@ def test_an_output_with_nan_that_varies_elsewhere_is_not_called_constant():
     varying = np.array([[np.nan, 1.0], [np.nan, 2.0]])
     assert constant_outputs(model, [varying]) is None
     assert constant_outputs(model, [np.array([[np.nan, 1.0], [np.nan, 1.0]])]) is not None
+
+
+def test_the_user_is_told_which_outputs_hold_no_number():
+    from darp_onnx.validation.nonfinite import nonfinite_note
+
+    pitch, confidence = np.full((4, 62), np.nan), np.zeros((4, 62))
+    note = nonfinite_note(["pitch", "confidence"], [pitch, confidence], synthetic=True)
+    assert "'pitch' in 100% of its elements" in note and "confidence" not in note
+    assert "pass --data" in note
+    partial = nonfinite_note(["y"], [np.array([1.0, np.inf, 2.0, 3.0])], synthetic=False)
+    assert "'y' in 25% of its elements" in partial and "not measured" not in partial
+    assert nonfinite_note(["y"], [np.ones(3)], synthetic=True) is None

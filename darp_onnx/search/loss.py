@@ -42,7 +42,7 @@ class TaskLoss:
         self.output_index = output_index
         self.scales = None
         if self.teacher is not None:
-            self.scales = [_finite_variance(t) for t in self.teacher]
+            self.scales = [finite_variance(t) for t in self.teacher]
 
     @property
     def mode(self) -> str:
@@ -60,7 +60,7 @@ class TaskLoss:
             target, finite = finite_target(per_sample(ref[idx].to(out.device)))
             out = per_sample(out)
             if finite is not None:  # elements the original leaves NaN or infinite: nothing to match there
-                total = total + _masked_mse(out.float(), target, finite) / scale
+                total = total + masked_mse(out.float(), target, finite) / scale
             elif is_class_scores(target):
                 total = total + F.kl_div(F.log_softmax(out, dim=1), F.log_softmax(target, dim=1),
                                          reduction="batchmean", log_target=True)
@@ -69,12 +69,14 @@ class TaskLoss:
         return total / len(outputs)
 
 
-def _finite_variance(teacher: torch.Tensor) -> float:
+def finite_variance(teacher: torch.Tensor) -> float:
+    """The teacher's variance over its finite elements (the MSE's scale)."""
     finite = teacher[torch.isfinite(teacher)]
     return float(finite.var().clamp_min(1e-8)) if finite.numel() > 1 else 1.0
 
 
-def _masked_mse(out: torch.Tensor, target: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+def masked_mse(out: torch.Tensor, target: torch.Tensor, finite: torch.Tensor) -> torch.Tensor:
+    """The MSE over the elements where `finite` holds (the original gives a number there)."""
     diff = torch.where(finite, out - target, torch.zeros_like(out))
     return diff.square().sum() / finite.sum().clamp_min(1)
 

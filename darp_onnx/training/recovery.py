@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 
 from darp_onnx.proxy import ProxyModel
-from darp_onnx.search.loss import is_class_scores, per_sample
+from darp_onnx.search.loss import finite_variance, is_class_scores, masked_mse, per_sample
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import (
@@ -27,6 +27,7 @@ from darp_onnx.training.steps import (
     trainable_parameters,
     weight_optimizer,
 )
+from darp_onnx.validation.nonfinite import finite_target
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 
@@ -75,7 +76,7 @@ class RecoveryLoss:
                  temperature: float) -> None:
         self.labels = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
         self.teacher = [torch.from_numpy(np.asarray(t, np.float32)) for t in teacher]
-        self.scales = [float(t.var().clamp_min(1e-8)) for t in self.teacher]
+        self.scales = [finite_variance(t) for t in self.teacher]
         self.distill = distill if labels is not None else 1.0
         self.temperature = temperature
 
@@ -95,8 +96,10 @@ class RecoveryLoss:
         term = outputs[0].new_zeros(())
         t = self.temperature
         for out, ref, scale in zip(heads, self.teacher, self.scales, strict=False):
-            target = per_sample(ref[idx].to(out.device))
-            if is_class_scores(target):
+            target, finite = finite_target(per_sample(ref[idx].to(out.device)))
+            if finite is not None:  # elements the original leaves NaN or infinite: nothing to match there
+                term = term + masked_mse(out.float(), target, finite) / scale
+            elif is_class_scores(target):
                 term = term + t * t * F.kl_div(F.log_softmax(out / t, dim=1), F.log_softmax(target / t, dim=1),
                                                reduction="batchmean", log_target=True)
             else:

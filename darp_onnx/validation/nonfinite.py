@@ -33,3 +33,22 @@ def finite_target(target: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | No
     if bool(finite.all()):
         return target, None
     return torch.where(finite, target, torch.zeros_like(target)), finite
+
+
+def nonfinite_note(names: Sequence[str], outputs: Sequence[np.ndarray], synthetic: bool) -> str | None:
+    """What to tell the user when the original leaves some of its outputs' elements NaN or infinite on the
+    samples (swift-f0 on standard normal 'fmin' and 'fmax': pitch NaN in every frame). None otherwise."""
+    shares = {name: 1.0 - float(np.isfinite(values).mean()) for name, values in zip(names, outputs, strict=False)
+              if np.issubdtype(np.asarray(values).dtype, np.floating) and np.size(values)}
+    found = {name: share for name, share in shares.items() if share > 0}
+    if not found:
+        return None
+    on = "the synthetic inputs" if synthetic else "your samples"
+    listed = ", ".join(f"'{name}' in {share:.0%} of its elements" for name, share in found.items())
+    note = (f"the original model leaves output {listed} NaN or infinite on {on}: nothing is fitted or compared "
+            "there, and the pruned model must leave them so too")
+    if any(share == 1.0 for share in found.values()):
+        note += ("; an output with no number at all is not measured (the output error leaves it out): "
+                 + ("pass --data with real samples" if synthetic else "check that your samples are what the "
+                    "model takes"))
+    return note

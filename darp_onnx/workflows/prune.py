@@ -76,7 +76,7 @@ from darp_onnx.validation.checks import (
     run_batches,
     run_model,
 )
-from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite
+from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite, nonfinite_note
 from darp_onnx.validation.post_processing import check_whole, whole_feeds
 from darp_onnx.workflows.advice import (
     check_drift,
@@ -330,6 +330,9 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         run.plan.note_full_pass(time.perf_counter() - clock, len(run.dataset))
         if run.dataset.synthetic:
             _note_synthetic_data(run)
+        holes = nonfinite_note(run.proxy.output_names, run.reference, run.dataset.synthetic)
+        if holes is not None:
+            run.progress("note", {"message": holes})
         if run.dataset.labels is not None:
             check_labels_fit(run.dataset.labels, run.reference, run.dataset.source)
             run.loss_fn = TaskLoss(labels=run.dataset.labels)
