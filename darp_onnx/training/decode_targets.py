@@ -16,16 +16,20 @@ import onnx
 
 DECODE_OPS = ("ArgMax", "ArgMin", "TopK")
 MAX_TARGET_BYTES = 256 * 2**20  # the targets are held for every sample: a segmentation map may not fit
+MIN_SAMPLES = 8  # fewer samples than this to fit the scores on: not worth it
 FLOAT_TYPES = (onnx.TensorProto.FLOAT, onnx.TensorProto.FLOAT16, onnx.TensorProto.DOUBLE, onnx.TensorProto.BFLOAT16)
 
 
-def decoded_scores(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]], samples: int) -> list[str]:
-    """The float tensors that ArgMax/ArgMin/TopK nodes of the main graph decode, when they are not graph
-    outputs already and all of them fit MAX_TARGET_BYTES over `samples` samples (`shapes`: per sample)."""
+def decoded_scores(model: onnx.ModelProto, shapes: Mapping[str, tuple[int, ...]], samples: int
+                   ) -> tuple[list[str], int]:
+    """The float tensors that ArgMax/ArgMin/TopK nodes of the main graph decode (when they are not graph
+    outputs already), and how many of the `samples` samples their targets fit in MAX_TARGET_BYTES (`shapes`:
+    per sample); none where fewer than MIN_SAMPLES fit."""
     outputs = {o.name for o in model.graph.output}
     types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.input]}
     names = [name for name in dict.fromkeys(node.input[0] for node in model.graph.node
                                             if node.op_type in DECODE_OPS and node.input)
              if name not in outputs and types.get(name, onnx.TensorProto.FLOAT) in FLOAT_TYPES]
-    size = sum(int(np.prod(shapes[n])) for n in names if n in shapes) * 4 * samples
-    return names if names and size <= MAX_TARGET_BYTES else []
+    per_sample = sum(int(np.prod(shapes[n])) for n in names if n in shapes) * 4
+    fit = samples if per_sample == 0 else min(samples, MAX_TARGET_BYTES // per_sample)
+    return (names, fit) if names and fit >= min(samples, MIN_SAMPLES) else ([], samples)

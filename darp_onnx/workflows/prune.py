@@ -21,7 +21,7 @@ import torch
 
 from darp_onnx.cost import CostModel, count_graph, count_graph_params
 from darp_onnx.cost.latency import LatencyModel, compare_latencies
-from darp_onnx.errors import OptionError, ValidationFailedError
+from darp_onnx.errors import BadInputError, OptionError, ValidationFailedError
 from darp_onnx.groups import ChannelAnalysis, analyse
 from darp_onnx.load.control_flow import inline_static_ifs, refuse_data_dependent
 from darp_onnx.load.ingest import ingest
@@ -52,7 +52,7 @@ from darp_onnx.training.dataset import (
     load_from_loader,
     synthetic_dataset,
 )
-from darp_onnx.training.decode_targets import decoded_scores
+from darp_onnx.training.decode_targets import FLOAT_TYPES, MAX_TARGET_BYTES, decoded_scores
 from darp_onnx.training.holdout import MIN_HELD_OUT, split_holdout
 from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
 from darp_onnx.training.pictures import PixelRange, pictures_note, range_of_preprocess
@@ -337,6 +337,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
             check_labels_fit(run.dataset.labels, run.reference, run.dataset.source)
             run.loss_fn = TaskLoss(labels=run.dataset.labels)
         else:
+            _check_something_to_fit(run)
             run.loss_fn = TaskLoss(teacher=run.reference)
         small = run.plan.search_data
         if small is not None:
@@ -346,13 +347,32 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
     return run
 
 
+def _check_something_to_fit(run: PruneRun) -> None:
+    """Distillation needs a float output: integers (ids, labels) carry no gradient (sudachi's tagger with 400
+    samples, its decoded scores too large to hold, ended in an autograd error inside the search)."""
+    declared = [o.type.tensor_type.elem_type for o in run.model.graph.output]
+    if len(run.proxy.output_names) > len(declared) or any(t in FLOAT_TYPES or t == 0 for t in declared):
+        return  # decoded scores added after the graph's outputs, or a float (or undeclared) output
+    names = ", ".join(f"'{o.name}'" for o in run.model.graph.output)
+    raise BadInputError(f"{run.source.name}: every output ({names}) holds integers and no float scores behind "
+                        "them could be held for your samples: darp-onnx has nothing to fit; export the model with "
+                        "its scores (the logits before ArgMax) as an output, or give fewer samples")
+
+
 def _add_decoded_scores(run: PruneRun) -> None:
     """Distil the scores an in-graph ArgMax/TopK decodes as well (`training.decode_targets`); they come after
     the graph outputs, which every check zips against, so the checks see the graph's own outputs only."""
-    added = run.proxy.add_outputs(decoded_scores(run.model, run.observed_shapes, len(run.dataset)))
-    if added:
-        run.progress("note", {"message": f"the graph decodes {', '.join(repr(n) for n in added)} in itself "
-                                         "(ArgMax/TopK); distillation also fits those scores"})
+    names, fit = decoded_scores(run.model, run.observed_shapes, len(run.dataset))
+    added = run.proxy.add_outputs(names)
+    if not added:
+        return
+    run.progress("note", {"message": f"the graph decodes {', '.join(repr(n) for n in added)} in itself "
+                                     "(ArgMax/TopK); distillation also fits those scores"})
+    if fit < len(run.dataset):  # sudachi's tagger: 3.9 MB of scores a sample, 400 samples given
+        run.progress("note", {"message": f"those scores are too large to hold for {len(run.dataset)} samples "
+                                         f"({MAX_TARGET_BYTES // 2**20} MB at most): {fit} of them (a seeded "
+                                         "choice) are used"})
+        run.dataset = run.dataset.limited(fit, run.config.seed)
 
 
 def _note_synthetic_data(run: PruneRun) -> None:
