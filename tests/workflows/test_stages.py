@@ -174,12 +174,21 @@ def test_a_fine_tune_that_overflows_or_raises_the_loss_is_dropped():
     loss over the data than it started from (PicoDet's layout detector, data-free: 0.76 -> 1.49)."""
     from types import SimpleNamespace
 
+    import torch
+
     from darp_onnx.workflows.prune import _fine_tune_harm
 
-    run = SimpleNamespace(dataset=[0] * 4, loss_fn=lambda outputs, idx: ((outputs[0][idx] - 1.0) ** 2).mean())
+    run = SimpleNamespace(dataset=[0] * 4, loss_fn=lambda outputs, idx: ((outputs[0][idx] - 1.0) ** 2).mean(),
+                          reference=None)
     assert _fine_tune_harm(run, [np.ones((4, 2), np.float32)], 0.5) is None
     assert "raised the loss over the data (0.5 -> 1)" in _fine_tune_harm(run, [np.zeros((4, 2), np.float32)], 0.5)
     assert "overflow" in _fine_tune_harm(run, [np.full((4, 2), np.inf, np.float32)], 0.5)
+    holes = np.ones((4, 2), np.float32)
+    holes[:, 1] = np.nan  # where the original itself writes NaN: not an overflow
+    run.reference = [holes.copy()]
+    run.loss_fn = lambda outputs, idx: torch.nan_to_num(outputs[0][idx] - 1.0).square().mean()
+    assert _fine_tune_harm(run, [holes], 0.5) is None
+    assert "overflow" in _fine_tune_harm(run, [np.full((4, 2), np.nan, np.float32)], 0.5)
 
 
 def test_a_fine_tune_stopped_by_divergence_says_so_and_counts_the_steps_it_ran(monkeypatch):
