@@ -157,8 +157,8 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     groups = []
     for g in analysis.groups:
         members = [f"{t}[{a}]" for (t, a), m in analysis.axis_maps.items() if any(s.group == g.id for s in m.segments)]
-        groups.append({"id": g.id, "label": g.label, "kind": g.kind, "size": g.size, "min_keep": g.min_keep,
-                       "frozen": g.frozen, "members": members})
+        groups.append({"id": g.id, "label": g.label, "kind": g.kind, "size": g.size, "width": g.width,
+                       "min_keep": g.min_keep, "frozen": g.frozen, "members": members})
     return {
         **coverage,
         "analysed": True,
@@ -170,7 +170,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         "smallest_macs": cost.macs(cost.smallest_masks()),
         "groups": groups,
         "prunable_groups": len(analysis.prunable()),
-        "prunable_channels": int(sum(g.size for g in analysis.prunable() if g.unit.counts_as_channels)),
+        "prunable_channels": int(sum(g.size * g.width for g in analysis.prunable() if g.unit.counts_as_channels)),
         "prunable_heads": int(sum(g.size for g in analysis.prunable() if g.kind == HEAD.name)),
         "branches": len(analysis.branches),
         "frozen_reasons": list(analysis.frozen_reasons),

@@ -77,3 +77,41 @@ def test_the_user_is_told_which_outputs_hold_no_number():
     partial = nonfinite_note(["y"], [np.array([1.0, np.inf, 2.0, 3.0])], synthetic=False)
     assert "'y' in 25% of its elements" in partial and "not measured" not in partial
     assert nonfinite_note(["y"], [np.ones(3)], synthetic=True) is None
+
+
+def conditioned_model() -> onnx.ModelProto:
+    """A network scaled by log(sigma) of a per-sample noise level: NaN in every element for a negative sigma
+    (standard normal synthetic values give half of them)."""
+    b = GraphBuilder(42)
+    x, sigma = b.input("x", ["N", 3, 6, 6]), b.input("sigma", ["N"])
+    y = b.conv(b.op("Relu", b.conv(b.op("Relu", b.conv(x, 3, 8)), 8, 8)), 8, 2)
+    scale = b.op("Unsqueeze", b.op("Log", sigma), b.const(np.array([1, 2, 3], np.int64)))
+    return b.build(b.op("Mul", y, scale))
+
+
+def test_samples_with_no_number_in_any_output_are_found():
+    from darp_onnx.validation.nonfinite import samples_without_numbers
+
+    a = np.array([[np.nan, np.nan], [1.0, np.nan], [np.inf, -np.inf]])
+    b = np.array([[np.nan], [np.nan], [2.0]])
+    assert samples_without_numbers([a, b]).tolist() == [True, False, False]
+    assert samples_without_numbers([a, np.zeros((3, 1), np.int64)]).tolist() == [True, False, True]
+
+
+def test_samples_the_model_cannot_take_are_left_out_and_the_rest_pruned(tmp_path):
+    import darp_onnx
+
+    notes = []
+    result = darp_onnx.prune(conditioned_model(), output=tmp_path / "p.onnx", target_flops=0.6, search_steps=4,
+                             finetune_steps=2, batch_size=4, synthetic_samples=16, latency_runs=2,
+                             channel_multiple=1, max_drift="off",
+                             progress=lambda kind, info: notes.append(str(info.get("message", ""))))
+    assert any("give NaN or infinite values in every output" in n for n in notes)
+    assert np.isfinite(result.validation.fidelity.relative_error)
+
+
+def test_a_pruned_output_with_nan_where_the_original_has_numbers_fails():
+    from darp_onnx.validation.checks import fidelity
+
+    with pytest.raises(ValidationFailedError, match="'y' is NaN or infinite where the original's is a number"):
+        fidelity([np.array([[np.nan, 1.0]])], [np.array([[0.5, 1.0]])], names=["y"])

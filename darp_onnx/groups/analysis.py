@@ -7,6 +7,7 @@ import onnx
 from darp_onnx.errors import BadInputError
 from darp_onnx.failures import at_node
 from darp_onnx.groups import shape_values
+from darp_onnx.groups.blocks import MAX_PASSES, block_sources, merged
 from darp_onnx.groups.branches import find_branches
 from darp_onnx.groups.model import ChannelAnalysis, ChannelGroup, ResidualBranch
 from darp_onnx.groups.partition import Partition
@@ -41,8 +42,9 @@ def _freeze_unknown_shapes(tracer: Tracer, node: onnx.NodeProto) -> None:
             tracer.freeze(lay.units, f"{reason} (node '{node.name}', {node.op_type})")
 
 
-def _trace(model: onnx.ModelProto, head_dims: dict[str, int] | None = None) -> Tracer:
-    tracer = Tracer(model, head_dims)
+def _trace(model: onnx.ModelProto, head_dims: dict[str, int] | None = None,
+           blocks: dict[str, int] | None = None) -> Tracer:
+    tracer = Tracer(model, head_dims, blocks)
     for node in model.graph.node:
         with at_node(node):
             if node.op_type in BROADCASTING:
@@ -80,6 +82,28 @@ def analyse(model: onnx.ModelProto) -> ChannelAnalysis:
     heads = {node: d for node, d in tracer.head_splits.items() if d > 1}
     if heads:  # projections split into attention heads: trace again with their channels as heads
         tracer = _trace(model, heads)
+    analysis = _analysis_of(model, tracer)
+    blocks: dict[str, int] = {}
+    for _ in range(MAX_PASSES):  # channels normalised in groups: trace again with their sources in blocks
+        wider = merged(blocks, block_sources(model, tracer))
+        if wider == blocks:
+            break
+        blocks, tracer = wider, _trace(model, heads, wider)
+        candidate = _analysis_of(model, tracer)
+        if _prunable_channels(candidate) >= _prunable_channels(analysis):
+            analysis = candidate
+    return analysis
+
+
+def _prunable_channels(analysis: ChannelAnalysis) -> int:
+    """Channels of the prunable groups, each counted at the width of its unit, on every tensor (a measure to
+    compare two analyses of one model)."""
+    prunable = {g.id for g in analysis.prunable() if g.kind != BRANCH.name}
+    return sum((seg.stop - seg.start) * amap.repeat * amap.tile for amap in analysis.axis_maps.values()
+               for seg in amap.segments if seg.group in prunable)
+
+
+def _analysis_of(model: onnx.ModelProto, tracer: Tracer) -> ChannelAnalysis:
     part = Partition(tracer, [*tracer.layouts.values(), *tracer.const_layouts.values()])
     groups = part.groups
     reasons: list[str] = []

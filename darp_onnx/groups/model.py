@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from math import gcd
 
 import numpy as np
 
@@ -80,11 +81,18 @@ class ChannelGroup:
     frozen: str | None  # None when prunable, else the reason
     min_keep: int = 1  # 0 only when the whole group may go (branch)
     label: str = ""
+    width: int = 1  # channels per unit: more where they go in blocks (groups.blocks: GroupNorm's groups)
 
     @property
     def unit(self) -> UnitKind:
         """The policy of this group's unit kind (aligned, droppable, counted as channels)."""
         return unit_kind(self.kind)
+
+    def unit_multiple(self, channel_multiple: int) -> int:
+        """The kept-unit multiple that keeps a multiple of `channel_multiple` channels (1 when not aligned)."""
+        if not self.unit.aligned or channel_multiple <= 1:
+            return 1
+        return channel_multiple // gcd(channel_multiple, self.width)
 
 
 @dataclass

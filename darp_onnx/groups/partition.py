@@ -73,7 +73,8 @@ class Partition:
             label = atom.label
             if (lo, hi) not in ((atom.start, atom.stop), atom.first_chunk):
                 label = f"{label}[{lo - atom.start}:{hi - atom.start}]"
-            self.groups.append(ChannelGroup(id=gid, size=int(hi - lo), kind=atom.kind, frozen=None, label=label))
+            self.groups.append(ChannelGroup(id=gid, size=int(hi - lo), kind=atom.kind, frozen=None, label=label,
+                                            width=atom.width))
 
     def groups_of(self, units: np.ndarray) -> np.ndarray:
         units = units[units >= 0]

@@ -29,10 +29,13 @@ from darp_onnx.groups.tracer import Layout, Tracer
 
 def source_units(t: Tracer, node: onnx.NodeProto, n: int, label: str) -> tuple[np.ndarray, int]:
     """Units and repeat for the `n` output channels of a Linear-like source: heads of width D when a
-    first pass found them split into heads, else `n` channels."""
+    first pass found them split into heads, blocks where one found them pruned in blocks, else `n` channels."""
     d = t.head_dims.get(node.name, 0)
     if d > 1 and n % d == 0:
         return t.new_atom(n // d, f"{node.name} heads ({n // d} x {d})", node.name, HEAD.name), d
+    k = t.blocks.get(node.name, 1)
+    if k > 1 and n % k == 0:
+        return t.new_atom(n // k, f"{label} in blocks of {k}", node.name, width=k), k
     return t.new_atom(n, label, node.name), 1
 
 

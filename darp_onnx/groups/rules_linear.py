@@ -59,7 +59,7 @@ def conv(t: Tracer, node: onnx.NodeProto) -> None:
     lay = t.layout(x)
     if groups == 1:
         _sink(t, node, x, 1, w, 1)
-        out = Layout(1, t.new_atom(c_out, f"{node.name} out ({c_out})"))
+        out = t.source_layout(1, c_out, f"{node.name} out ({c_out})", node.name)
     elif per_group == 1 and groups == c_out and (lay is None or lay.size == groups):
         # depthwise: each output channel reads its own input channel, so channels pass through
         if lay is None or lay.axis != 1:
@@ -93,7 +93,7 @@ def conv_transpose(t: Tracer, node: onnx.NodeProto) -> None:
         return
     _sink(t, node, x, 1, w, 0)
     c_out = weight.shape[1]
-    out = Layout(1, t.new_atom(c_out, f"{node.name} out ({c_out})"))
+    out = t.source_layout(1, c_out, f"{node.name} out ({c_out})", node.name)
     t.bind_const(w, 1, out, node)
     _bias(t, node, 2, out)
     t.set(node.output[0], out)

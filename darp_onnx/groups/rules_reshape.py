@@ -68,12 +68,31 @@ def _regroup(t: Tracer, node: onnx.NodeProto, target=None) -> Layout | None:
         return None
     in_shape = t.shape(node.input[0])
     new, reason = map_reshape(in_shape, lay, t.shape(node.output[0]))
+    computed = None
     if new is None and target is not None:
         computed = _target_shape(in_shape, target, int(attr(node, "allowzero", 0)))
         new = map_reshape(in_shape, lay, computed)[0] if computed is not None else None
     if new is None:
+        out_shape = t.shape(node.output[0])
+        _request_blocks(t, in_shape, lay, computed if out_shape is None or None in out_shape else out_shape)
         t.freeze(lay.units, f"{reason} at node '{node.name}' ({node.op_type})")
     return new
+
+
+def _request_blocks(t: Tracer, in_shape, lay: Layout, out_shape) -> None:
+    """A channel axis split into groups of k channels, the rest merged into the next axis (torch's GroupNorm:
+    Reshape [N, C, H, W] -> [N, G, C/G * H * W]): the next pass makes the channels' sources prune in blocks
+    of k (groups.blocks), which this Reshape then follows."""
+    if lay.repeat != 1 or lay.tile != 1 or in_shape is None or out_shape is None or None in in_shape[:lay.axis + 1]:
+        return
+    outer = _Prod(in_shape[:lay.axis])
+    for s in range(len(out_shape) - 1):
+        if None in out_shape[:s + 1] or _Prod(out_shape[:s]) != outer:
+            continue
+        groups = out_shape[s]
+        if isinstance(groups, int) and 1 < groups < lay.size and lay.size % groups == 0:
+            t.block_requests.append((lay.units, lay.size // groups))
+        return
 
 
 def _target_shape(in_shape, target, allowzero: int, resolve=lambda symbol: symbol):

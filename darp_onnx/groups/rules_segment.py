@@ -43,6 +43,9 @@ def concat(t: Tracer, node: onnx.NodeProto) -> None:
         elif lay is None and shape is not None and isinstance(shape[axis], int) and shape[axis] % rep == 0:
             parts.append(np.full(shape[axis] // rep, -1, dtype=np.int64))
         else:
+            wide = max(lay.repeat for lay in tracked)  # channels in blocks (GroupNorm's) beside finer ones:
+            for fine in (lay for lay in tracked if lay.repeat == 1 and lay.size % wide == 0):
+                t.block_requests.append((fine.units, wide))  # the next pass makes them blocks alike
             t.freeze_inputs(node, "Concat inputs have incompatible channel blocks")
             return
     t.set(node.output[0], Layout(axis, np.concatenate(parts), rep))

@@ -51,6 +51,7 @@ class Atom(NamedTuple):
     node: str = ""
     kind: str = "channel"
     chunks: int = 1  # coupled copies it holds (fused Q, K, V heads): its groups span the first one
+    width: int = 1  # channels per unit (a source pruned in blocks, groups.blocks)
 
     @property
     def first_chunk(self) -> tuple[int, int]:
@@ -58,7 +59,8 @@ class Atom(NamedTuple):
 
 
 class Tracer:
-    def __init__(self, model: onnx.ModelProto, head_dims: Mapping[str, int] | None = None) -> None:
+    def __init__(self, model: onnx.ModelProto, head_dims: Mapping[str, int] | None = None,
+                 blocks: Mapping[str, int] | None = None) -> None:
         graph = model.graph
         self.model = model
         self.consts: dict[str, np.ndarray] = {i.name: numpy_helper.to_array(i) for i in graph.initializer}
@@ -91,6 +93,8 @@ class Tracer:
         self.atoms: list[Atom] = []
         self.head_dims = dict(head_dims or {})  # source node -> head dimension D (its units are heads)
         self.head_splits: dict[str, int] = {}  # found in this pass: source node -> D (0: conflicting)
+        self.blocks = dict(blocks or {})  # source node -> channels per unit (groups.blocks: GroupNorm's groups)
+        self.block_requests: list[tuple[np.ndarray, int]] = []  # found in this pass: units -> channels per unit
         self.shape_edits: list[ShapeEdit] = []
         self.depthwise: list[str] = []
         self.visited: set[str] = set()  # nodes whose rule has run
@@ -159,11 +163,19 @@ class Tracer:
         return self.consts.get(name) if name else None
 
     # -- recording -----------------------------------------------------------------------------------
-    def new_atom(self, size: int, label: str, node: str = "", kind: str = "channel") -> np.ndarray:
+    def new_atom(self, size: int, label: str, node: str = "", kind: str = "channel", width: int = 1) -> np.ndarray:
         start = self.count
         self.count += size
-        self.atoms.append(Atom(start, self.count, label, node, kind))
+        self.atoms.append(Atom(start, self.count, label, node, kind, width=width))
         return np.arange(start, self.count, dtype=np.int64)
+
+    def source_layout(self, axis: int, size: int, label: str, node: str) -> Layout:
+        """The `size` output channels of source `node`: one unit each, or one per block where an earlier pass
+        found them pruned in blocks (`blocks`)."""
+        k = self.blocks.get(node, 1)
+        if k > 1 and size % k == 0:
+            return Layout(axis, self.new_atom(size // k, f"{label} in blocks of {k}", width=k), repeat=k)
+        return Layout(axis, self.new_atom(size, label))
 
     def mark_chunks(self, unit: int, chunks: int, label: str) -> None:
         """The atom of `unit` holds `chunks` coupled copies of its first chunk (fused Q, K, V)."""
@@ -200,6 +212,7 @@ class Tracer:
     def couple(self, a: Layout, b: Layout, node: onnx.NodeProto) -> bool:
         """Unify two layouts unit by unit; mismatched layouts are frozen. True when coupled."""
         if len(a.units) != len(b.units) or a.repeat != b.repeat or a.tile != b.tile:
+            self._request_blocks(a, b)
             reason = f"node '{node.name}' ({node.op_type}) mixes channel layouts it cannot align"
             self.freeze(a.units, reason)
             self.freeze(b.units, reason)
@@ -212,6 +225,13 @@ class Tracer:
         self.freeze(b.units[fixed_a], reason)
         self.freeze(a.units[fixed_b], reason)
         return True
+
+    def _request_blocks(self, a: Layout, b: Layout) -> None:
+        """Equal channel counts in blocks of different widths (a GroupNorm's channels met channels one by one):
+        the finer side's sources are asked to make blocks as wide in the next pass."""
+        fine, wide = (a, b) if a.repeat < b.repeat else (b, a)
+        if a.size == b.size and a.tile == b.tile == 1 and fine.repeat == 1:
+            self.block_requests.append((fine.units, wide.repeat))
 
     def bind_const(self, name: str, axis: int, layout: Layout, node: onnx.NodeProto) -> None:
         """Constant `name` is sliced along `axis` like `layout` (a weight or per-channel vector)."""

@@ -131,8 +131,9 @@ def extract_masks(
         trial = {g: m.copy() for g, m in base.items()}
         for group in groups:
             keep = group.size - removed.get(group.id, 0)
-            if channel_multiple > 1 and group.unit.aligned and keep > 0:
-                keep = min(group.size, -(-keep // channel_multiple) * channel_multiple)
+            multiple = group.unit_multiple(channel_multiple)
+            if multiple > 1 and keep > 0:
+                keep = min(group.size, -(-keep // multiple) * multiple)
             mask = np.zeros(group.size, dtype=bool)
             mask[ranked[group.id][:keep]] = True
             trial[group.id] = mask
@@ -174,7 +175,8 @@ def _fill_aligned(masks: dict[int, np.ndarray], groups, ranked, best_first, mult
             kept = int(masks[group.id].sum())
             if kept >= group.size:
                 continue
-            step = 1 if not group.unit.aligned else min(group.size, (kept // multiple + 1) * multiple) - kept
+            unit_multiple = group.unit_multiple(multiple)
+            step = min(group.size, (kept // unit_multiple + 1) * unit_multiple) - kept
             blocks.append((float(np.mean(best_first[group.id][kept : kept + step])), group.id, kept + step))
         changed = False
         for _, gid, keep in sorted(blocks, key=lambda b: (-b[0], b[1])):

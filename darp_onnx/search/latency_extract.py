@@ -158,10 +158,11 @@ class _State:
     def _width_step(self, gid: int, removing: bool) -> int | None:
         """The next kept count down (or up) for a channel/head group, or None."""
         group, k = self.groups[gid], self.kept[gid]
-        if self.multiple > 1 and group.unit.aligned:
-            if group.size < self.multiple:
+        multiple = group.unit_multiple(self.multiple)
+        if multiple > 1:
+            if group.size < multiple:
                 return None
-            allowed = [c for c in range(self.multiple, group.size + 1, self.multiple)] + [group.size]
+            allowed = [c for c in range(multiple, group.size + 1, multiple)] + [group.size]
             allowed = sorted({c for c in allowed if c >= group.min_keep})
         else:
             step = max(1, group.size // 16)

@@ -172,6 +172,10 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
     positives kept and the spread over the samples kept (`outputs_kept`)."""
     names = list(names) if names is not None else [f"output {i}" for i in range(len(before))]
     after, before = blank_where_reference_nonfinite(after, before)
+    for name, a in zip(names, after, strict=False):
+        if np.issubdtype(np.asarray(a).dtype, np.floating) and not np.isfinite(a).all():
+            raise ValidationFailedError(f"the pruned model's output '{name}' is NaN or infinite where the "
+                                        "original's is a number")
     num = sum(float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
               for a, b in zip(after, before, strict=False))
     den = sum(float(np.linalg.norm(np.asarray(b, np.float64))) for b in before)

@@ -52,3 +52,16 @@ def nonfinite_note(names: Sequence[str], outputs: Sequence[np.ndarray], syntheti
                  + ("pass --data with real samples" if synthetic else "check that your samples are what the "
                     "model takes"))
     return note
+
+
+def samples_without_numbers(outputs: Sequence[np.ndarray]) -> np.ndarray:
+    """Per sample (first axis), whether every float output of the original holds only NaN or infinite values:
+    nothing to fit there, and its NaN poisons the gradients (a diffusion UNet's log(sigma) for a negative
+    synthetic sigma made every weight NaN in the search)."""
+    floats = [np.asarray(o) for o in outputs if np.issubdtype(np.asarray(o).dtype, np.floating) and np.size(o)]
+    if not floats:
+        return np.zeros(len(outputs[0]) if outputs else 0, dtype=bool)
+    dead = np.ones(len(floats[0]), dtype=bool)
+    for values in floats:
+        dead &= ~np.isfinite(values.reshape(len(values), -1)).any(axis=1)
+    return dead

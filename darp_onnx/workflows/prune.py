@@ -76,7 +76,11 @@ from darp_onnx.validation.checks import (
     run_batches,
     run_model,
 )
-from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite, nonfinite_note
+from darp_onnx.validation.nonfinite import (
+    blank_where_reference_nonfinite,
+    nonfinite_note,
+    samples_without_numbers,
+)
 from darp_onnx.validation.post_processing import check_whole, whole_feeds
 from darp_onnx.workflows.advice import (
     check_drift,
@@ -330,6 +334,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         run.plan.note_full_pass(time.perf_counter() - clock, len(run.dataset))
         if run.dataset.synthetic:
             _note_synthetic_data(run)
+        _drop_samples_without_numbers(run)
         holes = nonfinite_note(run.proxy.output_names, run.reference, run.dataset.synthetic)
         if holes is not None:
             run.progress("note", {"message": holes})
@@ -345,6 +350,24 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
                                TaskLoss(teacher=predict(run.proxy, small, batch_size=batch,
                                                         device=run.device.torch_device)))
     return run
+
+
+def _drop_samples_without_numbers(run: PruneRun) -> None:
+    """Samples on which every output of the original is NaN or infinite are left out (see
+    `samples_without_numbers`); none left is bad input."""
+    dead = samples_without_numbers(run.reference)
+    if not dead.any():
+        return
+    on = "synthetic samples" if run.dataset.synthetic else "of your samples"
+    if dead.all():
+        raise BadInputError(f"{run.source.name}: every output of the original model is NaN or infinite on all "
+                            f"{len(dead)} {on}: there is nothing to fit; pass --data with samples the model takes")
+    keep = np.flatnonzero(~dead)
+    run.progress("note", {"message": f"{int(dead.sum())} of {len(dead)} {on} give NaN or infinite values in every "
+                                     "output of the original model (an input out of its range, such as a "
+                                     "negative noise level or frequency): they are left out"})
+    run.dataset = run.dataset.subset(keep)
+    run.reference = [r[keep] for r in run.reference]
 
 
 def _check_something_to_fit(run: PruneRun) -> None:
@@ -833,7 +856,7 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
         metric=run.budget.metric, budget=run.budget.limit, flops_before=run.cost_model.full_macs,
         flops_after=validation.macs, params_before=run.original_params, params_after=validation.params,
         nodes_before=run.original_nodes, nodes_after=len(pruned.graph.node),
-        channels_removed=int(sum(m.size - np.count_nonzero(m) for g, m in masks.items()
+        channels_removed=int(sum((m.size - np.count_nonzero(m)) * analysis.groups[g].width for g, m in masks.items()
                                  if analysis.groups[g].unit.counts_as_channels)),
         groups=group_rows(analysis, masks), validation=validation, device=run.device.torch_device,
         seed=run.config.seed, search_steps=scores.search_steps, finetune_steps=recovered.steps,
@@ -860,7 +883,7 @@ def group_rows(analysis: ChannelAnalysis, masks: Mapping[int, np.ndarray]) -> li
     for g in analysis.groups:
         kept = int(np.count_nonzero(masks[g.id])) if g.id in masks else g.size
         rows.append({"id": g.id, "label": g.label, "kind": g.kind, "size": g.size, "kept": kept,
-                     "frozen": g.frozen})
+                     "width": g.width, "frozen": g.frozen})
     return rows
 
 

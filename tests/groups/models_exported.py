@@ -204,3 +204,23 @@ def spatial_transformer() -> onnx.ModelProto:
     grid = b.op("Tanh", b.op("Transpose", b.conv(h, 4, 2), perm=[0, 2, 3, 1]))
     warped = b.op("GridSample", h, grid, align_corners=0, mode="bilinear", padding_mode="border")
     return b.build(b.cbr(warped, 4, 3))
+
+
+def group_norm(film: bool = False) -> onnx.ModelProto:
+    """torch's GroupNorm as both exporters write it (8 channels in 4 groups): Reshape [0, G, -1],
+    InstanceNormalization over each group, Reshape back to the input's shape read at run time, then the
+    per-channel affine. With `film`, a Linear on a second input scales and shifts the normalised channels
+    (a diffusion UNet's timestep embedding)."""
+    b = GraphBuilder(33)
+    h = b.conv(b.input("x", ["N", 3, 6, 6]), 3, 8)
+    grouped = b.op("Reshape", h, b.const(_i64(0, 4, -1)))
+    normed = b.op("InstanceNormalization", grouped, b.const(np.ones(4, np.float32)),
+                  b.const(np.zeros(4, np.float32)), epsilon=1e-5)
+    back = b.op("Reshape", normed, b.op("Shape", h))
+    y = b.op("Add", b.op("Mul", back, b.weight(8, 1, 1)), b.weight(8, 1, 1))
+    if film:
+        scale, shift = b.op("Split", b.op("Gemm", b.input("t", ["N", 5]), b.weight(5, 16), b.weight(16)),
+                            b.const(_i64(8, 8)), axis=1, outputs=2)
+        y = b.op("Add", b.op("Mul", y, b.op("Unsqueeze", scale, b.const(_i64(2, 3)))),
+                 b.op("Unsqueeze", shift, b.const(_i64(2, 3))))
+    return b.build(b.conv(b.op("Relu", y), 8, 3))

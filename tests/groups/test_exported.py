@@ -139,3 +139,26 @@ def test_grid_sample_moves_channels_and_freezes_its_coordinates():
     assert "sampling coordinates" in coordinates.frozen
     for seed in range(2):
         assert_equivalent(model, analysis, random_masks(analysis, np.random.default_rng(seed)), seed)
+
+
+@pytest.mark.parametrize("film", [False, True])
+def test_group_norm_prunes_whole_groups(film):
+    model = models.group_norm(film)
+    analysis = analyse(model)
+    blocks = [g for g in analysis.prunable() if g.kind == "channel"]
+    assert [g.size for g in blocks] == [4] and "blocks of 2" in blocks[0].label
+    assert blocks[0].width == 2 and blocks[0].unit_multiple(4) == 2 and blocks[0].unit_multiple(3) == 3
+    reshape = next(n for n in model.graph.node if n.op_type == "Reshape")
+    assert (reshape.name, 1, 1) in {(e.node, e.input_index, e.element) for e in analysis.shape_edits}
+    for seed in range(3):
+        assert_equivalent(model, analysis, random_masks(analysis, np.random.default_rng(seed)), seed)
+
+
+def test_a_group_norm_model_is_pruned_in_whole_groups_end_to_end(tmp_path):
+    import darp_onnx
+
+    result = darp_onnx.prune(models.group_norm(film=True), output=tmp_path / "p.onnx", target_flops=0.6,
+                             search_steps=4, finetune_steps=2, batch_size=4, synthetic_samples=8, latency_runs=2,
+                             channel_multiple=1, max_drift="off")
+    assert result.flops_after < result.flops_before
+    assert result.channels_removed > 0 and result.channels_removed % 2 == 0
