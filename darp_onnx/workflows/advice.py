@@ -103,7 +103,8 @@ def positives_lost(fid: Fidelity, synthetic: bool) -> str | None:
 
 def _whose_picks(fid: Fidelity) -> str:
     if fid.decisions_class is None:
-        return "the original's picks other than the class it picks most (a recogniser's characters beside its blank)"
+        return ("the original's picks other than the class it picks most (a classifier's other classes, a "
+                "recogniser's characters beside its blank)")
     return f"the original's picks of class {fid.decisions_class}"
 
 
