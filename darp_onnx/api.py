@@ -142,10 +142,11 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         "ops": [{"op": op, "count": n, "supported": op in supported} for op, n in sorted(ops.items())],
         "unsupported_ops": sorted(op for op in ops if op not in supported),
     }
-    network, post, _ = split_post_processing(model, convertible_in(model))
+    convertible = convertible_in(model)
+    network, post, _ = split_post_processing(model, convertible)
     coverage["post_processing"] = None if post is None else post.describe()
-    if coverage["unsupported_ops"] and post is None:
-        return _coverage_only(model, coverage)
+    if post is None and not all(convertible(node) for node in model.graph.node):  # as prune decides (front ends
+        return _coverage_only(model, coverage)  # run through onnxruntime: load.front_end)
     if post is not None:  # counted and analysed as prune does: the network before it
         model = network
         input_shapes = {k: v for k, v in input_shapes.items() if k in post.network_inputs}

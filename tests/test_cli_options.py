@@ -118,19 +118,22 @@ def test_inspect_of_a_model_with_unconvertible_ops_reports_coverage_without_the_
 
     import darp_onnx.load.ingest as ingest_module
 
-    weight = numpy_helper.from_array(np.ones((4, 3), np.float32), "w")
-    # the op it cannot convert comes first (as sklearn's Scaler before an MLP): no network before it to analyse
-    nodes = [helper.make_node("Scaler", ["x"], ["h"], name="scale", domain="ai.onnx.ml", scale=[2.0] * 4),
+    weights = [numpy_helper.from_array(np.ones((4, 4), np.float32), "w0"),
+               numpy_helper.from_array(np.ones((4, 3), np.float32), "w")]
+    # the op it cannot convert sits between layers with weights: neither a front end run by onnxruntime
+    # (sklearn's Scaler before an MLP, which prune and inspect take) nor post-processing
+    nodes = [helper.make_node("MatMul", ["x", "w0"], ["h0"], name="mm0"),
+             helper.make_node("Scaler", ["h0"], ["h"], name="scale", domain="ai.onnx.ml", scale=[2.0] * 4),
              helper.make_node("MatMul", ["h", "w"], ["y"], name="mm")]
     graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
-                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], [weight])
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, [1, 3])], weights)
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17), helper.make_opsetid("ai.onnx.ml", 3)])
     path = tmp_path / "tree.onnx"
     onnx.save(model, path)
     monkeypatch.setattr(ingest_module, "ingest", lambda *a, **k: pytest.fail("ingest ran"))
     doc = runner.invoke(app, ["inspect", str(path), "--json", "-q"])
     report = json.loads(doc.stdout)
-    assert doc.exit_code == 0 and report["analysed"] is False and report["params"] == 12
+    assert doc.exit_code == 0 and report["analysed"] is False and report["params"] == 28
     assert report["unsupported_ops"] == ["ai.onnx.ml::Scaler"] and report["groups"] == []
     plain = runner.invoke(app, ["inspect", str(path)])
     assert plain.exit_code == 0 and "not analysed" in plain.stdout and "ai.onnx.ml::Scaler" in plain.stdout

@@ -113,6 +113,8 @@ def test_prune_writes_the_network_after_a_front_end(make, kept_op, tmp_path):
     assert kept_op in {n.op_type for n in written.graph.node}
     assert result.flops_after < result.flops_before
     assert api.validate(path, out)["passed"]
+    report = api.inspect(path)  # as prune decides: analysed, not "its proxy cannot convert"
+    assert report["analysed"] and report["prunable_groups"] > 0
 
 
 def test_an_unconverted_op_after_weights_is_still_refused(tmp_path):
