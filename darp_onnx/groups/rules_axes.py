@@ -174,9 +174,9 @@ def _pad_channels(t: Tracer, node: onnx.NodeProto, lay: Layout, j: int, n: int, 
     if problem:
         t.freeze(lay.units, f"Pad '{node.name}' pads the channel axis and {problem}")
         return
-    units = [t.new_atom(before, f"{node.name} padded before ({before})", node.name)] if before else []
+    units = [t.new_atom(before, f"{node.name} padded before ({before})")] if before else []
     units += [lay.units]
-    units += [t.new_atom(after, f"{node.name} padded ({after})", node.name)] if after else []
+    units += [t.new_atom(after, f"{node.name} padded ({after})")] if after else []
     out = Layout(lay.axis, np.concatenate(units))
     t.set(node.output[0], out)
     key, end = (node.output[0], lay.axis), before + lay.size

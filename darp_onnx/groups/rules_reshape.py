@@ -74,12 +74,12 @@ def _regroup(t: Tracer, node: onnx.NodeProto, target=None) -> Layout | None:
         new = map_reshape(in_shape, lay, computed)[0] if computed is not None else None
     if new is None:
         out_shape = t.shape(node.output[0])
-        _request_blocks(t, in_shape, lay, computed if out_shape is None or None in out_shape else out_shape)
+        _request_group_blocks(t, in_shape, lay, computed if out_shape is None or None in out_shape else out_shape)
         t.freeze(lay.units, f"{reason} at node '{node.name}' ({node.op_type})")
     return new
 
 
-def _request_blocks(t: Tracer, in_shape, lay: Layout, out_shape) -> None:
+def _request_group_blocks(t: Tracer, in_shape, lay: Layout, out_shape) -> None:
     """A channel axis split into groups of k channels, the rest merged into the next axis (torch's GroupNorm:
     Reshape [N, C, H, W] -> [N, G, C/G * H * W]): the next pass makes the channels' sources prune in blocks
     of k (groups.blocks), which this Reshape then follows."""

@@ -1,6 +1,7 @@
 """GridSample (opset 16: 4-D, modes bilinear/nearest/bicubic; opset 20+: N-D, modes linear/nearest/cubic):
 torch's grid_sample, which takes the same grid convention (x before y, in [-1, 1]) and padding modes.
-Spatial transformers, optical flow warps and deformable attention sample this way."""
+Spatial transformers, optical flow warps and deformable attention sample this way; AffineGrid (opset 20) makes
+a spatial transformer's grid from its affine matrices, as torch's affine_grid."""
 
 from __future__ import annotations
 
