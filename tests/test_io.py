@@ -204,3 +204,22 @@ def test_the_input_shape_example_has_the_inputs_own_rank():
     channels_last = helper.make_tensor_value_info("input_1", TensorProto.FLOAT, ["n", "h", "w", 3])  # keras2onnx
     with pytest.raises(BadInputError, match=r"--input-shape input_1=1x224x224x3 \(your sizes\)"):
         input_shape(channels_last, batch=1)
+
+
+def test_an_output_declared_with_an_empty_shape_loads(tmp_path):
+    """ocrspine's PP-OCRv5 models, their shape hints stripped for tract, declare `shape {}` (rank 0) on a
+    [1, 2] Softmax output: refused as "breaks the ONNX spec" though onnxruntime runs them."""
+    from darp_onnx.load.preflight import check_spec
+
+    w = numpy_helper.from_array(np.ones((4, 2), np.float32), "w")
+    nodes = [helper.make_node("MatMul", ["x", "w"], ["h"], name="mm"),
+             helper.make_node("Softmax", ["h"], ["y"], name="sm", axis=-1)]
+    out = helper.make_tensor_value_info("y", TensorProto.FLOAT, [])
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [out], [w])
+    path = tmp_path / "stripped.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR_VERSION), path)
+    model = io.load_model(path)
+    check_spec(model, str(path))
+    assert [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == [1, 2]
+    assert not onnx.load(path).graph.output[0].type.tensor_type.shape.dim  # the file as it was

@@ -53,7 +53,7 @@ def load_model(path: str | os.PathLike, *, infer_shapes: bool = True) -> onnx.Mo
     _check_structure(model, path)
     _check_opset(model, path)
     sort_nodes(model.graph)  # onnxruntime runs graphs whose nodes are out of order; so do we
-    model = with_dynamic_dims(model)
+    model = without_empty_output_shapes(with_dynamic_dims(model))
     if infer_shapes:
         # Shape inference runs before external weights are attached: it needs only dims, and this keeps
         # models over 2 GiB out of the protobuf serialiser.
@@ -113,6 +113,24 @@ def with_dynamic_dims(model: onnx.ModelProto) -> onnx.ModelProto:
     kept = [v for v in fixed.graph.value_info if not negative(v)]
     del fixed.graph.value_info[:]
     fixed.graph.value_info.extend(kept)
+    return fixed
+
+
+def without_empty_output_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Tools that strip shape hints for other runtimes (tract) may leave a graph output with an empty shape,
+    rank 0, on a tensor of rank 2: onnx's strict inference then refuses the model ("Inferred shape and existing
+    shape differ in rank"), onnxruntime merges leniently and runs it. Such output shapes are cleared, and
+    inference gives them again (a true scalar's rank 0 too). `model` is not modified."""
+    graph = model.graph
+    empty = [o.name for o in graph.output
+             if o.type.tensor_type.HasField("shape") and not o.type.tensor_type.shape.dim]
+    if not empty:
+        return model
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    for value in fixed.graph.output:
+        if value.name in empty:
+            value.type.tensor_type.ClearField("shape")
     return fixed
 
 
