@@ -250,7 +250,8 @@ def _load_images(path: Path, model: onnx.ModelProto, preprocess: str | Preproces
     layout = input_layout(value.name, shape, input_dtype(value), spec.layout)
     files = [path] if path.is_file() else image_files(path)
     decoded = load_images(files, spec, layout, source=str(path), max_samples=max_samples, seed=seed)
-    described = {**spec.describe(), "chosen": chosen, "size": f"{layout.height}x{layout.width}"}
+    described = {**spec.describe(), "chosen": chosen, "size": f"{layout.height}x{layout.width}",
+                 "kept_area": decoded.kept_area}
     if layout.channels == 1:  # decoded as grey whatever the preset's channel order (preprocess.image_to_array)
         described["channels"] = "grey"
     return Dataset({value.name: decoded.samples}, None, str(path), skipped=decoded.skipped, preprocess=described)

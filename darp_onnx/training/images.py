@@ -30,11 +30,15 @@ def is_image_file(path: Path) -> bool:
     return path.suffix.lower() in IMAGE_SUFFIXES
 
 
+SMALL_CROP = 0.6  # below this share of each image kept by a crop, the images note says so
+
+
 @dataclass
 class DecodedImages:
     samples: np.ndarray  # N x (model layout), the model's dtype
     files: list[Path]
     skipped: list[str]  # 'file: reason' for each file that did not decode
+    kept_area: float = 1.0  # the mean share of each image's area the resize keeps (a crop throws the rest away)
 
 
 def decode(path: Path, spec: Preprocess, layout: InputLayout) -> np.ndarray:
@@ -42,7 +46,18 @@ def decode(path: Path, spec: Preprocess, layout: InputLayout) -> np.ndarray:
         warnings.simplefilter("ignore")  # Pillow warns on odd EXIF and palette transparency
         with Image.open(path) as image:
             image.load()
-            return image_to_array(image, spec, layout)
+            return image_to_array(image, spec, layout), kept_share(image.size, spec, (layout.width, layout.height))
+
+
+def kept_share(image_size: tuple[int, int], spec: Preprocess, size: tuple[int, int]) -> float:
+    """The share of an image's area (width, height) that `spec`'s resize to `size` keeps: a centre crop to
+    another aspect ratio drops the sides (a 10:1 text line cropped to a 2:1 input keeps a fifth of it)."""
+    if spec.resize == "stretch-crop":
+        return spec.crop ** 2
+    if spec.resize != "crop" or min(image_size) < 1 or min(size) < 1:
+        return 1.0
+    image_aspect, input_aspect = image_size[0] / image_size[1], size[0] / size[1]
+    return min(image_aspect, input_aspect) / max(image_aspect, input_aspect) * spec.crop ** 2
 
 
 def load_images(files: list[Path], spec: Preprocess, layout: InputLayout, *, source: str,
@@ -55,20 +70,23 @@ def load_images(files: list[Path], spec: Preprocess, layout: InputLayout, *, sou
         order = list(np.random.default_rng(seed).permutation(len(files)))
     wanted = len(files) if max_samples is None else min(max_samples, len(files))
     samples: list[np.ndarray] = []
+    shares: list[float] = []
     used: list[Path] = []
     skipped: list[str] = []
     for index in order:
         if len(samples) == wanted:
             break
         try:
-            samples.append(decode(files[index], spec, layout))
+            sample, share = decode(files[index], spec, layout)
+            samples.append(sample)
+            shares.append(share)
             used.append(files[index])
         except _DECODE_ERRORS as exc:
             skipped.append(f"{files[index]}: {type(exc).__name__}")
     if not samples:
         raise BadInputError(f"{source}: none of its {len(files)} image file(s) could be decoded "
                             f"(first: {skipped[0]}); check --data")
-    return DecodedImages(np.stack(samples), used, skipped)
+    return DecodedImages(np.stack(samples), used, skipped, float(np.mean(shares)))
 
 
 def images_note(source: str, samples: int, skipped: list[str], preprocess: dict) -> str:
@@ -79,6 +97,11 @@ def images_note(source: str, samples: int, skipped: list[str], preprocess: dict)
     values = f"pixel x {scale:.4g}" + (f" - mean {'/'.join(f'{m:g}' for m in mean)}" if any(mean) else "")
     values += f", / std {'/'.join(f'{v:g}' for v in std)}" if any(v != 1 for v in std) else ""
     dropped = f" ({len(skipped)} could not be decoded, first: {skipped[0]})" if skipped else ""
+    kept = preprocess.get("kept_area", 1.0)
+    cropped = (f"; the crop keeps {kept:.0%} of each image on average (their aspect ratios differ from the "
+               "input's): if your deployment feeds whole images, give --preprocess with resize=stretch or "
+               "resize=height") if kept < SMALL_CROP else ""
     return (f"{samples} images from {source}{dropped}: {preprocess['channels'].upper()}, resized "
             f"({preprocess['resize']}) to {preprocess['size']} (height x width), values {values} (preset "
-            f"{preprocess['chosen']}); check that this is what your deployment feeds the model, or give --preprocess")
+            f"{preprocess['chosen']}){cropped}; check that this is what your deployment feeds the model, or give "
+            "--preprocess")

@@ -184,3 +184,21 @@ def test_the_note_says_grey_for_a_one_channel_input(tmp_path):
     colour_ = load_dataset(tmp_path, image_model(["N", 3, 32, 32], TensorProto.FLOAT), preprocess="inception")
     assert ": GREY, resized" in data_notes(grey)[0]
     assert ": RGB, resized" in data_notes(colour_)[0]
+
+
+def test_the_note_says_how_much_of_each_image_a_crop_keeps(tmp_path):
+    """ocrspine's 80 x 160 line classifier fitted on lines centre-cropped by `imagenet` read none of them right
+    when fed whole: nothing had said the crop kept the middle fifth of each line."""
+    from darp_onnx.training.dataset import data_notes
+    from darp_onnx.training.images import kept_share
+
+    line = colour(digit_pixels(1)[0])[:8]  # 32 wide, 8 high: 4:1 into a 2:1 input
+    Image.fromarray(line).save(tmp_path / "line.png")
+    dataset = load_dataset(tmp_path, image_model([1, 3, 16, 32], TensorProto.FLOAT), preprocess="imagenet")
+    note = data_notes(dataset)[0]
+    assert "the crop keeps 38% of each image" in note and "resize=stretch" in note
+    spec = parse_preprocess("imagenet")
+    assert kept_share((32, 8), spec, (32, 16)) == pytest.approx(0.5 * 0.875 ** 2)
+    assert kept_share((32, 8), parse_preprocess("imagenet,resize=stretch"), (32, 16)) == 1.0
+    square = load_dataset(tmp_path, image_model([1, 3, 16, 64], TensorProto.FLOAT), preprocess="imagenet")
+    assert "the crop keeps" not in data_notes(square)[0]  # 4:1 into 4:1: only the 0.875 margin goes
