@@ -246,6 +246,8 @@ def _summary(doc: dict) -> None:
     v = doc["validation"]
     fid = v["fidelity"]
     agreement = "" if fid["top1_agreement"] is None else f", top-1 agreement {fid['top1_agreement']:.1%}"
+    if fid.get("sequences_kept") is not None:
+        agreement += f", sequences read alike {fid['sequences_kept']:.1%}"
     console_err.print(
         f"[bold green]wrote[/] {doc['output']}: MACs {doc['flops_before']:,} -> {doc['flops_after']:,} "
         f"({doc['flops_after'] / max(doc['flops_before'], 1):.1%}), params {doc['params_before']:,} -> "

@@ -117,6 +117,9 @@ def _table(result: dict[str, Any]) -> Table:
         table.add_row("accuracy", f"{fid['accuracy_before']:.1%}", f"{fid['accuracy_after']:.1%}", change)
     if fid["top1_agreement"] is not None:
         table.add_row("top-1 agreement", "", f"{fid['top1_agreement']:.1%}", "")
+    if fid.get("sequences_kept") is not None:
+        table.add_row(f"sequences read alike, '{escape(fid['sequences_output'])}'", "", f"{fid['sequences_kept']:.1%}",
+                      "")
     table.add_row("relative output error", "", f"{fid['relative_error']:.3g}", "")
     if fid.get("positives_kept") is not None:
         table.add_row(f"values > 0.5 kept (F1), '{escape(fid['positives_output'])}'", "",

@@ -22,6 +22,7 @@ from darp_onnx.validation.outputs_kept import (
     is_softmax,
     least_variation,
     outputs_kept,
+    sequences_kept,
     worst_error,
 )
 
@@ -103,6 +104,8 @@ class Fidelity:
     decisions_class: int | None = None  # the class whose picks those are; None: all but the most frequent
     spread_output: str | None = None  # the output furthest from the original's for its spread over the samples
     spread_error: float | None = None  # its error over that spread (above 1: the original's mean would be closer)
+    sequences_output: str | None = None  # a recogniser's per-step output (CTC) whose decoded sequences are compared
+    sequences_kept: float | None = None  # the share of samples whose sequence reads as the original's
 
 
 def _class_scores(values: np.ndarray) -> bool:
@@ -189,6 +192,8 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
             acc_b = float((picks_b == labels).mean())
             acc_a = float((picks_a == labels).mean())
     rows = outputs_kept(after, before, names)
+    read = next(((name, kept) for name, a, b in zip(names, after, before, strict=False)
+                 if (kept := sequences_kept(a, b)) is not None), (None, None))
     worst, fewest, flat = worst_error(rows), fewest_positives(rows), least_variation(rows)
     picks, far = fewest_decisions(rows), furthest_for_its_spread(rows)
     return Fidelity(agreement, num / max(den, 1e-12), acc_b, acc_a,
@@ -202,7 +207,8 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
                     decisions_kept=None if picks is None else picks.decisions_kept,
                     decisions_class=None if picks is None else picks.decisions_class,
                     spread_output=None if far is None else far.name,
-                    spread_error=None if far is None else far.spread_error)
+                    spread_error=None if far is None else far.spread_error,
+                    sequences_output=read[0], sequences_kept=read[1])
 
 
 def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,

@@ -116,6 +116,34 @@ def decisions_kept(after: np.ndarray, before: np.ndarray) -> tuple[float, int | 
     return min(kept, key=lambda pair: pair[0]) if kept else None
 
 
+BLANK_SHARE = 0.3  # a per-step Softmax whose most frequent pick fills this share of the steps: a CTC blank
+
+
+def sequences_kept(after: np.ndarray, before: np.ndarray) -> float | None:
+    """For a recogniser's per-step Softmax [samples, steps, classes] (or [samples, classes, steps]) whose most
+    frequent pick is a blank (BLANK_SHARE of the steps or more: CTC), the share of samples whose greedy decode
+    (picks, repeats merged, blanks dropped) the pruned model reads the same as the original; None otherwise.
+    Per-step agreement counts the blanks: a PP-OCRv3 recogniser at 93.5% of its steps read 71% of 100 lines
+    as the original did."""
+    b = np.asarray(before)
+    axis = class_axis(b) if b.ndim == 3 and is_probabilities(b) else None
+    if axis is None or np.shape(after) != b.shape:
+        return None
+    picks_b, picks_a = b.argmax(axis=axis), np.asarray(after).argmax(axis=axis)
+    counts = np.bincount(picks_b.ravel())
+    blank = int(counts.argmax())
+    if counts[blank] < BLANK_SHARE * picks_b.size:
+        return None
+    same = [_greedy(a, blank) == _greedy(o, blank) for a, o in zip(picks_a, picks_b, strict=True)]
+    return float(np.mean(same))
+
+
+def _greedy(picks: np.ndarray, blank: int) -> list[int]:
+    kept = np.ones(len(picks), dtype=bool)
+    kept[1:] = picks[1:] != picks[:-1]
+    return [int(p) for p in picks[kept] if p != blank]
+
+
 def _with_spread(after: np.ndarray, before: np.ndarray) -> tuple[np.ndarray, np.ndarray, float] | None:
     """Both outputs as [samples, values] float64 and the original's spread around its mean over the samples;
     None where they differ in shape, are not floats, or the original does not vary."""
