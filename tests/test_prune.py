@@ -269,3 +269,20 @@ def test_top1_agreement_is_only_taken_over_class_scores():
     assert fidelity([ids_after], [ids_before]).top1_agreement is None
     scores = np.array([[0.1, 0.9], [0.8, 0.2]], np.float32)
     assert fidelity([scores[::-1]], [scores]).top1_agreement == 0.0
+
+
+def test_keep_branches_is_never_traded_for_the_budget(tmp_path):
+    """A diffusion UNet with `--keep-branches` lost 31 of its 47 blocks where channels alone could not meet the
+    budget (the option only ranked branches last). Here every channel is frozen (the residual stream is the
+    graph output): only dropping the branch meets 50%, which keep_branches refuses."""
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(43)
+    h = b.conv(b.input("x", ["N", 3, 6, 6]), 3, 4)
+    model = b.build(b.op("Add", h, b.op("Relu", b.conv(h, 4, 4))))
+    options = dict(output=tmp_path / "p.onnx", target_flops=0.5, search_steps=2, finetune_steps=0, batch_size=4,
+                   synthetic_samples=8, latency_runs=2, channel_multiple=1, max_drift="off")
+    dropped = darp_onnx.prune(model, **options)
+    assert [g["kept"] for g in dropped.groups if g["kind"] == "branch"] == [0]
+    with pytest.raises(BadInputError, match="smallest reachable"):
+        darp_onnx.prune(model, keep_branches=True, force=True, **options)

@@ -112,6 +112,14 @@ class ExtractionConfig:
     def __post_init__(self) -> None:
         self.validate()
 
+    @property
+    def kept_kinds(self) -> tuple[str, ...]:
+        """The unit kinds frozen before the search: `keep_kinds`, and branches with `keep_branches` (a
+        preference in the ranking dropped 31 of a UNet's branches where channels alone could not meet the
+        budget)."""
+        return (*self.keep_kinds, "branch") if self.keep_branches and "branch" not in self.keep_kinds \
+            else self.keep_kinds
+
     def validate(self) -> None:
         from darp_onnx.groups.units import UNIT_KINDS
 

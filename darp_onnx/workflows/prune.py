@@ -264,7 +264,7 @@ def analyse_costs(run: PruneRun) -> PruneRun:
                                              "stores float16 ones as float16 again, others as float32"})
     with run.timings.stage("analysis"):
         run.analysis = analyse(run.model)
-        keep_unit_kinds(run.analysis, run.config.extraction.keep_kinds)
+        keep_unit_kinds(run.analysis, run.config.extraction.kept_kinds)
     with run.timings.stage("shapes"):
         run.cost_model = CostModel(run.model, run.analysis, run.input_shapes, observed=run.observed_shapes)
         _check_memory(run, run.cost_model.shapes)
@@ -283,7 +283,7 @@ def keep_unit_kinds(analysis: ChannelAnalysis, kinds: tuple[str, ...]) -> None:
     cost model then leave them whole, e.g. an FFN-only prune of a transformer keeps heads and branches."""
     for group in analysis.prunable():
         if group.kind in kinds:
-            group.frozen = f"kept: its unit kind '{group.kind}' is in keep_kinds"
+            group.frozen = f"kept: its unit kind '{group.kind}' is kept (keep_kinds, or keep_branches)"
 
 
 def _check_memory(run: PruneRun, tensor_shapes: Mapping[str, tuple[int, ...]]) -> None:
@@ -540,10 +540,6 @@ def _fast_enough(run: PruneRun, found: list[Extraction], chosen: Extraction) -> 
 def _extract_at(run: PruneRun, scores: Scores, budget: Budget, options: ExtractionConfig,
                 multiple: int) -> Extraction:
     ranked, importance = scores.scores, scores.importance
-    if options.keep_branches:
-        ranked, importance = (
-            {g: (np.full(len(s), np.inf) if run.analysis.groups[g].unit.droppable else s) for g, s in d.items()}
-            for d in (ranked, importance))
     with run.timings.stage("extraction"):
         if not (options.latency_aware or budget.measure.needs_latency):
             masks = extract_masks(ranked, run.cost_model, budget, channel_multiple=multiple)
