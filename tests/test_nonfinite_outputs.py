@@ -115,3 +115,13 @@ def test_a_pruned_output_with_nan_where_the_original_has_numbers_fails():
 
     with pytest.raises(ValidationFailedError, match="'y' is NaN or infinite where the original's is a number"):
         fidelity([np.array([[np.nan, 1.0]])], [np.array([[0.5, 1.0]])], names=["y"])
+
+
+def test_a_first_sample_with_no_number_does_not_make_the_outputs_constant():
+    """The terrain UNet's first synthetic sample (a negative sigma) was all NaN: every difference from it was
+    NaN, and the note said the outputs were the same for every synthetic input."""
+    from darp_onnx.training.synthetic_check import constant_outputs
+
+    values = np.array([[np.nan, np.nan], [1.0, 2.0], [3.0, 2.0]])
+    assert constant_outputs(masked_output_model(), [values]) is None
+    assert constant_outputs(masked_output_model(), [np.array([[np.nan, np.nan], [1.0, 2.0], [1.0, 2.0]])])

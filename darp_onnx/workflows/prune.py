@@ -332,9 +332,9 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         clock = time.perf_counter()
         run.reference = predict(run.proxy, run.dataset, batch_size=batch, device=run.device.torch_device)
         run.plan.note_full_pass(time.perf_counter() - clock, len(run.dataset))
+        _drop_samples_without_numbers(run)
         if run.dataset.synthetic:
             _note_synthetic_data(run)
-        _drop_samples_without_numbers(run)
         holes = nonfinite_note(run.proxy.output_names, run.reference, run.dataset.synthetic)
         if holes is not None:
             run.progress("note", {"message": holes})
