@@ -33,10 +33,7 @@ def source_units(t: Tracer, node: onnx.NodeProto, n: int, label: str) -> tuple[n
     d = t.head_dims.get(node.name, 0)
     if d > 1 and n % d == 0:
         return t.new_atom(n // d, f"{node.name} heads ({n // d} x {d})", node.name, HEAD.name), d
-    k = t.blocks.get(node.name, 1)
-    if k > 1 and n % k == 0:
-        return t.new_atom(n // k, f"{label} in blocks of {k}", node.name, width=k), k
-    return t.new_atom(n, label, node.name), 1
+    return t.source_atom(n, label, node.name, atom_node=node.name)
 
 
 def head_split(in_shape, lay: Layout, out_shape) -> tuple[int, int, int] | None:

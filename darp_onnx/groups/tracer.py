@@ -170,12 +170,17 @@ class Tracer:
         return np.arange(start, self.count, dtype=np.int64)
 
     def source_layout(self, axis: int, size: int, label: str, node: str) -> Layout:
-        """The `size` output channels of source `node`: one unit each, or one per block where an earlier pass
-        found them pruned in blocks (`blocks`)."""
+        """The `size` output channels of source `node` on `axis` (see `source_atom`)."""
+        units, repeat = self.source_atom(size, label, node)
+        return Layout(axis, units, repeat=repeat)
+
+    def source_atom(self, size: int, label: str, node: str, atom_node: str = "") -> tuple[np.ndarray, int]:
+        """Units and repeat for the `size` output channels of source `node`: one unit each, or one per block
+        where an earlier pass found them pruned in blocks (`blocks`). `atom_node`: the atom's node (heads)."""
         k = self.blocks.get(node, 1)
         if k > 1 and size % k == 0:
-            return Layout(axis, self.new_atom(size // k, f"{label} in blocks of {k}", width=k), repeat=k)
-        return Layout(axis, self.new_atom(size, label))
+            return self.new_atom(size // k, f"{label} in blocks of {k}", atom_node, width=k), k
+        return self.new_atom(size, label, atom_node), 1
 
     def mark_chunks(self, unit: int, chunks: int, label: str) -> None:
         """The atom of `unit` holds `chunks` coupled copies of its first chunk (fused Q, K, V)."""

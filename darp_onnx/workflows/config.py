@@ -117,8 +117,11 @@ class ExtractionConfig:
         """The unit kinds frozen before the search: `keep_kinds`, and branches with `keep_branches` (a
         preference in the ranking dropped 31 of a UNet's branches where channels alone could not meet the
         budget)."""
-        return (*self.keep_kinds, "branch") if self.keep_branches and "branch" not in self.keep_kinds \
-            else self.keep_kinds
+        from darp_onnx.groups.units import BRANCH
+
+        if not self.keep_branches or BRANCH.name in self.keep_kinds:
+            return self.keep_kinds
+        return (*self.keep_kinds, BRANCH.name)
 
     def validate(self) -> None:
         from darp_onnx.groups.units import UNIT_KINDS
