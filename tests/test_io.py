@@ -223,3 +223,26 @@ def test_an_output_declared_with_an_empty_shape_loads(tmp_path):
     check_spec(model, str(path))
     assert [d.dim_value for d in model.graph.output[0].type.tensor_type.shape.dim] == [1, 2]
     assert not onnx.load(path).graph.output[0].type.tensor_type.shape.dim  # the file as it was
+
+
+def test_an_output_inference_cannot_shape_gets_onnxruntimes_shape():
+    """PP-OCRv5's recogniser: its empty output shape cleared, onnx's inference could not give it back (a
+    Reshape to sizes computed at run time) and onnx.checker refuses a graph output with no shape; onnxruntime
+    infers [d0, ?, 18385] and that declaration passes the checker (a graph no inference was run on here)."""
+    from darp_onnx.load.output_shapes import shapeless_outputs, with_onnxruntime_output_shapes
+    from darp_onnx.load.preflight import PreflightError, check_spec
+
+    nodes = [helper.make_node("Reshape", ["x", "sizes"], ["r"], name="reshape"),
+             helper.make_node("Softmax", ["r"], ["y"], name="sm", axis=-1)]
+    inputs = [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n", 6]),
+              helper.make_tensor_value_info("sizes", TensorProto.INT64, [3])]
+    output = helper.make_tensor_value_info("y", TensorProto.FLOAT, None)
+    graph = helper.make_graph(nodes, "g", inputs, [output])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)], ir_version=IR_VERSION)
+    assert shapeless_outputs(model) == ["y"]
+    with pytest.raises(PreflightError, match="shape"):
+        check_spec(model, "stripped.onnx")
+    declared = with_onnxruntime_output_shapes(model)
+    check_spec(declared, "stripped.onnx")
+    assert len(declared.graph.output[0].type.tensor_type.shape.dim) == 3
+    assert shapeless_outputs(model) == ["y"]  # the given model as it was

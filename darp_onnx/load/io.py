@@ -16,6 +16,7 @@ from onnx import external_data_helper, shape_inference
 
 from darp_onnx.errors import BadInputError, first_line
 from darp_onnx.load.order import sort_nodes
+from darp_onnx.load.output_shapes import with_onnxruntime_output_shapes
 from darp_onnx.load.staging import StagedWrites
 
 MIN_OPSET = 7
@@ -59,7 +60,7 @@ def load_model(path: str | os.PathLike, *, infer_shapes: bool = True) -> onnx.Mo
         # models over 2 GiB out of the protobuf serialiser.
         model = _infer_shapes(model, path)
     _load_external_data(model, path)
-    return model
+    return with_onnxruntime_output_shapes(model) if infer_shapes else model
 
 
 def _check_structure(model: onnx.ModelProto, path: Path) -> None:

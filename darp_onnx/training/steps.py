@@ -109,12 +109,23 @@ class DivergenceGuard:
             self.first = loss
         return loss > DIVERGED_FACTOR * max(self.first, DIVERGED_FLOOR)
 
+    def capped(self) -> bool:
+        """Every step is capped (`clip_relative_steps`): the learning rate no longer sets how far a weight moves."""
+        return isinstance(self.optimizer, torch.optim.SGD) and getattr(self.optimizer, "darp_clipped", False)
+
     def go_on(self) -> bool:
-        if not isinstance(self.optimizer, torch.optim.SGD) or getattr(self.optimizer, "darp_clipped", False):
+        if not isinstance(self.optimizer, torch.optim.SGD) or self.capped():
             return False
         self.optimizer.state.clear()
         start_clipping(self.optimizer)
         return True
+
+
+class StepLosses(list):
+    """The losses of the steps run; `diverged_capped`: the loop stopped on a divergence although every step was
+    capped (swift-f0's pitch tracker: a 30x lower --lr gave the same losses, so 'a lower --lr' was no advice)."""
+
+    diverged_capped = False
 
 
 def weighted_steps(proxy: ProxyModel) -> list:
@@ -163,10 +174,25 @@ def batch_outputs(proxy: ProxyModel, dataset: Dataset, indices: np.ndarray,
     return tuple(torch.stack([run[j] for run in runs]) for j in range(len(runs[0])))
 
 
+# Batches of a pass over the data (outputs only, no gradients). On a CPU the per-sample cost grows with the
+# batch once the activations leave the caches: PP-OCRv5's recogniser at 48x320 took 79 ms a sample at batch 8
+# and 330 at 128, a 224x224 classifier 23 and 82; the smallest model of the corpus (ppocr_cls) is flat. The
+# budget's passes over the data ran 2.4x slower than the plan's probe at batch 8 had measured, and the re-plan
+# cut the fine-tune from 41 to 5 steps (benchmarks/pass_batch.py). A GPU wants large batches.
+CPU_PASS_BATCH = 8
+GPU_PASS_BATCH = 128
+
+
+def pass_batch(device: torch.device | str) -> int:
+    """The batch of a pass over the data on `device`."""
+    return GPU_PASS_BATCH if str(device).startswith("cuda") else CPU_PASS_BATCH
+
+
 @torch.no_grad()
-def predict(proxy: ProxyModel, dataset: Dataset, *, batch_size: int = 128,
+def predict(proxy: ProxyModel, dataset: Dataset, *, batch_size: int | None = None,
             device: torch.device | str = "cpu") -> list[np.ndarray]:
-    """All outputs of the proxy over the data set, in sample order."""
+    """All outputs of the proxy over the data set, in sample order (in batches of `pass_batch` unless given)."""
+    batch_size = pass_batch(device) if batch_size is None else batch_size
     parts: list[list[np.ndarray]] = []
     if dataset.micro_batches:
         for i in range(len(dataset)):
@@ -222,7 +248,7 @@ def run_steps(
     (a `time.perf_counter()` value) the schedule follows the clock (`ScheduleClock`) and the loop ends
     when its position reaches `steps`: fewer steps when they run slower than planned."""
     batches = dataset.batches(min(batch_size * distributed.world_size(), len(dataset)), np.random.default_rng(seed))
-    losses: list[float] = []
+    losses = StepLosses()
     proxy.train()
     last_good: list[torch.Tensor] | None = None
     clock = ScheduleClock(steps, deadline)
@@ -237,6 +263,7 @@ def run_steps(
             restore_weights(params, last_good)  # the last step blew the weights up: undo it
             if guard.go_on():
                 continue
+            losses.diverged_capped = guard.capped()
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -22,10 +22,14 @@ from darp_onnx.validation.outputs_kept import (
     is_softmax,
     least_variation,
     outputs_kept,
+    overall_error,
     sequences_kept,
     worst_error,
 )
+from darp_onnx.validation.padded_ids import id_agreement, rows_alike
 
+CTC_READING = "picks per step, repeats merged, its most frequent class dropped as a blank"
+IDS_READING = "the ids at every position, the padding left out"
 ID_MOVES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Cast"}  # ids stay ids
 EQUIVALENCE_ATOL = 1e-4
 EQUIVALENCE_RTOL = 1e-3
@@ -106,6 +110,7 @@ class Fidelity:
     spread_error: float | None = None  # its error over that spread (above 1: the original's mean would be closer)
     sequences_output: str | None = None  # a recogniser's per-step output (CTC) whose decoded sequences are compared
     sequences_kept: float | None = None  # the share of samples whose sequence reads as the original's
+    sequences_read: str | None = None  # how the sequences are read (CTC_READING or IDS_READING)
 
 
 def _class_scores(values: np.ndarray) -> bool:
@@ -179,24 +184,24 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
         if np.issubdtype(np.asarray(a).dtype, np.floating) and not np.isfinite(a).all():
             raise ValidationFailedError(f"the pruned model's output '{name}' is NaN or infinite where the "
                                         "original's is a number")
-    num = sum(float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64)))
-              for a, b in zip(after, before, strict=False))
-    den = sum(float(np.linalg.norm(np.asarray(b, np.float64))) for b in before)
     agreement = acc_b = acc_a = top1 = None
+    read = next(((name, kept, CTC_READING) for name, a, b in zip(names, after, before, strict=False)
+                 if (kept := sequences_kept(a, b)) is not None), (None, None, None))
     picked = _top1(after, before, names, classes, ids)
     if picked is not None:
         index, picks_a, picks_b = picked
-        agreement = float((picks_a == picks_b).mean())
         top1 = names[index]
+        decoded = top1 in ids  # ids the graph decodes: padding left out (`padded_ids`)
+        agreement = id_agreement(picks_a, picks_b) if decoded else float((picks_a == picks_b).mean())
+        if decoded and read[0] is None and (alike := rows_alike(picks_a, picks_b)) is not None:
+            read = (top1, alike, IDS_READING)
         if labels is not None and picks_b.shape == np.shape(labels):
             acc_b = float((picks_b == labels).mean())
             acc_a = float((picks_a == labels).mean())
     rows = outputs_kept(after, before, names)
-    read = next(((name, kept) for name, a, b in zip(names, after, before, strict=False)
-                 if (kept := sequences_kept(a, b)) is not None), (None, None))
     worst, fewest, flat = worst_error(rows), fewest_positives(rows), least_variation(rows)
     picks, far = fewest_decisions(rows), furthest_for_its_spread(rows)
-    return Fidelity(agreement, num / max(den, 1e-12), acc_b, acc_a,
+    return Fidelity(agreement, overall_error(after, before), acc_b, acc_a,
                     worst_output=None if worst is None else worst.name,
                     worst_output_error=None if worst is None else worst.relative_error,
                     positives_output=None if fewest is None else fewest.name,
@@ -208,14 +213,23 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
                     decisions_class=None if picks is None else picks.decisions_class,
                     spread_output=None if far is None else far.name,
                     spread_error=None if far is None else far.spread_error,
-                    sequences_output=read[0], sequences_kept=read[1])
+                    sequences_output=read[0], sequences_kept=read[1], sequences_read=read[2])
+
+
+# onnxruntime's batches: on a CPU a sample costs more in larger batches (PP-OCRv4's detector at 320x320: 23 ms
+# at batch 8, 31 at 64; benchmarks/pass_batch.py); a GPU wants larger ones.
+CPU_RUN_BATCH = 8
+GPU_RUN_BATCH = 64
 
 
 def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,
-                error: type[DarpError] = ValidationFailedError, batch_size: int = 64,
+                error: type[DarpError] = ValidationFailedError, batch_size: int | None = None,
                 micro: bool = False) -> list[np.ndarray]:
-    """All outputs of `session` over `feeds`, run in batches; a failure raises `error` naming `label`.
-    `micro`: `feeds[k][i]` is one whole feed (a model that is not batch-major); outputs are stacked."""
+    """All outputs of `session` over `feeds`, run in batches (CPU_RUN_BATCH or GPU_RUN_BATCH unless given); a
+    failure raises `error` naming `label`. `micro`: `feeds[k][i]` is one whole feed (a model that is not
+    batch-major); outputs are stacked."""
+    if batch_size is None:
+        batch_size = GPU_RUN_BATCH if session_provider(session) == "CUDAExecutionProvider" else CPU_RUN_BATCH
     total = len(next(iter(feeds.values())))
     parts = []
     try:
@@ -231,7 +245,7 @@ def run_batches(session, feeds: Mapping[str, np.ndarray], label: str,
 
 
 def run_model(model: onnx.ModelProto, feeds: Mapping[str, np.ndarray], device: str = "cpu",
-              label: str = "model", batch_size: int = 64, micro: bool = False,
+              label: str = "model", batch_size: int | None = None, micro: bool = False,
               optimized: bool = True) -> tuple[list[np.ndarray], str, object]:
     """Outputs over `feeds` (in batches), the provider used and the session (`optimized`: see make_session)."""
     try:

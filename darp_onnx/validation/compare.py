@@ -52,6 +52,7 @@ from darp_onnx.validation.checks import (
     run_batches,
 )
 from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite
+from darp_onnx.validation.outputs_kept import relative_error
 from darp_onnx.validation.post_processing import check_whole, whole_feeds
 
 CHECKS = ("onnx.checker(full)", "strict shape inference", "same inputs and outputs", "finite outputs")
@@ -156,7 +157,7 @@ def _compare(names, after, before, label: str) -> list[dict[str, Any]]:
         if not np.isfinite(a64).all():
             raise ValidationFailedError(f"{label}: output '{name}' contains NaN or Inf")
         diff = float(np.max(np.abs(a64 - b64))) if a64.size else 0.0
-        rel = float(np.linalg.norm(a64 - b64) / max(float(np.linalg.norm(b64)), 1e-12))
+        rel = relative_error(a, b)  # for ids: the share that differ
         rows.append({"name": name, "shape": list(a64.shape), "max_abs_diff": diff, "relative_error": rel})
     return rows
 

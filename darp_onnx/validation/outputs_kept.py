@@ -22,6 +22,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from darp_onnx.validation.padded_ids import id_mismatch, is_ids
+
 POSITIVE = 0.5  # a probability above this is a detection, a mask pixel, an active score
 MIN_POSITIVES = 8  # fewer positives in the original's outputs say nothing about what is kept
 MIN_SPREAD = 1e-3  # an original output whose spread over the samples is below this share of its size: not judged
@@ -39,8 +41,21 @@ class OutputKept:
 
 
 def relative_error(after: np.ndarray, before: np.ndarray) -> float:
+    """Relative L2 error; for integer outputs (ids) the share that differ, padding left out (`padded_ids`)."""
+    if is_ids(before) and is_ids(after) and np.shape(after) == np.shape(before) and np.size(before):
+        return id_mismatch(after, before)
     a, b = np.asarray(after, np.float64), np.asarray(before, np.float64)
     return float(np.linalg.norm(a - b)) / max(float(np.linalg.norm(b)), 1e-12)
+
+
+def overall_error(after: Sequence[np.ndarray], before: Sequence[np.ndarray]) -> float:
+    """One error over all outputs: the float outputs' summed L2 norms (a large output weighs more), or where
+    every output is integer, their mean share of ids that differ."""
+    floats = [(a, b) for a, b in zip(after, before, strict=False) if not is_ids(b)]
+    if not floats:
+        return float(np.mean([relative_error(a, b) for a, b in zip(after, before, strict=False)] or [0.0]))
+    num = sum(float(np.linalg.norm(np.asarray(a, np.float64) - np.asarray(b, np.float64))) for a, b in floats)
+    return num / max(sum(float(np.linalg.norm(np.asarray(b, np.float64))) for _, b in floats), 1e-12)
 
 
 def is_probabilities(values: np.ndarray) -> bool:

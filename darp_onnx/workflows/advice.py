@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 
 from darp_onnx.errors import ValidationFailedError
-from darp_onnx.validation.checks import Fidelity
+from darp_onnx.validation.checks import CTC_READING, Fidelity
 from darp_onnx.validation.outputs_kept import NO_DECISIONS_KEPT
 from darp_onnx.workflows.config import NO_SIGNAL_DRIFT
 
@@ -51,8 +51,9 @@ def sequences_lost(fid: Fidelity, synthetic: bool) -> str | None:
     counts the blanks: 93.5% of the steps, 71% of the lines read alike)."""
     if fid.sequences_kept is None or fid.sequences_kept >= LOW_AGREEMENT:
         return None
-    return (f"output '{fid.sequences_output}' reads the original's sequence (picks per step, repeats merged, its "
-            f"most frequent class dropped as a blank) on only {fid.sequences_kept:.1%} of {_where(synthetic)}, and "
+    reading = fid.sequences_read or CTC_READING
+    return (f"output '{fid.sequences_output}' reads the original's sequence ({reading}) on only "
+            f"{fid.sequences_kept:.1%} of {_where(synthetic)}, and "
             "check it on your task before deploying it")
 
 

@@ -59,7 +59,7 @@ from darp_onnx.training.pictures import PixelRange, pictures_note, range_of_prep
 from darp_onnx.training.preprocess import parse_preprocess
 from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
-from darp_onnx.training.steps import predict
+from darp_onnx.training.steps import MAX_RELATIVE_STEP, StepLosses, pass_batch, predict
 from darp_onnx.training.synthetic_check import (
     constant_outputs,
     one_decision_outputs,
@@ -328,7 +328,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
                               "step_seconds": None if np.isnan(steps.step_seconds) else steps.step_seconds,
                               "estimate_s": run.plan.expected_s, "over_budget": steps.over_budget})
     with run.timings.stage("reference_outputs"):
-        batch = max(1, min(128, 2 * run.plan.memory.max_batch))
+        batch = max(1, min(pass_batch(run.device.torch_device), 2 * run.plan.memory.max_batch))
         clock = time.perf_counter()
         run.reference = predict(run.proxy, run.dataset, batch_size=batch, device=run.device.torch_device)
         run.plan.note_full_pass(time.perf_counter() - clock, len(run.dataset))
@@ -583,16 +583,13 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
             loss_before = _loss_of(run, untuned) if untuned is not None else None
             handle.clear()  # recovery initialises its BatchNorm on the unpruned proxy, then sets the masks
             deadline = _finetune_deadline(run)
-            outputs, steps_run = _recover_once(run, handle, masks, steps, batch, deadline)
-            if steps_run < steps and deadline is not None and time.perf_counter() >= deadline:
-                run.progress("note", {"message": f"the fine-tune ran {steps_run} of its {steps} steps: the time "
+            outputs, losses = _recover_once(run, handle, masks, steps, batch, deadline)
+            if len(losses) < steps and deadline is not None and time.perf_counter() >= deadline:
+                run.progress("note", {"message": f"the fine-tune ran {len(losses)} of its {steps} steps: the time "
                                                  "budget ran out (its schedule followed the clock)"})
-                steps = steps_run
-            elif steps_run < steps:  # training.steps.DivergenceGuard stopped it
-                run.progress("note", {"message": f"the fine-tune stopped after {steps_run} of its {steps} steps: "
-                                                 "its loss diverged (the weights before the step that blew up are "
-                                                 "kept); a lower --lr may let it run"})
-                steps = steps_run
+            elif len(losses) < steps:  # training.steps.DivergenceGuard stopped it
+                run.progress("note", {"message": _diverged_note(losses, steps)})
+            steps = min(steps, len(losses))
             harm = _fine_tune_harm(run, outputs, loss_before) if steps > 0 else None
             if harm is not None:  # the masked model as it was
                 run.progress("note", {"message": f"the fine-tune {harm}; kept the pruned weights without it "
@@ -632,9 +629,19 @@ def _fine_tune_harm(run: PruneRun, outputs: list[np.ndarray], loss_before: float
     return None
 
 
+def _diverged_note(losses: StepLosses, steps: int) -> str:
+    stopped = (f"the fine-tune stopped after {len(losses)} of its {steps} steps: its loss diverged (the weights "
+               "before the step that blew up are kept)")
+    if losses.diverged_capped:  # the learning rate did not set the steps: lowering it changes nothing
+        return (f"{stopped} though each step moved a weight by at most {MAX_RELATIVE_STEP:.0%} of its size; the "
+                "pruned model may be too far from the original to recover at this budget (a larger --target-flops "
+                "keeps more of it)")
+    return f"{stopped}; a lower --lr may let it run"
+
+
 def _recover_once(run: PruneRun, handle, masks: Masks, steps: int, batch: int, deadline: float | None
-                  ) -> tuple[list[np.ndarray], int]:
-    """The fine-tuned proxy's outputs and the steps it ran."""
+                  ) -> tuple[list[np.ndarray], StepLosses]:
+    """The fine-tuned proxy's outputs and the losses of the steps it ran."""
     config = run.config
     recipe = RecoveryRecipe(steps=steps, lr=config.recovery.lr, batch_size=batch, seed=config.seed)
     losses = recover_weights(run.proxy, run.dataset, run.reference, recipe,
@@ -642,7 +649,7 @@ def _recover_once(run: PruneRun, handle, masks: Masks, steps: int, batch: int, d
                              on_step=lambda s, loss: run.progress("finetune", {"step": s, "loss": loss}),
                              deadline=deadline)
     with exact_float32():
-        return predict(run.proxy, run.dataset, device=run.device.torch_device), len(losses)
+        return predict(run.proxy, run.dataset, device=run.device.torch_device), losses
 
 
 def _recovery_steps(run: PruneRun, scores: Scores) -> tuple[int, int, float | None]:

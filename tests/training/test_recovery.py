@@ -210,3 +210,35 @@ def test_unclipped_sgd_goes_on_clipped_after_a_divergence():
     assert len(losses) == 19 and all(np.isfinite(losses))  # the diverged step is not counted
     assert max(losses) < DIVERGED_FACTOR * max(losses[0], DIVERGED_FLOOR)
     assert np.isfinite(predict(proxy, data)[0]).all()
+
+
+def test_a_divergence_with_every_step_capped_is_told_apart_from_one_the_rate_caused():
+    """swift-f0's pitch tracker diverged with its steps capped: a 30x lower --lr gave the same losses, so the
+    note must not advise it; where the rate set the steps (Adam) it still does."""
+    from darp_onnx.training.dataset import synthetic_dataset
+    from darp_onnx.workflows.prune import _diverged_note
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(43, opset=17)
+    model = b.build(b.conv(b.cbr(b.input("x", ["n", 3, 8, 8]), 3, 8), 8, 4))
+    data = synthetic_dataset(model, samples=16, shapes={"x": (1, 3, 8, 8)})
+    calls = []
+
+    def blows_up_after_the_first_step(outputs, idx):
+        calls.append(1)
+        scale = 1.0 if len(calls) == 1 else 1e9  # whatever the step did
+        return scale * outputs[0].float().pow(2).mean()
+
+    stopped = {}
+    for name in ("sgd", "adam"):
+        proxy = build_proxy(model)
+        params = trainable_parameters(proxy)
+        optimizer = make_weight_optimizer(params, name, 1e-3)
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: 1.0)
+        calls.clear()
+        stopped[name] = run_steps(proxy, data, blows_up_after_the_first_step, optimizer, schedule, params, steps=10,
+                                  batch_size=8)
+    assert len(stopped["sgd"]) == 1 and stopped["sgd"].diverged_capped  # unclipped, then capped, then stopped
+    assert len(stopped["adam"]) == 1 and not stopped["adam"].diverged_capped
+    assert "--lr" not in _diverged_note(stopped["sgd"], 10) and "at most 1%" in _diverged_note(stopped["sgd"], 10)
+    assert "a lower --lr may let it run" in _diverged_note(stopped["adam"], 10)
