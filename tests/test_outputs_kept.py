@@ -357,3 +357,22 @@ def test_a_recogniser_is_judged_on_the_sequences_it_reads():
     assert "reads the original's sequence" in sequences_lost(fid, synthetic=False)
     tagger = [[1, 2, 3, 4, 1, 2, 3, 4]] * 2  # no class fills 30% of the steps: not a CTC output
     assert sequences_kept(_per_step(tagger), _per_step(tagger)) is None
+
+
+def test_a_recogniser_of_log_probabilities_is_judged_on_its_picks_and_sequences():
+    """hama's phoneme recogniser outputs LogSoftmax values: pruned with data it read nothing (0.6% of its frames
+    not blank against 27.8%) and passed, since picks and sequences were judged on Softmax outputs only."""
+    before = _recogniser_steps()
+    mostly_blank = np.full_like(before, 0.2 / 29)
+    mostly_blank[..., 0] = 0.8
+    mostly_blank[:1] = before[:1]
+    fid = fidelity([np.log(mostly_blank)], [np.log(before)], names=["log_probs"])
+    assert fid.decisions_output == "log_probs" and 0.0 < fid.decisions_kept < 0.2
+    assert fid.sequences_output == "log_probs" and fid.sequences_kept == pytest.approx(1 / 8)
+    with pytest.raises(ValidationFailedError, match="'log_probs' keeps"):
+        check_signal(fid, NO_SIGNAL_DRIFT, "the pruned model", synthetic=False)
+    plain = fidelity([np.log(mostly_blank)], [np.log(before)], names=["log_probs"])
+    assert plain.relative_error == pytest.approx(float(np.linalg.norm(np.log(mostly_blank) - np.log(before))
+                                                       / np.linalg.norm(np.log(before))), rel=1e-6)
+    below_zero = -np.abs(np.random.default_rng(1).normal(size=(8, 40, 30)))  # <= 0 but no LogSoftmax
+    assert fidelity([below_zero], [below_zero], names=["x"]).decisions_output is None

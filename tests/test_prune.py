@@ -41,7 +41,11 @@ def test_prune_sample_model_to_half_the_macs(tmp_path, name, with_data, small_da
     source = tmp_path / f"{name}.onnx"
     shutil.copy(SAMPLES / f"{name}.onnx", source)
     before = source.read_bytes()
-    result = darp_onnx.prune(source, target_flops=0.5, data=small_data if with_data else None, **FAST)
+    # data-free at 6 + 2 steps the search's logits move by sign-sized Adam steps, so whether the result keeps
+    # enough signal for the default gate turns on float noise (mobilenetv3: refused with the proxy's passes at
+    # batch 8, written at 16; both 0.7-1.0 from the original): the gate is tested in test_max_drift.py
+    gate = {} if with_data else {"max_drift": "off"}
+    result = darp_onnx.prune(source, target_flops=0.5, data=small_data if with_data else None, **FAST, **gate)
     assert source.read_bytes() == before
     written = Path(result.output)
     assert written == tmp_path / f"{name}.pruned.onnx" and written.is_file()

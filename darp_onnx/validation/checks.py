@@ -15,6 +15,7 @@ from darp_onnx.load.output_sources import output_sources
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite
 from darp_onnx.validation.outputs_kept import (
+    as_probabilities,
     class_axis,
     fewest_decisions,
     fewest_positives,
@@ -185,9 +186,10 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
             raise ValidationFailedError(f"the pruned model's output '{name}' is NaN or infinite where the "
                                         "original's is a number")
     agreement = acc_b = acc_a = top1 = None
-    read = next(((name, kept, CTC_READING) for name, a, b in zip(names, after, before, strict=False)
+    judged = [as_probabilities(a, b) for a, b in zip(after, before, strict=False)]  # log-probabilities as such
+    read = next(((name, kept, CTC_READING) for name, (a, b) in zip(names, judged, strict=False)
                  if (kept := sequences_kept(a, b)) is not None), (None, None, None))
-    picked = _top1(after, before, names, classes, ids)
+    picked = _top1([a for a, _ in judged], [b for _, b in judged], names, classes, ids)
     if picked is not None:
         index, picks_a, picks_b = picked
         top1 = names[index]

@@ -107,6 +107,21 @@ def class_axis(values: np.ndarray) -> int | None:
     return None
 
 
+def as_probabilities(after: np.ndarray, before: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Both outputs as probabilities where the original's are log-probabilities (a LogSoftmax: values <= 0 whose
+    exponentials sum to 1 along the last axis or axis 1), else as they are. hama's CTC phoneme recogniser
+    outputs log-probabilities: pruned with data it read nothing (0.6% of its frames not blank, against 27.8%)
+    while no check of picks or sequences looked at it."""
+    b = np.asarray(before)
+    if (b.ndim < 2 or not np.issubdtype(b.dtype, np.floating) or np.shape(after) != b.shape
+            or not np.isfinite(b).all() or float(b.max()) > 1e-4):
+        return after, before
+    probabilities = np.exp(b.astype(np.float64))
+    if class_axis(probabilities) is None:
+        return after, before
+    return np.exp(np.asarray(after, np.float64)), probabilities
+
+
 NO_DECISIONS_KEPT = 0.25  # a Softmax output that keeps fewer than one in four of these picks keeps no useful signal
 MAJOR_CLASS = 0.1  # a class the original picks at this share of the positions or more is also judged on its own
 
@@ -215,8 +230,9 @@ def score_rows(before: np.ndarray) -> tuple[int, np.ndarray] | None:
 
 
 def _kept(name: str, a: np.ndarray, b: np.ndarray) -> OutputKept:
-    picks = decisions_kept(a, b)
-    return OutputKept(name, relative_error(a, b), positives_kept(a, b), variation_kept(a, b),
+    pa, pb = as_probabilities(a, b)
+    picks = decisions_kept(pa, pb)
+    return OutputKept(name, relative_error(a, b), positives_kept(pa, pb), variation_kept(a, b),
                       None if picks is None else picks[0], None if picks is None else picks[1],
                       error_over_spread(a, b))
 

@@ -37,7 +37,8 @@ def test_json_keys_are_the_old_ones_plus_timings_data_resources_and_warnings(tmp
                                                   "positives_output", "positives_kept", "least_varying_output",
                                                   "variation_kept", "top1_output", "decisions_output",
                                                   "decisions_kept", "decisions_class", "spread_output",
-                                                  "spread_error", "sequences_output", "sequences_kept"}
+                                                  "spread_error", "sequences_output", "sequences_kept",
+                                                  "sequences_read"}
     assert doc["extraction"] == {"ranking": "score", "channel_multiple": 1}
     assert set(doc["timings"]) <= set(STAGES) and {"load", "search", "validation", "write"} <= set(doc["timings"])
     assert doc["resources"]["peak_rss_mib"] > 0 and doc["data"]["samples"] > 0
