@@ -155,3 +155,17 @@ def test_continued_onnxruntime_messages_keep_their_indented_lines():
     assert first_line(error) == ("Got invalid dimensions for input: roles for the following indices index: 0 Got: 64 "
                                  "Expected: 1")
     assert first_line(ValueError("")) == "ValueError"
+
+
+def test_validate_warns_as_prune_would(tmp_path):
+    """hama's recogniser, pruned with data, read nothing: prune warned, `validate` on the same model said only
+    'passed'. It now gives the warnings prune gives on the samples it ran (a negated classifier: picks lost)."""
+    flipped = _scaled_copy(tmp_path / "flipped.onnx", -1.0)
+    result = _invoke(RESNET, flipped, "--data", DIGITS, "--json")
+    assert result.exit_code == 0, result.stderr
+    doc = json.loads(result.stdout)
+    assert doc["passed"] and not doc["ids_only"]
+    assert any("top class on only" in w for w in doc["warnings"])
+    assert "top class on only" in result.stderr
+    same = json.loads(_invoke(RESNET, RESNET, "--data", DIGITS, "--json").stdout)
+    assert [w for w in same["warnings"] if "runs slower" not in w] == []  # 2 timing runs: noise may say slower

@@ -83,6 +83,8 @@ def _show(result: dict[str, Any], json_out: bool, say: Verbosity) -> None:
     post = result.get("post_processing") or {}
     for note in [*result["data"]["notes"], *([post["kept"], *post["notes"]] if post else [])]:
         say.info(escape(f"note: {note}"), soft_wrap=True)  # diagnostics: on stderr with --json too, as prune says
+    for warning in result.get("warnings", []):
+        say.info(f"[yellow]{escape(warning)}[/]", soft_wrap=True)
     if say.quiet or (json_out and not say.verbose):
         return
     provider = result["provider"]
@@ -120,11 +122,13 @@ def _table(result: dict[str, Any]) -> Table:
     if fid.get("sequences_kept") is not None:
         table.add_row(f"sequences read alike, '{escape(fid['sequences_output'])}'", "", f"{fid['sequences_kept']:.1%}",
                       "")
-    table.add_row("relative output error", "", f"{fid['relative_error']:.3g}", "")
+    ids = result.get("ids_only", False)
+    table.add_row("ids that differ" if ids else "relative output error", "", f"{fid['relative_error']:.3g}", "")
     if fid.get("positives_kept") is not None:
         table.add_row(f"values > 0.5 kept (F1), '{escape(fid['positives_output'])}'", "",
                       f"{fid['positives_kept']:.3f}", "")
-    table.add_row("max abs diff", "", f"{result['max_abs_diff']:.3g}", "")
+    if not ids:  # ids 16 apart are not further apart than ids 1 apart
+        table.add_row("max abs diff", "", f"{result['max_abs_diff']:.3g}", "")
     return table
 
 

@@ -53,7 +53,9 @@ from darp_onnx.validation.checks import (
 )
 from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite
 from darp_onnx.validation.outputs_kept import relative_error
+from darp_onnx.validation.padded_ids import is_ids
 from darp_onnx.validation.post_processing import check_whole, whole_feeds
+from darp_onnx.workflows.advice import written_model_warnings
 
 CHECKS = ("onnx.checker(full)", "strict shape inference", "same inputs and outputs", "finite outputs")
 
@@ -282,6 +284,9 @@ def validate_models(
     count_p = _count(model_p, resolve_input_shapes(model_p, dict(shapes), what=label_p), label_p,
                      ValidationFailedError)
     failures = _tolerance_failures(rows, after, before, label_p, max_drift, atol, rtol)
+    warnings = written_model_warnings(fid, synthetic=dataset.synthetic,
+                                      latency_ms_before=latency["before"]["median_ms"] if latency else 0.0,
+                                      latency_ms_after=latency["after"]["median_ms"] if latency else 0.0)
     result = {
         "original": label_o,
         "pruned": label_p,
@@ -295,6 +300,8 @@ def validate_models(
         "outputs": rows,
         "max_abs_diff": max((r["max_abs_diff"] for r in rows), default=0.0),
         "fidelity": asdict(fid),
+        "ids_only": all(is_ids(b) for b in before),  # the errors are shares of ids that differ (`padded_ids`)
+        "warnings": warnings,  # what prune would warn about this model on these samples
         "max_drift": max_drift,
         "latency_ms": latency,
         "params": _change(count_o.params, count_p.params),
