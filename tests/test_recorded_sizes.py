@@ -81,3 +81,15 @@ def test_validate_runs_a_model_that_takes_samples_in_groups(tmp_path):
     result = darp_onnx.validate(original, tmp_path / "p.onnx", samples=8, latency_runs=2)
     assert result["input_shapes"] == {"x": [4, 2, 3, 3]} and result["latency_ms"]["after"]["median_ms"] > 0
 
+
+
+def test_validate_runs_a_time_major_output_one_sample_at_a_time(tmp_path):
+    """chineseocr_lite's CRNN outputs [steps, N, classes]: validate concatenated its batches along the steps
+    (144 samples: 'internal error', the batches' second axes 64 and 16; 128: samples and steps mixed). Its
+    outputs are not indexed by sample, so each sample runs alone, as prune runs them."""
+    b = GraphBuilder(47)
+    steps = b.op("Transpose", b.conv(b.input("x", ["n", 3, 1, 12]), 3, 5), perm=[3, 0, 1, 2])  # [12, n, 5, 1]
+    path = tmp_path / "time_major.onnx"
+    onnx.save(b.build(steps), path)
+    result = darp_onnx.validate(path, path, samples=10, latency_runs=0, input_shapes={"x": (1, 3, 1, 12)})
+    assert result["passed"] and result["outputs"][0]["shape"] == [10, 12, 1, 5, 1]  # one [12, 1, 5, 1] a sample

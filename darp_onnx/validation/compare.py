@@ -40,7 +40,7 @@ from darp_onnx.load.preflight import (
 from darp_onnx.runtime.device import choose_device
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.runtime.timer import measure_latencies
-from darp_onnx.training.batching import feeds_of_several, fixes_first_dimension
+from darp_onnx.training.batching import feeds_of_several, session_batch_major
 from darp_onnx.training.dataset import Dataset, check_dataset, data_notes, load_dataset, synthetic_dataset
 from darp_onnx.validation.checks import (
     EQUIVALENCE_ATOL,
@@ -247,9 +247,6 @@ def validate_models(
         check_dataset(dataset, model_p)
     except BadInputError as exc:
         raise ValidationFailedError(f"{label_p}: does not accept the original's inputs ({exc})") from None
-    if fixes_first_dimension(model_o):  # a batch of 64 on a declared batch of 1: one sample a run, as prune does
-        dataset = dataset.as_micro_batches()
-    micro = dataset.micro_batches
     timings["load_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()
@@ -257,6 +254,9 @@ def validate_models(
     target, reason = choice.ort_device, choice.reason
     session_o = _session(model_o, target, label_o, BadInputError)
     session_p = _session(model_p, target, label_p, ValidationFailedError)
+    if not dataset.micro_batches and not session_batch_major(session_o, model_o, shapes, seed=seed):
+        dataset = dataset.as_micro_batches()  # a fixed batch or outputs not indexed by sample: as prune does
+    micro = dataset.micro_batches
     before = run_batches(session_o, dataset.inputs, label_o, BadInputError, micro=micro)
     after = run_batches(session_p, dataset.inputs, label_p, ValidationFailedError, micro=micro)
     after, before = blank_where_reference_nonfinite(after, before)  # the original's own NaN: "no value"
