@@ -376,3 +376,27 @@ def test_a_recogniser_of_log_probabilities_is_judged_on_its_picks_and_sequences(
                                                        / np.linalg.norm(np.log(before))), rel=1e-6)
     below_zero = -np.abs(np.random.default_rng(1).normal(size=(8, 40, 30)))  # <= 0 but no LogSoftmax
     assert fidelity([below_zero], [below_zero], names=["x"]).decisions_output is None
+
+
+def test_per_step_logits_a_linear_layer_writes_are_judged_on_their_picks():
+    """chineseocr_lite's CRNN writes raw logits [steps, N, 5531] from its Linear layer: pruned with data it read
+    'ttt' for 'task 68' (1.9% of its character picks kept) at a relative error of 0.17, with no check of its
+    picks. Outputs a MatMul/Gemm (and its bias Add) writes are per-step class scores; micro-batched, a
+    time-major output stacks as [samples, steps, 1, classes]."""
+    from darp_onnx.validation.checks import logit_outputs
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(48)
+    x = b.input("x", ["N", 6, 4])
+    logits = b.op("Add", b.op("MatMul", x, b.weight(4, 30)), b.weight(30))
+    model = b.build(b.op("Transpose", logits, perm=[1, 0, 2]), b.op("Relu", x))
+    assert logit_outputs(model) == [model.graph.output[0].name]
+    before = np.log(_recogniser_steps())[:, :, None, :] * 3.0  # logits: any scale, any shift
+    mostly_blank = np.full_like(before, -5.0)
+    mostly_blank[..., 0] = 5.0
+    mostly_blank[:1] = before[:1]
+    fid = fidelity([mostly_blank], [before], names=["out"], logits=["out"])
+    assert fid.decisions_output == "out" and 0.0 < fid.decisions_kept < 0.2
+    assert fid.sequences_output == "out" and fid.sequences_kept == pytest.approx(1 / 8)
+    unnamed = fidelity([mostly_blank], [before], names=["out"])
+    assert unnamed.decisions_output is None and unnamed.sequences_output is None  # not known to be logits

@@ -34,9 +34,11 @@ from darp_onnx.proxy.ops.normalization import BatchNormModule
 from darp_onnx.runtime import distributed
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.graph_batchnorm import GraphBatchNorm, release, train_graph_batchnorm
-from darp_onnx.training.steps import batch_outputs, weighted_steps
+from darp_onnx.training.steps import batch_outputs, pass_batch, weighted_steps
 
 EPS = 1e-5
+RECALIBRATION_SAMPLES = 512  # running statistics re-estimated over at most this many samples (8 batches of 64 before
+# the passes ran at `pass_batch`: PP-OCRv4's recogniser took 117 ms a sample at batch 64, 33 at 8)
 LOCKSTEP_SAMPLES = 64  # micro-batch statistics: at most this many samples run side by side
 LOCKSTEP_PER_TRAINING_SAMPLE = 4  # ... and at most this many per sample of a training step (memory: a forward
 #                                   without gradients holds each sample's live tensors only, not all of them)
@@ -150,13 +152,16 @@ class BatchNormHandle:
                 graph_layer.set_momentum(BatchNormModule.momentum)
 
     @torch.no_grad()
-    def recalibrate(self, dataset: Dataset, *, batches: int = 8, batch_size: int = 64, seed: int = 0,
-                    device: torch.device | str = "cpu", training_batch: int | None = None) -> None:
-        """Running statistics re-estimated on the model as it is now (cumulative average over
-        `batches` batches in training mode); the affine parameters stay. In micro-batches: moments over
-        the samples (`_recalibrate_by_moments`), as many as fit beside a training step of `training_batch`."""
+    def recalibrate(self, dataset: Dataset, *, samples: int = RECALIBRATION_SAMPLES, batch_size: int | None = None,
+                    seed: int = 0, device: torch.device | str = "cpu", training_batch: int | None = None) -> None:
+        """Running statistics re-estimated on the model as it is now (cumulative average over up to `samples`
+        samples in batches of `batch_size` (`pass_batch` unless given) in training mode); the affine parameters
+        stay. In micro-batches: moments over the samples (`_recalibrate_by_moments`), as many as fit beside a
+        training step of `training_batch`."""
+        batch_size = pass_batch(device) if batch_size is None else batch_size
+        batches = max(1, samples // batch_size)
         if dataset.micro_batches:
-            samples = min(batches * batch_size, LOCKSTEP_SAMPLES)
+            samples = min(samples, LOCKSTEP_SAMPLES)
             if training_batch is not None:
                 samples = min(samples, max(LOCKSTEP_PER_TRAINING_SAMPLE * training_batch, 1))
             self._recalibrate_by_moments(dataset, samples=samples, seed=seed, device=device)
@@ -213,7 +218,7 @@ class BatchNormHandle:
         self.proxy.train(was_training)
 
     @torch.no_grad()
-    def match_model(self, dataset: Dataset, *, samples: int = 256, batch_size: int = 64, seed: int = 0,
+    def match_model(self, dataset: Dataset, *, samples: int = 256, batch_size: int | None = None, seed: int = 0,
                     device: torch.device | str = "cpu") -> None:
         """Every layer set to its Conv's output moments on the model as it is now (`gamma` = std, `beta` =
         mean, running statistics the same): the proxy computes what it computed without BatchNorm, in eval
@@ -224,7 +229,7 @@ class BatchNormHandle:
         self.proxy.eval()
         try:
             _run_over(self.proxy, dataset, np.random.default_rng(seed).permutation(len(dataset))[:samples], device,
-                      batch_size)
+                      pass_batch(device) if batch_size is None else batch_size)
         finally:
             self.proxy.train(was_training)
         for layer in self.layers.values():
@@ -276,7 +281,7 @@ def _foldable_convs(proxy: ProxyModel) -> list[int]:
 
 
 @torch.no_grad()
-def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256, batch_size: int = 64,
+def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256, batch_size: int | None = None,
                      seed: int = 0, device: torch.device | str = "cpu",
                      steps: Iterable[int] | None = None) -> BatchNormHandle:
     """Insert BatchNorm after every foldable Conv, initialised so that the proxy (in eval mode, and in

@@ -154,6 +154,40 @@ def label_outputs(model: onnx.ModelProto) -> list[str]:
             if node is not None and node.op_type in ("ArgMax", "ArgMin")]
 
 
+LINEAR_OPS = {"MatMul", "Gemm"}
+
+
+def logit_outputs(model: onnx.ModelProto) -> list[str]:
+    """Graph outputs a linear layer (MatMul/Gemm, and its bias Add) writes directly, through ops that only move
+    values: per-step class scores left without their Softmax (chineseocr_lite's CRNN, [steps, N, 5531] raw
+    logits: its pruned copy read 'ttt' for 'task 68' with no check of its picks)."""
+    producer = {name: node for node in model.graph.node for name in node.output}
+    found = []
+    for output, (node, _) in zip(model.graph.output, output_sources(model, ID_MOVES), strict=True):
+        if node is not None and node.op_type == "Add":
+            node = next((producer[i] for i in node.input if producer.get(i) is not None
+                         and producer[i].op_type in LINEAR_OPS), None)
+        if node is not None and node.op_type in LINEAR_OPS:
+            found.append(output.name)
+    return found
+
+
+def _judged(a: np.ndarray, b: np.ndarray, logits: bool) -> tuple[np.ndarray, np.ndarray]:
+    """The pair as probabilities where it is log-probabilities, or per-step logits (softmax over the last axis)."""
+    a, b = as_probabilities(a, b)
+    if not logits or np.ndim(b) < 3 or np.shape(a) != np.shape(b) or not np.issubdtype(np.asarray(b).dtype,
+                                                                                    np.floating):
+        return a, b
+    if is_softmax(b) or not np.isfinite(b).all():
+        return a, b
+    return _softmax(np.asarray(a, np.float64)), _softmax(np.asarray(b, np.float64))
+
+
+def _softmax(values: np.ndarray) -> np.ndarray:
+    shifted = np.exp(values - values.max(axis=-1, keepdims=True))
+    return shifted / shifted.sum(axis=-1, keepdims=True)
+
+
 def _top1(after: Sequence[np.ndarray], before: Sequence[np.ndarray], names: Sequence[str], classes: bool,
           ids: Sequence[str]) -> tuple[int, np.ndarray, np.ndarray] | None:
     """(output index, pruned picks, original picks) of the output top-1 agreement is measured on: the class
@@ -174,7 +208,7 @@ def _top1(after: Sequence[np.ndarray], before: Sequence[np.ndarray], names: Sequ
 
 def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
              labels: np.ndarray | None = None, names: Sequence[str] | None = None,
-             classes: bool = True, ids: Sequence[str] = ()) -> Fidelity:
+             classes: bool = True, ids: Sequence[str] = (), logits: Sequence[str] = ()) -> Fidelity:
     """Closeness to the original: relative L2 error over all outputs, top-1 agreement (and accuracy with
     labels) on the class scores (`class_output`; `classes`: the first output may hold them) or else on the
     ids an ArgMax output decodes (`ids`: `label_outputs`), and output by output the worst error, the
@@ -186,7 +220,7 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
             raise ValidationFailedError(f"the pruned model's output '{name}' is NaN or infinite where the "
                                         "original's is a number")
     agreement = acc_b = acc_a = top1 = None
-    judged = [as_probabilities(a, b) for a, b in zip(after, before, strict=False)]  # log-probabilities as such
+    judged = [_judged(a, b, name in logits) for name, a, b in zip(names, after, before, strict=False)]
     read = next(((name, kept, CTC_READING) for name, (a, b) in zip(names, judged, strict=False)
                  if (kept := sequences_kept(a, b)) is not None), (None, None, None))
     picked = _top1([a for a, _ in judged], [b for _, b in judged], names, classes, ids)
@@ -200,7 +234,7 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
         if labels is not None and picks_b.shape == np.shape(labels):
             acc_b = float((picks_b == labels).mean())
             acc_a = float((picks_a == labels).mean())
-    rows = outputs_kept(after, before, names)
+    rows = outputs_kept(after, before, names, judged)
     worst, fewest, flat = worst_error(rows), fewest_positives(rows), least_variation(rows)
     picks, far = fewest_decisions(rows), furthest_for_its_spread(rows)
     return Fidelity(agreement, overall_error(after, before), acc_b, acc_a,

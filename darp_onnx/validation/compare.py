@@ -49,6 +49,7 @@ from darp_onnx.validation.checks import (
     fidelity,
     fixed_classes,
     label_outputs,
+    logit_outputs,
     run_batches,
 )
 from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite
@@ -264,7 +265,8 @@ def validate_models(
     if post is not None:  # the whole pruned model runs, its post-processing back in place
         post_notes = check_whole(whole_p, whole_o, whole_feeds(whole_o, dataset.timing_feeds(1)[0], shapes, seed),
                                  device=target, label=label_p)
-    fid = fidelity(after, before, dataset.labels, names, fixed_classes(model_o), label_outputs(model_o))
+    fid = fidelity(after, before, dataset.labels, names, fixed_classes(model_o), label_outputs(model_o),
+                   logit_outputs(model_o))
     timings["run_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

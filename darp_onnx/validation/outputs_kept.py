@@ -155,11 +155,13 @@ def sequences_kept(after: np.ndarray, before: np.ndarray) -> float | None:
     (picks, repeats merged, blanks dropped) the pruned model reads the same as the original; None otherwise.
     Per-step agreement counts the blanks: a PP-OCRv3 recogniser at 93.5% of its steps read 71% of 100 lines
     as the original did."""
-    b = np.asarray(before)
+    b, a = np.asarray(before), np.asarray(after)
+    if b.ndim > 3 and b.shape == a.shape and class_axis(b) == b.ndim - 1:  # [N, steps, 1, classes]: micro-batched
+        b, a = b.reshape(len(b), -1, b.shape[-1]), a.reshape(len(a), -1, a.shape[-1])
     axis = class_axis(b) if b.ndim == 3 and is_probabilities(b) else None
-    if axis is None or np.shape(after) != b.shape:
+    if axis is None or np.shape(a) != b.shape:
         return None
-    picks_b, picks_a = b.argmax(axis=axis), np.asarray(after).argmax(axis=axis)
+    picks_b, picks_a = b.argmax(axis=axis), a.argmax(axis=axis)
     counts = np.bincount(picks_b.ravel())
     blank = int(counts.argmax())
     if counts[blank] < BLANK_SHARE * picks_b.size:
@@ -229,8 +231,10 @@ def score_rows(before: np.ndarray) -> tuple[int, np.ndarray] | None:
     return min(found, key=lambda split: b.shape[split[0]], default=None)
 
 
-def _kept(name: str, a: np.ndarray, b: np.ndarray) -> OutputKept:
-    pa, pb = as_probabilities(a, b)
+def _kept(name: str, a: np.ndarray, b: np.ndarray, judged: tuple[np.ndarray, np.ndarray] | None = None
+          ) -> OutputKept:
+    """`judged`: the pair as probabilities, where the caller knows better than `as_probabilities` (logits)."""
+    pa, pb = as_probabilities(a, b) if judged is None else judged
     picks = decisions_kept(pa, pb)
     return OutputKept(name, relative_error(a, b), positives_kept(pa, pb), variation_kept(a, b),
                       None if picks is None else picks[0], None if picks is None else picks[1],
@@ -238,12 +242,15 @@ def _kept(name: str, a: np.ndarray, b: np.ndarray) -> OutputKept:
 
 
 def outputs_kept(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
-                 names: Sequence[str] | None = None) -> list[OutputKept]:
-    """One row per output, and one more for the score slices of an output that packs them with others."""
+                 names: Sequence[str] | None = None,
+                 judged: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> list[OutputKept]:
+    """One row per output, and one more for the score slices of an output that packs them with others.
+    `judged`: each pair as probabilities (see `_kept`)."""
     names = list(names) if names is not None else [f"output {i}" for i in range(len(before))]
+    judged = list(judged) if judged is not None else [None] * len(before)
     rows = []
-    for name, a, b in zip(names, after, before, strict=False):
-        rows.append(_kept(name, a, b))
+    for name, a, b, pair in zip(names, after, before, judged, strict=False):
+        rows.append(_kept(name, a, b, pair))
         split = score_rows(b) if np.shape(a) == np.shape(b) else None
         if split is not None:
             axis, index = split

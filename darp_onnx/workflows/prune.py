@@ -73,6 +73,7 @@ from darp_onnx.validation.checks import (
     fidelity,
     fixed_classes,
     label_outputs,
+    logit_outputs,
     run_batches,
     run_model,
 )
@@ -796,15 +797,16 @@ def _fidelity(run: PruneRun, written, before: list[np.ndarray], session_before, 
     which samples those were."""
     held, micro = run.holdout, run.dataset.micro_batches
     names, classes, ids = [o.name for o in run.model.graph.output], fixed_classes(run.model), label_outputs(run.model)
+    logits = logit_outputs(run.model)
     if held is None and run.dataset.synthetic:
         held = fresh_synthetic(run)
     if held is None:
-        kept = fidelity(written.outputs, before, run.dataset.labels, names, classes, ids)
+        kept = fidelity(written.outputs, before, run.dataset.labels, names, classes, ids, logits)
         return kept, f"{len(run.dataset)} fitted (no holdout) samples"
     original = run_batches(session_before, held.inputs, "original model", micro=micro)
     pruned = run_batches(written.session, held.inputs, label, micro=micro)
     kind = "fresh synthetic samples (not fitted)" if held.synthetic else "held-out samples"
-    return fidelity(pruned, original, held.labels, names, classes, ids), f"{len(held)} {kind}"
+    return fidelity(pruned, original, held.labels, names, classes, ids, logits), f"{len(held)} {kind}"
 
 
 def fresh_synthetic(run: PruneRun) -> Dataset:

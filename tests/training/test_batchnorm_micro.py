@@ -39,8 +39,8 @@ def test_micro_batch_statistics_are_moments_over_all_samples(resnet_data):
     batch_handle = insert_batchnorm(whole, data, samples=16)
     micro_handle = insert_batchnorm(micro, data.as_micro_batches(), samples=16)
     _perturbed(batch_handle), _perturbed(micro_handle)
-    batch_handle.recalibrate(data, batches=1, batch_size=16)  # one batch of all 16 samples
-    micro_handle.recalibrate(data.as_micro_batches(), batches=1, batch_size=16)
+    batch_handle.recalibrate(data, samples=16, batch_size=16)  # one batch of all 16 samples
+    micro_handle.recalibrate(data.as_micro_batches(), samples=16, batch_size=16)
     first = min(batch_handle.layers)  # its input is the data itself, whatever the layers before do
     expected, actual = batch_handle.layers[first], micro_handle.layers[first]
     np.testing.assert_allclose(actual.running_mean.numpy(), expected.running_mean.numpy(), rtol=1e-4, atol=1e-5)
@@ -57,8 +57,8 @@ def test_micro_batch_statistics_agree_in_every_layer(resnet_data):
     batch_handle = insert_batchnorm(whole, data, samples=16)
     micro_handle = insert_batchnorm(micro, data.as_micro_batches(), samples=16)
     _perturbed(batch_handle), _perturbed(micro_handle)
-    batch_handle.recalibrate(data, batches=1, batch_size=16)
-    micro_handle.recalibrate(data.as_micro_batches(), batches=1, batch_size=16)
+    batch_handle.recalibrate(data, samples=16, batch_size=16)
+    micro_handle.recalibrate(data.as_micro_batches(), samples=16, batch_size=16)
     for idx, expected in batch_handle.layers.items():
         actual = micro_handle.layers[idx]
         spread = expected.running_var.sqrt().numpy()

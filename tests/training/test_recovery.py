@@ -75,7 +75,7 @@ def test_fold_reproduces_the_trained_normalisation(resnet):
         for layer in handle.layers.values():
             layer.weight.mul_(1.0 + 0.5 * torch.rand_like(layer.weight))
             layer.bias.add_(torch.randn_like(layer.bias))
-    handle.recalibrate(train, batches=2)
+    handle.recalibrate(train, samples=128, batch_size=64)
     proxy.eval()
     normalised = _outputs(proxy, train)
     handle.fold()
