@@ -194,7 +194,27 @@ def _inspect_sizes(model: onnx.ModelProto, given: dict[str, tuple[int, ...]]
     if all(v.name in recorded for v in free):
         return {**given, **{v.name: recorded[v.name] for v in free}}, "the sizes the model was pruned at"
     examples = {v.name: tuple(int(d) for d in example_shape(v).split("x")) for v in free}
-    return {**given, **examples}, "example sizes for its free dims (give --input-shape for yours)"
+    return _named_alike(model, given, examples), "example sizes for its free dims (give --input-shape for yours)"
+
+
+def _named_alike(model: onnx.ModelProto, given: dict[str, tuple[int, ...]], examples: dict[str, tuple[int, ...]]
+                 ) -> dict[str, tuple[int, ...]]:
+    """`given` and `examples`, with every dim the graph names alike (dim_param) at one size: the first the given
+    shapes, then the examples in input order, give it. hama's decoder step declares [batch, src_len] beside
+    [2, batch, 96]: per-input examples made src_len 64 and 16000, batch 1 and 64, and onnxruntime refused."""
+    from darp_onnx.load.inputs import graph_inputs
+
+    declared = {v.name: list(v.type.tensor_type.shape.dim) for v in graph_inputs(model)}
+    sizes: dict[str, int] = {}
+    for shapes in (given, examples):
+        for name, dims in shapes.items():
+            for dim, size in zip(declared.get(name, []), dims, strict=False):
+                if dim.dim_param:
+                    sizes.setdefault(dim.dim_param, int(size))
+    named = {name: tuple(sizes[d.dim_param] if d.dim_param else size
+                         for d, size in zip(declared.get(name, []), dims, strict=False)) or dims
+             for name, dims in examples.items()}
+    return {**given, **named}
 
 
 def _at_batch(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], given, batch: int

@@ -3,6 +3,7 @@
 
 from __future__ import annotations
 
+import numpy as np
 import onnx
 import pytest
 
@@ -93,3 +94,19 @@ def test_validate_runs_a_time_major_output_one_sample_at_a_time(tmp_path):
     onnx.save(b.build(steps), path)
     result = darp_onnx.validate(path, path, samples=10, latency_runs=0, input_shapes={"x": (1, 3, 1, 12)})
     assert result["passed"] and result["outputs"][0]["shape"] == [10, 12, 1, 5, 1]  # one [12, 1, 5, 1] a sample
+
+
+def test_inspect_gives_dims_named_alike_one_example_size(tmp_path):
+    """hama's decoder step: [batch, src_len, 192] beside a float [batch, src_len] (a 'waveform' of 16000 by its
+    own rank) and [2, batch, 96]; each input's own example sizes disagreed and onnxruntime refused the model."""
+    b = GraphBuilder(49)
+    keys = b.input("keys", ["batch", "src_len", 4])
+    attn = b.input("prev_attn", ["batch", "src_len"])
+    hidden = b.input("hidden", [2, "batch", 4])
+    scores = b.op("Add", b.op("ReduceSum", keys, b.const(np.array([2], np.int64)), keepdims=0), attn)
+    mixed = b.op("MatMul", b.op("Unsqueeze", scores, b.const(np.array([1], np.int64))), keys)  # [batch, 1, 4]
+    model = b.build(b.op("Add", b.op("Transpose", mixed, perm=[1, 0, 2]), hidden))
+    path = tmp_path / "step.onnx"
+    onnx.save(model, path)
+    report = darp_onnx.inspect(path)
+    assert report["input_shapes"] == {"keys": [1, 64, 4], "prev_attn": [1, 64], "hidden": [2, 1, 4]}

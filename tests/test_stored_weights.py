@@ -183,3 +183,28 @@ def test_a_transposed_shared_weight_is_folded_and_its_readers_prune_alike():
     feeds = {"x": rng.normal(size=(3, 16)).astype(np.float32)}
     np.testing.assert_allclose(run_ort(folded, feeds)[0], run_ort(model, feeds)[0], rtol=1e-5, atol=1e-5)
     assert [g.size for g in analyse(folded).prunable() if g.kind == "channel"] == [32]  # one group, both uses
+
+
+def test_lstm_weights_torch_1x_slices_and_concatenates_are_folded(tmp_path):
+    """torch 1.3 writes an LSTM's W, R and B as Unsqueeze(Concat(Slice(stored), ...)) (the gates reordered):
+    chineseocr_lite's CRNN froze its 288 LSTM input channels as 'op not understood'. Opset 9: Slice and
+    Unsqueeze take attributes."""
+    b = GraphBuilder(29, opset=9)
+    h = b.cbr(b.input("x", ["N", 1, 2, 6]), 1, 4)
+    seq = b.op("Transpose", b.op("Reshape", h, b.const(np.array([0, 8, -1], np.int64))), perm=[2, 0, 1])
+    hidden = 5
+
+    def reordered(stored: str, rows: int) -> str:  # [i, o, f, c] -> [i, f, c, o] rows, as torch 1.x wrote it
+        parts = [b.op("Slice", stored, starts=[s], ends=[s + rows], axes=[0]) for s in (0, 2 * rows, 3 * rows, rows)]
+        return b.op("Unsqueeze", b.op("Concat", *parts, axis=0), axes=[0])
+
+    w = reordered(b.weight(4 * hidden, 8), hidden)
+    r = reordered(b.weight(4 * hidden, hidden), hidden)
+    y = b.op("LSTM", seq, w, r, hidden_size=hidden, outputs=1)
+    model = b.build(b.op("MatMul", b.op("Squeeze", y, axes=[1]), b.weight(hidden, 3)))
+    folded, count, _ = fold_stored_weights(model)
+    assert count == 2 * (4 + 2) and not [n for n in folded.graph.node if n.op_type in ("Slice", "Concat")]
+    feeds = {"x": np.random.default_rng(1).normal(size=(2, 1, 2, 6)).astype(np.float32)}
+    np.testing.assert_allclose(run_ort(folded, feeds)[0], run_ort(model, feeds)[0], rtol=1e-6)
+    widths = {g.size for g in analyse(folded).groups if not g.frozen}
+    assert 4 in widths and 4 not in {g.size for g in analyse(model).groups if not g.frozen}  # the conv feeding W

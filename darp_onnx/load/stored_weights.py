@@ -7,7 +7,8 @@ slices constants, and a Conv whose weight is a node's output has no constant to 
 0 prunable channels. The same holds for ONNX's own spelling of it, DequantizeLinear of an initializer (tf2onnx's
 TFLite models with uint8 weights, refused as quantized before). Elementwise arithmetic on initializers only
 (Cast, Mul, Div, Add, Sub), DequantizeLinear and Transpose of initializers (ALBERT's shared weights through
-dynamo: stored once, transposed at run time, read as activations) are folded here
+dynamo: stored once, transposed at run time, read as activations), and ops that only move float values
+(`MOVING_OPS`: torch 1.x's LSTM weights) are folded here
 into one initializer named after the node's output, as onnxruntime folds it when it loads the model (run
 after `unshare`, which makes an Identity of an initializer one). A float16 weight that was only cast is
 stored as float16 again in the written model (`restore_stored_types`, the proxy computing with the rounded
@@ -23,6 +24,10 @@ from onnx import helper, numpy_helper
 from darp_onnx.load.order import node_reads
 
 FOLDED_OPS = {"Mul": np.multiply, "Div": np.divide, "Add": np.add, "Sub": np.subtract}
+# Ops that only move the values of float initializers: torch 1.x writes an LSTM's W, R and B as
+# Unsqueeze(Concat(Slice(w), ...)) of its stored weights (the gates reordered); its input channels were
+# frozen as "op not understood" (chineseocr_lite's CRNN). Computed by onnx's reference evaluator.
+MOVING_OPS = {"Slice", "Concat", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Gather"}
 
 
 def _dequantized(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray | None:
@@ -40,7 +45,31 @@ def _dequantized(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray |
     return ((x.astype(np.float64) - zero.astype(np.float64)) * scale).astype(scale.dtype)
 
 
-def _value(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray | None:
+def _moved(node: onnx.NodeProto, inputs: list[np.ndarray], opset: int) -> np.ndarray | None:
+    """A MOVING_OPS node on float initializers, computed at the model's opset (not growing the values)."""
+    from onnx.reference import ReferenceEvaluator
+
+    if not inputs or not np.issubdtype(inputs[0].dtype, np.floating):
+        return None
+    names = [f"in{k}" if name else "" for k, name in enumerate(node.input)]
+    step = helper.make_node(node.op_type, names, ["out"], domain=node.domain)
+    step.attribute.extend(node.attribute)
+    graph = helper.make_graph([step], "fold", [], [helper.make_tensor_value_info("out", onnx.TensorProto.UNDEFINED,
+                                                                                 None)],
+                              [numpy_helper.from_array(v, n) for v, n in zip(inputs, [n for n in names if n],
+                                                                             strict=True)])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", opset)])
+    try:
+        (value,) = ReferenceEvaluator(model).run(None, {})
+    except Exception:  # noqa: BLE001 - not folded: the analysis says what it cannot read
+        return None
+    value = np.asarray(value)
+    return value if value.size <= sum(v.size for v in inputs) else None
+
+
+def _value(node: onnx.NodeProto, inputs: list[np.ndarray], opset: int = 17) -> np.ndarray | None:
+    if node.op_type in MOVING_OPS:
+        return _moved(node, inputs, opset)
     if node.op_type == "DequantizeLinear":
         return _dequantized(node, inputs)
     if node.op_type == "Transpose":  # dynamo's shared weights: stored [out, in] once, transposed per use
@@ -57,7 +86,8 @@ def _value(node: onnx.NodeProto, inputs: list[np.ndarray]) -> np.ndarray | None:
 
 
 def _foldable(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], outputs: set[str]) -> bool:
-    return (node.domain in ("", "ai.onnx") and node.op_type in ("Cast", "DequantizeLinear", "Transpose", *FOLDED_OPS)
+    return (node.domain in ("", "ai.onnx")
+            and node.op_type in ("Cast", "DequantizeLinear", "Transpose", *FOLDED_OPS, *MOVING_OPS)
             and len(node.output) == 1 and node.output[0] not in outputs
             and all(name in inits for name in node.input if name) and len(node.input) > 0)
 
@@ -74,6 +104,7 @@ def fold_stored_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, d
     number of nodes folded, and the float16 weights that were only cast (name -> stored ONNX type); `model`
     itself is returned unchanged where there is none."""
     out: onnx.ModelProto | None = None
+    opset = next((int(o.version) for o in model.opset_import if o.domain in ("", "ai.onnx")), 1)
     folded = 0
     stored: dict[str, int] = {}
     while True:
@@ -85,7 +116,7 @@ def fold_stored_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, d
         for node in graph.node:
             if not _foldable(node, inits, outputs):
                 continue
-            value = _value(node, [numpy_helper.to_array(inits[n]) for n in node.input if n])
+            value = _value(node, [numpy_helper.to_array(inits[n]) for n in node.input if n], opset)
             if value is not None:
                 done.append((node, value))
         if not done:
