@@ -72,6 +72,9 @@ def test_the_summary_warns_when_the_pruned_model_is_slower():
     assert slower_than_original(7.06, 7.2) is None  # within run-to-run noise
     assert slower_than_original(7.06, 2.75) is None
     assert slower_than_original(0.010, 0.012) is None  # a microsecond model: the timer's noise
+    aligned = slower_than_original(3.24, 3.71, channel_multiple=16)  # a CRNN pruned at multiples of 16
+    assert "multiples of 16 already" in aligned and "--channel-multiple" not in aligned
+    assert "--channel-multiple 8" in slower_than_original(3.24, 3.71, channel_multiple=1)
 
 
 def test_debug_keeps_the_documented_exit_code(monkeypatch, tmp_path):

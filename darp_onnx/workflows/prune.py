@@ -868,15 +868,15 @@ def result_of(run: PruneRun, scores: Scores, extraction: Extraction, recovered: 
         loss=run.loss_fn.mode, extraction=extraction, timings=run.timings, masks=masks, model=pruned,
         data=run.dataset.describe(), resources=run.plan.describe() if run.plan is not None else {},
         original=original_model(run), input_shapes=dict(run.input_shapes),
-        warnings=_warnings(run, validation, pruned),
+        warnings=_warnings(run, validation, pruned, extraction.channel_multiple),
     )
 
 
-def _warnings(run: PruneRun, validation: Validation, pruned: onnx.ModelProto) -> list[str]:
+def _warnings(run: PruneRun, validation: Validation, pruned: onnx.ModelProto, channel_multiple: int) -> list[str]:
     """What the user should check before deploying the written model (advice.py)."""
     found = written_model_warnings(
         validation.fidelity, synthetic=run.dataset.synthetic, latency_ms_before=validation.latency_ms_before,
-        latency_ms_after=validation.latency_ms_after,
+        latency_ms_after=validation.latency_ms_after, channel_multiple=channel_multiple,
         stand_ins=stand_in_inputs(run.model, list(run.dataset.picture_ranges)) if run.dataset.synthetic else {})
     larger = larger_than_original(run.original_bytes, pruned.ByteSize(), run.folded_weights)
     unjudged = one_decision_outputs(run.model, run.reference) if run.dataset.synthetic else None
