@@ -387,9 +387,9 @@ def test_per_step_logits_a_linear_layer_writes_are_judged_on_their_picks():
     from tests.groups.builder import GraphBuilder
 
     b = GraphBuilder(48)
-    x = b.input("x", ["N", 6, 4])
+    x = b.input("x", [6, "N", 4])  # time-major, as an LSTM hands its steps on
     logits = b.op("Add", b.op("MatMul", x, b.weight(4, 30)), b.weight(30))
-    model = b.build(b.op("Transpose", logits, perm=[1, 0, 2]), b.op("Relu", x))
+    model = b.build(logits, b.op("Relu", x))
     assert logit_outputs(model) == [model.graph.output[0].name]
     before = np.log(_recogniser_steps())[:, :, None, :] * 3.0  # logits: any scale, any shift
     mostly_blank = np.full_like(before, -5.0)

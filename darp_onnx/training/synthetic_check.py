@@ -19,7 +19,7 @@ import onnx
 from darp_onnx.load.index_inputs import index_bounds
 from darp_onnx.load.output_sources import output_sources
 
-MOVES_VALUES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten"}
+MOVES_VALUES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Cast"}  # Cast: float16 -> 32
 THRESHOLD = 0.5  # a score that never crosses it on the synthetic feeds: nothing detected in any of them
 
 

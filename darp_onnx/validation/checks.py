@@ -13,6 +13,7 @@ from onnx import shape_inference
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
 from darp_onnx.load.output_sources import output_sources
 from darp_onnx.runtime.session import make_session, session_provider
+from darp_onnx.training.synthetic_check import class_heads
 from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite
 from darp_onnx.validation.outputs_kept import (
     as_probabilities,
@@ -154,22 +155,12 @@ def label_outputs(model: onnx.ModelProto) -> list[str]:
             if node is not None and node.op_type in ("ArgMax", "ArgMin")]
 
 
-LINEAR_OPS = {"MatMul", "Gemm"}
-
-
 def logit_outputs(model: onnx.ModelProto) -> list[str]:
-    """Graph outputs a linear layer (MatMul/Gemm, and its bias Add) writes directly, through ops that only move
-    values: per-step class scores left without their Softmax (chineseocr_lite's CRNN, [steps, N, 5531] raw
-    logits: its pruned copy read 'ttt' for 'task 68' with no check of its picks)."""
-    producer = {name: node for node in model.graph.node for name in node.output}
-    found = []
-    for output, (node, _) in zip(model.graph.output, output_sources(model, ID_MOVES), strict=True):
-        if node is not None and node.op_type == "Add":
-            node = next((producer[i] for i in node.input if producer.get(i) is not None
-                         and producer[i].op_type in LINEAR_OPS), None)
-        if node is not None and node.op_type in LINEAR_OPS:
-            found.append(output.name)
-    return found
+    """Graph outputs a linear layer writes (`class_heads`: MatMul/Gemm and its bias Add, the last axis kept last):
+    per-step class scores left without their Softmax (chineseocr_lite's CRNN, [steps, N, 5531] raw logits: its
+    pruned copy read 'ttt' for 'task 68' with no check of its picks)."""
+    return [output.name for output, head in zip(model.graph.output, class_heads(model), strict=True)
+            if head is not None and not head.softmax and head.axis == -1]
 
 
 def _judged(a: np.ndarray, b: np.ndarray, logits: bool) -> tuple[np.ndarray, np.ndarray]:

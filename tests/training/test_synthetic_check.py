@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 
 from darp_onnx.training.synthetic_check import saturated_outputs, sigmoid_outputs
 from tests.groups.builder import GraphBuilder
@@ -101,6 +102,17 @@ def _classifier_heads():
 def test_class_axes_follow_softmax_and_linear_layers_but_not_a_moved_axis():
     _, axes = _classifier_heads()
     assert axes == [-1, -1, None]
+
+
+def test_a_log_softmax_cast_to_float_is_a_class_head():
+    """hama's phoneme recogniser computes in float16 and casts its LogSoftmax to float: on noise it picks the
+    blank at every step, and nothing said that data-free numbers cannot judge it."""
+    from darp_onnx.training.synthetic_check import class_heads
+
+    b = GraphBuilder(45)
+    scores = b.op("LogSoftmax", b.op("Cast", b.input("x", ["N", 7, 6]), to=onnx.TensorProto.FLOAT16), axis=-1)
+    model = b.build(b.op("Cast", scores, to=onnx.TensorProto.FLOAT))
+    assert [h.axis if h else None for h in class_heads(model)] == [-1]
 
 
 def test_class_outputs_that_pick_one_class_everywhere_are_named():
