@@ -290,3 +290,19 @@ def test_keep_branches_is_never_traded_for_the_budget(tmp_path):
     assert [g["kept"] for g in dropped.groups if g["kind"] == "branch"] == [0]
     with pytest.raises(BadInputError, match="smallest reachable"):
         darp_onnx.prune(model, keep_branches=True, force=True, **options)
+
+
+def test_keep_freezes_the_groups_whose_label_matches(small_data, tmp_path):
+    """hama's recogniser computes its spectrogram with a fixed DFT convolution and a mel filterbank, which the
+    search pruned like learnt layers; `--keep PATTERN` leaves the groups whose label matches whole."""
+    first = next(g for g in darp_onnx.inspect(SAMPLES / "resnet.onnx")["groups"] if not g["frozen"])["label"]
+    pattern = first.split(" ")[0] + "*"
+    result = darp_onnx.prune(SAMPLES / "resnet.onnx", write=False, target_flops=0.6, data=small_data,
+                             keep_groups=(pattern,), **FAST)
+    kept = [g for g in result.groups if g["label"] == first]
+    assert kept and all(g["kept"] == g["size"] and "keep_groups" in g["frozen"] for g in kept)
+    with pytest.raises(BadInputError, match="keep_groups 'nothing\\*' matches no prunable group's label"):
+        darp_onnx.prune(SAMPLES / "resnet.onnx", write=False, keep_groups=("nothing*",), **FAST)
+    said = runner.invoke(app, ["prune", str(SAMPLES / "resnet.onnx"), "--keep", "nothing*", "-o",
+                               str(tmp_path / "o.onnx"), "--steps", "2"])
+    assert said.exit_code == 1 and "--keep 'nothing*' matches no prunable group" in said.stderr

@@ -39,7 +39,7 @@ from darp_onnx.workflows.config import (
 )
 
 # library parameter -> flag, where the names differ (the others: `--` and dashes, see `flag_namer`)
-FLAGS = {"search_steps": "--steps", "input_shapes": "--input-shape", "output": "-o/--output"}
+FLAGS = {"search_steps": "--steps", "input_shapes": "--input-shape", "output": "-o/--output", "keep_groups": "--keep"}
 
 
 @app.command("prune")
@@ -131,6 +131,11 @@ def prune_command(
                           "attention heads are found; see `inspect`): e.g. head,branch prunes FFN neurons and "
                           "channels only."),
     ] = None,
+    keep: Annotated[
+        list[str] | None,
+        typer.Option("--keep", help="Never prune the groups whose label (inspect's 'group' column) matches this glob "
+                                    "pattern, e.g. '*stft*' for a fixed spectrogram front end (repeatable)."),
+    ] = None,
     hard_gates: Annotated[
         bool, typer.Option(help="Straight-through hard 0/1 gates in the forward pass.")
     ] = SearchConfig.hard_gates,
@@ -184,7 +189,8 @@ def prune_command(
         tau_sample=_pair(tau_sample, "tau_sample"), tau_penalty=_pair(tau_penalty, "tau_penalty"),
         schedule=schedule, hard_gates=hard_gates, channel_multiple=channel_multiple, latency_aware=latency_aware,
         latency_weight=latency_weight, keep_branches=keep_branches,
-        keep_kinds=tuple(k.strip() for k in (keep_kinds or "").split(",") if k.strip()), device=device, seed=seed,
+        keep_kinds=tuple(k.strip() for k in (keep_kinds or "").split(",") if k.strip()), keep_groups=tuple(keep or ()),
+        device=device, seed=seed,
         force=force,
         report=report, allow_nonfinite=allow_nonfinite,
         data_loader=data_loader, preprocess=preprocess, max_samples=max_samples,

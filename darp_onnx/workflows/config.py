@@ -107,6 +107,7 @@ class ExtractionConfig:
     latency_weight: float = 1.0
     keep_branches: bool = False
     keep_kinds: tuple[str, ...] = ()  # unit kinds never pruned (frozen before the search), e.g. ("head",)
+    keep_groups: tuple[str, ...] = ()  # glob patterns on group labels (inspect's 'group' column) never pruned
     latency_threads: int = 0  # onnxruntime intra-op threads for the layer timings (0: its default)
 
     def __post_init__(self) -> None:
@@ -317,6 +318,7 @@ def prune_config(
     latency_weight: float = ExtractionConfig.latency_weight,
     keep_branches: bool = ExtractionConfig.keep_branches,
     keep_kinds: tuple[str, ...] = ExtractionConfig.keep_kinds,
+    keep_groups: tuple[str, ...] = ExtractionConfig.keep_groups,
     synthetic_samples: int = IOConfig.synthetic_samples,
     data_loader: str | None = IOConfig.data_loader,
     preprocess: str | None = IOConfig.preprocess,
@@ -343,7 +345,8 @@ def prune_config(
                             hard_gates=hard_gates),
         extraction=ExtractionConfig(channel_multiple=AUTO if channel_multiple is None else channel_multiple,
                                     latency_aware=latency_aware, latency_weight=latency_weight,
-                                    keep_branches=keep_branches, keep_kinds=tuple(keep_kinds)),
+                                    keep_branches=keep_branches, keep_kinds=tuple(keep_kinds),
+                                    keep_groups=tuple(keep_groups)),
         recovery=RecoveryConfig(steps=finetune_steps, lr=lr, batch_size=batch_size),
         validation=ValidationConfig(latency_runs=latency_runs, max_drift=max_drift),
         io=IOConfig(output=output, force=force, write=write, data=data, input_shapes=dict(input_shapes or {}),

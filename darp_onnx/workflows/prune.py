@@ -7,6 +7,7 @@ over one frozen `PruneConfig`.
 
 from __future__ import annotations
 
+import fnmatch
 import math
 import os
 import time
@@ -266,6 +267,7 @@ def analyse_costs(run: PruneRun) -> PruneRun:
     with run.timings.stage("analysis"):
         run.analysis = analyse(run.model)
         keep_unit_kinds(run.analysis, run.config.extraction.kept_kinds)
+        keep_matching_groups(run.analysis, run.config.extraction.keep_groups)
     with run.timings.stage("shapes"):
         run.cost_model = CostModel(run.model, run.analysis, run.input_shapes, observed=run.observed_shapes)
         _check_memory(run, run.cost_model.shapes)
@@ -285,6 +287,20 @@ def keep_unit_kinds(analysis: ChannelAnalysis, kinds: tuple[str, ...]) -> None:
     for group in analysis.prunable():
         if group.kind in kinds:
             group.frozen = f"kept: its unit kind '{group.kind}' is kept (keep_kinds, or keep_branches)"
+
+
+def keep_matching_groups(analysis: ChannelAnalysis, patterns: tuple[str, ...]) -> None:
+    """Freeze the prunable groups whose label (`inspect`'s 'group' column) matches one of the glob `patterns`
+    (`--keep`): hama's recogniser computes its spectrogram with a fixed DFT convolution and mel filterbank,
+    which the search pruned like learnt layers (48 of 201 frequency bins kept). A pattern that matches no
+    prunable group is an error: a typo would otherwise keep nothing."""
+    for pattern in patterns:
+        matched = [g for g in analysis.prunable() if fnmatch.fnmatchcase(g.label, pattern)]
+        if not matched:
+            raise OptionError("keep_groups", f"{{option}} {pattern!r} matches no prunable group's label; "
+                                             "`darp-onnx inspect MODEL` lists them")
+        for group in matched:
+            group.frozen = f"kept: its label matches {pattern!r} (keep_groups)"
 
 
 def _check_memory(run: PruneRun, tensor_shapes: Mapping[str, tuple[int, ...]]) -> None:
@@ -917,6 +933,7 @@ def prune(
     latency_weight: float = ExtractionConfig.latency_weight,
     keep_branches: bool = ExtractionConfig.keep_branches,
     keep_kinds: tuple[str, ...] = ExtractionConfig.keep_kinds,
+    keep_groups: tuple[str, ...] = ExtractionConfig.keep_groups,
     synthetic_samples: int = IOConfig.synthetic_samples,
     data_loader: str | None = IOConfig.data_loader,
     preprocess: str | None = IOConfig.preprocess,
@@ -965,7 +982,7 @@ def prune(
                    search_steps=search_steps, finetune_steps=finetune_steps, batch_size=batch_size, lr=lr,
                    search_lr=search_lr, tau_sample=tau_sample, tau_penalty=tau_penalty, schedule=schedule,
                    hard_gates=hard_gates, channel_multiple=channel_multiple, latency_aware=latency_aware,
-                   latency_weight=latency_weight, keep_branches=keep_branches, keep_kinds=keep_kinds,
+                   latency_weight=latency_weight, keep_branches=keep_branches, keep_kinds=keep_kinds, keep_groups=keep_groups,
                    synthetic_samples=synthetic_samples,
                    device=device, seed=seed, force=force, write=write, report=report,
                    allow_nonfinite=allow_nonfinite, data_loader=data_loader,
