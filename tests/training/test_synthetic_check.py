@@ -132,6 +132,13 @@ def test_class_outputs_that_pick_one_class_everywhere_are_named():
     line = one_decision_outputs(model, [varied[:, None], one_answer, blank])
     assert f"'{names[1]}' picks class 3 of 5 at all 4 positions" in line
     assert one_decision_outputs(model, [np.random.default_rng(1).normal(size=(4, 7, 5)), varied, blank]) is None
+    nearly = np.zeros((4, 50, 5), np.float32)
+    nearly[..., 0] = 3.0
+    nearly[0, 0, 1] = 9.0  # one step of 200 picks another class (hama's recogniser on noise)
+    line = one_decision_outputs(model, [nearly, varied, blank])
+    assert f"'{names[0]}' (if it holds class scores) picks class 0 of 5 at 99.5% of the 200 positions" in line
+    nearly[:, :3, 1] = 9.0  # 12 of 200: it reads something
+    assert one_decision_outputs(model, [nearly, varied, blank]) is None
 
 
 def test_prune_warns_in_its_result_when_the_original_gives_one_answer(tmp_path):
