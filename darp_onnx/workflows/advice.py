@@ -163,7 +163,8 @@ def written_model_warnings(fid: Fidelity, *, synthetic: bool, latency_ms_before:
              positives_lost(fid, synthetic), decisions_lost(fid, synthetic), input_ignored(fid, synthetic),
              low_agreement(fid.top1_agreement, synthetic), sequences_lost(fid, synthetic),
              no_closer_than_its_mean(fid, synthetic),
-             measured_on_stand_ins(stand_ins or {}), slower_than_original(latency_ms_before, latency_ms_after, channel_multiple))
+             measured_on_stand_ins(stand_ins or {}),
+             slower_than_original(latency_ms_before, latency_ms_after, channel_multiple))
     return [w for w in found if w]
 
 
