@@ -194,7 +194,37 @@ def _inspect_sizes(model: onnx.ModelProto, given: dict[str, tuple[int, ...]]
     if all(v.name in recorded for v in free):
         return {**given, **{v.name: recorded[v.name] for v in free}}, "the sizes the model was pruned at"
     examples = {v.name: tuple(int(d) for d in example_shape(v).split("x")) for v in free}
-    return _named_alike(model, given, examples), "example sizes for its free dims (give --input-shape for yours)"
+    return _runnable(model, given, _named_alike(model, given, examples)), \
+        "example sizes for its free dims (give --input-shape for yours)"
+
+
+EXAMPLE_SIDES = (224, 256, 320, 384, 512, 192, 160, 128, 448, 640)  # a picture's sides, tried in turn
+
+
+def _runnable(model: onnx.ModelProto, given: dict[str, tuple[int, ...]], shapes: dict[str, tuple[int, ...]]
+              ) -> dict[str, tuple[int, ...]]:
+    """`shapes`, or the first EXAMPLE_SIDES that onnxruntime runs on the example sizes' picture sides (224):
+    a MobileViT exported at 256x256 keeps its patch counts as constants, and at 224 its Reshape failed, so
+    `inspect` asked for --input-shape. Unchanged where nothing else runs (the error then names the sizes)."""
+    from darp_onnx.runtime.session import make_session
+
+    sides = [(name, axis) for name, dims in shapes.items() if name not in given
+             for axis, size in enumerate(dims) if axis > 0 and size == EXAMPLE_SIDES[0]]
+    if not sides:
+        return shapes
+    try:
+        session = make_session(model, "cpu", optimized=False)
+    except Exception:  # noqa: BLE001 - ingest reports what onnxruntime says
+        return shapes
+    for side in EXAMPLE_SIDES:
+        trial = {name: tuple(side if (name, axis) in sides else size for axis, size in enumerate(dims))
+                 for name, dims in shapes.items()}
+        try:
+            session.run(None, synthetic_inputs(model, batch=1, seed=0, shapes=trial))
+        except Exception:  # noqa: BLE001 - not these sizes
+            continue
+        return trial
+    return shapes
 
 
 def _named_alike(model: onnx.ModelProto, given: dict[str, tuple[int, ...]], examples: dict[str, tuple[int, ...]]

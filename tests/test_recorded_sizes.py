@@ -110,3 +110,15 @@ def test_inspect_gives_dims_named_alike_one_example_size(tmp_path):
     onnx.save(model, path)
     report = darp_onnx.inspect(path)
     assert report["input_shapes"] == {"keys": [1, 64, 4], "prev_attn": [1, 64], "hidden": [2, 1, 4]}
+
+
+def test_inspect_tries_other_picture_sides_where_224_does_not_run(tmp_path):
+    """A MobileViT exported at 256x256 keeps its patch counts as constants: at the example 224x224 its Reshape
+    failed and inspect asked for --input-shape; the next sides are tried in turn."""
+    b = GraphBuilder(50)
+    patches = b.op("Reshape", b.input("x", ["n", 3, "height", "width"]), b.const(np.array([-1, 3, 65536], np.int64)))
+    model = b.build(b.op("ReduceMean", patches, axes=[2], keepdims=0))
+    path = tmp_path / "fixed_patches.onnx"
+    onnx.save(model, path)
+    report = darp_onnx.inspect(path)
+    assert report["input_shapes"] == {"x": [1, 3, 256, 256]} and "example sizes" in report["input_shapes_from"]
