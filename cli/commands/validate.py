@@ -127,6 +127,9 @@ def _table(result: dict[str, Any]) -> Table:
     if fid.get("positives_kept") is not None:
         table.add_row(f"values > 0.5 kept (F1), '{escape(fid['positives_output'])}'", "",
                       f"{fid['positives_kept']:.3f}", "")
+    if fid.get("picture_psnr_db") is not None:
+        table.add_row(f"PSNR against the original, '{escape(fid['picture_output'])}'", "",
+                      f"{fid['picture_psnr_db']:.1f} dB", "")
     if not ids:  # ids 16 apart are not further apart than ids 1 apart
         table.add_row("max abs diff", "", f"{result['max_abs_diff']:.3g}", "")
     return table

@@ -14,6 +14,7 @@ from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, fi
 from darp_onnx.load.output_sources import output_sources
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.training.synthetic_check import class_heads
+from darp_onnx.validation.images_out import worst_picture
 from darp_onnx.validation.nonfinite import blank_where_reference_nonfinite
 from darp_onnx.validation.outputs_kept import (
     as_probabilities,
@@ -113,6 +114,8 @@ class Fidelity:
     sequences_output: str | None = None  # a recogniser's per-step output (CTC) whose decoded sequences are compared
     sequences_kept: float | None = None  # the share of samples whose sequence reads as the original's
     sequences_read: str | None = None  # how the sequences are read (CTC_READING or IDS_READING)
+    picture_output: str | None = None  # the colour-picture output furthest from the original's (`images_out`)
+    picture_psnr_db: float | None = None  # its PSNR against the original's, in dB
 
 
 def _class_scores(values: np.ndarray) -> bool:
@@ -226,6 +229,7 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
             acc_b = float((picks_b == labels).mean())
             acc_a = float((picks_a == labels).mean())
     rows = outputs_kept(after, before, names, judged)
+    picture = worst_picture(names, after, before)
     worst, fewest, flat = worst_error(rows), fewest_positives(rows), least_variation(rows)
     picks, far = fewest_decisions(rows), furthest_for_its_spread(rows)
     return Fidelity(agreement, overall_error(after, before), acc_b, acc_a,
@@ -240,7 +244,8 @@ def fidelity(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
                     decisions_class=None if picks is None else picks.decisions_class,
                     spread_output=None if far is None else far.name,
                     spread_error=None if far is None else far.spread_error,
-                    sequences_output=read[0], sequences_kept=read[1], sequences_read=read[2])
+                    sequences_output=read[0], sequences_kept=read[1], sequences_read=read[2],
+                    picture_output=picture[0], picture_psnr_db=picture[1])
 
 
 # onnxruntime's batches: on a CPU a sample costs more in larger batches (PP-OCRv4's detector at 320x320: 23 ms

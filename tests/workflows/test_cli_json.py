@@ -38,7 +38,7 @@ def test_json_keys_are_the_old_ones_plus_timings_data_resources_and_warnings(tmp
                                                   "variation_kept", "top1_output", "decisions_output",
                                                   "decisions_kept", "decisions_class", "spread_output",
                                                   "spread_error", "sequences_output", "sequences_kept",
-                                                  "sequences_read"}
+                                                  "sequences_read", "picture_output", "picture_psnr_db"}
     assert doc["extraction"] == {"ranking": "score", "channel_multiple": 1}
     assert set(doc["timings"]) <= set(STAGES) and {"load", "search", "validation", "write"} <= set(doc["timings"])
     assert doc["resources"]["peak_rss_mib"] > 0 and doc["data"]["samples"] > 0
