@@ -246,3 +246,30 @@ def test_an_output_inference_cannot_shape_gets_onnxruntimes_shape():
     check_spec(declared, "stripped.onnx")
     assert len(declared.graph.output[0].type.tensor_type.shape.dim) == 3
     assert shapeless_outputs(model) == ["y"]  # the given model as it was
+
+
+def test_an_ir3_model_whose_initializers_are_not_inputs_loads(tmp_path):
+    """OnnxMLTools wrote waifu2x's UpConv7 as IR 3 without its initializers among the inputs: onnxruntime runs it,
+    onnx.checker refused it ('convolution_W in initializer but not in graph input'). It is read as IR 4."""
+    from darp_onnx.load.preflight import check_spec
+
+    model = _mul_model(opset=8)
+    model.ir_version = 3
+    path = tmp_path / "ir3.onnx"
+    onnx.save(model, path)
+    loaded = io.load_model(path)
+    check_spec(loaded, str(path))
+    assert loaded.ir_version == 4 and onnx.load(path).ir_version == 3
+
+
+def test_a_model_without_onnx_operators_is_refused_as_such(tmp_path):
+    """onnxruntime's logreg_iris sample (ai.onnx.ml only): 'opset 1 is older than 7; convert it' was wrong, and
+    the conversion it advised fails."""
+    node = helper.make_node("Normalizer", ["x"], ["y"], name="norm", domain="ai.onnx.ml", norm="L2")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["N", 4])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("ai.onnx.ml", 1)], ir_version=IR_VERSION)
+    path = tmp_path / "ml_only.onnx"
+    onnx.save(model, path)
+    with pytest.raises(BadInputError, match="has no ONNX operators, only ai.onnx.ml .* nothing to prune"):
+        io.load_model(path)

@@ -53,6 +53,7 @@ def load_model(path: str | os.PathLike, *, infer_shapes: bool = True) -> onnx.Mo
         ) from None
     _check_structure(model, path)
     _check_opset(model, path)
+    model = with_initializers_allowed(model)
     sort_nodes(model.graph)  # onnxruntime runs graphs whose nodes are out of order; so do we
     model = without_empty_output_shapes(with_dynamic_dims(model))
     if infer_shapes:
@@ -79,7 +80,26 @@ def _check_structure(model: onnx.ModelProto, path: Path) -> None:
         raise BadInputError(f"{path}: the graph has no outputs; re-export it with its outputs declared")
 
 
+def with_initializers_allowed(model: onnx.ModelProto) -> onnx.ModelProto:
+    """Before IR 4 every initializer had to be a graph input too; OnnxMLTools (IR 3) wrote waifu2x's UpConv7
+    without them, onnxruntime runs it, and onnx.checker refused it. Such a model is read as IR 4, which allows
+    initializers that are not inputs (nothing else changes). `model` is not modified."""
+    inputs = {v.name for v in model.graph.input}
+    if model.ir_version >= 4 or all(t.name in inputs for t in model.graph.initializer):
+        return model
+    fixed = onnx.ModelProto()
+    fixed.CopyFrom(model)
+    fixed.ir_version = 4
+    return fixed
+
+
 def _check_opset(model: onnx.ModelProto, path: Path) -> None:
+    if not any(entry.domain in DEFAULT_DOMAINS for entry in model.opset_import):
+        domains = sorted({entry.domain for entry in model.opset_import})
+        raise BadInputError(
+            f"{path}: has no ONNX operators, only {', '.join(domains) or 'none'} (a classical model such as "
+            "scikit-learn's); darp-onnx prunes neural networks (their Conv, Gemm, MatMul layers): nothing to prune"
+        )
     opset = default_opset(model)
     if opset < MIN_OPSET:
         raise BadInputError(
