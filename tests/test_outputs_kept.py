@@ -414,7 +414,11 @@ def test_a_picture_output_is_judged_by_psnr():
     fid = fidelity([washed], [original], names=["upscale"])
     assert fid.picture_output == "upscale" and 19.0 < fid.picture_psnr_db < 21.0
     assert fid.relative_error < 0.2 and "20" in pictures_differ(fid, synthetic=False)
+    assert fid.positives_output is None  # pixels in [0, 1] are not scores: no 'values above 0.5 kept' to reassure
+    assert pictures_differ(fid, synthetic=False).count("try a larger budget") == 1
     close = original + np.float32(0.003)
     assert psnr_db(close, original) > 45 and pictures_differ(fidelity([close], [original]), synthetic=False) is None
     assert psnr_db(original[:, :1], original[:, :1]) is None  # one channel: a mask or a map, not judged here
     assert psnr_db(original * 255, original * 255) == float("inf")
+    classes = original / original.sum(axis=1, keepdims=True)  # a 3-class segmentation's Softmax: not a picture
+    assert psnr_db(classes, classes) is None

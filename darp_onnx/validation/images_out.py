@@ -23,8 +23,12 @@ def _channel_axis(values: np.ndarray) -> int | None:
         return None
     for axis, sides in ((1, (2, 3)), (3, (1, 2))):
         if values.shape[axis] == 3 and min(values.shape[s] for s in sides) >= MIN_SIDE:
-            return axis
+            return None if _sums_to_one(values, axis) else axis  # three classes' probabilities: no picture
     return None
+
+
+def _sums_to_one(values: np.ndarray, axis: int) -> bool:
+    return bool(np.isfinite(values).all() and np.allclose(values.sum(axis=axis), 1.0, atol=1e-3))
 
 
 def _peak(before: np.ndarray) -> float:

@@ -22,6 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from darp_onnx.validation.images_out import psnr_db
 from darp_onnx.validation.padded_ids import id_mismatch, is_ids
 
 POSITIVE = 0.5  # a probability above this is a detection, a mask pixel, an active score
@@ -236,7 +237,8 @@ def _kept(name: str, a: np.ndarray, b: np.ndarray, judged: tuple[np.ndarray, np.
     """`judged`: the pair as probabilities, where the caller knows better than `as_probabilities` (logits)."""
     pa, pb = as_probabilities(a, b) if judged is None else judged
     picks = decisions_kept(pa, pb)
-    return OutputKept(name, relative_error(a, b), positives_kept(pa, pb), variation_kept(a, b),
+    positives = None if psnr_db(a, b) is not None else positives_kept(pa, pb)  # pixels in [0, 1] are no scores
+    return OutputKept(name, relative_error(a, b), positives, variation_kept(a, b),
                       None if picks is None else picks[0], None if picks is None else picks[1],
                       error_over_spread(a, b))
 

@@ -162,9 +162,9 @@ def pictures_differ(fid: Fidelity, synthetic: bool) -> str | None:
     super-resolution model at a relative error of 0.17 was 20 dB from it, its colours washed out."""
     if fid.picture_psnr_db is None or fid.picture_psnr_db >= VISIBLE_PSNR_DB:
         return None
-    return (f"output '{fid.picture_output}' (pictures) is {fid.picture_psnr_db:.1f} dB PSNR from the original's on "
-            f"{_where(synthetic)} (under {VISIBLE_PSNR_DB:.0f} dB the differences show); try a larger budget or more "
-            "--finetune-steps, and check it on your task before deploying it")
+    return (f"output '{fid.picture_output}' (pictures) is {fid.picture_psnr_db:.1f} dB PSNR from the original's "
+            f"(under {VISIBLE_PSNR_DB:.0f} dB the differences show) on {_where(synthetic)}, and check it on your task "
+            "before deploying it")
 
 
 def written_model_warnings(fid: Fidelity, *, synthetic: bool, latency_ms_before: float, latency_ms_after: float,
