@@ -9,7 +9,6 @@ onnxruntime, which merges shapes leniently, knows it as [d0, ?, 18385]. Its shap
 from __future__ import annotations
 
 import onnx
-import onnxruntime as ort
 
 PROTOBUF_LIMIT = 2**31 - 1
 
@@ -37,11 +36,10 @@ def with_onnxruntime_output_shapes(model: onnx.ModelProto) -> onnx.ModelProto:
 
 
 def _onnxruntime_shapes(model: onnx.ModelProto) -> dict[str, list]:
-    options = ort.SessionOptions()
-    options.log_severity_level = 4
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_DISABLE_ALL
+    from darp_onnx.runtime.session import make_session
+
     try:
-        session = ort.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+        session = make_session(model, "cpu", optimized=False)
     except Exception:  # noqa: BLE001 - the checker then says what is wrong, in its words
         return {}
     return {o.name: o.shape for o in session.get_outputs() if isinstance(o.shape, list)}

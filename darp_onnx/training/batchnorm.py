@@ -158,14 +158,14 @@ class BatchNormHandle:
         samples in batches of `batch_size` (`pass_batch` unless given) in training mode); the affine parameters
         stay. In micro-batches: moments over the samples (`_recalibrate_by_moments`), as many as fit beside a
         training step of `training_batch`."""
-        batch_size = pass_batch(device) if batch_size is None else batch_size
-        batches = max(1, samples // batch_size)
         if dataset.micro_batches:
             samples = min(samples, LOCKSTEP_SAMPLES)
             if training_batch is not None:
                 samples = min(samples, max(LOCKSTEP_PER_TRAINING_SAMPLE * training_batch, 1))
             self._recalibrate_by_moments(dataset, samples=samples, seed=seed, device=device)
             return
+        batch_size = pass_batch(device) if batch_size is None else batch_size
+        batches = max(1, samples // batch_size)
         was_training = self.proxy.training
         self.proxy.train()
         before = {idx: (layer.running_mean.clone(), layer.running_var.clone()) for idx, layer in self.layers.items()}
