@@ -58,7 +58,8 @@ class SearchProgress(RichProgress):
                                  "time left)")
                 self._totals = (self._totals[0], int(info["steps"]))
             left = info.get("eta_s")
-            console_err.print(f"[dim]{info['name']}{replanned}" + ("" if left is None else f" (the run ends in about "
+            name = "no fine-tune steps: the pruned proxy's outputs" if info.get("steps") == 0 else info["name"]
+            console_err.print(f"[dim]{name}{replanned}" + ("" if left is None else f" (the run ends in about "
                                                                    f"{_minutes(left)})") + "[/]")
         elif stage == "start":
             console_err.print(
@@ -99,5 +100,6 @@ def _plan_line(info: dict[str, float]) -> str:
                                     or info["estimate_s"] > budget):  # the margin absorbs a small overrun
         tail += (" [yellow](training alone outruns its share of the budget even with the fewest steps: give a longer "
                  "--time-budget)[/]")
-    return (f"{head}: {int(info['search_steps'])} search + {int(info['finetune_steps'])} fine-tune steps at batch "
+    search = f"{int(info['search_steps'])} search + " if info["search_steps"] else ""
+    return (f"{head}: {search}{int(info['finetune_steps'])} fine-tune steps at batch "
             f"{int(info['batch_size'])} on {int(info['samples'])} samples{measured}{tail}")

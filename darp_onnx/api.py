@@ -104,16 +104,31 @@ def diff(
 ):
     """What changed from `before` to `after` (paths or models): a `report.GraphDiff` (nodes removed,
     added and resized, MACs, parameters); `report.to_json/to_markdown/to_html` render it."""
-    from darp_onnx.load.input_shapes import recorded_input_shapes, resolve_input_shapes
     from darp_onnx.report import diff_models
 
     models = [m if isinstance(m, onnx.ModelProto) else load_model(m) for m in (before, after)]
     names = labels or tuple("<model>" if isinstance(m, onnx.ModelProto) else str(m) for m in (before, after))
-    given = dict(input_shapes or {}) or recorded_input_shapes(models[1])  # the sizes the pruned one was pruned at
+    shapes, sizes_from = _diff_sizes(models[0], models[1], dict(input_shapes or {}), names)
+    result = diff_models(models[0], models[1], input_shapes=shapes, labels=names)
+    result.input_shapes_from = sizes_from
+    return result
+
+
+def _diff_sizes(before: onnx.ModelProto, after: onnx.ModelProto, given: dict[str, tuple[int, ...]],
+                names: tuple[str, str]) -> tuple[dict[str, tuple[int, ...]], str | None]:
+    """The sizes `diff` counts both models at, and where they came from: those given, else those `after` was
+    pruned at, else `inspect`'s sizes for `before`. `diff` of a super-resolution model with a free height
+    counted no MACs where `inspect` counted them at example sizes."""
+    from darp_onnx.load.input_shapes import recorded_input_shapes, resolve_input_shapes
+
+    recorded = {} if given else recorded_input_shapes(after)
     shapes: dict[str, tuple[int, ...]] = {}
-    for model, name in zip(models, names, strict=True):
-        shapes.update(resolve_input_shapes(model, given, what=name))
-    return diff_models(models[0], models[1], input_shapes=shapes, labels=names)
+    for model, name in zip((before, after), names, strict=True):
+        shapes.update(resolve_input_shapes(model, given or recorded, what=name))
+    counted, sizes_from = _inspect_sizes(before, shapes)
+    if counted == shapes:
+        sizes_from = "--input-shape" if given else "the sizes the model was pruned at" if recorded else None
+    return counted, sizes_from
 
 
 def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
@@ -277,11 +292,23 @@ def _coverage_only(model: onnx.ModelProto, coverage: dict[str, Any]) -> dict[str
     """The report of a model with ops the proxy cannot convert: op coverage and stored parameters only
     (the channel analysis would take long, and `prune` refuses such a model anyway)."""
     from darp_onnx.cost import count_graph_params
+    from darp_onnx.load.refusals import QUANTIZED_OPS
 
     missing = ", ".join(coverage["unsupported_ops"])
-    return {**coverage, "analysed": False, "macs": None, "params": count_graph_params(model), "smallest_macs": None,
+    quantized = bool(QUANTIZED_OPS & set(coverage["unsupported_ops"]))
+    params = max(count_graph_params(model), _stored_numbers(model))  # int8 weights MatMulInteger reads count too
+    return {**coverage, "analysed": False, "quantized": quantized, "macs": None, "params": params,
+            "smallest_macs": None,
             "groups": [], "prunable_groups": 0, "prunable_channels": 0, "prunable_heads": 0, "branches": 0,
             "frozen_reasons": [f"not analysed: ops the proxy cannot convert ({missing})"]}
+
+
+def _stored_numbers(model: onnx.ModelProto) -> int:
+    """Elements of the model's numeric initializers, whatever their type: a quantized embedding model of 72 MB
+    was said to hold "7,719 stored parameters" (its float ones)."""
+    from math import prod
+
+    return sum(prod(t.dims) for t in model.graph.initializer if t.data_type != onnx.TensorProto.STRING)
 
 
 def validate(

@@ -142,6 +142,26 @@ def test_inspect_of_a_model_with_unconvertible_ops_reports_coverage_without_the_
     assert plain.exit_code == 0 and "not analysed" in plain.stdout and "ai.onnx.ml::Scaler" in plain.stdout
 
 
+def test_inspect_of_a_quantized_model_counts_its_int8_weights_and_advises_the_float_model(tmp_path):
+    """A 72 MB quantized embedding model (MatMulInteger on int8 weights): "7,719 stored parameters" (its float
+    ones) and "replace the op or export without it"."""
+    import numpy as np
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    weights = [numpy_helper.from_array(np.ones((4, 6), np.int8), "w"), numpy_helper.from_array(np.int8(0), "zero")]
+    nodes = [helper.make_node("DynamicQuantizeLinear", ["x"], ["q", "scale", "point"], name="quantize"),
+             helper.make_node("MatMulInteger", ["q", "w", "point", "zero"], ["y"], name="mm")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, [1, 4])],
+                              [helper.make_tensor_value_info("y", TensorProto.INT32, [1, 6])], weights)
+    path = tmp_path / "int8.onnx"
+    onnx.save(helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)]), path)
+    report = json.loads(runner.invoke(app, ["inspect", str(path), "--json", "-q"]).stdout)
+    assert report["analysed"] is False and report["quantized"] is True and report["params"] == 25
+    plain = " ".join(runner.invoke(app, ["inspect", str(path)]).stdout.split())
+    assert "25 stored parameters" in plain and "a quantized graph: prune the float model" in plain
+
+
 def test_the_summary_names_an_output_far_worse_than_the_whole():
     """A DocLayNet YOLOv8 written with --max-drift off: 'output error 0.134' while its class scores were at
     1.0 and no page kept a detection; the headline alone misled."""

@@ -41,3 +41,14 @@ def test_the_fine_tune_bar_counts_the_steps_run_not_the_clock_position():
             progress.update("finetune", {"step": position, "loss": 0.5})
         task = progress._progress.tasks[0]
     assert (task.completed, task.total) == (4, 83)
+
+
+def test_a_ranking_plan_counts_fine_tune_steps_only_and_no_fine_tune_says_so(capsys):
+    """`--method l1 --finetune-steps 0` printed "31 search + 0 fine-tune steps", then "finetune"."""
+    progress = SearchProgress(enabled=True, total=0, finetune_total=0)
+    progress.update("plan", {"search_steps": 0, "finetune_steps": 0, "batch_size": 8, "samples": 64,
+                             "time_budget_s": 300.0, "step_seconds": 0.5, "estimate_s": 80.0, "over_budget": False})
+    progress.update("stage", {"name": "finetune", "steps": 0, "eta_s": 20.0})
+    err = " ".join(capsys.readouterr().err.split())
+    assert "search" not in err and "time budget 5.0 min: 0 fine-tune steps at batch 8" in err
+    assert "no fine-tune steps: the pruned proxy's outputs" in err

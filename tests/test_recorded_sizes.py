@@ -67,6 +67,19 @@ def test_diff_counts_both_models_at_the_sizes_the_pruned_one_was_pruned_at(tmp_p
     diff = darp_onnx.diff(original, tmp_path / "p.onnx")
     assert diff.macs.before == darp_onnx.inspect(original, input_shapes={"x": (1, 3, 12, 20)})["macs"]
     assert 0 < diff.macs.after < diff.macs.before
+    assert diff.input_shapes_from == "the sizes the model was pruned at"
+
+
+def test_diff_counts_models_with_free_sizes_at_inspects_example_sizes(tmp_path):
+    """waifu2x CUNet (free height and width) against its copy: `diff` warned "MACs not counted" for both where
+    `inspect` counted them at example sizes."""
+    path = tmp_path / "rec.onnx"
+    onnx.save(free_height_model(), path)
+    diff = darp_onnx.diff(path, path)
+    assert diff.macs.before == diff.macs.after == darp_onnx.inspect(path)["macs"] and not diff.warnings
+    assert diff.input_shapes == {"x": (1, 3, 224, 224)} and diff.input_shapes_from.startswith("example sizes")
+    given = darp_onnx.diff(path, path, input_shapes={"x": (1, 3, 48, 96)})
+    assert given.input_shapes_from == "--input-shape" and given.macs.before < diff.macs.before
 
 
 def test_validate_runs_a_model_that_takes_samples_in_groups(tmp_path):

@@ -14,7 +14,7 @@ from darp_onnx.cli.app import app
 from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import console_err, console_out, handle_errors, print_json
 from darp_onnx.errors import BadInputError
-from darp_onnx.load.input_shapes import parse_input_shapes, resolve_input_shapes
+from darp_onnx.load.input_shapes import parse_input_shapes, shapes_text
 from darp_onnx.report.model import Change, GraphDiff
 
 SHOW_ROWS = 20  # rows of resized layers / removed nodes printed on the terminal
@@ -46,9 +46,10 @@ def diff_command(
     """Compare BEFORE with AFTER: removed, added and resized nodes, attribute changes, MACs, parameters.
 
     Exit codes: 0 success, 1 bad input (unreadable model, bad --input-shape or report path)."""
+    from darp_onnx.api import diff as diff_api
     from darp_onnx.load.io import load_model, same_file
     from darp_onnx.load.preflight import check_report_files, write_texts
-    from darp_onnx.report import diff_models, diff_to_dict, to_html, to_markdown
+    from darp_onnx.report import diff_to_dict, to_html, to_markdown
 
     say = Verbosity(quiet=quiet, verbose=verbose)
     parsed = parse_input_shapes(input_shape)
@@ -56,10 +57,7 @@ def diff_command(
         if out is not None and any(same_file(out, model) for model in (before, after)):
             raise BadInputError(f"{out}: is one of the input models; choose another report path")
     check_report_files({"--html": html, "--markdown": markdown})
-    model_a, model_b = load_model(before), load_model(after)
-    shapes = resolve_input_shapes(model_a, parsed, what=str(before))
-    shapes.update(resolve_input_shapes(model_b, parsed, what=str(after)))
-    diff = diff_models(model_a, model_b, input_shapes=shapes, labels=(str(before), str(after)))
+    diff = diff_api(load_model(before), load_model(after), input_shapes=parsed, labels=(str(before), str(after)))
     diff.file_bytes = Change(os.path.getsize(before), os.path.getsize(after))
     write_texts({html: to_html(diff) if html else "", markdown: to_markdown(diff) if markdown else ""})
     for written in (html, markdown):
@@ -69,6 +67,8 @@ def diff_command(
         print_json(diff_to_dict(diff))
     elif not quiet:
         render_terminal(diff, rows=None if verbose else SHOW_ROWS)
+        if diff.input_shapes_from not in (None, "--input-shape"):
+            say.report(f"MACs counted at {shapes_text(diff.input_shapes)}: {diff.input_shapes_from}")
     say.elapsed("compared")
 
 

@@ -13,6 +13,9 @@ from darp_onnx.cli.app import app
 from darp_onnx.cli.options import JsonOut, Quiet, Verbose, Verbosity
 from darp_onnx.cli.output import handle_errors, print_json
 
+UNCONVERTIBLE_ADVICE = {False: "replace the op or export without it",
+                        True: "a quantized graph: prune the float model, then quantize the pruned one"}
+
 
 @app.command("inspect")
 @handle_errors
@@ -39,7 +42,7 @@ def inspect_command(
     if not report["analysed"]:
         say.report(f"{model}: opset {report['opset']}, {report['nodes']} nodes, {report['params']:,} stored "
                    f"parameters; not analysed: `prune` cannot run it, its proxy cannot convert "
-                   f"{', '.join(report['unsupported_ops'])} (replace the op or export without it)")
+                   f"{', '.join(report['unsupported_ops'])} ({UNCONVERTIBLE_ADVICE[report['quantized']]})")
         _print_ops(say, report, verbose)
         say.elapsed("inspected")
         return

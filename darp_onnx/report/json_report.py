@@ -67,6 +67,7 @@ def diff_to_dict(diff: GraphDiff) -> dict[str, Any]:
             "generator": f"darp-onnx {__version__}",
             "models": {"before": diff.label_before, "after": diff.label_after},
             "input_shapes": diff.input_shapes,
+            "input_shapes_from": diff.input_shapes_from,
             "unchanged": diff.unchanged,
             "summary": summary,
             "fidelity": diff.fidelity,

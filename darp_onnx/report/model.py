@@ -124,6 +124,7 @@ class GraphDiff:
     file_bytes: Change | None = None
     layers: list[LayerRow] = field(default_factory=list)
     input_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    input_shapes_from: str | None = None  # where the sizes MACs were counted at came from (None: fixed dims)
     warnings: list[str] = field(default_factory=list)
     # Filled by callers that measured them; the diff itself never runs the models.
     latency_ms: Change | None = None

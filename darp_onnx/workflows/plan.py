@@ -19,6 +19,7 @@ import torch
 from darp_onnx.errors import OptionError
 from darp_onnx.load.inputs import has_free_sizes
 from darp_onnx.runtime.memory import MemoryPlan, activation_bytes_per_sample, peak_rss_bytes, plan_memory
+from darp_onnx.search.baselines import BASELINES
 from darp_onnx.search.resolution import reduced_search_data
 from darp_onnx.search.step_time import measure_forward_seconds, measure_step_seconds
 from darp_onnx.training.dataset import Dataset
@@ -137,7 +138,8 @@ def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
     planned_all = None not in (config.search.steps, config.recovery.steps, requested_batch)
     if seconds is None or planned_all:
         steps = plan_steps(seconds=None, step_seconds=lambda b: math.nan, batch_size=batch,
-                           search_steps=config.search.steps, finetune_steps=config.recovery.steps)
+                           search_steps=config.search.steps, finetune_steps=config.recovery.steps,
+                           search=spends_search_steps(config))
         return RunPlan(started, seconds, memory, steps, search_data=search_data, resolution_note=note), dataset
     probe = max(1, min(MIN_BATCH, batch, len(dataset)))
     forward = measure_forward_seconds(run.proxy, dataset, batch=probe, device=device)
@@ -157,14 +159,22 @@ def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
         "latency_table", 0.0)
     steps = plan_steps(seconds=max(training, 0.0), step_seconds=tune, search_step_seconds=search, batch_size=batch,
                        max_batch=memory.max_batch, search_steps=config.search.steps,
-                       finetune_steps=config.recovery.steps, fixed_batch=requested_batch is not None)
+                       finetune_steps=config.recovery.steps, fixed_batch=requested_batch is not None,
+                       search=spends_search_steps(config))
     if steps.batch_size < probe:  # per-sample cost grows below the probe's batch: plan on a measurement there
         small = steps.batch_size
         tune, search = _step_timers(run, dataset, search_data, small, warm_up=False)
         steps = plan_steps(seconds=max(training - (time.perf_counter() - started - elapsed), 0.0), step_seconds=tune,
                            search_step_seconds=search, batch_size=small, search_steps=config.search.steps,
-                           finetune_steps=config.recovery.steps, fixed_batch=True)
+                           finetune_steps=config.recovery.steps, fixed_batch=True, search=spends_search_steps(config))
     return RunPlan(started, seconds, memory, steps, forward, search_data, note), dataset
+
+
+def spends_search_steps(config) -> bool:
+    """Whether the run has a use for search steps: the search's, Taylor's gradient passes, or a ranking's
+    fine-tune (which gets the steps it does not search) unless fine-tune steps alone were asked for: for
+    `--method l1 --finetune-steps 0` the plan counted 31 search steps and said 4 min where the run took 81 s."""
+    return config.search.method not in BASELINES or config.recovery.steps is None or config.search.steps is not None
 
 
 def expected_total(plan: RunPlan, samples: int, latency_runs: int) -> float | None:

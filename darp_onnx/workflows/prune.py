@@ -339,7 +339,9 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         run.plan.expected_s = expected_total(run.plan, len(run.dataset), config.validation.latency_runs)
         steps = run.plan.steps
         refuse_hopeless_budget(run.plan, len(run.dataset), resizable=has_free_sizes(run.source.model))
-        run.progress("plan", {"search_steps": steps.search_steps, "finetune_steps": steps.finetune_steps,
+        ranking = config.search.method in BASELINES  # its search steps go to the fine-tune
+        run.progress("plan", {"search_steps": 0 if ranking else steps.search_steps,
+                              "finetune_steps": steps.finetune_steps + (steps.search_steps if ranking else 0),
                               "batch_size": steps.batch_size, "samples": len(run.dataset),
                               "time_budget_s": run.plan.seconds,
                               "step_seconds": None if np.isnan(steps.step_seconds) else steps.step_seconds,

@@ -106,3 +106,16 @@ def test_resolve_input_shapes():
     two.graph.input.append(onnx.helper.make_tensor_value_info("m", onnx.TensorProto.FLOAT, [1]))
     with pytest.raises(BadInputError, match="needs a model with one input"):
         resolve_input_shapes(two, {"": (1, 3, 8, 8)})
+
+
+def test_models_with_free_sizes_are_counted_at_example_sizes_with_a_note(tmp_path):
+    from tests.test_recorded_sizes import free_height_model
+
+    path = tmp_path / "free.onnx"
+    onnx.save(free_height_model(), str(path))
+    result = runner.invoke(app, ["diff", str(path), str(path), "--json"])
+    doc = json.loads(result.stdout)
+    assert result.exit_code == 0 and doc["summary"]["macs"]["before"] > 0 and not doc["warnings"]
+    assert doc["input_shapes"] == {"x": [1, 3, 224, 224]} and doc["input_shapes_from"].startswith("example sizes")
+    table = runner.invoke(app, ["diff", str(path), str(path)])
+    assert "MACs counted at x=1x3x224x224: example sizes" in " ".join(table.output.split())

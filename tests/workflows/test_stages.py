@@ -79,6 +79,7 @@ def test_explicit_finetune_steps_stay_for_a_baseline(tmp_path):
     result = prune(RESNET, method="l1", target_flops=0.6, finetune_steps=0, synthetic_samples=8, latency_runs=1,
                    write=False, time_budget=30, max_drift="off")
     assert result.finetune_steps == 0
+    assert result.resources["plan"]["search_steps"] == 0  # its plan counted 31 search steps that never ran
     equal_budget = prune(RESNET, method="l1", target_flops=0.6, search_steps=3, finetune_steps=1,
                          synthetic_samples=8, latency_runs=1, write=False, max_drift="off")  # steps, not fit
     assert equal_budget.finetune_steps == 4  # search steps asked for too: the benchmarks' equal budget
