@@ -48,11 +48,15 @@ def bind(t: Tracer, name: str, axis: int, layout: Layout, node: onnx.NodeProto) 
     if t.const(name) is not None:
         t.bind_const(name, axis, layout, node)
         return True
+    if t.layout(name) is not None:  # bound before through another reader (a table's rows read by every layer)
+        return t.layout(name).axis == axis % max(t.rank(name) or 1, 1) and t.couple(t.layout(name), layout, node)
     view = t.producer.get(name)
     if view is not None and view.op_type == "ConstantOfShape" and t.rank(name):
         return _bind_filled(t, view, axis % t.rank(name), layout)
     if view is not None and view.op_type == "Expand" and t.rank(name):
         return _bind_expanded(t, view, axis % t.rank(name), layout)
+    if view is not None and view.op_type in CARRY_OPS and view.domain in ("", "ai.onnx") and t.rank(name):
+        return _bind_carried(t, view, axis % t.rank(name), layout)
     if view is None or view_value(t, name) is None:
         return False
     new = layout.moved(axis % len(t.shape(name)))
@@ -67,6 +71,50 @@ def bind(t: Tracer, name: str, axis: int, layout: Layout, node: onnx.NodeProto) 
         return False
     t.set(name, new)
     return True
+
+
+CARRY_OPS = ("Transpose", "Unsqueeze", "Gather")  # move a stored table's columns without mixing them
+
+
+def _bind_carried(t: Tracer, node: onnx.NodeProto, axis: int, layout: Layout) -> bool:
+    """Rows of a stored table gathered at run time, transposed and unsqueezed (MPNet's and T5's relative
+    position bias: Gather(table [buckets, heads]) -> Transpose -> Unsqueeze -> Expand, added to every layer's
+    attention scores): the table's column axis follows the heads. The heads froze ("operand ... is not
+    per-channel")."""
+    readers = t.consumers.get(node.output[0], [])
+    if any(c.name in t.visited and c.op_type not in (*CARRY_OPS, "Expand") for c in readers):
+        return False  # a node already read it as fixed (the chain's own ops read no size)
+    source_axis = _carried_axis(t, node, axis)
+    if source_axis is None or not bind(t, node.input[0], source_axis, layout, node):
+        return False
+    t.set(node.output[0], layout.moved(axis))
+    return True
+
+
+def _carried_axis(t: Tracer, node: onnx.NodeProto, axis: int) -> int | None:
+    """The axis of `node`'s data input that output `axis` comes from (None: an axis the op makes)."""
+    data_rank, out_rank = t.rank(node.input[0]), t.rank(node.output[0])
+    if data_rank is None or out_rank is None:
+        return None
+    if node.op_type == "Transpose":
+        perm = next((list(a.ints) for a in node.attribute if a.name == "perm"), list(range(out_rank))[::-1])
+        return perm[axis] if len(perm) == out_rank else None
+    if node.op_type == "Unsqueeze":
+        axes = next((list(a.ints) for a in node.attribute if a.name == "axes"), None)
+        if axes is None and len(node.input) > 1:
+            value = t.const(node.input[1])
+            axes = None if value is None else [int(v) for v in np.asarray(value).reshape(-1)]
+        if axes is None:
+            return None
+        added = {a % out_rank for a in axes}
+        return None if axis in added else axis - sum(1 for a in added if a < axis)
+    gather_axis = next((a.i for a in node.attribute if a.name == "axis"), 0) % data_rank
+    indices_rank = t.rank(node.input[1])
+    if indices_rank is None or t.layout(node.input[1]) is not None:
+        return None
+    if axis < gather_axis:
+        return axis
+    return None if axis < gather_axis + indices_rank else axis - indices_rank + 1
 
 
 def _bind_filled(t: Tracer, node: onnx.NodeProto, axis: int, layout: Layout) -> bool:
@@ -86,7 +134,8 @@ def _bind_filled(t: Tracer, node: onnx.NodeProto, axis: int, layout: Layout) -> 
 
 def _bind_expanded(t: Tracer, node: onnx.NodeProto, axis: int, layout: Layout) -> bool:
     """Expand of untracked data of size 1 along `axis` to a literal channel count (a mask broadcast to every
-    head): the literal follows the kept channels, the other shape elements stay."""
+    head): the literal follows the kept channels, the other shape elements stay. Data that holds the channels
+    there (a position bias per head) is bound itself, the element being 1 or following them."""
     if t.layout(node.input[0]) is not None or any(c.name in t.visited for c in t.consumers.get(node.output[0], [])):
         return False
     elems = sv.value_of(t, node.input[1], (node.name, 1))
@@ -94,9 +143,17 @@ def _bind_expanded(t: Tracer, node: onnx.NodeProto, axis: int, layout: Layout) -
     if elems is None or data is None or out_rank is None:
         return False
     j, k = axis - (out_rank - len(elems)), axis - (out_rank - len(data))
-    if j < 0 or (k >= 0 and data[k] != 1):
+    if j < 0:
         return False
     new = layout.moved(axis)
+    if k >= 0 and data[k] != 1:  # the data holds the channels (a table's columns): the element keeps them
+        keeps = elems[j].current == 1 or sv.follows_channels(t, node, elems[j], new, (node.output[0], axis))
+        if data[k] != layout.size or not keeps or not bind(t, node.input[0], k, layout, node):
+            return False
+        if not all(sv.stays_fixed(t, e) for i, e in enumerate(elems) if i != j):
+            return False
+        t.set(node.output[0], new)
+        return True
     if not sv.follows_channels(t, node, elems[j], new, (node.output[0], axis)):
         return False
     if not all(sv.stays_fixed(t, e) for i, e in enumerate(elems) if i != j):

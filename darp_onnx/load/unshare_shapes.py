@@ -11,15 +11,18 @@ from __future__ import annotations
 
 from collections import defaultdict
 
+import numpy as np
 import onnx
 
-from darp_onnx.load.unshare import _all_names, _fresh
+from darp_onnx.load.unshare import FLOAT_TYPES, _all_names, _fresh
 
 INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
 # ops that carry the elements of a shape vector (darp_onnx.groups.shape_values keeps their literals' sources)
 VECTOR_OPS = {"Cast", "Identity", "Unsqueeze", "Squeeze", "Reshape", "Flatten", "Concat", "Gather", "Slice",
               "Where"}
 MAX_PASSES = 8
+TABLE_VIEW_OPS = {"Transpose", "Unsqueeze", "Squeeze", "Identity", "Cast", "Reshape"}
+MAX_TABLE_ELEMENTS = 4096  # relative position buckets x heads (T5: 32 x 16)
 
 
 def _int_vectors(graph: onnx.GraphProto) -> set[str]:
@@ -32,8 +35,42 @@ def _int_vectors(graph: onnx.GraphProto) -> set[str]:
     return found
 
 
+def _table_rows(graph: onnx.GraphProto) -> set[str]:
+    """Outputs of Gathers from a small float table and of the views after them (MPNet's and T5's relative
+    position bias, [buckets, heads] gathered once and added to every layer's scores): copied per reader like
+    shape vectors, so each layer keeps its own heads, and the table with them (`_copy_tables`)."""
+    tables = {t.name for t in graph.initializer
+              if t.data_type in FLOAT_TYPES and int(np.prod(t.dims)) <= MAX_TABLE_ELEMENTS and len(t.dims) == 2}
+    rows: set[str] = set()
+    for node in graph.node:
+        if node.domain not in ("", "ai.onnx") or len(node.output) != 1 or not node.input:
+            continue
+        if (node.op_type == "Gather" and node.input[0] in tables) or (
+                node.op_type in TABLE_VIEW_OPS and node.input[0] in rows):
+            rows.add(node.output[0])
+    return rows
+
+
+def _copy_tables(graph: onnx.GraphProto, taken: set[str]) -> int:
+    """A small table several copied Gathers read: each extra reader gets its own copy of it."""
+    inits = {t.name: t for t in graph.initializer}
+    readers = defaultdict(list)
+    for node in graph.node:
+        if node.op_type == "Gather" and node.input and node.input[0] in inits and "__copy" in node.name:
+            readers[node.input[0]].append(node)
+    for name, nodes in readers.items():
+        for node in nodes:
+            copy = onnx.TensorProto()
+            copy.CopyFrom(inits[name])
+            copy.name = _fresh(f"{name}__{node.name}", taken)
+            graph.initializer.append(copy)
+            node.input[0] = copy.name
+    return sum(len(v) for v in readers.values())
+
+
 def _copy_pass(graph: onnx.GraphProto, vectors: set[str], taken: set[str]) -> int:
     outputs = {o.name for o in graph.output}
+    rows = _table_rows(graph)
     producers = {}
     readers: dict[str, list[tuple[int, int]]] = defaultdict(list)
     for index, node in enumerate(graph.node):
@@ -41,7 +78,7 @@ def _copy_pass(graph: onnx.GraphProto, vectors: set[str], taken: set[str]) -> in
             if name in producers:
                 readers[name].append((index, pos))
         vector = node.op_type in VECTOR_OPS and len(node.output) == 1 and node.output[0] in vectors
-        if node.domain in ("", "ai.onnx") and (vector or node.op_type == "Expand"):
+        if node.domain in ("", "ai.onnx") and (vector or node.op_type == "Expand" or node.output[0] in rows):
             producers[node.output[0]] = node
     inserts: dict[int, list[onnx.NodeProto]] = defaultdict(list)
     for name, uses in readers.items():
@@ -76,4 +113,4 @@ def unshare_shape_vectors(graph: onnx.GraphProto) -> int:
         total += copies
         if not copies:
             break
-    return total
+    return total + _copy_tables(graph, taken)

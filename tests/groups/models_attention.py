@@ -15,6 +15,7 @@ from torch import nn
 from torch.nn import functional as F
 
 DIM, HEADS, FFN, LAYERS, SEQ = 32, 4, 64, 2, 8
+BUCKETS = 6  # relative position buckets ("relbias"), a size no other dim has
 
 
 class SplitAttention(nn.Module):
@@ -29,10 +30,13 @@ class SplitAttention(nn.Module):
     def heads(self, x: torch.Tensor) -> torch.Tensor:
         return x.view(x.size()[:-1] + (HEADS, self.head_dim)).permute(0, 2, 1, 3)
 
-    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor, position_bias: torch.Tensor | None = None
+                ) -> torch.Tensor:
         q, k, v = self.heads(self.query(x)), self.heads(self.key(x)), self.heads(self.value(x))
         mask_bias = mask_bias.expand(-1, HEADS, -1, -1)  # a mask broadcast to every head: num_heads in an Expand
         scores = torch.matmul(q, k.transpose(-1, -2)) / (self.head_dim ** 0.5) + mask_bias
+        if position_bias is not None:  # MPNet, T5: one bias per head, the same tensor in every layer
+            scores = scores + position_bias
         context = torch.matmul(scores.softmax(dim=-1), v).permute(0, 2, 1, 3).contiguous()
         return self.out(context.view(context.size()[:-2] + (DIM,)))
 
@@ -85,11 +89,11 @@ class Layer(nn.Module):
         gelu = nn.GELU(approximate="tanh" if pre_ln else "none")  # exported as Tanh/Pow/Mul or Erf patterns
         self.ffn = nn.Sequential(nn.Linear(DIM, FFN), gelu, nn.Linear(FFN, DIM))
 
-    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor, *position_bias: torch.Tensor) -> torch.Tensor:
         if self.pre_ln:
-            x = x + self.attention(self.ln1(x), mask_bias)
+            x = x + self.attention(self.ln1(x), mask_bias, *position_bias)
             return x + self.ffn(self.ln2(x))
-        x = self.ln1(x + self.attention(x, mask_bias))
+        x = self.ln1(x + self.attention(x, mask_bias, *position_bias))
         return self.ln2(x + self.ffn(x))
 
 
@@ -98,16 +102,26 @@ class Encoder(nn.Module):
 
     def __init__(self, kind: str) -> None:
         super().__init__()
-        make = {"split": SplitAttention, "fused": lambda: FusedAttention(False),
+        make = {"split": SplitAttention, "fused": lambda: FusedAttention(False), "relbias": SplitAttention,
                 "sdpa": lambda: FusedAttention(True), "view": ViewAttention}[kind]
-        self.layers = nn.ModuleList(Layer(make(), pre_ln=kind != "split") for _ in range(LAYERS))
+        self.layers = nn.ModuleList(Layer(make(), pre_ln=kind not in ("split", "relbias")) for _ in range(LAYERS))
         self.head = nn.Linear(DIM, 3)
+        self.relative = nn.Embedding(BUCKETS, HEADS) if kind == "relbias" else None
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         mask_bias = (1.0 - mask[:, None, None, :]) * -10000.0
+        position_bias = () if self.relative is None else (self.position_bias(x),)
         for layer in self.layers:
-            x = layer(x, mask_bias)
+            x = layer(x, mask_bias, *position_bias)
         return self.head(x.mean(dim=1))
+
+    def position_bias(self, x: torch.Tensor) -> torch.Tensor:
+        """MPNet's relative position bias: a [buckets, heads] table gathered by the distance between
+        positions, [B, heads, S, S], computed once for every layer."""
+        positions = torch.arange(x.shape[1])
+        distance = (positions[None, :] - positions[:, None]).clamp(-(BUCKETS // 2), BUCKETS // 2 - 1)
+        bias = self.relative(distance + BUCKETS // 2).permute(2, 0, 1).unsqueeze(0)
+        return bias.expand(x.shape[0], -1, -1, -1)
 
 
 KINDS = ("split", "fused", "sdpa")  # "view" (ViewAttention) has its own tests: no num_heads literal to edit

@@ -9,7 +9,7 @@ import pytest
 
 from darp_onnx.groups import analyse
 from darp_onnx.load.ingest import ingest
-from tests.groups.models_attention import DIM, EXPORTERS, FFN, HEADS, KINDS, LAYERS, loaded
+from tests.groups.models_attention import BUCKETS, DIM, EXPORTERS, FFN, HEADS, KINDS, LAYERS, SEQ, loaded
 
 
 def _analysed(kind: str, dynamo: bool):
@@ -55,6 +55,30 @@ def test_num_heads_literals_are_edited(kind, dynamo):
     expands = LAYERS if kind == "split" else 0  # the mask broadcast to every head
     assert by_value.count(HEADS) == splits + expands
     assert by_value.count(DIM) == LAYERS  # the merge back [.., H, D] -> [.., H*D]
+
+
+@EXPORTERS
+def test_a_relative_position_bias_shared_by_the_layers_lets_each_layer_keep_its_own_heads(dynamo):
+    """MPNet (and T5) gather a [buckets, heads] table once and add it to every layer's scores: the heads froze
+    ("operand ... is not per-channel"). Each layer now reads its own copy of the table, sliced with its heads."""
+    from darp_onnx.rewrite import rewrite
+    from tests.groups.harness import feeds_for, gated_onnx, run_gated_proxy, run_ort
+
+    model, analysis = _analysed("relbias", dynamo)
+    heads = [g for g in analysis.prunable() if g.kind == "head"]
+    assert [g.size for g in heads] == [HEADS] * LAYERS
+    masks = {g.id: np.ones(g.size, bool) for g in analysis.prunable()}
+    masks[heads[0].id] = np.array([True, False, True, False])  # layers keep different heads
+    masks[heads[1].id] = np.array([False, False, False, True])
+    pruned = rewrite(model, analysis, masks)
+    tables = sorted(tuple(t.dims) for t in pruned.graph.initializer if tuple(t.dims)[:1] == (BUCKETS,))
+    assert tables == [(BUCKETS, 1), (BUCKETS, 2)]
+    feeds = feeds_for(model, 0, {"batch": 2, "seq": SEQ, "s0": 2, "s1": SEQ})
+    actual = run_ort(pruned, feeds)
+    oracle = run_ort(gated_onnx(model, analysis, masks), feeds)
+    for expected in (oracle, run_gated_proxy(model, analysis, masks, feeds)):
+        for a, e in zip(actual, expected, strict=True):
+            np.testing.assert_allclose(a, e, rtol=1e-4, atol=1e-5)
 
 
 def test_the_vit_sample_has_one_head_group_per_layer():
