@@ -24,6 +24,24 @@ def is_class_scores(array: np.ndarray | torch.Tensor) -> bool:
     return array.ndim == 2 and array.shape[1] > 1
 
 
+def is_probabilities(array: np.ndarray | torch.Tensor) -> bool:
+    """Class scores that are a Softmax's output: rows of non-negative values summing to 1. Taken as logits,
+    their softmax is nearly flat (256 tempo classes: a loss of 0.002 where the pruned model had lost every
+    decision), so the losses read them as probabilities (`log_probabilities`)."""
+    values = np.asarray(per_sample(array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else array),
+                        np.float64)
+    if not is_class_scores(values) or not np.isfinite(values).all():
+        return False
+    return bool(values.min() >= -1e-6 and np.abs(values.sum(axis=1) - 1.0).max() < 1e-3)
+
+
+def log_probabilities(scores: torch.Tensor, probabilities: bool, temperature: float = 1.0) -> torch.Tensor:
+    """Log-probabilities over axis 1 of class scores: the log-softmax of logits, or of the log of
+    probabilities (the same distribution, sharpened or softened by `temperature`)."""
+    logits = torch.log(scores.float().clamp_min(1e-12)) if probabilities else scores.float()
+    return F.log_softmax(logits / temperature, dim=1)
+
+
 def per_sample(array):
     """Outputs of a model run in micro-batches are stacked along a new first axis: [samples, 1, C] for a
     classifier with a fixed batch of 1. Drop that batch axis of 1 so class scores stay [samples, C]."""
@@ -34,7 +52,8 @@ class TaskLoss:
     """`loss(outputs, indices)` for a batch given by its sample indices into the data set."""
 
     def __init__(self, *, labels: np.ndarray | None = None, teacher: Sequence[np.ndarray] | None = None,
-                 output_index: int = 0) -> None:
+                 output_index: int = 0, reference: Sequence[np.ndarray] | None = None) -> None:
+        """`reference`: the original's outputs, where labels are given (which outputs are probabilities)."""
         if (labels is None) == (teacher is None):
             raise ValueError("give labels or teacher outputs")
         self.labels = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
@@ -43,6 +62,7 @@ class TaskLoss:
         self.scales = None
         if self.teacher is not None:
             self.scales = [finite_variance(t) for t in self.teacher]
+        self.probabilities = [is_probabilities(r) for r in (teacher if teacher is not None else reference or [])]
 
     @property
     def mode(self) -> str:
@@ -52,9 +72,10 @@ class TaskLoss:
         idx = torch.from_numpy(np.asarray(indices))
         if self.labels is not None:
             logits = per_sample(outputs[self.output_index])
-            return F.cross_entropy(logits, self.labels[idx].to(logits.device))
+            return F.nll_loss(log_probabilities(logits, self._probabilities(self.output_index)),
+                              self.labels[idx].to(logits.device))
         total = outputs[0].new_zeros(())
-        for out, ref, scale in zip(outputs, self.teacher, self.scales, strict=False):
+        for index, (out, ref, scale) in enumerate(zip(outputs, self.teacher, self.scales, strict=False)):
             if not out.is_floating_point():  # integer outputs (token ids, argmax) carry no gradient
                 continue
             target, finite = finite_target(per_sample(ref[idx].to(out.device)))
@@ -62,11 +83,16 @@ class TaskLoss:
             if finite is not None:  # elements the original leaves NaN or infinite: nothing to match there
                 total = total + masked_mse(out.float(), target, finite) / scale
             elif is_class_scores(target):
-                total = total + F.kl_div(F.log_softmax(out, dim=1), F.log_softmax(target, dim=1),
-                                         reduction="batchmean", log_target=True)
+                probabilities = self._probabilities(index)
+                total = total + F.kl_div(log_probabilities(out, probabilities),
+                                         log_probabilities(target, probabilities), reduction="batchmean",
+                                         log_target=True)
             else:
                 total = total + F.mse_loss(out.float(), target) / scale
         return total / len(outputs)
+
+    def _probabilities(self, index: int) -> bool:
+        return index < len(self.probabilities) and self.probabilities[index]
 
 
 def finite_variance(teacher: torch.Tensor) -> float:

@@ -1,4 +1,5 @@
-"""The fine-tuning loop: Adam with cross-entropy, periodic validation, early stopping, best weights kept."""
+"""The fine-tuning loop: Adam with cross-entropy (on logits or probabilities), periodic validation, early
+stopping, best weights kept."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ import torch.nn.functional as F
 
 from darp_onnx.proxy import ProxyModel
 from darp_onnx.runtime import distributed
+from darp_onnx.search.loss import is_probabilities, log_probabilities
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import as_tuple, batch_inputs, predict, warmup_schedule
 
@@ -38,12 +40,19 @@ class LoopResult:
 
 
 def evaluate(proxy: ProxyModel, dataset: Dataset, device: str) -> tuple[float, float]:
-    """Mean cross-entropy and accuracy of the first output, in inference mode."""
+    """Mean cross-entropy and accuracy of the first output (logits or probabilities), in inference mode."""
     proxy.eval()
-    logits = torch.from_numpy(predict(proxy, dataset, device=device)[0]).double()
+    scores = predict(proxy, dataset, device=device)[0]
     labels = torch.from_numpy(np.asarray(dataset.labels, dtype=np.int64))
-    loss = float(F.cross_entropy(logits, labels))
-    return loss, float((logits.argmax(1) == labels).double().mean())
+    log_probs = log_probabilities(torch.from_numpy(scores).double(), is_probabilities(scores))
+    loss = float(F.nll_loss(log_probs, labels))
+    return loss, float((log_probs.argmax(1) == labels).double().mean())
+
+
+def first_output_is_probabilities(proxy: ProxyModel, dataset: Dataset, device: str) -> bool:
+    """Whether the model's first output is class probabilities (a Softmax), judged on a few samples."""
+    proxy.eval()
+    return is_probabilities(predict(proxy, dataset.limited(min(len(dataset), 16), 0), device=device)[0])
 
 
 def _snapshot(proxy: ProxyModel) -> dict[str, torch.Tensor]:
@@ -80,12 +89,13 @@ def train_with_early_stopping(
     # under torchrun: one global batch of batch_size per rank, drawn alike everywhere, each rank its share
     batches = train.batches(config.batch_size * distributed.world_size(), np.random.default_rng(config.seed))
     labels = torch.from_numpy(np.asarray(train.labels, dtype=np.int64))
+    probabilities = first_output_is_probabilities(proxy, train, device)
     since_best = 0
     for step in range(1, config.steps + 1):
         proxy.train()
         idx = distributed.shard(next(batches))
         logits = as_tuple(proxy(**batch_inputs(train, idx, device)))[0]
-        loss = F.cross_entropy(logits, labels[torch.from_numpy(idx)].to(logits.device))
+        loss = F.nll_loss(log_probabilities(logits, probabilities), labels[torch.from_numpy(idx)].to(logits.device))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         distributed.average_gradients(params)

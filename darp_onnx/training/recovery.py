@@ -17,7 +17,14 @@ import torch
 import torch.nn.functional as F
 
 from darp_onnx.proxy import ProxyModel
-from darp_onnx.search.loss import finite_variance, is_class_scores, masked_mse, per_sample
+from darp_onnx.search.loss import (
+    finite_variance,
+    is_class_scores,
+    is_probabilities,
+    log_probabilities,
+    masked_mse,
+    per_sample,
+)
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import (
@@ -79,6 +86,7 @@ class RecoveryLoss:
         self.scales = [finite_variance(t) for t in self.teacher]
         self.distill = distill if labels is not None else 1.0
         self.temperature = temperature
+        self.probabilities = [is_probabilities(t) for t in teacher]
 
     def __call__(self, outputs: Sequence[torch.Tensor], indices: np.ndarray) -> torch.Tensor:
         idx = torch.from_numpy(np.asarray(indices))
@@ -86,7 +94,8 @@ class RecoveryLoss:
         first = outputs[0]
         total = first.new_zeros(())
         if self.labels is not None and self.distill < 1.0:
-            total = total + (1.0 - self.distill) * F.cross_entropy(first, self.labels[idx].to(first.device))
+            total = total + (1.0 - self.distill) * F.nll_loss(log_probabilities(first, self.probabilities[0]),
+                                                              self.labels[idx].to(first.device))
         if self.distill > 0:
             total = total + self.distill * self._teacher_term(outputs, idx)
         return total
@@ -95,13 +104,14 @@ class RecoveryLoss:
         heads = outputs[:1] if self.labels is not None else outputs
         term = outputs[0].new_zeros(())
         t = self.temperature
-        for out, ref, scale in zip(heads, self.teacher, self.scales, strict=False):
+        for out, ref, scale, probabilities in zip(heads, self.teacher, self.scales, self.probabilities, strict=False):
             target, finite = finite_target(per_sample(ref[idx].to(out.device)))
             if finite is not None:  # elements the original leaves NaN or infinite: nothing to match there
                 term = term + masked_mse(out.float(), target, finite) / scale
             elif is_class_scores(target):
-                term = term + t * t * F.kl_div(F.log_softmax(out / t, dim=1), F.log_softmax(target / t, dim=1),
-                                               reduction="batchmean", log_target=True)
+                term = term + t * t * F.kl_div(log_probabilities(out, probabilities, t),
+                                               log_probabilities(target, probabilities, t), reduction="batchmean",
+                                               log_target=True)
             else:
                 term = term + F.mse_loss(out.float(), target) / scale
         return term / len(heads)

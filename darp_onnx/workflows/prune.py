@@ -359,13 +359,13 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
             run.progress("note", {"message": holes})
         if run.dataset.labels is not None:
             check_labels_fit(run.dataset.labels, run.reference, run.dataset.source)
-            run.loss_fn = TaskLoss(labels=run.dataset.labels)
+            run.loss_fn = TaskLoss(labels=run.dataset.labels, reference=run.reference)
         else:
             _check_something_to_fit(run)
             run.loss_fn = TaskLoss(teacher=run.reference)
         small = run.plan.search_data
         if small is not None:
-            run.search_loss = (TaskLoss(labels=small.labels) if small.labels is not None else
+            run.search_loss = (TaskLoss(labels=small.labels, reference=run.reference) if small.labels is not None else
                                TaskLoss(teacher=predict(run.proxy, small, batch_size=batch,
                                                         device=run.device.torch_device)))
     return run
