@@ -7,7 +7,7 @@ variance, so outputs of different magnitudes weigh alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -52,8 +52,10 @@ class TaskLoss:
     """`loss(outputs, indices)` for a batch given by its sample indices into the data set."""
 
     def __init__(self, *, labels: np.ndarray | None = None, teacher: Sequence[np.ndarray] | None = None,
-                 output_index: int = 0, reference: Sequence[np.ndarray] | None = None) -> None:
-        """`reference`: the original's outputs, where labels are given (which outputs are probabilities)."""
+                 output_index: int = 0, reference: Sequence[np.ndarray] | None = None,
+                 logits_of: Mapping[int, int] | None = None) -> None:
+        """`reference`: the original's outputs, where labels are given (which outputs are probabilities);
+        `logits_of`: a Softmax output's index -> the index of its logits, trained on in its place."""
         if (labels is None) == (teacher is None):
             raise ValueError("give labels or teacher outputs")
         self.labels = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
@@ -63,6 +65,7 @@ class TaskLoss:
         if self.teacher is not None:
             self.scales = [finite_variance(t) for t in self.teacher]
         self.probabilities = [is_probabilities(r) for r in (teacher if teacher is not None else reference or [])]
+        self.logits_of = dict(logits_of or {})
 
     @property
     def mode(self) -> str:
@@ -71,13 +74,13 @@ class TaskLoss:
     def __call__(self, outputs: Sequence[torch.Tensor], indices: np.ndarray) -> torch.Tensor:
         idx = torch.from_numpy(np.asarray(indices))
         if self.labels is not None:
-            logits = per_sample(outputs[self.output_index])
-            return F.nll_loss(log_probabilities(logits, self._probabilities(self.output_index)),
-                              self.labels[idx].to(logits.device))
+            index = self.logits_of.get(self.output_index, self.output_index)
+            logits = per_sample(outputs[index])
+            return F.nll_loss(log_probabilities(logits, self._probabilities(index)), self.labels[idx].to(logits.device))
         total = outputs[0].new_zeros(())
         for index, (out, ref, scale) in enumerate(zip(outputs, self.teacher, self.scales, strict=False)):
-            if not out.is_floating_point():  # integer outputs (token ids, argmax) carry no gradient
-                continue
+            if not out.is_floating_point() or index in self.logits_of:  # integers carry no gradient; a Softmax's
+                continue  # probabilities are matched through its logits
             target, finite = finite_target(per_sample(ref[idx].to(out.device)))
             out = per_sample(out)
             if finite is not None:  # elements the original leaves NaN or infinite: nothing to match there
@@ -89,7 +92,7 @@ class TaskLoss:
                                          log_target=True)
             else:
                 total = total + F.mse_loss(out.float(), target) / scale
-        return total / len(outputs)
+        return total / max(len(outputs) - len(self.logits_of), 1)
 
     def _probabilities(self, index: int) -> bool:
         return index < len(self.probabilities) and self.probabilities[index]

@@ -9,7 +9,7 @@ with distillation from the original model's outputs, a final re-estimation, and 
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -80,31 +80,34 @@ class RecoveryLoss:
     are not class scores)."""
 
     def __init__(self, labels: np.ndarray | None, teacher: Sequence[np.ndarray], distill: float,
-                 temperature: float) -> None:
+                 temperature: float, logits_of: Mapping[int, int] | None = None) -> None:
         self.labels = None if labels is None else torch.from_numpy(np.asarray(labels, dtype=np.int64))
         self.teacher = [torch.from_numpy(np.asarray(t, np.float32)) for t in teacher]
         self.scales = [finite_variance(t) for t in self.teacher]
         self.distill = distill if labels is not None else 1.0
         self.temperature = temperature
         self.probabilities = [is_probabilities(t) for t in teacher]
+        self.logits_of = dict(logits_of or {})  # a Softmax output's index -> its logits', matched in its place
 
     def __call__(self, outputs: Sequence[torch.Tensor], indices: np.ndarray) -> torch.Tensor:
         idx = torch.from_numpy(np.asarray(indices))
         outputs = [per_sample(out) for out in outputs]
-        first = outputs[0]
-        total = first.new_zeros(())
+        first = self.logits_of.get(0, 0)
+        total = outputs[0].new_zeros(())
         if self.labels is not None and self.distill < 1.0:
-            total = total + (1.0 - self.distill) * F.nll_loss(log_probabilities(first, self.probabilities[0]),
-                                                              self.labels[idx].to(first.device))
+            total = total + (1.0 - self.distill) * F.nll_loss(
+                log_probabilities(outputs[first], self.probabilities[first]), self.labels[idx].to(total.device))
         if self.distill > 0:
             total = total + self.distill * self._teacher_term(outputs, idx)
         return total
 
     def _teacher_term(self, outputs, idx) -> torch.Tensor:
-        heads = outputs[:1] if self.labels is not None else outputs
+        heads = [self.logits_of.get(0, 0)] if self.labels is not None else [
+            i for i in range(min(len(outputs), len(self.teacher))) if i not in self.logits_of]
         term = outputs[0].new_zeros(())
         t = self.temperature
-        for out, ref, scale, probabilities in zip(heads, self.teacher, self.scales, self.probabilities, strict=False):
+        for i in heads:
+            out, ref, scale, probabilities = outputs[i], self.teacher[i], self.scales[i], self.probabilities[i]
             target, finite = finite_target(per_sample(ref[idx].to(out.device)))
             if finite is not None:  # elements the original leaves NaN or infinite: nothing to match there
                 term = term + masked_mse(out.float(), target, finite) / scale
@@ -134,12 +137,14 @@ def recover(
     device: torch.device | str = "cpu",
     on_step: Callable[[int, float], None] | None = None,
     deadline: float | None = None,
+    logits_of: Mapping[int, int] | None = None,
 ) -> list[float]:
     """Fine-tune the (gated) proxy; returns the losses, one per step run (fewer than `config.steps` where the
     `deadline`, a `time.perf_counter()` value, came first or the loss diverged). `set_pruned` puts the
     pruning masks on: with BatchNorm, the proxy must be unpruned while the layers are initialised, so pass
     the proxy with its gates cleared and the masks in `set_pruned`. The proxy ends in eval mode with
-    BatchNorm folded back, computing exactly what the rewritten graph will compute."""
+    BatchNorm folded back, computing exactly what the rewritten graph will compute. `logits_of`: a Softmax
+    output's index -> the index of its logits (an added output), trained on in its place."""
     torch.manual_seed(config.seed)
     handle: BatchNormHandle | None = None
     if config.batchnorm:
@@ -150,7 +155,8 @@ def recover(
     try:
         if handle is not None and config.adaptive_bn:
             handle.recalibrate(dataset, seed=config.seed, device=device, training_batch=config.batch_size)
-        losses = _train(proxy, dataset, teacher, config, handle, device, on_step, deadline)
+        loss_fn = RecoveryLoss(dataset.labels, teacher, config.distill, config.temperature, logits_of)
+        losses = _train(proxy, dataset, loss_fn, config, handle, device, on_step, deadline)
         if handle is not None and config.adaptive_bn and config.steps > 0:
             handle.recalibrate(dataset, seed=config.seed + 1, device=device, training_batch=config.batch_size)
     finally:
@@ -161,14 +167,13 @@ def recover(
     return losses
 
 
-def _train(proxy, dataset, teacher, config, handle, device, on_step, deadline) -> list[float]:
+def _train(proxy, dataset, loss_fn, config, handle, device, on_step, deadline) -> list[float]:
     if config.steps <= 0:
         return []
     params = trainable_parameters(proxy) + ([] if handle is None else handle.parameters())
     optimizer = make_optimizer(params, config, handle is not None and handle.normalises_most(), mostly_dense(proxy))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(config.schedule, step, config.steps, config.warmup))
-    loss_fn = RecoveryLoss(dataset.labels, teacher, config.distill, config.temperature)
     return run_steps(proxy, dataset, loss_fn, optimizer, schedule, params, steps=config.steps,
                      batch_size=config.batch_size, seed=config.seed, device=device, on_step=on_step,
                      deadline=deadline)

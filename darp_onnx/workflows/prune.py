@@ -53,7 +53,7 @@ from darp_onnx.training.dataset import (
     load_from_loader,
     synthetic_dataset,
 )
-from darp_onnx.training.decode_targets import FLOAT_TYPES, MAX_TARGET_BYTES, decoded_scores
+from darp_onnx.training.decode_targets import FLOAT_TYPES, MAX_TARGET_BYTES, decoded_scores, softmax_logits
 from darp_onnx.training.holdout import MIN_HELD_OUT, split_holdout
 from darp_onnx.training.images import IMAGE_SAMPLES_DEFAULT
 from darp_onnx.training.pictures import PixelRange, pictures_note, range_of_preprocess
@@ -146,6 +146,7 @@ class PruneRun:
     proxy: ProxyModel | None = None
     reference: list[np.ndarray] | None = None  # the unpruned proxy's outputs on the dataset
     loss_fn: TaskLoss | None = None
+    logits_of: dict[int, int] = field(default_factory=dict)  # a Softmax output's index -> its logits' (trained on)
     observed_shapes: dict[str, tuple[int, ...]] = field(default_factory=dict)  # onnxruntime, at input_shapes
     started: float = field(default_factory=time.perf_counter)  # the time budget counts from here
     plan: RunPlan | None = None  # memory, samples, steps and batch (plan stage)
@@ -329,6 +330,7 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
         run.proxy = build_proxy(run.model, source=run.source.name, front_ends=True).to(run.device.torch_device)
         run.proxy.stored_types = dict(run.stored_types)
         run.proxy.eval()
+        _add_softmax_logits(run)
         if run.dataset.labels is None:  # before the steps are timed: integer outputs alone carry no gradient
             _add_decoded_scores(run)
         if not is_batch_major(run.proxy, run.model, run.input_shapes, device=run.device.torch_device,
@@ -359,15 +361,16 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
             run.progress("note", {"message": holes})
         if run.dataset.labels is not None:
             check_labels_fit(run.dataset.labels, run.reference, run.dataset.source)
-            run.loss_fn = TaskLoss(labels=run.dataset.labels, reference=run.reference)
+            run.loss_fn = TaskLoss(labels=run.dataset.labels, reference=run.reference, logits_of=run.logits_of)
         else:
             _check_something_to_fit(run)
-            run.loss_fn = TaskLoss(teacher=run.reference)
+            run.loss_fn = TaskLoss(teacher=run.reference, logits_of=run.logits_of)
         small = run.plan.search_data
         if small is not None:
-            run.search_loss = (TaskLoss(labels=small.labels, reference=run.reference) if small.labels is not None else
+            run.search_loss = (TaskLoss(labels=small.labels, reference=run.reference, logits_of=run.logits_of)
+                               if small.labels is not None else
                                TaskLoss(teacher=predict(run.proxy, small, batch_size=batch,
-                                                        device=run.device.torch_device)))
+                                                        device=run.device.torch_device), logits_of=run.logits_of))
     return run
 
 
@@ -399,6 +402,16 @@ def _check_something_to_fit(run: PruneRun) -> None:
     raise BadInputError(f"{run.source.name}: every output ({names}) holds integers and no float scores behind "
                         "them could be held for your samples: darp-onnx has nothing to fit; export the model with "
                         "its scores (the logits before ArgMax) as an output, or give fewer samples")
+
+
+def _add_softmax_logits(run: PruneRun) -> None:
+    """Train on the logits of Softmax outputs in their place (`training.decode_targets.softmax_logits`). Like
+    the decoded scores, they come after the graph outputs, which every check zips against."""
+    logits = softmax_logits(run.model)
+    run.proxy.add_outputs(list(logits.values()))
+    names = run.proxy.output_names
+    run.logits_of = {names.index(out): names.index(source) for out, source in logits.items()
+                     if out in names and source in names}
 
 
 def _add_decoded_scores(run: PruneRun) -> None:
@@ -666,7 +679,7 @@ def _recover_once(run: PruneRun, handle, masks: Masks, steps: int, batch: int, d
     losses = recover_weights(run.proxy, run.dataset, run.reference, recipe,
                              set_pruned=lambda: handle.set_masks(masks), device=run.device.torch_device,
                              on_step=lambda s, loss: run.progress("finetune", {"step": s, "loss": loss}),
-                             deadline=deadline)
+                             deadline=deadline, logits_of=run.logits_of)
     with exact_float32():
         return predict(run.proxy, run.dataset, device=run.device.torch_device), losses
 

@@ -67,3 +67,46 @@ def test_the_fine_tune_loop_scores_a_softmax_model_by_its_probabilities():
     loss, accuracy = evaluate(proxy, data, "cpu")
     assert abs(loss + np.mean(np.log(probs[np.arange(12), data.labels]))) < 1e-5
     assert accuracy == np.mean(probs.argmax(1) == data.labels)
+
+
+def _softmax_classifier(classes: int = 40):
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(4)
+    hidden = b.op("Relu", b.op("MatMul", b.input("x", ["N", 6]), b.weight(6, 16)))
+    logits = b.op("Mul", b.op("MatMul", hidden, b.weight(16, classes)), b.const(np.array(30.0, np.float32)))
+    return b.build(b.op("Flatten", b.op("Softmax", logits, axis=1))), logits  # saturated: most classes round to 0
+
+
+def test_a_softmax_output_is_trained_through_its_logits():
+    """A saturated softmax has no gradient: the prune run adds the logits as an output and the losses use them."""
+    from darp_onnx.training.decode_targets import softmax_logits
+    from darp_onnx.workflows.config import prune_config
+    from darp_onnx.workflows.prune import analyse_costs, load, prepare_data
+
+    model, logits = _softmax_classifier()
+    assert softmax_logits(model) == {model.graph.output[0].name: logits}
+    run = prepare_data(analyse_costs(load(model, prune_config(write=False, synthetic_samples=16, device="cpu"))))
+    assert run.logits_of == {0: 1} and run.proxy.output_names[1] == logits
+    probs, raw = run.reference
+    assert np.allclose(probs, _softmax(raw), atol=1e-6)
+    student = [torch.from_numpy(np.full_like(probs, 1 / probs.shape[1])), torch.zeros(raw.shape, requires_grad=True)]
+    loss = run.loss_fn(student, np.arange(16))
+    assert abs(float(loss.detach()) - _kl(_softmax(raw).clip(1e-30), np.full_like(probs, 1 / probs.shape[1]))) < 1e-3
+    loss.backward()
+    assert student[1].grad.abs().sum() > 0  # through the logits, not the saturated probabilities
+
+
+def test_labels_and_recovery_use_the_logits_in_place_of_the_probabilities():
+    rng = np.random.default_rng(5)
+    raw = 20 * rng.standard_normal((6, 10)).astype(np.float32)
+    labels = rng.integers(0, 10, size=6)
+    logits = torch.from_numpy(raw)
+    outputs = [torch.from_numpy(_softmax(raw)), logits]
+    expected = float(torch.nn.functional.cross_entropy(logits, torch.from_numpy(labels)))
+    by_labels = TaskLoss(labels=labels, reference=[_softmax(raw), raw], logits_of={0: 1})(outputs, np.arange(6))
+    assert abs(float(by_labels) - expected) < 1e-5
+    recovery = RecoveryLoss(labels, [_softmax(raw), raw], distill=0.0, temperature=2.0, logits_of={0: 1})
+    assert abs(float(recovery(outputs, np.arange(6))) - expected) < 1e-5
+    distilled = RecoveryLoss(None, [_softmax(raw), raw], distill=1.0, temperature=1.0, logits_of={0: 1})
+    assert abs(float(distilled(outputs, np.arange(6)))) < 1e-6  # the logits match; the probabilities not counted
