@@ -44,9 +44,24 @@ def softmax_logits(model: onnx.ModelProto) -> dict[str, str]:
     from darp_onnx.training.synthetic_check import MOVES_VALUES
 
     types = {v.name: v.type.tensor_type.elem_type for v in [*model.graph.value_info, *model.graph.input]}
+    producer = {name: node for node in model.graph.node for name in node.output}
     found = {}
     for output, (node, _) in zip(model.graph.output, output_sources(model, MOVES_VALUES), strict=True):
-        if node is not None and node.op_type == "Softmax" and node.domain in ("", "ai.onnx") and node.input \
-                and types.get(node.input[0], onnx.TensorProto.FLOAT) in FLOAT_TYPES:
-            found[output.name] = node.input[0]
+        logits = None if node is None or node.domain not in ("", "ai.onnx") else (
+            node.input[0] if node.op_type == "Softmax" and node.input else _spelled_out_softmax(node, producer))
+        if logits is not None and types.get(logits, onnx.TensorProto.FLOAT) in FLOAT_TYPES:
+            found[output.name] = logits
     return found
+
+
+def _spelled_out_softmax(node: onnx.NodeProto, producer: Mapping[str, onnx.NodeProto]) -> str | None:
+    """The logits of Div(Exp(x), ReduceSum(Exp(x))), a softmax written out (jax2tf's magika: x is the logits
+    less their maximum, the same distribution, the sum reshaped and broadcast); None for any other node."""
+    if node.op_type != "Div" or len(node.input) != 2:
+        return None
+    exp, total = producer.get(node.input[0]), producer.get(node.input[1])
+    while total is not None and total.op_type in ("Reshape", "Expand", "Unsqueeze", "Squeeze", "Identity", "Cast"):
+        total = producer.get(total.input[0])  # jax2tf reshapes the sum and broadcasts it back
+    if exp is None or exp.op_type != "Exp" or total is None or total.op_type != "ReduceSum":
+        return None
+    return exp.input[0] if total.input and total.input[0] == exp.output[0] else None

@@ -110,3 +110,23 @@ def test_labels_and_recovery_use_the_logits_in_place_of_the_probabilities():
     assert abs(float(recovery(outputs, np.arange(6))) - expected) < 1e-5
     distilled = RecoveryLoss(None, [_softmax(raw), raw], distill=1.0, temperature=1.0, logits_of={0: 1})
     assert abs(float(distilled(outputs, np.arange(6)))) < 1e-6  # the logits match; the probabilities not counted
+
+
+def test_a_softmax_spelled_out_as_exp_over_its_sum_gives_its_logits():
+    """jax2tf's magika: Div(Exp(x - max), Expand(Reshape(ReduceSum(Exp(...))))); trained as probabilities, its
+    pruned copy drifted from the masked proxy past the equivalence tolerance (0.0036)."""
+    from darp_onnx.training.decode_targets import softmax_logits
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(6)
+    logits = b.op("MatMul", b.input("x", ["N", 6]), b.weight(6, 12))
+    shifted = b.op("Sub", logits, b.op("ReduceMax", logits, axes=[1], keepdims=1))
+    exp = b.op("Exp", shifted)
+    total = b.op("ReduceSum", exp, b.const(np.array([1], np.int64)), keepdims=0)
+    total = b.op("Reshape", total, b.const(np.array([-1, 1], np.int64)))
+    model = b.build(b.op("Div", exp, b.op("Expand", total, b.const(np.array([1, 12], np.int64)))))
+    assert softmax_logits(model) == {model.graph.output[0].name: shifted}
+    b2 = GraphBuilder(7)
+    e = b2.op("Exp", b2.op("MatMul", b2.input("x", ["N", 6]), b2.weight(6, 12)))
+    other = b2.build(b2.op("Div", e, b2.const(np.array(3.0, np.float32))))  # not a sum of the same Exp
+    assert softmax_logits(other) == {}
