@@ -143,7 +143,9 @@ def prune_command(
         str, typer.Option(help="auto, cpu or cuda (cuda without a usable GPU is an error).")
     ] = PruneConfig.device,
     seed: Annotated[
-        int, typer.Option(help="Random seed; a run is deterministic for a given seed.")
+        int, typer.Option(help="Random seed. A run repeats exactly for a given seed when its steps and batch are "
+                               "given (--steps, --finetune-steps, --batch-size) or --time-budget is off; otherwise "
+                               "the time budget plans them from speeds measured on this machine, which vary.")
     ] = PruneConfig.seed,
     force: Annotated[bool, typer.Option(help="Overwrite the output file if it exists.")] = False,
     report: Annotated[

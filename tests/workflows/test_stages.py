@@ -208,3 +208,26 @@ def test_a_fine_tune_stopped_by_divergence_says_so_and_counts_the_steps_it_ran(m
                    write=False, max_drift="off", progress=lambda stage, info: notes.append(info.get("message", "")))
     assert result.finetune_steps == 3
     assert any("stopped after 3 of its 8 steps: its loss diverged" in n for n in notes)
+
+
+def test_weights_a_search_wrecked_are_not_kept_but_its_choice_is():
+    """HED (a VGG without BatchNorm fed 0-255 pixels less the mean) came out of the search at the default rates
+    with an error of 1.000 on real crops; its own weights under the same masks kept the edges."""
+    import torch
+
+    from darp_onnx.workflows.prune import prepare_data, recover
+
+    notes = []
+    config = prune_config(write=False, device="cpu", channel_multiple=1, **{**FAST, "finetune_steps": 0})
+    run = prepare_data(analyse_costs(load(RESNET, config, progress=lambda s, i: notes.append(i.get("message")))))
+    scores = score(run)
+    masks = extract(run, scores).masks
+    searched = {k: v.clone() for k, v in run.proxy.state_dict().items()}
+    assert recover(run, scores, masks).steps == 0 and not any(n and "weight updates" in n for n in notes)
+    assert all(torch.equal(v, searched[k]) for k, v in run.proxy.state_dict().items())  # the search's, kept
+    with torch.no_grad():  # now the search blew the weights up
+        for weight in run.proxy.parameters():
+            weight.mul_(50.0)
+    recover(run, scores, masks)
+    assert any(n and n.startswith("the search's weight updates raised the loss") for n in notes)
+    assert all(torch.equal(v, run.presearch_weights[k]) for k, v in run.proxy.state_dict().items())
