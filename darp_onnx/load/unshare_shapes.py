@@ -35,12 +35,15 @@ def _int_vectors(graph: onnx.GraphProto) -> set[str]:
     return found
 
 
+def _small_table(tensor: onnx.TensorProto) -> bool:
+    return tensor.data_type in FLOAT_TYPES and len(tensor.dims) == 2 and int(np.prod(tensor.dims)) <= MAX_TABLE_ELEMENTS
+
+
 def _table_rows(graph: onnx.GraphProto) -> set[str]:
     """Outputs of Gathers from a small float table and of the views after them (MPNet's and T5's relative
     position bias, [buckets, heads] gathered once and added to every layer's scores): copied per reader like
     shape vectors, so each layer keeps its own heads, and the table with them (`_copy_tables`)."""
-    tables = {t.name for t in graph.initializer
-              if t.data_type in FLOAT_TYPES and int(np.prod(t.dims)) <= MAX_TABLE_ELEMENTS and len(t.dims) == 2}
+    tables = {t.name for t in graph.initializer if _small_table(t)}
     rows: set[str] = set()
     for node in graph.node:
         if node.domain not in ("", "ai.onnx") or len(node.output) != 1 or not node.input:
@@ -52,20 +55,24 @@ def _table_rows(graph: onnx.GraphProto) -> set[str]:
 
 
 def _copy_tables(graph: onnx.GraphProto, taken: set[str]) -> int:
-    """A small table several copied Gathers read: each extra reader gets its own copy of it."""
+    """A small table several Gathers read (the copies `_copy_pass` made): each extra reader gets its own copy."""
     inits = {t.name: t for t in graph.initializer}
     readers = defaultdict(list)
     for node in graph.node:
-        if node.op_type == "Gather" and node.input and node.input[0] in inits and "__copy" in node.name:
+        if node.op_type == "Gather" and node.input and node.input[0] in inits and len(node.output) == 1:
             readers[node.input[0]].append(node)
+    copies = 0
     for name, nodes in readers.items():
-        for node in nodes:
+        if not _small_table(inits[name]):
+            continue
+        for node in nodes[1:]:
+            copies += 1
             copy = onnx.TensorProto()
             copy.CopyFrom(inits[name])
             copy.name = _fresh(f"{name}__{node.name}", taken)
             graph.initializer.append(copy)
             node.input[0] = copy.name
-    return sum(len(v) for v in readers.values())
+    return copies
 
 
 def _copy_pass(graph: onnx.GraphProto, vectors: set[str], taken: set[str]) -> int:

@@ -408,7 +408,7 @@ def _check_something_to_fit(run: PruneRun) -> None:
 def _add_softmax_logits(run: PruneRun) -> None:
     """Train on the logits of Softmax outputs in their place (`training.decode_targets.softmax_logits`). Like
     the decoded scores, they come after the graph outputs, which every check zips against."""
-    logits = softmax_logits(run.model)
+    logits = softmax_logits(run.model, run.observed_shapes)
     run.proxy.add_outputs(list(logits.values()))
     names = run.proxy.output_names
     run.logits_of = {names.index(out): names.index(source) for out, source in logits.items()
@@ -641,7 +641,7 @@ def _weights_the_search_left(run: PruneRun, handle, masks: Masks, steps: int) ->
     data better (then put back, with a note): HED (a VGG without BatchNorm fed 0-255 pixels less the mean)
     came out of a search at the default rates with an error of 1.000 on real crops, where its own weights under
     the same masks kept the edges. Costs a pass over the data, two after a search; none for a baseline."""
-    before = run.presearch_weights
+    before, run.presearch_weights = run.presearch_weights, None  # held no longer than needed
     if before is None:
         return _masked_outputs(run, handle, masks) if steps > 0 else None
     searched_weights = {k: v.detach().clone() for k, v in run.proxy.state_dict().items()}

@@ -85,7 +85,8 @@ def test_a_softmax_output_is_trained_through_its_logits():
     from darp_onnx.workflows.prune import analyse_costs, load, prepare_data
 
     model, logits = _softmax_classifier()
-    assert softmax_logits(model) == {model.graph.output[0].name: logits}
+    assert softmax_logits(model, {logits: (1, 40)}) == {model.graph.output[0].name: logits}
+    assert softmax_logits(model, {logits: (1, 5, 40)}) == {} == softmax_logits(model, {})  # per position: MSE
     run = prepare_data(analyse_costs(load(model, prune_config(write=False, synthetic_samples=16, device="cpu"))))
     assert run.logits_of == {0: 1} and run.proxy.output_names[1] == logits
     probs, raw = run.reference
@@ -125,8 +126,8 @@ def test_a_softmax_spelled_out_as_exp_over_its_sum_gives_its_logits():
     total = b.op("ReduceSum", exp, b.const(np.array([1], np.int64)), keepdims=0)
     total = b.op("Reshape", total, b.const(np.array([-1, 1], np.int64)))
     model = b.build(b.op("Div", exp, b.op("Expand", total, b.const(np.array([1, 12], np.int64)))))
-    assert softmax_logits(model) == {model.graph.output[0].name: shifted}
+    assert softmax_logits(model, {shifted: (1, 12)}) == {model.graph.output[0].name: shifted}
     b2 = GraphBuilder(7)
     e = b2.op("Exp", b2.op("MatMul", b2.input("x", ["N", 6]), b2.weight(6, 12)))
     other = b2.build(b2.op("Div", e, b2.const(np.array(3.0, np.float32))))  # not a sum of the same Exp
-    assert softmax_logits(other) == {}
+    assert softmax_logits(other, {e: (1, 12)}) == {}

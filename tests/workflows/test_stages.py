@@ -225,9 +225,10 @@ def test_weights_a_search_wrecked_are_not_kept_but_its_choice_is():
     searched = {k: v.clone() for k, v in run.proxy.state_dict().items()}
     assert recover(run, scores, masks).steps == 0 and not any(n and "weight updates" in n for n in notes)
     assert all(torch.equal(v, searched[k]) for k, v in run.proxy.state_dict().items())  # the search's, kept
+    run.presearch_weights = before = {k: v.clone() for k, v in searched.items()}
     with torch.no_grad():  # now the search blew the weights up
         for weight in run.proxy.parameters():
             weight.mul_(50.0)
     recover(run, scores, masks)
     assert any(n and n.startswith("the search's weight updates raised the loss") for n in notes)
-    assert all(torch.equal(v, run.presearch_weights[k]) for k, v in run.proxy.state_dict().items())
+    assert all(torch.equal(v, before[k]) for k, v in run.proxy.state_dict().items())
