@@ -80,8 +80,9 @@ def _fold_constant_identities(graph: onnx.GraphProto) -> int:
     return len(folded)
 
 
-def _copy_shared(graph: onnx.GraphProto) -> int:
-    """A float initializer read by several nodes (or twice by one): every extra read gets its own copy."""
+def _copy_shared(graph: onnx.GraphProto, copied=lambda tensor, readers: _copied_per_reader(tensor)) -> int:
+    """A float initializer read by several nodes (or twice by one) and `copied(tensor, [(node, input index)])`:
+    every extra read gets its own copy."""
     inits = {t.name: t for t in graph.initializer}
     readers: dict[str, list[tuple[onnx.NodeProto, int]]] = defaultdict(list)
     for node in graph.node:
@@ -93,7 +94,7 @@ def _copy_shared(graph: onnx.GraphProto) -> int:
     copies = 0
     for name, uses in readers.items():
         tensor = inits[name]
-        if len(uses) < 2 or name in outputs or tensor.data_type not in FLOAT_TYPES or not _copied_per_reader(tensor):
+        if len(uses) < 2 or name in outputs or tensor.data_type not in FLOAT_TYPES or not copied(tensor, uses):
             continue
         array = numpy_helper.to_array(tensor)
         for node, pos in uses[1:]:

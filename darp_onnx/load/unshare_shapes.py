@@ -14,7 +14,7 @@ from collections import defaultdict
 import numpy as np
 import onnx
 
-from darp_onnx.load.unshare import FLOAT_TYPES, _all_names, _fresh
+from darp_onnx.load.unshare import FLOAT_TYPES, _all_names, _copy_shared, _fresh
 
 INT_TYPES = {onnx.TensorProto.INT64, onnx.TensorProto.INT32}
 # ops that carry the elements of a shape vector (darp_onnx.groups.shape_values keeps their literals' sources)
@@ -42,7 +42,7 @@ def _small_table(tensor: onnx.TensorProto) -> bool:
 def _table_rows(graph: onnx.GraphProto) -> set[str]:
     """Outputs of Gathers from a small float table and of the views after them (MPNet's and T5's relative
     position bias, [buckets, heads] gathered once and added to every layer's scores): copied per reader like
-    shape vectors, so each layer keeps its own heads, and the table with them (`_copy_tables`)."""
+    shape vectors, so each layer keeps its own heads, and the table with them (`_read_as_table`)."""
     tables = {t.name for t in graph.initializer if _small_table(t)}
     rows: set[str] = set()
     for node in graph.node:
@@ -52,27 +52,6 @@ def _table_rows(graph: onnx.GraphProto) -> set[str]:
                 node.op_type in TABLE_VIEW_OPS and node.input[0] in rows):
             rows.add(node.output[0])
     return rows
-
-
-def _copy_tables(graph: onnx.GraphProto, taken: set[str]) -> int:
-    """A small table several Gathers read (the copies `_copy_pass` made): each extra reader gets its own copy."""
-    inits = {t.name: t for t in graph.initializer}
-    readers = defaultdict(list)
-    for node in graph.node:
-        if node.op_type == "Gather" and node.input and node.input[0] in inits and len(node.output) == 1:
-            readers[node.input[0]].append(node)
-    copies = 0
-    for name, nodes in readers.items():
-        if not _small_table(inits[name]):
-            continue
-        for node in nodes[1:]:
-            copies += 1
-            copy = onnx.TensorProto()
-            copy.CopyFrom(inits[name])
-            copy.name = _fresh(f"{name}__{node.name}", taken)
-            graph.initializer.append(copy)
-            node.input[0] = copy.name
-    return copies
 
 
 def _copy_pass(graph: onnx.GraphProto, vectors: set[str], taken: set[str]) -> int:
@@ -120,4 +99,8 @@ def unshare_shape_vectors(graph: onnx.GraphProto) -> int:
         total += copies
         if not copies:
             break
-    return total + _copy_tables(graph, taken)
+    return total + _copy_shared(graph, _read_as_table)  # each copied Gather gets its own table too
+
+
+def _read_as_table(tensor: onnx.TensorProto, readers: list[tuple[onnx.NodeProto, int]]) -> bool:
+    return _small_table(tensor) and all(node.op_type == "Gather" and pos == 0 for node, pos in readers)

@@ -28,9 +28,11 @@ def is_probabilities(array: np.ndarray | torch.Tensor) -> bool:
     """Class scores that are a Softmax's output: rows of non-negative values summing to 1. Taken as logits,
     their softmax is nearly flat (256 tempo classes: a loss of 0.002 where the pruned model had lost every
     decision), so the losses read them as probabilities (`log_probabilities`)."""
+    if not is_class_scores(per_sample(array)):  # before any copy: the targets of a segmenter may be large
+        return False
     values = np.asarray(per_sample(array.detach().cpu().numpy() if isinstance(array, torch.Tensor) else array),
                         np.float64)
-    if not is_class_scores(values) or not np.isfinite(values).all():
+    if not np.isfinite(values).all():
         return False
     return bool(values.min() >= -1e-6 and np.abs(values.sum(axis=1) - 1.0).max() < 1e-3)
 
@@ -81,21 +83,26 @@ class TaskLoss:
         for index, (out, ref, scale) in enumerate(zip(outputs, self.teacher, self.scales, strict=False)):
             if not out.is_floating_point() or index in self.logits_of:  # integers carry no gradient; a Softmax's
                 continue  # probabilities are matched through its logits
-            target, finite = finite_target(per_sample(ref[idx].to(out.device)))
-            out = per_sample(out)
-            if finite is not None:  # elements the original leaves NaN or infinite: nothing to match there
-                total = total + masked_mse(out.float(), target, finite) / scale
-            elif is_class_scores(target):
-                probabilities = self._probabilities(index)
-                total = total + F.kl_div(log_probabilities(out, probabilities),
-                                         log_probabilities(target, probabilities), reduction="batchmean",
-                                         log_target=True)
-            else:
-                total = total + F.mse_loss(out.float(), target) / scale
+            total = total + output_loss(per_sample(out), ref[idx], scale, self._probabilities(index))
         return total / max(len(outputs) - len(self.logits_of), 1)
 
     def _probabilities(self, index: int) -> bool:
         return index < len(self.probabilities) and self.probabilities[index]
+
+
+def output_loss(out: torch.Tensor, ref: torch.Tensor, scale: float, probabilities: bool,
+                temperature: float = 1.0) -> torch.Tensor:
+    """How far one output is from the teacher's `ref` (a batch of it): KL divergence of class scores (at
+    `temperature`, times its square), else an MSE over `scale` (the teacher's variance), over the elements where
+    the teacher gives numbers."""
+    target, finite = finite_target(per_sample(ref.to(out.device)))
+    if finite is not None:  # elements the original leaves NaN or infinite: nothing to match there
+        return masked_mse(out.float(), target, finite) / scale
+    if is_class_scores(target):
+        t = temperature
+        return t * t * F.kl_div(log_probabilities(out, probabilities, t), log_probabilities(target, probabilities, t),
+                                reduction="batchmean", log_target=True)
+    return F.mse_loss(out.float(), target) / scale
 
 
 def finite_variance(teacher: torch.Tensor) -> float:

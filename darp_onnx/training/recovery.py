@@ -19,10 +19,9 @@ import torch.nn.functional as F
 from darp_onnx.proxy import ProxyModel
 from darp_onnx.search.loss import (
     finite_variance,
-    is_class_scores,
     is_probabilities,
     log_probabilities,
-    masked_mse,
+    output_loss,
     per_sample,
 )
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
@@ -34,7 +33,6 @@ from darp_onnx.training.steps import (
     trainable_parameters,
     weight_optimizer,
 )
-from darp_onnx.validation.nonfinite import finite_target
 
 SCHEDULES = ("cosine", "onecycle", "constant")
 
@@ -105,18 +103,9 @@ class RecoveryLoss:
         heads = [self.logits_of.get(0, 0)] if self.labels is not None else [
             i for i in range(min(len(outputs), len(self.teacher))) if i not in self.logits_of]
         term = outputs[0].new_zeros(())
-        t = self.temperature
         for i in heads:
-            out, ref, scale, probabilities = outputs[i], self.teacher[i], self.scales[i], self.probabilities[i]
-            target, finite = finite_target(per_sample(ref[idx].to(out.device)))
-            if finite is not None:  # elements the original leaves NaN or infinite: nothing to match there
-                term = term + masked_mse(out.float(), target, finite) / scale
-            elif is_class_scores(target):
-                term = term + t * t * F.kl_div(log_probabilities(out, probabilities, t),
-                                               log_probabilities(target, probabilities, t), reduction="batchmean",
-                                               log_target=True)
-            else:
-                term = term + F.mse_loss(out.float(), target) / scale
+            term = term + output_loss(outputs[i], self.teacher[i][idx], self.scales[i], self.probabilities[i],
+                                      self.temperature)
         return term / len(heads)
 
 
