@@ -11,6 +11,7 @@ import onnx
 import torch
 
 from darp_onnx.errors import BadInputError, first_line
+from darp_onnx.load.example_sizes import counting_sizes
 from darp_onnx.load.inputs import synthetic_inputs
 from darp_onnx.load.io import default_opset, load_model
 from darp_onnx.load.numbers import check_number, check_seed
@@ -47,7 +48,7 @@ def check_model(path: str | os.PathLike, *, batch: int = 2, seed: int = 0, allow
     model = load_model(path)
     check_loaded_model(model, str(path), allow_nonfinite=allow_nonfinite)
     given = resolve_input_shapes(model, dict(input_shapes or {}), check_fixed=True)
-    shapes = _at_batch(model, _inspect_sizes(model, given)[0], given, batch)
+    shapes = _at_batch(model, counting_sizes(model, given)[0], given, batch)
     check_run_memory(model, static_shapes(model, shapes, batch=batch), {}, batch_size=1, synthetic_samples=0)
     proxy = build_proxy(model, source=str(path), front_ends=True)
     feeds = synthetic_inputs(model, batch=batch, seed=seed, shapes=shapes)
@@ -125,7 +126,7 @@ def _diff_sizes(before: onnx.ModelProto, after: onnx.ModelProto, given: dict[str
     shapes: dict[str, tuple[int, ...]] = {}
     for model, name in zip((before, after), names, strict=True):
         shapes.update(resolve_input_shapes(model, given or recorded, what=name))
-    counted, sizes_from = _inspect_sizes(before, shapes)
+    counted, sizes_from = counting_sizes(before, shapes)
     if counted == shapes:
         sizes_from = "--input-shape" if given else "the sizes the model was pruned at" if recorded else None
     return counted, sizes_from
@@ -146,7 +147,7 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
     check_edges(model, str(path))
     check_weights(model, str(path), allow_nonfinite=True)
     check_spec(model, str(path))
-    input_shapes, sizes_from = _inspect_sizes(model, resolve_input_shapes(model, dict(input_shapes or {})))
+    input_shapes, sizes_from = counting_sizes(model, resolve_input_shapes(model, dict(input_shapes or {})))
     model, ifs_note = _without_static_ifs(model, input_shapes, str(path))
     supported = set(supported_ops()) | {"Constant"}
     ops = Counter(n.op_type if n.domain in ("", "ai.onnx") else f"{n.domain}::{n.op_type}" for n in model.graph.node)
@@ -191,75 +192,6 @@ def inspect(path: str | os.PathLike, *, input_shapes=None) -> dict[str, Any]:
         "branches": len(analysis.branches),
         "frozen_reasons": list(analysis.frozen_reasons),
     }
-
-
-def _inspect_sizes(model: onnx.ModelProto, given: dict[str, tuple[int, ...]]
-                   ) -> tuple[dict[str, tuple[int, ...]], str | None]:
-    """The sizes to count a model at, and where they came from: those given; else, for inputs with free
-    dims after the batch, the sizes `prune` recorded in the model, or example sizes (224 for a picture's
-    sides, 64 for a sequence). `inspect` of a PP-OCR model with a free height ended in 'give --input-shape'."""
-    from darp_onnx.load.input_shapes import recorded_input_shapes
-    from darp_onnx.load.inputs import example_shape, graph_inputs
-
-    free = [v for v in graph_inputs(model) if v.name not in given
-            and any(not (d.HasField("dim_value") and d.dim_value > 0) for d in v.type.tensor_type.shape.dim[1:])]
-    if not free:
-        return given, "--input-shape" if given else None
-    recorded = recorded_input_shapes(model)
-    if all(v.name in recorded for v in free):
-        return {**given, **{v.name: recorded[v.name] for v in free}}, "the sizes the model was pruned at"
-    examples = {v.name: tuple(int(d) for d in example_shape(v).split("x")) for v in free}
-    return _runnable(model, given, _named_alike(model, given, examples)), \
-        "example sizes for its free dims (give --input-shape for yours)"
-
-
-EXAMPLE_SIDES = (224, 256, 320, 384, 512, 192, 160, 128, 448, 640)  # a picture's sides, tried in turn
-
-
-def _runnable(model: onnx.ModelProto, given: dict[str, tuple[int, ...]], shapes: dict[str, tuple[int, ...]]
-              ) -> dict[str, tuple[int, ...]]:
-    """`shapes`, or the first EXAMPLE_SIDES that onnxruntime runs on the example sizes' picture sides (224):
-    a MobileViT exported at 256x256 keeps its patch counts as constants, and at 224 its Reshape failed, so
-    `inspect` asked for --input-shape. Unchanged where nothing else runs (the error then names the sizes)."""
-    from darp_onnx.runtime.session import make_session
-
-    sides = [(name, axis) for name, dims in shapes.items() if name not in given
-             for axis, size in enumerate(dims) if axis > 0 and size == EXAMPLE_SIDES[0]]
-    if not sides:
-        return shapes
-    try:
-        session = make_session(model, "cpu", optimized=False)
-    except Exception:  # noqa: BLE001 - ingest reports what onnxruntime says
-        return shapes
-    for side in EXAMPLE_SIDES:
-        trial = {name: tuple(side if (name, axis) in sides else size for axis, size in enumerate(dims))
-                 for name, dims in shapes.items()}
-        try:
-            session.run(None, synthetic_inputs(model, batch=1, seed=0, shapes=trial))
-        except Exception:  # noqa: BLE001 - not these sizes
-            continue
-        return trial
-    return shapes
-
-
-def _named_alike(model: onnx.ModelProto, given: dict[str, tuple[int, ...]], examples: dict[str, tuple[int, ...]]
-                 ) -> dict[str, tuple[int, ...]]:
-    """`given` and `examples`, with every dim the graph names alike (dim_param) at one size: the first the given
-    shapes, then the examples in input order, give it. hama's decoder step declares [batch, src_len] beside
-    [2, batch, 96]: per-input examples made src_len 64 and 16000, batch 1 and 64, and onnxruntime refused."""
-    from darp_onnx.load.inputs import graph_inputs
-
-    declared = {v.name: list(v.type.tensor_type.shape.dim) for v in graph_inputs(model)}
-    sizes: dict[str, int] = {}
-    for shapes in (given, examples):
-        for name, dims in shapes.items():
-            for dim, size in zip(declared.get(name, []), dims, strict=False):
-                if dim.dim_param:
-                    sizes.setdefault(dim.dim_param, int(size))
-    named = {name: tuple(sizes[d.dim_param] if d.dim_param else size
-                         for d, size in zip(declared.get(name, []), dims, strict=False)) or dims
-             for name, dims in examples.items()}
-    return {**given, **named}
 
 
 def _at_batch(model: onnx.ModelProto, shapes: dict[str, tuple[int, ...]], given, batch: int

@@ -20,6 +20,10 @@ class BadInputError(DarpError):
     """The input model, data or an option is unusable (exit code 1)."""
 
 
+class MissingInputShapeError(BadInputError):
+    """An input has a free size after its batch axis and no --input-shape or data gives it."""
+
+
 class PreflightError(BadInputError):
     """A path, an option value or the model is unusable, found before any work (exit code 1)."""
 

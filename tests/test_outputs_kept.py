@@ -220,6 +220,20 @@ def test_positives_are_also_judged_without_the_class_that_dominates():
     assert positives_kept(sigmoid, sigmoid) == 1.0
 
 
+def test_a_classifier_softmax_is_judged_by_its_picks_not_by_its_values_above_one_half():
+    """A tempo classifier over 256 classes: its values above 0.5 are the few picks it is sure of; its picks
+    (top-1 agreement, picks kept) judge it, and no 'values above 0.5 kept' row is shown beside them."""
+    rng = np.random.default_rng(5)
+    logits = rng.normal(0.0, 3.0, size=(32, 256))
+    before = (np.exp(logits) / np.exp(logits).sum(axis=1, keepdims=True)).astype(np.float32)
+    after = np.roll(before, 1, axis=1)  # every pick moved to the next class
+    assert positives_kept(after, before) is None
+    fid = fidelity([after], [before], names=["tempo"])
+    assert fid.positives_kept is None and fid.top1_agreement == 0.0 and fid.decisions_kept == 0.0
+    multi_label = rng.uniform(0, 1, size=(32, 256)).astype(np.float32)  # sigmoids: rows do not sum to 1
+    assert positives_kept(multi_label, multi_label) == 1.0
+
+
 def test_an_output_further_from_the_original_than_zeros_is_refused():
     """nudenet pruned with --data: its class-score slice off by 5.08 of its size, 0.067 over the whole output,
     written with exit 0 and no detection left on held-out photos."""

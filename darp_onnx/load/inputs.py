@@ -7,7 +7,7 @@ from collections.abc import Mapping
 import numpy as np
 import onnx
 
-from darp_onnx.errors import BadInputError
+from darp_onnx.errors import BadInputError, MissingInputShapeError
 
 _NP_TYPES = {
     onnx.TensorProto.FLOAT: np.float32,
@@ -53,7 +53,7 @@ def input_shape(
         elif axis == 0:
             shape.append(batch)
         else:
-            raise BadInputError(
+            raise MissingInputShapeError(
                 f"input '{value.name}' has a symbolic dim '{dim.dim_param or '?'}' on axis {axis}; "
                 f"give its shape with --input-shape {value.name}={example_shape(value)} (your sizes)"
             )

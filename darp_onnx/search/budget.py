@@ -12,6 +12,7 @@ import torch
 from darp_onnx.cost import CostModel
 from darp_onnx.cost.metrics import Metric, budget_target, get_metric
 from darp_onnx.errors import OptionError
+from darp_onnx.groups import ChannelAnalysis
 
 
 @dataclass(frozen=True)
@@ -87,13 +88,16 @@ def check_feasible(budget: Budget, cost_model: CostModel) -> None:
 
 def _nothing_prunable(cost_model: CostModel, nothing: bool) -> str:
     """Why, where no group can be pruned (a GRU encoder: its hidden size is frozen)."""
-    if not nothing:
-        return ""
-    reasons = [g.frozen for g in cost_model.analysis.groups if g.frozen]
+    return nothing_prunable(cost_model.analysis) if nothing else ""
+
+
+def nothing_prunable(analysis: ChannelAnalysis, at: str = "") -> str:
+    """'; nothing in this model is prunable{at} (N frozen groups, e.g. the first reason; ...)'."""
+    reasons = [g.frozen for g in analysis.groups if g.frozen]
     if not reasons:
-        return "; nothing in this model is prunable"
+        return f"; nothing in this model is prunable{at}"
     first = reasons[0] if len(reasons[0]) <= 160 else reasons[0][:157] + "..."
-    return (f"; nothing in this model is prunable ({len(reasons)} frozen group{'s' if len(reasons) > 1 else ''}, "
+    return (f"; nothing in this model is prunable{at} ({len(reasons)} frozen group{'s' if len(reasons) > 1 else ''}, "
             f"e.g. {first}; `darp-onnx inspect MODEL` lists them)")
 
 

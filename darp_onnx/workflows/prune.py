@@ -22,7 +22,7 @@ import torch
 
 from darp_onnx.cost import CostModel, count_graph, count_graph_params
 from darp_onnx.cost.latency import LatencyModel, compare_latencies
-from darp_onnx.errors import BadInputError, OptionError, ValidationFailedError
+from darp_onnx.errors import BadInputError, MissingInputShapeError, OptionError, ValidationFailedError
 from darp_onnx.groups import ChannelAnalysis, analyse
 from darp_onnx.load.control_flow import inline_static_ifs, refuse_data_dependent
 from darp_onnx.load.ingest import ingest
@@ -103,6 +103,7 @@ from darp_onnx.workflows.config import (
     parse_channel_multiple,
     prune_config,
 )
+from darp_onnx.workflows.missing_shapes import refuse_if_nothing_prunable
 from darp_onnx.workflows.multiple_speed import TimedCandidate, choose_for_speed, speed_note
 from darp_onnx.workflows.outputs import check_paths_first, write_prune_outputs
 from darp_onnx.workflows.plan import (
@@ -473,7 +474,13 @@ def prepare(model_or_path: str | os.PathLike | onnx.ModelProto, config: PruneCon
             progress: ProgressFn | None = None) -> PruneRun:
     """load -> analyse_costs -> prepare_data."""
     torch.manual_seed(config.seed)
-    run = prepare_data(analyse_costs(load(model_or_path, config, progress=progress)))
+    loaded = load(model_or_path, config, progress=progress)
+    try:
+        analysed = analyse_costs(loaded)
+    except MissingInputShapeError:
+        refuse_if_nothing_prunable(loaded.model, loaded.input_shapes, loaded.source.name, config.seed)
+        raise
+    run = prepare_data(analysed)
     run.progress("start", {"groups": len(run.analysis.prunable()), "budget_fraction": run.budget.fraction})
     return run
 
