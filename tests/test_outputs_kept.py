@@ -436,3 +436,33 @@ def test_a_picture_output_is_judged_by_psnr():
     assert psnr_db(original * 255, original * 255) == float("inf")
     classes = original / original.sum(axis=1, keepdims=True)  # a 3-class segmentation's Softmax: not a picture
     assert psnr_db(classes, classes) is None
+
+
+def test_a_linear_layers_output_in_zero_to_one_is_no_probability():
+    """MTCNN ONet's landmarks: a Gemm writes 10 coordinates normalised to the crop, all within [0, 1]; 'values
+    above 0.5 kept' meant nothing there. The Sigmoid output beside it is still judged."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    from darp_onnx.validation.checks import linear_outputs
+
+    weights = [numpy_helper.from_array(np.ones((4, 10), np.float32), "w"),
+               numpy_helper.from_array(np.zeros(10, np.float32), "b")]
+    nodes = [helper.make_node("Gemm", ["x", "w", "b"], ["landmarks"], name="fc"),
+             helper.make_node("MatMul", ["x", "w"], ["mm"], name="mm"),
+             helper.make_node("Add", ["mm", "b"], ["biased"], name="bias"),
+             helper.make_node("Sigmoid", ["biased"], ["face"], name="sigmoid")]
+    outputs = [helper.make_tensor_value_info(n, TensorProto.FLOAT, ["N", 10]) for n in ("landmarks", "biased", "face")]
+    graph = helper.make_graph(nodes, "g", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["N", 4])], outputs,
+                              weights)
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert linear_outputs(model) == ["landmarks", "biased"]
+    rng = np.random.default_rng(6)
+    before = rng.uniform(0.0, 1.0, size=(16, 10)).astype(np.float32)
+    after = np.clip(before + rng.normal(0, 0.3, size=before.shape), 0, 1).astype(np.float32)
+    judged = fidelity([after, after], [before, before], names=["landmarks", "face"], classes=False,
+                      linear=linear_outputs(model)[:1])
+    assert judged.positives_output == "face"
+    alone = fidelity([after], [before], names=["landmarks"], classes=False, linear=["landmarks"])
+    assert alone.positives_kept is None and fidelity([after], [before], classes=False).positives_kept is not None
+    onnx.checker.check_model(model)

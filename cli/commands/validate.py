@@ -44,7 +44,8 @@ def validate_command(
     latency_runs: Annotated[int, typer.Option(help="Timed runs per model after 3 warm-up runs, batch 1 "
                                                    "(0: skip timing).")] = 20,
     samples: Annotated[int, typer.Option(help="Synthetic samples when no --data is given.")] = 64,
-    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs.")] = 0,
+    seed: Annotated[int, typer.Option(help="Seed of the synthetic inputs; they are never those a data-free "
+                                           "prune with the same --seed trained on.")] = 0,
     allow_nonfinite: AllowNonfinite = False,
     json_out: JsonOut = False,
     quiet: Quiet = False,

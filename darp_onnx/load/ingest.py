@@ -24,6 +24,7 @@ import numpy as np
 import onnx
 
 from darp_onnx.errors import BadInputError, first_line
+from darp_onnx.load.constant_islands import fold_constant_islands
 from darp_onnx.load.input_shapes import shapes_text
 from darp_onnx.load.inputs import synthetic_inputs
 from darp_onnx.load.io import with_dynamic_dims
@@ -167,6 +168,7 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
     renamed = not has_unique_names(model)
     work = name_nodes(model) if renamed else model
     work = with_dynamic_dims(work)  # a ModelProto given directly did not pass load_model
+    work, _ = fold_constant_islands(work)  # before unsharing: a folded value read twice is then copied
     work, unshared = unshare_constants(work)
     work, folded, stored_types = fold_stored_weights(work)
     sources = {"onnx": 0, "symbolic": 0, "onnxruntime": 0}

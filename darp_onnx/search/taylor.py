@@ -82,7 +82,8 @@ def run_darp(proxy: ProxyModel, analysis: ChannelAnalysis, cost_model, budget, d
             init_scores = taylor_scores(proxy, analysis, dataset, loss_fn, batches=batches,
                                         batch_size=config.batch_size, seed=config.seed, device=device)
             config = replace(config, steps=config.steps - batches)
-    handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device) if config.batchnorm else None
+    handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device,
+                              training_batch=min(config.batch_size, len(dataset))) if config.batchnorm else None
     if handle is not None:
         handle.train_graph_batchnorm(dataset)
     normalised = handle is not None and handle.normalises_most()

@@ -17,6 +17,14 @@ statistics over its own positions leave out how samples differ, so a channel nea
 sample (silero's VAD encoder: mean 3000, in-sample std 0.1) got scaled up by 40 and its rounding noise
 with it. There the statistics are moments over the samples (run side by side, so that each layer's
 are taken after the layers before it are set, as in one batch), and training keeps them fixed.
+
+Training batches of fewer than MIN_BATCH_STATISTICS samples keep them fixed too (as detectors fine-tuned at
+two pictures a GPU freeze BatchNorm): the statistics of two or four pictures follow each picture's own
+brightness and contrast, which the written model, on its running statistics, never sees. HED (a VGG edge
+detector) trained at batch 4 lowered its batch loss while the loss of the folded model over the data rose
+(0.78 -> 1.37), and the fine-tune was dropped; on fixed statistics it kept edge F1 0.73 against the
+original's edges where it had 0.01 (docs/results.md, stop 36). The running statistics are still
+re-estimated on the pruned model (`recalibrate`), on batch statistics over passes of `pass_batch` samples.
 """
 
 from __future__ import annotations
@@ -43,6 +51,7 @@ LOCKSTEP_SAMPLES = 64  # micro-batch statistics: at most this many samples run s
 LOCKSTEP_PER_TRAINING_SAMPLE = 4  # ... and at most this many per sample of a training step (memory: a forward
 #                                   without gradients holds each sample's live tensors only, not all of them)
 RESOLVABLE = 1e-3  # the smallest std relative to the mean that the fold treats as signal
+MIN_BATCH_STATISTICS = 8  # training batches below this size train on the running statistics
 
 
 class NormalisedConv(nn.Module):
@@ -51,7 +60,7 @@ class NormalisedConv(nn.Module):
     def __init__(self, conv: nn.Module, channels: int, *, batch_stats: bool = True) -> None:
         super().__init__()
         self.conv = conv
-        self.batch_stats = batch_stats  # train on batch statistics (False: the running ones, for micro-batches)
+        self.batch_stats = batch_stats  # train on batch statistics (False: the running ones: micro or small batches)
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
         self.register_buffer("running_mean", torch.zeros(channels))
@@ -110,18 +119,22 @@ class NormalisedConv(nn.Module):
 class BatchNormHandle:
     """The BatchNorm layers inserted into one proxy: `parameters`, `recalibrate`, `fold`."""
 
-    def __init__(self, proxy: ProxyModel, layers: dict[int, NormalisedConv]) -> None:
+    def __init__(self, proxy: ProxyModel, layers: dict[int, NormalisedConv], small_batches: bool = False) -> None:
         self.proxy = proxy
         self.layers = layers
+        self.small_batches = small_batches  # training batches below MIN_BATCH_STATISTICS: fixed statistics
         self.graph_layers: list[GraphBatchNorm] = []  # the graph's own BatchNormalization nodes, when trained
 
     def train_graph_batchnorm(self, dataset: Dataset) -> None:
         """The graph's BatchNormalization nodes train on batch statistics too (`training.graph_batchnorm`),
         where there are batches of real samples. One sample has no batch statistics; synthetic feeds have
         statistics unlike the data's, and the stored ones are all the model knows of its data (data-free,
-        the OCR direction classifier of PaddleOCR went from output error 0.44 on pictures to 1.3)."""
+        the OCR direction classifier of PaddleOCR went from output error 0.44 on pictures to 1.3). Small
+        training batches keep their stored statistics while training; `recalibrate` still re-estimates them."""
         if not dataset.micro_batches and not dataset.synthetic:
             self.graph_layers = train_graph_batchnorm(self.proxy)
+            for graph_layer in self.graph_layers:
+                graph_layer.module.batch_statistics = not self.small_batches
 
     def normalises_most(self) -> bool:
         """BatchNorm on batch statistics follows at least half of the layers with weights (Conv, Gemm,
@@ -129,7 +142,8 @@ class BatchNormHandle:
         (training.steps.weight_optimizer). Layers of a model in micro-batches keep fixed statistics: they
         normalise nothing, and their convolutions train as unnormalised ones (at SGD's 0.03 a tf2onnx
         BlazeFace with a fixed batch of 1 reached outputs of 1e5 after one data-free step, then NaN)."""
-        normalising = sum(layer.batch_stats for layer in self.layers.values()) + len(self.graph_layers)
+        normalising = (sum(layer.batch_stats for layer in self.layers.values())
+                       + sum(graph_layer.module.batch_statistics for graph_layer in self.graph_layers))
         return normalising >= 0.5 * max(len(weighted_steps(self.proxy)), 1)
 
     def parameters(self) -> list[nn.Parameter]:
@@ -171,6 +185,15 @@ class BatchNormHandle:
         before = {idx: (layer.running_mean.clone(), layer.running_var.clone()) for idx, layer in self.layers.items()}
         graph_before = [graph_layer.statistics() for graph_layer in self.graph_layers]
         stream = dataset.batches(min(batch_size, len(dataset)), np.random.default_rng(seed))
+        # layers trained on their running statistics for small batches are re-estimated on batch statistics; those
+        # fixed for synthetic pictures in mixed ranges keep the statistics `match_model` gave them, as before
+        small = self.small_batches and not dataset.mixed_ranges
+        fixed = [layer for layer in self.layers.values() if small and not layer.batch_stats]
+        fixed_graph = [g.module for g in self.graph_layers if small and not g.module.batch_statistics]
+        for layer in fixed:
+            layer.batch_stats = True
+        for module in fixed_graph:
+            module.batch_statistics = True
         with torch.no_grad():
             for count in range(max(1, min(batches, -(-len(dataset) // batch_size)))):
                 for layer in self.layers.values():
@@ -178,6 +201,10 @@ class BatchNormHandle:
                 for graph_layer in self.graph_layers:
                     graph_layer.set_momentum(1.0 / (count + 1))
                 batch_outputs(self.proxy, dataset, next(stream), device)
+        for layer in fixed:
+            layer.batch_stats = False
+        for module in fixed_graph:
+            module.batch_statistics = False
         for idx, layer in self.layers.items():
             layer.momentum = 0.1
             if not (torch.isfinite(layer.running_mean).all() and torch.isfinite(layer.running_var).all()):
@@ -283,18 +310,20 @@ def _foldable_convs(proxy: ProxyModel) -> list[int]:
 @torch.no_grad()
 def insert_batchnorm(proxy: ProxyModel, dataset: Dataset, *, samples: int = 256, batch_size: int | None = None,
                      seed: int = 0, device: torch.device | str = "cpu",
-                     steps: Iterable[int] | None = None) -> BatchNormHandle:
+                     steps: Iterable[int] | None = None, training_batch: int | None = None) -> BatchNormHandle:
     """Insert BatchNorm after every foldable Conv, initialised so that the proxy (in eval mode, and in
-    train mode up to batch noise) still computes the graph: statistics over `samples` samples."""
+    train mode up to batch noise) still computes the graph: statistics over `samples` samples. Training
+    batches of `training_batch` samples, below MIN_BATCH_STATISTICS, train on the running statistics."""
     indices = list(_foldable_convs(proxy) if steps is None else steps)
     layers: dict[int, NormalisedConv] = {}
+    small = training_batch is not None and training_batch < MIN_BATCH_STATISTICS
     for idx in indices:
         channels = proxy.tensor(proxy.steps[idx].inputs[1]).shape[0]
-        batch_stats = not (dataset.micro_batches or dataset.mixed_ranges)
+        batch_stats = not (dataset.micro_batches or dataset.mixed_ranges or small)
         layer = NormalisedConv(proxy.nodes[idx], channels, batch_stats=batch_stats).to(device)
         proxy.nodes[idx] = layer
         layers[idx] = layer
-    handle = BatchNormHandle(proxy, layers)
+    handle = BatchNormHandle(proxy, layers, small_batches=small)
     handle.match_model(dataset, samples=samples, batch_size=batch_size, seed=seed, device=device)
     return handle
 

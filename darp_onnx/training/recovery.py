@@ -137,7 +137,8 @@ def recover(
     torch.manual_seed(config.seed)
     handle: BatchNormHandle | None = None
     if config.batchnorm:
-        handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device)
+        handle = insert_batchnorm(proxy, dataset, seed=config.seed, device=device,
+                                  training_batch=min(config.batch_size, len(dataset)))
         handle.train_graph_batchnorm(dataset)
     if set_pruned is not None:
         set_pruned()

@@ -41,7 +41,14 @@ from darp_onnx.runtime.device import choose_device
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.runtime.timer import measure_latencies
 from darp_onnx.training.batching import feeds_of_several, session_batch_major
-from darp_onnx.training.dataset import Dataset, check_dataset, data_notes, load_dataset, synthetic_dataset
+from darp_onnx.training.dataset import (
+    FRESH_SEED_OFFSET,
+    Dataset,
+    check_dataset,
+    data_notes,
+    load_dataset,
+    synthetic_dataset,
+)
 from darp_onnx.validation.checks import (
     EQUIVALENCE_ATOL,
     EQUIVALENCE_RTOL,
@@ -49,6 +56,7 @@ from darp_onnx.validation.checks import (
     fidelity,
     fixed_classes,
     label_outputs,
+    linear_outputs,
     logit_outputs,
     run_batches,
 )
@@ -102,10 +110,10 @@ def _session(model: onnx.ModelProto, device: str, label: str, error: type[DarpEr
 
 
 def _dataset(data, original: onnx.ModelProto, shapes, samples: int, seed: int, preprocess: str | None) -> Dataset:
-    """The test split of `data` when it has one, else its train split (image files: `preprocess`); synthetic
-    inputs without data."""
+    """The test split of `data` when it has one, else its train split (image files: `preprocess`); without data,
+    fresh synthetic inputs (`FRESH_SEED_OFFSET`: not those a data-free prune at `seed` was fitted to)."""
     if data is None:
-        return synthetic_dataset(original, samples=samples, seed=seed, shapes=shapes,
+        return synthetic_dataset(original, samples=samples, seed=seed + FRESH_SEED_OFFSET, shapes=shapes,
                                  micro_batches=feeds_of_several(shapes))
     try:
         return load_dataset(data, original, split="test", preprocess=preprocess, input_shapes=shapes)
@@ -266,7 +274,7 @@ def validate_models(
         post_notes = check_whole(whole_p, whole_o, whole_feeds(whole_o, dataset.timing_feeds(1)[0], shapes, seed),
                                  device=target, label=label_p)
     fid = fidelity(after, before, dataset.labels, names, fixed_classes(model_o), label_outputs(model_o),
-                   logit_outputs(model_o))
+                   logit_outputs(model_o), linear_outputs(model_o))
     timings["run_s"] = time.perf_counter() - clock
 
     clock = time.perf_counter()

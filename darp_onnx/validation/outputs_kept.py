@@ -239,12 +239,14 @@ def score_rows(before: np.ndarray) -> tuple[int, np.ndarray] | None:
     return min(found, key=lambda split: b.shape[split[0]], default=None)
 
 
-def _kept(name: str, a: np.ndarray, b: np.ndarray, judged: tuple[np.ndarray, np.ndarray] | None = None
-          ) -> OutputKept:
-    """`judged`: the pair as probabilities, where the caller knows better than `as_probabilities` (logits)."""
+def _kept(name: str, a: np.ndarray, b: np.ndarray, judged: tuple[np.ndarray, np.ndarray] | None = None,
+          scores: bool = True) -> OutputKept:
+    """`judged`: the pair as probabilities, where the caller knows better than `as_probabilities` (logits);
+    `scores`: the values may be probabilities (not a linear layer's)."""
     pa, pb = as_probabilities(a, b) if judged is None else judged
     picks = decisions_kept(pa, pb)
-    positives = None if psnr_db(a, b) is not None else positives_kept(pa, pb)  # pixels in [0, 1] are no scores
+    # pixels in [0, 1] are no scores, nor a linear layer's values
+    positives = None if psnr_db(a, b) is not None or not scores else positives_kept(pa, pb)
     return OutputKept(name, relative_error(a, b), positives, variation_kept(a, b),
                       None if picks is None else picks[0], None if picks is None else picks[1],
                       error_over_spread(a, b))
@@ -252,15 +254,18 @@ def _kept(name: str, a: np.ndarray, b: np.ndarray, judged: tuple[np.ndarray, np.
 
 def outputs_kept(after: Sequence[np.ndarray], before: Sequence[np.ndarray],
                  names: Sequence[str] | None = None,
-                 judged: Sequence[tuple[np.ndarray, np.ndarray]] | None = None) -> list[OutputKept]:
+                 judged: Sequence[tuple[np.ndarray, np.ndarray]] | None = None,
+                 linear: Sequence[str] = ()) -> list[OutputKept]:
     """One row per output, and one more for the score slices of an output that packs them with others.
-    `judged`: each pair as probabilities (see `_kept`)."""
+    `judged`: each pair as probabilities (see `_kept`); `linear`: outputs a linear layer writes, whose values
+    are no probabilities (no positives counted)."""
     names = list(names) if names is not None else [f"output {i}" for i in range(len(before))]
     judged = list(judged) if judged is not None else [None] * len(before)
     rows = []
     for name, a, b, pair in zip(names, after, before, judged, strict=False):
-        rows.append(_kept(name, a, b, pair))
-        split = score_rows(b) if np.shape(a) == np.shape(b) else None
+        scores = name not in linear
+        rows.append(_kept(name, a, b, pair, scores))
+        split = score_rows(b) if np.shape(a) == np.shape(b) and scores else None
         if split is not None:
             axis, index = split
             label = f"{name} (values in [0, 1] on axis {axis})"

@@ -46,6 +46,7 @@ from darp_onnx.search.taylor import TAYLOR_BATCHES, run_darp, taylor_scores
 from darp_onnx.training.batching import is_batch_major
 from darp_onnx.training.data_shapes import shapes_from_data
 from darp_onnx.training.dataset import (
+    FRESH_SEED_OFFSET,
     SYNTHETIC_SOURCE,
     Dataset,
     data_notes,
@@ -74,6 +75,7 @@ from darp_onnx.validation.checks import (
     fidelity,
     fixed_classes,
     label_outputs,
+    linear_outputs,
     logit_outputs,
     run_batches,
     run_model,
@@ -119,7 +121,6 @@ from darp_onnx.workflows.plan import (
 from darp_onnx.workflows.results import Extraction, PruneResult, StageTimings, Validation
 
 ProgressFn = Callable[[str, dict[str, float]], None]
-FRESH_SEED_OFFSET = 7919  # the fresh synthetic samples' seed, away from the training samples' (seed, seed + 1)
 Masks = dict[int, np.ndarray]
 
 
@@ -860,16 +861,16 @@ def _fidelity(run: PruneRun, written, before: list[np.ndarray], session_before, 
     which samples those were."""
     held, micro = run.holdout, run.dataset.micro_batches
     names, classes, ids = [o.name for o in run.model.graph.output], fixed_classes(run.model), label_outputs(run.model)
-    logits = logit_outputs(run.model)
+    logits, linear = logit_outputs(run.model), linear_outputs(run.model)
     if held is None and run.dataset.synthetic:
         held = fresh_synthetic(run)
     if held is None:
-        kept = fidelity(written.outputs, before, run.dataset.labels, names, classes, ids, logits)
+        kept = fidelity(written.outputs, before, run.dataset.labels, names, classes, ids, logits, linear)
         return kept, f"{len(run.dataset)} fitted (no holdout) samples"
     original = run_batches(session_before, held.inputs, "original model", micro=micro)
     pruned = run_batches(written.session, held.inputs, label, micro=micro)
     kind = "fresh synthetic samples (not fitted)" if held.synthetic else "held-out samples"
-    return fidelity(pruned, original, held.labels, names, classes, ids, logits), f"{len(held)} {kind}"
+    return fidelity(pruned, original, held.labels, names, classes, ids, logits, linear), f"{len(held)} {kind}"
 
 
 def fresh_synthetic(run: PruneRun) -> Dataset:

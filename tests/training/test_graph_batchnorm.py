@@ -49,6 +49,28 @@ def test_graph_batchnorm_counts_as_normalising_and_only_while_recovering():
     assert not any(getattr(m, "batch_statistics", False) for m in proxy.nodes)
 
 
+def test_small_training_batches_keep_the_graph_statistics_while_training_and_re_estimate_them():
+    """Batches of a few samples train on the stored statistics (they no longer count as normalising); the
+    re-estimation on the pruned model still runs on batch statistics."""
+    model = _unfolded_cnn()
+    data = _real(model, 16)
+    proxy = build_proxy(model)
+    handle = insert_batchnorm(proxy, data, samples=16, training_batch=4)
+    handle.train_graph_batchnorm(data)
+    assert len(handle.graph_layers) == 2 and not handle.normalises_most()
+    assert not any(layer.module.batch_statistics for layer in handle.graph_layers)
+    proxy.eval()
+    evaluated = predict(proxy, data)[0]
+    proxy.train()
+    with torch.no_grad():
+        trained = proxy(x=torch.from_numpy(data.inputs["x"]))
+    np.testing.assert_allclose(trained.numpy(), evaluated, rtol=1e-5, atol=1e-5)  # no batch statistics used
+    stats = [layer.mean.clone() for layer in handle.graph_layers]
+    handle.recalibrate(data, samples=16, batch_size=8)
+    assert all(not torch.allclose(layer.mean, before) for layer, before in zip(handle.graph_layers, stats, strict=True))
+    assert not any(layer.module.batch_statistics for layer in handle.graph_layers)
+
+
 def test_recovery_trains_graph_batchnorm_on_batch_statistics_and_writes_them_back():
     model = _unfolded_cnn()
     data = _real(model, 32)

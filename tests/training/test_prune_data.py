@@ -137,7 +137,7 @@ def test_an_output_that_keeps_no_positives_is_not_written(tmp_path, monkeypatch)
     import darp_onnx.workflows.prune as prune_module
     from darp_onnx.validation.checks import Fidelity
 
-    def dead_heatmap(after, before, labels=None, names=None, classes=True, ids=(), logits=()):
+    def dead_heatmap(after, before, labels=None, names=None, classes=True, ids=(), logits=(), linear=()):
         return Fidelity(None, 0.2, positives_output=names[0], positives_kept=0.0)
 
     monkeypatch.setattr(prune_module, "fidelity", dead_heatmap)
