@@ -27,11 +27,15 @@ def npz_shapes(path: Path) -> dict[str, tuple[int, ...]]:
             if not info.filename.endswith(".npy"):
                 continue
             with archive.open(info) as member:
-                version = np.lib.format.read_magic(member)
-                read = np.lib.format.read_array_header_1_0 if version == (1, 0) else \
-                    np.lib.format.read_array_header_2_0
-                shapes[info.filename[:-4]] = tuple(read(member)[0])
+                shapes[info.filename[:-4]] = _header_shape(member)
     return shapes
+
+
+def _header_shape(file) -> tuple[int, ...]:
+    """The shape an open .npy file's header declares."""
+    version = np.lib.format.read_magic(file)
+    read = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+    return tuple(read(file)[0])
 
 
 def _array_shapes(data: object) -> dict[str, tuple[int, ...]]:
@@ -52,6 +56,24 @@ def _array_shapes(data: object) -> dict[str, tuple[int, ...]]:
         return {}  # load_dataset reports a bad file in its own words
 
 
+def _npy_sample_shapes(data: object, model: onnx.ModelProto) -> dict[str, tuple[int, ...]]:
+    """For a one-input model and a folder of .npy files (one sample each, stacked along a new first axis): the
+    input's name -> the stack's shape, from the first file's header (attacut's token ids [1, L] were asked for
+    --input-shape though the files said L); {} for anything else."""
+    values = graph_inputs(model)
+    if len(values) != 1 or not isinstance(data, str | os.PathLike) or not Path(data).is_dir():
+        return {}
+    first = next(iter(sorted(Path(data).glob("*.npy"))), None)
+    if first is None or any(Path(data).glob("*.npz")):
+        return {}
+    try:
+        with open(first, "rb") as file:
+            shape = _header_shape(file)
+    except (OSError, ValueError):
+        return {}  # load_dataset reports a bad file in its own words
+    return {values[0].name: (2, *shape)}  # a stack of samples: its first axis counts them
+
+
 def shapes_from_data(data: object, model: onnx.ModelProto, given: Mapping[str, tuple[int, ...]],
                      split: str = "train") -> dict[str, tuple[int, ...]]:
     """`given`, plus (1, *sample shape) for each input that has a symbolic dim past the batch axis, no
@@ -59,7 +81,7 @@ def shapes_from_data(data: object, model: onnx.ModelProto, given: Mapping[str, t
     the arrays stack whole feeds (one axis more than every input: a model without a batch axis), the feed's
     shape for every input without a given one."""
     inputs = [v for v in graph_inputs(model) if v.name not in given]
-    arrays = _array_shapes(data)
+    arrays = _array_shapes(data) or _npy_sample_shapes(data, model)
     found = {v.name: next((arrays[k] for k in (f"{split}_{v.name}", v.name) if k in arrays), None) for v in inputs}
     ranks = {v.name: len(v.type.tensor_type.shape.dim) for v in graph_inputs(model)}
     shapes = dict(given)

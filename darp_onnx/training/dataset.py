@@ -288,6 +288,12 @@ def _load_folder(folder: Path, model: onnx.ModelProto, split: str | None) -> Dat
         return Dataset(inputs, labels, str(folder), notes=notes)
     if npy and len(graph_inputs(model)) == 1:
         samples = [np.load(f, allow_pickle=False) for f in npy]
+        other = next((k for k, sample in enumerate(samples) if sample.shape != samples[0].shape), None)
+        if other is not None:
+            raise BadInputError(
+                f"{folder}: {npy[0].name} holds an array of shape {samples[0].shape}, {npy[other].name} one of "
+                f"{samples[other].shape}; each .npy file of a folder is one sample and all must have one shape: "
+                "pad or cut them to one length (or give an .npz of windows)")
         return Dataset({graph_inputs(model)[0].name: np.stack(samples)}, None, str(folder))
     raise BadInputError(f"{folder}: holds no .npz (or, for a one-input model, .npy) files; check --data")
 

@@ -53,3 +53,35 @@ def test_prune_text_model_with_token_data_and_no_input_shape(tmp_path):
     assert document["data"]["samples"] == 64 - 13 and document["data"]["labels"] is True  # 20% held out
     assert document["validation"]["fidelity_on"] == "13 held-out samples"
     assert out.exists()
+
+
+def _one_input_text_model():
+    """An embedding over int64 ids [1, L] (attacut's input: a batch of one, a free length)."""
+    import onnx
+    from onnx import TensorProto, helper, numpy_helper
+
+    table = numpy_helper.from_array(np.ones((10, 4), np.float32), "table")
+    node = helper.make_node("Gather", ["table", "chars"], ["embedded"], name="embed")
+    graph = helper.make_graph([node], "g", [helper.make_tensor_value_info("chars", TensorProto.INT64, [1, "L"])],
+                              [helper.make_tensor_value_info("embedded", TensorProto.FLOAT, [1, "L", 4])], [table])
+    return helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+
+
+def test_a_folder_of_npy_samples_gives_the_length_and_names_files_of_other_lengths(tmp_path):
+    """attacut with a folder of per-sentence .npy id files: asked for --input-shape though the files said the
+    length, then told 'all input arrays must have the same shape; give a valid .npz file'."""
+    import pytest
+
+    from darp_onnx.errors import BadInputError
+
+    model = _one_input_text_model()
+    folder = tmp_path / "ids"
+    folder.mkdir()
+    for k in range(3):
+        np.save(folder / f"s{k}.npy", np.full((1, 64), k, dtype=np.int64))
+    assert shapes_from_data(folder, model, {}) == {"chars": (1, 64)}
+    assert load_dataset(folder, model).inputs["chars"].shape == (3, 1, 64)
+    np.save(folder / "s3.npy", np.zeros((1, 57), dtype=np.int64))
+    with pytest.raises(BadInputError, match=r"s0\.npy holds an array of shape \(1, 64\), s3\.npy one of \(1, 57\); "
+                                            r".* pad or cut them to one length"):
+        load_dataset(folder, model)
