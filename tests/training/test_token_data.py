@@ -57,7 +57,6 @@ def test_prune_text_model_with_token_data_and_no_input_shape(tmp_path):
 
 def _one_input_text_model():
     """An embedding over int64 ids [1, L] (attacut's input: a batch of one, a free length)."""
-    import onnx
     from onnx import TensorProto, helper, numpy_helper
 
     table = numpy_helper.from_array(np.ones((10, 4), np.float32), "table")
