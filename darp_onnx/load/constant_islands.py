@@ -29,15 +29,16 @@ def fold_constant_islands(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int]
     """A copy of `model` with its constant integer values folded, and how many tensors were; `model` itself
     where there is none."""
     island = _constant_nodes(model.graph)
-    wanted = _integer_boundary(model, [model.graph.node[k] for k in island])
-    values = _evaluate(model, [model.graph.node[k] for k in island], wanted) if wanted else {}
+    nodes = [model.graph.node[k] for k in sorted(island)]
+    wanted = _integer_boundary(model, nodes)
+    values = _evaluate(model, nodes, wanted) if wanted else {}
     if not values:
         return model, 0
     out = onnx.ModelProto()
     out.CopyFrom(model)
     out.graph.initializer.extend(numpy_helper.from_array(value, name) for name, value in values.items())
-    nodes = [(k, n) for k, n in enumerate(out.graph.node) if not set(n.output) & set(values)]
-    kept = [n for _, n in _without_dead(nodes, island, {o.name for o in out.graph.output})]
+    left = [(k, n) for k, n in enumerate(out.graph.node) if not set(n.output) & set(values)]
+    kept = [n for _, n in _without_dead(left, island, {o.name for o in out.graph.output})]
     del out.graph.node[:]
     out.graph.node.extend(kept)
     return out, len(values)
@@ -49,10 +50,9 @@ def _constant_nodes(graph: onnx.GraphProto) -> set[int]:
     constant = {t.name for t in graph.initializer if t.name not in declared}
     found = set()
     for k, node in enumerate(graph.node):
-        if node.domain not in ("", "ai.onnx") or node.op_type in RANDOM_OPS or node_reads(node) != {
-                i for i in node.input if i}:  # sub-graphs: left alone
-            continue
         inputs = [i for i in node.input if i]
+        if node.domain not in ("", "ai.onnx") or node.op_type in RANDOM_OPS or node_reads(node) != set(inputs):
+            continue  # custom ops, random draws and nodes with sub-graphs are left as they are
         if node.op_type == "Constant" or (inputs and all(i in constant for i in inputs)):
             found.add(k)
             constant.update(o for o in node.output if o)
