@@ -68,7 +68,8 @@ class DarpConfig:
 class SearchResult:
     scores: dict[int, np.ndarray]
     history: list[dict[str, float]] = field(default_factory=list)
-    skipped: int = 0  # steps not run because the deadline came first
+    skipped: int = 0  # steps not run because the deadline came first or the loss diverged
+    diverged: bool = False  # stopped on a diverging loss (`DivergenceGuard`), the weights before it kept
 
 
 StepCallback = Callable[[dict[str, float]], None]
@@ -177,6 +178,7 @@ def darp_search(
     proxy.train()
     last_good: list[torch.Tensor] | None = None
     guard = DivergenceGuard(opt_w)
+    diverged = False
     try:
         for count in range(config.steps):
             step = clock.position(count)
@@ -202,6 +204,7 @@ def darp_search(
                 restore_weights(weights, last_good)
                 if guard.go_on():
                     continue
+                diverged = True
                 break
             if config.joint or not logit_step:  # this step updates the weights
                 last_good = [w.detach().clone() for w in weights]
@@ -239,4 +242,4 @@ def darp_search(
         handle.remove()
         proxy.eval()
     return SearchResult({gid: th.detach().cpu().numpy() for gid, th in theta.items()}, history,
-                        config.steps - len(history))
+                        config.steps - len(history), diverged)

@@ -11,7 +11,7 @@ import onnx
 from onnx import shape_inference
 
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
-from darp_onnx.load.output_sources import output_sources
+from darp_onnx.load.output_sources import MOVES, output_sources
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.training.synthetic_check import class_heads
 from darp_onnx.validation.images_out import worst_picture
@@ -33,7 +33,7 @@ from darp_onnx.validation.padded_ids import id_agreement, rows_alike
 
 CTC_READING = "picks per step, repeats merged, its most frequent class dropped as a blank"
 IDS_READING = "the ids at every position, the padding left out"
-ID_MOVES = {"Reshape", "Transpose", "Squeeze", "Unsqueeze", "Identity", "Flatten", "Cast"}  # ids stay ids
+ID_MOVES = MOVES  # ids stay ids
 EQUIVALENCE_ATOL = 1e-4
 EQUIVALENCE_RTOL = 1e-3
 BASELINE_FACTOR = 4.0
@@ -164,24 +164,6 @@ def logit_outputs(model: onnx.ModelProto) -> list[str]:
     pruned copy read 'ttt' for 'task 68' with no check of its picks)."""
     return [output.name for output, head in zip(model.graph.output, class_heads(model), strict=True)
             if head is not None and not head.softmax and head.axis == -1]
-
-
-LINEAR_OPS = {"Gemm", "MatMul", "Conv", "ConvTranspose"}
-
-
-def linear_outputs(model: onnx.ModelProto) -> list[str]:
-    """Graph outputs a linear layer writes (Gemm, MatMul, Conv, or its bias Add; through ops that only move
-    values): regressions, never probabilities, even where their values lie in [0, 1]. MTCNN ONet's 10 landmark
-    coordinates (a Gemm, normalised to the crop) were reported as 'values above 0.5 kept (F1) 0.98'."""
-    producer = {name: node for node in model.graph.node for name in node.output}
-    found = []
-    for output, (node, _) in zip(model.graph.output, output_sources(model, ID_MOVES), strict=True):
-        if node is not None and node.op_type == "Add":
-            node = next((producer[i] for i in node.input if i in producer and producer[i].op_type in LINEAR_OPS),
-                        node)
-        if node is not None and node.op_type in LINEAR_OPS:
-            found.append(output.name)
-    return found
 
 
 def _judged(a: np.ndarray, b: np.ndarray, logits: bool) -> tuple[np.ndarray, np.ndarray]:

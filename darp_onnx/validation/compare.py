@@ -29,6 +29,7 @@ from darp_onnx.load.input_shapes import recorded_input_shapes, resolve_input_sha
 from darp_onnx.load.inputs import graph_inputs
 from darp_onnx.load.io import load_model
 from darp_onnx.load.numbers import check_validate_numbers
+from darp_onnx.load.output_sources import linear_outputs
 from darp_onnx.load.post_processing import PostProcessing, split_post_processing
 from darp_onnx.load.preflight import (
     check_memory,
@@ -56,7 +57,6 @@ from darp_onnx.validation.checks import (
     fidelity,
     fixed_classes,
     label_outputs,
-    linear_outputs,
     logit_outputs,
     run_batches,
 )

@@ -28,6 +28,7 @@ from darp_onnx.load.control_flow import inline_static_ifs, refuse_data_dependent
 from darp_onnx.load.ingest import ingest
 from darp_onnx.load.input_shapes import name_output_dims, record_input_shapes, resolve_input_shapes
 from darp_onnx.load.inputs import has_free_sizes
+from darp_onnx.load.output_sources import linear_outputs
 from darp_onnx.load.post_processing import PostProcessing, attach_post_processing, split_post_processing
 from darp_onnx.load.preflight import check_loaded_model, check_run_memory, convertible_in
 from darp_onnx.load.refusals import refuse_unprunable
@@ -75,7 +76,6 @@ from darp_onnx.validation.checks import (
     fidelity,
     fixed_classes,
     label_outputs,
-    linear_outputs,
     logit_outputs,
     run_batches,
     run_model,
@@ -502,6 +502,11 @@ def score(run: PruneRun) -> Scores:
                               run.plan.search_data if small else run.dataset,
                               run.search_loss if small else run.loss_fn, darp, device=run.device.torch_device,
                               on_step=lambda rec: run.progress("search", rec), deadline=_search_deadline(run))
+            if result.diverged:
+                run.progress("note", {"message": f"the search stopped after {darp.steps - result.skipped} of its "
+                                                 f"{darp.steps} steps: its loss diverged (the weights before the "
+                                                 "step that blew up are kept, and the channels are chosen from the "
+                                                 "logits as they were); a lower --search-lr may let it run"})
             importance = {g: 0.5 * (1.0 + np.tanh(s / 2.0)) for g, s in result.scores.items()}  # keep probabilities
             return Scores(result.scores, importance, darp.steps - result.skipped)
         if search.method == "taylor":  # its gradient passes count as steps

@@ -152,3 +152,21 @@ def test_prune_warns_in_its_result_when_the_original_gives_one_answer(tmp_path):
     result = darp_onnx.prune(model, output=tmp_path / "p.onnx", target_flops=0.7, search_steps=2, finetune_steps=1,
                              synthetic_samples=8, latency_runs=1, channel_multiple=1, max_drift="off")
     assert any("picks class 0 of 5" in w and "--data" in w for w in result.warnings)
+
+
+def test_a_single_logit_negative_on_every_synthetic_input_is_named():
+    """MediaPipe's face mesh: its face flag (one logit a Conv writes) says 'no face' on every synthetic input;
+    pruned data-free it found no face in 9 real ones, and nothing said that data-free numbers cannot judge it."""
+    from darp_onnx.training.synthetic_check import one_decision_outputs
+
+    b = GraphBuilder(46)
+    x = b.input("x", ["N", 3, 4, 4])
+    flag = b.op("Reshape", b.conv(x, 3, 1, k=4), b.const(np.array([-1, 1], np.int64)))
+    model = b.build(flag)
+    name = model.graph.output[0].name
+    line = one_decision_outputs(model, [np.full((8, 1), -2.0, np.float32)])
+    assert line is not None and f"'{name}' (one score per input, if it is a logit) is negative for all 8" in line
+    assert "--data" in line
+    assert one_decision_outputs(model, [np.linspace(-1, 1, 8, dtype=np.float32)[:, None]]) is None
+    assert one_decision_outputs(model, [np.full((8, 1), 30.0, np.float32)]) is None  # an age, a quality score
+

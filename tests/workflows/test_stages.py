@@ -210,6 +210,28 @@ def test_a_fine_tune_stopped_by_divergence_says_so_and_counts_the_steps_it_ran(m
     assert any("stopped after 3 of its 8 steps: its loss diverged" in n for n in notes)
 
 
+def test_a_search_stopped_by_divergence_says_so(monkeypatch):
+    """BlazeFace with data: the search ran 14 of its 106 planned steps (its loss diverged) and only --json's
+    search_steps showed it; a fine-tune stopping so says it."""
+    import darp_onnx.search.darp as darp_module
+
+    real = darp_module.DivergenceGuard
+
+    def diverging_after_two(optimizer):
+        guard = real(optimizer)
+        calls = iter(range(10**6))
+        guard.diverged = lambda loss: next(calls) >= 2
+        guard.go_on = lambda: False
+        return guard
+
+    monkeypatch.setattr(darp_module, "DivergenceGuard", diverging_after_two)
+    notes = []
+    result = prune(RESNET, target_flops=0.6, search_steps=6, finetune_steps=0, synthetic_samples=8, latency_runs=1,
+                   write=False, max_drift="off", progress=lambda stage, info: notes.append(info.get("message", "")))
+    assert result.search_steps == 3  # a Taylor pass for the starting logits, then two steps
+    assert any("the search stopped after 3 of its 6 steps: its loss diverged" in n for n in notes)
+
+
 def test_weights_a_search_wrecked_are_not_kept_but_its_choice_is():
     """HED (a VGG without BatchNorm fed 0-255 pixels less the mean) came out of the search at the default rates
     with an error of 1.000 on real crops; its own weights under the same masks kept the edges."""
