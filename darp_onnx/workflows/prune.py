@@ -653,7 +653,7 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
 # that of the weights before the search. Measured before the fine-tune (and before BatchNorm is re-estimated) the
 # loss misjudges them: the sample ResNet at 15% MACs had 1.77x the loss after its search and still ended 1.8 points
 # better for keeping them (0.985 against 0.967; stop 36), while HED's wrecked weights (error 1.000 on real crops) had
-# 2.4x, 6.5x at the stop-36 defaults.
+# 2.4x (1.6x to 6.5x in stop 36's runs, docs/results.md).
 SEARCH_WEIGHTS_LOSS_FACTOR = 2.0
 
 
