@@ -671,7 +671,8 @@ def _weights_the_search_left(run: PruneRun, handle, masks: Masks, steps: int) ->
     run.proxy.load_state_dict(before)
     kept = _masked_outputs(run, handle, masks)
     loss_searched, loss_kept = _loss_of(run, searched), _loss_of(run, kept)
-    if not loss_kept * SEARCH_WEIGHTS_LOSS_FACTOR < loss_searched:  # NaN from an overflow counts against
+    far_worse = loss_kept * SEARCH_WEIGHTS_LOSS_FACTOR < loss_searched or not math.isfinite(loss_searched)
+    if not far_worse:  # a NaN from an overflow counts against the weights that gave it
         run.proxy.load_state_dict(searched_weights)
         return searched
     run.progress("note", {"message": f"the search's weight updates raised the loss over the data ({loss_kept:.4g} "

@@ -256,7 +256,7 @@ def test_weights_a_search_wrecked_are_not_kept_but_its_choice_is():
     assert all(torch.equal(v, before[k]) for k, v in run.proxy.state_dict().items())
 
 
-@pytest.mark.parametrize(("searched_loss", "kept"), [(1.9, "searched"), (2.1, "before")])
+@pytest.mark.parametrize(("searched_loss", "kept"), [(1.9, "searched"), (2.1, "before"), (float("nan"), "before")])
 def test_the_search_weights_go_on_unless_their_loss_is_over_twice_the_weights_before_it(monkeypatch, searched_loss,
                                                                                          kept):
     """Measured before the fine-tune the loss misjudges the searched weights: the sample ResNet at 15% MACs had
