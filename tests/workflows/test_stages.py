@@ -256,11 +256,13 @@ def test_weights_a_search_wrecked_are_not_kept_but_its_choice_is():
     assert all(torch.equal(v, before[k]) for k, v in run.proxy.state_dict().items())
 
 
-@pytest.mark.parametrize(("searched_loss", "kept"), [(1.9, "searched"), (2.1, "before"), (float("nan"), "before")])
-def test_the_search_weights_go_on_unless_their_loss_is_over_twice_the_weights_before_it(monkeypatch, searched_loss,
-                                                                                         kept):
+@pytest.mark.parametrize(("real", "searched_loss", "kept"), [(True, 1.9, "searched"), (True, 2.1, "before"),
+                                                             (True, float("nan"), "before"), (False, 1.1, "before")])
+def test_the_search_weights_go_on_unless_their_loss_is_over_twice_the_weights_before_it(monkeypatch, real,
+                                                                                         searched_loss, kept):
     """Measured before the fine-tune the loss misjudges the searched weights: the sample ResNet at 15% MACs had
-    1.77x the loss after its search and ended 1.8 points better for keeping them."""
+    1.77x the loss after its search and ended 1.8 points better for keeping them. Data-free, any rise sends them
+    back (trained on synthetic inputs, they drift from what the original knows)."""
     import torch
 
     import darp_onnx.workflows.prune as prune_module
@@ -271,6 +273,8 @@ def test_the_search_weights_go_on_unless_their_loss_is_over_twice_the_weights_be
         i.get("message")))))
     scores = score(run)
     masks = extract(run, scores).masks
+    if real:
+        run.dataset.source = "samples.npz"  # what --data gives: not synthetic
     searched = {k: v.clone() for k, v in run.proxy.state_dict().items()}
     run.presearch_weights = before = {k: v + 1.0 if v.is_floating_point() else v for k, v in searched.items()}
     losses = iter([searched_loss, 1.0])  # the searched weights' loss, then the weights' before the search
