@@ -4,26 +4,12 @@ re-estimates them on the pruned model."""
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import numpy as np
-import pytest
 import torch
 
-from darp_onnx.load.io import load_model
 from darp_onnx.proxy import build_proxy
 from darp_onnx.training.batchnorm import MIN_BATCH_STATISTICS, insert_batchnorm
-from darp_onnx.training.dataset import load_dataset
 from darp_onnx.training.steps import batch_outputs
-
-SAMPLES = Path(__file__).resolve().parent.parent.parent / "sample_models"
-DATA = SAMPLES / "data" / "digits_source.npz"
-
-
-@pytest.fixture(scope="module")
-def resnet_data():
-    model = load_model(SAMPLES / "resnet.onnx")
-    return model, load_dataset(DATA, model, split="train").subset(np.arange(16))
 
 
 @torch.no_grad()
