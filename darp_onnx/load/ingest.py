@@ -69,6 +69,21 @@ def _known(model: onnx.ModelProto) -> dict[str, onnx.ValueInfoProto]:
     return {v.name: v for v in [*graph.input, *graph.value_info, *graph.output] if _complete(v)}
 
 
+def _reinferred(model: onnx.ModelProto) -> onnx.ModelProto:
+    """onnx's shape inference again, for the tensors it left incomplete before constants were folded (a Pad
+    whose pads were computed: [?, ?, ?, ?], then a Reshape with 'symbolic dims after the channel axis');
+    `model` itself where inference fails."""
+    fresh = onnx.ModelProto()
+    fresh.CopyFrom(model)
+    kept = [v for v in fresh.graph.value_info if _complete(v)]
+    del fresh.graph.value_info[:]
+    fresh.graph.value_info.extend(kept)
+    try:
+        return onnx.shape_inference.infer_shapes(fresh, check_type=False, strict_mode=False, data_prop=True)
+    except Exception:  # noqa: BLE001 - the shapes found before folding are kept
+        return model
+
+
 def _symbolic(model: onnx.ModelProto) -> onnx.ModelProto | None:
     """onnxruntime's symbolic shape inference, quiet; None when it fails on this model."""
     from onnxruntime.tools.symbolic_shape_infer import SymbolicShapeInference
@@ -168,7 +183,9 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
     renamed = not has_unique_names(model)
     work = name_nodes(model) if renamed else model
     work = with_dynamic_dims(work)  # a ModelProto given directly did not pass load_model
-    work, _ = fold_constant_islands(work)  # before unsharing: a folded value read twice is then copied
+    work, islands = fold_constant_islands(work)  # before unsharing: a folded value read twice is then copied
+    if islands:
+        work = _reinferred(work)
     work, unshared = unshare_constants(work)
     work, folded, stored_types = fold_stored_weights(work)
     sources = {"onnx": 0, "symbolic": 0, "onnxruntime": 0}

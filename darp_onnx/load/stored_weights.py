@@ -85,6 +85,16 @@ def _value(node: onnx.NodeProto, inputs: list[np.ndarray], opset: int = 17) -> n
     return out if out.size <= max(a.size for a in inputs) else None  # never grow a constant by broadcasting
 
 
+def _constants(graph: onnx.GraphProto) -> dict[str, onnx.TensorProto]:
+    """The initializers not declared as inputs (those may be fed) and the values of Constant nodes: torch's
+    exporter without constant folding gives each Slice of an LSTM weight its starts and ends as Constant nodes."""
+    declared = {v.name for v in graph.input}
+    found = {n.output[0]: a.t for n in graph.node if n.op_type == "Constant" and n.domain in ("", "ai.onnx")
+             for a in n.attribute if a.name == "value" and a.type == onnx.AttributeProto.TENSOR}
+    found.update((t.name, t) for t in graph.initializer if t.name not in declared)
+    return found
+
+
 def _foldable(node: onnx.NodeProto, inits: dict[str, onnx.TensorProto], outputs: set[str]) -> bool:
     return (node.domain in ("", "ai.onnx")
             and node.op_type in ("Cast", "DequantizeLinear", "Transpose", *FOLDED_OPS, *MOVING_OPS)
@@ -109,8 +119,7 @@ def fold_stored_weights(model: onnx.ModelProto) -> tuple[onnx.ModelProto, int, d
     stored: dict[str, int] = {}
     while True:
         graph = (out or model).graph
-        declared = {v.name for v in graph.input}  # an initializer listed as an input may be fed: not a constant
-        inits = {t.name: t for t in graph.initializer if t.name not in declared}
+        inits = _constants(graph)
         outputs = {o.name for o in graph.output}
         done = []
         for node in graph.node:
@@ -162,8 +171,8 @@ def restore_stored_types(model: onnx.ModelProto, stored: dict[str, int]) -> int:
 
 
 def _replace(graph: onnx.GraphProto, done: list[tuple[onnx.NodeProto, np.ndarray]]) -> None:
-    """Each node becomes an initializer named after its output; the initializers they read that no node reads
-    any more go (others are left as they are)."""
+    """Each node becomes an initializer named after its output; the initializers and Constant nodes they read
+    that nothing reads any more go (others are left as they are)."""
     consumed = {name for node, _ in done for name in node.input}
     for node, value in done:
         graph.initializer.append(numpy_helper.from_array(np.ascontiguousarray(value), node.output[0]))
@@ -172,6 +181,8 @@ def _replace(graph: onnx.GraphProto, done: list[tuple[onnx.NodeProto, np.ndarray
     unused = [t for t in graph.initializer if t.name in consumed and t.name not in read]
     for tensor in unused:
         graph.initializer.remove(tensor)
+    for node in [n for n in graph.node if n.op_type == "Constant" and n.output[0] in consumed - read]:
+        graph.node.remove(node)
     stale = {node.output[0] for node, _ in done}  # value_info of a tensor that is now an initializer
     kept = [v for v in graph.value_info if v.name not in stale]
     del graph.value_info[:]

@@ -321,6 +321,18 @@ def budget_for(run: PruneRun, budget: BudgetConfig) -> Budget:
     return make_budget(run.cost_model, metric=budget.metric, value=budget.value, latency_model=run.latency)
 
 
+def _note_samples_left_out(run: PruneRun, offered: int) -> None:
+    """Say when the time budget cut the user's training samples (a Khmer CRNN used 38 of 240 in silence)."""
+    used = len(run.dataset)
+    if run.dataset.synthetic or used >= offered:
+        return
+    minutes = run.plan.seconds / 60 if run.plan.seconds else 0.0
+    note = (f"{run.dataset.source}: training on {used} of your {offered} samples (a seeded choice): passes over "
+            f"more would not fit --time-budget {minutes:.1f} min; a longer --time-budget uses more")
+    run.dataset = replace(run.dataset, notes=[*run.dataset.notes, note])
+    run.progress("note", {"message": note})
+
+
 def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None) -> PruneRun:
     """The data set, the proxy, the plan (memory, samples, steps, batch) and the proxy's outputs (the
     distillation targets, or a check that labels fit)."""
@@ -340,7 +352,9 @@ def prepare_data(run: PruneRun, data: str | os.PathLike | Dataset | None = None)
                               seed=config.seed):  # a fixed batch or outputs not indexed by sample
             run.dataset = _as_micro_batches(run)
         run.dataset, run.holdout = split_holdout(run.dataset, config.io.holdout, config.seed)
+        offered = len(run.dataset)
         run.plan, run.dataset = plan_run(run, run.started)
+        _note_samples_left_out(run, offered)
         run.plan.expected_s = expected_total(run.plan, len(run.dataset), config.validation.latency_runs)
         steps = run.plan.steps
         refuse_hopeless_budget(run.plan, len(run.dataset), resizable=has_free_sizes(run.source.model))

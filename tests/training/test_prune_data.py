@@ -164,3 +164,18 @@ def test_prune_and_validate_say_how_image_files_became_inputs(tmp_path):
     assert json.loads(checked.stdout)["data"]["preprocess"]["chosen"] == "inception: --preprocess"
     told = " ".join(checked.stderr.split())
     assert "8 images from" in told and "1 could not be decoded, first:" in told and "broken.png" in told
+
+
+def test_training_samples_the_time_budget_leaves_out_are_said(tmp_path, monkeypatch):
+    """A Khmer CRNN trained on 38 of 240 samples in silence: the plan's cut is a note, in --json's data too."""
+    write_pngs(tmp_path / "images", 40)
+    monkeypatch.setattr(plan_module, "measure_step_seconds", lambda *args, **kwargs: 0.01)
+    monkeypatch.setattr(plan_module, "measure_forward_seconds", lambda *args, **kwargs: 0.01)
+    monkeypatch.setattr(plan_module, "plan_samples", lambda samples, **kwargs: min(samples, 20))
+    result = _prune(tmp_path, "--data", str(tmp_path / "images"), "--preprocess", "unit", "--time-budget", "1m",
+                    "--holdout", "0.2", "--steps", "4", "--finetune-steps", "2")
+    assert result.exit_code == 0, result.stderr
+    document = json.loads(result.stdout)
+    assert document["data"]["samples"] == 20
+    assert any("training on 20 of your 32 samples" in n and "a longer --time-budget uses more" in n
+               for n in document["data"]["notes"])
