@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import onnx
 import pytest
 
 from darp_onnx.errors import ValidationFailedError
@@ -107,6 +108,31 @@ def test_scores_along_a_free_sequence_axis_are_not_classes():
     assert fixed_classes(model(["n", 10])) and fixed_classes(model(["n", 3, 8, 8]))
     scores = np.random.default_rng(0).normal(size=(4, 12)).astype(np.float32)
     assert fidelity([scores], [scores], classes=False).top1_agreement is None
+
+
+def _normalised_head(last: str) -> onnx.ModelProto:
+    """x [N, 8] -> a decomposed LayerNorm (Sub, Div by a computed std, Mul, Add) -> Gather of row 0, or a
+    Gemm after it (`last`)."""
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(7)
+    x = b.input("x", ["N", 3, 8])
+    centred = b.op("Sub", x, b.op("ReduceMean", x, b.const(np.array([-1], np.int64))))
+    std = b.op("Sqrt", b.op("ReduceMean", b.op("Mul", centred, centred), b.const(np.array([-1], np.int64))))
+    hidden = b.op("Add", b.op("Mul", b.op("Div", centred, std), b.weight(8)), b.weight(8))
+    row = b.op("Gather", hidden, b.const(np.array(0, np.int64)), axis=1)
+    return b.build(row if last == "embedding" else b.op("Gemm", row, b.weight(8, 5)))
+
+
+def test_an_embedding_a_normalisation_writes_is_not_read_as_class_scores():
+    """rxnfp's BERT fingerprint ([CLS] of the last decomposed LayerNorm, 256 values) was reported as 'top-1
+    agreement 25%'; a classifier behind the same layer keeps its top-1 agreement."""
+    from darp_onnx.load.output_sources import normalised_outputs
+    from darp_onnx.validation.checks import fixed_classes
+
+    embedding, classifier = _normalised_head("embedding"), _normalised_head("classifier")
+    assert normalised_outputs(embedding) == [embedding.graph.output[0].name] and not fixed_classes(embedding)
+    assert normalised_outputs(classifier) == [] and fixed_classes(classifier)
 
 
 def test_an_output_that_no_longer_follows_its_input_is_seen():

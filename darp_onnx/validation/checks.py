@@ -11,7 +11,7 @@ import onnx
 from onnx import shape_inference
 
 from darp_onnx.errors import BadInputError, DarpError, ValidationFailedError, first_line
-from darp_onnx.load.output_sources import MOVES, output_sources
+from darp_onnx.load.output_sources import MOVES, normalised_outputs, output_sources
 from darp_onnx.runtime.session import make_session, session_provider
 from darp_onnx.training.synthetic_check import class_heads
 from darp_onnx.validation.images_out import worst_picture
@@ -141,12 +141,13 @@ def class_output(before: Sequence[np.ndarray], first_is_classes: bool = True) ->
 def fixed_classes(model: onnx.ModelProto) -> bool:
     """False when the first output's last axis is declared free in a [samples, scores] or per-sample [scores]
     output: a sequence (attacut's per-character scores [seq_len], stacked per sample, read as classes gave a
-    meaningless top-1 agreement)."""
+    meaningless top-1 agreement); or when a normalisation writes it (`normalised_outputs`: an embedding)."""
     outputs = model.graph.output
     if not outputs:
         return True
     dims = outputs[0].type.tensor_type.shape.dim
-    return not (len(dims) in (1, 2) and dims[-1].HasField("dim_param"))
+    return not (len(dims) in (1, 2) and dims[-1].HasField("dim_param")) and \
+        outputs[0].name not in normalised_outputs(model)
 
 
 def label_outputs(model: onnx.ModelProto) -> list[str]:
