@@ -31,6 +31,7 @@ from darp_onnx.load.io import with_dynamic_dims
 from darp_onnx.load.naming import has_unique_names, name_nodes
 from darp_onnx.load.observed import batch_axes, observe_tensors
 from darp_onnx.load.refusals import refuse_unprunable
+from darp_onnx.load.static_dims import fold_static_dim_reads
 from darp_onnx.load.stored_weights import fold_stored_weights
 from darp_onnx.load.unshare import unshare_constants
 
@@ -186,6 +187,7 @@ def ingest(model: onnx.ModelProto, input_shapes: Mapping[str, tuple[int, ...]] |
     work, islands = fold_constant_islands(work)  # before unsharing: a folded value read twice is then copied
     if islands:
         work = _reinferred(work)
+    work, _ = fold_static_dim_reads(work)
     work, unshared = unshare_constants(work)
     work, folded, stored_types = fold_stored_weights(work)
     sources = {"onnx": 0, "symbolic": 0, "onnxruntime": 0}

@@ -81,6 +81,23 @@ class ViewAttention(nn.Module):
         return self.out(context.reshape(*input_shape, -1).contiguous())
 
 
+class ShapeReadAttention(nn.Module):
+    """nanoGPT style (rxnfp's BERT): `b, t, c = x.size()`, heads of width c // HEADS, merged back with
+    `view(b, t, c)`; with a dynamic batch TorchScript reads c from the hidden states' shape at run time."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.query, self.key, self.value = nn.Linear(DIM, DIM), nn.Linear(DIM, DIM), nn.Linear(DIM, DIM)
+        self.out = nn.Linear(DIM, DIM)
+
+    def forward(self, x: torch.Tensor, mask_bias: torch.Tensor) -> torch.Tensor:
+        b, t, c = x.size()
+        q, k, v = (p(x).view(b, t, HEADS, c // HEADS).transpose(1, 2) for p in (self.query, self.key, self.value))
+        scores = torch.matmul(q, k.transpose(-1, -2)) * (DIM // HEADS) ** -0.5 + mask_bias
+        context = torch.matmul(scores.softmax(dim=-1), v).transpose(1, 2).contiguous()
+        return self.out(context.view(b, t, c))
+
+
 class Layer(nn.Module):
     def __init__(self, attention: nn.Module, pre_ln: bool) -> None:
         super().__init__()
@@ -103,7 +120,7 @@ class Encoder(nn.Module):
     def __init__(self, kind: str) -> None:
         super().__init__()
         make = {"split": SplitAttention, "fused": lambda: FusedAttention(False), "relbias": SplitAttention,
-                "sdpa": lambda: FusedAttention(True), "view": ViewAttention}[kind]
+                "sdpa": lambda: FusedAttention(True), "view": ViewAttention, "shaped": ShapeReadAttention}[kind]
         self.layers = nn.ModuleList(Layer(make(), pre_ln=kind not in ("split", "relbias")) for _ in range(LAYERS))
         self.head = nn.Linear(DIM, 3)
         self.relative = nn.Embedding(BUCKETS, HEADS) if kind == "relbias" else None

@@ -167,3 +167,12 @@ def test_the_hidden_size_is_frozen_with_the_layer_norm_reason(dynamo):
     hidden = [g for g in analysis.groups if g.kind == "channel" and g.size == DIM]
     assert len(hidden) == 2 * LAYERS and "'x' is a graph input" in hidden[0].frozen
     assert all("LayerNormalization" in g.frozen and "hidden size not pruned" in g.frozen for g in hidden[1:])
+
+
+@EXPORTERS
+def test_sizes_read_from_the_hidden_states_let_every_layer_prune_its_heads(dynamo):
+    """`view(b, t, c)` with c read at run time from the hidden states (rxnfp's BERT with a dynamic batch):
+    its heads froze ('target element 2 does not follow the channel count'); c, fixed by the recorded shapes,
+    is folded into a constant the rewrite edits (`load.static_dims`)."""
+    _, analysis = _analysed("shaped", dynamo)
+    assert [g.size for g in analysis.prunable() if g.kind == "head"] == [HEADS] * LAYERS

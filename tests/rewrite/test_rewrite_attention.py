@@ -80,3 +80,14 @@ def test_the_rewritten_encoder_costs_what_the_cost_model_predicts(kind, dynamo):
     counted = count_graph(rewrite(model, analysis, masks), shapes)
     assert (counted.macs, counted.params) == (cost.macs(masks), cost.params(masks))
     assert counted.macs < cost.full_macs
+
+
+@EXPORTERS
+def test_heads_merged_back_to_a_size_read_at_run_time_prune_and_keep_the_dynamic_axes(dynamo):
+    model = _model("shaped", dynamo)
+    analysis = analyse(model)
+    masks = random_masks(analysis, np.random.default_rng(3), drop_branches=False)
+    assert any(not masks[g.id].all() for g in analysis.prunable() if g.kind == "head")
+    pruned = _assert_pruned_equals_gated(model, analysis, masks, _feeds(2, 5, 3))
+    for batch, seq in ((1, 3), (3, 7)):
+        assert run_ort(pruned, _feeds(batch, seq, 3))[0].shape == (batch, 3)
