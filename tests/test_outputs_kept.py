@@ -464,6 +464,8 @@ def test_a_picture_output_is_judged_by_psnr():
     assert psnr_db(original * 255, original * 255) == float("inf")
     classes = original / original.sum(axis=1, keepdims=True)  # a 3-class segmentation's Softmax: not a picture
     assert psnr_db(classes, classes) is None
+    stacked = fidelity([washed[:, None]], [original[:, None]], names=["stylized"])  # whole feeds of batch 1
+    assert stacked.picture_psnr_db == fid.picture_psnr_db and stacked.positives_output is None
 
 
 def test_a_linear_layers_output_in_zero_to_one_is_no_probability():

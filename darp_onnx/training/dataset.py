@@ -305,6 +305,27 @@ def stacks_whole_feeds(dataset: Dataset, model: onnx.ModelProto) -> bool:
     return bool(inputs) and all(dataset.inputs[v.name].ndim == len(v.type.tensor_type.shape.dim) + 1 for v in inputs)
 
 
+def _feed_samples_beside_whole_feeds(dataset: Dataset, model: onnx.ModelProto) -> None:
+    """Where some arrays stack whole feeds (one axis more than an input without a batch axis) and the others
+    hold one sample per row of an input with a batch axis, each of those rows becomes a whole feed of batch 1
+    (a style transfer network's picture [1, 3, h, w] beside its style weights [26]: (48, 3, 256, 256) and
+    (48, 26) were refused as neither samples first nor whole feeds)."""
+    inputs = [v for v in graph_inputs(model) if v.name in dataset.inputs]
+    rank = {v.name: len(v.type.tensor_type.shape.dim) for v in inputs}
+    stacked = [v.name for v in inputs if dataset.inputs[v.name].ndim == rank[v.name] + 1]
+    rows = [v for v in inputs if dataset.inputs[v.name].ndim == rank[v.name] and rank[v.name] > 0]
+    if not stacked or len(stacked) + len(rows) != len(inputs):
+        return
+    first = [v.type.tensor_type.shape.dim[0] for v in rows]
+    if not all(d.dim_param or d.dim_value in (0, 1) for d in first):
+        return
+    for value in rows:
+        dataset.inputs[value.name] = dataset.inputs[value.name][:, None]
+    dataset.notes.append(f"{dataset.source}: each row of {', '.join(repr(v.name) for v in rows)} is fed with the "
+                         f"same row of {', '.join(repr(n) for n in stacked)} (a whole feed, its input has no batch "
+                         "axis), one sample at a time")
+
+
 def check_dataset(dataset: Dataset, model: onnx.ModelProto) -> None:
     """Shapes match the model's declared dims, sample counts agree, no NaN or Inf, labels are ints.
     Arrays are cast to the model's dtypes in place where nothing is lost (see `dtypes`)."""
@@ -315,6 +336,8 @@ def check_dataset(dataset: Dataset, model: onnx.ModelProto) -> None:
         raise BadInputError(
             f"{dataset.source}: inputs must have the same, non-zero number of samples (found {sorted(counts)})"
         )
+    if not dataset.micro_batches:
+        _feed_samples_beside_whole_feeds(dataset, model)
     dataset.micro_batches = dataset.micro_batches or stacks_whole_feeds(dataset, model)
     for value in graph_inputs(model):
         array = dataset.inputs[value.name]

@@ -43,9 +43,9 @@ def saturated_outputs(model: onnx.ModelProto, reference: Sequence[np.ndarray]) -
         return None
     low, high = min(r[0] for r in ranges), max(r[1] for r in ranges)
     return (f"output{'s' if len(names) > 1 else ''} {', '.join(names)} (Sigmoid scores) stay between {low:.2g} "
-            f"and {high:.2g} on every synthetic input, never crossing {THRESHOLD:g}: data-free, the pruned model "
-            "learns from inputs where nothing is detected and may detect nothing; pass --data with a few real "
-            "samples")
+            f"and {high:.2g} on every synthetic input, never crossing {THRESHOLD:g}: nothing is detected on them, so "
+            "neither pruning nor measuring on them shows whether the pruned model still detects anything (it may "
+            "detect nothing); pass --data with a few real samples")
 
 
 LINEAR = {"MatMul", "Gemm"}

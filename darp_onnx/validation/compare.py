@@ -50,6 +50,7 @@ from darp_onnx.training.dataset import (
     load_dataset,
     synthetic_dataset,
 )
+from darp_onnx.training.synthetic_check import one_decision_outputs, saturated_outputs
 from darp_onnx.validation.checks import (
     EQUIVALENCE_ATOL,
     EQUIVALENCE_RTOL,
@@ -296,7 +297,11 @@ def validate_models(
     failures = _tolerance_failures(rows, after, before, label_p, max_drift, atol, rtol)
     warnings = written_model_warnings(fid, synthetic=dataset.synthetic,
                                       latency_ms_before=latency["before"]["median_ms"] if latency else 0.0,
-                                      latency_ms_after=latency["after"]["median_ms"] if latency else 0.0)
+                                      latency_ms_after=latency["after"]["median_ms"] if latency else 0.0,
+                                      validating=True)
+    if dataset.synthetic:  # what prune notes about the original on synthetic inputs, before any number
+        warnings = [m for m in (saturated_outputs(model_o, before), one_decision_outputs(model_o, before)) if m] + \
+            warnings
     result = {
         "original": label_o,
         "pruned": label_p,

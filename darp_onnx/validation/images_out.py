@@ -40,12 +40,19 @@ def _peak(before: np.ndarray) -> float:
     return max(high - low, 1e-12)
 
 
+def _one_per_sample(values: np.ndarray) -> np.ndarray:
+    """Whole feeds of batch 1 stacked ([samples, 1, 3, h, w]: a style transfer network fed one picture at a time)
+    as one picture per sample; other values as they are."""
+    v = np.asarray(values)
+    return v[:, 0] if v.ndim == 5 and v.shape[1] == 1 else v
+
+
 def psnr_db(after: np.ndarray, before: np.ndarray) -> float | None:
     """PSNR of `after` against `before` where `before` is a colour picture output (see the module), else None."""
-    b = np.asarray(before)
-    if _channel_axis(b) is None or np.shape(after) != b.shape or not np.isfinite(b).all():
+    b, a = _one_per_sample(before), _one_per_sample(after)
+    if _channel_axis(b) is None or a.shape != b.shape or not np.isfinite(b).all():
         return None
-    mse = float(np.mean((np.asarray(after, np.float64) - b.astype(np.float64)) ** 2))
+    mse = float(np.mean((a.astype(np.float64) - b.astype(np.float64)) ** 2))
     return math.inf if mse == 0 else 10.0 * math.log10(_peak(b) ** 2 / mse)
 
 

@@ -26,9 +26,15 @@ LITTLE_VARIATION = 0.3  # an output's spread over the samples against the origin
 NO_VARIATION = 0.05  # ... below which the output is about constant: no signal kept, the gate refuses it
 
 
+# what a warning on synthetic inputs advises: prune's, and validate's (where the model may have been pruned with data:
+# deepCR's cosmic-ray mask, pruned on 64 frames, was told 'data-free pruning only keeps what they show')
+DATA_FREE_PRUNING = "data-free pruning only keeps what they show: pass --data with real samples"
+DATA_FREE_CHECK = "they are not your data: pass --data with real samples to validate on those"
+
+
 def _where(synthetic: bool) -> str:
-    return ("the synthetic inputs; data-free pruning only keeps what they show: pass --data with real samples"
-            if synthetic else "your data; try a larger budget or more --finetune-steps")
+    return (f"the synthetic inputs; {DATA_FREE_PRUNING}" if synthetic
+            else "your data; try a larger budget or more --finetune-steps")
 
 
 def far_from_original(relative_error: float, synthetic: bool) -> str | None:
@@ -153,8 +159,7 @@ def no_closer_than_its_mean(fid: Fidelity, synthetic: bool) -> str | None:
     if fid.spread_error is None or fid.spread_error <= 1.0:
         return None
     where = "the synthetic inputs" if synthetic else "your samples"
-    advice = ("data-free pruning only keeps what they show: pass --data with real samples" if synthetic
-              else "try a larger budget or more steps")
+    advice = DATA_FREE_PRUNING if synthetic else "try a larger budget or more steps"
     return (f"output '{fid.spread_output}' is further from the original's than the original's own mean output "
             f"would be (its error is {fid.spread_error:.2f} of the original's spread over {where}): what it "
             f"tells one input from another is mostly lost, whatever its relative error; {advice}, and check it on "
@@ -172,15 +177,16 @@ def pictures_differ(fid: Fidelity, synthetic: bool) -> str | None:
 
 
 def written_model_warnings(fid: Fidelity, *, synthetic: bool, latency_ms_before: float, latency_ms_after: float,
-                           stand_ins: Mapping[str, str] | None = None, channel_multiple: int | None = None
-                           ) -> list[str]:
+                           stand_ins: Mapping[str, str] | None = None, channel_multiple: int | None = None,
+                           validating: bool = False) -> list[str]:
+    """The warnings on a written model (`validating`: for `validate`, which cannot know how it was pruned)."""
     found = (far_from_original(fid.relative_error, synthetic), worst_output_far(fid, synthetic),
              positives_lost(fid, synthetic), decisions_lost(fid, synthetic), input_ignored(fid, synthetic),
              low_agreement(fid.top1_agreement, synthetic), sequences_lost(fid, synthetic),
              no_closer_than_its_mean(fid, synthetic), pictures_differ(fid, synthetic),
              measured_on_stand_ins(stand_ins or {}),
              slower_than_original(latency_ms_before, latency_ms_after, channel_multiple))
-    return [w for w in found if w]
+    return [w.replace(DATA_FREE_PRUNING, DATA_FREE_CHECK) if validating else w for w in found if w]
 
 
 def _refuse(label: str, reason: str, synthetic: bool, details: dict) -> None:

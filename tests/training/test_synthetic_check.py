@@ -170,3 +170,35 @@ def test_a_single_logit_negative_on_every_synthetic_input_is_named():
     assert one_decision_outputs(model, [np.linspace(-1, 1, 8, dtype=np.float32)[:, None]]) is None
     assert one_decision_outputs(model, [np.full((8, 1), 30.0, np.float32)]) is None  # an age, a quality score
 
+
+
+def test_validate_without_data_says_the_scores_are_empty_and_not_how_the_model_was_pruned(tmp_path):
+    """deepCR's cosmic-ray mask, pruned with data (F1 0.995 on real frames), was told by `validate` without data
+    'data-free pruning only keeps what they show', and not that its Sigmoid scores never cross 0.5 there."""
+    import json
+
+    from typer.testing import CliRunner
+
+    from darp_onnx.cli.app import app
+
+    model = _score_map(-30.0)
+    onnx.save(model, str(tmp_path / "a.onnx"))
+    onnx.save(model, str(tmp_path / "b.onnx"))
+    result = CliRunner().invoke(app, ["validate", str(tmp_path / "a.onnx"), str(tmp_path / "b.onnx"), "--json",
+                                      "--latency-runs", "2", "--device", "cpu", "--input-shape", "x=1x3x8x8"])
+    assert result.exit_code == 0, result.stderr
+    warnings = json.loads(result.stdout)["warnings"]
+    assert any("never crossing 0.5" in w for w in warnings)
+    assert not any("data-free pruning" in w for w in warnings)
+
+
+def test_validates_warnings_on_synthetic_inputs_do_not_assume_a_data_free_prune():
+    from darp_onnx.validation.checks import Fidelity
+    from darp_onnx.workflows.advice import written_model_warnings
+
+    far = Fidelity(None, 0.9, None, None)
+    pruning = written_model_warnings(far, synthetic=True, latency_ms_before=1.0, latency_ms_after=1.0)
+    checking = written_model_warnings(far, synthetic=True, latency_ms_before=1.0, latency_ms_after=1.0,
+                                      validating=True)
+    assert len(pruning) == len(checking) == 1 and "data-free pruning" in pruning[0]
+    assert "data-free pruning" not in checking[0] and "to validate on those" in checking[0]

@@ -54,3 +54,25 @@ def test_prune_with_stacked_feeds(tmp_path):
     assert result.validation.fidelity_on == "10 held-out samples" and result.data["samples"] == 38
     written = load_model(tmp_path / "p.onnx")
     assert [d.dim_param for d in written.graph.input[0].type.tensor_type.shape.dim][:1] == ["frames"]
+
+
+def styled_model():
+    """picture [1, 3, 6, 6] scaled per channel by weights [3] (no batch axis; a conditional style) -> Conv."""
+    b = GraphBuilder(8)
+    x = b.input("picture", [1, 3, 6, 6])
+    w = b.op("Reshape", b.input("weights", [3]), b.const(np.array([1, 3, 1, 1], np.int64)))
+    h = b.op("Relu", b.conv(b.op("Mul", x, w), 3, 8))
+    return b.build(b.conv(h, 8, 3))
+
+
+def test_samples_of_a_batch_of_one_beside_whole_feeds_are_fed_together(tmp_path):
+    """multistyle26: pictures (48, 3, 256, 256) for [1, 3, h, w] and style weights (48, 26) for [26] were
+    refused ('expects rank 1 (samples first), or rank 2 for every input')."""
+    path = tmp_path / "feeds.npz"
+    rng = np.random.default_rng(1)
+    np.savez(path, picture=rng.normal(size=(20, 3, 6, 6)).astype(np.float32),
+             weights=rng.random((20, 3)).astype(np.float32))
+    data = load_dataset(path, styled_model())
+    assert data.micro_batches and len(data) == 20
+    assert {k: v.shape for k, v in data.first_feed().items()} == {"picture": (1, 3, 6, 6), "weights": (3,)}
+    assert any("is fed with the same row of 'weights'" in note for note in data.notes)
