@@ -27,6 +27,7 @@ from darp_onnx.search.loss import (
 from darp_onnx.training.batchnorm import BatchNormHandle, insert_batchnorm
 from darp_onnx.training.dataset import Dataset
 from darp_onnx.training.steps import (
+    StepLosses,
     make_weight_optimizer,
     mostly_dense,
     run_steps,
@@ -159,11 +160,11 @@ def recover(
 
 def _train(proxy, dataset, loss_fn, config, handle, device, on_step, deadline) -> list[float]:
     if config.steps <= 0:
-        return []
+        return StepLosses()
     params = trainable_parameters(proxy) + ([] if handle is None else handle.parameters())
     optimizer = make_optimizer(params, config, handle is not None and handle.normalises_most(), mostly_dense(proxy))
     schedule = torch.optim.lr_scheduler.LambdaLR(
         optimizer, lambda step: lr_factor(config.schedule, step, config.steps, config.warmup))
     return run_steps(proxy, dataset, loss_fn, optimizer, schedule, params, steps=config.steps,
                      batch_size=config.batch_size, seed=config.seed, device=device, on_step=on_step,
-                     deadline=deadline)
+                     deadline=deadline, lower_on_early_rise=True)

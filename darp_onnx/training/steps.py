@@ -123,9 +123,72 @@ class DivergenceGuard:
 
 class StepLosses(list):
     """The losses of the steps run; `diverged_capped`: the loop stopped on a divergence although every step was
-    capped (swift-f0's pitch tracker: a 30x lower --lr gave the same losses, so 'a lower --lr' was no advice)."""
+    capped (swift-f0's pitch tracker: a 30x lower --lr gave the same losses, so 'a lower --lr' was no advice);
+    `lowered`: the learning rates it started again at (`EarlyRise`); `diverged`: a divergence stopped it (not the
+    clock: a fine-tune that ran 100 of 101 steps as its schedule followed the clock was said to diverge)."""
 
     diverged_capped = False
+    diverged = False
+
+    def __init__(self, losses: Iterable[float] = ()) -> None:
+        super().__init__(losses)
+        self.lowered: list[float] = []
+
+    def ran(self) -> int:
+        """The steps run: those with a loss, and those that found the loss soaring (no weight step)."""
+        return len(self) + len(self.lowered)
+
+
+# A batch loss this many times the first one within a fine-tune's first steps: its learning rate is far too
+# large for the model. PESTO's pitch network (logits of spread 380) went from 0.056 to 4.9 and 437 in two SGD
+# steps at 0.03 (and at 1e-3), to 0.003 at 1e-4 and 3e-4; the guard below (1000x) stopped it at its last step,
+# and the fine-tune, worse than none, was dropped. Within EARLY_STEPS (or a fifth of the steps, if more) the
+# loop starts again from its first weights at a tenth of the rate, at most LOWERINGS times.
+EARLY_RISE = 10.0
+EARLY_FLOOR = 0.01  # a first loss near 0 (a model barely pruned) is taken as this: noise is not a rise
+EARLY_STEPS = 3
+LOWERINGS = 2
+
+
+def lowered_note(rates: list[float]) -> str:
+    """What a fine-tune started again at lower rates says."""
+    steps = " then ".join(f"{r:.3g}" for r in rates)
+    return (f"the fine-tune's loss soared in its first steps: started again from the pruned weights at learning rate "
+            f"{steps} (--lr sets it)")
+
+
+class EarlyRise:
+    """Restarts of one loop at a lower learning rate (see EARLY_RISE): `rose(loss, count)`, then `restart()`."""
+
+    def __init__(self, optimizer: torch.optim.Optimizer, schedule, params: list[torch.nn.Parameter],
+                 steps: int) -> None:
+        self.optimizer, self.schedule = optimizer, schedule
+        self.window = max(EARLY_STEPS, steps // 5)
+        self.start = [p.detach().clone() for p in params]
+        self.params = params
+        self.first: float | None = None
+        self.started_at = 0  # the step the current attempt began at
+        self.lowered: list[float] = []
+
+    def rose(self, loss: float, count: int) -> bool:
+        if self.first is None:
+            self.first = loss
+            return False
+        early = count - self.started_at < self.window
+        return early and len(self.lowered) < LOWERINGS and math.isfinite(self.first) and \
+            not loss <= EARLY_RISE * max(self.first, EARLY_FLOOR)
+
+    @torch.no_grad()
+    def restart(self, count: int) -> float:
+        """Back to the first weights, momentum cleared, every rate a tenth; the new base rate."""
+        restore_weights(self.params, self.start)
+        self.optimizer.state.clear()
+        for group in self.optimizer.param_groups:
+            group["lr"] *= 0.1
+        self.schedule.base_lrs = [lr * 0.1 for lr in self.schedule.base_lrs]
+        self.first, self.started_at = None, count
+        self.lowered.append(self.schedule.base_lrs[0])
+        return self.lowered[-1]
 
 
 def weighted_steps(proxy: ProxyModel) -> list:
@@ -241,29 +304,37 @@ def run_steps(
     device: torch.device | str = "cpu",
     on_step: Callable[[int, float], None] | None = None,
     deadline: float | None = None,
+    lower_on_early_rise: bool = False,
 ) -> list[float]:
     """The training loop every fine-tune shares: `steps` batches of `batch_size` (per rank under torchrun:
     one global batch drawn alike everywhere, each rank its share, gradients averaged), one optimiser and
     schedule step each; returns the losses (averaged over ranks). Ends in eval mode. With a `deadline`
     (a `time.perf_counter()` value) the schedule follows the clock (`ScheduleClock`) and the loop ends
-    when its position reaches `steps`: fewer steps when they run slower than planned."""
+    when its position reaches `steps`: fewer steps when they run slower than planned. `lower_on_early_rise`:
+    start again at a lower rate where the loss soars in the first steps (`EarlyRise`; the steps run count)."""
     batches = dataset.batches(min(batch_size * distributed.world_size(), len(dataset)), np.random.default_rng(seed))
     losses = StepLosses()
     proxy.train()
     last_good: list[torch.Tensor] | None = None
     clock = ScheduleClock(steps, deadline)
     guard = DivergenceGuard(optimizer)
+    rise = EarlyRise(optimizer, schedule, params, steps) if lower_on_early_rise else None
     for count in range(steps):
         step = _agreed(clock.position(count), deadline)
         if step >= steps:
             break
         idx = distributed.shard(next(batches))
         loss = loss_fn(batch_outputs(proxy, dataset, idx, device), idx)
-        if guard.diverged(distributed.mean_scalar(float(loss.detach()))):
+        value = distributed.mean_scalar(float(loss.detach()))
+        if rise is not None and rise.rose(value, count):  # the step is spent on finding it out
+            losses.lowered.append(rise.restart(count))
+            guard = DivergenceGuard(optimizer)
+            continue
+        if guard.diverged(value):
             restore_weights(params, last_good)  # the last step blew the weights up: undo it
             if guard.go_on():
                 continue
-            losses.diverged_capped = guard.capped()
+            losses.diverged, losses.diverged_capped = True, guard.capped()
             break
         optimizer.zero_grad(set_to_none=True)
         loss.backward()

@@ -4,7 +4,8 @@ A relative error counts a picture's every pixel against its whole brightness, so
 an eye: waifu2x's CUNet, pruned with data to 50%, was written at a relative error of 0.17 with no warning, and its
 pictures were 20 dB from the original's (32 dB against the ground truth before, 20 after: washed-out colours,
 grid artefacts). A colour picture is a float output of 3 channels (axis 1 or last) and at least MIN_SIDE pixels
-a side; its peak is 1 or 255 where the original's values lie within [0, 1] or [0, 255], else their range.
+a side; its peak is 1, 2 or 255 where the original's values lie within [0, 1], [-1, 1] or [0, 255], else their
+range (`_peak`).
 """
 
 from __future__ import annotations
@@ -32,12 +33,17 @@ def _sums_to_one(values: np.ndarray, axis: int) -> bool:
 
 
 def _peak(before: np.ndarray) -> float:
-    low, high = float(before.min()), float(before.max())
-    if low >= -0.01 and high <= 1.01:
+    """1 for pictures in [0, 1], 2 in [-1, 1], 255 in [0, 255], else their range; judged on the 0.1% and 99.9%
+    quantiles with a margin: waifu2x's upscaled pictures overshoot to -0.017 and were read as 0-255 pictures,
+    their PSNR 48 dB too high (59.9 dB for 11.8)."""
+    low, high = (float(q) for q in np.quantile(before, [0.001, 0.999]))
+    if low >= -0.1 and high <= 1.1:
         return 1.0
-    if low >= -1.0 and high <= 255.5:
+    if low >= -1.1 and high <= 1.1:
+        return 2.0
+    if low >= -10.0 and 10.0 < high <= 280.0:
         return 255.0
-    return max(high - low, 1e-12)
+    return max(float(before.max()) - float(before.min()), 1e-12)
 
 
 def _one_per_sample(values: np.ndarray) -> np.ndarray:

@@ -62,7 +62,7 @@ from darp_onnx.training.pictures import PixelRange, pictures_note, range_of_prep
 from darp_onnx.training.preprocess import parse_preprocess
 from darp_onnx.training.recovery import RecoveryRecipe
 from darp_onnx.training.recovery import recover as recover_weights
-from darp_onnx.training.steps import MAX_RELATIVE_STEP, StepLosses, pass_batch, predict
+from darp_onnx.training.steps import MAX_RELATIVE_STEP, StepLosses, lowered_note, pass_batch, predict
 from darp_onnx.training.synthetic_check import (
     constant_outputs,
     one_decision_outputs,
@@ -645,12 +645,14 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
             handle.clear()  # recovery initialises its BatchNorm on the unpruned proxy, then sets the masks
             deadline = _finetune_deadline(run)
             outputs, losses = _recover_once(run, handle, masks, steps, batch, deadline)
-            if len(losses) < steps and deadline is not None and time.perf_counter() >= deadline:
-                run.progress("note", {"message": f"the fine-tune ran {len(losses)} of its {steps} steps: the time "
-                                                 "budget ran out (its schedule followed the clock)"})
-            elif len(losses) < steps:  # training.steps.DivergenceGuard stopped it
+            if losses.diverged:  # training.steps.DivergenceGuard stopped it
                 run.progress("note", {"message": _diverged_note(losses, steps)})
-            steps = min(steps, len(losses))
+            elif losses.ran() < steps:  # the schedule followed the clock: slower steps, fewer of them
+                run.progress("note", {"message": f"the fine-tune ran {losses.ran()} of its {steps} steps: the time "
+                                                 "budget ran out (its schedule followed the clock)"})
+            if losses.lowered:
+                run.progress("note", {"message": lowered_note(losses.lowered)})
+            steps = min(steps, losses.ran())
             harm = _fine_tune_harm(run, outputs, loss_before) if steps > 0 else None
             if harm is not None:  # the masked model as it was
                 run.progress("note", {"message": f"the fine-tune {harm}; kept the pruned weights without it "
@@ -727,7 +729,7 @@ def _fine_tune_harm(run: PruneRun, outputs: list[np.ndarray], loss_before: float
 
 
 def _diverged_note(losses: StepLosses, steps: int) -> str:
-    stopped = (f"the fine-tune stopped after {len(losses)} of its {steps} steps: its loss diverged (the weights "
+    stopped = (f"the fine-tune stopped after {losses.ran()} of its {steps} steps: its loss diverged (the weights "
                "before the step that blew up are kept)")
     if losses.diverged_capped:  # the learning rate did not set the steps: lowering it changes nothing
         return (f"{stopped} though each step moved a weight by at most {MAX_RELATIVE_STEP:.0%} of its size; the "

@@ -242,3 +242,28 @@ def test_a_divergence_with_every_step_capped_is_told_apart_from_one_the_rate_cau
     assert len(stopped["adam"]) == 1 and not stopped["adam"].diverged_capped
     assert "--lr" not in _diverged_note(stopped["sgd"], 10) and "at most 1%" in _diverged_note(stopped["sgd"], 10)
     assert "a lower --lr may let it run" in _diverged_note(stopped["adam"], 10)
+
+
+def test_a_fine_tune_whose_loss_soars_at_once_starts_again_at_a_lower_rate():
+    """PESTO's pitch network went from 0.056 to 4.9 and 437 in two SGD steps at 0.03 and kept nothing of its
+    fine-tune; at 3e-4 it trained. A loss ten times the first within the first steps starts the loop again from
+    the first weights at a tenth of the rate (twice at most); a rate that trains is left as it is."""
+    from darp_onnx.training.dataset import synthetic_dataset
+    from tests.groups.builder import GraphBuilder
+
+    b = GraphBuilder(43, opset=17)
+    model = b.build(b.conv(b.cbr(b.input("x", ["n", 3, 8, 8]), 3, 8), 8, 4))
+    data = synthetic_dataset(model, samples=16, shapes={"x": (1, 3, 8, 8)})
+    teacher = predict(build_proxy(model), data)
+
+    def fine_tune(lr: float):
+        proxy = build_proxy(model)
+        losses = recover(proxy, data, teacher, RecoveryRecipe(steps=12, lr=lr, batch_size=8, warmup=0.0,
+                                                              schedule="constant", optimizer="sgd"))
+        return losses, predict(proxy, data)
+
+    soaring, outputs = fine_tune(1e4)
+    assert soaring.lowered == pytest.approx([1e3, 1e2]) and soaring.ran() == 12
+    assert np.isfinite(outputs[0]).all()
+    calm, _ = fine_tune(1e-3)
+    assert calm.lowered == [] and len(calm) == 12

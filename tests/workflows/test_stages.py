@@ -195,14 +195,18 @@ def test_a_fine_tune_that_overflows_or_raises_the_loss_is_dropped():
 def test_a_fine_tune_stopped_by_divergence_says_so_and_counts_the_steps_it_ran(monkeypatch):
     """A face-mesh prune reported 51 fine-tune steps in --json after 3 ran (the loss diverged), and said
     nothing."""
-    import darp_onnx.workflows.prune as prune_module
+    import darp_onnx.training.steps as steps_module
 
-    real = prune_module.recover_weights
+    real = steps_module.DivergenceGuard
 
-    def three_steps(proxy, dataset, teacher, recipe, **kwargs):
-        return real(proxy, dataset, teacher, replace(recipe, steps=3), **{**kwargs, "deadline": None})
+    def diverging_at_the_fourth(optimizer):  # the loss of the fourth step: blown up
+        guard = real(optimizer)
+        calls = iter(range(10**6))
+        guard.diverged = lambda loss: next(calls) >= 3
+        guard.go_on = lambda: False
+        return guard
 
-    monkeypatch.setattr(prune_module, "recover_weights", three_steps)
+    monkeypatch.setattr(steps_module, "DivergenceGuard", diverging_at_the_fourth)
     notes = []
     result = prune(RESNET, method="l1", target_flops=0.6, finetune_steps=8, synthetic_samples=8, latency_runs=1,
                    write=False, max_drift="off", progress=lambda stage, info: notes.append(info.get("message", "")))
