@@ -150,7 +150,8 @@ def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
         if search_data is not None:
             search_data = search_data.limited(samples, config.seed)
     refuse_before_timing_steps(seconds, time.perf_counter() - started, forward, len(dataset),
-                               requested_batch or SMALLEST_BATCH, resizable=has_free_sizes(run.model))
+                               requested_batch or SMALLEST_BATCH, resizable=has_free_sizes(run.model),
+                               search_share=_elements_share(search_data, dataset))
     tune, search = _step_timers(run, dataset, search_data, probe)
     graph = sum(run.timings.get(s, 0.0) for s in ("load", "analysis", "shapes"))
     elapsed = time.perf_counter() - started
@@ -206,14 +207,24 @@ def _too_short(seconds: float, needed: float, about: str, what: str, resizable: 
         + (", or prune at a smaller {option:input_shapes}" if resizable else "")))
 
 
+def _elements_share(search_data: Dataset | None, dataset: Dataset) -> float:
+    """A search sample's input elements over a full one's (--search-resolution 0.5 on pictures: a quarter)."""
+    if search_data is None:
+        return 1.0
+    full = sum(v[0].size for v in dataset.inputs.values())
+    return min(1.0, sum(v[0].size for v in search_data.inputs.values()) / max(full, 1))
+
+
 def refuse_before_timing_steps(seconds: float | None, elapsed: float, forward: float, samples: int, batch: int,
-                               *, resizable: bool) -> None:
+                               *, resizable: bool, search_share: float = 1.0) -> None:
     """The same refusal from the forward pass alone, before a training step is timed: at 1024x1024 a step took
     26-36 s to time, and the refusal came after 75-84 s of a 2-minute budget. A step costs at least
-    STEP_FORWARDS forward passes per sample, so this bound is low and refuses only what the full plan would."""
+    STEP_FORWARDS forward passes per sample, so this bound is low and refuses only what the full plan would.
+    `search_share`: what a search step's samples cost against a full one's (a 3-D U-Net searched at half
+    resolution was refused at the full resolution's minimum)."""
     if seconds is None:
         return
-    fewest = (MIN_SEARCH_STEPS + MIN_FINETUNE_STEPS) * batch * STEP_FORWARDS * forward
+    fewest = (MIN_SEARCH_STEPS * search_share + MIN_FINETUNE_STEPS) * batch * STEP_FORWARDS * forward
     needed = elapsed + DATA_PASSES * samples * forward + fewest
     if needed > HOPELESS_OVERRUN * seconds:
         raise _too_short(seconds, needed, "at least", (
