@@ -65,6 +65,7 @@ RULES: dict[str, Rule] = {
     "LogSoftmax": ax.softmax,
     "Hardmax": ax.softmax,
     "LayerNormalization": ax.layer_norm,
+    "ReverseSequence": ax.reverse_sequence,
     "Shape": ax.shape_of,
     "Size": ax.shape_of,
     "Resize": ax.resize,

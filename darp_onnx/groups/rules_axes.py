@@ -28,6 +28,17 @@ def softmax(t: Tracer, node: onnx.NodeProto) -> None:
     t.set(node.output[0], lay)
 
 
+def reverse_sequence(t: Tracer, node: onnx.NodeProto) -> None:
+    """Steps reordered along the time axis, per batch entry: channels on any other axis pass through."""
+    lay = t.layout(node.input[0])
+    if lay is None:
+        return
+    if lay.axis in (int(attr(node, "batch_axis", 1)), int(attr(node, "time_axis", 0))):
+        t.freeze(lay.units, f"ReverseSequence '{node.name}' reorders the channel axis")
+        return
+    t.set(node.output[0], lay)
+
+
 def layer_norm(t: Tracer, node: onnx.NodeProto) -> None:
     lay = t.layout(node.input[0])
     rank = t.rank(node.input[0])

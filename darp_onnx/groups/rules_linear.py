@@ -126,7 +126,9 @@ def gemm(t: Tracer, node: onnx.NodeProto) -> None:
     n = weight.shape[0 if trans_b else 1]
     out = Layout(1, *attention.source_units(t, node, n, f"{node.name} out ({n})"))
     t.bind_const(b, 0 if trans_b else 1, out, node)
-    if len(node.input) > 2 and node.input[2]:
+    if len(node.input) > 2 and node.input[2] and t.layout(node.input[2]) is not None:
+        _add_activation_c(t, node, out)
+    elif len(node.input) > 2 and node.input[2]:
         c = cv.view_value(t, node.input[2])
         if c is not None and c.ndim >= 1 and c.shape[-1] == n and n > 1:
             if not cv.bind(t, node.input[2], c.ndim - 1, out, node):
@@ -134,6 +136,20 @@ def gemm(t: Tracer, node: onnx.NodeProto) -> None:
         elif c is None or c.size > 1 and c.shape[-1] != 1:
             t.freeze(out.units, f"bias of Gemm '{node.name}' is not per-channel")
     t.set(node.output[0], out)
+
+
+def _add_activation_c(t: Tracer, node: onnx.NodeProto, out: Layout) -> None:
+    """Gemm's C computed at run time (tf2onnx fuses MatMul + Add of two activations into one Gemm: a GRU cell
+    unrolled, h @ R + x @ W): added to the output, so its channels are the output's. Before, it was read as a
+    bias that is not per-channel: the output froze, C's producer was pruned, and onnxruntime refused the
+    written Gemm ('Invalid bias shape for broadcast')."""
+    c = t.layout(node.input[2])
+    rank = t.rank(node.input[2])
+    if rank is None or c.axis != rank - 1:
+        t.freeze(c.units, f"C of Gemm '{node.name}' is tracked on another axis than its output's channels")
+        t.freeze(out.units, f"C of Gemm '{node.name}' is tracked on another axis than its output's channels")
+        return
+    t.couple(out, c.moved(1), node)
 
 
 def matmul(t: Tracer, node: onnx.NodeProto) -> None:

@@ -17,8 +17,7 @@ CONTROL_FLOW_OPS = {"If", "Loop", "Scan"}
 CONTROL_FLOW_ADVICE = {
     "If": "re-export the model without it (e.g. trace the branch your inputs take)",
     "Loop": "re-export it without (a Keras recurrent layer that tf2onnx wrote as a Loop: as an ONNX LSTM/GRU op, "
-            "or unrolled at a fixed length; a Bidirectional one also needs ReverseSequence, which darp-onnx "
-            "cannot convert yet), or, where the loop is a front end with no weights before it (a tf.map_fn "
+            "or unrolled at a fixed length), or, where the loop is a front end with no weights before it (a tf.map_fn "
             "computing spectrograms), prune the part after it (onnx.utils.extract_model from the loop's outputs)",
 }
 

@@ -1,4 +1,4 @@
-"""Gather, GatherElements, GatherND, ScatterND, Trilu, CumSum and TopK vs onnxruntime."""
+"""Gather, GatherElements, GatherND, ScatterND, Trilu, CumSum, TopK and ReverseSequence vs onnxruntime."""
 
 from __future__ import annotations
 
@@ -75,6 +75,12 @@ CASES = [
     ("cumsum-int32", "CumSum", {"x": np.arange(12, dtype=np.int32).reshape(3, 4)}, {"a": np.array(1, I64)},
      None, 17, {}),
     ("cumsum-runtime-axis", "CumSum", {"x": D, "a": np.array(1, np.int32)}, {}, None, 17, {}),
+    ("reversesequence-time-major", "ReverseSequence", {"x": D}, {"n": _arr(4, 1, 0, 3, 2)}, None, 17,
+     {"time_axis": 0, "batch_axis": 1}),
+    ("reversesequence-batch-major", "ReverseSequence", {"x": D}, {"n": _arr(5, 2, 1, 4)}, None, 10,
+     {"time_axis": 1, "batch_axis": 0}),
+    ("reversesequence-runtime-lengths", "ReverseSequence", {"x": D, "n": _arr(3, 3, 3, 3)}, {}, None, 17,
+     {"time_axis": 1, "batch_axis": 0}),
     ("topk-op1-attr", "TopK", {"x": D}, {}, None, 9, {"k": 3}),
     ("topk-op10-input", "TopK", {"x": D}, {"k": _arr(2)}, None, 10, {"axis": 1}),
     ("topk-largest", "TopK", {"x": D}, {"k": _arr(4)}, None, 17, {}),

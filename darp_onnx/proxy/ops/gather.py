@@ -1,4 +1,4 @@
-"""Indexing ops: Gather, GatherElements, GatherND, ScatterND, Trilu, CumSum, TopK.
+"""Indexing ops: Gather, GatherElements, GatherND, ScatterND, Trilu, CumSum, TopK, ReverseSequence.
 
 Negative indices count from the end of their axis, as in ONNX. TopK uses a stable sort, so equal values
 come out lower index first (the ONNX rule, which onnxruntime follows).
@@ -15,7 +15,7 @@ from darp_onnx.load.attributes import node_attributes
 from darp_onnx.proxy.ops.common import result_for, to_int_list
 from darp_onnx.proxy.registry import add_converter, schema_versions
 
-__all__ = ["CumSum", "Gather", "GatherElements", "GatherND", "ScatterND", "TopK", "Trilu"]
+__all__ = ["CumSum", "Gather", "GatherElements", "GatherND", "ReverseSequence", "ScatterND", "TopK", "Trilu"]
 
 
 def _wrap(indices: torch.Tensor, size: int) -> torch.Tensor:
@@ -141,6 +141,26 @@ class CumSum(nn.Module):
         return f"exclusive={self.exclusive}, reverse={self.reverse}"
 
 
+class ReverseSequence(nn.Module):
+    """Each batch entry's first `lengths[b]` steps along `time_axis` reversed, the rest as they are (the
+    backward half of a Keras Bidirectional layer, as tf2onnx writes it)."""
+
+    def __init__(self, batch_axis: int, time_axis: int) -> None:
+        super().__init__()
+        self.batch_axis, self.time_axis = batch_axis, time_axis
+
+    def forward(self, x: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:
+        moved = x.movedim((self.batch_axis, self.time_axis), (0, 1))
+        steps = torch.arange(moved.shape[1], device=x.device).unsqueeze(0)
+        count = lengths.to(x.device).long().view(-1, 1)
+        order = torch.where(steps < count, count - 1 - steps, steps)
+        order = order.view(*order.shape, *([1] * (moved.dim() - 2))).expand_as(moved)
+        return torch.gather(moved, 1, order).movedim((0, 1), (self.batch_axis, self.time_axis))
+
+    def extra_repr(self) -> str:
+        return f"batch_axis={self.batch_axis}, time_axis={self.time_axis}"
+
+
 class TopK(nn.Module):
     """Values and int64 indices of the k largest (or smallest) entries along `axis`.
 
@@ -191,6 +211,12 @@ def convert_scatter_nd(node, ctx):
 @add_converter("Trilu")
 def convert_trilu(node, ctx):
     return result_for(node, Trilu(bool(node_attributes(node).get("upper", 1))))
+
+
+@add_converter("ReverseSequence")
+def convert_reverse_sequence(node, ctx):
+    attrs = node_attributes(node)
+    return result_for(node, ReverseSequence(int(attrs.get("batch_axis", 1)), int(attrs.get("time_axis", 0))))
 
 
 @add_converter("CumSum")
