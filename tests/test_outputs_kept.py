@@ -467,8 +467,8 @@ def test_a_picture_output_is_judged_by_psnr():
     classes = original / original.sum(axis=1, keepdims=True)  # a 3-class segmentation's Softmax: not a picture
     assert psnr_db(classes, classes) is None
     overshoot = original.copy()
-    overshoot[0, 0, 0, :2] = (-0.02, 1.02)  # waifu2x's pictures overshoot [0, 1] a little: still a peak of 1
-    assert psnr_db(washed, overshoot) == pytest.approx(fid.picture_psnr_db, abs=0.1)
+    overshoot[0, 0, :, :2] = (-0.3, 1.02)  # waifu2x's pictures overshoot [0, 1] (3% below 0): still a peak of 1
+    assert psnr_db(overshoot + np.float32(0.01), overshoot) == pytest.approx(40.0, abs=0.01)  # 10 log10(1 / 0.01^2)
     tanh = original * 2 - 1  # a generator's [-1, 1] pictures: a peak of 2, as [0, 1] pictures twice as large
     assert psnr_db(washed * 2 - 1, tanh) == pytest.approx(fid.picture_psnr_db, abs=1e-3)
     stacked = fidelity([washed[:, None]], [original[:, None]], names=["stylized"])  # whole feeds of batch 1

@@ -133,6 +133,9 @@ def plan_run(run, started: float) -> tuple[RunPlan, Dataset]:
     search_data, note = None, "full resolution"
     if config.search.method == "darp":
         search_data, note = reduced_search_data(run.proxy, dataset, config.resources.search_resolution, device)
+        if search_data is None and config.resources.search_resolution < 1:  # asked for, and not applied
+            run.progress("note", {"message": f"--search-resolution {config.resources.search_resolution:g} does "
+                                             f"not apply: {note}; the search runs at full resolution"})
     # step counts and batch all given: nothing to plan; counts alone: the batch that fits the budget (a PP-OCR
     # detector at 640x640 given 30 + 10 steps ran at batch 29, the memory's cap, far past --time-budget)
     planned_all = None not in (config.search.steps, config.recovery.steps, requested_batch)

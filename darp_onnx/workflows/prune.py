@@ -648,8 +648,9 @@ def recover(run: PruneRun, scores: Scores, masks: Masks) -> Recovered:
             if losses.diverged:  # training.steps.DivergenceGuard stopped it
                 run.progress("note", {"message": _diverged_note(losses, steps)})
             elif losses.ran() < steps:  # the schedule followed the clock: slower steps, fewer of them
-                run.progress("note", {"message": f"the fine-tune ran {losses.ran()} of its {steps} steps: the time "
-                                                 "budget ran out (its schedule followed the clock)"})
+                run.progress("note", {"message": f"the fine-tune ran {losses.ran()} of its {steps} steps: they ran "
+                                                 "slower than planned, and its schedule follows the clock to end "
+                                                 "within --time-budget"})
             if losses.lowered:
                 run.progress("note", {"message": lowered_note(losses.lowered)})
             steps = min(steps, losses.ran())

@@ -42,3 +42,14 @@ def test_full_or_too_small_scale_is_not_used(scale):
     proxy = build_proxy(load_model(ROOT / "sample_models" / "resnet.onnx"))
     small, _ = reduced_search_data(proxy, _digits(), scale)
     assert small is None
+
+
+def test_prune_says_when_the_resolution_asked_for_does_not_apply():
+    """deepbrain's 5-D volume: --search-resolution 0.5 was ignored in silence (the ViT here: a fixed size)."""
+    from darp_onnx import prune
+
+    notes = []
+    prune(str(ROOT / "sample_models" / "vit.onnx"), target_flops=0.6, search_steps=2, finetune_steps=1,
+          synthetic_samples=8, latency_runs=1, write=False, max_drift="off", search_resolution=0.5,
+          time_budget="5m", progress=lambda stage, info: notes.append(info.get("message", "")))
+    assert any("--search-resolution 0.5 does not apply: the model does not run at 0.5x" in n for n in notes)
