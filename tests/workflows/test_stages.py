@@ -192,21 +192,26 @@ def test_a_fine_tune_that_overflows_or_raises_the_loss_is_dropped():
     assert "overflow" in _fine_tune_harm(run, [np.full((4, 2), np.nan, np.float32)], 0.5)
 
 
+def _diverge_from_call(monkeypatch, module, first: int) -> None:
+    """`module`'s DivergenceGuard says the loss diverged from its `first`-th call (0-based) on, and stops."""
+    real = module.DivergenceGuard
+
+    def diverging(optimizer):
+        guard = real(optimizer)
+        calls = iter(range(10**6))
+        guard.diverged = lambda loss: next(calls) >= first
+        guard.go_on = lambda: False
+        return guard
+
+    monkeypatch.setattr(module, "DivergenceGuard", diverging)
+
+
 def test_a_fine_tune_stopped_by_divergence_says_so_and_counts_the_steps_it_ran(monkeypatch):
     """A face-mesh prune reported 51 fine-tune steps in --json after 3 ran (the loss diverged), and said
     nothing."""
     import darp_onnx.training.steps as steps_module
 
-    real = steps_module.DivergenceGuard
-
-    def diverging_at_the_fourth(optimizer):  # the loss of the fourth step: blown up
-        guard = real(optimizer)
-        calls = iter(range(10**6))
-        guard.diverged = lambda loss: next(calls) >= 3
-        guard.go_on = lambda: False
-        return guard
-
-    monkeypatch.setattr(steps_module, "DivergenceGuard", diverging_at_the_fourth)
+    _diverge_from_call(monkeypatch, steps_module, 3)  # the loss of the fourth step: blown up
     notes = []
     result = prune(RESNET, method="l1", target_flops=0.6, finetune_steps=8, synthetic_samples=8, latency_runs=1,
                    write=False, max_drift="off", progress=lambda stage, info: notes.append(info.get("message", "")))
@@ -219,16 +224,7 @@ def test_a_search_stopped_by_divergence_says_so(monkeypatch):
     search_steps showed it; a fine-tune stopping so says it."""
     import darp_onnx.search.darp as darp_module
 
-    real = darp_module.DivergenceGuard
-
-    def diverging_after_two(optimizer):
-        guard = real(optimizer)
-        calls = iter(range(10**6))
-        guard.diverged = lambda loss: next(calls) >= 2
-        guard.go_on = lambda: False
-        return guard
-
-    monkeypatch.setattr(darp_module, "DivergenceGuard", diverging_after_two)
+    _diverge_from_call(monkeypatch, darp_module, 2)
     notes = []
     result = prune(RESNET, target_flops=0.6, search_steps=6, finetune_steps=0, synthetic_samples=8, latency_runs=1,
                    write=False, max_drift="off", progress=lambda stage, info: notes.append(info.get("message", "")))
